@@ -1,0 +1,34 @@
+// ClickHouse client setup and the one tested helper that puts values into SQL text. Server-side
+// query parameters are not available on ClickHouse 18.16, so every value goes through `sqlString`
+// or `sqlInt`, and identifiers through `sqlIdent`.
+
+import type { ClickHouseClient } from "@clickhouse/client";
+import { createClient } from "@clickhouse/client";
+import { ValidationError } from "./errors.js";
+
+/** Creates a client for `url`; `database` is used by queries that name no database. */
+export function createClickHouse(url: string, database?: string): ClickHouseClient {
+  return createClient({
+    url,
+    database,
+    request_timeout: 30_000,
+    clickhouse_settings: { input_format_skip_unknown_fields: 1 },
+  });
+}
+
+/** A single-quoted SQL string literal, with backslashes and quotes escaped. */
+export function sqlString(value: string): string {
+  return `'${value.replace(/\\/g, "\\\\").replace(/'/g, "\\'").replace(/\n/g, "\\n").replace(/\r/g, "\\r").replace(/\0/g, "\\0")}'`;
+}
+
+/** A safe integer literal (throws on anything else). */
+export function sqlInt(value: number): string {
+  if (!Number.isSafeInteger(value)) throw new ValidationError(`not an integer: ${value}`);
+  return String(value);
+}
+
+/** An identifier (database or table name): letters, digits, underscores only. */
+export function sqlIdent(value: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(value)) throw new ValidationError(`bad identifier: ${value}`);
+  return value;
+}
