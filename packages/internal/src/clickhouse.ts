@@ -3,7 +3,7 @@
 // or `sqlInt`, and identifiers through `sqlIdent`.
 
 import type { ClickHouseClient } from "@clickhouse/client";
-import { createClient } from "@clickhouse/client";
+import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
 import { ValidationError } from "./errors.js";
 
 /** Creates a client for `url`; `database` is used by queries that name no database. */
@@ -13,6 +13,9 @@ export function createClickHouse(url: string, database?: string): ClickHouseClie
     database,
     request_timeout: 30_000,
     clickhouse_settings: { input_format_skip_unknown_fields: 1 },
+    // Failures reach callers as errors, which they log through pino; the client's own
+    // console logger would print them a second time, outside the structured log.
+    log: { level: ClickHouseLogLevel.OFF },
   });
 }
 

@@ -26,6 +26,8 @@ export const commonSchema = {
   STEPLINE_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   STEPLINE_DEV: envBool(false),
   STEPLINE_ADMIN_PORT: envInt(0, 0, 65535),
+  /** Interface the admin port binds to (0.0.0.0 in containers, so probes can reach it). */
+  STEPLINE_ADMIN_HOST: z.string().min(1).default("127.0.0.1"),
 };
 
 export const kafkaSchema = {

@@ -1,0 +1,29 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { loadCliConfig, loadEventApiConfig, schema } from "./config.js";
+
+describe("configuration", () => {
+  it("documents exactly the variables of the schema in the README's configuration table", () => {
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+    const section = readme.split("## Configuration")[1]?.split("\n## ")[0] ?? "";
+    const documented = [...section.matchAll(/^\|\s*`(STEPLINE_[A-Z0-9_]+)`\s*\|/gm)].map((m) => m[1]);
+    expect(documented.sort()).toEqual(Object.keys(schema).sort());
+  });
+
+  it("has working defaults and refuses a bad variable by name", () => {
+    const config = loadEventApiConfig({});
+    expect(config.STEPLINE_HTTP_PORT).toBe(8288);
+    expect(config.STEPLINE_ADMIN_PORT).toBe(8301);
+    expect(config.STEPLINE_DEV).toBe(false);
+    expect(() => loadEventApiConfig({ STEPLINE_EVENT_API_PRODUCE_TIMEOUT_MS: "soon" })).toThrow(
+      /STEPLINE_EVENT_API_PRODUCE_TIMEOUT_MS/,
+    );
+  });
+
+  it("gives the CLI the TenantService address", () => {
+    expect(loadCliConfig({})).toEqual({ addr: "127.0.0.1:50051" });
+    expect(loadCliConfig({ STEPLINE_EVENT_API_GRPC_ADDR: "10.0.0.1:7000" })).toEqual({
+      addr: "10.0.0.1:7000",
+    });
+  });
+});

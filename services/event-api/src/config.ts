@@ -1,0 +1,44 @@
+// event-api's configuration: the shared fragments plus the HTTP listener and produce deadline.
+// Also the CLI's tiny configuration, so that `process.env` is read only here and in main.ts.
+import {
+  commonSchema,
+  envAddr,
+  envInt,
+  grpcAddrSchema,
+  kafkaSchema,
+  loadConfig,
+  redisSchema,
+} from "@stepline/internal/config";
+import { z } from "zod";
+
+export const schema = {
+  ...commonSchema,
+  ...kafkaSchema,
+  ...redisSchema,
+  ...grpcAddrSchema,
+  STEPLINE_ADMIN_PORT: envInt(8301, 0, 65535),
+  /** The public HTTP API (events, sync, REST, dashboard). */
+  STEPLINE_HTTP_PORT: envInt(8288, 0, 65535),
+  /** Interface the public HTTP API binds to; 0.0.0.0 so SDK apps in containers can reach it. */
+  STEPLINE_EVENT_API_HTTP_HOST: z.string().min(1).default("0.0.0.0"),
+  /** How long POST /e waits for Kafka to acknowledge before answering 503. */
+  STEPLINE_EVENT_API_PRODUCE_TIMEOUT_MS: envInt(10_000, 100, 120_000),
+  /** Deadline of calls to runner (sync) and history (REST reads). */
+  STEPLINE_EVENT_API_RPC_TIMEOUT_MS: envInt(10_000, 100, 120_000),
+};
+
+export type Config = ReturnType<typeof loadEventApiConfig>;
+
+/** Parses event-api's configuration from `env` (throws ConfigError listing every bad variable). */
+export function loadEventApiConfig(env: NodeJS.ProcessEnv) {
+  return loadConfig(schema, env);
+}
+
+const cliSchema = {
+  STEPLINE_EVENT_API_GRPC_ADDR: envAddr("127.0.0.1:50051"),
+};
+
+/** The CLI's configuration: the TenantService address, read from this process's environment. */
+export function loadCliConfig(env: NodeJS.ProcessEnv = process.env): { addr: string } {
+  return { addr: loadConfig(cliSchema, env).STEPLINE_EVENT_API_GRPC_ADDR };
+}

@@ -1,0 +1,256 @@
+// The public HTTP API: events in (`POST /e/:key`), app sync (`POST /fn/register`), run reads
+// (`GET /v1/...`) and the dashboard placeholder. A factory, so tests drive it with `app.inject`.
+// Every error answer has one shape, `{"error": "...", "status": <code>}`, including fastify's own
+// (body too large, bad content type). URLs are never logged: they carry event keys.
+import type { Clock } from "@stepline/internal/clock";
+import { systemClock } from "@stepline/internal/clock";
+import {
+  httpStatusOf,
+  NotFoundError,
+  publicMessage,
+  TooLargeError,
+  UnauthenticatedError,
+  UnavailableError,
+  ValidationError,
+} from "@stepline/internal/errors";
+import { newId as defaultNewId } from "@stepline/internal/ids";
+import type { Logger } from "@stepline/internal/log";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import Fastify from "fastify";
+import { dashboardHtml } from "./dashboard.js";
+import {
+  buildRecords,
+  encodeRecord,
+  eventIdProblem,
+  MAX_REQUEST_BYTES,
+  parseJsonBody,
+  prepareEvents,
+} from "./events.js";
+import type { EventSink } from "./producer.js";
+import type { AppRegistry, HistoryReader } from "./rest.js";
+import { listMetadata, runIdProblem, runView } from "./rest.js";
+import { translateRegister } from "./sync.js";
+import type { EnvRef } from "./tenancy.js";
+
+/** How requests are mapped to tenants (the tenancy store, or a test's stand-in over real Redis). */
+export interface TenantResolver {
+  resolveEventKey(key: string): Promise<EnvRef | null>;
+  resolveSigningKey(token: string): Promise<EnvRef | null>;
+}
+
+export interface HttpDeps {
+  log: Logger;
+  tenants: TenantResolver;
+  /** Dev mode's default tenant: unknown or missing keys land here. Null in production. */
+  devTenant: EnvRef | null;
+  sink: EventSink;
+  registry: AppRegistry;
+  history: HistoryReader;
+  clock?: Clock;
+  newId?: () => string;
+}
+
+const MAX_PARAM_LENGTH = 1024;
+const REQUEST_LIMIT_TEXT = `the request body exceeds the 3 MiB limit (${MAX_REQUEST_BYTES} bytes); send fewer events per request`;
+
+/** Builds the fastify app (not listening; call `listen` or `inject`). */
+export function buildHttpApp(deps: HttpDeps): FastifyInstance {
+  const log = deps.log.child({ component: "http" });
+  const clock = deps.clock ?? systemClock;
+  const newId = deps.newId ?? defaultNewId;
+  // No fastify logger: its request logs would carry URLs, and URLs carry event keys.
+  // Event ids (user idempotency keys) may be 256 characters, more once URL-encoded.
+  const app = Fastify({
+    bodyLimit: MAX_REQUEST_BYTES,
+    logger: false,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Router errors would echo the path (which may hold an event key); answer without it.
+    frameworkErrors: (err, _req, reply) => {
+      const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 400;
+      const error =
+        err.code === "FST_ERR_MAX_PARAM_LENGTH"
+          ? `a path segment is too long (at most ${MAX_PARAM_LENGTH} characters)`
+          : "malformed request path";
+      void (reply as FastifyReply).status(status).send({ error, status });
+    },
+  });
+
+  // Bodies are parsed here, not by fastify, so every parse error gets our message.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const status = errorStatus(err);
+    if (status >= 500 && !(err instanceof UnavailableError)) {
+      log.error({ err, route: req.routeOptions.url, method: req.method }, "request failed");
+    }
+    void reply.status(status).send({ error: errorMessage(err, status), status });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply
+      .status(404)
+      .send({ error: `no such endpoint: ${req.method} (see GET / for the list)`, status: 404 });
+  });
+  app.addHook("onResponse", async (req, reply) => {
+    log.debug(
+      { method: req.method, route: req.routeOptions.url, status: reply.statusCode, ms: reply.elapsedTime },
+      "request",
+    );
+  });
+
+  // Resolves the tenant of a request; a store failure is a 503, not a 500.
+  const resolve = async (lookup: () => Promise<EnvRef | null>): Promise<EnvRef | null> => {
+    try {
+      return await lookup();
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, "tenancy lookup failed");
+      throw new UnavailableError("the tenancy store is unavailable; retry later");
+    }
+  };
+
+  const bySigningKey = async (req: FastifyRequest, what: string): Promise<EnvRef> => {
+    const token = bearerOf(req);
+    const ref = token ? await resolve(() => deps.tenants.resolveSigningKey(token)) : null;
+    if (ref) return ref;
+    if (deps.devTenant) return deps.devTenant;
+    throw new UnauthenticatedError(
+      token
+        ? `unauthorized: the signing key is not known (${what})`
+        : `unauthorized: send "Authorization: Bearer <signing key>" (${what})`,
+    );
+  };
+
+  const ingest = async (key: string, req: FastifyRequest, reply: FastifyReply) => {
+    let ref = key ? await resolve(() => deps.tenants.resolveEventKey(key)) : null;
+    if (!ref && deps.devTenant) ref = deps.devTenant;
+    if (!ref) {
+      throw new UnauthenticatedError(
+        key ? "event key not found" : "event key is required: POST /e/<event key>",
+      );
+    }
+    checkContentType(req);
+    const receivedAt = clock.now();
+    const events = prepareEvents(parseJsonBody(req.body as Buffer | undefined), receivedAt, newId);
+    const records = buildRecords(ref, events, receivedAt);
+    await deps.sink.produce(records.map((r) => ({ key: r.accountId, value: encodeRecord(r) })));
+    return reply.send({ ids: events.map((e) => e.id), status: 200 });
+  };
+
+  app.post<{ Params: { key: string } }>("/e/:key", (req, reply) => ingest(req.params.key, req, reply));
+  app.post("/e", (req, reply) => ingest(headerOf(req, "x-inngest-event-key"), req, reply));
+  app.post("/e/", (req, reply) => ingest(headerOf(req, "x-inngest-event-key"), req, reply));
+
+  app.post("/fn/register", async (req, reply) => {
+    const ref = await bySigningKey(req, "sync needs the environment's signing key");
+    checkContentType(req);
+    const request = translateRegister(parseJsonBody(req.body as Buffer | undefined), ref);
+    let modified: boolean;
+    try {
+      ({ modified } = await deps.registry.syncApp(request));
+    } catch (err) {
+      if (err instanceof UnavailableError) {
+        throw new UnavailableError("the function registry (runner) is unavailable; retry the sync");
+      }
+      throw err;
+    }
+    log.info(
+      {
+        environmentId: ref.environmentId,
+        appId: request.appId,
+        functions: request.functions.length,
+        modified,
+      },
+      "app synced",
+    );
+    return reply.send({ status: 200, modified });
+  });
+
+  app.get<{ Params: { eventId: string } }>("/v1/events/:eventId/runs", async (req, reply) => {
+    const ref = await bySigningKey(req, "the REST API needs a signing key");
+    const problem = eventIdProblem(req.params.eventId);
+    if (problem) throw new ValidationError(`event id ${problem}`);
+    const runs = await historyCall(() => deps.history.listEventRuns(ref.environmentId, req.params.eventId));
+    return reply.send({ data: runs.map(runView), metadata: listMetadata(clock.now()) });
+  });
+
+  app.get<{ Params: { runId: string } }>("/v1/runs/:runId", async (req, reply) => {
+    const ref = await bySigningKey(req, "the REST API needs a signing key");
+    const problem = runIdProblem(req.params.runId);
+    if (problem) throw new ValidationError(problem);
+    try {
+      const run = await historyCall(() => deps.history.getRun(ref.environmentId, req.params.runId));
+      return reply.send({ data: runView(run) });
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new NotFoundError(`run ${req.params.runId} not found`);
+      throw err;
+    }
+  });
+
+  app.get("/", async (_req, reply) =>
+    reply.type("text/html; charset=utf-8").send(dashboardHtml(deps.devTenant !== null)),
+  );
+
+  return app;
+}
+
+async function historyCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof UnavailableError) {
+      throw new UnavailableError("run history (the history service) is unavailable; retry later");
+    }
+    throw err;
+  }
+}
+
+function headerOf(req: FastifyRequest, name: string): string {
+  const v = req.headers[name];
+  return (Array.isArray(v) ? v[0] : v) ?? "";
+}
+
+/** The token of `Authorization: Bearer <token>` (empty when absent or the SDK's dev "undefined"). */
+function bearerOf(req: FastifyRequest): string {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(headerOf(req, "authorization"));
+  const token = m?.[1] ?? "";
+  return token === "undefined" || token === "null" ? "" : token;
+}
+
+const JSON_TYPES = new Set(["application/json", "text/plain", ""]);
+
+// JSON is accepted as application/json (what the SDK sends), text/plain (fetch's default for a
+// string body) or with no content type; anything else (e.g. curl's form default) is refused.
+function checkContentType(req: FastifyRequest): void {
+  const type = (headerOf(req, "content-type").split(";")[0] ?? "").trim().toLowerCase();
+  if (JSON_TYPES.has(type) || type.endsWith("+json")) return;
+  throw new UnsupportedMediaTypeError(
+    `unsupported content type "${type}": send JSON with "Content-Type: application/json"`,
+  );
+}
+
+class UnsupportedMediaTypeError extends ValidationError {
+  override name = "UnsupportedMediaTypeError";
+}
+
+function errorStatus(err: FastifyError): number {
+  if (err instanceof UnsupportedMediaTypeError) return 415;
+  if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE") return 413;
+  if (err.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") return 415;
+  const ours = httpStatusOf(err);
+  if (ours !== 500) return ours;
+  // fastify's own client errors (bad content length, aborted body) keep their 4xx status.
+  if (err.code?.startsWith("FST_") && err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+    return err.statusCode;
+  }
+  return 500;
+}
+
+function errorMessage(err: FastifyError, status: number): string {
+  if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE") return REQUEST_LIMIT_TEXT;
+  if (err.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
+    return 'invalid content type: send JSON with "Content-Type: application/json"';
+  }
+  if (err instanceof TooLargeError || err instanceof ValidationError) return err.message;
+  if (status < 500 && err.code?.startsWith("FST_")) return err.message;
+  return publicMessage(err);
+}

@@ -1,0 +1,82 @@
+// event-api: wiring only. Redis (tenancy), the Kafka producer (events), gRPC clients of runner
+// (sync) and history (REST reads), the TenantService gRPC server, the public HTTP API and the
+// admin port.
+import { ConfigError } from "@stepline/internal/config";
+import { createClient, startGrpcServer } from "@stepline/internal/grpc";
+import { createKafka, topicNames } from "@stepline/internal/kafka";
+import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
+import { createLogger } from "@stepline/internal/log";
+import { createRedis } from "@stepline/internal/redis";
+import { HistoryServiceClient } from "@stepline/proto/stepline/history/v1/history_service";
+import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
+import { loadEventApiConfig } from "./config.js";
+import { buildHttpApp } from "./http.js";
+import { EventProducer } from "./producer.js";
+import { historyOverGrpc, registryOverGrpc } from "./rest.js";
+import { TenancyStore } from "./tenancy.js";
+import { tenantService } from "./tenant-server.js";
+
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadEventApiConfig>;
+  try {
+    config = loadEventApiConfig(process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`event-api: ${err.message}\n`);
+    process.exit(1);
+  }
+  const log = createLogger("event-api", config.STEPLINE_LOG_LEVEL);
+
+  const redis = createRedis(config.STEPLINE_REDIS_URL, log);
+  const tenancy = new TenancyStore(redis);
+  const devTenant = config.STEPLINE_DEV ? await tenancy.ensureDevTenant() : null;
+  if (devTenant) log.info({ accountId: devTenant.accountId, environmentId: devTenant.id }, "dev mode");
+
+  const kafka = createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-event-api", log);
+  const producer = new EventProducer(kafka, {
+    topic: topicNames(config.STEPLINE_KAFKA_TOPIC_PREFIX).events,
+    timeoutMs: config.STEPLINE_EVENT_API_PRODUCE_TIMEOUT_MS,
+    log: log.child({ component: "producer" }),
+  });
+  producer.start();
+
+  const runner = createClient(RunnerServiceClient, config.STEPLINE_RUNNER_GRPC_ADDR);
+  const history = createClient(HistoryServiceClient, config.STEPLINE_HISTORY_GRPC_ADDR);
+  const rpcTimeout = config.STEPLINE_EVENT_API_RPC_TIMEOUT_MS;
+
+  const grpc = await startGrpcServer(config.STEPLINE_EVENT_API_GRPC_ADDR, [tenantService(tenancy, log)]);
+  const http = buildHttpApp({
+    log,
+    tenants: tenancy,
+    devTenant: devTenant ? { accountId: devTenant.accountId, environmentId: devTenant.id } : null,
+    sink: producer,
+    registry: registryOverGrpc(runner, rpcTimeout),
+    history: historyOverGrpc(history, rpcTimeout),
+  });
+  await http.listen({ port: config.STEPLINE_HTTP_PORT, host: config.STEPLINE_EVENT_API_HTTP_HOST });
+  const admin = await startAdminServer(
+    config.STEPLINE_ADMIN_PORT,
+    async () => producer.connected() && (await redis.ping()) === "PONG",
+    config.STEPLINE_ADMIN_HOST,
+  );
+  log.info(
+    { httpPort: config.STEPLINE_HTTP_PORT, grpcPort: grpc.port, adminPort: admin.port },
+    "event-api listening",
+  );
+
+  onShutdown(log, async () => {
+    // Stop taking requests first; in-flight ones finish (their Kafka sends included).
+    await http.close();
+    await grpc.close();
+    await producer.stop();
+    runner.close();
+    history.close();
+    await admin.close();
+    redis.disconnect();
+  });
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`event-api failed to start: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

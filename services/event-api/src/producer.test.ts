@@ -1,0 +1,148 @@
+// When Kafka cannot take the events, POST /e answers 5xx (never a false 200); when Kafka finds a
+// batch too large, 413. Real Kafka (or a closed port), no stand-ins.
+import { createServer } from "node:net";
+import { createKafka } from "@stepline/internal/kafka";
+import { createLogger } from "@stepline/internal/log";
+import { Redis } from "ioredis";
+import type { Admin, Kafka } from "kafkajs";
+import { Kafka as KafkaClient, logLevel } from "kafkajs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildHttpApp } from "./http.js";
+import { EventProducer, mapKafkaError } from "./producer.js";
+import type { AppRegistry, HistoryReader } from "./rest.js";
+import type { Environment } from "./tenancy.js";
+import { TenancyStore } from "./tenancy.js";
+import { requireEnv, uniqueTag } from "./test-helpers.js";
+
+const brokers = requireEnv("STEPLINE_TEST_KAFKA_BROKERS");
+const redisUrl = requireEnv("STEPLINE_TEST_REDIS_URL");
+const log = createLogger("event-api-test", "silent");
+const tag = uniqueTag();
+const keyPrefix = `test-producer-${tag}:{t}:`;
+const unused = () => Promise.reject(new Error("not in this test"));
+const registry: AppRegistry = { syncApp: unused };
+const history: HistoryReader = { getRun: unused, listEventRuns: unused };
+
+let redis: Redis;
+let store: TenancyStore;
+let env: Environment;
+let kafka: Kafka;
+let admin: Admin;
+const topics: string[] = [];
+const stops: Array<() => Promise<unknown>> = [];
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function appWith(producer: EventProducer) {
+  const app = buildHttpApp({ log, tenants: store, devTenant: null, sink: producer, registry, history });
+  stops.push(
+    () => app.close(),
+    () => producer.stop(),
+  );
+  return app;
+}
+
+const post = (app: ReturnType<typeof appWith>, body: unknown) =>
+  app.inject({
+    method: "POST",
+    url: `/e/${env.eventKeys[0]}`,
+    headers: { "content-type": "application/json" },
+    payload: JSON.stringify(body),
+  });
+
+beforeAll(async () => {
+  redis = new Redis(redisUrl);
+  store = new TenancyStore(redis, { prefix: keyPrefix });
+  env = await store.createEnvironment((await store.createAccount("acme")).id, "production");
+  kafka = createKafka(brokers, "event-api-test", log);
+  admin = kafka.admin();
+  await admin.connect();
+});
+
+afterAll(async () => {
+  for (const stop of stops.reverse()) await stop();
+  await admin.deleteTopics({ topics }).catch(() => undefined);
+  await admin.disconnect();
+  const keys = await redis.keys(`${keyPrefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
+});
+
+describe("EventProducer when Kafka fails", () => {
+  it("answers 503 with an error while Kafka is unreachable, and reports not ready", async () => {
+    const port = await freePort();
+    const unreachable = new KafkaClient({
+      brokers: [`127.0.0.1:${port}`],
+      connectionTimeout: 200,
+      retry: { retries: 1, initialRetryTime: 50 },
+      logLevel: logLevel.NOTHING,
+    });
+    const producer = new EventProducer(unreachable, {
+      topic: "never",
+      timeoutMs: 500,
+      log,
+      reconnectMs: 100,
+    });
+    producer.start();
+    const app = appWith(producer);
+    const res = await post(app, { name: "shop/order.placed" });
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toEqual({ error: expect.stringMatching(/Kafka\) is unavailable/), status: 503 });
+    expect(producer.connected()).toBe(false);
+  });
+
+  it("answers 503 when Kafka does not acknowledge within the produce timeout", async () => {
+    // A topic that does not exist (auto-creation is off): the broker never takes the batch.
+    const producer = new EventProducer(kafka, {
+      topic: `test-eventapi-${tag}-missing.events`,
+      timeoutMs: 300,
+      log,
+      retry: { retries: 3, initialRetryTime: 200 },
+    });
+    producer.start();
+    await producer.whenConnected();
+    const app = appWith(producer);
+    const started = Date.now();
+    const res = await post(app, { name: "shop/order.placed" });
+    expect(res.statusCode).toBe(503);
+    expect(res.json().error).toMatch(/did not acknowledge the events within 300 ms/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it("answers 413 when Kafka rejects the batch as too large, and keeps working afterwards", async () => {
+    const topic = `test-eventapi-${tag}-small.events`;
+    topics.push(topic);
+    await admin.createTopics({
+      topics: [{ topic, numPartitions: 1, configEntries: [{ name: "max.message.bytes", value: "20000" }] }],
+      waitForLeaders: true,
+    });
+    const producer = new EventProducer(kafka, { topic, timeoutMs: 10_000, log });
+    producer.start();
+    await producer.whenConnected();
+    const app = appWith(producer);
+    const big = await post(app, { name: "big", data: { blob: "x".repeat(50_000) } });
+    expect(big.statusCode).toBe(413);
+    expect(big.json().error).toMatch(/too large/);
+    const small = await post(app, { name: "small" });
+    expect(small.statusCode).toBe(200);
+    const offsets = await admin.fetchTopicOffsets(topic);
+    expect(offsets.reduce((n, p) => n + Number(p.high), 0)).toBe(1);
+  });
+});
+
+describe("mapKafkaError", () => {
+  it("maps a wrapped too-large error to TooLargeError and anything else to UnavailableError", () => {
+    const tooLarge = { name: "KafkaJSNumberOfRetriesExceeded", cause: { type: "MESSAGE_TOO_LARGE" } };
+    expect(mapKafkaError(tooLarge).name).toBe("TooLargeError");
+    expect(mapKafkaError(new Error("ECONNREFUSED")).name).toBe("UnavailableError");
+  });
+});

@@ -1,0 +1,216 @@
+// The Kafka producer of the `events` topic. A request's events always travel in one
+// `producer.send` (acks = all, idempotent producer, one request in flight), and the request is
+// answered only after that send resolved. Sends are group-committed: while one send is in flight,
+// the requests that arrive wait and then go together in the next send, so throughput does not
+// collapse to one round trip per HTTP request (idle latency is unchanged: no waiting for a batch).
+
+import { TooLargeError, UnavailableError } from "@stepline/internal/errors";
+import type { Logger } from "@stepline/internal/log";
+import type { Kafka, Message, Producer, RetryOptions } from "kafkajs";
+import { Partitioners } from "kafkajs";
+
+export interface ProducerOptions {
+  topic: string;
+  /** How long a request waits for Kafka's acknowledgement before it is answered 503. */
+  timeoutMs: number;
+  log: Logger;
+  /** Requests are merged into one send up to this many bytes (a bigger request goes alone). */
+  maxBatchBytes?: number;
+  /** Requests allowed to wait for a send before new ones are refused with 503. */
+  maxQueued?: number;
+  /** Delay between connection attempts while Kafka is unreachable. */
+  reconnectMs?: number;
+  /** kafkajs retries of one send; bounded so a send during an outage ends (its request got a 503). */
+  retry?: RetryOptions;
+}
+
+/** The part of the producer the HTTP layer uses. */
+export interface EventSink {
+  /** Produces the messages; resolves once Kafka acknowledged them (UnavailableError/TooLargeError otherwise). */
+  produce(messages: Message[]): Promise<void>;
+}
+
+interface Pending {
+  messages: Message[];
+  bytes: number;
+  settled: boolean;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+/** An idempotent Kafka producer with group commit, connection retries and readiness. */
+export class EventProducer implements EventSink {
+  private readonly producer: Producer;
+  private readonly queue: Pending[] = [];
+  private inFlight: Promise<void> | null = null;
+  private isConnected = false;
+  private stopping = false;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private readonly maxBatchBytes: number;
+  private readonly reconnectMs: number;
+  private readonly maxQueued: number;
+  private connectedWaiters: Array<() => void> = [];
+
+  constructor(
+    kafka: Kafka,
+    private readonly opts: ProducerOptions,
+  ) {
+    this.maxBatchBytes = opts.maxBatchBytes ?? 512 * 1024;
+    this.reconnectMs = opts.reconnectMs ?? 1_000;
+    this.maxQueued = opts.maxQueued ?? 10_000;
+    this.producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      retry: opts.retry ?? { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 },
+    });
+    this.producer.on(this.producer.events.DISCONNECT, () => {
+      this.isConnected = false;
+      if (!this.stopping) this.scheduleConnect();
+    });
+  }
+
+  /** Starts connecting in the background (retrying until it works or stop() is called). */
+  start(): void {
+    void this.connect();
+  }
+
+  /** True once connected (readiness). */
+  connected(): boolean {
+    return this.isConnected;
+  }
+
+  /** Resolves when the producer is connected (tests and startup logs). */
+  whenConnected(): Promise<void> {
+    if (this.isConnected) return Promise.resolve();
+    return new Promise((resolve) => this.connectedWaiters.push(resolve));
+  }
+
+  private async connect(): Promise<void> {
+    this.reconnectTimer = null;
+    if (this.stopping) return;
+    try {
+      await this.producer.connect();
+      this.isConnected = true;
+      this.opts.log.info({ topic: this.opts.topic }, "kafka producer connected");
+      for (const w of this.connectedWaiters.splice(0)) w();
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, "kafka producer cannot connect; retrying");
+      this.scheduleConnect();
+    }
+  }
+
+  private scheduleConnect(): void {
+    if (this.reconnectTimer || this.stopping) return;
+    this.reconnectTimer = setTimeout(() => void this.connect(), this.reconnectMs);
+  }
+
+  produce(messages: Message[]): Promise<void> {
+    if (this.stopping) return Promise.reject(new UnavailableError("event-api is shutting down; retry"));
+    if (!this.isConnected) {
+      return Promise.reject(new UnavailableError("the event stream (Kafka) is unavailable; retry later"));
+    }
+    // Backpressure: when Kafka is slow, refuse at once rather than hold ever more requests.
+    if (this.queue.length >= this.maxQueued) {
+      return Promise.reject(
+        new UnavailableError("too many requests are waiting for the event stream; retry"),
+      );
+    }
+    const bytes = messages.reduce((n, m) => n + (m.value?.length ?? 0) + 64, 0);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (p.settled) return;
+        p.settled = true;
+        reject(
+          new UnavailableError(
+            `Kafka did not acknowledge the events within ${this.opts.timeoutMs} ms; retry (events sent with an id are deduplicated)`,
+          ),
+        );
+      }, this.opts.timeoutMs);
+      const p: Pending = {
+        messages,
+        bytes,
+        settled: false,
+        resolve: () => {
+          clearTimeout(timer);
+          if (!p.settled) resolve();
+          p.settled = true;
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          if (!p.settled) reject(err);
+          p.settled = true;
+        },
+      };
+      this.queue.push(p);
+      this.pump();
+    });
+  }
+
+  // Starts the next send when none is in flight: every waiting request (not yet timed out) up to
+  // maxBatchBytes, always at least one.
+  private pump(): void {
+    if (this.inFlight) return;
+    const batch: Pending[] = [];
+    let bytes = 0;
+    while (this.queue.length > 0) {
+      const next = this.queue[0] as Pending;
+      if (next.settled) {
+        this.queue.shift();
+        continue;
+      }
+      if (batch.length > 0 && bytes + next.bytes > this.maxBatchBytes) break;
+      batch.push(next);
+      bytes += next.bytes;
+      this.queue.shift();
+    }
+    if (batch.length === 0) return;
+    this.inFlight = this.send(batch).finally(() => {
+      this.inFlight = null;
+      this.pump();
+    });
+  }
+
+  private async send(batch: Pending[]): Promise<void> {
+    try {
+      await this.producer.send({
+        topic: this.opts.topic,
+        acks: -1,
+        timeout: this.opts.timeoutMs,
+        messages: batch.flatMap((p) => p.messages),
+      });
+      for (const p of batch) p.resolve();
+    } catch (err) {
+      const mapped = mapKafkaError(err);
+      this.opts.log.warn({ err: (err as Error).message, requests: batch.length }, "produce to kafka failed");
+      for (const p of batch) p.reject(mapped);
+    }
+  }
+
+  /** Stops taking requests, waits for the send in flight, and disconnects. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    await this.inFlight;
+    for (const p of this.queue.splice(0)) p.reject(new UnavailableError("event-api is shutting down; retry"));
+    await this.producer.disconnect().catch(() => undefined);
+  }
+}
+
+/** A Kafka failure as the closed error set: a batch Kafka finds too large is 413, anything else 503. */
+export function mapKafkaError(err: unknown): Error {
+  type Chain = { type?: string; cause?: unknown; originalError?: unknown } | undefined;
+  let e = err as Chain;
+  // kafkajs wraps the broker's error (retries exceeded, non-retriable); a few levels suffice.
+  for (let depth = 0; e && depth < 5; depth++) {
+    if (e.type === "MESSAGE_TOO_LARGE" || e.type === "RECORD_LIST_TOO_LARGE") {
+      return new TooLargeError(
+        "Kafka rejected the events as too large together; send fewer or smaller events per request",
+      );
+    }
+    e = (e.cause ?? e.originalError) as Chain;
+  }
+  return new UnavailableError("the event stream (Kafka) is unavailable; retry later");
+}

@@ -1,0 +1,103 @@
+// The REST API's reads of runs: HistoryService calls and the JSON shapes users and the SDK read
+// (`GET /v1/events/:eventId/runs`, `GET /v1/runs/:runId`).
+import { callUnary } from "@stepline/internal/grpc";
+import type { HistoryServiceClient, Run } from "@stepline/proto/stepline/history/v1/history_service";
+import type {
+  RunnerServiceClient,
+  SyncAppRequest,
+  SyncAppResponse,
+} from "@stepline/proto/stepline/runner/v1/runner_service";
+import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
+
+/** Reads of past and current runs, scoped to one environment. */
+export interface HistoryReader {
+  /** One run; NotFoundError when the environment has no such run. */
+  getRun(environmentId: string, runId: string): Promise<Run>;
+  /** The runs an event started, oldest first. */
+  listEventRuns(environmentId: string, eventId: string): Promise<Run[]>;
+}
+
+/** The app registry, as /fn/register needs it. */
+export interface AppRegistry {
+  syncApp(req: SyncAppRequest): Promise<SyncAppResponse>;
+}
+
+/** A HistoryReader over HistoryService gRPC. */
+export function historyOverGrpc(client: HistoryServiceClient, deadlineMs: number): HistoryReader {
+  return {
+    async getRun(environmentId, runId) {
+      const res = await callUnary(client.getRun.bind(client), { environmentId, runId }, deadlineMs);
+      if (!res.run) throw new Error("GetRun answered without a run");
+      return res.run;
+    },
+    async listEventRuns(environmentId, eventId) {
+      return (await callUnary(client.listEventRuns.bind(client), { environmentId, eventId }, deadlineMs))
+        .runs;
+    },
+  };
+}
+
+/** An AppRegistry over RunnerService gRPC. */
+export function registryOverGrpc(client: RunnerServiceClient, deadlineMs: number): AppRegistry {
+  return { syncApp: (req) => callUnary(client.syncApp.bind(client), req, deadlineMs) };
+}
+
+/** A run as the REST API shows it. */
+export interface RunView {
+  run_id: string;
+  event_id: string;
+  function_id: string;
+  status: "Running" | "Completed" | "Failed" | "Cancelled";
+  run_started_at: string;
+  ended_at: string | null;
+  output: unknown;
+  error?: unknown;
+}
+
+const STATUS: Record<number, RunView["status"]> = {
+  [RunStatus.RUN_STATUS_RUNNING]: "Running",
+  [RunStatus.RUN_STATUS_COMPLETED]: "Completed",
+  [RunStatus.RUN_STATUS_FAILED]: "Failed",
+  [RunStatus.RUN_STATUS_CANCELLED]: "Cancelled",
+};
+
+/** Translates a HistoryService run into the REST shape. */
+export function runView(run: Run): RunView {
+  const view: RunView = {
+    run_id: run.runId,
+    event_id: run.eventId,
+    function_id: run.functionId,
+    // A run history knows of but whose status is unset has started and not ended.
+    status: STATUS[run.status] ?? "Running",
+    run_started_at: new Date(run.startedAtMs).toISOString(),
+    ended_at: run.endedAtMs > 0 ? new Date(run.endedAtMs).toISOString() : null,
+    output: parseOrRaw(run.outputJson) ?? null,
+  };
+  const error = parseOrRaw(run.errorJson);
+  if (error !== undefined) view.error = error;
+  return view;
+}
+
+// Stored JSON is parsed; text that is not JSON is returned as it is rather than hidden.
+function parseOrRaw(json: string): unknown {
+  if (!json) return undefined;
+  try {
+    return JSON.parse(json);
+  } catch {
+    return json;
+  }
+}
+
+/** The `metadata` object of list answers. */
+export function listMetadata(nowMs: number): { fetched_at: string; cached_until: null } {
+  return { fetched_at: new Date(nowMs).toISOString(), cached_until: null };
+}
+
+const RUN_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Why `id` is not a usable run id (null when it is). */
+export function runIdProblem(id: string): string | null {
+  if (!id) return "run id is required";
+  if (!RUN_ID.test(id)) return "run id must be 1 to 128 of letters, digits, '.', '_', ':' and '-'";
+  return null;
+}

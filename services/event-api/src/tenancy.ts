@@ -1,0 +1,344 @@
+// The tenancy store: accounts, environments, event keys and signing keys, durably in Redis under
+// the `t:` prefix, plus the lookups that authenticate requests (event key -> environment, hashed
+// signing key -> environment). Every key shares the hash tag `{t}`, so the MULTI transactions
+// below stay in one Redis Cluster slot; tenancy is small control-plane data, and the hot path
+// (event-key lookups) is cached in-process.
+import type { Clock } from "@stepline/internal/clock";
+import { systemClock } from "@stepline/internal/clock";
+import { ConflictError, NotFoundError, ValidationError } from "@stepline/internal/errors";
+import { isUlid, newId } from "@stepline/internal/ids";
+import type { Redis } from "ioredis";
+import { eventKeyDigest, hashSigningKey, isSigningKeyShaped, newEventKey, newSigningKey } from "./keys.js";
+
+export interface Account {
+  id: string;
+  name: string;
+  createdAtMs: number;
+}
+
+export interface Environment {
+  id: string;
+  accountId: string;
+  name: string;
+  /** Oldest first. */
+  eventKeys: string[];
+  /** The full signing key `signkey-<slug>-<hex>`. */
+  signingKey: string;
+  createdAtMs: number;
+}
+
+/** Which tenant a request belongs to. */
+export interface EnvRef {
+  accountId: string;
+  environmentId: string;
+}
+
+/** Fixed ids of dev mode's default tenant (valid ULIDs, so every service accepts them). */
+export const DEV_ACCOUNT_ID = "00000000000000000000DEVACC";
+export const DEV_ENVIRONMENT_ID = "00000000000000000000DEVENV";
+export const DEV_ACCOUNT_NAME = "default";
+export const DEV_ENVIRONMENT_NAME = "dev";
+
+export const DEFAULT_PREFIX = "t:{t}:";
+
+const MAX_ACCOUNT_NAME = 100;
+const MAX_ENV_NAME = 64;
+const ENV_NAME = /^[A-Za-z0-9][A-Za-z0-9 _.-]*$/;
+// Printable characters only: names end up in tables, logs and signing-key slugs.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+export interface TenancyOptions {
+  /** Key prefix; must contain the hash tag. Tests pass their own to isolate themselves. */
+  prefix?: string;
+  clock?: Clock;
+  /** How long a resolved key stays cached in-process (keys are never revoked yet). */
+  cacheTtlMs?: number;
+  /** How long an unknown key stays cached, so floods of bad keys do not all reach Redis. */
+  negativeCacheTtlMs?: number;
+}
+
+interface CacheEntry {
+  ref: EnvRef | null;
+  expiresAt: number;
+}
+
+const CACHE_MAX = 10_000;
+
+/** The Redis-backed tenancy store. */
+export class TenancyStore {
+  private readonly p: string;
+  private readonly clock: Clock;
+  private readonly ttl: number;
+  private readonly negativeTtl: number;
+  private readonly cache = new Map<string, CacheEntry>();
+
+  constructor(
+    private readonly redis: Redis,
+    opts: TenancyOptions = {},
+  ) {
+    this.p = opts.prefix ?? DEFAULT_PREFIX;
+    this.clock = opts.clock ?? systemClock;
+    this.ttl = opts.cacheTtlMs ?? 60_000;
+    this.negativeTtl = opts.negativeCacheTtlMs ?? 2_000;
+  }
+
+  private k = {
+    accounts: () => `${this.p}accounts`,
+    account: (id: string) => `${this.p}acct:${id}`,
+    accountEnvs: (id: string) => `${this.p}acct:${id}:envs`,
+    accountEnvNames: (id: string) => `${this.p}acct:${id}:envnames`,
+    env: (id: string) => `${this.p}env:${id}`,
+    envEventKeys: (id: string) => `${this.p}env:${id}:eventkeys`,
+    eventKeyIndex: () => `${this.p}idx:eventkey`,
+    signingKeyIndex: () => `${this.p}idx:signkey`,
+  };
+
+  /** Creates an account (a new one on every call; names need not be unique). */
+  async createAccount(name: string): Promise<Account> {
+    const clean = validateAccountName(name);
+    const account: Account = { id: newId(), name: clean, createdAtMs: this.clock.now() };
+    await this.redis
+      .multi()
+      .hset(this.k.account(account.id), toHash(account))
+      .zadd(this.k.accounts(), String(account.createdAtMs), account.id)
+      .exec()
+      .then(checkExec);
+    return account;
+  }
+
+  /** Every account, oldest first. */
+  async listAccounts(): Promise<Account[]> {
+    const ids = await this.redis.zrange(this.k.accounts(), "0", "-1");
+    const rows = await Promise.all(ids.map((id) => this.redis.hgetall(this.k.account(id))));
+    return rows.filter((r) => r.id).map(parseAccount);
+  }
+
+  /** One account; NotFoundError when it does not exist. */
+  async getAccount(id: string): Promise<Account> {
+    requireId("account_id", id);
+    const row = await this.redis.hgetall(this.k.account(id));
+    if (!row.id) throw new NotFoundError(`account ${id} not found`);
+    return parseAccount(row);
+  }
+
+  /** Creates an environment with one event key and one signing key. Names are unique per account. */
+  async createEnvironment(accountId: string, name: string): Promise<Environment> {
+    const clean = validateEnvName(name);
+    await this.getAccount(accountId);
+    const env: Environment = {
+      id: newId(),
+      accountId,
+      name: clean,
+      eventKeys: [newEventKey()],
+      signingKey: newSigningKey(clean),
+      createdAtMs: this.clock.now(),
+    };
+    await this.reserveName(accountId, clean, env.id);
+    await this.writeEnvironment(env);
+    return env;
+  }
+
+  // HSETNX makes the name check atomic; a reservation whose environment was never written (a
+  // create that crashed in between) is taken over rather than blocking the name forever.
+  private async reserveName(accountId: string, name: string, envId: string): Promise<void> {
+    const names = this.k.accountEnvNames(accountId);
+    const field = name.toLowerCase();
+    if ((await this.redis.hsetnx(names, field, envId)) === 1) return;
+    const holder = await this.redis.hget(names, field);
+    if (holder && (await this.redis.exists(this.k.env(holder))) === 1) {
+      throw new ConflictError(`environment "${name}" already exists in account ${accountId}`);
+    }
+    await this.redis.hset(names, field, envId);
+  }
+
+  private async writeEnvironment(env: Environment): Promise<void> {
+    const key = env.eventKeys[0] ?? "";
+    await this.redis
+      .multi()
+      .hset(this.k.env(env.id), {
+        id: env.id,
+        accountId: env.accountId,
+        name: env.name,
+        signingKey: env.signingKey,
+        createdAtMs: String(env.createdAtMs),
+      })
+      .zadd(this.k.accountEnvs(env.accountId), String(env.createdAtMs), env.id)
+      .zadd(this.k.envEventKeys(env.id), String(env.createdAtMs), key)
+      .hset(this.k.eventKeyIndex(), eventKeyDigest(key), env.id)
+      .hset(this.k.signingKeyIndex(), hashSigningKey(env.signingKey) ?? "", env.id)
+      .exec()
+      .then(checkExec);
+  }
+
+  /** An account's environments with their keys, oldest first. */
+  async listEnvironments(accountId: string): Promise<Environment[]> {
+    await this.getAccount(accountId);
+    const ids = await this.redis.zrange(this.k.accountEnvs(accountId), "0", "-1");
+    const envs = await Promise.all(ids.map((id) => this.findEnvironment(id)));
+    return envs.filter((e): e is Environment => e !== null);
+  }
+
+  /** One environment with its keys; NotFoundError when it does not exist. */
+  async getEnvironment(id: string): Promise<Environment> {
+    requireId("environment_id", id);
+    const env = await this.findEnvironment(id);
+    if (!env) throw new NotFoundError(`environment ${id} not found`);
+    return env;
+  }
+
+  private async findEnvironment(id: string): Promise<Environment | null> {
+    const [row, keys] = await Promise.all([
+      this.redis.hgetall(this.k.env(id)),
+      this.redis.zrange(this.k.envEventKeys(id), "0", "-1"),
+    ]);
+    if (!row.id) return null;
+    return {
+      id: row.id,
+      accountId: row.accountId ?? "",
+      name: row.name ?? "",
+      eventKeys: keys,
+      signingKey: row.signingKey ?? "",
+      createdAtMs: Number(row.createdAtMs ?? 0),
+    };
+  }
+
+  /** Adds an event key to an environment and returns it. */
+  async createEventKey(envId: string): Promise<string> {
+    await this.getEnvironment(envId);
+    const key = newEventKey();
+    await this.redis
+      .multi()
+      .zadd(this.k.envEventKeys(envId), String(this.clock.now()), key)
+      .hset(this.k.eventKeyIndex(), eventKeyDigest(key), envId)
+      .exec()
+      .then(checkExec);
+    return key;
+  }
+
+  /** The tenant an event key belongs to, or null for an unknown key. Cached in-process. */
+  async resolveEventKey(key: string): Promise<EnvRef | null> {
+    if (!key || key.length > 256) return null;
+    const digest = eventKeyDigest(key);
+    return this.cached(`e:${digest}`, async () => {
+      const envId = await this.redis.hget(this.k.eventKeyIndex(), digest);
+      return envId ? this.envRef(envId) : null;
+    });
+  }
+
+  /**
+   * The tenant a signing key belongs to, given either the key itself or its hashed form (what the
+   * SDK sends as a bearer token), or null when it is unknown.
+   */
+  async resolveSigningKey(token: string): Promise<EnvRef | null> {
+    if (!isSigningKeyShaped(token) || token.length > 256) return null;
+    const digest = eventKeyDigest(token);
+    return this.cached(`s:${digest}`, async () => {
+      const index = this.k.signingKeyIndex();
+      const hashed = hashSigningKey(token) ?? "";
+      const [asHashed, asRaw] = await Promise.all([
+        this.redis.hget(index, token),
+        this.redis.hget(index, hashed),
+      ]);
+      const envId = asHashed ?? asRaw;
+      return envId ? this.envRef(envId) : null;
+    });
+  }
+
+  private async envRef(envId: string): Promise<EnvRef | null> {
+    const accountId = await this.redis.hget(this.k.env(envId), "accountId");
+    return accountId ? { accountId, environmentId: envId } : null;
+  }
+
+  private async cached(key: string, load: () => Promise<EnvRef | null>): Promise<EnvRef | null> {
+    const now = this.clock.now();
+    const hit = this.cache.get(key);
+    if (hit && hit.expiresAt > now) return hit.ref;
+    const ref = await load();
+    if (this.cache.size >= CACHE_MAX) {
+      const oldest = this.cache.keys().next();
+      if (!oldest.done) this.cache.delete(oldest.value);
+    }
+    this.cache.set(key, { ref, expiresAt: now + (ref ? this.ttl : this.negativeTtl) });
+    return ref;
+  }
+
+  /**
+   * Creates dev mode's default account and environment (fixed ids) if they are missing. Safe to
+   * run concurrently from several replicas: every write is set-if-absent, and only the signing key
+   * that won is indexed.
+   */
+  async ensureDevTenant(): Promise<Environment> {
+    const existing = await this.findEnvironment(DEV_ENVIRONMENT_ID);
+    if (existing && existing.eventKeys.length > 0) return existing;
+    const now = String(this.clock.now());
+    const acct = this.k.account(DEV_ACCOUNT_ID);
+    const env = this.k.env(DEV_ENVIRONMENT_ID);
+    await this.redis
+      .multi()
+      .hsetnx(acct, "id", DEV_ACCOUNT_ID)
+      .hsetnx(acct, "name", DEV_ACCOUNT_NAME)
+      .hsetnx(acct, "createdAtMs", now)
+      .zadd(this.k.accounts(), "NX", now, DEV_ACCOUNT_ID)
+      .hsetnx(this.k.accountEnvNames(DEV_ACCOUNT_ID), DEV_ENVIRONMENT_NAME, DEV_ENVIRONMENT_ID)
+      .zadd(this.k.accountEnvs(DEV_ACCOUNT_ID), "NX", now, DEV_ENVIRONMENT_ID)
+      .hsetnx(env, "accountId", DEV_ACCOUNT_ID)
+      .hsetnx(env, "name", DEV_ENVIRONMENT_NAME)
+      .hsetnx(env, "signingKey", newSigningKey(DEV_ENVIRONMENT_NAME))
+      .hsetnx(env, "createdAtMs", now)
+      .hsetnx(env, "id", DEV_ENVIRONMENT_ID)
+      .exec()
+      .then(checkExec);
+    const signingKey = (await this.redis.hget(env, "signingKey")) ?? "";
+    await this.redis.hset(this.k.signingKeyIndex(), hashSigningKey(signingKey) ?? "", DEV_ENVIRONMENT_ID);
+    if ((await this.redis.zcard(this.k.envEventKeys(DEV_ENVIRONMENT_ID))) === 0) {
+      await this.createEventKey(DEV_ENVIRONMENT_ID);
+    }
+    return this.getEnvironment(DEV_ENVIRONMENT_ID);
+  }
+}
+
+function toHash(a: Account): Record<string, string> {
+  return { id: a.id, name: a.name, createdAtMs: String(a.createdAtMs) };
+}
+
+function parseAccount(row: Record<string, string>): Account {
+  return { id: row.id ?? "", name: row.name ?? "", createdAtMs: Number(row.createdAtMs ?? 0) };
+}
+
+/** A MULTI that failed part-way reports per-command errors; surface the first. */
+function checkExec(results: Array<[Error | null, unknown]> | null): void {
+  if (!results) throw new Error("redis transaction aborted");
+  for (const [err] of results) if (err) throw err;
+}
+
+function requireId(field: string, id: string): void {
+  if (!id) throw new ValidationError(`${field} is required`);
+  if (!isUlid(id)) throw new ValidationError(`${field} must be a ULID (26 characters, 0-9 and A-Z)`);
+}
+
+/** Trims and checks an account name: 1 to 100 printable characters. */
+export function validateAccountName(name: string): string {
+  const clean = name.trim();
+  if (!clean) throw new ValidationError("name is required");
+  if (clean.length > MAX_ACCOUNT_NAME) {
+    throw new ValidationError(`name is too long (${clean.length} characters; at most ${MAX_ACCOUNT_NAME})`);
+  }
+  if (CONTROL.test(clean)) throw new ValidationError("name must not contain control characters");
+  return clean;
+}
+
+/** Trims and checks an environment name: 1 to 64 of letters, digits, space, `_`, `.`, `-`. */
+export function validateEnvName(name: string): string {
+  const clean = name.trim();
+  if (!clean) throw new ValidationError("name is required");
+  if (clean.length > MAX_ENV_NAME) {
+    throw new ValidationError(`name is too long (${clean.length} characters; at most ${MAX_ENV_NAME})`);
+  }
+  if (!ENV_NAME.test(clean)) {
+    throw new ValidationError(
+      "name must start with a letter or digit and contain only letters, digits, spaces, '_', '.' and '-'",
+    );
+  }
+  return clean;
+}

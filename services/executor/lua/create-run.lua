@@ -1,0 +1,29 @@
+-- Creates a run's metadata hash unless the run already exists (idempotent per run id).
+-- KEYS[1]  s:{<runId>}:m   run metadata (HASH)
+-- ARGV[1]  account id
+-- ARGV[2]  environment id
+-- ARGV[3]  app id
+-- ARGV[4]  function id
+-- ARGV[5]  function version
+-- ARGV[6]  URL to call
+-- ARGV[7]  max attempts per call (count, >= 1)
+-- ARGV[8]  trigger events (canonical JSON array)
+-- ARGV[9]  created at (epoch ms)
+-- Returns: {created (1|0), status, calls, version, createdAt} of the run as it is after the call;
+-- an existing run is left untouched. No errors.
+local meta = KEYS[1]
+
+local account, env, app, fn, fnVersion = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local url, maxAttempts, events, createdAt = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+
+if redis.call("EXISTS", meta) == 1 then
+  local cur = redis.call("HMGET", meta, "status", "calls", "version", "createdAt")
+  return {0, cur[1], tonumber(cur[2]), tonumber(cur[3]), tonumber(cur[4])}
+end
+
+-- No TTL while the run lives: state expires only after the run ends (finish-run.lua).
+redis.call("HSET", meta,
+  "account", account, "env", env, "app", app, "fn", fn, "fnVersion", fnVersion,
+  "url", url, "maxAttempts", maxAttempts, "events", events, "createdAt", createdAt,
+  "status", "running", "calls", 0, "version", 1, "reqVersion", -1)
+return {1, "running", 0, 1, tonumber(createdAt)}

@@ -1,0 +1,199 @@
+// HTTP calls to users' apps in the SDK wire protocol (PROTOCOL-STEPS.md §1): the request body as
+// RFC 8785 canonical JSON, its HMAC signature, the headers, and the answer read with a size cap
+// and its signature checked (production mode).
+
+import { createHmac, timingSafeEqual } from "node:crypto";
+import canonicalize from "canonicalize";
+import { Agent, request } from "undici";
+import type { CallOutcome } from "./steps.js";
+
+/** What a call body is built from. */
+export interface CallBodyInput {
+  runId: string;
+  /** The trigger events as a canonical JSON array (the first one is `event`). */
+  eventsJson: string;
+  /** Hashed step id -> canonical memo JSON. */
+  steps: ReadonlyMap<string, string>;
+  /** Hashed ids in completion order. */
+  stack: readonly string[];
+  attempt: number;
+  maxAttempts: number;
+}
+
+/**
+ * The request body `{ctx, event, events, steps, version}` as canonical JSON. It is assembled from
+ * fragments that are canonical already (stored memos and events), so large states are not parsed
+ * and re-serialized on every call. `ctx.fn_id` is left out on purpose: it would switch SDK v4 to
+ * checkpointing, which Stepline does not serve yet (PROTOCOL.md).
+ */
+export function buildCallBody(input: CallBodyInput): string {
+  const events = JSON.parse(input.eventsJson) as unknown[];
+  const event = canonicalize(events[0] ?? {}) ?? "{}";
+  const ctx = canonicalize({
+    run_id: input.runId,
+    attempt: input.attempt,
+    max_attempts: input.maxAttempts,
+    disable_immediate_execution: false,
+    use_api: false,
+    stack: { stack: [...input.stack], current: input.stack.length },
+  });
+  const ids = [...input.steps.keys()].sort();
+  const steps = ids.map((id) => `${JSON.stringify(id)}:${input.steps.get(id)}`).join(",");
+  // Keys in JCS order: ctx < event < events < steps < version.
+  return `{"ctx":${ctx},"event":${event},"events":${input.eventsJson},"steps":{${steps}},"version":2}`;
+}
+
+/** The HMAC secret of a signing key: the text after its `signkey-<env>-` prefix. */
+export function signingSecret(signingKey: string): string {
+  return signingKey.replace(/^signkey-\w+-/, "");
+}
+
+/** `HMAC-SHA256(secret, body + t)` in hex. */
+export function hmacHex(signingKey: string, body: string, timestamp: string): string {
+  return createHmac("sha256", signingSecret(signingKey)).update(body).update(timestamp).digest("hex");
+}
+
+/** The `X-Inngest-Signature` value for `body` at `nowSeconds`. */
+export function signBody(body: string, signingKey: string, nowSeconds: number): string {
+  const t = String(Math.floor(nowSeconds));
+  return `t=${t}&s=${hmacHex(signingKey, body, t)}`;
+}
+
+/** True when `header` is a valid signature of the raw `body` with `signingKey` (constant time). */
+export function verifySignature(body: string, header: string | undefined, signingKey: string): boolean {
+  if (!header) return false;
+  const params = new URLSearchParams(header);
+  const t = params.get("t");
+  const s = params.get("s");
+  if (!t || !s) return false;
+  const expected = Buffer.from(hmacHex(signingKey, body, t), "utf8");
+  const given = Buffer.from(s, "utf8");
+  return expected.length === given.length && timingSafeEqual(expected, given);
+}
+
+export interface AppClientOptions {
+  /** Whole-call deadline (connect, headers and body). */
+  timeoutMs: number;
+  /** Answers larger than this fail the call without retry. */
+  maxResponseBytes: number;
+  /** "cloud" in production, "dev" in dev mode (sent as x-inngest-server-kind). */
+  serverKind: "cloud" | "dev";
+}
+
+export interface AppCall {
+  /** The function's URL from the sync (already carries fnId and stepId=step). */
+  url: string;
+  /** "step" to discover, or the hashed id of a planned step to run. */
+  stepId: string;
+  /** Canonical JSON (buildCallBody). */
+  body: string;
+  /** The SDK's last x-inngest-req-version (1 or 2), or -1 before its first answer. */
+  reqVersion: number;
+  /** Production mode: sign the request and require a signed answer. */
+  signingKey?: string;
+  /** Aborts the call (lease lost, shutdown); the caller tells why from its own signal. */
+  signal: AbortSignal;
+}
+
+/** Calls apps over keep-alive connections. */
+export class AppClient {
+  private readonly agent: Agent;
+
+  constructor(private readonly opts: AppClientOptions) {
+    this.agent = new Agent({
+      keepAliveTimeout: 30_000,
+      headersTimeout: opts.timeoutMs,
+      bodyTimeout: opts.timeoutMs,
+      connect: { timeout: Math.min(opts.timeoutMs, 10_000) },
+    });
+  }
+
+  /** Makes one call and reports its outcome; never throws except when `signal` aborted it. */
+  async call(c: AppCall): Promise<CallOutcome> {
+    const url = new URL(c.url);
+    url.searchParams.set("stepId", c.stepId);
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      "x-inngest-req-version": String(c.reqVersion === 1 || c.reqVersion === 2 ? c.reqVersion : -1),
+      "x-inngest-server-kind": this.opts.serverKind,
+      "x-inngest-step-id": c.stepId,
+    };
+    if (c.signingKey) headers["x-inngest-signature"] = signBody(c.body, c.signingKey, Date.now() / 1000);
+    const timeout = AbortSignal.timeout(this.opts.timeoutMs);
+    const signal = AbortSignal.any([c.signal, timeout]);
+    try {
+      const res = await request(url, {
+        method: "POST",
+        headers,
+        body: c.body,
+        dispatcher: this.agent,
+        signal,
+      });
+      const body = await readCapped(res.body, this.opts.maxResponseBytes);
+      if (body === null) {
+        return {
+          kind: "failure",
+          message: `app answered more than ${this.opts.maxResponseBytes} bytes`,
+          retriable: false,
+        };
+      }
+      const h = lowerHeaders(res.headers);
+      if (
+        c.signingKey &&
+        res.statusCode !== 401 &&
+        !verifySignature(body, h["x-inngest-signature"], c.signingKey)
+      ) {
+        return {
+          kind: "failure",
+          message: `app answer (${res.statusCode}) has a missing or invalid x-inngest-signature`,
+          retriable: true,
+        };
+      }
+      return { kind: "response", response: { status: res.statusCode, headers: h, body } };
+    } catch (err) {
+      if (c.signal.aborted) throw err;
+      if (timeout.aborted) {
+        return {
+          kind: "failure",
+          message: `app did not answer within ${this.opts.timeoutMs} ms`,
+          retriable: true,
+        };
+      }
+      return { kind: "failure", message: `could not call app: ${describe(err)}`, retriable: true };
+    }
+  }
+
+  /** Closes idle connections and waits for none to be left. */
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+async function readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }, max: number) {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > max) {
+      body.destroy();
+      return null;
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function lowerHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (v !== undefined) out[k.toLowerCase()] = Array.isArray(v) ? v.join(", ") : v;
+  }
+  return out;
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  const cause = err.cause instanceof Error ? `: ${err.cause.message}` : "";
+  return `${typeof code === "string" ? `${code} ` : ""}${err.message}${cause}`;
+}

@@ -1,0 +1,47 @@
+// The executor's configuration: shared fragments plus its own STEPLINE_EXECUTOR_* knobs.
+import {
+  commonSchema,
+  envInt,
+  grpcAddrSchema,
+  kafkaSchema,
+  loadConfig,
+  redisSchema,
+} from "@stepline/internal/config";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export const executorSchema = {
+  ...commonSchema,
+  ...kafkaSchema,
+  ...redisSchema,
+  ...grpcAddrSchema,
+  /** Most items (app calls) in flight at once. */
+  STEPLINE_EXECUTOR_CONCURRENCY: envInt(64, 1, 10_000),
+  /** Whole-call deadline for one HTTP call to an app. */
+  STEPLINE_EXECUTOR_REQUEST_TIMEOUT_MS: envInt(300_000, 100, 3_600_000),
+  /** Answers larger than this fail the run (a step output that big cannot be replayed sensibly). */
+  STEPLINE_EXECUTOR_MAX_RESPONSE_BYTES: envInt(4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+  /** Retry backoff: this delay before the second attempt, doubling each time, with jitter. */
+  STEPLINE_EXECUTOR_BACKOFF_BASE_MS: envInt(1_000, 1, 3_600_000),
+  /** Cap of the retry backoff. */
+  STEPLINE_EXECUTOR_BACKOFF_MAX_MS: envInt(300_000, 1, DAY_MS),
+  /** Attempts per call when the run spec carries none (4 retries, like Inngest). */
+  STEPLINE_EXECUTOR_DEFAULT_MAX_ATTEMPTS: envInt(5, 1, 1_000),
+  /** How long a run's state is kept after the run ended. */
+  STEPLINE_EXECUTOR_STATE_TTL_MS: envInt(7 * DAY_MS, 1_000, 365 * DAY_MS),
+  /** How long an environment's signing key is cached. */
+  STEPLINE_EXECUTOR_KEY_CACHE_MS: envInt(60_000, 0, DAY_MS),
+  /** How long a history record may wait for Kafka before it is left to the background retry. */
+  STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS: envInt(5_000, 100, 600_000),
+  /** How long a completion or retry may wait for the queue before the item is given up. */
+  STEPLINE_EXECUTOR_OP_TIMEOUT_MS: envInt(30_000, 100, 600_000),
+  /** On SIGTERM, how long calls in flight may finish before they are released to the queue. */
+  STEPLINE_EXECUTOR_SHUTDOWN_GRACE_MS: envInt(10_000, 0, 600_000),
+};
+
+export type ExecutorConfig = ReturnType<typeof loadExecutorConfig>;
+
+/** Parses the executor's configuration from `env` (throws ConfigError listing every problem). */
+export function loadExecutorConfig(env: NodeJS.ProcessEnv) {
+  return loadConfig(executorSchema, env);
+}

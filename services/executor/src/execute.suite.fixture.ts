@@ -1,0 +1,362 @@
+// Shared test suite: the item handler end to end against a real SDK app and real Redis, with the
+// queue played by a small in-test driver (each completion's next item is handled next, a retry
+// hands the same item back) and history captured in memory.
+
+import { systemClock } from "@stepline/internal/clock";
+import { NotFoundError, UnavailableError } from "@stepline/internal/errors";
+import { createLogger } from "@stepline/internal/log";
+import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
+import type { RunRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
+import { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AppClient } from "./app-client.js";
+import type { ExecuteDeps } from "./execute.js";
+import { createItemHandler } from "./execute.js";
+import type { HistoryEntry } from "./history.js";
+import { Scheduler } from "./schedule.js";
+import type { FixtureApp, Sdk } from "./sdk-app.fixture.js";
+import { EVENTS, startFixtureApp, testSigningKey } from "./sdk-app.fixture.js";
+import { SigningKeys } from "./signing-keys.js";
+import { RunStore } from "./state.js";
+import type { ItemContext, ItemHandler, OpOutcome } from "./work-loop.js";
+import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
+
+interface QueueOp {
+  op: "complete" | "retry";
+  item: NewItem;
+  next?: NewItem[];
+  runAtMs?: number;
+  attempt?: number;
+}
+
+/** The executor's item handler against a real SDK app of major `sdk`. */
+export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
+  const prefix = `test-exec-${sdk}-${Date.now().toString(36)}:s:`;
+  const log = createLogger("executor-test", "silent");
+  let redis: Redis;
+  let store: RunStore;
+  let app: FixtureApp;
+  let prodApp: FixtureApp;
+  const key = testSigningKey();
+  const devClient = new AppClient({ timeoutMs: 10_000, maxResponseBytes: 1 << 20, serverKind: "dev" });
+  const cloudClient = new AppClient({ timeoutMs: 10_000, maxResponseBytes: 1 << 20, serverKind: "cloud" });
+  let history: HistoryEntry[] = [];
+  let runN = 0;
+
+  const deps = (over: Partial<ExecuteDeps> = {}): ExecuteDeps => ({
+    store,
+    app: devClient,
+    keys: null,
+    history: { record: async (e) => void history.push(...e) },
+    clock: systemClock,
+    log,
+    backoff: { baseMs: 1, maxMs: 5 },
+    random: () => 0,
+    ...over,
+  });
+
+  /** Schedules a run of `fnId` and returns its start item (as ScheduleRuns would enqueue it). */
+  async function schedule(
+    target: FixtureApp,
+    fnId: string,
+    event: object,
+    maxAttempts = 3,
+  ): Promise<NewItem> {
+    const enqueued: NewItem[] = [];
+    const scheduler = new Scheduler({
+      store,
+      enqueue: async (items) => void enqueued.push(...items),
+      produce: async (e) => void history.push(...e),
+      clock: systemClock,
+      defaultMaxAttempts: 5,
+    });
+    const runId = `run-${sdk}-${++runN}`;
+    await scheduler.schedule([
+      {
+        runId,
+        accountId: "acct",
+        environmentId: "env-1",
+        appId: target.appId,
+        functionId: `${target.appId}-${fnId}`,
+        functionVersion: "1",
+        url: target.fnUrl(fnId),
+        maxAttempts,
+        eventsJson: [JSON.stringify({ id: `evt-${runId}`, ts: 1, ...event })],
+      },
+    ]);
+    const start = enqueued[0];
+    if (!start) throw new Error("no start item enqueued");
+    return start;
+  }
+
+  /** Plays the queue: handles items until the run has no next item. */
+  async function drive(handler: ItemHandler, first: NewItem, staleCompletions = 0) {
+    const pending = [first];
+    const ops: QueueOp[] = [];
+    let stale = staleCompletions;
+    while (pending.length > 0 && ops.length < 40) {
+      const item = pending.shift() as NewItem;
+      const ctx: ItemContext = {
+        lease: { itemId: item.id, accountId: item.accountId, generation: 1 },
+        signal: new AbortController().signal,
+        complete: async (next): Promise<OpOutcome> => {
+          ops.push({ op: "complete", item, next });
+          // The state must already hold what this completion moves past.
+          const s = await store.load(item.runId);
+          for (const n of next) expect(n.id).toBe(`${item.runId}:c${s?.calls}`);
+          if (next.length === 0) expect(s?.status).not.toBe("running");
+          if (stale > 0) {
+            stale--;
+            pending.push(item); // lease lost: the queue hands the same item out again
+            return "stale";
+          }
+          pending.push(...next);
+          return "ok";
+        },
+        retry: async (runAtMs, attempt): Promise<OpOutcome> => {
+          ops.push({ op: "retry", item, runAtMs, attempt });
+          pending.push({ ...item, attempt });
+          return "ok";
+        },
+      };
+      await handler(item, ctx);
+    }
+    return ops;
+  }
+
+  const runs = (runId: string) =>
+    history
+      .filter((h): h is { $case: "run"; value: RunRecord } => h.$case === "run" && h.value.runId === runId)
+      .map((h) => h.value);
+  const steps = (runId: string) =>
+    history
+      .filter((h): h is { $case: "step"; value: StepRecord } => h.$case === "step" && h.value.runId === runId)
+      .map((h) => h.value);
+
+  beforeAll(async () => {
+    redis = new Redis(redisUrl);
+    store = new RunStore(redis, 60_000, prefix);
+    app = await startFixtureApp(sdk);
+    prodApp = await startFixtureApp(sdk, { signingKey: key });
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await prodApp?.close();
+    await devClient.close();
+    await cloudClient.close();
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length > 0) await redis.del(...keys);
+    redis.disconnect();
+    history = [];
+  });
+
+  describe(`executing items against a real SDK ${sdk} app`, () => {
+    it("runs a three-step function to completion: each step once, saved before the item is completed", async () => {
+      const start = await schedule(app, "three", { name: EVENTS.three, data: { n: 1 } });
+      expect(start.id).toBe(`${start.runId}:start`);
+      const ops = await drive(createItemHandler(deps()), start);
+      expect(ops.map((o) => o.next?.map((n) => n.id))).toEqual([
+        [`${start.runId}:c1`],
+        [`${start.runId}:c2`],
+        [`${start.runId}:c3`],
+        [],
+      ]);
+      expect([app.counts.get("a"), app.counts.get("b"), app.counts.get("c")]).toEqual([1, 1, 1]);
+      const s = await store.load(start.runId);
+      expect(s?.status).toBe("completed");
+      expect(JSON.parse(s?.output ?? "")).toEqual({ a: 2, b: 4, c: "4!" });
+      expect(s?.stack).toHaveLength(3);
+      expect(runs(start.runId).map((r) => [r.status, r.version])).toEqual([
+        [RunStatus.RUN_STATUS_RUNNING, 1],
+        [RunStatus.RUN_STATUS_COMPLETED, 2],
+      ]);
+      expect(runs(start.runId)[1]?.outputJson).toBe('{"a":2,"b":4,"c":"4!"}');
+      expect(runs(start.runId)[1]?.eventId).toBe(`evt-${start.runId}`);
+      expect(steps(start.runId).map((r) => [r.name, r.status, r.outputJson])).toEqual([
+        ["a", StepStatus.STEP_STATUS_COMPLETED, "2"],
+        ["b", StepStatus.STEP_STATUS_COMPLETED, "4"],
+        ["c", StepStatus.STEP_STATUS_COMPLETED, '"4!"'],
+      ]);
+    });
+
+    it("never runs a saved step again when its item is handed out again after a lost completion", async () => {
+      const before = app.counts.get("a") ?? 0;
+      const start = await schedule(app, "three", { name: EVENTS.three, data: { n: 1 } });
+      // The first completion comes back STALE; the same start item is then delivered again.
+      const ops = await drive(createItemHandler(deps()), start, 1);
+      expect(ops[0]).toMatchObject({ op: "complete", item: { id: start.id } });
+      expect(ops[1]).toMatchObject({ op: "complete", item: { id: start.id } });
+      expect((app.counts.get("a") ?? 0) - before).toBe(1);
+      expect((await store.load(start.runId))?.status).toBe("completed");
+    });
+
+    it("retries an erroring step with attempt+1 and backoff, then carries on", async () => {
+      const start = await schedule(app, "flaky", { name: EVENTS.flaky, data: {} });
+      const t0 = Date.now();
+      const ops = await drive(createItemHandler(deps()), start);
+      const retries = ops.filter((o) => o.op === "retry");
+      expect(retries.map((o) => o.attempt)).toEqual([1, 2]);
+      for (const r of retries) expect(r.runAtMs).toBeGreaterThanOrEqual(t0);
+      expect(JSON.parse((await store.load(start.runId))?.output ?? "")).toEqual(["ok", "recovered"]);
+      expect(steps(start.runId).map((s) => s.status)).toEqual([
+        StepStatus.STEP_STATUS_COMPLETED,
+        StepStatus.STEP_STATUS_ERRORED,
+        StepStatus.STEP_STATUS_ERRORED,
+        StepStatus.STEP_STATUS_COMPLETED,
+      ]);
+    });
+
+    it("fails the run on NonRetriableError with the error in state and history", async () => {
+      const start = await schedule(app, "doomed", { name: EVENTS.doomed, data: {} });
+      await drive(createItemHandler(deps()), start);
+      const s = await store.load(start.runId);
+      expect(s?.status).toBe("failed");
+      expect(s?.error).toContain("this cannot work");
+      const last = runs(start.runId).at(-1);
+      expect(last?.status).toBe(RunStatus.RUN_STATUS_FAILED);
+      expect(last?.errorJson).toContain("this cannot work");
+      expect(last?.endedAtMs).toBeGreaterThan(0);
+    });
+
+    it("fails a run that uses step.sleep, saying it is not supported yet", async () => {
+      const start = await schedule(app, "sleeper", { name: EVENTS.sleeper, data: {} });
+      await drive(createItemHandler(deps()), start);
+      const s = await store.load(start.runId);
+      expect(s?.status).toBe("failed");
+      expect(s?.error).toContain("not supported by Stepline yet");
+    });
+
+    it("acks an item of an ended run without calling the app, re-recording the outcome", async () => {
+      const start = await schedule(app, "three", { name: EVENTS.three, data: { n: 1 } });
+      await drive(createItemHandler(deps()), start);
+      const count = app.counts.get("a");
+      const ops = await drive(createItemHandler(deps()), { ...start, id: `${start.runId}:c3` });
+      expect(ops).toEqual([{ op: "complete", item: expect.anything(), next: [] }]);
+      expect(app.counts.get("a")).toBe(count);
+      expect(runs(start.runId).at(-1)?.status).toBe(RunStatus.RUN_STATUS_COMPLETED);
+    });
+
+    it("acks an item whose run does not exist", async () => {
+      const start = await schedule(app, "three", { name: EVENTS.three, data: { n: 1 } });
+      const ops = await drive(createItemHandler(deps()), {
+        ...start,
+        runId: "missing-run",
+        id: "missing-run:start",
+      });
+      expect(ops).toEqual([{ op: "complete", item: expect.anything(), next: [] }]);
+    });
+
+    it("signs calls with the environment's key in production mode and completes the run", async () => {
+      const keys = new SigningKeys(async () => key, 60_000, systemClock);
+      const start = await schedule(prodApp, "three", { name: EVENTS.three, data: { n: 2 } });
+      await drive(createItemHandler(deps({ app: cloudClient, keys })), start);
+      expect(JSON.parse((await store.load(start.runId))?.output ?? "")).toEqual({ a: 3, b: 6, c: "6!" });
+    });
+
+    it("retries calls the app rejects with 401 and refetches the key each time", async () => {
+      let fetches = 0;
+      const keys = new SigningKeys(
+        async () => {
+          fetches++;
+          return testSigningKey();
+        },
+        60_000,
+        systemClock,
+      );
+      const start = await schedule(prodApp, "three", { name: EVENTS.three, data: { n: 2 } }, 2);
+      const ops = await drive(createItemHandler(deps({ app: cloudClient, keys })), start);
+      expect(ops.map((o) => o.op)).toEqual(["retry", "complete"]);
+      expect(fetches).toBe(2);
+      const s = await store.load(start.runId);
+      expect(s?.status).toBe("failed");
+      expect(s?.error).toContain("401");
+    });
+
+    it("releases the item without spending an attempt when the signing key cannot be fetched", async () => {
+      const keys = new SigningKeys(
+        async () => {
+          throw new UnavailableError("event-api down");
+        },
+        60_000,
+        systemClock,
+      );
+      const start = await schedule(prodApp, "three", { name: EVENTS.three, data: { n: 2 } });
+      const ops: QueueOp[] = [];
+      await createItemHandler(deps({ app: cloudClient, keys }))(
+        { ...start, attempt: 1 },
+        recordingCtx(start, ops),
+      );
+      expect(ops).toEqual([{ op: "retry", item: start, runAtMs: expect.any(Number), attempt: 1 }]);
+      expect((await store.load(start.runId))?.status).toBe("running");
+    });
+
+    it("fails the run when its environment no longer exists", async () => {
+      const keys = new SigningKeys(
+        async (id) => {
+          throw new NotFoundError(`environment ${id} not found`);
+        },
+        60_000,
+        systemClock,
+      );
+      const start = await schedule(prodApp, "three", { name: EVENTS.three, data: { n: 2 } });
+      const ops: QueueOp[] = [];
+      await createItemHandler(deps({ app: cloudClient, keys }))(start, recordingCtx(start, ops));
+      expect(ops).toEqual([{ op: "complete", item: start, next: [] }]);
+      const s = await store.load(start.runId);
+      expect(s?.status).toBe("failed");
+      expect(s?.error).toContain("environment env-1 not found");
+    });
+
+    it("releases an item with its attempt unchanged when shutdown interrupts the call", async () => {
+      const start = await schedule(app, "slow", { name: EVENTS.slow, data: { ms: 2_000 } });
+      const controller = new AbortController();
+      const ops: QueueOp[] = [];
+      const handled = createItemHandler(deps())(
+        { ...start, attempt: 1 },
+        recordingCtx(start, ops, controller.signal),
+      );
+      await waitUntil(() => (app.counts.get("wait") ?? 0) > 0);
+      controller.abort(SHUTDOWN);
+      await handled;
+      expect(ops).toEqual([{ op: "retry", item: start, runAtMs: 0, attempt: 1 }]);
+    });
+
+    it("drops the work without touching the queue when the lease is lost mid-call", async () => {
+      const before = app.counts.get("wait") ?? 0;
+      const start = await schedule(app, "slow", { name: EVENTS.slow, data: { ms: 2_000 } });
+      const controller = new AbortController();
+      const ops: QueueOp[] = [];
+      const handled = createItemHandler(deps())(start, recordingCtx(start, ops, controller.signal));
+      await waitUntil(() => (app.counts.get("wait") ?? 0) > before);
+      controller.abort(LEASE_LOST);
+      await handled;
+      expect(ops).toEqual([]);
+      expect((await store.load(start.runId))?.stack).toEqual([]);
+    });
+  });
+}
+
+function recordingCtx(item: NewItem, ops: QueueOp[], signal = new AbortController().signal): ItemContext {
+  return {
+    lease: { itemId: item.id, accountId: item.accountId, generation: 1 },
+    signal,
+    complete: async (next) => {
+      ops.push({ op: "complete", item, next });
+      return "ok";
+    },
+    retry: async (runAtMs, attempt) => {
+      ops.push({ op: "retry", item, runAtMs, attempt });
+      return "ok";
+    },
+  };
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -1,0 +1,138 @@
+// Executor process wiring: config, clients, the ExecutorService gRPC server, the Work loop that
+// runs leased items, the admin port, and a graceful stop on SIGTERM.
+import { systemClock } from "@stepline/internal/clock";
+import { ConfigError } from "@stepline/internal/config";
+import { NotFoundError } from "@stepline/internal/errors";
+import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
+import { createKafka, topicNames } from "@stepline/internal/kafka";
+import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
+import { createLogger } from "@stepline/internal/log";
+import { createRedis } from "@stepline/internal/redis";
+import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
+import { ExecutorServiceService } from "@stepline/proto/stepline/executor/v1/executor_service";
+import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { AppClient } from "./app-client.js";
+import { loadExecutorConfig } from "./config.js";
+import { createItemHandler } from "./execute.js";
+import { HistoryProducer } from "./history.js";
+import { Scheduler } from "./schedule.js";
+import { executorService } from "./server.js";
+import { SigningKeys } from "./signing-keys.js";
+import { RunStore } from "./state.js";
+import { WorkLoop } from "./work-loop.js";
+
+let config: ReturnType<typeof loadExecutorConfig>;
+try {
+  config = loadExecutorConfig(process.env);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`${err.message}\n`);
+  process.exit(1);
+}
+
+const dev = config.STEPLINE_DEV;
+const log = createLogger("executor", config.STEPLINE_LOG_LEVEL);
+const redis = createRedis(config.STEPLINE_REDIS_URL, log.child({ component: "redis" }));
+const store = new RunStore(redis, config.STEPLINE_EXECUTOR_STATE_TTL_MS);
+const kafka = createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-executor", log);
+const history = new HistoryProducer(
+  kafka,
+  {
+    topic: topicNames(config.STEPLINE_KAFKA_TOPIC_PREFIX).history,
+    timeoutMs: config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS,
+    maxBacklog: 100_000,
+  },
+  log.child({ component: "history" }),
+);
+const queue = createClient(QueueServiceClient, config.STEPLINE_QUEUE_GRPC_ADDR);
+
+// Dev mode neither signs calls nor needs tenancy: the SDK in dev mode does not check signatures.
+const tenants = dev ? null : createClient(TenantServiceClient, config.STEPLINE_EVENT_API_GRPC_ADDR);
+const keys = tenants
+  ? new SigningKeys(
+      async (environmentId) => {
+        const res = await callUnary(tenants.getEnvironment.bind(tenants), { environmentId });
+        const key = res.environment?.signingKey;
+        if (!key) throw new NotFoundError(`environment ${environmentId} has no signing key`);
+        return key;
+      },
+      config.STEPLINE_EXECUTOR_KEY_CACHE_MS,
+      systemClock,
+    )
+  : null;
+
+const app = new AppClient({
+  timeoutMs: config.STEPLINE_EXECUTOR_REQUEST_TIMEOUT_MS,
+  maxResponseBytes: config.STEPLINE_EXECUTOR_MAX_RESPONSE_BYTES,
+  serverKind: dev ? "dev" : "cloud",
+});
+
+const scheduler = new Scheduler({
+  store,
+  enqueue: async (items) => {
+    await callUnary(queue.enqueue.bind(queue), { items });
+  },
+  produce: (entries) => history.produce(entries),
+  clock: systemClock,
+  defaultMaxAttempts: config.STEPLINE_EXECUTOR_DEFAULT_MAX_ATTEMPTS,
+});
+
+const loop = new WorkLoop(
+  () => queue.work(),
+  createItemHandler({
+    store,
+    app,
+    keys,
+    history,
+    clock: systemClock,
+    log: log.child({ component: "execute" }),
+    backoff: {
+      baseMs: config.STEPLINE_EXECUTOR_BACKOFF_BASE_MS,
+      maxMs: config.STEPLINE_EXECUTOR_BACKOFF_MAX_MS,
+    },
+  }),
+  { concurrency: config.STEPLINE_EXECUTOR_CONCURRENCY, opTimeoutMs: config.STEPLINE_EXECUTOR_OP_TIMEOUT_MS },
+  log.child({ component: "work" }),
+  systemClock,
+);
+
+let stopping = false;
+const grpcServer = await startGrpcServer(config.STEPLINE_EXECUTOR_GRPC_ADDR, [
+  { definition: ExecutorServiceService, implementation: executorService(scheduler, log) },
+]);
+const admin = await startAdminServer(
+  config.STEPLINE_ADMIN_PORT,
+  () => !stopping && redis.status === "ready" && history.isConnected(),
+);
+log.info({ grpcPort: grpcServer.port, adminPort: admin.port, dev }, "executor listening");
+
+onShutdown(
+  log,
+  async () => {
+    stopping = true;
+    await grpcServer.close();
+    await loop.stop(config.STEPLINE_EXECUTOR_SHUTDOWN_GRACE_MS);
+    await app.close();
+    await history.stop();
+    queue.close();
+    tenants?.close();
+    await redis.quit();
+    await admin.close();
+  },
+  config.STEPLINE_EXECUTOR_SHUTDOWN_GRACE_MS + 8_000,
+);
+
+// Kafka may come up after us: keep trying; readiness stays false until it is connected.
+for (let delay = 200; !stopping; delay = Math.min(delay * 2, 5_000)) {
+  try {
+    await history.start();
+    break;
+  } catch (err) {
+    log.warn({ err: String(err), retryInMs: delay }, "cannot connect to Kafka yet");
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+if (!stopping) {
+  loop.start();
+  log.info({ concurrency: config.STEPLINE_EXECUTOR_CONCURRENCY }, "work loop started");
+}

@@ -1,0 +1,83 @@
+// History records (RunRecord, StepRecord) built from run state: full snapshots, so the newest
+// version of a run wins wherever records are replayed or reordered.
+
+import type { RunRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
+import { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
+import type { RunState } from "./state.js";
+import type { StepResult } from "./steps.js";
+
+const RUN_STATUS = {
+  running: RunStatus.RUN_STATUS_RUNNING,
+  completed: RunStatus.RUN_STATUS_COMPLETED,
+  failed: RunStatus.RUN_STATUS_FAILED,
+} as const;
+
+/** The history snapshot of a run; `outcome` supplies status, version and result. */
+export function runRecord(
+  run:
+    | RunState
+    | Pick<RunState, "runId" | "accountId" | "environmentId" | "functionId" | "eventsJson" | "createdAtMs">,
+  outcome: Pick<RunState, "status" | "version" | "endedAtMs" | "output" | "error">,
+): RunRecord {
+  return {
+    runId: run.runId,
+    accountId: run.accountId,
+    environmentId: run.environmentId,
+    functionId: run.functionId,
+    eventId: firstEventId(run.eventsJson),
+    status: RUN_STATUS[outcome.status],
+    startedAtMs: run.createdAtMs,
+    endedAtMs: outcome.endedAtMs,
+    outputJson: outcome.output,
+    errorJson: outcome.error,
+    version: outcome.version,
+  };
+}
+
+export function stepRecord(run: RunState, s: StepResult, attempt: number, atMs: number): StepRecord {
+  return {
+    runId: run.runId,
+    accountId: run.accountId,
+    environmentId: run.environmentId,
+    stepId: s.stepId,
+    name: s.name,
+    status: s.status === "completed" ? StepStatus.STEP_STATUS_COMPLETED : StepStatus.STEP_STATUS_FAILED,
+    attempt,
+    atMs,
+    outputJson: s.status === "completed" ? s.resultJson : "",
+    errorJson: s.status === "failed" ? s.resultJson : "",
+  };
+}
+
+export function erroredStep(
+  run: RunState,
+  stepId: string,
+  name: string,
+  attempt: number,
+  atMs: number,
+  errorJson: string,
+): StepRecord {
+  return {
+    runId: run.runId,
+    accountId: run.accountId,
+    environmentId: run.environmentId,
+    stepId,
+    name,
+    status: StepStatus.STEP_STATUS_ERRORED,
+    attempt,
+    atMs,
+    outputJson: "",
+    errorJson,
+  };
+}
+
+/** The id of the first trigger event ("" when it has none). */
+export function firstEventId(eventsJson: string): string {
+  try {
+    const events = JSON.parse(eventsJson) as Array<{ id?: unknown }>;
+    const id = events[0]?.id;
+    return typeof id === "string" ? id : "";
+  } catch {
+    return "";
+  }
+}

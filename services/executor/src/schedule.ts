@@ -1,0 +1,153 @@
+// Scheduling runs (ExecutorService.ScheduleRuns): create state, record the run as Running, enqueue
+// its start item. Every part is idempotent per run id, so the runner simply calls again when any
+// part failed (we answer UNAVAILABLE then).
+
+import type { Clock } from "@stepline/internal/clock";
+import { UnavailableError, ValidationError } from "@stepline/internal/errors";
+import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
+import canonicalize from "canonicalize";
+import type { HistoryEntry } from "./history.js";
+import { runRecord } from "./records.js";
+import type { NewRun, RunStore } from "./state.js";
+
+/** A run to schedule, as the runner describes it. */
+export interface RunSpecInput {
+  runId: string;
+  accountId: string;
+  environmentId: string;
+  appId: string;
+  functionId: string;
+  functionVersion: string;
+  url: string;
+  /** 0 = the default. */
+  maxAttempts: number;
+  eventsJson: string[];
+}
+
+export interface ScheduleResult {
+  runId: string;
+  created: boolean;
+}
+
+export interface SchedulerDeps {
+  store: RunStore;
+  /** QueueService.Enqueue; must reject when the items were not all accepted. */
+  enqueue(items: NewItem[]): Promise<void>;
+  /** Strict history produce (rejects when Kafka did not acknowledge). */
+  produce(entries: HistoryEntry[]): Promise<void>;
+  clock: Clock;
+  defaultMaxAttempts: number;
+}
+
+const ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The start item of a run: deterministic id, so a repeated enqueue collapses. */
+export function startItem(run: NewRun): NewItem {
+  return {
+    id: `${run.runId}:start`,
+    runId: run.runId,
+    accountId: run.accountId,
+    environmentId: run.environmentId,
+    functionId: run.functionId,
+    kind: ItemKind.ITEM_KIND_START,
+    delayMs: 0,
+    runAtMs: 0,
+    attempt: 0,
+    payload: JSON.stringify({ stepId: "step" }),
+  };
+}
+
+/** Creates runs; see the module comment. */
+export class Scheduler {
+  constructor(private readonly deps: SchedulerDeps) {}
+
+  /** Schedules each run once; ValidationError for a bad spec, UnavailableError for anything else. */
+  async schedule(specs: RunSpecInput[]): Promise<ScheduleResult[]> {
+    const runs = specs.map((s) => this.validate(s));
+    try {
+      const created = await Promise.all(runs.map((r) => this.deps.store.create(r)));
+      // A run whose first call was never numbered has not got past its start item, so (re)enqueueing
+      // it is safe: the queue collapses it onto the live item. Later runs must not get a second start.
+      const toStart: NewRun[] = [];
+      const records: HistoryEntry[] = [];
+      const seen = new Set<string>();
+      runs.forEach((r, i) => {
+        const c = created[i];
+        if (c?.status !== "running" || c.calls !== 0 || seen.has(r.runId)) return;
+        seen.add(r.runId);
+        toStart.push(r);
+        const run = { ...r, createdAtMs: c.createdAtMs };
+        const outcome = {
+          status: "running",
+          version: c.version,
+          endedAtMs: 0,
+          output: "",
+          error: "",
+        } as const;
+        records.push({ $case: "run", value: runRecord(run, outcome) });
+      });
+      await this.deps.produce(records);
+      if (toStart.length > 0) await this.deps.enqueue(toStart.map(startItem));
+      return runs.map((r, i) => ({ runId: r.runId, created: created[i]?.created ?? false }));
+    } catch (err) {
+      throw err instanceof UnavailableError
+        ? err
+        : new UnavailableError(`cannot schedule runs: ${String(err)}`);
+    }
+  }
+
+  private validate(s: RunSpecInput): NewRun {
+    const where = `run ${JSON.stringify(s.runId)}`;
+    if (!ID.test(s.runId)) throw new ValidationError(`${where}: run_id must be 1-128 of [A-Za-z0-9._:-]`);
+    for (const [name, v] of [
+      ["account_id", s.accountId],
+      ["environment_id", s.environmentId],
+      ["function_id", s.functionId],
+    ] as const) {
+      if (!v) throw new ValidationError(`${where}: ${name} is required`);
+    }
+    let url: URL;
+    try {
+      url = new URL(s.url);
+    } catch {
+      throw new ValidationError(`${where}: url is not a URL`);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new ValidationError(`${where}: url must be http or https`);
+    }
+    if (s.maxAttempts < 0) throw new ValidationError(`${where}: max_attempts must not be negative`);
+    if (s.eventsJson.length === 0) throw new ValidationError(`${where}: at least one event is required`);
+    const events = s.eventsJson.map((text, i) => {
+      let e: unknown;
+      try {
+        e = JSON.parse(text);
+      } catch {
+        throw new ValidationError(`${where}: events_json[${i}] is not JSON`);
+      }
+      if (!e || typeof e !== "object" || Array.isArray(e)) {
+        throw new ValidationError(`${where}: events_json[${i}] is not a JSON object`);
+      }
+      return e;
+    });
+    let eventsJson: string | undefined;
+    try {
+      eventsJson = canonicalize(events);
+    } catch {
+      eventsJson = undefined;
+    }
+    if (!eventsJson) throw new ValidationError(`${where}: events cannot be put in canonical JSON`);
+    return {
+      runId: s.runId,
+      accountId: s.accountId,
+      environmentId: s.environmentId,
+      appId: s.appId,
+      functionId: s.functionId,
+      functionVersion: s.functionVersion,
+      url: s.url,
+      maxAttempts: s.maxAttempts > 0 ? s.maxAttempts : this.deps.defaultMaxAttempts,
+      eventsJson,
+      createdAtMs: this.deps.clock.now(),
+    };
+  }
+}

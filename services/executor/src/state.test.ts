@@ -1,0 +1,160 @@
+import { ConflictError, NotFoundError } from "@stepline/internal/errors";
+import calculateSlot from "cluster-key-slot";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { NewRun } from "./state.js";
+import { RunStore, runKeys } from "./state.js";
+
+const url = process.env.STEPLINE_TEST_REDIS_URL;
+if (!url) throw new Error("STEPLINE_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:26379)");
+
+const prefix = `test-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}:s:`;
+const TTL = 60_000;
+let redis: Redis;
+let store: RunStore;
+let n = 0;
+
+function newRun(over: Partial<NewRun> = {}): NewRun {
+  n++;
+  return {
+    runId: `run-${n}`,
+    accountId: "acct",
+    environmentId: "env",
+    appId: "app",
+    functionId: "app-fn",
+    functionVersion: "3",
+    url: "http://127.0.0.1:1/api/inngest?fnId=app-fn&stepId=step",
+    maxAttempts: 4,
+    eventsJson: '[{"data":{},"id":"e1","name":"x"}]',
+    createdAtMs: 1_000 + n,
+    ...over,
+  };
+}
+
+beforeAll(() => {
+  redis = new Redis(url);
+  store = new RunStore(redis, TTL, prefix);
+});
+
+afterAll(async () => {
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
+});
+
+describe("run state in Redis", () => {
+  it("keeps every key of a run in one cluster slot", () => {
+    const k = runKeys("s:", "01HZY0000000000000000000AB");
+    expect(k.meta).toBe("s:{01HZY0000000000000000000AB}:m");
+    expect(new Set([calculateSlot(k.meta), calculateSlot(k.steps), calculateSlot(k.stack)]).size).toBe(1);
+  });
+
+  it("creates a run once; a second create leaves it as it is and reports it", async () => {
+    const run = newRun();
+    expect(await store.create(run)).toEqual({
+      created: true,
+      status: "running",
+      calls: 0,
+      version: 1,
+      createdAtMs: run.createdAtMs,
+    });
+    await store.advance(run.runId, []);
+    const again = await store.create({ ...run, url: "http://elsewhere/", createdAtMs: 9 });
+    expect(again).toEqual({
+      created: false,
+      status: "running",
+      calls: 1,
+      version: 1,
+      createdAtMs: run.createdAtMs,
+    });
+    const loaded = await store.load(run.runId);
+    expect(loaded?.url).toBe(run.url);
+    expect(loaded?.createdAtMs).toBe(run.createdAtMs);
+  });
+
+  it("loads what was created, with an empty memo, and null for an unknown run", async () => {
+    const run = newRun();
+    await store.create(run);
+    const s = await store.load(run.runId);
+    expect(s).toMatchObject({ ...run, status: "running", version: 1, calls: 0, reqVersion: -1, stack: [] });
+    expect(s?.steps.size).toBe(0);
+    expect(await store.load("no-such-run")).toBeNull();
+  });
+
+  it("keeps the first result saved for a step and pushes each step on the stack once, in order", async () => {
+    const run = newRun();
+    await store.create(run);
+    const first = await store.advance(run.runId, [{ stepId: "a", memoJson: '{"data":1}' }], 2);
+    expect(first).toEqual({ callNumber: 1, stackLength: 1, saved: [true] });
+    const second = await store.advance(run.runId, [
+      { stepId: "a", memoJson: '{"data":"changed"}' },
+      { stepId: "b", memoJson: '{"error":{"message":"x"}}' },
+    ]);
+    expect(second).toEqual({ callNumber: 2, stackLength: 2, saved: [false, true] });
+    const s = await store.load(run.runId);
+    expect(Object.fromEntries(s?.steps ?? [])).toEqual({ a: '{"data":1}', b: '{"error":{"message":"x"}}' });
+    expect(s?.stack).toEqual(["a", "b"]);
+    expect(s?.calls).toBe(2);
+    expect(s?.reqVersion).toBe(2);
+  });
+
+  it("numbers calls uniquely even when several writers race on one run", async () => {
+    const run = newRun();
+    await store.create(run);
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => store.advance(run.runId, [{ stepId: "s", memoJson: '{"data":0}' }])),
+    );
+    expect(new Set(results.map((r) => r.callNumber)).size).toBe(20);
+    expect(results.filter((r) => r.saved[0]).length).toBe(1);
+    expect((await store.load(run.runId))?.stack).toEqual(["s"]);
+  });
+
+  it("ends a run once, keeps the first outcome, and only then starts its expiry", async () => {
+    const run = newRun();
+    await store.create(run);
+    await store.advance(run.runId, [{ stepId: "a", memoJson: '{"data":1}' }]);
+    const k = runKeys(prefix, run.runId);
+    expect(await redis.pttl(k.meta)).toBe(-1);
+    expect(await redis.pttl(k.steps)).toBe(-1);
+
+    const fin = await store.finish(run.runId, "completed", { output: '{"ok":true}' }, 5_000);
+    expect(fin).toEqual({
+      endedNow: true,
+      status: "completed",
+      version: 2,
+      endedAtMs: 5_000,
+      output: '{"ok":true}',
+      error: "",
+    });
+    const late = await store.finish(run.runId, "failed", { error: '{"message":"late"}' }, 6_000);
+    expect(late).toEqual({ ...fin, endedNow: false });
+    for (const key of [k.meta, k.steps, k.stack]) {
+      const ttl = await redis.pttl(key);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(TTL);
+    }
+    const s = await store.load(run.runId);
+    expect(s).toMatchObject({ status: "completed", version: 2, endedAtMs: 5_000, output: '{"ok":true}' });
+  });
+
+  it("refuses to save steps of an ended run, and of an unknown one", async () => {
+    const run = newRun();
+    await store.create(run);
+    await store.finish(run.runId, "failed", { error: "{}" }, 1);
+    await expect(store.advance(run.runId, [{ stepId: "a", memoJson: '{"data":1}' }])).rejects.toBeInstanceOf(
+      ConflictError,
+    );
+    expect((await store.load(run.runId))?.steps.size).toBe(0);
+    await expect(store.advance("nope", [])).rejects.toBeInstanceOf(NotFoundError);
+    await expect(store.finish("nope", "failed", {}, 1)).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it("remembers the request version without creating state for an unknown run", async () => {
+    const run = newRun();
+    await store.create(run);
+    await store.setRequestVersion(run.runId, 1);
+    expect((await store.load(run.runId))?.reqVersion).toBe(1);
+    await store.setRequestVersion("ghost", 2);
+    expect(await redis.exists(runKeys(prefix, "ghost").meta)).toBe(0);
+  });
+});

@@ -1,0 +1,246 @@
+// Run state in Redis: one hash tag per run (`s:{<runId>}:...`), so every script touches one slot.
+// Metadata and the trigger events live in a hash, step results in a hash written first-writer-wins,
+// and the hashed ids of finished steps in completion order in a list. State has no TTL while the
+// run lives; finish-run.lua starts the expiry when the run ends.
+
+import { readFileSync } from "node:fs";
+import { ConflictError, NotFoundError, UnavailableError } from "@stepline/internal/errors";
+import type { Redis, Result } from "ioredis";
+
+declare module "ioredis" {
+  interface RedisCommander<Context> {
+    steplineCreateRun(meta: string, ...args: Array<string | number>): Result<unknown[], Context>;
+    steplineAdvanceRun(
+      meta: string,
+      steps: string,
+      stack: string,
+      ...args: Array<string | number>
+    ): Result<unknown[], Context>;
+    steplineFinishRun(
+      meta: string,
+      steps: string,
+      stack: string,
+      ...args: Array<string | number>
+    ): Result<unknown[], Context>;
+  }
+}
+
+const lua = (name: string) => readFileSync(new URL(`../lua/${name}.lua`, import.meta.url), "utf8");
+
+export type RunStatus = "running" | "completed" | "failed";
+
+/** What ScheduleRuns stores for a new run. */
+export interface NewRun {
+  runId: string;
+  accountId: string;
+  environmentId: string;
+  appId: string;
+  functionId: string;
+  functionVersion: string;
+  url: string;
+  maxAttempts: number;
+  /** The trigger events as one canonical JSON array. */
+  eventsJson: string;
+  createdAtMs: number;
+}
+
+/** A run as loaded for a call: metadata, memoized steps and the completion-order stack. */
+export interface RunState extends NewRun {
+  status: RunStatus;
+  version: number;
+  /** How many calls after the first have been numbered (see advance). */
+  calls: number;
+  /** The x-inngest-req-version the SDK last answered; -1 before its first answer. */
+  reqVersion: number;
+  endedAtMs: number;
+  output: string;
+  error: string;
+  /** Hashed step id -> memo JSON text (`{"data":..}` or `{"error":..}`), canonical. */
+  steps: Map<string, string>;
+  /** Hashed ids of saved steps, in the order they completed. */
+  stack: string[];
+}
+
+export interface CreateResult {
+  created: boolean;
+  status: RunStatus;
+  calls: number;
+  version: number;
+  createdAtMs: number;
+}
+
+export interface AdvanceResult {
+  /** The number of the call that follows (unique within the run; names the next queue item). */
+  callNumber: number;
+  stackLength: number;
+  /** One flag per save, in order: true when this call saved it, false when an earlier result won. */
+  saved: boolean[];
+}
+
+export interface FinishResult {
+  /** False when the run had already ended; the stored outcome below is then the earlier one. */
+  endedNow: boolean;
+  status: RunStatus;
+  version: number;
+  endedAtMs: number;
+  output: string;
+  error: string;
+}
+
+/** A step result to save: `memoJson` is the canonical `{"data":..}` or `{"error":..}` text. */
+export interface StepSave {
+  stepId: string;
+  memoJson: string;
+}
+
+/** Key names of one run; every key carries the run's hash tag. */
+export function runKeys(prefix: string, runId: string): { meta: string; steps: string; stack: string } {
+  const base = `${prefix}{${runId}}`;
+  return { meta: `${base}:m`, steps: `${base}:s`, stack: `${base}:k` };
+}
+
+/** Run state store over one Redis client. `prefix` defaults to `s:` (tests use their own). */
+export class RunStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly ttlAfterEndMs: number,
+    private readonly prefix = "s:",
+  ) {
+    redis.defineCommand("steplineCreateRun", { numberOfKeys: 1, lua: lua("create-run") });
+    redis.defineCommand("steplineAdvanceRun", { numberOfKeys: 3, lua: lua("advance-run") });
+    redis.defineCommand("steplineFinishRun", { numberOfKeys: 3, lua: lua("finish-run") });
+  }
+
+  /** Creates the run unless it exists; an existing run is returned as it is (idempotent). */
+  async create(run: NewRun): Promise<CreateResult> {
+    const k = runKeys(this.prefix, run.runId);
+    const r = await wrap(() =>
+      this.redis.steplineCreateRun(
+        k.meta,
+        run.accountId,
+        run.environmentId,
+        run.appId,
+        run.functionId,
+        run.functionVersion,
+        run.url,
+        run.maxAttempts,
+        run.eventsJson,
+        run.createdAtMs,
+      ),
+    );
+    return {
+      created: r[0] === 1,
+      status: r[1] as RunStatus,
+      calls: Number(r[2]),
+      version: Number(r[3]),
+      createdAtMs: Number(r[4]),
+    };
+  }
+
+  /** Loads a run with its steps and stack (one MULTI), or null when it does not exist. */
+  async load(runId: string): Promise<RunState | null> {
+    const k = runKeys(this.prefix, runId);
+    const res = await wrap(() =>
+      this.redis.multi().hgetall(k.meta).hgetall(k.steps).lrange(k.stack, 0, -1).exec(),
+    );
+    if (!res) throw new UnavailableError("redis transaction aborted");
+    for (const [err] of res) if (err) throw new UnavailableError(`redis: ${err.message}`);
+    const meta = res[0]?.[1] as Record<string, string>;
+    if (!meta?.status) return null;
+    return {
+      runId,
+      accountId: meta.account ?? "",
+      environmentId: meta.env ?? "",
+      appId: meta.app ?? "",
+      functionId: meta.fn ?? "",
+      functionVersion: meta.fnVersion ?? "",
+      url: meta.url ?? "",
+      maxAttempts: Number(meta.maxAttempts ?? 1),
+      eventsJson: meta.events ?? "[]",
+      createdAtMs: Number(meta.createdAt ?? 0),
+      status: meta.status as RunStatus,
+      version: Number(meta.version ?? 1),
+      calls: Number(meta.calls ?? 0),
+      reqVersion: Number(meta.reqVersion ?? -1),
+      endedAtMs: Number(meta.endedAt ?? 0),
+      output: meta.output ?? "",
+      error: meta.error ?? "",
+      steps: new Map(Object.entries((res[1]?.[1] as Record<string, string>) ?? {})),
+      stack: (res[2]?.[1] as string[]) ?? [],
+    };
+  }
+
+  /**
+   * Saves step results (first writer wins; a new one is pushed on the stack), remembers the SDK's
+   * request version, and numbers the next call. Throws NotFoundError for an unknown run and
+   * ConflictError when the run has already ended.
+   */
+  async advance(runId: string, saves: StepSave[], reqVersion?: number): Promise<AdvanceResult> {
+    const k = runKeys(this.prefix, runId);
+    const args: Array<string | number> = [reqVersion === undefined ? "" : reqVersion];
+    for (const s of saves) args.push(s.stepId, s.memoJson);
+    const r = await wrap(() => this.redis.steplineAdvanceRun(k.meta, k.steps, k.stack, ...args));
+    return {
+      callNumber: Number(r[0]),
+      stackLength: Number(r[1]),
+      saved: r.slice(2).map((f) => f === 1),
+    };
+  }
+
+  /** Remembers the request version the SDK answered (used when a call made no progress). */
+  async setRequestVersion(runId: string, reqVersion: number): Promise<void> {
+    const k = runKeys(this.prefix, runId);
+    // HSET only on an existing hash: never resurrect expired state as a stub.
+    await wrap(() =>
+      this.redis.eval(
+        "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'reqVersion', ARGV[1]) end return 1",
+        1,
+        k.meta,
+        reqVersion,
+      ),
+    );
+  }
+
+  /** Ends the run once with its outcome; a second call returns the first outcome unchanged. */
+  async finish(
+    runId: string,
+    status: Exclude<RunStatus, "running">,
+    result: { output?: string; error?: string },
+    endedAtMs: number,
+  ): Promise<FinishResult> {
+    const k = runKeys(this.prefix, runId);
+    const r = await wrap(() =>
+      this.redis.steplineFinishRun(
+        k.meta,
+        k.steps,
+        k.stack,
+        status,
+        result.output ?? "",
+        result.error ?? "",
+        endedAtMs,
+        this.ttlAfterEndMs,
+      ),
+    );
+    return {
+      endedNow: r[0] === 1,
+      status: r[1] as RunStatus,
+      version: Number(r[2]),
+      endedAtMs: Number(r[3]),
+      output: String(r[4] ?? ""),
+      error: String(r[5] ?? ""),
+    };
+  }
+}
+
+/** Maps script error replies to the closed error set; anything else means Redis is unusable. */
+async function wrap<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    // Script errors arrive as "NORUN" or "ERR NORUN" depending on the Redis version.
+    if (/^(ERR )?NORUN/.test(message)) throw new NotFoundError("run not found");
+    if (/^(ERR )?ENDED/.test(message)) throw new ConflictError("run has already ended");
+    throw new UnavailableError(`redis: ${message}`);
+  }
+}

@@ -1,0 +1,305 @@
+import { describe, expect, it } from "vitest";
+import type { AppResponse, InterpretInput } from "./steps.js";
+import { backoffDelayMs, COMPLETE_OP_ID, interpret, parseRetryAfter, requestVersionOf } from "./steps.js";
+
+const NOW = 1_700_000_000_000;
+const SDK = { "x-inngest-sdk": "inngest-js:v4.24.0", "x-inngest-req-version": "2" };
+
+function answer(status: number, body: unknown, headers: Record<string, string> = {}): AppResponse {
+  return {
+    status,
+    headers: { ...SDK, ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  };
+}
+
+function run(res: AppResponse, over: Partial<InterpretInput> = {}) {
+  return interpret({
+    outcome: { kind: "response", response: res },
+    stepId: "step",
+    attempt: 0,
+    maxAttempts: 3,
+    nowMs: NOW,
+    backoff: { baseMs: 1_000, maxMs: 60_000 },
+    random: 0.5,
+    ...over,
+  });
+}
+
+const op = (o: Record<string, unknown>) => ({ id: "h1", name: "a", displayName: "a", ...o });
+
+describe("interpreting the app's answer", () => {
+  it("completes the run on 200 with the body as output", () => {
+    const { decision, reqVersion } = run(answer(200, { a: 1, b: [2] }));
+    expect(decision).toEqual({ type: "complete", outputJson: '{"a":1,"b":[2]}' });
+    expect(reqVersion).toBe(2);
+  });
+
+  it("counts a 2xx without an x-inngest-sdk header as a failed attempt", () => {
+    const res = { status: 200, headers: {}, body: "<html>proxy</html>" };
+    const { decision } = run(res);
+    expect(decision.type).toBe("retry");
+    expect(decision.type === "retry" && decision.reason).toContain("x-inngest-sdk");
+  });
+
+  it("saves a StepRun result as canonical {data} and asks to discover the next step", () => {
+    const { decision } = run(answer(206, [op({ op: "StepRun", data: { z: 1, a: [true, null] } })]));
+    expect(decision).toEqual({
+      type: "continue",
+      next: "step",
+      saves: [
+        {
+          stepId: "h1",
+          name: "a",
+          status: "completed",
+          memoJson: '{"data":{"a":[true,null],"z":1}}',
+          resultJson: '{"z":1,"a":[true,null]}',
+        },
+      ],
+    });
+  });
+
+  it("stores null for a StepRun without data", () => {
+    const { decision } = run(answer(206, [{ id: "h1", op: "StepRun", name: "a" }]));
+    expect(decision.type === "continue" && decision.saves[0]?.memoJson).toBe('{"data":null}');
+  });
+
+  it("accepts a single op object instead of an array", () => {
+    const { decision } = run(answer(206, op({ op: "StepRun", data: 1 })));
+    expect(decision.type).toBe("continue");
+  });
+
+  it("retries a StepError with the next attempt after the backoff, naming the step", () => {
+    const error = { name: "Error", message: "boom" };
+    const { decision } = run(
+      answer(206, [op({ op: "StepError", error })], { "x-inngest-no-retry": "false" }),
+    );
+    expect(decision).toEqual({
+      type: "retry",
+      attempt: 1,
+      runAtMs: NOW + 750,
+      reason: "step a failed: boom",
+      errorJson: JSON.stringify(error),
+      step: { stepId: "h1", name: "a" },
+    });
+  });
+
+  it("honours retry-after on a StepError", () => {
+    const { decision } = run(answer(206, [op({ op: "StepError", error: {} })], { "retry-after": "30" }));
+    expect(decision.type === "retry" && decision.runAtMs).toBe(NOW + 30_000);
+  });
+
+  it("turns a StepError on the last attempt into a failed step that is saved as {error}", () => {
+    const error = { name: "Error", message: "boom" };
+    const { decision } = run(answer(206, [op({ op: "StepError", error })]), { attempt: 2 });
+    expect(decision).toEqual({
+      type: "continue",
+      next: "step",
+      saves: [
+        {
+          stepId: "h1",
+          name: "a",
+          status: "failed",
+          memoJson: canonical({ error }),
+          resultJson: JSON.stringify(error),
+        },
+      ],
+    });
+  });
+
+  it("turns a StepError marked no-retry into a failed step at once", () => {
+    const { decision } = run(
+      answer(206, [op({ op: "StepError", error: {} })], { "x-inngest-no-retry": "true" }),
+    );
+    expect(decision.type === "continue" && decision.saves[0]?.status).toBe("failed");
+  });
+
+  it("saves a StepFailed as {error} and discovers again", () => {
+    const error = { name: "NonRetriableError", message: "no" };
+    const { decision } = run(answer(206, [op({ op: "StepFailed", error, data: { __serialized: true } })]));
+    expect(decision.type === "continue" && decision.saves.map((s) => [s.status, s.memoJson])).toEqual([
+      ["failed", canonical({ error })],
+    ]);
+    expect(decision.type === "continue" && decision.next).toBe("step");
+  });
+
+  it("calls a StepPlanned step next by its id, one at a time when several are planned", () => {
+    const { decision } = run(
+      answer(206, [op({ op: "StepPlanned", id: "p1" }), op({ op: "StepPlanned", id: "p2", data: null })]),
+    );
+    expect(decision).toEqual({ type: "continue", saves: [], next: "p1" });
+  });
+
+  it("does not loop when the app plans the very step it was asked to run", () => {
+    const { decision } = run(answer(206, [op({ op: "StepPlanned", id: "p1" })]), { stepId: "p1" });
+    expect(decision.type).toBe("retry");
+  });
+
+  it("completes the run on RunComplete with its data", () => {
+    const { decision } = run(answer(206, [{ id: COMPLETE_OP_ID, op: "RunComplete", data: { ok: 1 } }]));
+    expect(decision).toEqual({ type: "complete", outputJson: '{"ok":1}' });
+  });
+
+  it.each([
+    ["Sleep", "step.sleep"],
+    ["WaitForEvent", "step.waitForEvent"],
+    ["InvokeFunction", "step.invoke"],
+    ["Gateway", "step.fetch"],
+    ["SomethingNew", "SomethingNew"],
+  ])("fails the run with a clear error on %s (not supported yet)", (code, what) => {
+    const { decision } = run(answer(206, [op({ op: code, name: "1h" })]));
+    expect(decision.type).toBe("fail");
+    expect(decision.type === "fail" && decision.reason).toContain(what);
+    expect(decision.type === "fail" && JSON.parse(decision.errorJson).message).toContain(
+      "not supported by Stepline yet",
+    );
+  });
+
+  it("ignores lazy defer ops but still needs a real one", () => {
+    const lazy = op({ op: "DeferAdd", id: "d1", opts: {} });
+    expect(run(answer(206, [lazy, op({ op: "StepRun", data: 1 })])).decision.type).toBe("continue");
+    expect(run(answer(206, [lazy])).decision.type).toBe("retry");
+    expect(run(answer(206, [])).decision.type).toBe("retry");
+  });
+
+  it("treats step errors on the 'complete' id as function errors", () => {
+    const err = { name: "Error", message: "top" };
+    const failed = run(answer(206, [{ id: COMPLETE_OP_ID, op: "StepFailed", error: err }])).decision;
+    expect(failed).toEqual({ type: "fail", reason: "function failed: top", errorJson: JSON.stringify(err) });
+    const errored = run(answer(206, [{ id: COMPLETE_OP_ID, op: "StepError", error: err }])).decision;
+    expect(errored.type).toBe("retry");
+    expect(errored.type === "retry" && errored.step).toBeUndefined();
+  });
+
+  it("retries a 500, with or without x-inngest-no-retry: false", () => {
+    const err = { name: "Error", message: "oops", stack: "s" };
+    const plain = run(answer(500, err)).decision;
+    expect(plain).toEqual({
+      type: "retry",
+      attempt: 1,
+      runAtMs: NOW + 750,
+      reason: "app answered 500",
+      errorJson: JSON.stringify(err),
+    });
+    expect(run(answer(500, err, { "x-inngest-no-retry": "false" })).decision.type).toBe("retry");
+  });
+
+  it("fails at once on x-inngest-no-retry: true (400 or 500)", () => {
+    const err = { name: "NonRetriableError", message: "stop" };
+    for (const status of [400, 500]) {
+      const { decision } = run(answer(status, err, { "x-inngest-no-retry": "true" }));
+      expect(decision).toEqual({
+        type: "fail",
+        reason: `app answered ${status}`,
+        errorJson: JSON.stringify(err),
+      });
+    }
+  });
+
+  it("retries other 4xx answers, and says so clearly for a 401", () => {
+    expect(run(answer(404, "not here")).decision.type).toBe("retry");
+    const { decision } = run({ status: 401, headers: {}, body: '{"message":"Unauthorized"}' });
+    expect(decision.type === "retry" && decision.reason).toContain("signature");
+  });
+
+  it("honours retry-after as a date", () => {
+    const at = new Date(NOW + 120_000).toUTCString();
+    const { decision } = run(answer(500, {}, { "retry-after": at }));
+    expect(decision.type === "retry" && decision.runAtMs).toBe(NOW + 120_000);
+  });
+
+  it("fails when the attempts are used up, keeping the app's error", () => {
+    const err = { name: "Error", message: "still broken" };
+    const { decision } = run(answer(500, err), { attempt: 2, maxAttempts: 3 });
+    expect(decision).toEqual({
+      type: "fail",
+      reason: "app answered 500 (after 3 attempts)",
+      errorJson: JSON.stringify(err),
+    });
+  });
+
+  it("wraps a non-JSON error body in a serialized error", () => {
+    const { decision } = run({ status: 502, headers: {}, body: "Bad Gateway" });
+    expect(decision.type === "retry" && JSON.parse(decision.errorJson)).toEqual({
+      name: "Error",
+      message: "app answered 502: Bad Gateway",
+    });
+  });
+
+  it("retries a malformed 206 and an unexpected 2xx status", () => {
+    expect(run(answer(206, "not json")).decision.type).toBe("retry");
+    expect(run(answer(206, [{ op: "StepRun" }])).decision.type).toBe("retry");
+    expect(run(answer(201, "   ")).decision.type).toBe("retry");
+  });
+
+  it("retries a failure before any answer when it is retriable, and fails otherwise", () => {
+    const base = {
+      stepId: "step",
+      attempt: 0,
+      maxAttempts: 3,
+      nowMs: NOW,
+      backoff: { baseMs: 10, maxMs: 10 },
+      random: 0,
+    };
+    const retriable = interpret({
+      ...base,
+      outcome: { kind: "failure", message: "ECONNREFUSED", retriable: true },
+    });
+    expect(retriable.decision).toEqual({
+      type: "retry",
+      attempt: 1,
+      runAtMs: NOW + 5,
+      reason: "ECONNREFUSED",
+      errorJson: '{"name":"Error","message":"ECONNREFUSED"}',
+    });
+    const fatal = interpret({ ...base, outcome: { kind: "failure", message: "too big", retriable: false } });
+    expect(fatal.decision.type).toBe("fail");
+  });
+
+  it("fails a step whose result cannot be made canonical (a lone surrogate)", () => {
+    const { decision } = run(answer(206, `[{"id":"h1","op":"StepRun","name":"a","data":"\\ud800"}]`));
+    expect(decision.type).toBe("fail");
+  });
+});
+
+describe("request version", () => {
+  it("echoes only 1 or 2, never 0 or -1", () => {
+    expect(requestVersionOf({ "x-inngest-req-version": "2" })).toBe(2);
+    expect(requestVersionOf({ "x-inngest-req-version": "1" })).toBe(1);
+    expect(requestVersionOf({ "x-inngest-req-version": "0" })).toBeUndefined();
+    expect(requestVersionOf({ "x-inngest-req-version": "-1" })).toBeUndefined();
+    expect(requestVersionOf({})).toBeUndefined();
+  });
+});
+
+describe("backoff", () => {
+  const policy = { baseMs: 1_000, maxMs: 10_000 };
+
+  it("doubles with each attempt, half fixed and half jitter", () => {
+    expect(backoffDelayMs(0, policy, 0)).toBe(500);
+    expect(backoffDelayMs(0, policy, 0.999999)).toBe(1_000);
+    expect(backoffDelayMs(1, policy, 0)).toBe(1_000);
+    expect(backoffDelayMs(2, policy, 1)).toBe(4_000);
+  });
+
+  it("is capped", () => {
+    expect(backoffDelayMs(20, policy, 1)).toBe(10_000);
+    expect(backoffDelayMs(5_000, policy, 1)).toBe(10_000);
+  });
+
+  it("parses retry-after as seconds or a date, and ignores garbage", () => {
+    expect(parseRetryAfter("5", NOW)).toBe(NOW + 5_000);
+    expect(parseRetryAfter("2023-11-14T22:15:00.000Z", NOW)).toBe(Date.parse("2023-11-14T22:15:00.000Z"));
+    expect(parseRetryAfter("2000-01-01T00:00:00Z", NOW)).toBe(NOW);
+    expect(parseRetryAfter("soon", NOW)).toBeUndefined();
+  });
+});
+
+function canonical(v: unknown): string {
+  // Small values with sorted keys already: JSON.stringify of a key-sorted object is its JCS form.
+  return JSON.stringify(v, (_k, val) =>
+    val && typeof val === "object" && !Array.isArray(val)
+      ? Object.fromEntries(Object.entries(val).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : val,
+  );
+}

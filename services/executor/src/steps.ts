@@ -1,0 +1,319 @@
+// Interpreting an app's answer to one call (PROTOCOL-STEPS.md §2, §4) into a decision the executor
+// carries out. Pure: no I/O, no clock, no randomness of its own, so every rule is unit-tested.
+
+import canonicalize from "canonicalize";
+
+/** An HTTP answer from the app; header names are lower case. */
+export interface AppResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** What came of a call: an answer, or a failure before one (network, timeout, bad signature). */
+export type CallOutcome =
+  | { kind: "response"; response: AppResponse }
+  | { kind: "failure"; message: string; retriable: boolean };
+
+export interface BackoffPolicy {
+  /** Delay before the second attempt; doubles with each attempt. */
+  baseMs: number;
+  maxMs: number;
+}
+
+export interface InterpretInput {
+  outcome: CallOutcome;
+  /** The `stepId` the call asked for: "step" (discover) or a planned step's hashed id. */
+  stepId: string;
+  /** Zero-based attempt of this call. */
+  attempt: number;
+  maxAttempts: number;
+  nowMs: number;
+  backoff: BackoffPolicy;
+  /** A number in [0, 1) for backoff jitter. */
+  random: number;
+}
+
+/** A step result to save, with what history needs to know about it. */
+export interface StepResult {
+  stepId: string;
+  name: string;
+  status: "completed" | "failed";
+  /** Canonical `{"data":..}` or `{"error":..}` text, exactly what the SDK reads back. */
+  memoJson: string;
+  /** The value (completed) or the serialized error (failed), as JSON text. */
+  resultJson: string;
+}
+
+export type Decision =
+  /** Save the results (maybe none), then call again with `next` ("step" or a planned id), attempt 0. */
+  | { type: "continue"; saves: StepResult[]; next: string }
+  /** Call again the same way with `attempt`, not before `runAtMs`. */
+  | { type: "retry"; attempt: number; runAtMs: number; reason: string; errorJson: string; step?: StepRef }
+  /** The run finished with `outputJson`. */
+  | { type: "complete"; outputJson: string }
+  /** The run failed for good. */
+  | { type: "fail"; reason: string; errorJson: string };
+
+export interface StepRef {
+  stepId: string;
+  name: string;
+}
+
+export interface Interpretation {
+  decision: Decision;
+  /** The x-inngest-req-version the SDK answered (1 or 2), to echo on later calls. */
+  reqVersion?: number;
+}
+
+/** The hashed id the SDK gives function-level results carried as ops: sha1("complete"). */
+export const COMPLETE_OP_ID = "0737c22d3bfae812339732d14d8c7dbd6dc4e09c";
+
+const LAZY_OPS = new Set(["DeferAdd", "DeferAbort"]);
+const UNSUPPORTED_OPS: Record<string, string> = {
+  Sleep: "step.sleep / step.sleepUntil",
+  WaitForEvent: "step.waitForEvent",
+  InvokeFunction: "step.invoke",
+  WaitForSignal: "step.waitForSignal",
+  AIGateway: "step.ai.infer",
+  Gateway: "step.fetch",
+};
+
+interface Op {
+  id: string;
+  op: string;
+  name?: unknown;
+  displayName?: unknown;
+  data?: unknown;
+  error?: unknown;
+}
+
+/** Decides what to do with the outcome of one call. */
+export function interpret(input: InterpretInput): Interpretation {
+  const { outcome } = input;
+  if (outcome.kind === "failure") {
+    return { decision: retryOrFail(input, outcome.message, errorJson(outcome.message), !outcome.retriable) };
+  }
+  const res = outcome.response;
+  const reqVersion = requestVersionOf(res.headers);
+  return { decision: decideResponse(input, res), ...(reqVersion ? { reqVersion } : {}) };
+}
+
+function decideResponse(input: InterpretInput, res: AppResponse): Decision {
+  const noRetry = res.headers["x-inngest-no-retry"];
+  const retryAfter = res.headers["retry-after"];
+  if (res.status >= 200 && res.status < 300) {
+    // A 2xx that did not come from the SDK (a proxy, a wrong URL) proves nothing ran.
+    if (!res.headers["x-inngest-sdk"]) {
+      return retryOrFail(input, `app answered ${res.status} without an x-inngest-sdk header`, bodyError(res));
+    }
+    if (res.status === 200) {
+      const parsed = parseJson(res.body);
+      if (!parsed.ok)
+        return retryOrFail(input, "app answered 200 with a body that is not JSON", bodyError(res));
+      return { type: "complete", outputJson: JSON.stringify(parsed.value ?? null) };
+    }
+    if (res.status === 206) return decideOps(input, res);
+    return retryOrFail(input, `app answered an unexpected ${res.status}`, bodyError(res));
+  }
+  const reason =
+    res.status === 401
+      ? "app rejected the request signature (401); check the environment's signing key"
+      : `app answered ${res.status}`;
+  const err = res.status === 401 ? errorJson(reason) : bodyError(res);
+  return retryOrFail(input, reason, err, noRetry === "true", retryAfter);
+}
+
+function decideOps(input: InterpretInput, res: AppResponse): Decision {
+  const ops = parseOps(res.body);
+  if (!ops) return retryOrFail(input, "app answered 206 with a malformed op list", bodyError(res));
+  const real = ops.filter((o) => !LAZY_OPS.has(o.op));
+  if (real.length === 0) return retryOrFail(input, "app answered 206 without any op", bodyError(res));
+
+  const unsupported = real.find((o) => o.op !== "RunComplete" && !isStepOp(o.op));
+  if (unsupported) {
+    const what = UNSUPPORTED_OPS[unsupported.op] ?? `the op ${JSON.stringify(unsupported.op)}`;
+    const message = `${what} is not supported by Stepline yet`;
+    return { type: "fail", reason: message, errorJson: errorJson(message, "NotSupportedError") };
+  }
+
+  const done = real.find((o) => o.op === "RunComplete");
+  if (done) return { type: "complete", outputJson: JSON.stringify(done.data ?? null) };
+
+  const noRetry = res.headers["x-inngest-no-retry"] === "true";
+  // With lazy ops present, a function-level error travels as a step error on the "complete" id.
+  const fnError = real.find(
+    (o) => (o.op === "StepError" || o.op === "StepFailed") && o.id === COMPLETE_OP_ID,
+  );
+  if (fnError) {
+    const err = JSON.stringify(fnError.error ?? null);
+    const reason = `function failed: ${messageOf(fnError.error)}`;
+    return fnError.op === "StepFailed"
+      ? { type: "fail", reason, errorJson: err }
+      : retryOrFail(input, reason, err, noRetry, res.headers["retry-after"]);
+  }
+
+  const saves: StepResult[] = [];
+  const stepError = real.find((o) => o.op === "StepError");
+  if (stepError) {
+    const exhausted = noRetry || input.attempt + 1 >= input.maxAttempts;
+    if (!exhausted) {
+      const reason = `step ${nameOf(stepError)} failed: ${messageOf(stepError.error)}`;
+      const decision = retryOrFail(
+        input,
+        reason,
+        JSON.stringify(stepError.error ?? null),
+        false,
+        res.headers["retry-after"],
+      );
+      if (decision.type === "retry") decision.step = { stepId: stepError.id, name: nameOf(stepError) };
+      return decision;
+    }
+    // Out of attempts: the step failed for good, exactly as if the SDK had said StepFailed.
+    const failed = failedStep(stepError);
+    if (!failed) return canonicalFailure(stepError);
+    saves.push(failed);
+  } else {
+    for (const o of real) {
+      if (o.op !== "StepRun" && o.op !== "StepFailed") continue;
+      const r = o.op === "StepRun" ? completedStep(o) : failedStep(o);
+      if (!r) return canonicalFailure(o);
+      saves.push(r);
+    }
+  }
+
+  const saved = new Set(saves.map((s) => s.stepId));
+  // Parallel steps are run one at a time for now: the first planned step goes next; the rest are
+  // found again by the discovery call that follows it.
+  const planned = real.find((o) => o.op === "StepPlanned" && !saved.has(o.id));
+  if (saves.length > 0) return { type: "continue", saves, next: planned && !stepError ? planned.id : "step" };
+  if (planned) {
+    if (planned.id === input.stepId) {
+      return retryOrFail(input, `app planned step ${nameOf(planned)} again instead of running it`, "null");
+    }
+    return { type: "continue", saves: [], next: planned.id };
+  }
+  return retryOrFail(input, "app answered 206 without a usable op", bodyError(res));
+}
+
+function isStepOp(op: string): boolean {
+  return op === "StepRun" || op === "StepError" || op === "StepFailed" || op === "StepPlanned";
+}
+
+function completedStep(o: Op): StepResult | null {
+  const memoJson = safeCanonical({ data: o.data ?? null });
+  if (memoJson === null) return null;
+  return {
+    stepId: o.id,
+    name: nameOf(o),
+    status: "completed",
+    memoJson,
+    resultJson: JSON.stringify(o.data ?? null),
+  };
+}
+
+function failedStep(o: Op): StepResult | null {
+  const error = o.error ?? { name: "Error", message: "Unknown error" };
+  const memoJson = safeCanonical({ error });
+  if (memoJson === null) return null;
+  return { stepId: o.id, name: nameOf(o), status: "failed", memoJson, resultJson: JSON.stringify(error) };
+}
+
+/** A result that cannot be put in canonical JSON (e.g. a lone surrogate) can never be replayed. */
+function canonicalFailure(o: Op): Decision {
+  const message = `step ${nameOf(o)} returned a value that cannot be stored as canonical JSON`;
+  return { type: "fail", reason: message, errorJson: errorJson(message) };
+}
+
+function retryOrFail(
+  input: InterpretInput,
+  reason: string,
+  errJson: string,
+  noRetry = false,
+  retryAfter?: string,
+): Decision {
+  if (noRetry) return { type: "fail", reason, errorJson: errJson };
+  const attempt = input.attempt + 1;
+  if (attempt >= input.maxAttempts) {
+    return { type: "fail", reason: `${reason} (after ${input.maxAttempts} attempts)`, errorJson: errJson };
+  }
+  const after = retryAfter === undefined ? undefined : parseRetryAfter(retryAfter, input.nowMs);
+  const runAtMs = after ?? input.nowMs + backoffDelayMs(input.attempt, input.backoff, input.random);
+  return { type: "retry", attempt, runAtMs, reason, errorJson: errJson };
+}
+
+/** Exponential backoff with jitter: about base·2^attempt (half fixed, half random), capped. */
+export function backoffDelayMs(attempt: number, policy: BackoffPolicy, random: number): number {
+  const full = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.min(attempt, 30));
+  return Math.round(full / 2 + (random * full) / 2);
+}
+
+/** `retry-after` as seconds or an HTTP/ISO date, as an epoch ms no earlier than now. */
+export function parseRetryAfter(value: string, nowMs: number): number | undefined {
+  const v = value.trim();
+  if (/^\d+(\.\d+)?$/.test(v)) return nowMs + Math.round(Number(v) * 1000);
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(nowMs, at);
+}
+
+/** The request version the SDK answered, when it is one we may echo (1 or 2; never 0). */
+export function requestVersionOf(headers: Record<string, string>): number | undefined {
+  const v = Number(headers["x-inngest-req-version"]);
+  return v === 1 || v === 2 ? v : undefined;
+}
+
+function parseOps(body: string): Op[] | null {
+  const parsed = parseJson(body);
+  if (!parsed.ok) return null;
+  const list = Array.isArray(parsed.value) ? parsed.value : [parsed.value];
+  const ops: Op[] = [];
+  for (const o of list) {
+    if (!o || typeof o !== "object") return null;
+    const op = o as Record<string, unknown>;
+    if (typeof op.op !== "string" || typeof op.id !== "string") return null;
+    ops.push(op as unknown as Op);
+  }
+  return ops;
+}
+
+function nameOf(o: Op): string {
+  if (typeof o.displayName === "string" && o.displayName) return o.displayName;
+  if (typeof o.name === "string" && o.name) return o.name;
+  return o.id;
+}
+
+function messageOf(err: unknown): string {
+  if (err && typeof err === "object" && "message" in err)
+    return String((err as { message: unknown }).message);
+  return typeof err === "string" ? err : "unknown error";
+}
+
+/** The serialized error in an error answer's body, or one made from the status and text. */
+function bodyError(res: AppResponse): string {
+  const parsed = parseJson(res.body);
+  if (parsed.ok && parsed.value && typeof parsed.value === "object" && !Array.isArray(parsed.value)) {
+    return JSON.stringify(parsed.value);
+  }
+  const text = res.body.length > 500 ? `${res.body.slice(0, 500)}…` : res.body;
+  return errorJson(`app answered ${res.status}${text ? `: ${text}` : ""}`);
+}
+
+function errorJson(message: string, name = "Error"): string {
+  return JSON.stringify({ name, message });
+}
+
+function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch {
+    return { ok: false };
+  }
+}
+
+function safeCanonical(value: unknown): string | null {
+  try {
+    return canonicalize(value) ?? null;
+  } catch {
+    return null;
+  }
+}

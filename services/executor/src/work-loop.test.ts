@@ -1,0 +1,274 @@
+// The Work stream client against a small in-test QueueService peer over real gRPC, which grants
+// leases against credits and answers ops; the queue's own logic is tested in services/queue.
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
+import { systemClock } from "@stepline/internal/clock";
+import type { GrpcServer } from "@stepline/internal/grpc";
+import { createClient, startGrpcServer } from "@stepline/internal/grpc";
+import { createLogger } from "@stepline/internal/log";
+import type {
+  LeasedItem,
+  NewItem,
+  OpResult,
+  WorkRequest,
+  WorkResponse,
+} from "@stepline/proto/stepline/queue/v1/queue_service";
+import {
+  ItemKind,
+  OpStatus,
+  QueueServiceClient,
+  QueueServiceService,
+} from "@stepline/proto/stepline/queue/v1/queue_service";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { ItemContext, ItemHandler } from "./work-loop.js";
+import { LEASE_LOST, SHUTDOWN, WorkLoop } from "./work-loop.js";
+
+class FakeQueue {
+  credits = 0;
+  creditsGranted = 0;
+  requests: WorkRequest[] = [];
+  waiting: LeasedItem[] = [];
+  connections = 0;
+  extendStatus = OpStatus.OP_STATUS_OK;
+  /** When false, completions are received but never answered. */
+  answerCompletions = true;
+  leaseMs = 30_000;
+  call: ServerDuplexStream<WorkRequest, WorkResponse> | undefined;
+
+  work(call: ServerDuplexStream<WorkRequest, WorkResponse>): void {
+    this.call = call;
+    this.credits = 0;
+    this.connections++;
+    call.on("data", (req: WorkRequest) => this.onRequest(call, req));
+    call.on("end", () => call.end());
+    call.on("error", () => undefined);
+  }
+
+  offer(...items: NewItem[]): void {
+    const now = Date.now();
+    this.waiting.push(
+      ...items.map((item) => ({ item, generation: 1, leaseExpiresAtMs: now + this.leaseMs })),
+    );
+    this.pump();
+  }
+
+  breakStream(): void {
+    // grpc-js sends an error status to the client when a server stream emits "error".
+    this.call?.emit("error", { code: status.UNAVAILABLE, details: "queue restarted" });
+    this.call = undefined;
+  }
+
+  of<K extends NonNullable<WorkRequest["request"]>["$case"]>(kind: K) {
+    return this.requests
+      .map((r) => r.request)
+      .filter((r): r is Extract<NonNullable<WorkRequest["request"]>, { $case: K }> => r?.$case === kind)
+      .map((r) => r.value);
+  }
+
+  private onRequest(call: ServerDuplexStream<WorkRequest, WorkResponse>, req: WorkRequest): void {
+    this.requests.push(req);
+    const r = req.request;
+    if (!r) return;
+    if (r.$case === "credits") {
+      this.credits += r.value.count;
+      this.creditsGranted += r.value.count;
+      this.pump();
+      return;
+    }
+    let results: OpResult[];
+    if (r.$case === "complete") {
+      if (!this.answerCompletions) return;
+      results = r.value.items.map((c) => ok(c.lease?.itemId ?? ""));
+    } else if (r.$case === "retry") {
+      results = r.value.items.map((c) => ok(c.lease?.itemId ?? ""));
+    } else {
+      results = r.value.leases.map((l) => ({
+        itemId: l.itemId,
+        status: this.extendStatus,
+        leaseExpiresAtMs: Date.now() + this.leaseMs,
+      }));
+    }
+    call.write({ response: { $case: "results", value: { batchId: r.value.batchId, results } } });
+  }
+
+  private pump(): void {
+    if (!this.call || this.credits <= 0 || this.waiting.length === 0) return;
+    const items = this.waiting.splice(0, this.credits);
+    this.credits -= items.length;
+    this.call.write({ response: { $case: "items", value: { items } } });
+  }
+}
+
+const ok = (itemId: string): OpResult => ({ itemId, status: OpStatus.OP_STATUS_OK, leaseExpiresAtMs: 0 });
+
+function item(id: string, attempt = 0): NewItem {
+  return {
+    id,
+    runId: id.split(":")[0] ?? id,
+    accountId: "acct",
+    environmentId: "env",
+    functionId: "fn",
+    kind: ItemKind.ITEM_KIND_STEP,
+    delayMs: 0,
+    runAtMs: 0,
+    attempt,
+    payload: '{"stepId":"step"}',
+  };
+}
+
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const log = createLogger("executor-test", "silent");
+let fake: FakeQueue;
+let server: GrpcServer;
+let client: QueueServiceClient;
+let loop: WorkLoop | undefined;
+
+beforeEach(async () => {
+  fake = new FakeQueue();
+  server = await startGrpcServer("127.0.0.1:0", [
+    {
+      definition: QueueServiceService,
+      implementation: {
+        enqueue: (_call: unknown, cb: (err: null, res: { results: [] }) => void) => cb(null, { results: [] }),
+        work: (call: ServerDuplexStream<WorkRequest, WorkResponse>) => fake.work(call),
+      },
+    },
+  ]);
+  client = createClient(QueueServiceClient, `127.0.0.1:${server.port}`);
+});
+
+afterEach(async () => {
+  await loop?.stop(0, 500);
+  loop = undefined;
+  client.close();
+  await server.close(100);
+});
+
+function start(handler: ItemHandler, concurrency = 4, opTimeoutMs = 5_000): WorkLoop {
+  loop = new WorkLoop(() => client.work(), handler, { concurrency, opTimeoutMs }, log, systemClock);
+  loop.start();
+  return loop;
+}
+
+describe("the Work stream", () => {
+  it("grants credits for its free slots, runs leased items and completes them with their next item", async () => {
+    const outcomes: string[] = [];
+    start(async (it, ctx) => {
+      outcomes.push(await ctx.complete([item(`${it.runId}:c1`)]));
+    }, 4);
+    await waitFor(() => fake.creditsGranted === 4, "initial credits");
+    fake.offer(item("r1:start"), item("r2:start"));
+    await waitFor(() => outcomes.length === 2, "two completions");
+    expect(outcomes).toEqual(["ok", "ok"]);
+    const completed = fake.of("complete").flatMap((c) => c.items);
+    expect(
+      completed.map((c) => [c.lease?.itemId, c.lease?.generation, c.next.map((n) => n.id)]).sort(),
+    ).toEqual([
+      ["r1:start", 1, ["r1:c1"]],
+      ["r2:start", 1, ["r2:c1"]],
+    ]);
+    // Each finished item gives its slot back as a credit.
+    await waitFor(() => fake.creditsGranted === 6, "credits returned");
+  });
+
+  it("never holds more items than its concurrency", async () => {
+    let running = 0;
+    let peak = 0;
+    const gates: Array<() => void> = [];
+    start(async (_it, ctx) => {
+      running++;
+      peak = Math.max(peak, running);
+      await new Promise<void>((r) => gates.push(r));
+      running--;
+      await ctx.complete([]);
+    }, 2);
+    fake.offer(...["a", "b", "c", "d", "e"].map((id) => item(id)));
+    await waitFor(() => running === 2, "two running");
+    expect(fake.creditsGranted).toBe(2);
+    while (fake.of("complete").length < 5) {
+      gates.shift()?.();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(peak).toBe(2);
+  });
+
+  it("extends a held lease every third of its length and aborts the work when the lease is lost", async () => {
+    fake.leaseMs = 150;
+    let signal: AbortSignal | undefined;
+    start(async (_it, ctx) => {
+      signal = ctx.signal;
+      await new Promise((r) => ctx.signal.addEventListener("abort", r));
+    });
+    fake.offer(item("slow:start"));
+    await waitFor(() => fake.of("extend").length >= 2, "two extensions");
+    expect(signal?.aborted).toBe(false);
+    fake.extendStatus = OpStatus.OP_STATUS_STALE;
+    await waitFor(() => signal?.aborted === true, "abort on stale extension");
+    expect(signal?.reason).toBe(LEASE_LOST);
+    expect(fake.of("complete")).toEqual([]);
+  });
+
+  it("reconnects after the stream breaks, grants credits again and resends an unanswered completion", async () => {
+    fake.answerCompletions = false;
+    let outcome: string | undefined;
+    start(async (_it, ctx) => {
+      outcome = await ctx.complete([]);
+    }, 3);
+    fake.offer(item("r:start"));
+    await waitFor(() => fake.of("complete").length === 1, "first completion");
+    fake.answerCompletions = true;
+    fake.breakStream();
+    await waitFor(() => fake.connections === 2, "reconnect", 10_000);
+    await waitFor(() => outcome !== undefined, "completion answered after reconnect");
+    expect(outcome).toBe("ok");
+    expect(fake.of("complete").length).toBe(2);
+    const afterReconnect = fake.of("credits").at(-1)?.count;
+    expect(afterReconnect).toBeGreaterThan(0);
+  });
+
+  it("counts a completion the queue never answers as stale once its deadline passes", async () => {
+    fake.answerCompletions = false;
+    let outcome: string | undefined;
+    start(
+      async (_it, ctx) => {
+        outcome = await ctx.complete([]);
+      },
+      1,
+      300,
+    );
+    fake.offer(item("r:start"));
+    await waitFor(() => outcome !== undefined, "stale outcome", 5_000);
+    expect(outcome).toBe("stale");
+  });
+
+  it("on stop asks for no more work, lets quick items finish and releases slow ones with their attempt", async () => {
+    const ctxs: ItemContext[] = [];
+    const w = start(async (it, ctx) => {
+      ctxs.push(ctx);
+      if (it.id === "quick") {
+        await new Promise((r) => setTimeout(r, 50));
+        await ctx.complete([]);
+        return;
+      }
+      await new Promise((r) => ctx.signal.addEventListener("abort", r));
+      if (ctx.signal.reason === SHUTDOWN) await ctx.retry(0, it.attempt);
+    }, 4);
+    fake.offer(item("quick"), item("slow", 2));
+    await waitFor(() => ctxs.length === 2, "both running");
+    const granted = fake.creditsGranted;
+    await w.stop(200, 2_000);
+    loop = undefined;
+    expect(fake.of("complete").flatMap((c) => c.items.map((i) => i.lease?.itemId))).toEqual(["quick"]);
+    expect(fake.of("retry").flatMap((r) => r.items)).toEqual([
+      { lease: { itemId: "slow", accountId: "acct", generation: 1 }, runAtMs: 0, attempt: 2 },
+    ]);
+    expect(fake.creditsGranted).toBe(granted);
+  });
+});

@@ -1,0 +1,351 @@
+// The executor's one long-lived QueueService.Work stream: credits out (never more than the free
+// slots), leased items in, and completions, retries and extensions out in batches, each answered
+// per item. Every held item has a lease keeper that extends it every lease/3 and aborts the work
+// (signal reason LEASE_LOST) when the lease is lost or cannot be confirmed in time.
+
+import type { ClientDuplexStream } from "@grpc/grpc-js";
+import type { Clock } from "@stepline/internal/clock";
+import type { Logger } from "@stepline/internal/log";
+import type {
+  Lease,
+  LeasedItem,
+  NewItem,
+  OpResult,
+  WorkRequest,
+  WorkResponse,
+} from "@stepline/proto/stepline/queue/v1/queue_service";
+import { OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { itemsInFlight } from "./metrics.js";
+
+/** Abort reason: the lease is gone; drop the work without acting on the queue. */
+export const LEASE_LOST = "lease-lost";
+/** Abort reason: the process is stopping; release the item (Retry with its attempt unchanged). */
+export const SHUTDOWN = "shutdown";
+
+export type OpOutcome = "ok" | "stale";
+
+/** What a handler gets for one leased item. */
+export interface ItemContext {
+  lease: Lease;
+  /** Aborted with reason LEASE_LOST or SHUTDOWN. */
+  signal: AbortSignal;
+  /** Acks the item and enqueues `next` atomically; stops the lease keeper first. */
+  complete(next: NewItem[]): Promise<OpOutcome>;
+  /** Hands the item out again at `runAtMs` (0 = now) with `attempt`; stops the keeper first. */
+  retry(runAtMs: number, attempt: number): Promise<OpOutcome>;
+}
+
+export type ItemHandler = (item: NewItem, ctx: ItemContext) => Promise<void>;
+
+export interface WorkLoopOptions {
+  /** Most items held at once (credits never exceed the free slots). */
+  concurrency: number;
+  /** How long a completion or retry may wait for the queue (reconnects included) before it counts as stale. */
+  opTimeoutMs: number;
+}
+
+type Op =
+  | { kind: "complete"; lease: Lease; next: NewItem[] }
+  | { kind: "retry"; lease: Lease; runAtMs: number; attempt: number }
+  | { kind: "extend"; lease: Lease };
+
+interface PendingOp {
+  op: Op;
+  deadlineMs: number;
+  resolve(result: OpResult | null): void;
+}
+
+interface Held {
+  lease: Lease;
+  expiresAtMs: number;
+  controller: AbortController;
+  keeper: NodeJS.Timeout | undefined;
+  keeping: boolean;
+  done: Promise<void>;
+}
+
+/** Runs the Work stream and dispatches leased items to `handler`. */
+export class WorkLoop {
+  private call: ClientDuplexStream<WorkRequest, WorkResponse> | undefined;
+  private connected = false;
+  private stopping = false;
+  private closed = false;
+  private reconnectMs = 100;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private outstanding = 0;
+  private creditsToSend = 0;
+  private readonly held = new Map<string, Held>();
+  private queued: PendingOp[] = [];
+  private readonly sent = new Map<number, PendingOp[]>();
+  private nextBatchId = 1;
+  private flushScheduled = false;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly open: () => ClientDuplexStream<WorkRequest, WorkResponse>,
+    private readonly handler: ItemHandler,
+    private readonly opts: WorkLoopOptions,
+    private readonly log: Logger,
+    private readonly clock: Clock,
+  ) {
+    this.sweeper = setInterval(() => this.expireOps(), 1_000);
+    this.sweeper.unref();
+  }
+
+  /** Opens the stream (and keeps reopening it with backoff until stop). */
+  start(): void {
+    this.connect();
+  }
+
+  /** True while the stream is open. */
+  isConnected(): boolean {
+    return this.connected;
+  }
+
+  /** Items held right now. */
+  inFlight(): number {
+    return this.held.size;
+  }
+
+  /**
+   * Stops asking for work, lets held items finish for up to `graceMs`, then aborts the rest with
+   * SHUTDOWN (their handlers release them) and waits up to `releaseMs` for that, then closes.
+   */
+  async stop(graceMs: number, releaseMs = 3_000): Promise<void> {
+    this.stopping = true;
+    this.creditsToSend = 0;
+    await this.waitIdle(graceMs);
+    if (this.held.size > 0) {
+      this.log.info({ items: this.held.size }, "releasing items still running at shutdown");
+      for (const h of this.held.values()) h.controller.abort(SHUTDOWN);
+      await this.waitIdle(releaseMs);
+    }
+    this.closed = true;
+    clearInterval(this.sweeper);
+    clearTimeout(this.reconnectTimer);
+    for (const p of [...this.queued, ...[...this.sent.values()].flat()]) p.resolve(null);
+    this.queued = [];
+    this.sent.clear();
+    this.call?.end();
+    this.call?.cancel();
+  }
+
+  private async waitIdle(ms: number): Promise<void> {
+    const deadline = this.clock.now() + ms;
+    while (this.held.size > 0 && this.clock.now() < deadline) {
+      const all = Promise.all([...this.held.values()].map((h) => h.done));
+      await Promise.race([all, new Promise((r) => setTimeout(r, Math.max(1, deadline - this.clock.now())))]);
+    }
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const call = this.open();
+    this.call = call;
+    this.connected = true;
+    this.outstanding = 0;
+    call.on("data", (res: WorkResponse) => {
+      this.reconnectMs = 100;
+      this.onResponse(res);
+    });
+    call.on("error", (err: Error) => this.onBroken(call, err));
+    call.on("end", () => this.onBroken(call));
+    // Credits belong to a stream: a new stream starts from the free slots.
+    if (!this.stopping) this.creditsToSend = Math.max(0, this.opts.concurrency - this.held.size);
+    // Operations sent on a broken stream went unanswered; send them again (all are idempotent).
+    for (const ops of this.sent.values()) this.queued.push(...ops);
+    this.sent.clear();
+    this.scheduleFlush();
+  }
+
+  private onBroken(call: ClientDuplexStream<WorkRequest, WorkResponse>, err?: Error): void {
+    if (call !== this.call || !this.connected) return;
+    this.connected = false;
+    this.call = undefined;
+    call.cancel();
+    if (this.closed) return;
+    this.log.warn({ err: err?.message, retryInMs: this.reconnectMs }, "work stream broke; reconnecting");
+    this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectMs);
+    this.reconnectMs = Math.min(this.reconnectMs * 2, 5_000);
+  }
+
+  private onResponse(res: WorkResponse): void {
+    if (res.response?.$case === "items") {
+      for (const li of res.response.value.items) this.accept(li);
+    } else if (res.response?.$case === "results") {
+      const { batchId, results } = res.response.value;
+      const ops = this.sent.get(batchId);
+      if (!ops) return;
+      this.sent.delete(batchId);
+      const byId = new Map(results.map((r) => [r.itemId, r]));
+      for (const p of ops) {
+        const r = byId.get(p.op.lease.itemId);
+        if (!r) this.log.warn({ batchId, itemId: p.op.lease.itemId }, "queue answered no result for an op");
+        p.resolve(r ?? null);
+      }
+    }
+  }
+
+  private accept(li: LeasedItem): void {
+    const item = li.item;
+    if (!item) return;
+    this.outstanding = Math.max(0, this.outstanding - 1);
+    const lease: Lease = { itemId: item.id, accountId: item.accountId, generation: li.generation };
+    if (this.held.has(item.id)) {
+      // Re-leased while we still hold it (our lease expired): the old handler is fenced out.
+      this.held.get(item.id)?.controller.abort(LEASE_LOST);
+      this.held.delete(item.id);
+    }
+    const controller = new AbortController();
+    const held: Held = {
+      lease,
+      expiresAtMs: li.leaseExpiresAtMs,
+      controller,
+      keeper: undefined,
+      keeping: true,
+      done: Promise.resolve(),
+    };
+    this.held.set(item.id, held);
+    itemsInFlight.set(this.held.size);
+    if (this.held.size > this.opts.concurrency) {
+      this.log.warn({ held: this.held.size }, "queue sent more items than credits granted");
+    }
+    this.keep(held);
+    const ctx: ItemContext = {
+      lease,
+      signal: controller.signal,
+      complete: (next) => this.finishOp(held, { kind: "complete", lease, next }),
+      retry: (runAtMs, attempt) => this.finishOp(held, { kind: "retry", lease, runAtMs, attempt }),
+    };
+    const run = this.stopping ? ctx.retry(0, item.attempt).then(() => undefined) : this.handler(item, ctx);
+    held.done = run
+      .catch((err: unknown) => this.log.error({ err, itemId: item.id }, "item handler failed"))
+      .finally(() => this.release(held));
+  }
+
+  private release(held: Held): void {
+    this.stopKeeping(held);
+    if (this.held.get(held.lease.itemId) === held) this.held.delete(held.lease.itemId);
+    itemsInFlight.set(this.held.size);
+    if (this.stopping || !this.connected) return;
+    const free = this.opts.concurrency - this.held.size - this.outstanding - this.creditsToSend;
+    if (free > 0) {
+      this.creditsToSend += free;
+      this.scheduleFlush();
+    }
+  }
+
+  /** Extends the lease every third of its remaining time; aborts when it is lost or runs out. */
+  private keep(held: Held): void {
+    if (!held.keeping) return;
+    const remaining = held.expiresAtMs - this.clock.now();
+    if (remaining <= 0) {
+      held.controller.abort(LEASE_LOST);
+      return;
+    }
+    held.keeper = setTimeout(
+      () => {
+        if (!held.keeping) return;
+        // Give up if no extension is confirmed before the lease ends.
+        const expiry = setTimeout(
+          () => held.keeping && held.controller.abort(LEASE_LOST),
+          held.expiresAtMs - this.clock.now(),
+        );
+        this.enqueueOp({ kind: "extend", lease: held.lease }, held.expiresAtMs).then((r) => {
+          clearTimeout(expiry);
+          if (!held.keeping) return;
+          if (r?.status === OpStatus.OP_STATUS_OK) {
+            held.expiresAtMs = r.leaseExpiresAtMs || held.expiresAtMs;
+            this.keep(held);
+          } else {
+            this.log.warn({ itemId: held.lease.itemId }, "lease lost; dropping the work");
+            held.controller.abort(LEASE_LOST);
+          }
+        });
+      },
+      Math.max(1, Math.floor(remaining / 3)),
+    );
+  }
+
+  private stopKeeping(held: Held): void {
+    held.keeping = false;
+    clearTimeout(held.keeper);
+  }
+
+  private async finishOp(held: Held, op: Op): Promise<OpOutcome> {
+    // The keeper stops before the ack, so a late extension can never race the completion.
+    this.stopKeeping(held);
+    const r = await this.enqueueOp(op, this.clock.now() + this.opts.opTimeoutMs);
+    return r?.status === OpStatus.OP_STATUS_OK ? "ok" : "stale";
+  }
+
+  private enqueueOp(op: Op, deadlineMs: number): Promise<OpResult | null> {
+    if (this.closed) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      this.queued.push({ op, deadlineMs, resolve });
+      this.scheduleFlush();
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Sends credits and one message per kind of queued op, each batch tagged with its own id. */
+  private flush(): void {
+    const call = this.call;
+    if (!call || !this.connected) return;
+    if (this.creditsToSend > 0 && !this.stopping) {
+      call.write({ request: { $case: "credits", value: { count: this.creditsToSend } } });
+      this.outstanding += this.creditsToSend;
+    }
+    this.creditsToSend = 0;
+    const ops = this.queued;
+    this.queued = [];
+    const byKind = { complete: [] as PendingOp[], retry: [] as PendingOp[], extend: [] as PendingOp[] };
+    for (const p of ops) byKind[p.op.kind].push(p);
+    for (const [kind, list] of Object.entries(byKind)) {
+      if (list.length === 0) continue;
+      const batchId = this.nextBatchId++;
+      this.sent.set(batchId, list);
+      call.write(toRequest(kind as Op["kind"], batchId, list));
+    }
+  }
+
+  /** Ops past their deadline (queue unreachable) count as stale. */
+  private expireOps(): void {
+    const now = this.clock.now();
+    const expired = (p: PendingOp) => p.deadlineMs <= now;
+    for (const p of this.queued.filter(expired)) p.resolve(null);
+    this.queued = this.queued.filter((p) => !expired(p));
+    for (const [id, list] of this.sent) {
+      for (const p of list.filter(expired)) p.resolve(null);
+      const left = list.filter((p) => !expired(p));
+      if (left.length === 0) this.sent.delete(id);
+      else this.sent.set(id, left);
+    }
+  }
+}
+
+function toRequest(kind: Op["kind"], batchId: number, list: PendingOp[]): WorkRequest {
+  if (kind === "complete") {
+    const items = list.map((p) => {
+      const op = p.op as Extract<Op, { kind: "complete" }>;
+      return { lease: op.lease, next: op.next };
+    });
+    return { request: { $case: "complete", value: { batchId, items } } };
+  }
+  if (kind === "retry") {
+    const items = list.map((p) => {
+      const op = p.op as Extract<Op, { kind: "retry" }>;
+      return { lease: op.lease, runAtMs: op.runAtMs, attempt: op.attempt };
+    });
+    return { request: { $case: "retry", value: { batchId, items } } };
+  }
+  return { request: { $case: "extend", value: { batchId, leases: list.map((p) => p.op.lease) } } };
+}

@@ -1,0 +1,185 @@
+import { createClickHouse } from "@stepline/internal/clickhouse";
+import { NotFoundError } from "@stepline/internal/errors";
+import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
+import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
+import { createLogger } from "@stepline/internal/log";
+import {
+  HistoryServiceClient,
+  HistoryServiceService,
+} from "@stepline/proto/stepline/history/v1/history_service";
+import type { RunRecord } from "@stepline/proto/stepline/stream/v1/history_record";
+import { HistoryRecord, RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { HistoryConsumer } from "./consumer.js";
+import { createHistoryConsumer } from "./consumer.js";
+import type { Rows } from "./rows.js";
+import type { TableName } from "./schema.js";
+import { historyService } from "./server.js";
+import { HistoryStore } from "./store.js";
+import type { TestDatabase } from "./test-support.js";
+import {
+  createTestDatabase,
+  requireEnv,
+  runRecord,
+  stepRecord,
+  uniqueName,
+  waitFor,
+} from "./test-support.js";
+
+const clickhouseUrl = requireEnv(process.env, "STEPLINE_TEST_CLICKHOUSE_URL");
+const brokers = requireEnv(process.env, "STEPLINE_TEST_KAFKA_BROKERS");
+const log = createLogger("history-test", "silent");
+const prefix = `${uniqueName("t_history")}.`;
+const topic = topicNames(prefix).history;
+const kafka = createKafka(brokers, "history-test", log);
+const admin = kafka.admin();
+const producer = kafka.producer();
+let t: TestDatabase;
+const running: HistoryConsumer[] = [];
+const groups = new Set<string>();
+
+beforeAll(async () => {
+  t = await createTestDatabase(clickhouseUrl);
+  await admin.connect();
+  await admin.createTopics({
+    topics: [{ topic, numPartitions: 2, replicationFactor: 1 }],
+    waitForLeaders: true,
+  });
+  await producer.connect();
+});
+afterAll(async () => {
+  for (const c of running) await c.stop();
+  await producer.disconnect();
+  await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+  await admin.deleteGroups([...groups]).catch(() => undefined);
+  await admin.disconnect();
+  await t?.drop();
+});
+
+function startConsumer(store: HistoryStore, group = groupName(prefix, "history")): HistoryConsumer {
+  const consumer = createHistoryConsumer({
+    kafka,
+    store,
+    log,
+    topic,
+    groupId: group,
+    batchWaitMs: 100,
+    batchMinBytes: 1,
+    batchMaxBytes: 1024 * 1024,
+    retryMaxMs: 200,
+  });
+  running.push(consumer);
+  groups.add(group);
+  return consumer;
+}
+
+async function produce(...records: HistoryRecord[]): Promise<void> {
+  await producer.send({
+    topic,
+    messages: records.map((r) => ({
+      key: r.record?.value.runId ?? "",
+      value: Buffer.from(HistoryRecord.encode(r).finish()),
+    })),
+  });
+}
+
+async function committedOffsets(group: string): Promise<number> {
+  const [offsets] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+  return (offsets?.partitions ?? []).reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
+}
+
+describe("history consumer", () => {
+  it("stores produced records so GetRun and ListEventRuns over gRPC return the newest state", async () => {
+    const consumer = startConsumer(t.store);
+    await consumer.start();
+    const server = await startGrpcServer("127.0.0.1:0", [
+      { definition: HistoryServiceService, implementation: historyService(t.store, log) },
+    ]);
+    const client = createClient(HistoryServiceClient, `127.0.0.1:${server.port}`);
+    try {
+      const first = runRecord({ environmentId: "env_grpc" });
+      const done: RunRecord = {
+        ...first,
+        status: RunStatus.RUN_STATUS_COMPLETED,
+        endedAtMs: first.startedAtMs + 10,
+        outputJson: '{"hello":"world"}',
+        version: 2,
+      };
+      const step = stepRecord({ runId: first.runId, environmentId: "env_grpc" });
+      await produce(
+        { record: { $case: "run", value: first } },
+        { record: { $case: "step", value: step } },
+        { record: { $case: "run", value: done } },
+      );
+
+      const res = await waitFor("the completed run over gRPC", async () => {
+        const r = await callUnary(client.getRun.bind(client), {
+          environmentId: "env_grpc",
+          runId: first.runId,
+        });
+        return r.run?.status === RunStatus.RUN_STATUS_COMPLETED ? r : undefined;
+      });
+      expect(res.run).toEqual({
+        runId: first.runId,
+        accountId: first.accountId,
+        environmentId: "env_grpc",
+        functionId: first.functionId,
+        eventId: first.eventId,
+        status: RunStatus.RUN_STATUS_COMPLETED,
+        startedAtMs: first.startedAtMs,
+        endedAtMs: done.endedAtMs,
+        outputJson: '{"hello":"world"}',
+        errorJson: "",
+      });
+      const listed = await callUnary(client.listEventRuns.bind(client), {
+        environmentId: "env_grpc",
+        eventId: first.eventId,
+      });
+      expect(listed.runs.map((r) => r.runId)).toEqual([first.runId]);
+      expect(await t.store.listSteps("env_grpc", first.runId)).toHaveLength(1);
+      await expect(
+        callUnary(client.getRun.bind(client), { environmentId: "env_other", runId: first.runId }),
+      ).rejects.toBeInstanceOf(NotFoundError);
+      await waitFor(
+        "offsets committed",
+        async () => (await committedOffsets(groupName(prefix, "history"))) >= 3,
+      );
+    } finally {
+      client.close();
+      await server.close();
+      await consumer.stop();
+    }
+  });
+
+  it("while ClickHouse refuses inserts it commits nothing, and another member later stores the batch", async () => {
+    const group = groupName(`${prefix}outage.`, "history");
+    // A real outage: nothing listens on this port.
+    const deadStore = new CountingStore(createClickHouse("http://127.0.0.1:1"), t.database);
+    const down = startConsumer(deadStore, group);
+    await down.start();
+    const record = runRecord({ environmentId: "env_outage" });
+    await produce({ record: { $case: "run", value: record } });
+
+    await waitFor("several failed insert attempts", async () => deadStore.attempts >= 3);
+    expect(await committedOffsets(group)).toBe(0);
+    await down.stop(); // must end the retry loop promptly, without committing
+
+    expect(await committedOffsets(group)).toBe(0);
+    const up = startConsumer(t.store, group);
+    await up.start();
+    const stored = await waitFor("the delayed run", () =>
+      t.store.getRun("env_outage", record.runId).then((r) => r ?? undefined),
+    );
+    expect(stored.runId).toBe(record.runId);
+    await up.stop();
+  });
+});
+
+/** A real store that counts insert attempts, so the test can wait for retries instead of sleeping. */
+class CountingStore extends HistoryStore {
+  attempts = 0;
+  override async insert<T extends TableName>(table: T, rows: Rows[T]): Promise<void> {
+    this.attempts++;
+    return super.insert(table, rows);
+  }
+}

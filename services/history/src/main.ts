@@ -1,0 +1,88 @@
+// Wiring only: config, ClickHouse schema, gRPC HistoryService, the `history` topic consumer, the
+// admin port, graceful shutdown. ClickHouse or Kafka being down at start delays startup (retried
+// with backoff) rather than crash-looping; readiness stays false until both are in use.
+import { createClickHouse } from "@stepline/internal/clickhouse";
+import { ConfigError, loadConfig } from "@stepline/internal/config";
+import type { GrpcServer } from "@stepline/internal/grpc";
+import { startGrpcServer } from "@stepline/internal/grpc";
+import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
+import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
+import { createLogger } from "@stepline/internal/log";
+import { HistoryServiceService } from "@stepline/proto/stepline/history/v1/history_service";
+import type { Config } from "./config.js";
+import { schema } from "./config.js";
+import { createHistoryConsumer } from "./consumer.js";
+import { retry } from "./retry.js";
+import { ensureSchema } from "./schema.js";
+import { historyService } from "./server.js";
+import { HistoryStore } from "./store.js";
+
+function readConfig(): Config {
+  try {
+    return loadConfig(schema, process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
+}
+
+async function main(): Promise<void> {
+  const config = readConfig();
+  const log = createLogger("history", config.STEPLINE_LOG_LEVEL);
+  const database = config.STEPLINE_CLICKHOUSE_DATABASE;
+  const prefix = config.STEPLINE_KAFKA_TOPIC_PREFIX;
+
+  // No default database on the client: the schema step creates it, every query names it.
+  const ch = createClickHouse(config.STEPLINE_CLICKHOUSE_URL);
+  const store = new HistoryStore(ch, database);
+  const consumer = createHistoryConsumer({
+    kafka: createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-history", log),
+    store,
+    log,
+    topic: topicNames(prefix).history,
+    groupId: groupName(prefix, "history"),
+    batchWaitMs: config.STEPLINE_HISTORY_BATCH_WAIT_MS,
+    batchMinBytes: config.STEPLINE_HISTORY_BATCH_MIN_BYTES,
+    batchMaxBytes: config.STEPLINE_HISTORY_BATCH_MAX_BYTES,
+    retryMaxMs: config.STEPLINE_HISTORY_RETRY_MAX_MS,
+    onFatal: (err) => {
+      log.fatal({ err }, "kafka consumer stopped for good; exiting so the process is restarted");
+      process.exit(1);
+    },
+  });
+
+  const starting = new AbortController();
+  let grpc: GrpcServer | undefined;
+  const admin = await startAdminServer(
+    config.STEPLINE_ADMIN_PORT,
+    async () => grpc !== undefined && consumer.joined() && (await store.ping()),
+    config.STEPLINE_ADMIN_HOST,
+  );
+  onShutdown(log, async () => {
+    starting.abort();
+    await grpc?.close();
+    await consumer.stop();
+    await admin.close();
+    await ch.close();
+  });
+
+  const retryStart = (what: string, attempt: () => Promise<void>) =>
+    retry(attempt, { signal: starting.signal, log, what, maxDelayMs: config.STEPLINE_HISTORY_RETRY_MAX_MS });
+  if (!(await retryStart("create clickhouse schema", () => ensureSchema(ch, database)))) return;
+  grpc = await startGrpcServer(config.STEPLINE_HISTORY_GRPC_ADDR, [
+    { definition: HistoryServiceService, implementation: historyService(store, log) },
+  ]);
+  if (!(await retryStart("start kafka consumer", () => consumer.start()))) return;
+  log.info(
+    { grpcPort: grpc.port, adminPort: admin.port, database, topic: topicNames(prefix).history },
+    "history started",
+  );
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(
+    `history failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
+  process.exit(1);
+});

@@ -1,0 +1,132 @@
+// HistoryRecords -> ClickHouse rows (JSONEachRow objects named like the columns). Pure, so the
+// consumer's batch logic is testable without servers. Rows of one batch are collapsed to what the
+// tables would keep anyway, which keeps inserts small without changing what readers see.
+import type { HistoryRecord, RunRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
+
+export interface RunRow {
+  run_id: string;
+  account_id: string;
+  environment_id: string;
+  function_id: string;
+  event_id: string;
+  status: number;
+  started_at_ms: number;
+  ended_at_ms: number;
+  output_json: string;
+  error_json: string;
+  version: number;
+}
+
+export interface EventRunRow {
+  environment_id: string;
+  event_id: string;
+  run_id: string;
+  started_at_ms: number;
+}
+
+export interface StepRow {
+  run_id: string;
+  account_id: string;
+  environment_id: string;
+  step_id: string;
+  name: string;
+  status: number;
+  attempt: number;
+  at_ms: number;
+  output_json: string;
+  error_json: string;
+}
+
+/** Rows per table, keyed like `TableName`. */
+export interface Rows {
+  runs: RunRow[];
+  event_runs: EventRunRow[];
+  steps: StepRow[];
+}
+
+const ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+/** True for an id that may be stored and queried (ULIDs and simple names; never SQL or control text). */
+export function isId(value: string): boolean {
+  return ID.test(value);
+}
+
+/** Event ids may be the sender's own idempotency key, so only their length is bounded. */
+export function isEventId(value: string): boolean {
+  return value.length > 0 && value.length <= 512;
+}
+
+/** UInt64 columns: negative or fractional input is clamped rather than refused by ClickHouse. */
+const u64 = (n: number) => (Number.isFinite(n) && n > 0 ? Math.trunc(n) : 0);
+
+function runRow(r: RunRecord): RunRow {
+  return {
+    run_id: r.runId,
+    account_id: r.accountId,
+    environment_id: r.environmentId,
+    function_id: r.functionId,
+    event_id: r.eventId,
+    status: Math.max(r.status, 0),
+    started_at_ms: u64(r.startedAtMs),
+    ended_at_ms: u64(r.endedAtMs),
+    output_json: r.outputJson,
+    error_json: r.errorJson,
+    version: u64(r.version),
+  };
+}
+
+function stepRow(s: StepRecord): StepRow {
+  return {
+    run_id: s.runId,
+    account_id: s.accountId,
+    environment_id: s.environmentId,
+    step_id: s.stepId,
+    name: s.name,
+    status: Math.max(s.status, 0),
+    attempt: s.attempt,
+    at_ms: u64(s.atMs),
+    output_json: s.outputJson,
+    error_json: s.errorJson,
+  };
+}
+
+export interface RowsResult {
+  rows: Rows;
+  /** Records that cannot be stored (missing or malformed ids): logged and dropped, never retried. */
+  rejected: HistoryRecord[];
+}
+
+/**
+ * Turns one batch of records into rows: per run only its greatest version, one event link per
+ * (environment, event, run), per step outcome only its latest `at_ms`.
+ */
+export function rowsOf(records: HistoryRecord[]): RowsResult {
+  const runs = new Map<string, RunRow>();
+  const links = new Map<string, EventRunRow>();
+  const steps = new Map<string, StepRow>();
+  const rejected: HistoryRecord[] = [];
+  for (const rec of records) {
+    const r = rec.record;
+    if (r?.$case === "run" && isId(r.value.runId) && isId(r.value.environmentId)) {
+      const row = runRow(r.value);
+      const key = `${row.environment_id}\n${row.run_id}`;
+      const prev = runs.get(key);
+      if (!prev || prev.version <= row.version) runs.set(key, row);
+      if (row.event_id !== "" && isEventId(row.event_id)) {
+        const link = { environment_id: row.environment_id, event_id: row.event_id, run_id: row.run_id };
+        links.set(`${key}\n${row.event_id}`, { ...link, started_at_ms: row.started_at_ms });
+      }
+    } else if (r?.$case === "step" && isId(r.value.runId) && isId(r.value.environmentId)) {
+      const row = stepRow(r.value);
+      const key = [row.environment_id, row.run_id, row.step_id, row.attempt, row.status].join("\n");
+      const prev = steps.get(key);
+      if (!prev || prev.at_ms <= row.at_ms) steps.set(key, row);
+    } else {
+      rejected.push(rec);
+    }
+  }
+  return {
+    rows: { runs: [...runs.values()], event_runs: [...links.values()], steps: [...steps.values()] },
+    rejected,
+  };
+}

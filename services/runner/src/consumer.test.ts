@@ -1,0 +1,271 @@
+// The consumer against real Kafka and Redis, with an in-process ExecutorService double (a real
+// gRPC server on port 0 that records ScheduleRuns calls and can be told to fail).
+
+import { UnavailableError } from "@stepline/internal/errors";
+import type { GrpcServer } from "@stepline/internal/grpc";
+import { createClient, startGrpcServer, unary } from "@stepline/internal/grpc";
+import { newId } from "@stepline/internal/ids";
+import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
+import { createLogger } from "@stepline/internal/log";
+import type {
+  RunSpec,
+  ScheduleRunsRequest,
+  ScheduleRunsResponse,
+} from "@stepline/proto/stepline/executor/v1/executor_service";
+import {
+  ExecutorServiceClient,
+  ExecutorServiceService,
+} from "@stepline/proto/stepline/executor/v1/executor_service";
+import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
+import { Redis } from "ioredis";
+import type { Admin, Kafka, Producer } from "kafkajs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EventConsumer, grpcScheduler } from "./consumer.js";
+import { idemKey } from "./keys.js";
+import { Registry } from "./registry.js";
+import { validateSync } from "./validate.js";
+
+const REDIS_URL = process.env.STEPLINE_TEST_REDIS_URL;
+const BROKERS = process.env.STEPLINE_TEST_KAFKA_BROKERS;
+if (!REDIS_URL || !BROKERS) {
+  throw new Error(
+    "STEPLINE_TEST_REDIS_URL and STEPLINE_TEST_KAFKA_BROKERS must be set: these tests need real servers",
+  );
+}
+
+const log = createLogger("runner-test", process.env.STEPLINE_TEST_LOG_LEVEL ?? "silent");
+const prefix = `runner-test.${newId().toLowerCase()}.`;
+const topic = topicNames(prefix).events;
+const groupId = groupName(prefix, "runner");
+const [envA, envB] = [`test-a-${newId()}`, `test-b-${newId()}`];
+
+/** The ExecutorService double: records every call; fails while `failing` is set. */
+const executor = {
+  failing: false,
+  calls: [] as Array<{ ok: boolean; runs: RunSpec[] }>,
+};
+
+let redis: Redis;
+let kafka: Kafka;
+let admin: Admin;
+let producer: Producer;
+let server: GrpcServer;
+let client: ExecutorServiceClient;
+let consumer: EventConsumer;
+let registry: Registry;
+
+function newConsumer(): EventConsumer {
+  return new EventConsumer({
+    kafka,
+    topic,
+    groupId,
+    redis,
+    registry,
+    schedule: grpcScheduler(client, 5_000),
+    log,
+    chunkSize: 100,
+    retryMinMs: 50,
+    retryMaxMs: 200,
+    partitionConcurrency: 2,
+  });
+}
+
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T> | T,
+  timeoutMs = 30_000,
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The group's committed offset of a partition (-1 when none). */
+async function committed(partition: number): Promise<number> {
+  const [res] = await admin.fetchOffsets({ groupId, topics: [topic] });
+  return Number(res?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
+}
+
+/** Produces an event to a chosen partition and returns its id, JSON and offset. */
+async function produce(env: string, name: string, partition: number, eventId = newId()) {
+  const eventJson = JSON.stringify({ name, data: { n: 1 }, id: eventId, ts: Date.now() });
+  const value = Buffer.from(
+    EventRecord.encode({
+      accountId: "acct1",
+      environmentId: env,
+      eventId,
+      receivedAtMs: Date.now(),
+      eventJson,
+    }).finish(),
+  );
+  const [meta] = await producer.send({ topic, acks: -1, messages: [{ key: "acct1", value, partition }] });
+  return { eventId, eventJson, offset: Number(meta?.baseOffset) };
+}
+
+/** Successful runs recorded for an event id. */
+const runsFor = (eventId: string, ok = true) =>
+  executor.calls
+    .filter((c) => c.ok === ok)
+    .flatMap((c) => c.runs)
+    .filter((r) => JSON.parse(r.eventsJson[0] ?? "{}").id === eventId);
+
+function appSync(env: string, appId: string, fnId: string, event: string) {
+  return validateSync({
+    accountId: "acct1",
+    environmentId: env,
+    appId,
+    url: `http://127.0.0.1:3000/${appId}`,
+    sdk: "js:v4.24.0",
+    framework: "nodejs",
+    functions: [
+      {
+        id: fnId,
+        name: fnId,
+        triggers: [{ event, expression: "", cron: "" }],
+        url: `http://127.0.0.1:3000/${appId}?fnId=${fnId}&stepId=step`,
+        retries: 3,
+        rawJson: "",
+      },
+    ],
+  });
+}
+
+beforeAll(async () => {
+  redis = new Redis(REDIS_URL);
+  kafka = createKafka(BROKERS, "runner-test", log);
+  admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+  producer = kafka.producer({ idempotent: true });
+  await producer.connect();
+
+  server = await startGrpcServer("127.0.0.1:0", [
+    {
+      definition: ExecutorServiceService,
+      implementation: {
+        scheduleRuns: unary<ScheduleRunsRequest, ScheduleRunsResponse>(log, async (req) => {
+          const ok = !executor.failing;
+          executor.calls.push({ ok, runs: req.runs });
+          if (!ok) throw new UnavailableError("executor double is failing on purpose");
+          return { results: req.runs.map((r) => ({ runId: r.runId, created: true })) };
+        }),
+      },
+    },
+  ]);
+  client = createClient(ExecutorServiceClient, `127.0.0.1:${server.port}`);
+
+  registry = new Registry(redis);
+  await registry.syncApp(appSync(envA, "shop", "shop-on-hello", "test/hello"));
+  await registry.syncApp(appSync(envB, "other", "other-on-hello", "test/hello"));
+
+  consumer = newConsumer();
+  consumer.start();
+  await waitFor("the consumer to join its group", () => consumer.isJoined(), 60_000);
+}, 90_000);
+
+afterAll(async () => {
+  await consumer?.stop();
+  await producer?.disconnect();
+  await admin?.deleteTopics({ topics: [topic] }).catch(() => undefined);
+  await admin?.deleteGroups([groupId]).catch(() => undefined);
+  await admin?.disconnect();
+  client?.close();
+  await server?.close();
+  for (const env of [envA, envB]) {
+    const keys = await redis.keys(`r:{${env}}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+  }
+  redis?.disconnect();
+}, 60_000);
+
+describe("EventConsumer", () => {
+  it("starts only the event's own environment's functions, with a complete RunSpec", async () => {
+    const { eventId, eventJson, offset } = await produce(envA, "test/hello", 0);
+    await waitFor("the offset to be committed", async () => (await committed(0)) > offset);
+    const runs = runsFor(eventId);
+    expect(runs).toHaveLength(1);
+    const fn = appSync(envA, "shop", "shop-on-hello", "test/hello").functions[0];
+    expect(runs[0]).toEqual({
+      runId: expect.stringMatching(/^[0-9A-HJKMNP-TV-Z]{26}$/),
+      accountId: "acct1",
+      environmentId: envA,
+      appId: "shop",
+      functionId: "shop-on-hello",
+      functionVersion: fn?.version,
+      url: "http://127.0.0.1:3000/shop?fnId=shop-on-hello&stepId=step",
+      maxAttempts: 4,
+      eventsJson: [eventJson],
+    });
+  }, 60_000);
+
+  it("commits events that start no function without calling the executor", async () => {
+    const callsBefore = executor.calls.length;
+    const { offset } = await produce(envA, "test/nobody-listens", 1);
+    await waitFor("the offset to be committed", async () => (await committed(1)) > offset);
+    expect(executor.calls.length).toBe(callsBefore);
+  }, 60_000);
+
+  it("gives the same event delivered twice one run id", async () => {
+    const eventId = newId();
+    await produce(envA, "test/hello", 0, eventId);
+    const { offset } = await produce(envA, "test/hello", 0, eventId);
+    await waitFor("both offsets to be committed", async () => (await committed(0)) > offset);
+    const runIds = new Set(runsFor(eventId).map((r) => r.runId));
+    expect(runIds.size).toBe(1);
+    expect(await redis.get(idemKey(envA, "shop-on-hello", eventId))).toBe([...runIds][0]);
+  }, 60_000);
+
+  it("does not commit while ScheduleRuns fails, and retries the same runs until it succeeds", async () => {
+    executor.failing = true;
+    const before = await committed(1);
+    const { eventId, offset } = await produce(envA, "test/hello", 1);
+    await waitFor("two failed attempts with the event's run", () => runsFor(eventId, false).length >= 2);
+    expect(await committed(1)).toBe(before);
+    expect(before).toBeLessThanOrEqual(offset);
+
+    executor.failing = false;
+    await waitFor("the offset to be committed", async () => (await committed(1)) > offset);
+    const failedIds = new Set(runsFor(eventId, false).map((r) => r.runId));
+    const succeeded = runsFor(eventId);
+    expect(succeeded).toHaveLength(1);
+    expect(failedIds).toEqual(new Set([succeeded[0]?.runId]));
+  }, 60_000);
+
+  it("redelivers to a new consumer what a stopped one could not schedule, under the same run id", async () => {
+    executor.failing = true;
+    const before = await committed(0);
+    const { eventId, offset } = await produce(envA, "test/hello", 0);
+    await waitFor("a failed attempt with the event's run", () => runsFor(eventId, false).length >= 1);
+    await consumer.stop();
+    expect(await committed(0)).toBe(before);
+
+    executor.failing = false;
+    consumer = newConsumer();
+    consumer.start();
+    await waitFor(
+      "the offset to be committed by the new consumer",
+      async () => (await committed(0)) > offset,
+      60_000,
+    );
+    const failedIds = new Set(runsFor(eventId, false).map((r) => r.runId));
+    const succeeded = runsFor(eventId);
+    expect(succeeded).toHaveLength(1);
+    expect(failedIds).toEqual(new Set([succeeded[0]?.runId]));
+  }, 90_000);
+
+  it("skips an undecodable record instead of blocking its partition", async () => {
+    const [meta] = await producer.send({
+      topic,
+      acks: -1,
+      messages: [{ key: "acct1", value: Buffer.from("not a protobuf \xff\xff"), partition: 1 }],
+    });
+    const { eventId, offset } = await produce(envA, "test/hello", 1);
+    expect(Number(meta?.baseOffset)).toBeLessThan(offset);
+    await waitFor("the offset to be committed", async () => (await committed(1)) > offset);
+    expect(runsFor(eventId)).toHaveLength(1);
+  }, 60_000);
+});

@@ -1,0 +1,292 @@
+// The `events` consumer: for each Kafka batch, match the events to their environment's functions,
+// give each (event, function) pair its run id, ask the executor to create the runs, and only then
+// resolve the offsets. A failure retries the same messages with backoff; nothing is skipped and
+// nothing is committed before its runs exist.
+
+import { callUnary } from "@stepline/internal/grpc";
+import { metrics } from "@stepline/internal/lifecycle";
+import type { Logger } from "@stepline/internal/log";
+import type { ExecutorServiceClient, RunSpec } from "@stepline/proto/stepline/executor/v1/executor_service";
+import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
+import type { Redis } from "ioredis";
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
+import { Counter } from "prom-client";
+import { claimRunIds } from "./idempotency.js";
+import type { FunctionIndex, MatchableEvent } from "./match.js";
+import { buildIndex, matchEvent } from "./match.js";
+import type { Registry } from "./registry.js";
+
+/** Creates runs; must be idempotent per run id (ExecutorService.ScheduleRuns is). */
+export type ScheduleRuns = (runs: RunSpec[]) => Promise<void>;
+
+/** ScheduleRuns over gRPC with a deadline per call. */
+export function grpcScheduler(client: ExecutorServiceClient, deadlineMs: number): ScheduleRuns {
+  return async (runs) => {
+    await callUnary(client.scheduleRuns.bind(client), { runs }, deadlineMs);
+  };
+}
+
+export interface ConsumerOptions {
+  kafka: Kafka;
+  topic: string;
+  groupId: string;
+  redis: Redis;
+  registry: Registry;
+  schedule: ScheduleRuns;
+  log: Logger;
+  /** Messages handled per step of a batch, and runs per ScheduleRuns call. */
+  chunkSize: number;
+  retryMinMs: number;
+  retryMaxMs: number;
+  partitionConcurrency: number;
+}
+
+const eventsCounter = new Counter({
+  name: "stepline_runner_events_total",
+  help: "Events consumed, by outcome (matched: started at least one function; unmatched; invalid).",
+  labelNames: ["outcome"],
+  registers: [metrics],
+});
+const runsCounter = new Counter({
+  name: "stepline_runner_runs_scheduled_total",
+  help: "Runs handed to ExecutorService.ScheduleRuns (counted once per successful call).",
+  registers: [metrics],
+});
+const retriesCounter = new Counter({
+  name: "stepline_runner_batch_retries_total",
+  help: "Times a batch chunk failed (registry, idempotency or ScheduleRuns) and was retried.",
+  registers: [metrics],
+});
+
+interface Item {
+  offset: string;
+  record: EventRecord | null;
+  event: MatchableEvent | null;
+}
+
+/** Consumes `<prefix>events` in group `<prefix>stepline-runner` until stopped. */
+export class EventConsumer {
+  private consumer: Consumer | null = null;
+  private running = false;
+  private joined = false;
+  private readonly wakers = new Set<() => void>();
+  private readonly log: Logger;
+
+  constructor(private readonly opts: ConsumerOptions) {
+    this.log = opts.log.child({ component: "consumer" });
+  }
+
+  /** True once the consumer has joined its group (and until it stops or crashes). */
+  isJoined(): boolean {
+    return this.joined;
+  }
+
+  /** Connects, subscribes and consumes in the background, retrying until it succeeds or stops. */
+  start(): void {
+    this.running = true;
+    void this.connectLoop();
+  }
+
+  /** Stops consuming: an in-flight batch ends without resolving what it did not finish, and
+   * disconnecting commits the resolved offsets. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wakeAll();
+    const consumer = this.consumer;
+    this.consumer = null;
+    this.joined = false;
+    await consumer?.disconnect();
+  }
+
+  private async connectLoop(): Promise<void> {
+    let delay = this.opts.retryMinMs;
+    while (this.running) {
+      // A short fetch wait keeps shutdown quick: disconnecting waits for the fetch in flight.
+      const consumer = this.opts.kafka.consumer({ groupId: this.opts.groupId, maxWaitTimeInMs: 1_000 });
+      consumer.on(consumer.events.GROUP_JOIN, () => {
+        this.joined = true;
+      });
+      consumer.on(consumer.events.CRASH, (e) => {
+        this.joined = false;
+        if (e.payload.restart || !this.running || this.consumer !== consumer) return;
+        // kafkajs gave up on this consumer: start a fresh one (offsets resume from the last commit).
+        this.log.error({ err: e.payload.error }, "consumer crashed; reconnecting");
+        this.consumer = null;
+        void consumer.disconnect().finally(() => {
+          if (this.running) void this.connectLoop();
+        });
+      });
+      try {
+        this.consumer = consumer;
+        await consumer.connect();
+        await consumer.subscribe({ topics: [this.opts.topic], fromBeginning: true });
+        await consumer.run({
+          autoCommit: true,
+          eachBatchAutoResolve: false,
+          partitionsConsumedConcurrently: this.opts.partitionConcurrency,
+          eachBatch: (payload) => this.handleBatch(payload),
+        });
+        this.log.info({ topic: this.opts.topic, groupId: this.opts.groupId }, "consuming");
+        return;
+      } catch (err) {
+        this.consumer = null;
+        await consumer.disconnect().catch(() => undefined);
+        if (!this.running) return;
+        this.log.warn({ err, delayMs: delay }, "could not start the consumer; retrying");
+        await this.sleep(delay);
+        delay = Math.min(delay * 2, this.opts.retryMaxMs);
+      }
+    }
+  }
+
+  private async handleBatch(p: EachBatchPayload): Promise<void> {
+    const items = p.batch.messages.map((m) => this.decode(m, p.batch.partition));
+    // One registry snapshot per batch: environments are loaded on first use (one HGETALL each).
+    const indexes = new Map<string, FunctionIndex>();
+    for (let i = 0; i < items.length; i += this.opts.chunkSize) {
+      const chunk = items.slice(i, i + this.opts.chunkSize);
+      const done = await this.retrying(p, () => this.processChunk(chunk, indexes, p));
+      if (!done) return; // stopping or rebalanced: leave the rest unresolved for redelivery
+      const last = chunk[chunk.length - 1];
+      if (last) p.resolveOffset(last.offset);
+      await p.heartbeat();
+    }
+  }
+
+  /** Creates the runs of a chunk of messages. Safe to repeat: run ids are stable per pair. */
+  private async processChunk(
+    chunk: Item[],
+    indexes: Map<string, FunctionIndex>,
+    p: EachBatchPayload,
+  ): Promise<void> {
+    const missing = new Set<string>();
+    for (const it of chunk) {
+      if (it.event && !indexes.has(it.event.environmentId)) missing.add(it.event.environmentId);
+    }
+    if (missing.size > 0) {
+      const loaded = await this.opts.registry.loadMany(missing);
+      for (const [env, fns] of loaded) indexes.set(env, buildIndex(fns));
+    }
+
+    const pairs: Array<{ record: EventRecord; fn: ReturnType<typeof matchEvent>[number] }> = [];
+    let matched = 0;
+    for (const it of chunk) {
+      if (!it.record || !it.event) continue;
+      const fns = matchEvent(indexes, it.event);
+      if (fns.length > 0) matched++;
+      for (const fn of fns) pairs.push({ record: it.record, fn });
+    }
+    if (pairs.length > 0) {
+      const runIds = await claimRunIds(
+        this.opts.redis,
+        pairs.map(({ record, fn }) => ({
+          environmentId: record.environmentId,
+          functionId: fn.fn.id,
+          eventId: record.eventId,
+        })),
+      );
+      // The same event twice in one chunk yields the same run id: send that run once.
+      const runs = new Map<string, RunSpec>();
+      pairs.forEach(({ record, fn }, i) => {
+        const runId = runIds[i] as string;
+        if (runs.has(runId)) return;
+        runs.set(runId, {
+          runId,
+          accountId: record.accountId,
+          environmentId: record.environmentId,
+          appId: fn.appId,
+          functionId: fn.fn.id,
+          functionVersion: fn.fn.version,
+          url: fn.fn.url,
+          maxAttempts: fn.fn.retries + 1,
+          eventsJson: [record.eventJson],
+        });
+      });
+      const all = [...runs.values()];
+      for (let i = 0; i < all.length; i += this.opts.chunkSize) {
+        const part = all.slice(i, i + this.opts.chunkSize);
+        await this.opts.schedule(part);
+        runsCounter.inc(part.length);
+        await p.heartbeat();
+      }
+    }
+    const valid = chunk.filter((it) => it.event).length;
+    eventsCounter.inc({ outcome: "matched" }, matched);
+    eventsCounter.inc({ outcome: "unmatched" }, valid - matched);
+    eventsCounter.inc({ outcome: "invalid" }, chunk.length - valid);
+  }
+
+  /**
+   * Runs `work` until it succeeds (true), or until the consumer stops or the partition is taken
+   * away (false). Kafka errors (a rebalance seen by heartbeat) propagate so kafkajs can rejoin.
+   */
+  private async retrying(p: EachBatchPayload, work: () => Promise<void>): Promise<boolean> {
+    let delay = this.opts.retryMinMs;
+    for (let attempt = 1; ; attempt++) {
+      if (!this.running || !p.isRunning() || p.isStale()) return false;
+      try {
+        await work();
+        return true;
+      } catch (err) {
+        if (isKafkaError(err)) throw err;
+        retriesCounter.inc();
+        this.log.warn(
+          { err, attempt, delayMs: delay, partition: p.batch.partition, firstOffset: p.batch.firstOffset() },
+          "could not schedule the runs of a batch; retrying it",
+        );
+        await this.sleep(delay * (0.8 + Math.random() * 0.4));
+        delay = Math.min(delay * 2, this.opts.retryMaxMs);
+        if (this.running && p.isRunning()) await p.heartbeat();
+      }
+    }
+  }
+
+  private decode(m: KafkaMessage, partition: number): Item {
+    const none = { offset: m.offset, record: null, event: null };
+    if (!m.value) return none;
+    let record: EventRecord;
+    let parsed: unknown;
+    try {
+      record = EventRecord.decode(m.value);
+      parsed = JSON.parse(record.eventJson);
+    } catch (err) {
+      this.log.error({ err, partition, offset: m.offset }, "undecodable event record; skipping it");
+      return none;
+    }
+    const name = (parsed as { name?: unknown } | null)?.name;
+    if (typeof name !== "string" || !record.environmentId || !record.eventId) {
+      this.log.error(
+        { partition, offset: m.offset, eventId: record.eventId },
+        "event record without name, environment or id; skipping it",
+      );
+      return none;
+    }
+    return {
+      offset: m.offset,
+      record,
+      event: { accountId: record.accountId, environmentId: record.environmentId, name, event: parsed },
+    };
+  }
+
+  /** Waits `ms`, or less when the consumer stops. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.wakers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.wakers.add(wake);
+    });
+  }
+
+  private wakeAll(): void {
+    for (const wake of [...this.wakers]) wake();
+  }
+}
+
+// kafkajs is CommonJS and its error classes are not named exports under ESM; their names are stable.
+function isKafkaError(err: unknown): boolean {
+  return err instanceof Error && err.name.startsWith("KafkaJS");
+}

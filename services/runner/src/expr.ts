@@ -1,0 +1,45 @@
+// Trigger `if` expressions: CEL over `event`, evaluated with @bufbuild/cel. An expression that
+// errors at evaluation (a missing field, a type mismatch) does not match, like Inngest, where
+// `event.data.missing == 1` is simply false.
+
+import { celEnv, isCelError, parse, plan } from "@bufbuild/cel";
+
+type Program = (bindings: { event: unknown }) => unknown;
+
+const env = celEnv();
+// Compiled programs by source. Bounded: a registry holds few distinct expressions, but a
+// long-lived process sees every sync, so the cache is dropped wholesale when it grows too big.
+const cache = new Map<string, Program>();
+const CACHE_MAX = 10_000;
+
+/** Parses a CEL expression; returns the parser's message when it is not valid CEL, else null. */
+export function celSyntaxError(source: string): string | null {
+  try {
+    compile(source);
+    return null;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+/** True when `source` evaluates to exactly `true` for `event`; false on any evaluation error. */
+export function celMatches(source: string, event: unknown): boolean {
+  let program: Program;
+  try {
+    program = compile(source);
+  } catch {
+    return false;
+  }
+  const result = program({ event });
+  return !isCelError(result) && result === true;
+}
+
+function compile(source: string): Program {
+  let program = cache.get(source);
+  if (program) return program;
+  const planned = plan(env, parse(source));
+  program = (bindings) => planned(bindings as Parameters<typeof planned>[0]);
+  if (cache.size >= CACHE_MAX) cache.clear();
+  cache.set(source, program);
+  return program;
+}

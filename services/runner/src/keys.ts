@@ -1,0 +1,13 @@
+// The runner's Redis keys. All start with `r:` (the runner owns them) and carry the environment
+// id as their hash tag, so one environment's keys share a Redis Cluster slot and the sync script
+// touches one slot.
+
+/** Function id -> entry JSON {accountId, appId, fn}. */
+export const fnsKey = (envId: string) => `r:{${envId}}:fns`;
+/** Function id -> owning app id. */
+export const ownersKey = (envId: string) => `r:{${envId}}:owners`;
+/** App id -> app JSON {accountId, url, sdk, framework}. */
+export const appsKey = (envId: string) => `r:{${envId}}:apps`;
+/** The run id an (event, function) pair started; expires after 24 h. */
+export const idemKey = (envId: string, fnId: string, eventId: string) =>
+  `r:{${envId}}:idem:${fnId}:${eventId}`;

@@ -1,0 +1,63 @@
+// The runner process: wiring only. The consumer connects in the background (retrying while Kafka
+// is down), so SyncApp works before it joins; readiness waits for both Redis and the group join.
+import { ConfigError } from "@stepline/internal/config";
+import type { GrpcServer } from "@stepline/internal/grpc";
+import { createClient, startGrpcServer } from "@stepline/internal/grpc";
+import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
+import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
+import { createLogger } from "@stepline/internal/log";
+import { createRedis } from "@stepline/internal/redis";
+import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type { RunnerConfig } from "./config.js";
+import { loadRunnerConfig } from "./config.js";
+import { EventConsumer, grpcScheduler } from "./consumer.js";
+import { Registry } from "./registry.js";
+import { runnerService } from "./server.js";
+
+let config: RunnerConfig;
+try {
+  config = loadRunnerConfig(process.env);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`runner: ${err.message}\n`);
+  process.exit(1);
+}
+
+const log = createLogger("runner", config.STEPLINE_LOG_LEVEL);
+const prefix = config.STEPLINE_KAFKA_TOPIC_PREFIX;
+
+const redis = createRedis(config.STEPLINE_REDIS_URL, log);
+const registry = new Registry(redis);
+const executor = createClient(ExecutorServiceClient, config.STEPLINE_EXECUTOR_GRPC_ADDR);
+const consumer = new EventConsumer({
+  kafka: createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-runner", log),
+  topic: topicNames(prefix).events,
+  groupId: groupName(prefix, "runner"),
+  redis,
+  registry,
+  schedule: grpcScheduler(executor, config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS),
+  log,
+  chunkSize: config.STEPLINE_RUNNER_CHUNK_SIZE,
+  retryMinMs: config.STEPLINE_RUNNER_RETRY_MIN_MS,
+  retryMaxMs: config.STEPLINE_RUNNER_RETRY_MAX_MS,
+  partitionConcurrency: config.STEPLINE_RUNNER_PARTITION_CONCURRENCY,
+});
+
+const admin = await startAdminServer(
+  config.STEPLINE_ADMIN_PORT,
+  async () => consumer.isJoined() && (await redis.ping()) === "PONG",
+  config.STEPLINE_ADMIN_HOST,
+);
+let grpc: GrpcServer | undefined;
+onShutdown(log, async () => {
+  // Stop consuming first: disconnecting commits the offsets of batches whose runs exist.
+  await consumer.stop();
+  await grpc?.close();
+  await admin.close();
+  executor.close();
+  await redis.quit();
+});
+
+grpc = await startGrpcServer(config.STEPLINE_RUNNER_GRPC_ADDR, [runnerService(log, registry)]);
+consumer.start();
+log.info({ grpcPort: grpc.port, adminPort: admin.port, topic: topicNames(prefix).events }, "runner started");

@@ -1,0 +1,74 @@
+// Trigger matching (pure): which of an environment's functions an event starts. An event name
+// matches a trigger exactly, or a wildcard trigger `prefix/*` / `prefix.*` by prefix (as the SDK
+// matches them); a trigger's CEL `if` must then evaluate to true. Internal `inngest/` events need
+// no special case: validation only admits wildcards with a non-empty prefix, so they reach only
+// functions that name the `inngest/` namespace themselves.
+
+import { celMatches } from "./expr.js";
+import type { StoredFunction } from "./model.js";
+
+interface Entry {
+  fn: StoredFunction;
+  expression: string;
+}
+
+/** An environment's event triggers, indexed for matching many events against them. */
+export interface FunctionIndex {
+  exact: Map<string, Entry[]>;
+  /** Wildcard triggers with the `*` removed (`app/`), in registry order. */
+  wildcards: Array<Entry & { prefix: string }>;
+}
+
+/** The event fields matching needs. */
+export interface MatchableEvent {
+  accountId: string;
+  environmentId: string;
+  name: string;
+  /** The parsed event object, the `event` of CEL expressions. */
+  event: unknown;
+}
+
+/** Indexes the event triggers of one environment's functions (cron triggers are not indexed). */
+export function buildIndex(functions: StoredFunction[]): FunctionIndex {
+  const index: FunctionIndex = { exact: new Map(), wildcards: [] };
+  for (const fn of functions) {
+    for (const t of fn.fn.triggers) {
+      if (t.kind !== "event") continue;
+      const entry = { fn, expression: t.expression };
+      if (t.event.endsWith("*")) {
+        index.wildcards.push({ ...entry, prefix: t.event.slice(0, -1) });
+      } else {
+        const list = index.exact.get(t.event);
+        if (list) list.push(entry);
+        else index.exact.set(t.event, [entry]);
+      }
+    }
+  }
+  return index;
+}
+
+/**
+ * The functions an event starts, each once (a function with two matching triggers runs once).
+ * Only the event's own environment is consulted, and a function synced under another account
+ * never matches, so an event cannot reach another tenant's functions.
+ */
+export function matchEvent(
+  indexes: ReadonlyMap<string, FunctionIndex>,
+  ev: MatchableEvent,
+): StoredFunction[] {
+  const index = indexes.get(ev.environmentId);
+  if (!index) return [];
+  const out: StoredFunction[] = [];
+  const taken = new Set<string>();
+  const consider = (entry: Entry) => {
+    if (taken.has(entry.fn.fn.id) || entry.fn.accountId !== ev.accountId) return;
+    if (entry.expression && !celMatches(entry.expression, ev.event)) return;
+    taken.add(entry.fn.fn.id);
+    out.push(entry.fn);
+  };
+  for (const entry of index.exact.get(ev.name) ?? []) consider(entry);
+  for (const entry of index.wildcards) {
+    if (ev.name.startsWith(entry.prefix)) consider(entry);
+  }
+  return out;
+}

@@ -1,0 +1,59 @@
+// The runner's domain types: what a sync carries once validated, and what the registry stores.
+// Proto messages are translated to and from these in server.ts only.
+
+/** A trigger after validation: an event name (maybe a `prefix/*` wildcard, maybe with a CEL `if`) or a cron. */
+export type TriggerDef =
+  | { kind: "event"; event: string; expression: string }
+  | { kind: "cron"; cron: string };
+
+/** One function of a sync, validated and normalised. */
+export interface FunctionDef {
+  /** `<appId>-<fnId>` as the SDK sends it. */
+  id: string;
+  name: string;
+  triggers: TriggerDef[];
+  /** The app URL to call, including `?fnId=..&stepId=step`. */
+  url: string;
+  /** Retries after the first attempt (0..20). */
+  retries: number;
+  /** The SDK's whole function config as canonical JSON (sorted keys), `{}` when absent. */
+  rawJson: string;
+  /** A hash of every field above: changes exactly when the function's config changes. */
+  version: string;
+}
+
+/** A validated SyncApp request. */
+export interface AppSync {
+  accountId: string;
+  environmentId: string;
+  appId: string;
+  url: string;
+  sdk: string;
+  framework: string;
+  functions: FunctionDef[];
+}
+
+/** A function as the registry holds it for an environment. */
+export interface StoredFunction {
+  accountId: string;
+  appId: string;
+  fn: FunctionDef;
+}
+
+/** The raw shape of a SyncApp request (the proto message's fields), before validation. */
+export interface SyncInput {
+  accountId: string;
+  environmentId: string;
+  appId: string;
+  url: string;
+  sdk: string;
+  framework: string;
+  functions: Array<{
+    id: string;
+    name: string;
+    triggers: Array<{ event: string; expression: string; cron: string }>;
+    url: string;
+    retries: number;
+    rawJson: string;
+  }>;
+}

@@ -1,0 +1,62 @@
+// RunnerService handlers: proto <-> domain translation only.
+import { ValidationError } from "@stepline/internal/errors";
+import { unary } from "@stepline/internal/grpc";
+import type { Logger } from "@stepline/internal/log";
+import type {
+  FunctionConfig,
+  ListFunctionsRequest,
+  ListFunctionsResponse,
+  SyncAppRequest,
+  SyncAppResponse,
+} from "@stepline/proto/stepline/runner/v1/runner_service";
+import { RunnerServiceService } from "@stepline/proto/stepline/runner/v1/runner_service";
+import type { FunctionDef } from "./model.js";
+import type { Registry } from "./registry.js";
+import { isEnvironmentId, validateSync } from "./validate.js";
+
+/** The RunnerService definition and implementation, for startGrpcServer. */
+export function runnerService(log: Logger, registry: Registry) {
+  return {
+    definition: RunnerServiceService,
+    implementation: {
+      syncApp: unary<SyncAppRequest, SyncAppResponse>(log, async (req) => {
+        const sync = validateSync(req);
+        const { modified } = await registry.syncApp(sync);
+        log.info(
+          {
+            environmentId: sync.environmentId,
+            appId: sync.appId,
+            functions: sync.functions.length,
+            modified,
+          },
+          "app synced",
+        );
+        return { modified };
+      }),
+      listFunctions: unary<ListFunctionsRequest, ListFunctionsResponse>(log, async (req) => {
+        if (!isEnvironmentId(req.environmentId)) {
+          throw new ValidationError("environment_id must be 1-128 characters of [A-Za-z0-9._-]");
+        }
+        const fns = await registry.list(req.environmentId);
+        return {
+          functions: fns.map((f) => ({ appId: f.appId, config: toProto(f.fn), version: f.fn.version })),
+        };
+      }),
+    },
+  };
+}
+
+function toProto(fn: FunctionDef): FunctionConfig {
+  return {
+    id: fn.id,
+    name: fn.name,
+    triggers: fn.triggers.map((t) =>
+      t.kind === "event"
+        ? { event: t.event, expression: t.expression, cron: "" }
+        : { event: "", expression: "", cron: t.cron },
+    ),
+    url: fn.url,
+    retries: fn.retries,
+    rawJson: fn.rawJson,
+  };
+}

@@ -1,0 +1,165 @@
+// Validation of a SyncApp request (pure). Every error names the function and the field at fault
+// ("function app-fn: triggers[0].event must ...") because the SDK relays the message to the person
+// who synced the app. Valid input is normalised: canonical raw JSON and a version hash.
+
+import { createHash } from "node:crypto";
+import { ValidationError } from "@stepline/internal/errors";
+import { celSyntaxError } from "./expr.js";
+import type { AppSync, FunctionDef, SyncInput, TriggerDef } from "./model.js";
+
+/** Limits of one sync. Inngest allows 10 triggers per function; retries 0..20 like the SDK. */
+export const LIMITS = {
+  functions: 1_000,
+  triggers: 10,
+  retries: 20,
+  idChars: 256,
+  eventChars: 256,
+  expressionChars: 4_096,
+  rawJsonBytes: 256 * 1024,
+} as const;
+
+// Environment and account ids become Redis hash tags (`r:{<envId>}:...`): no braces, no spaces.
+const TENANT_ID = /^[A-Za-z0-9._-]{1,128}$/;
+// Function ids go into Redis keys with ':' as the separator, so ':' and braces are excluded.
+const FUNCTION_ID = /^[^\s:{}\p{Cc}]+$/u;
+const CONTROL = /\p{Cc}/u;
+const CRON_MACRO = /^@(yearly|annually|monthly|weekly|daily|midnight|hourly|every\s+\S+)$/;
+const CRON_FIELD = /^[0-9A-Za-z*/,?#-]+$/;
+
+/** Validates and normalises a SyncApp request; throws ValidationError naming the field at fault. */
+export function validateSync(input: SyncInput): AppSync {
+  if (!TENANT_ID.test(input.accountId)) fail("account_id must be 1-128 characters of [A-Za-z0-9._-]");
+  if (!TENANT_ID.test(input.environmentId)) fail("environment_id must be 1-128 characters of [A-Za-z0-9._-]");
+  if (!input.appId || input.appId.length > LIMITS.idChars || CONTROL.test(input.appId)) {
+    fail(`app_id must be 1-${LIMITS.idChars} printable characters`);
+  }
+  if (!isHttpUrl(input.url)) fail(`app ${input.appId}: url must be an absolute http(s) URL`);
+  if (input.functions.length > LIMITS.functions) {
+    fail(`app ${input.appId}: at most ${LIMITS.functions} functions per app`);
+  }
+  const seen = new Set<string>();
+  const functions = input.functions.map((fn, i) => {
+    const def = validateFunction(fn, i);
+    if (seen.has(def.id)) fail(`function ${def.id}: id appears more than once in this sync`);
+    seen.add(def.id);
+    return def;
+  });
+  return {
+    accountId: input.accountId,
+    environmentId: input.environmentId,
+    appId: input.appId,
+    url: input.url,
+    sdk: input.sdk.slice(0, 128),
+    framework: input.framework.slice(0, 128),
+    functions,
+  };
+}
+
+/** True for an environment id the registry accepts (used by ListFunctions too). */
+export function isEnvironmentId(id: string): boolean {
+  return TENANT_ID.test(id);
+}
+
+function validateFunction(fn: SyncInput["functions"][number], index: number): FunctionDef {
+  if (!fn.id) fail(`functions[${index}]: id must be non-empty`);
+  const at = `function ${fn.id}`;
+  if (fn.id.length > LIMITS.idChars || !FUNCTION_ID.test(fn.id)) {
+    fail(`${at}: id must be 1-${LIMITS.idChars} characters without whitespace, ':', '{' or '}'`);
+  }
+  if (!fn.name || fn.name.length > LIMITS.idChars || CONTROL.test(fn.name)) {
+    fail(`${at}: name must be 1-${LIMITS.idChars} printable characters`);
+  }
+  if (!isHttpUrl(fn.url)) fail(`${at}: url must be an absolute http(s) URL (steps.step.runtime.url)`);
+  // No trigger is valid: SDK v4 sends `triggers: []` for a function whose only trigger is
+  // `invoke()` (it filters `inngest/function.invoked` out), and Inngest accepts such functions.
+  if (fn.triggers.length > LIMITS.triggers) fail(`${at}: triggers may hold at most ${LIMITS.triggers}`);
+  const triggers = fn.triggers.map((t, i) => validateTrigger(t, `${at}: triggers[${i}]`));
+  if (!Number.isInteger(fn.retries) || fn.retries < 0 || fn.retries > LIMITS.retries) {
+    fail(`${at}: retries must be an integer from 0 to ${LIMITS.retries}`);
+  }
+  const rawJson = canonicalRawJson(fn.rawJson, at);
+  const body = { id: fn.id, name: fn.name, triggers, url: fn.url, retries: fn.retries, rawJson };
+  const version = createHash("sha256").update(JSON.stringify(body)).digest("hex").slice(0, 16);
+  return { ...body, version };
+}
+
+function validateTrigger(t: { event: string; expression: string; cron: string }, at: string): TriggerDef {
+  if (Boolean(t.event) === Boolean(t.cron)) fail(`${at} must set exactly one of event or cron`);
+  if (t.cron) {
+    if (t.expression) fail(`${at}.expression applies to event triggers only`);
+    if (!isCronShape(t.cron)) fail(`${at}.cron must be a cron expression like "0 5 * * *"`);
+    return { kind: "cron", cron: t.cron.trim() };
+  }
+  const event = t.event;
+  if (event.length > LIMITS.eventChars || CONTROL.test(event) || event.trim() !== event) {
+    fail(`${at}.event must be 1-${LIMITS.eventChars} printable characters without surrounding spaces`);
+  }
+  if (event.includes("*") && !isWildcard(event)) {
+    fail(`${at}.event may use '*' only as its whole last segment, after '/' or '.' (like "app/*")`);
+  }
+  if (t.expression.length > LIMITS.expressionChars) {
+    fail(`${at}.expression must be at most ${LIMITS.expressionChars} characters`);
+  }
+  if (t.expression) {
+    const syntax = celSyntaxError(t.expression);
+    if (syntax !== null) fail(`${at}.expression is not valid CEL: ${syntax}`);
+  }
+  return { kind: "event", event, expression: t.expression };
+}
+
+/** `app/*`, `app/user.*`: one `*`, last, right after `/` or `.`, with a non-empty prefix before that. */
+function isWildcard(event: string): boolean {
+  const star = event.indexOf("*");
+  if (star !== event.length - 1 || star < 2) return false;
+  const sep = event[star - 1];
+  return sep === "/" || sep === ".";
+}
+
+function isCronShape(cron: string): boolean {
+  // An optional time zone prefix (`TZ=Europe/Paris 0 5 * * *`), then a macro or 5-6 fields.
+  // Scheduling (and exact parsing) comes with the cron issue; this only rejects obvious garbage.
+  const body = cron.trim().replace(/^(CRON_)?TZ=\S+\s+/, "");
+  if (CRON_MACRO.test(body)) return true;
+  const fields = body.split(/\s+/);
+  return fields.length >= 5 && fields.length <= 6 && fields.every((f) => CRON_FIELD.test(f));
+}
+
+function isHttpUrl(s: string): boolean {
+  if (!URL.canParse(s)) return false;
+  const u = new URL(s);
+  return (u.protocol === "http:" || u.protocol === "https:") && u.host !== "";
+}
+
+function canonicalRawJson(raw: string, at: string): string {
+  if (raw === "") return "{}";
+  if (Buffer.byteLength(raw) > LIMITS.rawJsonBytes) {
+    fail(`${at}: config must be at most ${LIMITS.rawJsonBytes} bytes of JSON`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    fail(`${at}: config is not valid JSON`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    fail(`${at}: config must be a JSON object`);
+  }
+  return canonicalJson(parsed);
+}
+
+/** JSON with object keys sorted at every level, so equal configs serialise to equal bytes. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (typeof value === "object" && value !== null) {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`);
+    return `{${entries.join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+function fail(message: string): never {
+  throw new ValidationError(message);
+}

@@ -1,0 +1,85 @@
+// Serves functions written with the official inngest SDK (v4 or v3) from a real HTTP server on
+// loopback, the way a user's app would, and syncs it to Stepline with the SDK's own PUT flow.
+
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Inngest as Inngest4 } from "inngest";
+import { serve as serve4 } from "inngest/node";
+import { Inngest as Inngest3 } from "inngest-v3";
+import { serve as serve3 } from "inngest-v3/node";
+
+export type SdkVersion = "v4" | "v3";
+
+export interface SdkAppOptions {
+  sdk: SdkVersion;
+  /** The app id (the SDK prefixes function ids with it). */
+  id: string;
+  /** Stepline's API base, e.g. http://127.0.0.1:8288. */
+  baseUrl: string;
+  /** Production mode when set: the SDK checks Stepline's signatures and signs its answers. */
+  signingKey?: string;
+  eventKey?: string;
+}
+
+export interface SdkApp {
+  /** The serve URL, e.g. http://127.0.0.1:41234/api/inngest. */
+  url: string;
+  /** Registers the app's functions with Stepline (PUT to the app, which POSTs /fn/register). */
+  sync(): Promise<{ status: number; body: any }>;
+  close(): Promise<void>;
+}
+
+/** A client of the chosen SDK major, configured for Stepline. */
+export function makeClient(opts: SdkAppOptions): any {
+  const common = {
+    id: opts.id,
+    baseUrl: opts.baseUrl,
+    isDev: !opts.signingKey,
+    eventKey: opts.eventKey ?? "test-key",
+    logger: quietLogger,
+  };
+  if (opts.sdk === "v4") {
+    return new Inngest4({ ...common, signingKey: opts.signingKey, checkpointing: false } as any);
+  }
+  return new Inngest3({ ...common, signingKey: opts.signingKey } as any);
+}
+
+/** Serves `functions` (built with `client`) and returns the app's URL and a sync helper. */
+export async function serveSdkApp(opts: SdkAppOptions, client: any, functions: any[]): Promise<SdkApp> {
+  const serveFn: any = opts.sdk === "v4" ? serve4 : serve3;
+  // The serve handler needs its own public origin, known only once the port is bound.
+  let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => res.writeHead(503).end();
+  const server = createServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `${origin}/api/inngest`;
+  handler = serveFn({
+    client,
+    functions,
+    signingKey: opts.signingKey,
+    baseUrl: opts.baseUrl,
+    servePath: "/api/inngest",
+    ...(opts.sdk === "v4" ? { serveOrigin: origin } : { serveHost: origin }),
+  });
+  return {
+    url,
+    async sync() {
+      const res = await fetch(url, { method: "PUT" });
+      const text = await res.text();
+      let body: any = text;
+      try {
+        body = JSON.parse(text);
+      } catch {}
+      return { status: res.status, body };
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const noop = () => {};
+const quietLogger = { info: noop, warn: noop, error: noop, debug: noop };
