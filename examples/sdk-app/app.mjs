@@ -9,7 +9,10 @@ import { Inngest } from "inngest";
 import { serve } from "inngest/node";
 
 const port = Number(process.env.PORT ?? 3939);
-const inngest = new Inngest({ id: "demo-app", baseUrl: process.env.INNGEST_BASE_URL ?? "http://127.0.0.1:8288" });
+const inngest = new Inngest({
+  id: "demo-app",
+  baseUrl: process.env.INNGEST_BASE_URL ?? "http://127.0.0.1:8288",
+});
 
 const placeOrder = inngest.createFunction(
   { id: "place-order", triggers: [{ event: "demo/order.placed" }] },
@@ -20,8 +23,6 @@ const placeOrder = inngest.createFunction(
   },
 );
 
-createServer(serve({ client: inngest, functions: [placeOrder], serveOrigin: `http://127.0.0.1:${port}` })).listen(
-  port,
-  "127.0.0.1",
-  () => console.log(`demo app serving on http://127.0.0.1:${port}/api/inngest`),
-);
+createServer(
+  serve({ client: inngest, functions: [placeOrder], serveOrigin: `http://127.0.0.1:${port}` }),
+).listen(port, "127.0.0.1", () => console.log(`demo app serving on http://127.0.0.1:${port}/api/inngest`));

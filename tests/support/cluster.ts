@@ -10,7 +10,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@clickhouse/client";
 import { Redis } from "ioredis";
-import { Kafka, logLevel } from "kafkajs";
+import { ensureTopics } from "../../scripts/infra/kafka.mjs";
+import type { ServicePorts } from "../../scripts/services.mjs";
+import { SERVICES, serviceEnv } from "../../scripts/services.mjs";
 import { waitFor } from "./wait.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -83,47 +85,33 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const topicPrefix = `e2e.${tag}.`;
   const database = `e2e_${tag}`.replace(/[^A-Za-z0-9_]/g, "_");
 
-  const kafka = new Kafka({ brokers: brokers.split(","), logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({
-    topics: [
-      // A request may carry 3 MiB of events, produced as one batch.
-      {
-        topic: `${topicPrefix}events`,
-        numPartitions: 4,
-        configEntries: [{ name: "max.message.bytes", value: "4194304" }],
-      },
-      { topic: `${topicPrefix}history`, numPartitions: 2 },
-    ],
-  });
-  await admin.disconnect();
+  await ensureTopics(brokers, topicPrefix);
 
   const names = [...SERVICE_NAMES];
-  const grpc: Record<string, string> = {};
-  const adminPorts: Record<string, number> = {};
-  for (const n of names) {
-    grpc[n] = `127.0.0.1:${await freePort()}`;
-    adminPorts[n] = await freePort();
+  const ports: ServicePorts[] = [];
+  for (const s of SERVICES) {
+    ports.push({
+      name: s.name,
+      grpcPort: await freePort(),
+      adminPort: await freePort(),
+      ...(s.httpPort ? { httpPort: await freePort() } : {}),
+    });
   }
-  const httpPort = await freePort();
-  const baseEnv: Record<string, string> = {
-    PATH: process.env.PATH ?? "",
-    STEPLINE_DEV: opts.dev ? "1" : "0",
-    STEPLINE_LOG_LEVEL: process.env.STEPLINE_TEST_LOG_LEVEL ?? "info",
-    STEPLINE_KAFKA_BROKERS: brokers,
-    STEPLINE_KAFKA_TOPIC_PREFIX: topicPrefix,
-    STEPLINE_REDIS_URL: redisUrl,
-    STEPLINE_CLICKHOUSE_URL: clickhouseUrl,
-    STEPLINE_CLICKHOUSE_DATABASE: database,
-    STEPLINE_EVENT_API_GRPC_ADDR: grpc["event-api"] ?? "",
-    STEPLINE_RUNNER_GRPC_ADDR: grpc.runner ?? "",
-    STEPLINE_QUEUE_GRPC_ADDR: grpc.queue ?? "",
-    STEPLINE_EXECUTOR_GRPC_ADDR: grpc.executor ?? "",
-    STEPLINE_HISTORY_GRPC_ADDR: grpc.history ?? "",
-    STEPLINE_HTTP_PORT: String(httpPort),
-    ...opts.env,
+  const envs = serviceEnv(
+    { kafkaBrokers: brokers, redisUrl, clickhouseUrl },
+    { dev: opts.dev, services: ports, topicPrefix, clickhouseDatabase: database },
+  );
+  const portsOf = (name: ServiceName) => {
+    const p = ports.find((s) => s.name === name);
+    if (!p) throw new Error(`no ports for ${name}`);
+    return p;
   };
+  const envOf = (name: ServiceName): Record<string, string> => ({
+    PATH: process.env.PATH ?? "",
+    ...envs[name],
+    STEPLINE_LOG_LEVEL: process.env.STEPLINE_TEST_LOG_LEVEL ?? "info",
+    ...opts.env,
+  });
 
   const logDir = join(ROOT, ".stepline/test/logs");
   mkdirSync(logDir, { recursive: true });
@@ -132,7 +120,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const launch = (name: ServiceName) => {
     const log = createWriteStream(join(logDir, `${tag}-${name}.log`), { flags: "a" });
     const child = spawn(process.execPath, [join(ROOT, `services/${name}/dist/main.js`)], {
-      env: { ...baseEnv, STEPLINE_ADMIN_PORT: String(adminPorts[name]) },
+      env: envOf(name),
       stdio: ["ignore", "pipe", "pipe"],
     });
     child.stdout?.pipe(log);
@@ -145,7 +133,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       async () => {
         const child = procs.get(name);
         if (child?.exitCode !== null) throw new Error(`${name} exited with ${child?.exitCode}`);
-        return (await fetch(`http://127.0.0.1:${adminPorts[name]}/readyz`)).status;
+        return (await fetch(`http://127.0.0.1:${portsOf(name).adminPort}/readyz`)).status;
       },
       (status) => status === 200,
       60_000,
@@ -167,8 +155,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   }
 
   return {
-    apiUrl: `http://127.0.0.1:${httpPort}`,
-    tenantAddr: grpc["event-api"] ?? "",
+    apiUrl: `http://127.0.0.1:${portsOf("event-api").httpPort}`,
+    tenantAddr: `127.0.0.1:${portsOf("event-api").grpcPort}`,
     topicPrefix,
     redisUrl,
     async kill(name, signal = "SIGKILL") {

@@ -1,13 +1,13 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { loadCliConfig, loadEventApiConfig, schema } from "./config.js";
+import { loadCliConfig, loadEventApiConfig, configSchema } from "./config.js";
 
 describe("configuration", () => {
   it("documents exactly the variables of the schema in the README's configuration table", () => {
     const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
     const section = readme.split("## Configuration")[1]?.split("\n## ")[0] ?? "";
     const documented = [...section.matchAll(/^\|\s*`(STEPLINE_[A-Z0-9_]+)`\s*\|/gm)].map((m) => m[1]);
-    expect(documented.sort()).toEqual(Object.keys(schema).sort());
+    expect(documented.sort()).toEqual(Object.keys(configSchema).sort());
   });
 
   it("has working defaults and refuses a bad variable by name", () => {

@@ -11,7 +11,7 @@ import {
 } from "@stepline/internal/config";
 import { z } from "zod";
 
-export const schema = {
+export const configSchema = {
   ...commonSchema,
   ...kafkaSchema,
   ...redisSchema,
@@ -31,7 +31,7 @@ export type Config = ReturnType<typeof loadEventApiConfig>;
 
 /** Parses event-api's configuration from `env` (throws ConfigError listing every bad variable). */
 export function loadEventApiConfig(env: NodeJS.ProcessEnv) {
-  return loadConfig(schema, env);
+  return loadConfig(configSchema, env);
 }
 
 const cliSchema = {

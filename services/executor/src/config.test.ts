@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { executorSchema, loadExecutorConfig } from "./config.js";
+import { configSchema, loadExecutorConfig } from "./config.js";
 
 describe("configuration", () => {
   it("documents every STEPLINE_EXECUTOR_* variable in the README with its default", () => {
@@ -13,7 +13,7 @@ describe("configuration", () => {
     );
     const defaults = loadExecutorConfig({}) as Record<string, unknown>;
     // The gRPC addresses are shared variables, documented once for all services.
-    const own = Object.keys(executorSchema).filter(
+    const own = Object.keys(configSchema).filter(
       (k) => k.startsWith("STEPLINE_EXECUTOR_") && k !== "STEPLINE_EXECUTOR_GRPC_ADDR",
     );
     expect([...rows.keys()].sort()).toEqual(own.sort());

@@ -10,7 +10,7 @@ import {
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-export const executorSchema = {
+export const configSchema = {
   ...commonSchema,
   ...kafkaSchema,
   ...redisSchema,
@@ -43,5 +43,5 @@ export type ExecutorConfig = ReturnType<typeof loadExecutorConfig>;
 
 /** Parses the executor's configuration from `env` (throws ConfigError listing every problem). */
 export function loadExecutorConfig(env: NodeJS.ProcessEnv) {
-  return loadConfig(executorSchema, env);
+  return loadConfig(configSchema, env);
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { loadConfig } from "@stepline/internal/config";
 import { describe, expect, it } from "vitest";
-import { schema } from "./config.js";
+import { configSchema } from "./config.js";
 
 describe("config", () => {
   it("documents exactly the variables of the schema, with their defaults, in the README", () => {
@@ -11,8 +11,8 @@ describe("config", () => {
       m[1] as string,
       (m[2] as string).replace(/^`|`$/g, ""),
     ]);
-    const defaults = loadConfig(schema, {}) as Record<string, unknown>;
-    const expected = Object.keys(schema)
+    const defaults = loadConfig(configSchema, {}) as Record<string, unknown>;
+    const expected = Object.keys(configSchema)
       .sort()
       .map((k) => {
         const v = defaults[k];
@@ -22,7 +22,7 @@ describe("config", () => {
   });
 
   it("refuses a bad knob by name", () => {
-    expect(() => loadConfig(schema, { STEPLINE_HISTORY_RETRY_MAX_MS: "soon" })).toThrow(
+    expect(() => loadConfig(configSchema, { STEPLINE_HISTORY_RETRY_MAX_MS: "soon" })).toThrow(
       /STEPLINE_HISTORY_RETRY_MAX_MS/,
     );
   });

@@ -11,7 +11,7 @@ import {
 
 const MIB = 1024 * 1024;
 
-export const schema = {
+export const configSchema = {
   ...commonSchema,
   ...kafkaSchema,
   ...clickhouseSchema,
@@ -28,4 +28,4 @@ export const schema = {
 };
 
 /** The parsed configuration. */
-export type Config = ReturnType<typeof loadConfig<typeof schema>>;
+export type Config = ReturnType<typeof loadConfig<typeof configSchema>>;

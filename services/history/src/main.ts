@@ -10,7 +10,7 @@ import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { HistoryServiceService } from "@stepline/proto/stepline/history/v1/history_service";
 import type { Config } from "./config.js";
-import { schema } from "./config.js";
+import { configSchema } from "./config.js";
 import { createHistoryConsumer } from "./consumer.js";
 import { retry } from "./retry.js";
 import { ensureSchema } from "./schema.js";
@@ -19,7 +19,7 @@ import { HistoryStore } from "./store.js";
 
 function readConfig(): Config {
   try {
-    return loadConfig(schema, process.env);
+    return loadConfig(configSchema, process.env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${err.message}\n`);

@@ -1,0 +1,112 @@
+// `npm test [-- vitest args]`: dependencies, build, lint, boundary check, then the servers of the
+// test profile and vitest against them. Exits non-zero if any phase failed.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { ensureBuilt, ensureNodeDeps } from "./deps.mjs";
+import { ensureInstalled, startInfra } from "./infra.mjs";
+import { onShutdown, ROOT, run, STATE_DIR, seconds, shutdown, timed, UserError } from "./lib.mjs";
+
+const bin = (name) => path.join(ROOT, "node_modules", ".bin", name);
+const REPORT = path.join(STATE_DIR, "test", "vitest-report.json");
+const results = [];
+
+/** Runs a phase, recording its outcome and time for the summary; a thrown error marks it failed. */
+async function phase(label, fn) {
+  const start = performance.now();
+  let result;
+  try {
+    result = { ok: true, value: await timed(label, fn) };
+  } catch (err) {
+    console.error(err instanceof UserError ? `error: ${err.message}` : err);
+    result = { ok: false };
+  }
+  results.push({ label, ok: result.ok, ms: performance.now() - start });
+  return result;
+}
+
+async function check(cmd, args) {
+  const { code } = await run(cmd, args);
+  if (code !== 0) throw new UserError(`${path.basename(cmd)} ${args.join(" ")} failed (exit ${code})`);
+}
+
+/** Runs vitest in the foreground (it shares the terminal, so Ctrl-C reaches it directly). */
+function vitest(args, env) {
+  // The JSON report feeds the closing "N passed, N failed" line; the console keeps its own reporter.
+  const ownReporter = args.some((a) => a.startsWith("--reporter"));
+  const reporters = [...(ownReporter ? [] : ["--reporter=default"]), "--reporter=json"];
+  const child = spawn(bin("vitest"), ["run", ...reporters, `--outputFile.json=${REPORT}`, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: "inherit",
+  });
+  const exited = new Promise((resolve) =>
+    child.on("exit", (code, signal) => resolve(code ?? (signal ? 1 : 0))),
+  );
+  // On SIGTERM to this launcher alone, vitest must stop too before the servers go away.
+  const unregister = onShutdown(async () => {
+    child.kill("SIGTERM");
+    process.exitCode = (await exited) || 130;
+  });
+  return exited.finally(unregister);
+}
+
+/** "N passed, N failed, N skipped" from vitest's JSON report; a file that failed outside its tests counts once. */
+function testCounts() {
+  let report;
+  try {
+    report = JSON.parse(fs.readFileSync(REPORT, "utf8"));
+  } catch {
+    return null;
+  }
+  const failed = report.testResults.reduce((sum, file) => {
+    const tests = file.assertionResults.filter((a) => a.status === "failed").length;
+    return sum + (tests === 0 && file.status === "failed" ? 1 : tests);
+  }, 0);
+  const skipped = report.numPendingTests + report.numTodoTests;
+  return `${report.numPassedTests} passed, ${failed} failed, ${skipped} skipped`;
+}
+
+async function main() {
+  fs.rmSync(REPORT, { force: true });
+  if (!(await phase("Node dependencies", ensureNodeDeps)).ok) return finish();
+  if (!(await phase("build (tsc -b)", ensureBuilt)).ok) return finish();
+  // Lint and boundaries do not stop the tests: one run shows every problem at once.
+  await phase("lint (biome check)", () => check(bin("biome"), ["check", "."]));
+  await phase("boundaries", () =>
+    check(process.execPath, [path.join(ROOT, "scripts", "check-boundaries.mjs")]),
+  );
+  if (!(await phase("install infrastructure", ensureInstalled)).ok) return finish();
+  const { ok, value: infra } = await phase("start infrastructure (test)", () =>
+    startInfra({ profile: "test" }),
+  );
+  if (!ok) return finish();
+
+  let vitestExit = 0;
+  await phase("tests (vitest)", async () => {
+    vitestExit = await vitest(process.argv.slice(2), {
+      STEPLINE_TEST_KAFKA_BROKERS: infra.kafkaBrokers,
+      STEPLINE_TEST_REDIS_URL: infra.redisUrl,
+      STEPLINE_TEST_CLICKHOUSE_URL: infra.clickhouseUrl,
+    });
+    if (vitestExit !== 0) throw new UserError(`vitest exited with ${vitestExit}`);
+  });
+  await phase("stop infrastructure", () => infra.stop());
+  return finish(vitestExit);
+}
+
+/** Prints each phase's outcome and time, then exits: vitest's code, or 1 if another phase failed. */
+function finish(vitestExit = 0) {
+  console.log("\n==> summary");
+  for (const r of results)
+    console.log(`    ${r.ok ? "ok  " : "FAIL"} ${r.label.padEnd(28)} ${seconds(r.ms)}`);
+  const counts = testCounts();
+  if (counts) console.log(`tests: ${counts}`);
+  const failed = results.some((r) => !r.ok);
+  return shutdown(vitestExit || (failed ? 1 : 0));
+}
+
+main().catch((err) => {
+  console.error(err);
+  shutdown(1);
+});

@@ -1,0 +1,112 @@
+-- Shared helpers, pasted into a script where it says `-- @include "common"` (not a script itself).
+-- Scores are `dueMs * 1024 + n`, n counting up within one Redis millisecond, so equal due times
+-- stay FIFO. Scores have 16 digits: they are printed with %d, never through cjson (14 digits).
+
+local SCALE = 1024
+
+-- Now in epoch ms: Redis TIME, unless a positive override is given (tests only).
+local function nowMs(override)
+  local o = tonumber(override)
+  if o and o > 0 then return o end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Sequence state for new scores: one GET per call, one SET at the end (seqSave).
+local seqKey, seqMs, seqN = nil, 0, 0
+
+local function seqLoad(key, now)
+  seqKey = key
+  local raw = redis.call('GET', key)
+  local ms, n = 0, 0
+  if raw then
+    local a, b = string.match(raw, '^(%d+):(%d+)$')
+    ms, n = tonumber(a) or 0, tonumber(b) or 0
+  end
+  if now > ms then
+    seqMs, seqN = now, 0
+  else
+    -- Same millisecond, or Redis time stepped back: keep counting so order still holds.
+    seqMs, seqN = ms, n
+  end
+end
+
+local function seqSave()
+  if seqKey then redis.call('SET', seqKey, string.format('%d:%d', seqMs, seqN)) end
+end
+
+local function newScore(dueMs)
+  seqN = seqN + 1
+  return dueMs * SCALE + seqN
+end
+
+-- Earliest due ms of the shard (from its account pointer set), or -1 when it holds nothing.
+local function shardDue(shardKey)
+  local head = redis.call('ZRANGE', shardKey, 0, 0, 'WITHSCORES')
+  if head[2] then return math.floor(tonumber(head[2]) / SCALE) end
+  return -1
+end
+
+-- Min rule: a parent pointer never sits later than a child's earliest item.
+local function lowerPointers(acctKey, shardKey, pid, acct, score)
+  redis.call('ZADD', acctKey, 'LT', score, pid)
+  redis.call('ZADD', shardKey, 'LT', score, acct)
+end
+
+-- Sets a partition's pointer to its earliest item, or drops it when the partition is empty.
+local function resetPartitionPointer(partKey, acctKey, pid)
+  local head = redis.call('ZRANGE', partKey, 0, 0, 'WITHSCORES')
+  if head[2] then
+    redis.call('ZADD', acctKey, head[2], pid)
+  else
+    redis.call('ZREM', acctKey, pid)
+  end
+end
+
+-- Sets an account's pointer to its earliest partition, or drops it when it has none.
+local function resetAccountPointer(acctKey, shardKey, acct)
+  local head = redis.call('ZRANGE', acctKey, 0, 0, 'WITHSCORES')
+  if head[2] then
+    redis.call('ZADD', shardKey, head[2], acct)
+  else
+    redis.call('ZREM', shardKey, acct)
+  end
+end
+
+-- An item record is "<st>:<gen>:<del>:<exp>:<att>:<due>:<sc>|<body>": a small header the scripts
+-- update (st = r ready, l leased, d dead-lettered; gen generation; del deliveries; exp lease
+-- expiry ms; att attempt; due due ms; sc score) and the producer's JSON body, which the hot
+-- path never parses. Returns nil for a malformed record.
+local function parseItem(raw)
+  local st, gen, del, exp, att, due, sc, at =
+    string.match(raw, '^(%a):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+)|()')
+  if not st then return nil end
+  return {
+    st = st, gen = tonumber(gen), del = tonumber(del), exp = tonumber(exp), att = tonumber(att),
+    due = tonumber(due), sc = tonumber(sc), body = string.sub(raw, at),
+  }
+end
+
+local function formatItem(it)
+  return string.format('%s:%d:%d:%d:%d:%d:%d|', it.st, it.gen, it.del, it.exp, it.att, it.due, it.sc) .. it.body
+end
+
+-- The account and partition named in an item's body (rare paths only: retry, reclaim, expired).
+local function bodyPlace(it)
+  local b = cjson.decode(it.body)
+  return b.acct, b.pid
+end
+
+-- Adds a new item unless its id is known (queued, leased, dead-lettered or recently completed).
+-- Returns 1 added, 0 exists.
+local function addItem(itemsKey, seenKey, partKey, acctKey, shardKey, now, id, pid, acct, runAt, delay, attempt, body)
+  if redis.call('HEXISTS', itemsKey, id) == 1 or redis.call('EXISTS', seenKey) == 1 then return 0 end
+  local due = tonumber(runAt)
+  if not due or due <= 0 then due = now + (tonumber(delay) or 0) end
+  local score = newScore(due)
+  local it = { st = 'r', gen = 0, del = 0, exp = 0, att = tonumber(attempt), due = due, sc = score, body = body }
+  redis.call('HSET', itemsKey, id, formatItem(it))
+  redis.call('ZADD', partKey, score, id)
+  lowerPointers(acctKey, shardKey, pid, acct, score)
+  return 1
+end

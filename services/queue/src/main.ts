@@ -1,0 +1,41 @@
+// Wiring only: config, Redis, the queue replica, the admin server, graceful shutdown.
+import { ConfigError, loadConfig } from "@stepline/internal/config";
+import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
+import { createLogger } from "@stepline/internal/log";
+import { createRedis } from "@stepline/internal/redis";
+import { configSchema } from "./config.js";
+import { startQueueService } from "./service.js";
+
+const config = (() => {
+  try {
+    return loadConfig(configSchema, process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
+})();
+const log = createLogger("queue", config.STEPLINE_LOG_LEVEL);
+const redis = createRedis(config.STEPLINE_REDIS_URL, log);
+
+const service = await startQueueService(
+  redis,
+  {
+    grpcAddr: config.STEPLINE_QUEUE_GRPC_ADDR,
+    namespace: config.STEPLINE_QUEUE_KEY_NAMESPACE,
+    leaseMs: config.STEPLINE_QUEUE_LEASE_MS,
+    maxDeliveries: config.STEPLINE_QUEUE_MAX_DELIVERIES,
+    seenTtlMs: config.STEPLINE_QUEUE_SEEN_TTL_MS,
+    claimBatch: config.STEPLINE_QUEUE_CLAIM_BATCH,
+    ownerLeaseMs: config.STEPLINE_QUEUE_OWNER_LEASE_MS,
+    sweepMs: config.STEPLINE_QUEUE_SWEEP_MS,
+  },
+  log,
+);
+const admin = await startAdminServer(config.STEPLINE_ADMIN_PORT, service.ready, config.STEPLINE_ADMIN_HOST);
+
+onShutdown(log, async () => {
+  await service.stop();
+  await admin.close();
+  await redis.quit();
+});

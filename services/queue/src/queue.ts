@@ -1,0 +1,363 @@
+// The queue's operations across shards: validates input, routes each item or lease to its
+// account's shard (shardOf), splits work into bounded script calls, and reports every change of
+// a shard's earliest due time to a listener (the scheduler wakes on it, or another replica is
+// told over pub/sub). Any replica may run these; only claim and reclaim need the shard's owner.
+import { TooLargeError, ValidationError } from "@stepline/internal/errors";
+import { shardOf, VIRTUAL_SHARDS } from "@stepline/internal/shards";
+import type { ShardKeys } from "./keys.js";
+import { shardKeys } from "./keys.js";
+import type { Scripts } from "./scripts.js";
+import type { ClaimResult, DueChange, ExpiredLease, ItemInput, LeasedItem } from "./store.js";
+import {
+  claimItems,
+  completeItems,
+  ENQUEUED,
+  enqueueItems,
+  expiredLeases,
+  extendLeases,
+  itemPartitions,
+  OK,
+  RECLAIMED,
+  reclaimLeases,
+  retryItems,
+} from "./store.js";
+
+/** Items per enqueue script call, and leases or completions per call of the other scripts. */
+const ITEMS_PER_CALL = 256;
+const OPS_PER_CALL = 128;
+const MAX_BATCH = 10_000;
+const MAX_NEXT = 100;
+const MAX_ID = 512;
+const MAX_PAYLOAD_BYTES = 1024 * 1024;
+/** Latest due time accepted (year 2096): scores (ms × 1024) must stay exact doubles (< 2^53). */
+const MAX_DUE_MS = 4_000_000_000_000;
+/** Score units per millisecond (see lua/includes/common.lua). */
+export const SCORE_SCALE = 1024;
+
+export interface QueueOptions {
+  /** Key namespace inside the hash tag ("" in production). */
+  namespace: string;
+  leaseMs: number;
+  maxDeliveries: number;
+  seenTtlMs: number;
+  /** Number of virtual shards (tests may use fewer). */
+  shards?: number;
+}
+
+/** A lease as an executor names it. */
+export interface LeaseRef {
+  itemId: string;
+  accountId: string;
+  generation: number;
+}
+
+/** The result of one completion, retry or extension (`leaseExpiresAtMs` for extensions). */
+export interface OpOutcome {
+  ok: boolean;
+  leaseExpiresAtMs: number;
+}
+
+const DONE: OpOutcome = { ok: true, leaseExpiresAtMs: 0 };
+const LOST: OpOutcome = { ok: false, leaseExpiresAtMs: 0 };
+
+export class Queue {
+  readonly shards: number;
+  private readonly keyCache: ShardKeys[];
+  /** shardOf hashes with SHA-256; accounts repeat on every op, so remember the answer. */
+  private readonly shardCache = new Map<string, number>();
+
+  constructor(
+    private readonly scripts: Scripts,
+    readonly options: QueueOptions,
+    private readonly onDue: (change: DueChange) => void = () => {},
+  ) {
+    this.shards = options.shards ?? VIRTUAL_SHARDS;
+    this.keyCache = Array.from({ length: this.shards }, (_, i) => shardKeys(options.namespace, i));
+  }
+
+  /** The keys of a shard. */
+  keys(shard: number): ShardKeys {
+    const k = this.keyCache[shard];
+    if (!k) throw new Error(`no shard ${shard}`);
+    return k;
+  }
+
+  /** The shard an account's items live in. */
+  shardOf(accountId: string): number {
+    let shard = this.shardCache.get(accountId);
+    if (shard === undefined) {
+      if (this.shardCache.size >= 100_000) this.shardCache.clear();
+      shard = shardOf(accountId, this.shards);
+      this.shardCache.set(accountId, shard);
+    }
+    return shard;
+  }
+
+  /** Enqueues items (idempotent by id); one status per item, in order. */
+  async enqueue(items: ItemInput[]): Promise<Array<"enqueued" | "exists">> {
+    if (items.length > MAX_BATCH) throw new TooLargeError(`at most ${MAX_BATCH} items per call`);
+    items.forEach(validateItem);
+    const out = new Array<"enqueued" | "exists">(items.length);
+    await this.perShard(
+      items,
+      (i) => i.accountId,
+      ITEMS_PER_CALL,
+      async (shard, batch) => {
+        const r = await enqueueItems(
+          this.scripts,
+          this.keys(shard),
+          batch.map((b) => b.value),
+        );
+        this.onDue(r.due);
+        r.codes.forEach((c, j) => {
+          out[batch[j]?.index ?? 0] = c === ENQUEUED ? "enqueued" : "exists";
+        });
+      },
+    );
+    return out;
+  }
+
+  /** Completes leases, enqueuing each one's next items atomically with it. */
+  async complete(ops: Array<{ lease: LeaseRef; next: ItemInput[] }>): Promise<OpOutcome[]> {
+    for (const op of ops) {
+      if (op.next.length > MAX_NEXT) throw new TooLargeError(`at most ${MAX_NEXT} next items per completion`);
+      for (const n of op.next) {
+        validateItem(n);
+        // Atomic only inside one shard, and the shard follows the account.
+        if (this.shardOf(n.accountId) !== this.shardOf(op.lease.accountId)) {
+          throw new ValidationError(`next item ${n.id} belongs to another account's shard`);
+        }
+      }
+    }
+    const out = new Array<OpOutcome>(ops.length);
+    await this.perShard(
+      ops,
+      (o) => o.lease.accountId,
+      OPS_PER_CALL,
+      async (shard, batch) => {
+        const comps = batch.map((b) => ({
+          itemId: b.value.lease.itemId,
+          generation: b.value.lease.generation,
+          next: b.value.next,
+        }));
+        const r = await completeItems(this.scripts, this.keys(shard), this.options.seenTtlMs, comps);
+        this.onDue(r.due);
+        r.codes.forEach((c, j) => {
+          out[batch[j]?.index ?? 0] = c > 0 ? DONE : LOST;
+        });
+      },
+    );
+    return out;
+  }
+
+  /**
+   * Puts leased items back to ready at max(now, runAtMs) (0 = now, -1 = their original place)
+   * with `attempt` as the next delivery's attempt number.
+   */
+  async retry(ops: Array<{ lease: LeaseRef; runAtMs: number; attempt: number }>): Promise<OpOutcome[]> {
+    for (const op of ops) {
+      if (op.runAtMs > MAX_DUE_MS)
+        throw new ValidationError(`retry of ${op.lease.itemId}: run_at_ms too late`);
+    }
+    const out = new Array<OpOutcome>(ops.length).fill(LOST);
+    await this.perShard(
+      ops,
+      (o) => o.lease.accountId,
+      OPS_PER_CALL,
+      async (shard, batch) => {
+        const keys = this.keys(shard);
+        // The lease names no partition: read it (it never changes while the item exists).
+        const parts = await itemPartitions(
+          this.scripts,
+          keys,
+          batch.map((b) => b.value.lease.itemId),
+        );
+        const known = batch.flatMap((b, j) => {
+          const p = parts[j];
+          return p ? [{ index: b.index, op: b.value, pid: p.pid, accountId: p.accountId }] : [];
+        });
+        if (known.length === 0) return;
+        const r = await retryItems(
+          this.scripts,
+          keys,
+          known.map((k) => ({
+            itemId: k.op.lease.itemId,
+            generation: k.op.lease.generation,
+            accountId: k.accountId,
+            pid: k.pid,
+            runAtMs: k.op.runAtMs,
+            attempt: k.op.attempt,
+          })),
+        );
+        this.onDue(r.due);
+        r.codes.forEach((c, j) => {
+          out[known[j]?.index ?? 0] = c === OK ? DONE : LOST;
+        });
+      },
+    );
+    return out;
+  }
+
+  /** Hands leased items back without counting an attempt, keeping their place in line. */
+  release(items: LeasedItem[]): Promise<OpOutcome[]> {
+    return this.retry(
+      items.map((i) => ({
+        lease: { itemId: i.id, accountId: i.accountId, generation: i.generation },
+        runAtMs: -1,
+        attempt: i.attempt,
+      })),
+    );
+  }
+
+  /** Extends live leases; a lease that is stale or already expired is refused. */
+  async extend(leases: LeaseRef[]): Promise<OpOutcome[]> {
+    const out = new Array<OpOutcome>(leases.length);
+    await this.perShard(
+      leases,
+      (l) => l.accountId,
+      OPS_PER_CALL,
+      async (shard, batch) => {
+        const r = await extendLeases(
+          this.scripts,
+          this.keys(shard),
+          this.options.leaseMs,
+          batch.map((b) => b.value),
+        );
+        r.results.forEach((expiry, j) => {
+          out[batch[j]?.index ?? 0] = expiry > 0 ? { ok: true, leaseExpiresAtMs: expiry } : LOST;
+        });
+      },
+    );
+    return out;
+  }
+
+  /** Leases up to `maxItems` due items of one account (the owner only). */
+  claim(
+    shard: number,
+    token: string,
+    accountId: string,
+    partitions: Array<{ pid: string; cap: number }>,
+    maxItems: number,
+  ): Promise<ClaimResult> {
+    return claimItems(this.scripts, this.keys(shard), {
+      token,
+      leaseMs: this.options.leaseMs,
+      maxDeliveries: this.options.maxDeliveries,
+      accountId,
+      partitions,
+      maxItems,
+    });
+  }
+
+  /** Lists expired leases of a shard (read-only). */
+  expired(shard: number, limit: number) {
+    return expiredLeases(this.scripts, this.keys(shard), limit);
+  }
+
+  /** Returns expired leases to ready (the owner only); the number reclaimed. */
+  async reclaim(shard: number, token: string, leases: ExpiredLease[]): Promise<number> {
+    if (leases.length === 0) return 0;
+    const r = await reclaimLeases(this.scripts, this.keys(shard), token, leases);
+    this.onDue(r.due);
+    return r.codes.filter((c) => c === RECLAIMED).length;
+  }
+
+  /** Accounts of a shard in due order, with their scores (a window of `limit` from `offset`). */
+  async accountHeads(
+    shard: number,
+    offset: number,
+    limit: number,
+  ): Promise<Array<{ id: string; score: number }>> {
+    const flat = await this.scripts.redis.zrangebyscore(
+      this.keys(shard).accounts,
+      "-inf",
+      "+inf",
+      "WITHSCORES",
+      "LIMIT",
+      offset,
+      limit,
+    );
+    const out: Array<{ id: string; score: number }> = [];
+    for (let i = 0; i + 1 < flat.length; i += 2)
+      out.push({ id: flat[i] as string, score: Number(flat[i + 1]) });
+    return out;
+  }
+
+  /** For each account, the ids of its partitions with items due by `maxScore` (earliest first). */
+  readyPartitions(shard: number, accountIds: string[], maxScore: number, limit: number): Promise<string[][]> {
+    const keys = this.keys(shard);
+    return Promise.all(
+      accountIds.map((a) =>
+        this.scripts.redis.zrangebyscore(keys.account(a), "-inf", maxScore, "LIMIT", 0, limit),
+      ),
+    );
+  }
+
+  /** Each shard's earliest due time and earliest lease expiry (epoch ms; Infinity = none). */
+  heads(shards: number[]): Promise<Array<{ dueMs: number; expiryMs: number }>> {
+    const redis = this.scripts.redis;
+    return Promise.all(
+      shards.map(async (shard) => {
+        const k = this.keys(shard);
+        const [a, l] = await Promise.all([
+          redis.zrange(k.accounts, 0, "0", "WITHSCORES"),
+          redis.zrange(k.leased, 0, "0", "WITHSCORES"),
+        ]);
+        return {
+          dueMs: a[1] === undefined ? Infinity : Math.floor(Number(a[1]) / SCORE_SCALE),
+          expiryMs: l[1] === undefined ? Infinity : Number(l[1]),
+        };
+      }),
+    );
+  }
+
+  /** Groups `values` by shard, then runs `fn` on chunks of at most `chunk`, all in flight at once. */
+  private async perShard<T>(
+    values: T[],
+    accountOf: (v: T) => string,
+    chunk: number,
+    fn: (shard: number, batch: Array<{ index: number; value: T }>) => Promise<void>,
+  ): Promise<void> {
+    const groups = new Map<number, Array<{ index: number; value: T }>>();
+    values.forEach((value, index) => {
+      const shard = this.shardOf(accountOf(value));
+      const g = groups.get(shard);
+      if (g) g.push({ index, value });
+      else groups.set(shard, [{ index, value }]);
+    });
+    const calls: Array<Promise<void>> = [];
+    // Calls on one connection run in the order sent, so chunks of one shard keep their order.
+    for (const [shard, g] of groups) {
+      for (let i = 0; i < g.length; i += chunk) calls.push(fn(shard, g.slice(i, i + chunk)));
+    }
+    await Promise.all(calls);
+  }
+}
+
+/** Throws ValidationError (or TooLargeError) for an item the queue cannot take. */
+export function validateItem(item: ItemInput): void {
+  const need = (value: string, name: string, max: number) => {
+    if (!value) throw new ValidationError(`item ${item.id || "?"}: ${name} is required`);
+    if (value.length > max) throw new ValidationError(`item ${item.id}: ${name} is longer than ${max}`);
+  };
+  need(item.id, "id", MAX_ID);
+  need(item.runId, "run_id", MAX_ID);
+  need(item.accountId, "account_id", 256);
+  need(item.functionId, "function_id", 256);
+  if (item.environmentId.length > 256) throw new ValidationError(`item ${item.id}: environment_id too long`);
+  if (item.kind !== 1 && item.kind !== 2)
+    throw new ValidationError(`item ${item.id}: unknown kind ${item.kind}`);
+  for (const [name, v] of [
+    ["delay_ms", item.delayMs],
+    ["run_at_ms", item.runAtMs],
+    ["attempt", item.attempt],
+  ] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new ValidationError(`item ${item.id}: bad ${name}`);
+  }
+  if (item.runAtMs > MAX_DUE_MS || item.delayMs > MAX_DUE_MS / 2) {
+    throw new ValidationError(`item ${item.id}: due time too far ahead`);
+  }
+  if (Buffer.byteLength(item.payload) > MAX_PAYLOAD_BYTES) {
+    throw new TooLargeError(`item ${item.id}: payload is larger than ${MAX_PAYLOAD_BYTES} bytes`);
+  }
+}

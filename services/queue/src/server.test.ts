@@ -1,0 +1,236 @@
+import type { ClientDuplexStream } from "@grpc/grpc-js";
+import { ValidationError } from "@stepline/internal/errors";
+import { callUnary, createClient } from "@stepline/internal/grpc";
+import { createLogger } from "@stepline/internal/log";
+import type {
+  LeasedItem,
+  NewItem,
+  OpResults,
+  WorkRequest,
+  WorkResponse,
+} from "@stepline/proto/stepline/queue/v1/queue_service";
+import {
+  EnqueueStatus,
+  ItemKind,
+  OpStatus,
+  QueueServiceClient,
+} from "@stepline/proto/stepline/queue/v1/queue_service";
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RunningQueueService } from "./service.js";
+import { startQueueService } from "./service.js";
+import { dropNamespace, testNamespace, testRedis, waitFor } from "./testing/redis.js";
+
+const log = createLogger("queue-test", "silent");
+let redis: Redis;
+let ns: string;
+let service: RunningQueueService;
+let client: InstanceType<typeof QueueServiceClient>;
+
+function newItem(id: string, over: Partial<NewItem> = {}): NewItem {
+  return {
+    id,
+    runId: "run-1",
+    accountId: "acct-grpc",
+    environmentId: "env",
+    functionId: "fn",
+    kind: ItemKind.ITEM_KIND_STEP,
+    delayMs: 0,
+    runAtMs: 0,
+    attempt: 0,
+    payload: JSON.stringify({ stepId: id }),
+    ...over,
+  };
+}
+
+/** A Work stream that records what the queue sends. */
+class Executor {
+  readonly items: LeasedItem[] = [];
+  readonly results = new Map<number, OpResults>();
+  readonly stream: ClientDuplexStream<WorkRequest, WorkResponse>;
+  private batch = 0;
+
+  constructor() {
+    this.stream = client.work();
+    this.stream.on("data", (res: WorkResponse) => {
+      if (res.response?.$case === "items") this.items.push(...res.response.value.items);
+      if (res.response?.$case === "results") this.results.set(res.response.value.batchId, res.response.value);
+    });
+    this.stream.on("error", () => undefined);
+  }
+
+  credits(count: number) {
+    this.stream.write({ request: { $case: "credits", value: { count } } });
+  }
+
+  waitItems(n: number) {
+    return waitFor(`${n} leased items`, () => (this.items.length >= n ? this.items.slice(0, n) : undefined));
+  }
+
+  /** Sends one batch and waits for its results. */
+  async op(request: WorkRequest["request"]): Promise<OpResults> {
+    if (!request || request.$case === "credits") throw new Error("not an op");
+    const batchId = ++this.batch;
+    request.value.batchId = batchId;
+    this.stream.write({ request });
+    return waitFor(`results of batch ${batchId}`, () => this.results.get(batchId));
+  }
+
+  lease(i: LeasedItem, generation = i.generation) {
+    return { itemId: i.item?.id ?? "", accountId: i.item?.accountId ?? "", generation };
+  }
+}
+
+beforeAll(async () => {
+  redis = testRedis();
+  ns = testNamespace();
+  service = await startQueueService(
+    redis,
+    {
+      grpcAddr: "127.0.0.1:0",
+      namespace: ns,
+      leaseMs: 30_000,
+      maxDeliveries: 20,
+      seenTtlMs: 60_000,
+      claimBatch: 16,
+      ownerLeaseMs: 10_000,
+      sweepMs: 5_000,
+      shards: 8,
+      scriptOptions: { assertSlots: true },
+    },
+    log,
+  );
+  client = createClient(QueueServiceClient, `127.0.0.1:${service.port}`);
+});
+
+afterAll(async () => {
+  client?.close();
+  await service?.stop();
+  await dropNamespace(redis, ns);
+  await redis.quit();
+});
+
+describe("QueueService over gRPC", () => {
+  it("enqueues idempotently and refuses an item without an id", async () => {
+    const first = await callUnary(client.enqueue.bind(client), {
+      items: [newItem("e1", { delayMs: 3_600_000 })],
+    });
+    expect(first.results).toEqual([{ itemId: "e1", status: EnqueueStatus.ENQUEUE_STATUS_ENQUEUED }]);
+    const again = await callUnary(client.enqueue.bind(client), { items: [newItem("e1")] });
+    expect(again.results[0]?.status).toBe(EnqueueStatus.ENQUEUE_STATUS_EXISTS);
+    await expect(callUnary(client.enqueue.bind(client), { items: [newItem("")] })).rejects.toBeInstanceOf(
+      ValidationError,
+    );
+  });
+
+  it("runs enqueue -> lease -> complete with next -> next leased -> complete over one Work stream", async () => {
+    const run = { runId: "run-chain", accountId: "acct-chain" };
+    await callUnary(client.enqueue.bind(client), { items: [newItem("run-chain:start", run)] });
+    const ex = new Executor();
+    ex.credits(1);
+    const [start] = await ex.waitItems(1);
+    expect(start?.item).toMatchObject({ id: "run-chain:start", accountId: "acct-chain", attempt: 0 });
+    expect(start?.generation).toBe(1);
+    expect(start?.leaseExpiresAtMs).toBeGreaterThan(Date.now());
+
+    // No credits left: the next item is enqueued by the completion but not handed out.
+    const done = await ex.op({
+      $case: "complete",
+      value: {
+        batchId: 0,
+        items: [{ lease: ex.lease(start as LeasedItem), next: [newItem("run-chain:c1", run)] }],
+      },
+    });
+    expect(done.results).toEqual([
+      { itemId: "run-chain:start", status: OpStatus.OP_STATUS_OK, leaseExpiresAtMs: 0 },
+    ]);
+    expect(ex.items).toHaveLength(1);
+
+    ex.credits(1);
+    const [, next] = await ex.waitItems(2);
+    expect(next?.item?.id).toBe("run-chain:c1");
+    // The same completion again (a network retry) is answered OK without doing anything twice.
+    const repeat = await ex.op({
+      $case: "complete",
+      value: { batchId: 0, items: [{ lease: ex.lease(start as LeasedItem), next: [] }] },
+    });
+    expect(repeat.results[0]?.status).toBe(OpStatus.OP_STATUS_OK);
+    const finish = await ex.op({
+      $case: "complete",
+      value: { batchId: 0, items: [{ lease: ex.lease(next as LeasedItem), next: [] }] },
+    });
+    expect(finish.results[0]?.status).toBe(OpStatus.OP_STATUS_OK);
+    ex.stream.end();
+  });
+
+  it("never hands out more items than the credits granted, and extends, retries and refuses stale leases", async () => {
+    const acct = { accountId: "acct-credits" };
+    await callUnary(client.enqueue.bind(client), {
+      items: Array.from({ length: 6 }, (_, i) => newItem(`cr-${i}`, acct)),
+    });
+    const ex = new Executor();
+    ex.credits(3);
+    const got = await ex.waitItems(3);
+    const ext = await ex.op({
+      $case: "extend",
+      value: { batchId: 0, leases: [ex.lease(got[0] as LeasedItem), ex.lease(got[1] as LeasedItem, 99)] },
+    });
+    expect(ext.results.map((r) => r.status)).toEqual([OpStatus.OP_STATUS_OK, OpStatus.OP_STATUS_STALE]);
+    expect(ext.results[0]?.leaseExpiresAtMs).toBeGreaterThanOrEqual(got[0]?.leaseExpiresAtMs ?? 0);
+    // The extension's answer came after any claim the credits allowed: still exactly 3.
+    expect(ex.items).toHaveLength(3);
+    const shard = service.queue.shardOf("acct-credits");
+    expect(await redis.zcard(service.queue.keys(shard).leased)).toBe(3);
+
+    const retried = await ex.op({
+      $case: "retry",
+      value: { batchId: 0, items: [{ lease: ex.lease(got[2] as LeasedItem), runAtMs: 0, attempt: 1 }] },
+    });
+    expect(retried.results[0]?.status).toBe(OpStatus.OP_STATUS_OK);
+    const late = await ex.op({
+      $case: "complete",
+      value: { batchId: 0, items: [{ lease: ex.lease(got[2] as LeasedItem), next: [] }] },
+    });
+    expect(late.results[0]?.status).toBe(OpStatus.OP_STATUS_STALE);
+
+    ex.credits(4);
+    const all = await ex.waitItems(7);
+    const again = all.slice(3).find((i) => i.item?.id === got[2]?.item?.id);
+    expect(again?.item?.attempt).toBe(1);
+    expect(again?.generation).toBe(3);
+    ex.stream.end();
+  });
+
+  it("leaves leases in place when a stream closes", async () => {
+    await callUnary(client.enqueue.bind(client), {
+      items: [newItem("close-1", { accountId: "acct-close" })],
+    });
+    const ex = new Executor();
+    ex.credits(1);
+    await ex.waitItems(1);
+    ex.stream.cancel();
+    const keys = service.queue.keys(service.queue.shardOf("acct-close"));
+    expect(await redis.zscore(keys.leased, "close-1")).not.toBeNull();
+  });
+
+  it("ends a stream whose completion carries a next item of another account's shard", async () => {
+    let other = "acct-other-0";
+    for (let i = 1; service.queue.shardOf(other) === service.queue.shardOf("acct-x"); i++)
+      other = `acct-other-${i}`;
+    await callUnary(client.enqueue.bind(client), { items: [newItem("x-1", { accountId: "acct-x" })] });
+    const ex = new Executor();
+    const ended = new Promise<Error>((resolve) => ex.stream.on("error", resolve));
+    ex.credits(1);
+    const [x] = await ex.waitItems(1);
+    ex.stream.write({
+      request: {
+        $case: "complete",
+        value: {
+          batchId: 1,
+          items: [{ lease: ex.lease(x as LeasedItem), next: [newItem("x-2", { accountId: other })] }],
+        },
+      },
+    });
+    expect((await ended).message).toMatch(/another account's shard/);
+  });
+});

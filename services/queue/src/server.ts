@@ -1,0 +1,185 @@
+// gRPC handlers of QueueService: proto <-> domain translation only. Enqueue is unary and batched;
+// Work is the executor's bidi stream (credits in, leased items out; completions, retries and
+// extensions in, one OpResult per op out, tagged with the executor's batch id).
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { toGrpcError, ValidationError } from "@stepline/internal/errors";
+import { unary } from "@stepline/internal/grpc";
+import type { Logger } from "@stepline/internal/log";
+import type {
+  EnqueueRequest,
+  EnqueueResponse,
+  Lease,
+  LeasedItem as ProtoLeasedItem,
+  QueueServiceServer,
+  WorkRequest,
+  WorkResponse,
+} from "@stepline/proto/stepline/queue/v1/queue_service";
+import { EnqueueStatus, OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
+import type { Dispatcher } from "./lease-stream.js";
+import { enqueuedTotal, opsTotal } from "./metrics.js";
+import type { LeaseRef, OpOutcome, Queue } from "./queue.js";
+import type { LeasedItem } from "./store.js";
+
+/** The QueueService implementation over a queue and the executors' dispatcher. */
+export function queueService(queue: Queue, dispatcher: Dispatcher, log: Logger): QueueServiceServer {
+  return {
+    enqueue: unary(log, async (req: EnqueueRequest): Promise<EnqueueResponse> => {
+      const statuses = await queue.enqueue(req.items);
+      const added = statuses.filter((s) => s === "enqueued").length;
+      enqueuedTotal.inc(added);
+      return {
+        results: req.items.map((item, i) => ({
+          itemId: item.id,
+          status:
+            statuses[i] === "enqueued"
+              ? EnqueueStatus.ENQUEUE_STATUS_ENQUEUED
+              : EnqueueStatus.ENQUEUE_STATUS_EXISTS,
+        })),
+      };
+    }),
+    work: (call) => workStream(call, queue, dispatcher, log),
+  };
+}
+
+function workStream(
+  call: ServerDuplexStream<WorkRequest, WorkResponse>,
+  queue: Queue,
+  dispatcher: Dispatcher,
+  log: Logger,
+): void {
+  let pending = 0;
+  let clientDone = false;
+  let finished = false;
+  const write = (res: WorkResponse) => {
+    if (!finished) call.write(res);
+  };
+  const finish = (err?: unknown) => {
+    if (finished) return;
+    dispatcher.close(handle);
+    finished = true;
+    if (err === undefined) call.end();
+    else call.emit("error", toGrpcError(err));
+  };
+  const handle = dispatcher.open(
+    (items) => write({ response: { $case: "items", value: { items: items.map(toProtoLeased) } } }),
+    () => finish(),
+  );
+
+  // Runs one batch of ops and answers it; a failure ends the stream (the executor reconnects and
+  // retries: every op is idempotent per generation).
+  const answer = (batchId: number, op: string, ids: string[], run: () => Promise<OpOutcome[]>) => {
+    pending++;
+    run().then(
+      (outcomes) => {
+        pending--;
+        let stale = 0;
+        const results = outcomes.map((o, i) => {
+          if (!o.ok) stale++;
+          return {
+            itemId: ids[i] ?? "",
+            status: o.ok ? OpStatus.OP_STATUS_OK : OpStatus.OP_STATUS_STALE,
+            leaseExpiresAtMs: o.leaseExpiresAtMs,
+          };
+        });
+        opsTotal.inc({ op, result: "ok" }, results.length - stale);
+        if (stale > 0) opsTotal.inc({ op, result: "stale" }, stale);
+        write({ response: { $case: "results", value: { batchId, results } } });
+        if (clientDone && pending === 0) finish();
+      },
+      (err: unknown) => {
+        pending--;
+        if (!(err instanceof ValidationError)) log.error({ err, op }, "work stream op failed");
+        finish(err);
+      },
+    );
+  };
+
+  const onRequest = (r: NonNullable<WorkRequest["request"]>) => {
+    switch (r.$case) {
+      case "credits":
+        dispatcher.grant(handle, r.value.count);
+        break;
+      case "complete": {
+        const ops = r.value.items.map((c) => ({ lease: leaseRef(c.lease), next: c.next }));
+        answer(
+          r.value.batchId,
+          "complete",
+          ops.map((o) => o.lease.itemId),
+          () => queue.complete(ops),
+        );
+        break;
+      }
+      case "retry": {
+        const ops = r.value.items.map((x) => {
+          if (x.attempt < 0) throw new ValidationError("retry attempt must be >= 0");
+          // Negative run_at_ms is not part of the contract (0 = now); -1 means "keep place" inside.
+          return { lease: leaseRef(x.lease), runAtMs: Math.max(0, x.runAtMs), attempt: x.attempt };
+        });
+        answer(
+          r.value.batchId,
+          "retry",
+          ops.map((o) => o.lease.itemId),
+          () => queue.retry(ops),
+        );
+        break;
+      }
+      case "extend": {
+        const leases = r.value.leases.map(leaseRef);
+        answer(
+          r.value.batchId,
+          "extend",
+          leases.map((l) => l.itemId),
+          () => queue.extend(leases),
+        );
+        break;
+      }
+    }
+  };
+  call.on("data", (req: WorkRequest) => {
+    if (!req.request || finished) return;
+    try {
+      onRequest(req.request);
+    } catch (err) {
+      finish(err);
+    }
+  });
+  // Half-close: no more credits or ops; answer what is in flight, then end.
+  call.on("end", () => {
+    clientDone = true;
+    dispatcher.close(handle);
+    if (pending === 0) finish();
+  });
+  // Gone: leased items stay leased until their leases expire.
+  call.on("cancelled", () => {
+    dispatcher.close(handle);
+    finished = true;
+  });
+  call.on("error", () => {
+    dispatcher.close(handle);
+    finished = true;
+  });
+}
+
+function leaseRef(lease: Lease | undefined): LeaseRef {
+  if (!lease?.itemId || !lease.accountId) throw new ValidationError("lease needs item_id and account_id");
+  return { itemId: lease.itemId, accountId: lease.accountId, generation: lease.generation };
+}
+
+function toProtoLeased(i: LeasedItem): ProtoLeasedItem {
+  return {
+    item: {
+      id: i.id,
+      runId: i.runId,
+      accountId: i.accountId,
+      environmentId: i.environmentId,
+      functionId: i.functionId,
+      kind: i.kind,
+      delayMs: 0,
+      runAtMs: i.dueMs,
+      attempt: i.attempt,
+      payload: i.payload,
+    },
+    generation: i.generation,
+    leaseExpiresAtMs: i.leaseExpiresAtMs,
+  };
+}

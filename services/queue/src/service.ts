@@ -1,0 +1,98 @@
+// Builds and starts the queue's parts (shared by main.ts and the gRPC-level tests): scripts,
+// queue, executor dispatcher, scheduler, shard ownership, cross-replica wake-ups, gRPC server.
+import { randomBytes } from "node:crypto";
+import { startGrpcServer } from "@stepline/internal/grpc";
+import type { Logger } from "@stepline/internal/log";
+import { QueueServiceService } from "@stepline/proto/stepline/queue/v1/queue_service";
+import type { Redis } from "ioredis";
+import { globalKeys } from "./keys.js";
+import { Dispatcher } from "./lease-stream.js";
+import { Ownership } from "./ownership.js";
+import { Queue } from "./queue.js";
+import { Scheduler } from "./scheduler.js";
+import type { ScriptOptions } from "./scripts.js";
+import { Scripts } from "./scripts.js";
+import { queueService } from "./server.js";
+import { WakeBus } from "./wake.js";
+
+export interface QueueServiceOptions {
+  grpcAddr: string;
+  namespace: string;
+  leaseMs: number;
+  maxDeliveries: number;
+  seenTtlMs: number;
+  claimBatch: number;
+  ownerLeaseMs: number;
+  sweepMs: number;
+  /** Virtual shards (tests may use fewer). */
+  shards?: number;
+  scriptOptions?: ScriptOptions;
+}
+
+export interface RunningQueueService {
+  port: number;
+  queue: Queue;
+  ownership: Ownership;
+  /** True once this replica took part in shard ownership. */
+  ready(): boolean;
+  /** Stops claiming, ends the executor streams, releases the shards, closes the server. */
+  stop(): Promise<void>;
+}
+
+/** Starts a queue replica on `redis`. */
+export async function startQueueService(
+  redis: Redis,
+  options: QueueServiceOptions,
+  log: Logger,
+): Promise<RunningQueueService> {
+  const token = `${process.pid}-${randomBytes(8).toString("hex")}`;
+  const scripts = new Scripts(redis, options.scriptOptions);
+  const wake = new WakeBus(redis, globalKeys(options.namespace).wakeChannel, log);
+  let scheduler: Scheduler | undefined;
+  let ownership: Ownership | undefined;
+  const queue = new Queue(scripts, { ...options }, (change) => {
+    if (change.afterMs < 0 || !scheduler || !ownership) return;
+    if (ownership.has(change.shard)) {
+      scheduler.noteNow(change.nowMs);
+      scheduler.noteDue(change.shard, change.afterMs);
+    } else if (change.beforeMs < 0 || change.afterMs < change.beforeMs) {
+      wake.publish(change.shard, change.afterMs);
+    }
+  });
+  const dispatcher = new Dispatcher(() => scheduler?.wake());
+  scheduler = new Scheduler(
+    queue,
+    dispatcher,
+    { token, claimBatch: options.claimBatch, sweepMs: options.sweepMs, leaseMs: options.leaseMs },
+    log.child({ component: "scheduler" }),
+  );
+  const sched = scheduler;
+  ownership = new Ownership(
+    scripts,
+    queue,
+    { namespace: options.namespace, token, leaseMs: options.ownerLeaseMs },
+    { acquired: (s) => sched.adopt(s), lost: (s) => sched.drop(s) },
+    log.child({ component: "ownership" }),
+  );
+  await wake.start((shard, due) => sched.noteDue(shard, due));
+  await ownership.start();
+  sched.start();
+  const server = await startGrpcServer(options.grpcAddr, [
+    { definition: QueueServiceService, implementation: queueService(queue, dispatcher, log) },
+  ]);
+  log.info({ port: server.port, shards: ownership.count() }, "queue service started");
+  const owner = ownership;
+  return {
+    port: server.port,
+    queue,
+    ownership: owner,
+    ready: () => redis.status === "ready",
+    stop: async () => {
+      await sched.stop();
+      dispatcher.endAll();
+      await server.close(2_000);
+      await owner.stop();
+      await wake.stop();
+    },
+  };
+}

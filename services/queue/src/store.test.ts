@@ -1,0 +1,461 @@
+import { generateMulti } from "cluster-key-slot";
+import type { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { ShardKeys } from "./keys.js";
+import { partitionId, shardKeys } from "./keys.js";
+import type { ScriptName } from "./scripts.js";
+import { NotOwnerError, Scripts } from "./scripts.js";
+import type { ItemInput } from "./store.js";
+import {
+  ACQUIRED,
+  ALREADY,
+  acquireOwner,
+  claimItems,
+  completeItems,
+  ENQUEUED,
+  EXISTS,
+  EXPIRED,
+  enqueueItems,
+  expiredLeases,
+  extendLeases,
+  HELD,
+  itemPartitions,
+  OK,
+  RECLAIMED,
+  RENEWED,
+  reclaimLeases,
+  releaseOwner,
+  retryItems,
+  SKIPPED,
+  STALE,
+  WRONG_PARTITION,
+} from "./store.js";
+import { shardProblems } from "./testing/invariants.js";
+import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
+
+const T0 = 1_700_000_000_000;
+const LEASE = 30_000;
+const TOKEN = "owner-1";
+
+let redis: Redis;
+let ns: string;
+let keys: ShardKeys;
+let now: number;
+let s: Scripts;
+const calls: Array<{ name: ScriptName; keys: readonly string[] }> = [];
+
+function item(id: string, over: Partial<ItemInput> = {}): ItemInput {
+  return {
+    id,
+    runId: `run-${id}`,
+    accountId: "acct-1",
+    environmentId: "env",
+    functionId: "fn-a",
+    kind: 2,
+    delayMs: 0,
+    runAtMs: 0,
+    attempt: 0,
+    payload: JSON.stringify({ stepId: id }),
+    ...over,
+  };
+}
+
+function claim(max = 10, accountId = "acct-1", pids = [partitionId("env", "fn-a")], token = TOKEN) {
+  return claimItems(s, keys, {
+    token,
+    leaseMs: LEASE,
+    maxDeliveries: 3,
+    accountId,
+    partitions: pids.map((pid) => ({ pid, cap: max })),
+    maxItems: max,
+  });
+}
+
+async function expectConsistent() {
+  expect(await shardProblems(redis, keys)).toEqual([]);
+}
+
+beforeAll(() => {
+  redis = testRedis();
+});
+afterAll(async () => {
+  await redis.quit();
+});
+beforeEach(async () => {
+  ns = testNamespace();
+  keys = shardKeys(ns, 17);
+  now = T0;
+  s = new Scripts(redis, {
+    assertSlots: true,
+    nowMs: () => now,
+    onCall: (name, k) => calls.push({ name, keys: k }),
+  });
+  expect(await acquireOwner(s, keys, TOKEN, 60_000)).toBe(ACQUIRED);
+});
+afterEach(async () => {
+  await dropNamespace(redis, ns);
+});
+
+describe("enqueue.lua", () => {
+  it("adds a new item and reports an id it already holds as existing", async () => {
+    const first = await enqueueItems(s, keys, [item("i1"), item("i2"), item("i1")]);
+    expect(first.codes).toEqual([ENQUEUED, ENQUEUED, EXISTS]);
+    expect(first.due).toEqual({ shard: 17, nowMs: T0, beforeMs: -1, afterMs: T0 });
+    const again = await enqueueItems(s, keys, [item("i2")]);
+    expect(again.codes).toEqual([EXISTS]);
+    await expectConsistent();
+  });
+
+  it("refuses an id whose completion tombstone is still alive", async () => {
+    await enqueueItems(s, keys, [item("i1")]);
+    const c = await claim();
+    expect((await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 1, next: [] }])).codes).toEqual(
+      [OK],
+    );
+    expect(c.leased).toHaveLength(1);
+    expect((await enqueueItems(s, keys, [item("i1")])).codes).toEqual([EXISTS]);
+  });
+
+  it("reports that the shard's earliest due time moved earlier", async () => {
+    await enqueueItems(s, keys, [item("late", { delayMs: 5_000 })]);
+    const r = await enqueueItems(s, keys, [item("early", { delayMs: 1_000 })]);
+    expect(r.due).toMatchObject({ beforeMs: T0 + 5_000, afterMs: T0 + 1_000 });
+  });
+});
+
+describe("claim.lua", () => {
+  it("refuses a token that does not own the shard (NOT_OWNER)", async () => {
+    await enqueueItems(s, keys, [item("i1")]);
+    await expect(claim(10, "acct-1", [partitionId("env", "fn-a")], "intruder")).rejects.toBeInstanceOf(
+      NotOwnerError,
+    );
+    await redis.del(keys.owner);
+    await expect(claim()).rejects.toBeInstanceOf(NotOwnerError);
+  });
+
+  it("leases due items with generation 1 and an expiry of now + lease, and reports the next due time", async () => {
+    await enqueueItems(s, keys, [item("i1"), item("i2"), item("later", { delayMs: 2_000 })]);
+    const r = await claim(10);
+    expect(r.leased.map((i) => [i.id, i.generation, i.leaseExpiresAtMs])).toEqual([
+      ["i1", 1, T0 + LEASE],
+      ["i2", 1, T0 + LEASE],
+    ]);
+    expect(r.leased[0]).toMatchObject({
+      runId: "run-i1",
+      accountId: "acct-1",
+      functionId: "fn-a",
+      attempt: 0,
+    });
+    expect(r.leased[0]?.payload).toBe(JSON.stringify({ stepId: "i1" }));
+    expect(r.dueMs).toBe(T0 + 2_000);
+    await expectConsistent();
+  });
+
+  it("does not hand out a delayed item before it is due", async () => {
+    await enqueueItems(s, keys, [item("d1", { delayMs: 1_000 }), item("d2", { runAtMs: T0 + 500 })]);
+    expect((await claim()).leased).toEqual([]);
+    now = T0 + 499;
+    expect((await claim()).leased).toEqual([]);
+    now = T0 + 500;
+    expect((await claim()).leased.map((i) => i.id)).toEqual(["d2"]);
+    now = T0 + 1_000;
+    expect((await claim()).leased.map((i) => i.id)).toEqual(["d1"]);
+    await expectConsistent();
+  });
+
+  it("hands out items of equal due time in enqueue order (FIFO within a partition)", async () => {
+    const ids = Array.from({ length: 60 }, (_, i) => `f${String(i).padStart(2, "0")}`);
+    // Reverse-sorted ids in separate calls within one millisecond: order must not come from ids.
+    const reversed = [...ids].reverse();
+    for (let i = 0; i < reversed.length; i += 7)
+      await enqueueItems(
+        s,
+        keys,
+        reversed.slice(i, i + 7).map((id) => item(id)),
+      );
+    const got: string[] = [];
+    for (let round = 0; round < 10; round++) got.push(...(await claim(7)).leased.map((i) => i.id));
+    expect(got).toEqual(reversed);
+  });
+
+  it("takes from every listed partition before filling from one (first pass capped, second fills)", async () => {
+    const a = partitionId("env", "fn-a");
+    const b = partitionId("env", "fn-b");
+    await enqueueItems(s, keys, [
+      ...Array.from({ length: 10 }, (_, i) => item(`a${i}`)),
+      item("b0", { functionId: "fn-b" }),
+    ]);
+    const r = await claimItems(s, keys, {
+      token: TOKEN,
+      leaseMs: LEASE,
+      maxDeliveries: 3,
+      accountId: "acct-1",
+      partitions: [
+        { pid: a, cap: 3 },
+        { pid: b, cap: 3 },
+      ],
+      maxItems: 6,
+    });
+    expect(r.leased.map((i) => i.id)).toEqual(["a0", "a1", "a2", "b0", "a3", "a4"]);
+    await expectConsistent();
+  });
+
+  it("dead-letters an item delivered more than the maximum number of times", async () => {
+    await enqueueItems(s, keys, [item("poison")]);
+    for (let d = 1; d <= 3; d++) {
+      const r = await claim();
+      expect(r.leased.map((i) => [i.id, i.generation])).toEqual([["poison", 2 * d - 1]]);
+      now += LEASE;
+      const exp = await expiredLeases(s, keys, 100);
+      expect((await reclaimLeases(s, keys, TOKEN, exp.leases)).codes).toEqual([RECLAIMED]);
+    }
+    const last = await claim();
+    expect(last.leased).toEqual([]);
+    expect(last.deadLettered).toEqual(["poison"]);
+    expect(await redis.zscore(keys.dlq, "poison")).toBe(String(now));
+    expect(last.dueMs).toBe(-1);
+    expect((await enqueueItems(s, keys, [item("poison")])).codes).toEqual([EXISTS]);
+    await expectConsistent();
+  });
+
+  it("drops the pointers of an account whose items are all leased", async () => {
+    await enqueueItems(s, keys, [item("i1")]);
+    await claim();
+    expect(await redis.zcard(keys.accounts)).toBe(0);
+    expect(await redis.zcard(keys.account("acct-1"))).toBe(0);
+  });
+});
+
+describe("extend.lua", () => {
+  it("moves a live lease's expiry forward and refuses stale, unknown and expired leases", async () => {
+    await enqueueItems(s, keys, [item("i1"), item("i2")]);
+    await claim();
+    now = T0 + 10_000;
+    const r = await extendLeases(s, keys, LEASE, [
+      { itemId: "i1", generation: 1 },
+      { itemId: "i2", generation: 7 },
+      { itemId: "nope", generation: 1 },
+    ]);
+    expect(r.results).toEqual([T0 + 10_000 + LEASE, STALE, STALE]);
+    expect(Number(await redis.zscore(keys.leased, "i1"))).toBe(T0 + 10_000 + LEASE);
+    now = T0 + LEASE;
+    expect((await extendLeases(s, keys, LEASE, [{ itemId: "i2", generation: 1 }])).results).toEqual([
+      EXPIRED,
+    ]);
+    await expectConsistent();
+  });
+});
+
+describe("complete.lua", () => {
+  it("completes a leased item, answers a repeat with ALREADY and a wrong generation with STALE", async () => {
+    await enqueueItems(s, keys, [item("i1"), item("i2")]);
+    await claim();
+    const r = await completeItems(s, keys, 60_000, [
+      { itemId: "i1", generation: 1, next: [] },
+      { itemId: "i2", generation: 5, next: [] },
+    ]);
+    expect(r.codes).toEqual([OK, STALE]);
+    const again = await completeItems(s, keys, 60_000, [
+      { itemId: "i1", generation: 1, next: [] },
+      { itemId: "i1", generation: 2, next: [] },
+      { itemId: "never", generation: 1, next: [] },
+    ]);
+    expect(again.codes).toEqual([ALREADY, STALE, STALE]);
+    expect(await redis.pttl(keys.seen("i1"))).toBeGreaterThan(50_000);
+    expect(await redis.hexists(keys.items, "i1")).toBe(0);
+    await expectConsistent();
+  });
+
+  it("refuses a complete with a stale generation after the item was re-leased", async () => {
+    await enqueueItems(s, keys, [item("i1")]);
+    const first = await claim();
+    now += LEASE + 1;
+    await reclaimLeases(s, keys, TOKEN, (await expiredLeases(s, keys, 10)).leases);
+    const second = await claim();
+    expect(second.leased[0]?.generation).toBe(3);
+    const late = await completeItems(s, keys, 60_000, [
+      { itemId: "i1", generation: first.leased[0]?.generation ?? 0, next: [item("n1")] },
+    ]);
+    expect(late.codes).toEqual([STALE]);
+    expect(await redis.hexists(keys.items, "n1")).toBe(0);
+    const ok = await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 3, next: [] }]);
+    expect(ok.codes).toEqual([OK]);
+    await expectConsistent();
+  });
+
+  it("enqueues the next items in the same atomic step as the completion", async () => {
+    await enqueueItems(s, keys, [item("s1")]);
+    await claim();
+    const r = await completeItems(s, keys, 60_000, [
+      { itemId: "s1", generation: 1, next: [item("s2"), item("s3", { delayMs: 1_000 })] },
+    ]);
+    expect(r.codes).toEqual([OK]);
+    expect(r.due).toMatchObject({ beforeMs: -1, afterMs: T0 });
+    expect((await claim()).leased.map((i) => i.id)).toEqual(["s2"]);
+    now += 1_000;
+    expect((await claim()).leased.map((i) => i.id)).toEqual(["s3"]);
+    await expectConsistent();
+  });
+
+  it("refuses to complete an item that was never leased", async () => {
+    await enqueueItems(s, keys, [item("i1")]);
+    expect((await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 0, next: [] }])).codes).toEqual(
+      [STALE],
+    );
+  });
+});
+
+describe("retry.lua", () => {
+  it("puts a leased item back at max(now, runAt) with the new attempt and a new generation", async () => {
+    await enqueueItems(s, keys, [item("i1")]);
+    await claim();
+    const pid = partitionId("env", "fn-a");
+    const r = await retryItems(s, keys, [
+      { itemId: "i1", generation: 1, accountId: "acct-1", pid, runAtMs: T0 + 3_000, attempt: 1 },
+    ]);
+    expect(r.codes).toEqual([OK]);
+    expect(r.due.afterMs).toBe(T0 + 3_000);
+    expect((await claim()).leased).toEqual([]);
+    now = T0 + 3_000;
+    const again = await claim();
+    expect(again.leased.map((i) => [i.id, i.attempt, i.generation])).toEqual([["i1", 1, 3]]);
+    await expectConsistent();
+  });
+
+  it("refuses a stale generation (STALE) and a wrong partition (WRONG_PARTITION)", async () => {
+    await enqueueItems(s, keys, [item("i1")]);
+    await claim();
+    const pid = partitionId("env", "fn-a");
+    const r = await retryItems(s, keys, [
+      { itemId: "i1", generation: 9, accountId: "acct-1", pid, runAtMs: 0, attempt: 1 },
+      {
+        itemId: "i1",
+        generation: 1,
+        accountId: "acct-1",
+        pid: partitionId("env", "other"),
+        runAtMs: 0,
+        attempt: 1,
+      },
+      { itemId: "gone", generation: 1, accountId: "acct-1", pid, runAtMs: 0, attempt: 1 },
+    ]);
+    expect(r.codes).toEqual([STALE, WRONG_PARTITION, STALE]);
+    await expectConsistent();
+  });
+
+  it("releases an item back to its original place when runAt is -1", async () => {
+    await enqueueItems(s, keys, [item("i1")]);
+    await claim(1);
+    await enqueueItems(s, keys, [item("i2")]);
+    const pid = partitionId("env", "fn-a");
+    const r = await retryItems(s, keys, [
+      { itemId: "i1", generation: 1, accountId: "acct-1", pid, runAtMs: -1, attempt: 0 },
+    ]);
+    expect(r.codes).toEqual([OK]);
+    expect((await claim()).leased.map((i) => i.id)).toEqual(["i1", "i2"]);
+  });
+
+  it("finds an item's partition from its stored record", async () => {
+    await enqueueItems(s, keys, [item("i1", { functionId: "fn/x y" })]);
+    expect(await itemPartitions(s, keys, ["i1", "nope"])).toEqual([
+      { accountId: "acct-1", pid: partitionId("env", "fn/x y") },
+      null,
+    ]);
+  });
+});
+
+describe("expired.lua and reclaim.lua", () => {
+  it("makes an item whose lease expired available again, at its original place", async () => {
+    await enqueueItems(s, keys, [item("i1"), item("i2")]);
+    await claim(1);
+    expect((await expiredLeases(s, keys, 10)).leases).toEqual([]);
+    now = T0 + LEASE;
+    const exp = await expiredLeases(s, keys, 10);
+    expect(exp).toEqual({
+      nowMs: now,
+      nextExpiryMs: -1,
+      leases: [{ itemId: "i1", accountId: "acct-1", pid: partitionId("env", "fn-a") }],
+    });
+    const r = await reclaimLeases(s, keys, TOKEN, exp.leases);
+    expect(r.codes).toEqual([RECLAIMED]);
+    expect((await claim()).leased.map((i) => [i.id, i.generation])).toEqual([
+      ["i1", 3],
+      ["i2", 1],
+    ]);
+    await expectConsistent();
+  });
+
+  it("skips a lease extended after it was listed, and removes leftovers", async () => {
+    await enqueueItems(s, keys, [item("i1")]);
+    await claim();
+    now = T0 + LEASE;
+    const exp = await expiredLeases(s, keys, 10);
+    now = T0 + LEASE - 1;
+    await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1 }]);
+    now = T0 + LEASE;
+    await redis.zadd(keys.leased, T0, "leftover");
+    const r = await reclaimLeases(s, keys, TOKEN, [
+      ...exp.leases,
+      { itemId: "leftover", accountId: "", pid: "" },
+    ]);
+    expect(r.codes).toEqual([SKIPPED, SKIPPED]);
+    expect(await redis.zscore(keys.leased, "leftover")).toBeNull();
+    expect((await expiredLeases(s, keys, 10)).nextExpiryMs).toBe(T0 + 2 * LEASE - 1);
+    await expectConsistent();
+  });
+
+  it("refuses a wrong partition (WRONG_PARTITION) and a stale owner token (NOT_OWNER)", async () => {
+    await enqueueItems(s, keys, [item("i1")]);
+    await claim();
+    now = T0 + LEASE;
+    const bad = [{ itemId: "i1", accountId: "acct-1", pid: partitionId("env", "zzz") }];
+    expect((await reclaimLeases(s, keys, TOKEN, bad)).codes).toEqual([WRONG_PARTITION]);
+    await expect(reclaimLeases(s, keys, "intruder", bad)).rejects.toBeInstanceOf(NotOwnerError);
+  });
+});
+
+describe("owner-acquire.lua and owner-release.lua", () => {
+  it("acquires a free lease, renews its own, and refuses one held by another token", async () => {
+    const k = shardKeys(ns, 3);
+    expect(await acquireOwner(s, k, "a", 5_000)).toBe(ACQUIRED);
+    expect(await acquireOwner(s, k, "a", 9_000)).toBe(RENEWED);
+    expect(await redis.pttl(k.owner)).toBeGreaterThan(5_000);
+    expect(await acquireOwner(s, k, "b", 5_000)).toBe(HELD);
+    expect(await releaseOwner(s, k, "b")).toBe(false);
+    expect(await releaseOwner(s, k, "a")).toBe(true);
+    expect(await releaseOwner(s, k, "a")).toBe(false);
+    expect(await acquireOwner(s, k, "b", 5_000)).toBe(ACQUIRED);
+  });
+});
+
+describe("key layout", () => {
+  it("puts every key of every script call in one cluster slot", async () => {
+    calls.length = 0;
+    await enqueueItems(s, keys, [item("i1"), item("i2", { accountId: "other", functionId: "x{y}" })]);
+    await claim();
+    await claim(10, "other", [partitionId("env", "x{y}")]);
+    await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1 }]);
+    await completeItems(s, keys, 1_000, [
+      { itemId: "i1", generation: 1, next: [item("n1", { accountId: "a{b" })] },
+    ]);
+    await retryItems(s, keys, [
+      {
+        itemId: "i2",
+        generation: 1,
+        accountId: "other",
+        pid: partitionId("env", "x{y}"),
+        runAtMs: 0,
+        attempt: 1,
+      },
+    ]);
+    await expiredLeases(s, keys, 10);
+    await reclaimLeases(s, keys, TOKEN, [{ itemId: "zz", accountId: "", pid: "" }]);
+    await acquireOwner(s, keys, TOKEN, 60_000);
+    await releaseOwner(s, keys, TOKEN);
+    const names = new Set(calls.map((c) => c.name));
+    expect(names.size).toBe(9);
+    for (const c of calls) {
+      expect(generateMulti([...c.keys]), `${c.name}: ${c.keys.join(" ")}`).not.toBe(-1);
+      expect(c.keys.every((k) => k.startsWith(`q:{${ns}s17}:`))).toBe(true);
+    }
+  });
+});

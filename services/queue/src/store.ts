@@ -1,0 +1,353 @@
+// Typed wrappers over the Lua scripts, one per script, for one shard at a time: they build the
+// KEYS/ARGV layout each script's header documents and decode its reply. Negative whole-call
+// codes become errors (NOT_OWNER -> NotOwnerError); per-item codes are returned as results.
+import type { ShardKeys } from "./keys.js";
+import { partitionId } from "./keys.js";
+import type { Scripts } from "./scripts.js";
+import { asInt, asInts, asList, asStrings, NotOwnerError, ScriptReplyError } from "./scripts.js";
+
+/** What a producer asks to enqueue (the proto NewItem has this shape). */
+export interface ItemInput {
+  id: string;
+  runId: string;
+  accountId: string;
+  environmentId: string;
+  functionId: string;
+  kind: number;
+  /** Due this many ms after Redis time at enqueue. */
+  delayMs: number;
+  /** Due at this epoch ms; wins over delayMs when > 0. */
+  runAtMs: number;
+  attempt: number;
+  payload: string;
+}
+
+/** The producer's fields of an item, stored as JSON after the record's header (common.lua). */
+interface ItemBody {
+  run: string;
+  acct: string;
+  env: string;
+  fn: string;
+  pid: string;
+  kind: number;
+  pl: string;
+}
+
+/** An item record as the scripts keep it: `<st>:<gen>:<del>:<exp>:<att>:<due>:<sc>|<body JSON>`. */
+export interface ItemRecord {
+  state: "r" | "l" | "d";
+  generation: number;
+  deliveries: number;
+  leaseExpiresAtMs: number;
+  attempt: number;
+  dueMs: number;
+  body: ItemBody;
+}
+
+const RECORD = /^([rld]):(\d+):(\d+):(\d+):(\d+):(\d+):(\d+)\|/;
+
+/** Parses an item record (throws on a malformed one: the scripts never write such). */
+export function parseRecord(raw: string): ItemRecord {
+  const m = RECORD.exec(raw);
+  if (!m) throw new ScriptReplyError(`malformed item record: ${raw.slice(0, 80)}`);
+  return {
+    state: m[1] as ItemRecord["state"],
+    generation: Number(m[2]),
+    deliveries: Number(m[3]),
+    leaseExpiresAtMs: Number(m[4]),
+    attempt: Number(m[5]),
+    dueMs: Number(m[6]),
+    body: JSON.parse(raw.slice(m[0].length)) as ItemBody,
+  };
+}
+
+/** An item handed out under a lease. */
+export interface LeasedItem {
+  id: string;
+  runId: string;
+  accountId: string;
+  environmentId: string;
+  functionId: string;
+  kind: number;
+  attempt: number;
+  payload: string;
+  dueMs: number;
+  generation: number;
+  leaseExpiresAtMs: number;
+}
+
+/** The shard's earliest due time around a mutating call (-1 = the shard holds nothing). */
+export interface DueChange {
+  shard: number;
+  nowMs: number;
+  beforeMs: number;
+  afterMs: number;
+}
+
+export interface MutationResult {
+  /** One code per input, as the script header documents. */
+  codes: number[];
+  due: DueChange;
+}
+
+export interface ClaimResult {
+  nowMs: number;
+  /** The shard's earliest due time after the claim (-1 = empty). */
+  dueMs: number;
+  leased: LeasedItem[];
+  deadLettered: string[];
+}
+
+export interface ExpiredLease {
+  itemId: string;
+  /** "" when the lease has no item record (a leftover). */
+  accountId: string;
+  pid: string;
+}
+
+export const ENQUEUED = 1;
+export const EXISTS = 0;
+export const OK = 1;
+export const ALREADY = 2;
+export const STALE = -1;
+export const EXPIRED = -2;
+export const WRONG_PARTITION = -2;
+export const RECLAIMED = 1;
+export const SKIPPED = 0;
+export const ACQUIRED = 1;
+export const RENEWED = 2;
+export const HELD = -1;
+
+/** The keys and args one new item adds to an enqueue or complete call. */
+function itemLayout(keys: ShardKeys, item: ItemInput): { keys: string[]; args: Array<string | number> } {
+  const pid = partitionId(item.environmentId, item.functionId);
+  const body: ItemBody = {
+    run: item.runId,
+    acct: item.accountId,
+    env: item.environmentId,
+    fn: item.functionId,
+    pid,
+    kind: item.kind,
+    pl: item.payload,
+  };
+  return {
+    keys: [keys.seen(item.id), keys.partition(item.accountId, pid), keys.account(item.accountId)],
+    args: [item.id, pid, item.accountId, item.runAtMs, item.delayMs, item.attempt, JSON.stringify(body)],
+  };
+}
+
+function dueChange(shard: number, reply: unknown[], what: string): DueChange {
+  return {
+    shard,
+    nowMs: asInt(reply[0], what),
+    beforeMs: asInt(reply[1], what),
+    afterMs: asInt(reply[2], what),
+  };
+}
+
+function mutation(shard: number, reply: unknown, what: string): MutationResult {
+  const list = asList(reply, what);
+  return { codes: asInts(list[3], what), due: dueChange(shard, list, what) };
+}
+
+function toLeased(id: string, raw: string): LeasedItem {
+  const r = parseRecord(raw);
+  return {
+    id,
+    runId: r.body.run,
+    accountId: r.body.acct,
+    environmentId: r.body.env,
+    functionId: r.body.fn,
+    kind: r.body.kind,
+    attempt: r.attempt,
+    payload: r.body.pl,
+    dueMs: r.dueMs,
+    generation: r.generation,
+    leaseExpiresAtMs: r.leaseExpiresAtMs,
+  };
+}
+
+/** Adds items to one shard (enqueue.lua); codes: ENQUEUED or EXISTS. */
+export async function enqueueItems(s: Scripts, keys: ShardKeys, items: ItemInput[]): Promise<MutationResult> {
+  const k = [keys.items, keys.seq, keys.accounts];
+  const a: Array<string | number> = [s.now(), items.length];
+  for (const item of items) {
+    const l = itemLayout(keys, item);
+    k.push(...l.keys);
+    a.push(...l.args);
+  }
+  return mutation(keys.shard, await s.run("enqueue", k, a), "enqueue");
+}
+
+/** Leases due items of one account (claim.lua); throws NotOwnerError for a stale token. */
+export async function claimItems(
+  s: Scripts,
+  keys: ShardKeys,
+  req: {
+    token: string;
+    leaseMs: number;
+    maxDeliveries: number;
+    accountId: string;
+    partitions: Array<{ pid: string; cap: number }>;
+    maxItems: number;
+  },
+): Promise<ClaimResult> {
+  const k = [keys.items, keys.leased, keys.owner, keys.accounts, keys.dlq, keys.account(req.accountId)];
+  const a: Array<string | number> = [
+    s.now(),
+    req.token,
+    req.leaseMs,
+    req.maxDeliveries,
+    req.maxItems,
+    req.accountId,
+  ];
+  for (const p of req.partitions) {
+    k.push(keys.partition(req.accountId, p.pid));
+    a.push(p.pid, p.cap);
+  }
+  const reply = await s.run("claim", k, a);
+  if (reply === -1) throw new NotOwnerError(`not the owner of shard ${keys.shard}`);
+  const list = asList(reply, "claim");
+  return {
+    nowMs: asInt(list[0], "claim"),
+    dueMs: asInt(list[1], "claim"),
+    leased: leasedPairs(asStrings(list[2], "claim")),
+    deadLettered: asStrings(list[3], "claim"),
+  };
+}
+
+function leasedPairs(flat: string[]): LeasedItem[] {
+  const out: LeasedItem[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push(toLeased(flat[i] as string, flat[i + 1] as string));
+  return out;
+}
+
+/** Extends live leases (extend.lua); results: the new expiry, STALE or EXPIRED. */
+export async function extendLeases(
+  s: Scripts,
+  keys: ShardKeys,
+  leaseMs: number,
+  leases: Array<{ itemId: string; generation: number }>,
+): Promise<{ nowMs: number; results: number[] }> {
+  const a: Array<string | number> = [s.now(), leaseMs, leases.length];
+  for (const l of leases) a.push(l.itemId, l.generation);
+  const list = asList(await s.run("extend", [keys.items, keys.leased], a), "extend");
+  return { nowMs: asInt(list[0], "extend"), results: asInts(list[1], "extend") };
+}
+
+/** Completes leased items and enqueues their next items (complete.lua); OK, ALREADY or STALE. */
+export async function completeItems(
+  s: Scripts,
+  keys: ShardKeys,
+  seenTtlMs: number,
+  completions: Array<{ itemId: string; generation: number; next: ItemInput[] }>,
+): Promise<MutationResult> {
+  const k = [keys.items, keys.leased, keys.seq, keys.accounts];
+  const a: Array<string | number> = [s.now(), seenTtlMs, completions.length];
+  for (const c of completions) {
+    k.push(keys.seen(c.itemId));
+    a.push(c.itemId, c.generation, c.next.length);
+    for (const item of c.next) {
+      const l = itemLayout(keys, item);
+      k.push(...l.keys);
+      a.push(...l.args);
+    }
+  }
+  return mutation(keys.shard, await s.run("complete", k, a), "complete");
+}
+
+/**
+ * Puts leased items back to ready (retry.lua); OK, STALE or WRONG_PARTITION. `runAtMs` 0 = now,
+ * -1 = at the item's original score.
+ */
+export async function retryItems(
+  s: Scripts,
+  keys: ShardKeys,
+  ops: Array<{
+    itemId: string;
+    generation: number;
+    accountId: string;
+    pid: string;
+    runAtMs: number;
+    attempt: number;
+  }>,
+): Promise<MutationResult> {
+  const k = [keys.items, keys.leased, keys.seq, keys.accounts];
+  const a: Array<string | number> = [s.now(), ops.length];
+  for (const o of ops) {
+    k.push(keys.partition(o.accountId, o.pid), keys.account(o.accountId));
+    a.push(o.itemId, o.generation, o.pid, o.runAtMs, o.attempt);
+  }
+  return mutation(keys.shard, await s.run("retry", k, a), "retry");
+}
+
+/** Lists expired leases of a shard (expired.lua, read-only). */
+export async function expiredLeases(
+  s: Scripts,
+  keys: ShardKeys,
+  limit: number,
+): Promise<{ nowMs: number; nextExpiryMs: number; leases: ExpiredLease[] }> {
+  const list = asList(await s.run("expired", [keys.items, keys.leased], [s.now(), limit]), "expired");
+  const flat = asStrings(list[2], "expired");
+  const leases: ExpiredLease[] = [];
+  for (let i = 0; i + 2 < flat.length; i += 3) {
+    leases.push({ itemId: flat[i] as string, accountId: flat[i + 1] as string, pid: flat[i + 2] as string });
+  }
+  return { nowMs: asInt(list[0], "expired"), nextExpiryMs: asInt(list[1], "expired"), leases };
+}
+
+/** Returns expired leases to ready (reclaim.lua); RECLAIMED, SKIPPED or WRONG_PARTITION. */
+export async function reclaimLeases(
+  s: Scripts,
+  keys: ShardKeys,
+  token: string,
+  leases: ExpiredLease[],
+): Promise<MutationResult> {
+  const k = [keys.items, keys.leased, keys.owner, keys.accounts];
+  const a: Array<string | number> = [s.now(), token, leases.length];
+  for (const l of leases) {
+    const known = l.accountId !== "" && l.pid !== "";
+    k.push(
+      known ? keys.partition(l.accountId, l.pid) : keys.placeholder,
+      known ? keys.account(l.accountId) : keys.placeholder,
+    );
+    a.push(l.itemId, l.pid);
+  }
+  const reply = await s.run("reclaim", k, a);
+  if (reply === -1) throw new NotOwnerError(`not the owner of shard ${keys.shard}`);
+  return mutation(keys.shard, reply, "reclaim");
+}
+
+/** Takes or renews a shard's owner lease (owner-acquire.lua): ACQUIRED, RENEWED or HELD. */
+export async function acquireOwner(
+  s: Scripts,
+  keys: ShardKeys,
+  token: string,
+  ttlMs: number,
+): Promise<number> {
+  const code = asInt(await s.run("owner-acquire", [keys.owner], [token, ttlMs]), "owner-acquire");
+  if (code !== ACQUIRED && code !== RENEWED && code !== HELD) {
+    throw new ScriptReplyError(`owner-acquire: unexpected code ${code}`);
+  }
+  return code;
+}
+
+/** Gives a shard's owner lease up (owner-release.lua): true if this token held it. */
+export async function releaseOwner(s: Scripts, keys: ShardKeys, token: string): Promise<boolean> {
+  return asInt(await s.run("owner-release", [keys.owner], [token]), "owner-release") === 1;
+}
+
+/** Reads the partition ids of stored items, by id (null when the item is gone). */
+export async function itemPartitions(
+  s: Scripts,
+  keys: ShardKeys,
+  itemIds: string[],
+): Promise<Array<{ accountId: string; pid: string } | null>> {
+  if (itemIds.length === 0) return [];
+  const raw = await s.redis.hmget(keys.items, ...itemIds);
+  return raw.map((rec) => {
+    if (rec === null) return null;
+    const { body } = parseRecord(rec);
+    return { accountId: body.acct, pid: body.pid };
+  });
+}
