@@ -67,6 +67,22 @@ function testCounts() {
   return `${report.numPassedTests} passed, ${failed} failed, ${skipped} skipped`;
 }
 
+/** Regenerates packages/proto and fails if that changed anything: a proto edited without `npm run gen`. */
+async function checkContracts() {
+  await check(process.execPath, [path.join(ROOT, "scripts", "gen-proto.mjs")]);
+  const { code, output } = await run("git", ["status", "--porcelain", "--", "packages/proto/src"], {
+    output: "capture",
+  });
+  if (code !== 0) throw new UserError("git status failed; is this a git checkout?");
+  if (output.trim() !== "")
+    throw new UserError(`generated code differs from proto/ (run npm run gen and commit):\n${output}`);
+}
+
+/** `docker-compose config` checks the compose file without a Docker engine. */
+async function checkCompose() {
+  await check("docker-compose", ["-f", path.join(ROOT, "docker-compose.yml"), "config", "-q"]);
+}
+
 async function main() {
   fs.rmSync(REPORT, { force: true });
   if (!(await phase("Node dependencies", ensureNodeDeps)).ok) return finish();
@@ -76,7 +92,10 @@ async function main() {
   await phase("boundaries", () =>
     check(process.execPath, [path.join(ROOT, "scripts", "check-boundaries.mjs")]),
   );
+  await phase("type-check tests", () => check(bin("tsc"), ["-p", "tests"]));
+  await phase("contracts (buf lint, generated code current)", checkContracts);
   if (!(await phase("install infrastructure", ensureInstalled)).ok) return finish();
+  await phase("docker-compose.yml valid", checkCompose);
   const { ok, value: infra } = await phase("start infrastructure (test)", () =>
     startInfra({ profile: "test" }),
   );

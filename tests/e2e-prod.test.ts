@@ -1,6 +1,8 @@
 // End-to-end in production mode: keys are required, tenants are isolated, and the official SDK
 // really checks Stepline's request signatures (and Stepline checks the SDK's).
 
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import type { Environment } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { Kafka, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +13,7 @@ import type { SdkApp } from "./support/sdk-app.js";
 import { makeClient, serveSdkApp } from "./support/sdk-app.js";
 import { createTenant } from "./support/tenants.js";
 
+const CLI = fileURLToPath(new URL("../services/event-api/dist/cli.js", import.meta.url));
 let cluster: Cluster;
 
 beforeAll(async () => {
@@ -155,5 +158,38 @@ describe("bad input to the event API", () => {
       expect(body.error, what).toMatch(message);
     }
     expect(await eventsProduced()).toBe(before);
+  });
+});
+
+describe("the tenancy CLI", () => {
+  const cli = (...args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [CLI, "--addr", cluster.tenantAddr, ...args], (err, stdout, stderr) =>
+        resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+
+  it("creates an account and an environment whose event key the event API then accepts", async () => {
+    const account = await cli("--json", "accounts", "create", "cli-corp");
+    expect(account.code, account.stderr).toBe(0);
+    const accountId = JSON.parse(account.stdout).id;
+    const env = await cli("--json", "envs", "create", accountId, "staging");
+    expect(env.code, env.stderr).toBe(0);
+    const created = JSON.parse(env.stdout);
+    expect(created.signingKey).toMatch(/^signkey-/);
+
+    const listed = await cli("--json", "envs", "list", accountId);
+    expect(JSON.parse(listed.stdout).map((e: { id: string }) => e.id)).toEqual([created.id]);
+    const accounts = await cli("--json", "accounts", "list");
+    expect(JSON.parse(accounts.stdout).map((a: { id: string }) => a.id)).toContain(accountId);
+
+    const sent = await sendEvents(cluster.apiUrl, created.eventKeys[0], { name: "cli/hello", data: {} });
+    expect(sent.status).toBe(200);
+  });
+
+  it("answers bad usage with exit code 2 and a message", async () => {
+    const res = await cli("envs", "create", "only-one-arg");
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/envs create <accountId> <name>/);
   });
 });

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { loadCliConfig, loadEventApiConfig, configSchema } from "./config.js";
+import { configSchema, loadCliConfig, loadEventApiConfig } from "./config.js";
 
 describe("configuration", () => {
   it("documents exactly the variables of the schema in the README's configuration table", () => {

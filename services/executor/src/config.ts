@@ -12,6 +12,7 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 
 export const configSchema = {
   ...commonSchema,
+  STEPLINE_ADMIN_PORT: envInt(8304, 0, 65535),
   ...kafkaSchema,
   ...redisSchema,
   ...grpcAddrSchema,

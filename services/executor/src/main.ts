@@ -103,6 +103,7 @@ const grpcServer = await startGrpcServer(config.STEPLINE_EXECUTOR_GRPC_ADDR, [
 const admin = await startAdminServer(
   config.STEPLINE_ADMIN_PORT,
   () => !stopping && redis.status === "ready" && history.isConnected(),
+  config.STEPLINE_ADMIN_HOST,
 );
 log.info({ grpcPort: grpcServer.port, adminPort: admin.port, dev }, "executor listening");
 
