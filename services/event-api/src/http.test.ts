@@ -186,11 +186,12 @@ describe("POST /e/:key", () => {
         /event\.data must be a JSON object/,
       ],
       [
-        "form content type",
+        "a real form body (curl's default type is accepted only for JSON)",
         () => post(app, key, "name=a", "application/x-www-form-urlencoded"),
-        415,
-        /content type/,
+        400,
+        /invalid JSON/i,
       ],
+      ["xml content type", () => post(app, key, "<event/>", "application/xml"), 415, /content type/],
       [
         "oversized event",
         () => post(app, key, [{ name: "ok" }, { name: "big", data: { blob: "x".repeat(600 * 1024) } }]),

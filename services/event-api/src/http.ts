@@ -216,10 +216,11 @@ function bearerOf(req: FastifyRequest): string {
   return token === "undefined" || token === "null" ? "" : token;
 }
 
-const JSON_TYPES = new Set(["application/json", "text/plain", ""]);
+const JSON_TYPES = new Set(["application/json", "text/plain", "application/x-www-form-urlencoded", ""]);
 
 // JSON is accepted as application/json (what the SDK sends), text/plain (fetch's default for a
-// string body) or with no content type; anything else (e.g. curl's form default) is refused.
+// string body), curl's form default (`curl -d '{...}'`, the way people try an API) or with no
+// content type; the body must still parse as JSON. Anything else is refused.
 function checkContentType(req: FastifyRequest): void {
   const type = (headerOf(req, "content-type").split(";")[0] ?? "").trim().toLowerCase();
   if (JSON_TYPES.has(type) || type.endsWith("+json")) return;
