@@ -58,7 +58,15 @@ export async function ensureInstalled() {
     if (!(await aptInstall(["docker-compose"]))) phase("docker-compose could not be installed; continuing");
   }
 
+  const javaPackages = { java: "openjdk-17-jre-headless", mvn: "maven" };
   const noJava = ["java", "mvn"].filter((cmd) => !which(cmd));
+  if (noJava.length > 0 && canApt) {
+    phase(`installing ${noJava.join(" and ")} for Kafka (apt-get)…`);
+    const packages = noJava.map((cmd) => javaPackages[cmd]);
+    if (!(await aptInstall(packages)))
+      throw new UserError(`apt-get install ${packages.join(" ")} failed (see above)`);
+    noJava.splice(0, noJava.length, ...noJava.filter((cmd) => !which(cmd)));
+  }
   if (noJava.length > 0) {
     throw new UserError(
       `Kafka needs ${noJava.join(" and ")}: install Java 17 and Maven ` +

@@ -27,6 +27,7 @@ async function drive(app: FixtureApp, fnId: string, event: object, client: AppCl
       stack,
       attempt,
       maxAttempts: 3,
+      reqVersion,
     });
     const outcome = await client.call({
       url: app.fnUrl(fnId),
@@ -115,6 +116,19 @@ export function describeAgainstSdk(sdk: Sdk): void {
         expect([...steps.values()][0]).toContain('"error"');
       });
 
+      it("lets the SDK choose its execution version on the first call and then echoes it", async () => {
+        const { end, reqVersions } = await drive(
+          app,
+          "three",
+          { name: EVENTS.three, data: { n: 1 } },
+          client,
+        );
+        expect(end.type).toBe("complete");
+        // v4 always executes as version 2; v3 defaults to 1 (2 only with optimizeParallelism).
+        const sdkDefault = sdk === "v4" ? 2 : 1;
+        expect(reqVersions).toEqual([sdkDefault, sdkDefault, sdkDefault, sdkDefault]);
+      });
+
       it("runs parallel steps one at a time through StepPlanned calls", async () => {
         const { end } = await drive(app, "parallel", { name: EVENTS.parallel, data: {} }, client);
         expect(end).toEqual({ type: "complete", outputJson: "3" });
@@ -159,6 +173,7 @@ export function describeAgainstSdk(sdk: Sdk): void {
           stack: [],
           attempt: 0,
           maxAttempts: 3,
+          reqVersion: -1,
         });
         const outcome = await client.call({
           url: app.fnUrl("three"),
@@ -181,6 +196,7 @@ export function describeAgainstSdk(sdk: Sdk): void {
           stack: [],
           attempt: 0,
           maxAttempts: 3,
+          reqVersion: -1,
         });
         const res = await fetch(app.fnUrl("three"), {
           method: "POST",

@@ -50,6 +50,7 @@ describe("call body", () => {
       stack: ["ff00", "0a11"],
       attempt: 2,
       maxAttempts: 5,
+      reqVersion: 2,
     });
     const parsed = JSON.parse(body);
     expect(body).toBe(canonicalize(parsed));
@@ -78,8 +79,25 @@ describe("call body", () => {
       stack: [],
       attempt: 0,
       maxAttempts: 1,
+      reqVersion: -1,
     });
     expect(body).toBe(canonicalize(JSON.parse(body)));
+  });
+
+  it("carries the same request version as the header: -1 until the SDK answered, never 0", () => {
+    const versionOf = (reqVersion: number) =>
+      JSON.parse(
+        buildCallBody({
+          runId: "r",
+          eventsJson,
+          steps: new Map(),
+          stack: [],
+          attempt: 0,
+          maxAttempts: 1,
+          reqVersion,
+        }),
+      ).version;
+    expect([-1, 0, 1, 2, 7].map(versionOf)).toEqual([-1, -1, 1, 2, -1]);
   });
 });
 

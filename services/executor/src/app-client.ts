@@ -18,6 +18,8 @@ export interface CallBodyInput {
   stack: readonly string[];
   attempt: number;
   maxAttempts: number;
+  /** The SDK's last x-inngest-req-version (1 or 2), or -1 before its first answer. */
+  reqVersion: number;
 }
 
 /**
@@ -39,8 +41,16 @@ export function buildCallBody(input: CallBodyInput): string {
   });
   const ids = [...input.steps.keys()].sort();
   const steps = ids.map((id) => `${JSON.stringify(id)}:${input.steps.get(id)}`).join(",");
+  // `version` mirrors the x-inngest-req-version header: with -1 in the header the SDK reads the
+  // body's version, so a fixed 2 here would force SDK v3 onto its optimizeParallelism engine.
+  const version = requestVersionHeader(input.reqVersion);
   // Keys in JCS order: ctx < event < events < steps < version.
-  return `{"ctx":${ctx},"event":${event},"events":${input.eventsJson},"steps":{${steps}},"version":2}`;
+  return `{"ctx":${ctx},"event":${event},"events":${input.eventsJson},"steps":{${steps}},"version":${version}}`;
+}
+
+/** The request version to send: the SDK's last answer (1 or 2), else -1 ("SDK decides"); never 0. */
+export function requestVersionHeader(reqVersion: number): string {
+  return String(reqVersion === 1 || reqVersion === 2 ? reqVersion : -1);
 }
 
 /** The HMAC secret of a signing key: the text after its `signkey-<env>-` prefix. */
@@ -114,7 +124,7 @@ export class AppClient {
     url.searchParams.set("stepId", c.stepId);
     const headers: Record<string, string> = {
       "content-type": "application/json",
-      "x-inngest-req-version": String(c.reqVersion === 1 || c.reqVersion === 2 ? c.reqVersion : -1),
+      "x-inngest-req-version": requestVersionHeader(c.reqVersion),
       "x-inngest-server-kind": this.opts.serverKind,
       "x-inngest-step-id": c.stepId,
     };

@@ -48,7 +48,10 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
     store,
     app: devClient,
     keys: null,
-    history: { record: async (e) => void history.push(...e) },
+    history: {
+      record: async (e) => void history.push(...e),
+      produce: async (e) => void history.push(...e),
+    },
     clock: systemClock,
     log,
     backoff: { baseMs: 1, maxMs: 5 },
@@ -90,11 +93,20 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
     return start;
   }
 
-  /** Plays the queue: handles items until the run has no next item. */
-  async function drive(handler: ItemHandler, first: NewItem, staleCompletions = 0) {
+  /**
+   * Plays the queue: handles items until the run has no next item. `staleCompletions` is how many
+   * of the first completions come back STALE, or a predicate picking them (each is then handed
+   * out again, as the queue does after a lost lease).
+   */
+  async function drive(
+    handler: ItemHandler,
+    first: NewItem,
+    staleCompletions: number | ((item: NewItem) => boolean) = 0,
+  ) {
     const pending = [first];
     const ops: QueueOp[] = [];
-    let stale = staleCompletions;
+    let stale = typeof staleCompletions === "number" ? staleCompletions : 0;
+    const staleWhen = typeof staleCompletions === "function" ? staleCompletions : () => false;
     while (pending.length > 0 && ops.length < 40) {
       const item = pending.shift() as NewItem;
       const ctx: ItemContext = {
@@ -106,8 +118,8 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
           const s = await store.load(item.runId);
           for (const n of next) expect(n.id).toBe(`${item.runId}:c${s?.calls}`);
           if (next.length === 0) expect(s?.status).not.toBe("running");
-          if (stale > 0) {
-            stale--;
+          if (stale > 0 || staleWhen(item)) {
+            stale = Math.max(0, stale - 1);
             pending.push(item); // lease lost: the queue hands the same item out again
             return "stale";
           }
@@ -192,6 +204,31 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       expect((await store.load(start.runId))?.status).toBe("completed");
     });
 
+    it("discovers instead of re-requesting a planned step whose result was saved before its item came back", async () => {
+      const before = ["p1", "p2", "sum"].map((k) => app.counts.get(k) ?? 0);
+      const start = await schedule(app, "parallel", { name: EVENTS.parallel, data: {} });
+      // The completion of the first planned-step call is lost after p1 was saved; the queue then
+      // hands that item (stepId = p1's hashed id) out again.
+      let lost = false;
+      const plannedCall = (item: NewItem) => {
+        if (lost || JSON.parse(item.payload).stepId === "step") return false;
+        lost = true;
+        return true;
+      };
+      const t0 = Date.now();
+      const ops = await drive(createItemHandler(deps()), start, plannedCall);
+      expect(lost).toBe(true);
+      expect(ops.filter((o) => o.op === "retry")).toEqual([]);
+      const s = await store.load(start.runId);
+      expect(s?.status).toBe("completed");
+      expect(s?.output).toBe("3");
+      expect(["p1", "p2", "sum"].map((k, i) => (app.counts.get(k) ?? 0) - (before[i] ?? 0))).toEqual([
+        1, 1, 1,
+      ]);
+      // No call waited for the SDK's 10 s "step not found" timeout.
+      expect(Date.now() - t0).toBeLessThan(5_000);
+    });
+
     it("retries an erroring step with attempt+1 and backoff, then carries on", async () => {
       const start = await schedule(app, "flaky", { name: EVENTS.flaky, data: {} });
       const t0 = Date.now();
@@ -236,6 +273,33 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       expect(ops).toEqual([{ op: "complete", item: expect.anything(), next: [] }]);
       expect(app.counts.get("a")).toBe(count);
       expect(runs(start.runId).at(-1)?.status).toBe(RunStatus.RUN_STATUS_COMPLETED);
+    });
+
+    it("does not ack a run's last item until Kafka has taken its final record", async () => {
+      const start = await schedule(app, "three", { name: EVENTS.three, data: { n: 1 } });
+      let kafkaDown = true;
+      const strict = {
+        // Step records may wait in the background; the run's final record must not.
+        record: async (e: HistoryEntry[]) => void history.push(...e),
+        produce: async (e: HistoryEntry[]) => {
+          if (kafkaDown) {
+            kafkaDown = false;
+            throw new UnavailableError("kafka is down");
+          }
+          history.push(...e);
+        },
+      };
+      const ops = await drive(createItemHandler(deps({ history: strict })), start);
+      const last = `${start.runId}:c3`;
+      expect(ops.filter((o) => o.item.id === last)).toEqual([
+        { op: "retry", item: expect.objectContaining({ id: last }), runAtMs: expect.any(Number), attempt: 0 },
+        { op: "complete", item: expect.objectContaining({ id: last }), next: [] },
+      ]);
+      expect(app.counts.get("c")).toBeGreaterThan(0);
+      expect(runs(start.runId).map((r) => r.status)).toEqual([
+        RunStatus.RUN_STATUS_RUNNING,
+        RunStatus.RUN_STATUS_COMPLETED,
+      ]);
     });
 
     it("acks an item whose run does not exist", async () => {

@@ -25,7 +25,15 @@ export interface ExecuteDeps {
   app: AppClient;
   /** Null in dev mode: calls are not signed. */
   keys: SigningKeys | null;
-  history: { record(entries: HistoryEntry[]): Promise<void> };
+  /**
+   * `record` may leave records to a background retry (step records); `produce` resolves only once
+   * Kafka has them: a run's final record goes that way, before its last item is acked, so a crash
+   * or a full backlog can never leave the run Running in history for good.
+   */
+  history: {
+    record(entries: HistoryEntry[]): Promise<void>;
+    produce(entries: HistoryEntry[]): Promise<void>;
+  };
   clock: Clock;
   log: Logger;
   backoff: BackoffPolicy;
@@ -90,9 +98,25 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
       return;
     }
     if (run.status !== "running") {
-      // Ended earlier but the item was not acked (crash or lost completion): finish the ack.
-      await deps.history.record([{ $case: "run", value: runRecord(run, run) }]);
+      // Ended earlier but the item was not acked (crash, lost completion, or the final record
+      // did not reach Kafka): record the outcome, then finish the ack.
+      try {
+        await deps.history.produce([{ $case: "run", value: runRecord(run, run) }]);
+      } catch (err) {
+        log.warn({ err: String(err) }, "cannot record the run's outcome; releasing item");
+        await ctx.retry(systemDelay(item.attempt), item.attempt);
+        return;
+      }
       await ctx.complete([]);
+      return;
+    }
+
+    if (stepId !== "step" && run.steps.has(stepId)) {
+      // A planned step whose result is saved already (its item came back after a lost completion)
+      // must not be requested again: the SDK would run it a second time. Move on to a discovery
+      // call instead, as a new item with attempt 0, exactly as if this completion had landed.
+      const decision: Decision = { type: "continue", saves: [], next: "step" };
+      await settle(deps, run, item, ctx, decision, undefined, log, systemDelay);
       return;
     }
 
@@ -103,6 +127,7 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
       stack: run.stack,
       attempt: item.attempt,
       maxAttempts: run.maxAttempts,
+      reqVersion: run.reqVersion,
     });
     let outcome: Awaited<ReturnType<AppClient["call"]>>;
     const endTimer = callSeconds.startTimer();
@@ -223,7 +248,8 @@ async function apply(
           ? await deps.store.finish(run.runId, "completed", { output: decision.outputJson }, now)
           : await deps.store.finish(run.runId, "failed", { error: decision.errorJson }, now);
       if (fin.endedNow) runsEndedTotal.inc({ status: fin.status });
-      await deps.history.record([{ $case: "run", value: runRecord(run, fin) }]);
+      // Strict: when Kafka fails, settle releases the item and its next delivery records again.
+      await deps.history.produce([{ $case: "run", value: runRecord(run, fin) }]);
       if (decision.type === "fail") log.info({ reason: decision.reason }, "run failed");
       else log.info("run completed");
       await ctx.complete([]);

@@ -20,7 +20,7 @@ import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import { Redis } from "ioredis";
 import type { Admin, Kafka, Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EventConsumer, grpcScheduler } from "./consumer.js";
+import { EventConsumer, grpcScheduler, SCHEDULE_MAX_BYTES } from "./consumer.js";
 import { idemKey } from "./keys.js";
 import { Registry } from "./registry.js";
 import { validateSync } from "./validate.js";
@@ -37,7 +37,7 @@ const log = createLogger("runner-test", process.env.STEPLINE_TEST_LOG_LEVEL ?? "
 const prefix = `runner-test.${newId().toLowerCase()}.`;
 const topic = topicNames(prefix).events;
 const groupId = groupName(prefix, "runner");
-const [envA, envB] = [`test-a-${newId()}`, `test-b-${newId()}`];
+const [envA, envB, envC] = [`test-a-${newId()}`, `test-b-${newId()}`, `test-c-${newId()}`];
 
 /** The ExecutorService double: records every call; fails while `failing` is set. */
 const executor = {
@@ -91,8 +91,14 @@ async function committed(partition: number): Promise<number> {
 }
 
 /** Produces an event to a chosen partition and returns its id, JSON and offset. */
-async function produce(env: string, name: string, partition: number, eventId = newId()) {
-  const eventJson = JSON.stringify({ name, data: { n: 1 }, id: eventId, ts: Date.now() });
+async function produce(
+  env: string,
+  name: string,
+  partition: number,
+  eventId = newId(),
+  data: object = { n: 1 },
+) {
+  const eventJson = JSON.stringify({ name, data, id: eventId, ts: Date.now() });
   const value = Buffer.from(
     EventRecord.encode({
       accountId: "acct1",
@@ -175,7 +181,7 @@ afterAll(async () => {
   await admin?.disconnect();
   client?.close();
   await server?.close();
-  for (const env of [envA, envB]) {
+  for (const env of [envA, envB, envC]) {
     const keys = await redis.keys(`r:{${env}}:*`);
     if (keys.length > 0) await redis.del(...keys);
   }
@@ -256,6 +262,37 @@ describe("EventConsumer", () => {
     expect(succeeded).toHaveLength(1);
     expect(failedIds).toEqual(new Set([succeeded[0]?.runId]));
   }, 90_000);
+
+  it("splits the runs of a large event fanned out to many functions into calls that fit a gRPC message", async () => {
+    // 40 functions × a 450 KB event is ~18 MB of events_json: more than one 16 MiB gRPC message.
+    const functions = Array.from({ length: 40 }, (_, i) => ({
+      id: `fan-${i}`,
+      name: `fan-${i}`,
+      triggers: [{ event: "test/big", expression: "", cron: "" }],
+      url: `http://127.0.0.1:3000/fan?fnId=fan-${i}&stepId=step`,
+      retries: 0,
+      rawJson: "",
+    }));
+    await registry.syncApp(
+      validateSync({
+        accountId: "acct1",
+        environmentId: envC,
+        appId: "fan",
+        url: "http://127.0.0.1:3000/fan",
+        sdk: "js:v4.24.0",
+        framework: "nodejs",
+        functions,
+      }),
+    );
+    const before = executor.calls.length;
+    const { eventId, offset } = await produce(envC, "test/big", 1, newId(), { blob: "x".repeat(450_000) });
+    await waitFor("the offset to be committed", async () => (await committed(1)) > offset, 45_000);
+    expect(new Set(runsFor(eventId).map((r) => r.functionId)).size).toBe(40);
+    for (const call of executor.calls.slice(before)) {
+      const bytes = call.runs.reduce((n, r) => n + r.eventsJson.reduce((m, e) => m + e.length, 0), 0);
+      expect(bytes).toBeLessThanOrEqual(SCHEDULE_MAX_BYTES);
+    }
+  }, 60_000);
 
   it("skips an undecodable record instead of blocking its partition", async () => {
     const [meta] = await producer.send({

@@ -16,6 +16,13 @@ import type { FunctionIndex, MatchableEvent } from "./match.js";
 import { buildIndex, matchEvent } from "./match.js";
 import type { Registry } from "./registry.js";
 
+/**
+ * Most bytes of events JSON one ScheduleRuns call carries: well under the 16 MiB gRPC message
+ * cap, which a chunk of runs of large events (up to 512 KiB each, fanned out) would otherwise
+ * exceed, failing the call on every retry and blocking the partition for good.
+ */
+export const SCHEDULE_MAX_BYTES = 4 * 1024 * 1024;
+
 /** Creates runs; must be idempotent per run id (ExecutorService.ScheduleRuns is). */
 export type ScheduleRuns = (runs: RunSpec[]) => Promise<void>;
 
@@ -202,9 +209,7 @@ export class EventConsumer {
           eventsJson: [record.eventJson],
         });
       });
-      const all = [...runs.values()];
-      for (let i = 0; i < all.length; i += this.opts.chunkSize) {
-        const part = all.slice(i, i + this.opts.chunkSize);
+      for (const part of scheduleCalls([...runs.values()], this.opts.chunkSize, SCHEDULE_MAX_BYTES)) {
         await this.opts.schedule(part);
         runsCounter.inc(part.length);
         await p.heartbeat();
@@ -284,6 +289,26 @@ export class EventConsumer {
   private wakeAll(): void {
     for (const wake of [...this.wakers]) wake();
   }
+}
+
+/** Splits runs into ScheduleRuns calls of at most `maxRuns` runs and `maxBytes` of events JSON
+ * (a single run larger than that still gets a call of its own). */
+export function scheduleCalls(runs: RunSpec[], maxRuns: number, maxBytes: number): RunSpec[][] {
+  const calls: RunSpec[][] = [];
+  let current: RunSpec[] = [];
+  let bytes = 0;
+  for (const run of runs) {
+    const size = run.eventsJson.reduce((n, e) => n + Buffer.byteLength(e), 0);
+    if (current.length > 0 && (current.length >= maxRuns || bytes + size > maxBytes)) {
+      calls.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(run);
+    bytes += size;
+  }
+  if (current.length > 0) calls.push(current);
+  return calls;
 }
 
 // kafkajs is CommonJS and its error classes are not named exports under ESM; their names are stable.
