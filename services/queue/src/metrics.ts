@@ -16,7 +16,7 @@ export const leasedTotal = new Counter({
 });
 export const opsTotal = new Counter({
   name: "stepline_queue_ops_total",
-  help: "Completions, retries and extensions, by op and result (ok or stale).",
+  help: "Completions, retries and extensions, by op and result (ok, stale or invalid).",
   labelNames: ["op", "result"] as const,
   registers,
 });

@@ -1,7 +1,7 @@
 import { createLogger } from "@stepline/internal/log";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { shardKeys } from "./keys.js";
+import { globalKeys, shardKeys } from "./keys.js";
 import { Ownership, preferredShards } from "./ownership.js";
 import { Queue } from "./queue.js";
 import { Scripts } from "./scripts.js";
@@ -74,5 +74,24 @@ describe("Ownership", () => {
     started.splice(started.indexOf(b), 1);
     expect(heldB.size).toBe(0);
     await waitFor("replica a to own every shard again", () => (heldA.size === 16 ? true : undefined));
+  });
+
+  it("on stop releases every shard it holds and leaves the membership, even with a round in flight", async () => {
+    const ns = testNamespace();
+    namespaces.push(ns);
+    const held = new Set<number>();
+    const a = replica(ns, "replica-a", held);
+    // Stop while the first round is between its heartbeat and taking the shards.
+    const round = a.tick();
+    await a.stop();
+    await round;
+    const owners = await Promise.all(Array.from({ length: 16 }, (_, s) => redis.get(shardKeys(ns, s).owner)));
+    expect(owners.filter((o) => o !== null)).toEqual([]);
+    expect(await redis.zrange(globalKeys(ns).members, 0, -1)).toEqual([]);
+    expect(held.size).toBe(0);
+
+    const b = replica(ns, "replica-b", new Set());
+    await b.start();
+    expect(b.count()).toBe(16);
   });
 });

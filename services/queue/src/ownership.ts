@@ -127,7 +127,7 @@ export class Ownership {
         acquireOwner(this.scripts, this.queue.keys(s), this.options.token, this.options.leaseMs),
       ),
     );
-    if (this.stopped) return;
+    // Recorded even if stop() began meanwhile: stop() waits for this round, then releases all it holds.
     [...preferred].forEach((shard, i) => {
       if (codes[i] === HELD) this.lose(shard);
       else if (codes[i] === ACQUIRED || !this.owned.has(shard)) this.gain(shard);

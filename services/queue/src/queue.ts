@@ -22,7 +22,10 @@ import {
   retryItems,
 } from "./store.js";
 
-/** Items per enqueue script call, and leases or completions per call of the other scripts. */
+/**
+ * Items one script call adds (enqueue, and complete's next items), and leases or completions per
+ * call of the other scripts: bounds each script's run time.
+ */
 const ITEMS_PER_CALL = 256;
 const OPS_PER_CALL = 128;
 const MAX_BATCH = 10_000;
@@ -55,6 +58,8 @@ export interface LeaseRef {
 export interface OpOutcome {
   ok: boolean;
   leaseExpiresAtMs: number;
+  /** Set when the op was refused as invalid without being tried (its lease is untouched). */
+  invalid?: string;
 }
 
 const DONE: OpOutcome = { ok: true, leaseExpiresAtMs: 0 };
@@ -117,9 +122,14 @@ export class Queue {
     return out;
   }
 
-  /** Completes leases, enqueuing each one's next items atomically with it. */
+  /**
+   * Completes leases, enqueuing each one's next items atomically with it. An invalid op is
+   * refused on its own (`invalid`); the others still run.
+   */
   async complete(ops: Array<{ lease: LeaseRef; next: ItemInput[] }>): Promise<OpOutcome[]> {
-    for (const op of ops) {
+    const out = new Array<OpOutcome>(ops.length);
+    const valid = screen(ops, out, (op) => {
+      validateLease(op.lease);
       if (op.next.length > MAX_NEXT) throw new TooLargeError(`at most ${MAX_NEXT} next items per completion`);
       for (const n of op.next) {
         validateItem(n);
@@ -128,24 +138,24 @@ export class Queue {
           throw new ValidationError(`next item ${n.id} belongs to another account's shard`);
         }
       }
-    }
-    const out = new Array<OpOutcome>(ops.length);
+    });
     await this.perShard(
-      ops,
-      (o) => o.lease.accountId,
+      valid,
+      (o) => o.op.lease.accountId,
       OPS_PER_CALL,
       async (shard, batch) => {
         const comps = batch.map((b) => ({
-          itemId: b.value.lease.itemId,
-          generation: b.value.lease.generation,
-          next: b.value.next,
+          itemId: b.value.op.lease.itemId,
+          generation: b.value.op.lease.generation,
+          next: b.value.op.next,
         }));
         const r = await completeItems(this.scripts, this.keys(shard), this.options.seenTtlMs, comps);
         this.onDue(r.due);
         r.codes.forEach((c, j) => {
-          out[batch[j]?.index ?? 0] = c > 0 ? DONE : LOST;
+          out[batch[j]?.value.index ?? 0] = c > 0 ? DONE : LOST;
         });
       },
+      (o) => o.op.next.length,
     );
     return out;
   }
@@ -155,14 +165,17 @@ export class Queue {
    * with `attempt` as the next delivery's attempt number.
    */
   async retry(ops: Array<{ lease: LeaseRef; runAtMs: number; attempt: number }>): Promise<OpOutcome[]> {
-    for (const op of ops) {
+    const out = new Array<OpOutcome>(ops.length).fill(LOST);
+    const valid = screen(ops, out, (op) => {
+      validateLease(op.lease);
       if (op.runAtMs > MAX_DUE_MS)
         throw new ValidationError(`retry of ${op.lease.itemId}: run_at_ms too late`);
-    }
-    const out = new Array<OpOutcome>(ops.length).fill(LOST);
+      if (!Number.isSafeInteger(op.attempt) || op.attempt < 0)
+        throw new ValidationError(`retry of ${op.lease.itemId}: attempt must be >= 0`);
+    });
     await this.perShard(
-      ops,
-      (o) => o.lease.accountId,
+      valid,
+      (o) => o.op.lease.accountId,
       OPS_PER_CALL,
       async (shard, batch) => {
         const keys = this.keys(shard);
@@ -170,11 +183,11 @@ export class Queue {
         const parts = await itemPartitions(
           this.scripts,
           keys,
-          batch.map((b) => b.value.lease.itemId),
+          batch.map((b) => b.value.op.lease.itemId),
         );
         const known = batch.flatMap((b, j) => {
           const p = parts[j];
-          return p ? [{ index: b.index, op: b.value, pid: p.pid, accountId: p.accountId }] : [];
+          return p ? [{ index: b.value.index, op: b.value.op, pid: p.pid, accountId: p.accountId }] : [];
         });
         if (known.length === 0) return;
         const r = await retryItems(
@@ -212,19 +225,20 @@ export class Queue {
   /** Extends live leases; a lease that is stale or already expired is refused. */
   async extend(leases: LeaseRef[]): Promise<OpOutcome[]> {
     const out = new Array<OpOutcome>(leases.length);
+    const valid = screen(leases, out, validateLease);
     await this.perShard(
-      leases,
-      (l) => l.accountId,
+      valid,
+      (l) => l.op.accountId,
       OPS_PER_CALL,
       async (shard, batch) => {
         const r = await extendLeases(
           this.scripts,
           this.keys(shard),
           this.options.leaseMs,
-          batch.map((b) => b.value),
+          batch.map((b) => b.value.op),
         );
         r.results.forEach((expiry, j) => {
-          out[batch[j]?.index ?? 0] = expiry > 0 ? { ok: true, leaseExpiresAtMs: expiry } : LOST;
+          out[batch[j]?.value.index ?? 0] = expiry > 0 ? { ok: true, leaseExpiresAtMs: expiry } : LOST;
         });
       },
     );
@@ -311,12 +325,17 @@ export class Queue {
     );
   }
 
-  /** Groups `values` by shard, then runs `fn` on chunks of at most `chunk`, all in flight at once. */
+  /**
+   * Groups `values` by shard, then runs `fn` on chunks of at most `chunk` values (and, with
+   * `itemsOf`, at most ITEMS_PER_CALL items they add, unless one value alone adds more), all in
+   * flight at once.
+   */
   private async perShard<T>(
     values: T[],
     accountOf: (v: T) => string,
     chunk: number,
     fn: (shard: number, batch: Array<{ index: number; value: T }>) => Promise<void>,
+    itemsOf?: (v: T) => number,
   ): Promise<void> {
     const groups = new Map<number, Array<{ index: number; value: T }>>();
     values.forEach((value, index) => {
@@ -328,10 +347,47 @@ export class Queue {
     const calls: Array<Promise<void>> = [];
     // Calls on one connection run in the order sent, so chunks of one shard keep their order.
     for (const [shard, g] of groups) {
-      for (let i = 0; i < g.length; i += chunk) calls.push(fn(shard, g.slice(i, i + chunk)));
+      let batch: Array<{ index: number; value: T }> = [];
+      let items = 0;
+      for (const v of g) {
+        const n = itemsOf?.(v.value) ?? 0;
+        if (batch.length > 0 && (batch.length >= chunk || items + n > ITEMS_PER_CALL)) {
+          calls.push(fn(shard, batch));
+          batch = [];
+          items = 0;
+        }
+        batch.push(v);
+        items += n;
+      }
+      if (batch.length > 0) calls.push(fn(shard, batch));
     }
     await Promise.all(calls);
   }
+}
+
+/**
+ * Sets `out[i]` for each op that fails `check` (as refused and invalid) and returns the others
+ * with their indexes, so one bad op never fails the ops batched with it.
+ */
+function screen<T>(ops: T[], out: OpOutcome[], check: (op: T) => void): Array<{ index: number; op: T }> {
+  const valid: Array<{ index: number; op: T }> = [];
+  ops.forEach((op, index) => {
+    try {
+      check(op);
+      valid.push({ index, op });
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      out[index] = { ...LOST, invalid: err.message };
+    }
+  });
+  return valid;
+}
+
+/** Throws ValidationError for a lease that does not name an item and its account. */
+function validateLease(lease: LeaseRef): void {
+  if (!lease.itemId || !lease.accountId) throw new ValidationError("lease needs item_id and account_id");
+  if (!Number.isSafeInteger(lease.generation) || lease.generation < 0)
+    throw new ValidationError(`lease of ${lease.itemId}: bad generation`);
 }
 
 /** Throws ValidationError (or TooLargeError) for an item the queue cannot take. */

@@ -161,6 +161,24 @@ describe("Scheduler", () => {
     expect(again.at - (sink.got[0]?.at ?? 0)).toBeGreaterThanOrEqual(150);
   });
 
+  it("delivers what a round leased even when another claim of that round finds it deposed", async () => {
+    const { queue, sink, scheduler } = await setup({ claimBatch: 1 });
+    await queue.enqueue([item("a-0", "a"), item("b-0", "b")]);
+    const claim = queue.claim.bind(queue);
+    let claims = 0;
+    queue.claim = async (...args: Parameters<Queue["claim"]>) => {
+      // The second claim of the round runs after another replica took the shard over.
+      if (++claims === 2) await redis.set(queue.keys(0).owner, "usurper");
+      return claim(...args);
+    };
+    sink.credits = 2;
+    scheduler.start();
+    const got = await waitFor("the first claim's item", () => sink.got[0]);
+    expect(claims).toBe(2);
+    expect(await redis.zrange(queue.keys(0).leased, 0, -1)).toEqual([got.id]);
+    expect(scheduler.owned()).toEqual([]);
+  });
+
   it("stays idle between sweeps when there is nothing to do (no polling of shards)", async () => {
     const { queue, sink, scheduler } = await setup({ shards: 256, sweepMs: 60_000 });
     let reads = 0;

@@ -207,50 +207,58 @@ export class Scheduler {
       maxScore,
       this.partitionWindow,
     );
-    let results: ClaimResult[];
-    try {
-      results = await Promise.all(
-        shares.map((s, i) =>
-          this.queue.claim(
-            shard,
-            this.options.token,
-            s.accountId,
-            partitionShares(parts[i] ?? [], s.count, st.turn++),
-            s.count,
-          ),
+    // Settled one by one: items a claim leased must reach an executor (or go back) even when
+    // another claim of the round failed, or they would sit leased until their leases expire.
+    const settled = await Promise.allSettled(
+      shares.map((s, i) =>
+        this.queue.claim(
+          shard,
+          this.options.token,
+          s.accountId,
+          partitionShares(parts[i] ?? [], s.count, st.turn++),
+          s.count,
         ),
-      );
-    } catch (err) {
-      if (!(err instanceof NotOwnerError)) throw err;
+      ),
+    );
+    const leased: LeasedItem[] = [];
+    let last: ClaimResult | undefined;
+    let deposed = false;
+    let failure: unknown;
+    for (const [i, r] of settled.entries()) {
+      if (r.status === "rejected") {
+        if (r.reason instanceof NotOwnerError) deposed = true;
+        else failure ??= r.reason;
+        continue;
+      }
+      last = r.value;
+      const share = shares[i];
+      if (share) st.drr.charge(share.accountId, share.count, r.value.leased.length);
+      leased.push(...r.value.leased);
+      if (r.value.deadLettered.length > 0) {
+        deadLetteredTotal.inc(r.value.deadLettered.length);
+        this.log.warn({ shard, items: r.value.deadLettered }, "dead-lettered items past the delivery limit");
+      }
+    }
+    if (leased.length > 0) {
+      leasedTotal.inc(leased.length);
+      st.expiry = Math.min(st.expiry, now + this.options.leaseMs);
+      // Leased while we owned the shard: the leases are valid whoever owns it now.
+      const undelivered = this.sink.deliver(leased);
+      if (undelivered.length > 0) await this.queue.release(undelivered);
+    }
+    if (deposed) {
       this.log.warn({ shard }, "lost ownership of shard while claiming");
       this.drop(shard);
       return;
     }
-    const leased: LeasedItem[] = [];
-    results.forEach((r, i) => {
-      const share = shares[i];
-      if (share) st.drr.charge(share.accountId, share.count, r.leased.length);
-      leased.push(...r.leased);
-      if (r.deadLettered.length > 0) {
-        deadLetteredTotal.inc(r.deadLettered.length);
-        this.log.warn({ shard, items: r.deadLettered }, "dead-lettered items past the delivery limit");
-      }
-    });
+    if (failure !== undefined) throw failure;
     // Claims on one connection run in order, so the last reply has the latest due time.
-    const last = results[results.length - 1];
     if (last) {
       this.noteNow(last.nowMs);
       st.due = Math.min(last.dueMs < 0 ? Infinity : last.dueMs, st.noted);
     }
-    if (leased.length === 0) {
-      // Due but nothing leasable (e.g. only dead letters): do not spin on it.
-      st.due = Math.max(st.due, now + IDLE_BACKOFF_MS);
-      return;
-    }
-    leasedTotal.inc(leased.length);
-    st.expiry = Math.min(st.expiry, now + this.options.leaseMs);
-    const undelivered = this.sink.deliver(leased);
-    if (undelivered.length > 0) await this.queue.release(undelivered);
+    // Due but nothing leasable (e.g. only dead letters): do not spin on it.
+    if (leased.length === 0) st.due = Math.max(st.due, now + IDLE_BACKOFF_MS);
   }
 
   /** Returns a shard's expired leases to ready and learns its next expiry. */

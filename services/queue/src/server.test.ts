@@ -213,24 +213,47 @@ describe("QueueService over gRPC", () => {
     expect(await redis.zscore(keys.leased, "close-1")).not.toBeNull();
   });
 
-  it("ends a stream whose completion carries a next item of another account's shard", async () => {
+  it("answers an invalid op STALE on its own and keeps the stream and the rest of the batch", async () => {
     let other = "acct-other-0";
     for (let i = 1; service.queue.shardOf(other) === service.queue.shardOf("acct-x"); i++)
       other = `acct-other-${i}`;
-    await callUnary(client.enqueue.bind(client), { items: [newItem("x-1", { accountId: "acct-x" })] });
+    const x = { accountId: "acct-x" };
+    await callUnary(client.enqueue.bind(client), { items: [newItem("x-1", x), newItem("x-2", x)] });
     const ex = new Executor();
-    const ended = new Promise<Error>((resolve) => ex.stream.on("error", resolve));
-    ex.credits(1);
-    const [x] = await ex.waitItems(1);
-    ex.stream.write({
-      request: {
-        $case: "complete",
-        value: {
-          batchId: 1,
-          items: [{ lease: ex.lease(x as LeasedItem), next: [newItem("x-2", { accountId: other })] }],
-        },
+    let broke = false;
+    ex.stream.on("error", () => {
+      broke = true;
+    });
+    ex.credits(2);
+    const [a, b] = (await ex.waitItems(2)) as [LeasedItem, LeasedItem];
+    const res = await ex.op({
+      $case: "complete",
+      value: {
+        batchId: 0,
+        items: [
+          { lease: ex.lease(a), next: [newItem("x-3", { accountId: other })] },
+          { lease: ex.lease(b), next: [newItem("x-4", x)] },
+          { lease: undefined, next: [] },
+        ],
       },
     });
-    expect((await ended).message).toMatch(/another account's shard/);
+    expect(res.results.map((r) => r.status)).toEqual([
+      OpStatus.OP_STATUS_STALE,
+      OpStatus.OP_STATUS_OK,
+      OpStatus.OP_STATUS_STALE,
+    ]);
+    const bad = await ex.op({
+      $case: "retry",
+      value: { batchId: 0, items: [{ lease: ex.lease(a), runAtMs: 0, attempt: -1 }] },
+    });
+    expect(bad.results[0]?.status).toBe(OpStatus.OP_STATUS_STALE);
+    // The refused ops left a's lease alone, and the stream still hands out work.
+    const ext = await ex.op({ $case: "extend", value: { batchId: 0, leases: [ex.lease(a)] } });
+    expect(ext.results[0]?.status).toBe(OpStatus.OP_STATUS_OK);
+    ex.credits(1);
+    const [, , next] = await ex.waitItems(3);
+    expect(next?.item?.id).toBe("x-4");
+    expect(broke).toBe(false);
+    ex.stream.end();
   });
 });

@@ -2,7 +2,7 @@
 // Work is the executor's bidi stream (credits in, leased items out; completions, retries and
 // extensions in, one OpResult per op out, tagged with the executor's batch id).
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { toGrpcError, ValidationError } from "@stepline/internal/errors";
+import { toGrpcError } from "@stepline/internal/errors";
 import { unary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
 import type {
@@ -65,8 +65,9 @@ function workStream(
     () => finish(),
   );
 
-  // Runs one batch of ops and answers it; a failure ends the stream (the executor reconnects and
-  // retries: every op is idempotent per generation).
+  // Runs one batch of ops and answers it. An invalid op is answered STALE on its own (the holder
+  // drops its result; the lease is untouched). Any other failure (Redis down) ends the stream: the
+  // executor reconnects and sends the batch again (every op is idempotent per generation).
   const answer = (batchId: number, op: string, ids: string[], run: () => Promise<OpOutcome[]>) => {
     pending++;
     run().then(
@@ -74,21 +75,24 @@ function workStream(
         pending--;
         let stale = 0;
         const results = outcomes.map((o, i) => {
-          if (!o.ok) stale++;
+          if (o.invalid !== undefined) {
+            opsTotal.inc({ op, result: "invalid" });
+            log.warn({ op, itemId: ids[i], reason: o.invalid }, "refused an invalid op");
+          } else if (!o.ok) stale++;
           return {
             itemId: ids[i] ?? "",
             status: o.ok ? OpStatus.OP_STATUS_OK : OpStatus.OP_STATUS_STALE,
             leaseExpiresAtMs: o.leaseExpiresAtMs,
           };
         });
-        opsTotal.inc({ op, result: "ok" }, results.length - stale);
+        opsTotal.inc({ op, result: "ok" }, outcomes.filter((o) => o.ok).length);
         if (stale > 0) opsTotal.inc({ op, result: "stale" }, stale);
         write({ response: { $case: "results", value: { batchId, results } } });
         if (clientDone && pending === 0) finish();
       },
       (err: unknown) => {
         pending--;
-        if (!(err instanceof ValidationError)) log.error({ err, op }, "work stream op failed");
+        log.error({ err, op }, "work stream op failed");
         finish(err);
       },
     );
@@ -110,11 +114,12 @@ function workStream(
         break;
       }
       case "retry": {
-        const ops = r.value.items.map((x) => {
-          if (x.attempt < 0) throw new ValidationError("retry attempt must be >= 0");
-          // Negative run_at_ms is not part of the contract (0 = now); -1 means "keep place" inside.
-          return { lease: leaseRef(x.lease), runAtMs: Math.max(0, x.runAtMs), attempt: x.attempt };
-        });
+        // Negative run_at_ms is not part of the contract (0 = now); -1 means "keep place" inside.
+        const ops = r.value.items.map((x) => ({
+          lease: leaseRef(x.lease),
+          runAtMs: Math.max(0, x.runAtMs),
+          attempt: x.attempt,
+        }));
         answer(
           r.value.batchId,
           "retry",
@@ -160,9 +165,13 @@ function workStream(
   });
 }
 
+/** A missing lease becomes an empty one, which the queue refuses as invalid (for that op only). */
 function leaseRef(lease: Lease | undefined): LeaseRef {
-  if (!lease?.itemId || !lease.accountId) throw new ValidationError("lease needs item_id and account_id");
-  return { itemId: lease.itemId, accountId: lease.accountId, generation: lease.generation };
+  return {
+    itemId: lease?.itemId ?? "",
+    accountId: lease?.accountId ?? "",
+    generation: lease?.generation ?? 0,
+  };
 }
 
 function toProtoLeased(i: LeasedItem): ProtoLeasedItem {

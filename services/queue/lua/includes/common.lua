@@ -1,6 +1,7 @@
 -- Shared helpers, pasted into a script where it says `-- @include "common"` (not a script itself).
 -- Scores are `dueMs * 1024 + n`, n counting up within one Redis millisecond, so equal due times
--- stay FIFO. Scores have 16 digits: they are printed with %d, never through cjson (14 digits).
+-- stay FIFO (n may pass 1023 in a very busy millisecond; the next millisecond counts on after it).
+-- Scores have 16 digits: they are printed with %d, never through cjson (14 digits).
 
 local SCALE = 1024
 
@@ -24,7 +25,9 @@ local function seqLoad(key, now)
     ms, n = tonumber(a) or 0, tonumber(b) or 0
   end
   if now > ms then
-    seqMs, seqN = now, 0
+    -- A call that added more than SCALE items in one millisecond left scores past this
+    -- millisecond's start: continue after them, or new items would overtake them.
+    seqMs, seqN = now, math.max(0, (ms - now) * SCALE + n)
   else
     -- Same millisecond, or Redis time stepped back: keep counting so order still holds.
     seqMs, seqN = ms, n

@@ -1,5 +1,6 @@
 // Test support: reads a whole shard and checks the queue's structural invariants, so tests can
-// assert them after every step instead of trusting each script in isolation.
+// assert them after every step instead of trusting each script in isolation: each item in exactly
+// one place, and every parent pointer exactly its child's earliest score (none to empty children).
 import type { Redis } from "ioredis";
 import type { ShardKeys } from "../keys.js";
 import { parseRecord } from "../store.js";
@@ -27,8 +28,11 @@ export async function shardProblems(redis: Redis, keys: ShardKeys): Promise<stri
   const partitions = new Map<string, { acct: string; pid: string }>();
   for (const it of items) partitions.set(keys.partition(it.acct, it.pid), { acct: it.acct, pid: it.pid });
 
-  for (const it of items) {
-    const inPart = (await redis.zscore(keys.partition(it.acct, it.pid), it.id)) !== null;
+  const pipe = redis.pipeline();
+  for (const it of items) pipe.zscore(keys.partition(it.acct, it.pid), it.id);
+  const scores = (await pipe.exec()) ?? [];
+  for (const [i, it] of items.entries()) {
+    const inPart = scores[i]?.[1] != null;
     const places = [inPart, leased.has(it.id), dead.has(it.id)].filter(Boolean).length;
     if (places !== 1) problems.push(`item ${it.id} is in ${places} places`);
     if (it.st === "r" && !inPart) problems.push(`ready item ${it.id} not in its partition`);
@@ -37,7 +41,7 @@ export async function shardProblems(redis: Redis, keys: ShardKeys): Promise<stri
   }
   for (const id of leased.keys()) if (raw[id] === undefined) problems.push(`L member ${id} has no item`);
 
-  const accounts = new Set(items.map((i) => i.acct));
+  const accounts = new Set([...items.map((i) => i.acct), ...(await redis.zrange(keys.accounts, 0, -1))]);
   for (const [partKey, { acct, pid }] of partitions) {
     const head = await redis.zrange(partKey, 0, 0, "WITHSCORES");
     const ptr = await redis.zscore(keys.account(acct), pid);
@@ -45,13 +49,26 @@ export async function shardProblems(redis: Redis, keys: ShardKeys): Promise<stri
     if (ptr === null) problems.push(`partition ${pid} of ${acct} has no pointer`);
     else if (Number(ptr) > Number(head[1])) problems.push(`pointer of ${pid} is later than its head`);
   }
+  // The scripts keep pointers exact (claim recomputes, the others lower with LT), so a pointer
+  // earlier than its child's head, or to an empty child, is drift too.
   for (const acct of accounts) {
+    const ptrs = await redis.zrange(keys.account(acct), 0, -1, "WITHSCORES");
+    for (let i = 0; i < ptrs.length; i += 2) {
+      const pid = ptrs[i] as string;
+      const head = await redis.zrange(keys.partition(acct, pid), 0, 0, "WITHSCORES");
+      if (head.length === 0) problems.push(`pointer of ${pid} of ${acct} names an empty partition`);
+      else if (head[1] !== ptrs[i + 1]) problems.push(`pointer of ${pid} of ${acct} != its head`);
+    }
     const head = await redis.zrange(keys.account(acct), 0, 0, "WITHSCORES");
     const ptr = await redis.zscore(keys.accounts, acct);
-    if (head.length === 0) continue;
+    if (head.length === 0) {
+      if (ptr !== null) problems.push(`account ${acct} is pointed at but has no partitions`);
+      continue;
+    }
     if (ptr === null) problems.push(`account ${acct} has no pointer`);
     else if (Number(ptr) > Number(head[1]))
       problems.push(`pointer of account ${acct} is later than its head`);
+    else if (ptr !== head[1]) problems.push(`pointer of account ${acct} != its head`);
   }
   return problems;
 }
