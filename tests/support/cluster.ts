@@ -1,6 +1,7 @@
 // Starts a whole Stepline cluster for one test file: the five services as real processes against
 // the test Kafka, Redis and ClickHouse (started by `npm test`), isolated by a topic prefix, a
-// Redis database number and a ClickHouse database of their own.
+// Redis database number and a ClickHouse database of their own. The queue may run as several
+// replicas (processes sharing the Redis, splitting the shards); the executor then dials them all.
 
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
@@ -26,6 +27,8 @@ export interface ClusterOptions {
   dev: boolean;
   /** Extra environment for every service (e.g. short leases for fault tests). */
   env?: Record<string, string>;
+  /** Queue processes to run (default 1), each with its own gRPC and admin ports. */
+  queueReplicas?: number;
 }
 
 export interface Cluster {
@@ -36,9 +39,11 @@ export interface Cluster {
   /** Kafka topic prefix of this cluster. */
   topicPrefix: string;
   redisUrl: string;
-  /** Sends SIGKILL (or another signal) to one service and waits for it to exit. */
+  /** gRPC addresses of the queue replicas (the executor's STEPLINE_QUEUE_GRPC_ADDR list). */
+  queueAddrs: string[];
+  /** Sends SIGKILL (or another signal) to one service (every replica of it) and waits for it to exit. */
   kill(name: ServiceName, signal?: NodeJS.Signals): Promise<void>;
-  /** Starts a stopped service again and waits until it is ready. */
+  /** Starts a stopped service (every replica of it) again and waits until it is ready. */
   restart(name: ServiceName): Promise<void>;
   stop(): Promise<void>;
 }
@@ -87,7 +92,6 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
 
   await ensureTopics(brokers, topicPrefix);
 
-  const names = [...SERVICE_NAMES];
   const ports: ServicePorts[] = [];
   for (const s of SERVICES) {
     ports.push({
@@ -106,34 +110,68 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     if (!p) throw new Error(`no ports for ${name}`);
     return p;
   };
-  const envOf = (name: ServiceName): Record<string, string> => ({
-    PATH: process.env.PATH ?? "",
-    ...envs[name],
-    STEPLINE_LOG_LEVEL: process.env.STEPLINE_TEST_LOG_LEVEL ?? "info",
-    ...opts.env,
+
+  /** One process: a service, or one replica of the queue ("queue", "queue-2", ...). */
+  interface Instance {
+    id: string;
+    service: ServiceName;
+    adminPort: number;
+    env: Record<string, string>;
+  }
+  const queue = portsOf("queue");
+  const queueReplicas = [{ grpcPort: queue.grpcPort, adminPort: queue.adminPort }];
+  for (let i = 1; i < (opts.queueReplicas ?? 1); i++) {
+    queueReplicas.push({ grpcPort: await freePort(), adminPort: await freePort() });
+  }
+  const queueAddrs = queueReplicas.map((r) => `127.0.0.1:${r.grpcPort}`);
+  const common = { PATH: process.env.PATH ?? "" };
+  const logLevel = { STEPLINE_LOG_LEVEL: process.env.STEPLINE_TEST_LOG_LEVEL ?? "info" };
+  const instances: Instance[] = SERVICE_NAMES.flatMap((service): Instance[] => {
+    if (service === "queue") {
+      // Each replica listens on its own address; the other services keep the first one.
+      return queueReplicas.map((r, i) => ({
+        id: i === 0 ? "queue" : `queue-${i + 1}`,
+        service,
+        adminPort: r.adminPort,
+        env: {
+          ...common,
+          ...envs.queue,
+          ...logLevel,
+          ...opts.env,
+          STEPLINE_QUEUE_GRPC_ADDR: `127.0.0.1:${r.grpcPort}`,
+          STEPLINE_ADMIN_PORT: String(r.adminPort),
+        },
+      }));
+    }
+    // Only the executor takes a list of queue replicas: it needs a Work stream to each.
+    const queueAddr: Record<string, string> =
+      service === "executor" ? { STEPLINE_QUEUE_GRPC_ADDR: queueAddrs.join(",") } : {};
+    const env = { ...common, ...envs[service], ...logLevel, ...opts.env, ...queueAddr };
+    return [{ id: service, service, adminPort: portsOf(service).adminPort, env }];
   });
+  const instancesOf = (name: ServiceName) => instances.filter((i) => i.service === name);
 
   const logDir = join(ROOT, ".stepline/test/logs");
   mkdirSync(logDir, { recursive: true });
-  const procs = new Map<ServiceName, ChildProcess>();
+  const procs = new Map<string, ChildProcess>();
 
-  const launch = (name: ServiceName) => {
-    const log = createWriteStream(join(logDir, `${tag}-${name}.log`), { flags: "a" });
-    const child = spawn(process.execPath, [join(ROOT, `services/${name}/dist/main.js`)], {
-      env: envOf(name),
+  const launch = (inst: Instance) => {
+    const log = createWriteStream(join(logDir, `${tag}-${inst.id}.log`), { flags: "a" });
+    const child = spawn(process.execPath, [join(ROOT, `services/${inst.service}/dist/main.js`)], {
+      env: inst.env,
       stdio: ["ignore", "pipe", "pipe"],
     });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
-    procs.set(name, child);
+    procs.set(inst.id, child);
   };
-  const ready = async (name: ServiceName) => {
+  const ready = async (inst: Instance) => {
     await waitFor(
-      `${name} to be ready (log: .stepline/test/logs/${tag}-${name}.log)`,
+      `${inst.id} to be ready (log: .stepline/test/logs/${tag}-${inst.id}.log)`,
       async () => {
-        const child = procs.get(name);
-        if (child?.exitCode !== null) throw new Error(`${name} exited with ${child?.exitCode}`);
-        return (await fetch(`http://127.0.0.1:${portsOf(name).adminPort}/readyz`)).status;
+        const child = procs.get(inst.id);
+        if (child?.exitCode !== null) throw new Error(`${inst.id} exited with ${child?.exitCode}`);
+        return (await fetch(`http://127.0.0.1:${inst.adminPort}/readyz`)).status;
       },
       (status) => status === 200,
       60_000,
@@ -146,9 +184,9 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       child.once("exit", () => resolve());
     });
 
-  for (const n of names) launch(n);
+  for (const inst of instances) launch(inst);
   try {
-    await Promise.all(names.map(ready));
+    await Promise.all(instances.map(ready));
   } catch (err) {
     for (const c of procs.values()) c.kill("SIGKILL");
     throw err;
@@ -159,15 +197,16 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     tenantAddr: `127.0.0.1:${portsOf("event-api").grpcPort}`,
     topicPrefix,
     redisUrl,
+    queueAddrs,
     async kill(name, signal = "SIGKILL") {
-      const child = procs.get(name);
-      if (!child) return;
-      child.kill(signal);
-      await exit(child);
+      const children = instancesOf(name).flatMap((i) => procs.get(i.id) ?? []);
+      for (const child of children) child.kill(signal);
+      await Promise.all(children.map(exit));
     },
     async restart(name) {
-      launch(name);
-      await ready(name);
+      const replicas = instancesOf(name);
+      for (const inst of replicas) launch(inst);
+      await Promise.all(replicas.map(ready));
     },
     async stop() {
       const children = [...procs.values()];

@@ -1,5 +1,7 @@
 // TenantService over real gRPC (port 0) and real Redis, and the CLI that drives it.
-import { status } from "@grpc/grpc-js";
+
+import type { CallOptions, ServiceError } from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
 import type { GrpcServer } from "@stepline/internal/grpc";
 import { createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createLogger } from "@stepline/internal/log";
@@ -21,9 +23,19 @@ let addr: string;
 let client: TenantServiceClient;
 
 /** Calls a method raw, to see the gRPC status code itself. */
-function call<Req, Res>(method: (req: Req, cb: (err: any, res: Res) => void) => unknown, req: Req) {
+// Typed on the generated clients' last overload (request, metadata, options, callback), the one
+// TypeScript infers from, so each call's response type is known.
+function call<Req, Res>(
+  method: (
+    req: Req,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    cb: (err: ServiceError | null, res: Res) => void,
+  ) => unknown,
+  req: Req,
+) {
   return new Promise<{ code: number; details?: string; res?: Res }>((resolve) =>
-    method.call(client, req, (err, res) =>
+    method.call(client, req, new Metadata(), {}, (err, res) =>
       resolve(err ? { code: err.code, details: err.details } : { code: 0, res }),
     ),
   );

@@ -25,4 +25,26 @@ describe("configuration", () => {
       /STEPLINE_EXECUTOR_CONCURRENCY/,
     );
   });
+
+  it("reads STEPLINE_QUEUE_GRPC_ADDR as one queue replica or a comma-separated list of them", () => {
+    expect(loadExecutorConfig({}).STEPLINE_QUEUE_GRPC_ADDR).toEqual(["127.0.0.1:50053"]);
+    expect(loadExecutorConfig({ STEPLINE_QUEUE_GRPC_ADDR: "queue:50053" }).STEPLINE_QUEUE_GRPC_ADDR).toEqual([
+      "queue:50053",
+    ]);
+    expect(
+      loadExecutorConfig({ STEPLINE_QUEUE_GRPC_ADDR: "10.0.0.1:50053, 10.0.0.2:50053" })
+        .STEPLINE_QUEUE_GRPC_ADDR,
+    ).toEqual(["10.0.0.1:50053", "10.0.0.2:50053"]);
+    for (const bad of ["", "q1:50053,", "q1:50053,q2", "q1 :50053", "q1:50053,q1:50053"]) {
+      expect(() => loadExecutorConfig({ STEPLINE_QUEUE_GRPC_ADDR: bad }), bad).toThrow(
+        /STEPLINE_QUEUE_GRPC_ADDR/,
+      );
+    }
+  });
+
+  it("refuses fewer slots than queue replicas, since every replica's stream keeps a credit", () => {
+    expect(() =>
+      loadExecutorConfig({ STEPLINE_QUEUE_GRPC_ADDR: "q1:1,q2:2,q3:3", STEPLINE_EXECUTOR_CONCURRENCY: "2" }),
+    ).toThrow(/STEPLINE_EXECUTOR_CONCURRENCY/);
+  });
 });

@@ -1,5 +1,6 @@
 // The executor's configuration: shared fragments plus its own STEPLINE_EXECUTOR_* knobs.
 import {
+  ConfigError,
   commonSchema,
   envInt,
   grpcAddrSchema,
@@ -7,8 +8,33 @@ import {
   loadConfig,
   redisSchema,
 } from "@stepline/internal/config";
+import { z } from "zod";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+const ADDR = /^[^\s:,]+:\d{1,5}$/;
+
+/**
+ * STEPLINE_QUEUE_GRPC_ADDR as the executor reads it: one queue replica or a comma-separated list
+ * of them (each replica hands out only the shards it owns, so the executor needs a Work stream to
+ * every one). The shared schema in @stepline/internal takes a single address, which is all the
+ * other services need; this overrides it for the executor only.
+ */
+const queueAddrsSchema = z
+  .string()
+  .default("127.0.0.1:50053")
+  .transform((value, ctx) => {
+    const addrs = value.split(",").map((a) => a.trim());
+    const bad = addrs.filter((a) => !ADDR.test(a));
+    if (bad.length > 0 || addrs.length === 0) {
+      ctx.addIssue({ code: "custom", message: "must be host:port, or a comma-separated list of them" });
+      return z.NEVER;
+    }
+    if (new Set(addrs).size !== addrs.length) {
+      ctx.addIssue({ code: "custom", message: "lists an address twice" });
+      return z.NEVER;
+    }
+    return addrs;
+  });
 
 export const configSchema = {
   ...commonSchema,
@@ -16,6 +42,7 @@ export const configSchema = {
   ...kafkaSchema,
   ...redisSchema,
   ...grpcAddrSchema,
+  STEPLINE_QUEUE_GRPC_ADDR: queueAddrsSchema,
   /** Most items (app calls) in flight at once. */
   STEPLINE_EXECUTOR_CONCURRENCY: envInt(64, 1, 10_000),
   /** Whole-call deadline for one HTTP call to an app. */
@@ -44,5 +71,12 @@ export type ExecutorConfig = ReturnType<typeof loadExecutorConfig>;
 
 /** Parses the executor's configuration from `env` (throws ConfigError listing every problem). */
 export function loadExecutorConfig(env: NodeJS.ProcessEnv) {
-  return loadConfig(configSchema, env);
+  const config = loadConfig(configSchema, env);
+  // Every stream keeps at least one credit (see work-pool.ts), so each needs a slot of its own.
+  if (config.STEPLINE_EXECUTOR_CONCURRENCY < config.STEPLINE_QUEUE_GRPC_ADDR.length) {
+    throw new ConfigError(
+      "invalid configuration:\n  STEPLINE_EXECUTOR_CONCURRENCY: must be at least the number of queue replicas in STEPLINE_QUEUE_GRPC_ADDR",
+    );
+  }
+  return config;
 }

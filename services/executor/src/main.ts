@@ -1,5 +1,5 @@
-// Executor process wiring: config, clients, the ExecutorService gRPC server, the Work loop that
-// runs leased items, the admin port, and a graceful stop on SIGTERM.
+// Executor process wiring: config, clients, the ExecutorService gRPC server, the Work streams (one
+// per queue replica) that run leased items, the admin port, and a graceful stop on SIGTERM.
 import { systemClock } from "@stepline/internal/clock";
 import { ConfigError } from "@stepline/internal/config";
 import { NotFoundError } from "@stepline/internal/errors";
@@ -11,6 +11,7 @@ import { createRedis } from "@stepline/internal/redis";
 import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { ExecutorServiceService } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { AnyReplica } from "./any-replica.js";
 import { AppClient } from "./app-client.js";
 import { loadExecutorConfig } from "./config.js";
 import { createItemHandler } from "./execute.js";
@@ -19,7 +20,7 @@ import { Scheduler } from "./schedule.js";
 import { executorService } from "./server.js";
 import { SigningKeys } from "./signing-keys.js";
 import { RunStore } from "./state.js";
-import { WorkLoop } from "./work-loop.js";
+import { WorkPool } from "./work-pool.js";
 
 let config: ReturnType<typeof loadExecutorConfig>;
 try {
@@ -44,7 +45,9 @@ const history = new HistoryProducer(
   },
   log.child({ component: "history" }),
 );
-const queue = createClient(QueueServiceClient, config.STEPLINE_QUEUE_GRPC_ADDR);
+// One client per queue replica: each schedules only the shards it owns.
+const queues = config.STEPLINE_QUEUE_GRPC_ADDR.map((addr) => createClient(QueueServiceClient, addr));
+const anyQueue = new AnyReplica(queues);
 
 // Dev mode neither signs calls nor needs tenancy: the SDK in dev mode does not check signatures.
 const tenants = dev ? null : createClient(TenantServiceClient, config.STEPLINE_EVENT_API_GRPC_ADDR);
@@ -70,15 +73,15 @@ const app = new AppClient({
 const scheduler = new Scheduler({
   store,
   enqueue: async (items) => {
-    await callUnary(queue.enqueue.bind(queue), { items });
+    await anyQueue.call((queue) => callUnary(queue.enqueue.bind(queue), { items }));
   },
   produce: (entries) => history.produce(entries),
   clock: systemClock,
   defaultMaxAttempts: config.STEPLINE_EXECUTOR_DEFAULT_MAX_ATTEMPTS,
 });
 
-const loop = new WorkLoop(
-  () => queue.work(),
+const pool = new WorkPool(
+  queues.map((queue) => () => queue.work()),
   createItemHandler({
     store,
     app,
@@ -112,10 +115,10 @@ onShutdown(
   async () => {
     stopping = true;
     await grpcServer.close();
-    await loop.stop(config.STEPLINE_EXECUTOR_SHUTDOWN_GRACE_MS);
+    await pool.stop(config.STEPLINE_EXECUTOR_SHUTDOWN_GRACE_MS);
     await app.close();
     await history.stop();
-    queue.close();
+    for (const queue of queues) queue.close();
     tenants?.close();
     await redis.quit();
     await admin.close();
@@ -134,6 +137,9 @@ for (let delay = 200; !stopping; delay = Math.min(delay * 2, 5_000)) {
   }
 }
 if (!stopping) {
-  loop.start();
-  log.info({ concurrency: config.STEPLINE_EXECUTOR_CONCURRENCY }, "work loop started");
+  pool.start();
+  log.info(
+    { concurrency: config.STEPLINE_EXECUTOR_CONCURRENCY, queues: config.STEPLINE_QUEUE_GRPC_ADDR },
+    "work streams started",
+  );
 }

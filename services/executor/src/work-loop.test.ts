@@ -1,158 +1,35 @@
 // The Work stream client against a small in-test QueueService peer over real gRPC, which grants
 // leases against credits and answers ops; the queue's own logic is tested in services/queue.
-import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { status } from "@grpc/grpc-js";
+// One stream here (so every slot is its credit); slot sharing across streams: work-pool.test.ts.
 import { systemClock } from "@stepline/internal/clock";
-import type { GrpcServer } from "@stepline/internal/grpc";
-import { createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createLogger } from "@stepline/internal/log";
-import type {
-  LeasedItem,
-  NewItem,
-  OpResult,
-  WorkRequest,
-  WorkResponse,
-} from "@stepline/proto/stepline/queue/v1/queue_service";
-import {
-  ItemKind,
-  OpStatus,
-  QueueServiceClient,
-  QueueServiceService,
-} from "@stepline/proto/stepline/queue/v1/queue_service";
+import { OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { FakeQueue } from "./fake-queue.fixture.js";
+import { item, serveFakeQueue, waitFor } from "./fake-queue.fixture.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
-import { LEASE_LOST, SHUTDOWN, WorkLoop } from "./work-loop.js";
-
-class FakeQueue {
-  credits = 0;
-  creditsGranted = 0;
-  requests: WorkRequest[] = [];
-  waiting: LeasedItem[] = [];
-  connections = 0;
-  extendStatus = OpStatus.OP_STATUS_OK;
-  /** When false, completions are received but never answered. */
-  answerCompletions = true;
-  leaseMs = 30_000;
-  call: ServerDuplexStream<WorkRequest, WorkResponse> | undefined;
-
-  work(call: ServerDuplexStream<WorkRequest, WorkResponse>): void {
-    this.call = call;
-    this.credits = 0;
-    this.connections++;
-    call.on("data", (req: WorkRequest) => this.onRequest(call, req));
-    call.on("end", () => call.end());
-    call.on("error", () => undefined);
-  }
-
-  offer(...items: NewItem[]): void {
-    const now = Date.now();
-    this.waiting.push(
-      ...items.map((item) => ({ item, generation: 1, leaseExpiresAtMs: now + this.leaseMs })),
-    );
-    this.pump();
-  }
-
-  breakStream(): void {
-    // grpc-js sends an error status to the client when a server stream emits "error".
-    this.call?.emit("error", { code: status.UNAVAILABLE, details: "queue restarted" });
-    this.call = undefined;
-  }
-
-  of<K extends NonNullable<WorkRequest["request"]>["$case"]>(kind: K) {
-    return this.requests
-      .map((r) => r.request)
-      .filter((r): r is Extract<NonNullable<WorkRequest["request"]>, { $case: K }> => r?.$case === kind)
-      .map((r) => r.value);
-  }
-
-  private onRequest(call: ServerDuplexStream<WorkRequest, WorkResponse>, req: WorkRequest): void {
-    this.requests.push(req);
-    const r = req.request;
-    if (!r) return;
-    if (r.$case === "credits") {
-      this.credits += r.value.count;
-      this.creditsGranted += r.value.count;
-      this.pump();
-      return;
-    }
-    let results: OpResult[];
-    if (r.$case === "complete") {
-      if (!this.answerCompletions) return;
-      results = r.value.items.map((c) => ok(c.lease?.itemId ?? ""));
-    } else if (r.$case === "retry") {
-      results = r.value.items.map((c) => ok(c.lease?.itemId ?? ""));
-    } else {
-      results = r.value.leases.map((l) => ({
-        itemId: l.itemId,
-        status: this.extendStatus,
-        leaseExpiresAtMs: Date.now() + this.leaseMs,
-      }));
-    }
-    call.write({ response: { $case: "results", value: { batchId: r.value.batchId, results } } });
-  }
-
-  private pump(): void {
-    if (!this.call || this.credits <= 0 || this.waiting.length === 0) return;
-    const items = this.waiting.splice(0, this.credits);
-    this.credits -= items.length;
-    this.call.write({ response: { $case: "items", value: { items } } });
-  }
-}
-
-const ok = (itemId: string): OpResult => ({ itemId, status: OpStatus.OP_STATUS_OK, leaseExpiresAtMs: 0 });
-
-function item(id: string, attempt = 0): NewItem {
-  return {
-    id,
-    runId: id.split(":")[0] ?? id,
-    accountId: "acct",
-    environmentId: "env",
-    functionId: "fn",
-    kind: ItemKind.ITEM_KIND_STEP,
-    delayMs: 0,
-    runAtMs: 0,
-    attempt,
-    payload: '{"stepId":"step"}',
-  };
-}
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
+import { WorkPool } from "./work-pool.js";
 
 const log = createLogger("executor-test", "silent");
 let fake: FakeQueue;
-let server: GrpcServer;
-let client: QueueServiceClient;
-let loop: WorkLoop | undefined;
+let served: Awaited<ReturnType<typeof serveFakeQueue>>;
+let loop: WorkPool | undefined;
 
 beforeEach(async () => {
-  fake = new FakeQueue();
-  server = await startGrpcServer("127.0.0.1:0", [
-    {
-      definition: QueueServiceService,
-      implementation: {
-        enqueue: (_call: unknown, cb: (err: null, res: { results: [] }) => void) => cb(null, { results: [] }),
-        work: (call: ServerDuplexStream<WorkRequest, WorkResponse>) => fake.work(call),
-      },
-    },
-  ]);
-  client = createClient(QueueServiceClient, `127.0.0.1:${server.port}`);
+  served = await serveFakeQueue();
+  fake = served.fake;
 });
 
 afterEach(async () => {
   await loop?.stop(0, 500);
   loop = undefined;
-  client.close();
-  await server.close(100);
+  await served.close();
 });
 
-function start(handler: ItemHandler, concurrency = 4, opTimeoutMs = 5_000): WorkLoop {
-  loop = new WorkLoop(() => client.work(), handler, { concurrency, opTimeoutMs }, log, systemClock);
+function start(handler: ItemHandler, concurrency = 4, opTimeoutMs = 5_000): WorkPool {
+  const client = served.client;
+  loop = new WorkPool([() => client.work()], handler, { concurrency, opTimeoutMs }, log, systemClock);
   loop.start();
   return loop;
 }

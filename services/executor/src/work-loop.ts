@@ -1,7 +1,8 @@
-// The executor's one long-lived QueueService.Work stream: credits out (never more than the free
-// slots), leased items in, and completions, retries and extensions out in batches, each answered
-// per item. Every held item has a lease keeper that extends it every lease/3 and aborts the work
-// (signal reason LEASE_LOST) when the lease is lost or cannot be confirmed in time.
+// One long-lived QueueService.Work stream to one queue replica: credits out (as many as the
+// WorkPool grants it from the slots its streams share), leased items in, and completions, retries
+// and extensions out in batches, each answered per item. Every held item has a lease keeper that
+// extends it every lease/3 and aborts the work (signal reason LEASE_LOST) when the lease is lost
+// or cannot be confirmed in time.
 
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import type { Clock } from "@stepline/internal/clock";
@@ -15,7 +16,6 @@ import type {
   WorkResponse,
 } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
-import { itemsInFlight } from "./metrics.js";
 
 /** Abort reason: the lease is gone; drop the work without acting on the queue. */
 export const LEASE_LOST = "lease-lost";
@@ -38,8 +38,6 @@ export interface ItemContext {
 export type ItemHandler = (item: NewItem, ctx: ItemContext) => Promise<void>;
 
 export interface WorkLoopOptions {
-  /** Most items held at once (credits never exceed the free slots). */
-  concurrency: number;
   /** How long a completion or retry may wait for the queue (reconnects included) before it counts as stale. */
   opTimeoutMs: number;
 }
@@ -64,7 +62,7 @@ interface Held {
   done: Promise<void>;
 }
 
-/** Runs the Work stream and dispatches leased items to `handler`. */
+/** Runs one Work stream and dispatches leased items to `handler`; credits come from `grant`. */
 export class WorkLoop {
   private call: ClientDuplexStream<WorkRequest, WorkResponse> | undefined;
   private connected = false;
@@ -72,7 +70,9 @@ export class WorkLoop {
   private closed = false;
   private reconnectMs = 100;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** Credits sent on this stream and not used by the queue yet. */
   private outstanding = 0;
+  /** Credits granted, to be sent at the next flush. */
   private creditsToSend = 0;
   private readonly held = new Map<string, Held>();
   private queued: PendingOp[] = [];
@@ -85,6 +85,8 @@ export class WorkLoop {
     private readonly open: () => ClientDuplexStream<WorkRequest, WorkResponse>,
     private readonly handler: ItemHandler,
     private readonly opts: WorkLoopOptions,
+    /** Told whenever this stream's credits or held items change (the pool then grants credits). */
+    private readonly changed: () => void,
     private readonly log: Logger,
     private readonly clock: Clock,
   ) {
@@ -105,6 +107,18 @@ export class WorkLoop {
   /** Items held right now. */
   inFlight(): number {
     return this.held.size;
+  }
+
+  /** Credits granted on the current stream and not used yet (0 while it is down). */
+  credits(): number {
+    return this.connected ? this.outstanding + this.creditsToSend : 0;
+  }
+
+  /** Asks the queue for `count` more items (sent at the next flush). */
+  grant(count: number): void {
+    if (this.stopping || !this.connected || count <= 0) return;
+    this.creditsToSend += count;
+    this.scheduleFlush();
   }
 
   /**
@@ -143,26 +157,31 @@ export class WorkLoop {
     const call = this.open();
     this.call = call;
     this.connected = true;
+    // Credits belong to a stream: a new stream starts with none, and the pool grants it some.
     this.outstanding = 0;
+    this.creditsToSend = 0;
     call.on("data", (res: WorkResponse) => {
       this.reconnectMs = 100;
       this.onResponse(res);
     });
     call.on("error", (err: Error) => this.onBroken(call, err));
     call.on("end", () => this.onBroken(call));
-    // Credits belong to a stream: a new stream starts from the free slots.
-    if (!this.stopping) this.creditsToSend = Math.max(0, this.opts.concurrency - this.held.size);
     // Operations sent on a broken stream went unanswered; send them again (all are idempotent).
     for (const ops of this.sent.values()) this.queued.push(...ops);
     this.sent.clear();
     this.scheduleFlush();
+    this.changed();
   }
 
   private onBroken(call: ClientDuplexStream<WorkRequest, WorkResponse>, err?: Error): void {
     if (call !== this.call || !this.connected) return;
     this.connected = false;
     this.call = undefined;
+    // The replica forgets a closed stream's credits; their slots are free for the other streams.
+    this.outstanding = 0;
+    this.creditsToSend = 0;
     call.cancel();
+    this.changed();
     if (this.closed) return;
     this.log.warn({ err: err?.message, retryInMs: this.reconnectMs }, "work stream broke; reconnecting");
     this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectMs);
@@ -189,6 +208,8 @@ export class WorkLoop {
   private accept(li: LeasedItem): void {
     const item = li.item;
     if (!item) return;
+    if (this.outstanding === 0)
+      this.log.warn({ itemId: item.id }, "queue sent more items than credits granted");
     this.outstanding = Math.max(0, this.outstanding - 1);
     const lease: Lease = { itemId: item.id, accountId: item.accountId, generation: li.generation };
     if (this.held.has(item.id)) {
@@ -206,10 +227,7 @@ export class WorkLoop {
       done: Promise.resolve(),
     };
     this.held.set(item.id, held);
-    itemsInFlight.set(this.held.size);
-    if (this.held.size > this.opts.concurrency) {
-      this.log.warn({ held: this.held.size }, "queue sent more items than credits granted");
-    }
+    this.changed();
     this.keep(held);
     const ctx: ItemContext = {
       lease,
@@ -226,13 +244,7 @@ export class WorkLoop {
   private release(held: Held): void {
     this.stopKeeping(held);
     if (this.held.get(held.lease.itemId) === held) this.held.delete(held.lease.itemId);
-    itemsInFlight.set(this.held.size);
-    if (this.stopping || !this.connected) return;
-    const free = this.opts.concurrency - this.held.size - this.outstanding - this.creditsToSend;
-    if (free > 0) {
-      this.creditsToSend += free;
-      this.scheduleFlush();
-    }
+    this.changed();
   }
 
   /** Extends the lease every third of its remaining time; aborts when it is lost or runs out. */

@@ -87,7 +87,7 @@ describe("Ownership", () => {
     await round;
     const owners = await Promise.all(Array.from({ length: 16 }, (_, s) => redis.get(shardKeys(ns, s).owner)));
     expect(owners.filter((o) => o !== null)).toEqual([]);
-    expect(await redis.zrange(globalKeys(ns).members, 0, -1)).toEqual([]);
+    expect(await redis.zrange(globalKeys(ns).members, 0, "-1")).toEqual([]);
     expect(held.size).toBe(0);
 
     const b = replica(ns, "replica-b", new Set());

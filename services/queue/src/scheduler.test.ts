@@ -175,7 +175,7 @@ describe("Scheduler", () => {
     scheduler.start();
     const got = await waitFor("the first claim's item", () => sink.got[0]);
     expect(claims).toBe(2);
-    expect(await redis.zrange(queue.keys(0).leased, 0, -1)).toEqual([got.id]);
+    expect(await redis.zrange(queue.keys(0).leased, 0, "-1")).toEqual([got.id]);
     expect(scheduler.owned()).toEqual([]);
   });
 

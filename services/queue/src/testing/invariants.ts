@@ -22,9 +22,9 @@ export async function shardProblems(redis: Redis, keys: ShardKeys): Promise<stri
     return { id, acct: r.body.acct, pid: r.body.pid, st: r.state, exp: r.leaseExpiresAtMs };
   });
   const leased = new Map<string, number>();
-  const l = await redis.zrange(keys.leased, 0, -1, "WITHSCORES");
+  const l = await redis.zrange(keys.leased, 0, "-1", "WITHSCORES");
   for (let i = 0; i < l.length; i += 2) leased.set(l[i] as string, Number(l[i + 1]));
-  const dead = new Set(await redis.zrange(keys.dlq, 0, -1));
+  const dead = new Set(await redis.zrange(keys.dlq, 0, "-1"));
   const partitions = new Map<string, { acct: string; pid: string }>();
   for (const it of items) partitions.set(keys.partition(it.acct, it.pid), { acct: it.acct, pid: it.pid });
 
@@ -41,9 +41,9 @@ export async function shardProblems(redis: Redis, keys: ShardKeys): Promise<stri
   }
   for (const id of leased.keys()) if (raw[id] === undefined) problems.push(`L member ${id} has no item`);
 
-  const accounts = new Set([...items.map((i) => i.acct), ...(await redis.zrange(keys.accounts, 0, -1))]);
+  const accounts = new Set([...items.map((i) => i.acct), ...(await redis.zrange(keys.accounts, 0, "-1"))]);
   for (const [partKey, { acct, pid }] of partitions) {
-    const head = await redis.zrange(partKey, 0, 0, "WITHSCORES");
+    const head = await redis.zrange(partKey, 0, "0", "WITHSCORES");
     const ptr = await redis.zscore(keys.account(acct), pid);
     if (head.length === 0) continue;
     if (ptr === null) problems.push(`partition ${pid} of ${acct} has no pointer`);
@@ -52,14 +52,14 @@ export async function shardProblems(redis: Redis, keys: ShardKeys): Promise<stri
   // The scripts keep pointers exact (claim recomputes, the others lower with LT), so a pointer
   // earlier than its child's head, or to an empty child, is drift too.
   for (const acct of accounts) {
-    const ptrs = await redis.zrange(keys.account(acct), 0, -1, "WITHSCORES");
+    const ptrs = await redis.zrange(keys.account(acct), 0, "-1", "WITHSCORES");
     for (let i = 0; i < ptrs.length; i += 2) {
       const pid = ptrs[i] as string;
-      const head = await redis.zrange(keys.partition(acct, pid), 0, 0, "WITHSCORES");
+      const head = await redis.zrange(keys.partition(acct, pid), 0, "0", "WITHSCORES");
       if (head.length === 0) problems.push(`pointer of ${pid} of ${acct} names an empty partition`);
       else if (head[1] !== ptrs[i + 1]) problems.push(`pointer of ${pid} of ${acct} != its head`);
     }
-    const head = await redis.zrange(keys.account(acct), 0, 0, "WITHSCORES");
+    const head = await redis.zrange(keys.account(acct), 0, "0", "WITHSCORES");
     const ptr = await redis.zscore(keys.accounts, acct);
     if (head.length === 0) {
       if (ptr !== null) problems.push(`account ${acct} is pointed at but has no partitions`);
