@@ -193,3 +193,32 @@ describe("the tenancy CLI", () => {
     expect(res.stderr).toMatch(/envs create <accountId> <name>/);
   });
 });
+
+describe("secrets", () => {
+  it("never writes an event key or a signing key to any service's log", async () => {
+    const env = await createTenant(cluster.tenantAddr, "hush", "production");
+    const opts = { sdk: "v4" as const, id: "hush-app", baseUrl: cluster.apiUrl, signingKey: env.signingKey };
+    const client = makeClient(opts);
+    const fn = client.createFunction({ id: "quiet", triggers: [{ event: "hush/ping" }] }, async () => "shh");
+    const app = await serveSdkApp(opts, client, [fn]);
+    try {
+      expect((await app.sync()).status).toBe(200);
+      const eventKey = env.eventKeys[0] ?? "";
+      const sent = await sendEvents(cluster.apiUrl, eventKey, { name: "hush/ping", data: {} });
+      await waitForEndedRuns(cluster.apiUrl, sent.body.ids[0], { auth: env.signingKey });
+      // Failures log too: a wrong key and a bad request.
+      await sendEvents(cluster.apiUrl, `${eventKey}x`, { name: "hush/ping" });
+      await sendEvents(cluster.apiUrl, eventKey, "{bad json");
+    } finally {
+      await app.close();
+    }
+    await cluster.stop(); // flushes every log
+    const logs = cluster.logs();
+    expect(logs.length).toBeGreaterThan(0);
+    const secretPart = env.signingKey.replace(/^signkey-[^-]+-/, "");
+    for (const secret of [env.eventKeys[0] ?? "", secretPart]) {
+      expect(secret.length).toBeGreaterThan(20);
+      expect(logs.includes(secret), "a key appears in the service logs").toBe(false);
+    }
+  });
+});

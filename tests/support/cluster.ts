@@ -5,7 +5,8 @@
 
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
-import { createWriteStream, mkdirSync } from "node:fs";
+import type { WriteStream } from "node:fs";
+import { createWriteStream, mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,7 +46,10 @@ export interface Cluster {
   kill(name: ServiceName, signal?: NodeJS.Signals): Promise<void>;
   /** Starts a stopped service (every replica of it) again and waits until it is ready. */
   restart(name: ServiceName): Promise<void>;
+  /** Stops every service (SIGTERM) and drops the cluster's ClickHouse database; safe to call twice. */
   stop(): Promise<void>;
+  /** Everything the services wrote to stdout and stderr so far (complete once stop() resolved). */
+  logs(): string;
 }
 
 function required(name: string): string {
@@ -154,15 +158,22 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const logDir = join(ROOT, ".stepline/test/logs");
   mkdirSync(logDir, { recursive: true });
   const procs = new Map<string, ChildProcess>();
+  const logFiles = new Set<string>();
+  const logStreams: WriteStream[] = [];
 
   const launch = (inst: Instance) => {
-    const log = createWriteStream(join(logDir, `${tag}-${inst.id}.log`), { flags: "a" });
+    const file = join(logDir, `${tag}-${inst.id}.log`);
+    logFiles.add(file);
+    const log = createWriteStream(file, { flags: "a" });
+    logStreams.push(log);
     const child = spawn(process.execPath, [join(ROOT, `services/${inst.service}/dist/main.js`)], {
       env: inst.env,
       stdio: ["ignore", "pipe", "pipe"],
     });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    // Both streams feed one file, which closes once the process and its pipes are done.
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    child.once("close", () => log.end());
     procs.set(inst.id, child);
   };
   const ready = async (inst: Instance) => {
@@ -192,6 +203,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     throw err;
   }
 
+  let stopped = false;
   return {
     apiUrl: `http://127.0.0.1:${portsOf("event-api").httpPort}`,
     tenantAddr: `127.0.0.1:${portsOf("event-api").grpcPort}`,
@@ -208,7 +220,12 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       for (const inst of replicas) launch(inst);
       await Promise.all(replicas.map(ready));
     },
+    logs() {
+      return [...logFiles].map((f) => readFileSync(f, "utf8")).join("\n");
+    },
     async stop() {
+      if (stopped) return;
+      stopped = true;
       const children = [...procs.values()];
       for (const c of children) c.kill("SIGTERM");
       const deadline = setTimeout(() => {
@@ -216,6 +233,11 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       }, 15_000);
       await Promise.all(children.map(exit));
       clearTimeout(deadline);
+      await Promise.all(
+        logStreams.map(
+          (w) => new Promise<void>((resolve) => (w.writableFinished ? resolve() : w.once("finish", resolve))),
+        ),
+      );
       const ch = createClient({ url: clickhouseUrl });
       await ch.command({ query: `DROP DATABASE IF EXISTS ${database}` });
       await ch.close();
