@@ -211,6 +211,28 @@ export async function ensureTopics(brokers, prefix = "") {
     replicationFactor: 1,
     configEntries,
   }));
+  // A broker that has just started may still answer "does not host this topic-partition" while
+  // the new topics' leaders settle; each attempt re-reads what exists, so retrying is safe.
+  await retryRetriable(() => createOrUpdateTopics(brokers, wanted));
+  return wanted.map((t) => t.topic);
+}
+
+async function retryRetriable(fn, attempts = 10) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const retriable =
+        err?.retriable === true ||
+        err?.originalError?.retriable === true ||
+        /does not host this topic-partition|leader/i.test(String(err?.message));
+      if (attempt >= attempts || !retriable) throw err;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
+}
+
+async function createOrUpdateTopics(brokers, wanted) {
   await withAdmin(brokers, false, async (admin) => {
     const existing = new Set(await admin.listTopics());
     const missing = wanted.filter((t) => !existing.has(t.topic));
@@ -224,5 +246,4 @@ export async function ensureTopics(brokers, prefix = "") {
       });
     }
   });
-  return wanted.map((t) => t.topic);
 }

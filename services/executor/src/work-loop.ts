@@ -185,7 +185,8 @@ export class WorkLoop {
     if (this.closed) return;
     this.log.warn({ err: err?.message, retryInMs: this.reconnectMs }, "work stream broke; reconnecting");
     this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectMs);
-    this.reconnectMs = Math.min(this.reconnectMs * 2, 5_000);
+    // Capped low: a restarted queue should get its executors back within a second.
+    this.reconnectMs = Math.min(this.reconnectMs * 2, 1_000);
   }
 
   private onResponse(res: WorkResponse): void {

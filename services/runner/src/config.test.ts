@@ -33,4 +33,32 @@ describe("configuration", () => {
       /STEPLINE_RUNNER_RETRY_MAX_MS/,
     );
   });
+
+  it("rejects a session timeout that a failed call plus the longest retry wait does not fit in", () => {
+    // Defaults: 10 s deadline + 10 s wait x 1.2 jitter = 22 s, over a 20 s session.
+    expect(() => loadRunnerConfig({ STEPLINE_RUNNER_SESSION_TIMEOUT_MS: "20000" })).toThrow(
+      /STEPLINE_RUNNER_RETRY_MAX_MS.*STEPLINE_RUNNER_SESSION_TIMEOUT_MS/,
+    );
+    expect(() =>
+      loadRunnerConfig({
+        STEPLINE_RUNNER_RETRY_MAX_MS: "20000",
+        STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS: "10000",
+      }),
+    ).toThrow(/STEPLINE_RUNNER_SESSION_TIMEOUT_MS/);
+  });
+
+  it("accepts a short session timeout when the call deadline and retry waits fit in it", () => {
+    const config = loadRunnerConfig({
+      STEPLINE_RUNNER_SESSION_TIMEOUT_MS: "10000",
+      STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS: "5000",
+      STEPLINE_RUNNER_RETRY_MAX_MS: "2000",
+    });
+    expect(config.STEPLINE_RUNNER_SESSION_TIMEOUT_MS).toBe(10_000);
+  });
+
+  it("rejects a session timeout below the broker's minimum of 6 s", () => {
+    expect(() => loadRunnerConfig({ STEPLINE_RUNNER_SESSION_TIMEOUT_MS: "5000" })).toThrow(
+      /STEPLINE_RUNNER_SESSION_TIMEOUT_MS/,
+    );
+  });
 });

@@ -67,6 +67,7 @@ function newConsumer(): EventConsumer {
     retryMinMs: 50,
     retryMaxMs: 200,
     partitionConcurrency: 2,
+    sessionTimeoutMs: 10_000,
   });
 }
 

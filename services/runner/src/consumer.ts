@@ -11,6 +11,7 @@ import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { Redis } from "ioredis";
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
 import { Counter } from "prom-client";
+import { RETRY_JITTER_MAX } from "./config.js";
 import { claimRunIds } from "./idempotency.js";
 import type { FunctionIndex, MatchableEvent } from "./match.js";
 import { buildIndex, matchEvent } from "./match.js";
@@ -46,6 +47,8 @@ export interface ConsumerOptions {
   retryMinMs: number;
   retryMaxMs: number;
   partitionConcurrency: number;
+  /** The group's session timeout: how soon a crashed consumer's partitions move to another. */
+  sessionTimeoutMs: number;
 }
 
 const eventsCounter = new Counter({
@@ -109,7 +112,13 @@ export class EventConsumer {
     let delay = this.opts.retryMinMs;
     while (this.running) {
       // A short fetch wait keeps shutdown quick: disconnecting waits for the fetch in flight.
-      const consumer = this.opts.kafka.consumer({ groupId: this.opts.groupId, maxWaitTimeInMs: 1_000 });
+      const consumer = this.opts.kafka.consumer({
+        groupId: this.opts.groupId,
+        maxWaitTimeInMs: 1_000,
+        sessionTimeout: this.opts.sessionTimeoutMs,
+        // Several heartbeats per session, so one late heartbeat does not evict a live consumer.
+        heartbeatInterval: Math.min(3_000, Math.floor(this.opts.sessionTimeoutMs / 3)),
+      });
       consumer.on(consumer.events.GROUP_JOIN, () => {
         this.joined = true;
       });
@@ -239,7 +248,7 @@ export class EventConsumer {
           { err, attempt, delayMs: delay, partition: p.batch.partition, firstOffset: p.batch.firstOffset() },
           "could not schedule the runs of a batch; retrying it",
         );
-        await this.sleep(delay * (0.8 + Math.random() * 0.4));
+        await this.sleep(delay * (0.8 + Math.random() * (RETRY_JITTER_MAX - 0.8)));
         delay = Math.min(delay * 2, this.opts.retryMaxMs);
         if (this.running && p.isRunning()) await p.heartbeat();
       }

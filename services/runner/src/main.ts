@@ -41,6 +41,7 @@ const consumer = new EventConsumer({
   retryMinMs: config.STEPLINE_RUNNER_RETRY_MIN_MS,
   retryMaxMs: config.STEPLINE_RUNNER_RETRY_MAX_MS,
   partitionConcurrency: config.STEPLINE_RUNNER_PARTITION_CONCURRENCY,
+  sessionTimeoutMs: config.STEPLINE_RUNNER_SESSION_TIMEOUT_MS,
 });
 
 const admin = await startAdminServer(
