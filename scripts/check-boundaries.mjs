@@ -46,6 +46,8 @@ function importBreaches(service, file) {
 }
 
 // Test code reads the STEPLINE_TEST_* servers the test runner started; it ships in no service.
+// The `testing` name also covers packages/internal/src/testing.ts: built with the package, but
+// imported only by tests (as @stepline/internal/testing).
 const TEST_CODE = /\.(test|fixture)\.ts$|\/(testing|test-helpers|test-support)(\/|\.ts$)/;
 
 function envBreaches(file) {

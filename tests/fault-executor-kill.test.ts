@@ -1,12 +1,13 @@
 // Fault test: SIGKILL the executor while a slow step is in flight. The item's lease expires, the
 // restarted executor picks the run up again, and the step whose result was saved does not re-run.
+
+import { waitFor } from "@stepline/internal/testing";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { sendEvents, waitForEndedRuns } from "./support/api.js";
 import type { Cluster } from "./support/cluster.js";
 import { startCluster } from "./support/cluster.js";
 import type { SdkApp } from "./support/sdk-app.js";
 import { makeClient, serveSdkApp } from "./support/sdk-app.js";
-import { waitFor } from "./support/wait.js";
 
 let cluster: Cluster;
 let app: SdkApp;
@@ -49,11 +50,7 @@ afterAll(async () => {
 it("completes a run after the executor is killed mid-step, without re-running the saved step", async () => {
   const sent = await sendEvents(cluster.apiUrl, "any-key", { name: "fault/slow", data: {} });
   expect(sent.status).toBe(200);
-  await waitFor(
-    "the slow step to start",
-    async () => calls.slow,
-    (n) => n === 1,
-  );
+  await waitFor("the slow step to start", () => calls.slow === 1, { timeoutMs: 30_000, intervalMs: 100 });
 
   await cluster.kill("executor", "SIGKILL");
   releaseSlow(); // the orphaned call finishes, but nobody is left to read its answer

@@ -10,6 +10,8 @@
 // executor extends and completes its leases on the new process), and restarted only after every
 // lease has expired (the new process reclaims them; the executor has given up the calls it could
 // not extend, so those steps run again).
+
+import { waitFor } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { sendEvents, waitForEndedRuns } from "./support/api.js";
@@ -17,7 +19,6 @@ import type { Cluster } from "./support/cluster.js";
 import { startCluster } from "./support/cluster.js";
 import type { SdkApp } from "./support/sdk-app.js";
 import { makeClient, serveSdkApp } from "./support/sdk-app.js";
-import { waitFor } from "./support/wait.js";
 
 const RUNS = 10;
 const STEPS = ["a", "b", "c"] as const;
@@ -115,12 +116,10 @@ async function killQueueMidFlight(first: number, downUntilLeasesExpire: boolean)
   }
 
   // Every slot holds a blocked "b": nothing else can be in flight, the other runs wait in the queue.
-  await waitFor(
-    `${SLOTS} blocked "b" bodies`,
-    async () => gates.size,
-    (n) => n === SLOTS,
-    60_000,
-  );
+  await waitFor(`${SLOTS} blocked "b" bodies`, () => gates.size === SLOTS, {
+    timeoutMs: 60_000,
+    intervalMs: 100,
+  });
   const startedBeforeKill = bodyRuns.length;
   await cluster.kill("queue", "SIGKILL");
   const killedAt = Date.now();
@@ -142,8 +141,8 @@ async function killQueueMidFlight(first: number, downUntilLeasesExpire: boolean)
   for (const run of blocked.slice(0, SLOTS / 2)) release(run);
   await waitFor(
     "the released steps' results to be saved",
-    () => Promise.all(blocked.slice(0, SLOTS / 2).map(savedSteps)),
-    (saved) => saved.every((n) => n >= 2),
+    async () => (await Promise.all(blocked.slice(0, SLOTS / 2).map(savedSteps))).every((n) => n >= 2),
+    { timeoutMs: 30_000, intervalMs: 100 },
   );
   // Optionally stay down until every lease taken before the kill has expired (by Redis time, as the
   // queue judges it): the restarted queue must reclaim them, and the executor gives up the calls it
@@ -157,10 +156,9 @@ async function killQueueMidFlight(first: number, downUntilLeasesExpire: boolean)
         const leased = await Promise.all(
           (await redis.keys("q:*:L")).map((key) => redis.zcount(key, String(now), "+inf")),
         );
-        return leased.reduce((sum, n) => sum + n, 0);
+        return leased.reduce((sum, n) => sum + n, 0) === 0;
       },
-      (live) => live === 0,
-      15_000,
+      { timeoutMs: 15_000, intervalMs: 100 },
     );
   await cluster.restart("queue");
   const restartedInMs = Date.now() - killedAt;

@@ -4,6 +4,8 @@
 // the runner's consumer group to the start of the topic, so every event consumed before the kill
 // is delivered again (the worst case of a crash between ScheduleRuns and the offset commit), and
 // each must map back to the run it already has.
+
+import { requiredEnv, waitFor } from "@stepline/internal/testing";
 import { Kafka, logLevel } from "kafkajs";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { eventRuns, sendEvents } from "./support/api.js";
@@ -11,7 +13,6 @@ import type { Cluster } from "./support/cluster.js";
 import { startCluster } from "./support/cluster.js";
 import type { SdkApp } from "./support/sdk-app.js";
 import { makeClient, serveSdkApp } from "./support/sdk-app.js";
-import { waitFor } from "./support/wait.js";
 
 const EVENT = "fault/stream";
 /** Events acknowledged (at least) before the kill, while the runner is down, and after it is back. */
@@ -94,8 +95,7 @@ async function stream(acked: Map<number, string>, until: () => boolean): Promise
 it("loses no acknowledged event and creates no duplicate run when the runner is killed mid-stream", async () => {
   const acked = new Map<number, string>();
   let abort = false;
-  const brokers = process.env.STEPLINE_TEST_KAFKA_BROKERS;
-  if (!brokers) throw new Error("STEPLINE_TEST_KAFKA_BROKERS is not set: run the tests with `npm test`");
+  const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
   const groupId = `${cluster.topicPrefix}stepline-runner`;
   const topic = `${cluster.topicPrefix}events`;
   const admin = new Kafka({
@@ -112,10 +112,8 @@ it("loses no acknowledged event and creates no duplicate run when the runner is 
     sending.catch(() => undefined); // a failed send is reported where `sending` is awaited
     await waitFor(
       "some runs to start, with the stream well under way",
-      async () => ({ started: calls.a.size, acked: acked.size }),
-      (p) => p.started >= 5 && p.acked >= BEFORE_KILL,
-      30_000,
-      20,
+      () => calls.a.size >= 5 && acked.size >= BEFORE_KILL,
+      { timeoutMs: 30_000, intervalMs: 20 },
     );
     await cluster.kill("runner", "SIGKILL");
     sentAtKill = acked.size;
@@ -125,11 +123,9 @@ it("loses no acknowledged event and creates no duplicate run when the runner is 
     // rewound, so the restarted runner sees every event again.
     await waitFor(
       "the killed runner to leave its consumer group",
-      async () => (await admin.describeGroups([groupId])).groups[0]?.state,
-      (state) => state === "Empty",
+      async () => (await admin.describeGroups([groupId])).groups[0]?.state === "Empty",
       // Well under kafkajs' default 30 s: the runner really uses the configured session.
-      SESSION_TIMEOUT_MS + 12_000,
-      250,
+      { timeoutMs: SESSION_TIMEOUT_MS + 12_000, intervalMs: 250 },
     );
     await admin.resetOffsets({ groupId, topic, earliest: true });
     await cluster.restart("runner");
@@ -147,11 +143,9 @@ it("loses no acknowledged event and creates no duplicate run when the runner is 
           const runs = await eventRuns(cluster.apiUrl, id);
           if (runs.length > 0 && runs.every((r) => r.status !== "Running")) done++;
         }
-        return done;
+        return done === total;
       },
-      (done) => done === total,
-      120_000,
-      500,
+      { timeoutMs: 120_000, intervalMs: 500 },
     );
 
     for (const [seq, id] of acked) {

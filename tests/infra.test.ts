@@ -2,20 +2,14 @@
 // a real request, so a failure elsewhere is not a broken Kafka, Redis or ClickHouse in disguise.
 import { randomBytes } from "node:crypto";
 import { createClient } from "@clickhouse/client";
+import { requiredEnv } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import { Kafka, logLevel, Partitioners } from "kafkajs";
 import { describe, expect, it } from "vitest";
 
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value)
-    throw new Error(`${name} is not set: run the tests with \`npm test\`, which starts the servers`);
-  return value;
-}
-
-const kafkaBrokers = required("STEPLINE_TEST_KAFKA_BROKERS").split(",");
-const redisUrl = required("STEPLINE_TEST_REDIS_URL");
-const clickhouseUrl = required("STEPLINE_TEST_CLICKHOUSE_URL");
+const kafkaBrokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS").split(",");
+const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
+const clickhouseUrl = requiredEnv("STEPLINE_TEST_CLICKHOUSE_URL");
 
 /** Rejects if promise has not settled within ms. */
 async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {

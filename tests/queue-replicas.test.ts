@@ -4,6 +4,7 @@
 // mode, because dev mode has a single account (one shard, one replica).
 
 import { shardOf, VIRTUAL_SHARDS } from "@stepline/internal/shards";
+import { waitFor } from "@stepline/internal/testing";
 import type { Environment } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,7 +17,6 @@ import { startCluster } from "./support/cluster.js";
 import type { SdkApp } from "./support/sdk-app.js";
 import { makeClient, serveSdkApp } from "./support/sdk-app.js";
 import { createTenant } from "./support/tenants.js";
-import { waitFor } from "./support/wait.js";
 
 let cluster: Cluster;
 let redis: Redis;
@@ -44,8 +44,11 @@ describe("runs of accounts whose shards belong to different queue replicas", () 
   beforeAll(async () => {
     const members = await waitFor(
       "both queue replicas to join",
-      () => redis.zrange(globalKeys("").members, 0, "-1"),
-      (m) => m.length === 2,
+      async () => {
+        const m = await redis.zrange(globalKeys("").members, 0, "-1");
+        return m.length === 2 ? m : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
     );
     const shardsOf = new Map(members.map((m) => [m, new Set(preferredShards(m, members, VIRTUAL_SHARDS))]));
     const replicaOf = (accountId: string) => {
@@ -62,8 +65,11 @@ describe("runs of accounts whose shards belong to different queue replicas", () 
     // A replica that joined second takes its shards at the first one's next renewal tick.
     await waitFor(
       "each account's shard to be held by its replica",
-      () => redis.mget(tenants.map((t) => shardKeys("", shardOf(t.env.accountId)).owner)),
-      (owners) => owners.every((o, i) => o === tenants[i]?.replica),
+      async () =>
+        (await redis.mget(tenants.map((t) => shardKeys("", shardOf(t.env.accountId)).owner))).every(
+          (o, i) => o === tenants[i]?.replica,
+        ),
+      { timeoutMs: 30_000, intervalMs: 100 },
     );
 
     for (const [i, { env }] of tenants.entries()) {

@@ -1,5 +1,5 @@
 // Small clients for Stepline's public HTTP API, as a user would call it.
-import { waitFor } from "./wait.js";
+import { waitFor } from "@stepline/internal/testing";
 
 export interface RunView {
   run_id: string;
@@ -49,9 +49,10 @@ export async function waitForEndedRuns(
 ): Promise<RunView[]> {
   return waitFor(
     `runs of event ${eventId} to end`,
-    () => eventRuns(apiUrl, eventId, opts.auth),
-    (runs) => runs.length >= (opts.count ?? 1) && runs.every((r) => r.status !== "Running"),
-    opts.timeoutMs ?? 45_000,
-    200,
+    async () => {
+      const runs = await eventRuns(apiUrl, eventId, opts.auth);
+      return runs.length >= (opts.count ?? 1) && runs.every((r) => r.status !== "Running") ? runs : undefined;
+    },
+    { timeoutMs: opts.timeoutMs ?? 45_000, intervalMs: 200 },
   );
 }

@@ -11,11 +11,11 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@clickhouse/client";
+import { requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import { ensureTopics } from "../../scripts/infra/kafka.mjs";
 import type { ServicePorts } from "../../scripts/services.mjs";
 import { SERVICES, serviceEnv } from "../../scripts/services.mjs";
-import { waitFor } from "./wait.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 export const SERVICE_NAMES = ["event-api", "runner", "queue", "executor", "history"] as const;
@@ -52,12 +52,6 @@ export interface Cluster {
   logs(): string;
 }
 
-function required(name: string): string {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run the tests with \`npm test\`, which starts the servers`);
-  return v;
-}
-
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -87,10 +81,10 @@ async function claimRedisDb(baseUrl: string): Promise<string> {
 
 /** Starts the cluster and waits until every service reports ready. */
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
-  const brokers = required("STEPLINE_TEST_KAFKA_BROKERS");
-  const clickhouseUrl = required("STEPLINE_TEST_CLICKHOUSE_URL");
-  const redisUrl = await claimRedisDb(required("STEPLINE_TEST_REDIS_URL"));
-  const tag = `${opts.name}_${Date.now().toString(36)}`;
+  const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
+  const clickhouseUrl = requiredEnv("STEPLINE_TEST_CLICKHOUSE_URL");
+  const redisUrl = await claimRedisDb(requiredEnv("STEPLINE_TEST_REDIS_URL"));
+  const tag = uniqueTag(opts.name);
   const topicPrefix = `e2e.${tag}.`;
   const database = `e2e_${tag}`.replace(/[^A-Za-z0-9_]/g, "_");
 
@@ -182,11 +176,9 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       async () => {
         const child = procs.get(inst.id);
         if (child?.exitCode !== null) throw new Error(`${inst.id} exited with ${child?.exitCode}`);
-        return (await fetch(`http://127.0.0.1:${inst.adminPort}/readyz`)).status;
+        return (await fetch(`http://127.0.0.1:${inst.adminPort}/readyz`)).status === 200;
       },
-      (status) => status === 200,
-      60_000,
-      100,
+      { timeoutMs: 60_000, intervalMs: 100 },
     );
   };
   const exit = (child: ChildProcess) =>

@@ -2,11 +2,10 @@ import { createRequire } from "node:module";
 import { pino } from "pino";
 import { expect, it } from "vitest";
 import { createKafka } from "./kafka.js";
-
-const brokers = process.env.STEPLINE_TEST_KAFKA_BROKERS;
+import { requiredEnv } from "./testing.js";
 
 it("lets an idle, connected producer sleep instead of re-checking its request queue every millisecond", async () => {
-  if (!brokers) throw new Error("STEPLINE_TEST_KAFKA_BROKERS is not set: run the tests with `npm test`");
+  const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
   const require = createRequire(import.meta.url);
   const RequestQueue = require("kafkajs/src/network/requestQueue/index.js");
   const producer = createKafka(brokers, "idle-test", pino({ level: "silent" })).producer();

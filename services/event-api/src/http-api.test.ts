@@ -9,6 +9,7 @@ import type { GrpcServer } from "@stepline/internal/grpc";
 import { createClient, startGrpcServer, unary } from "@stepline/internal/grpc";
 import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
+import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import type { Run } from "@stepline/proto/stepline/history/v1/history_service";
 import {
   HistoryServiceClient,
@@ -31,10 +32,9 @@ import { EventProducer } from "./producer.js";
 import { historyOverGrpc, registryOverGrpc } from "./rest.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
-import { requireEnv, uniqueTag } from "./test-helpers.js";
 
-const brokers = requireEnv("STEPLINE_TEST_KAFKA_BROKERS");
-const redisUrl = requireEnv("STEPLINE_TEST_REDIS_URL");
+const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
+const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
 const log = createLogger("event-api-test", "silent");
 const tag = uniqueTag();
 const keyPrefix = `test-api-${tag}:{t}:`;

@@ -2,6 +2,7 @@
 // account, as EventRecords; what is rejected produces nothing.
 import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
+import { requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
@@ -12,10 +13,9 @@ import { EventProducer } from "./producer.js";
 import type { AppRegistry, HistoryReader } from "./rest.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
-import { requireEnv, uniqueTag, waitFor } from "./test-helpers.js";
 
-const brokers = requireEnv("STEPLINE_TEST_KAFKA_BROKERS");
-const redisUrl = requireEnv("STEPLINE_TEST_REDIS_URL");
+const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
+const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
 const log = createLogger("event-api-test", "silent");
 const tag = uniqueTag();
 const keyPrefix = `test-http-${tag}:{t}:`;
@@ -86,11 +86,7 @@ async function consume(topic: string, count: number): Promise<Consumed[]> {
         });
       },
     });
-    await waitFor(
-      `${count} records on ${topic}`,
-      async () => (seen.length >= count ? true : undefined),
-      20_000,
-    );
+    await waitFor(`${count} records on ${topic}`, () => seen.length >= count, { timeoutMs: 20_000 });
     return seen;
   } finally {
     await consumer.disconnect();

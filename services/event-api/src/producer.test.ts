@@ -3,6 +3,7 @@
 import { createServer } from "node:net";
 import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
+import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import type { Admin, Kafka } from "kafkajs";
 import { Kafka as KafkaClient, logLevel } from "kafkajs";
@@ -12,10 +13,9 @@ import { EventProducer, mapKafkaError } from "./producer.js";
 import type { AppRegistry, HistoryReader } from "./rest.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
-import { requireEnv, uniqueTag } from "./test-helpers.js";
 
-const brokers = requireEnv("STEPLINE_TEST_KAFKA_BROKERS");
-const redisUrl = requireEnv("STEPLINE_TEST_REDIS_URL");
+const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
+const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
 const log = createLogger("event-api-test", "silent");
 const tag = uniqueTag();
 const keyPrefix = `test-producer-${tag}:{t}:`;

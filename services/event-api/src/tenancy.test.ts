@@ -1,11 +1,11 @@
 import { ConflictError, NotFoundError, ValidationError } from "@stepline/internal/errors";
+import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventKeyDigest, hashSigningKey } from "./keys.js";
 import { DEV_ACCOUNT_ID, DEV_ENVIRONMENT_ID, TenancyStore } from "./tenancy.js";
-import { requireEnv, uniqueTag } from "./test-helpers.js";
 
-const redisUrl = requireEnv("STEPLINE_TEST_REDIS_URL");
+const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
 const prefix = `test-tenancy-${uniqueTag()}:{t}:`;
 let redis: Redis;
 let store: TenancyStore;

@@ -5,15 +5,15 @@ import { Metadata, status } from "@grpc/grpc-js";
 import type { GrpcServer } from "@stepline/internal/grpc";
 import { createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createLogger } from "@stepline/internal/log";
+import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./cli.js";
 import { TenancyStore } from "./tenancy.js";
 import { tenantService } from "./tenant-server.js";
-import { requireEnv, uniqueTag } from "./test-helpers.js";
 
-const redisUrl = requireEnv("STEPLINE_TEST_REDIS_URL");
+const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
 const keyPrefix = `test-tenant-srv-${uniqueTag()}:{t}:`;
 const log = createLogger("event-api-test", "silent");
 

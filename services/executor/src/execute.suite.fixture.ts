@@ -5,6 +5,7 @@
 import { systemClock } from "@stepline/internal/clock";
 import { NotFoundError, UnavailableError } from "@stepline/internal/errors";
 import { createLogger } from "@stepline/internal/log";
+import { uniqueTag } from "@stepline/internal/testing";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { RunRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
@@ -32,7 +33,7 @@ interface QueueOp {
 
 /** The executor's item handler against a real SDK app of major `sdk`. */
 export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
-  const prefix = `test-exec-${sdk}-${Date.now().toString(36)}:s:`;
+  const prefix = `test-exec-${sdk}-${uniqueTag()}:s:`;
   const log = createLogger("executor-test", "silent");
   let redis: Redis;
   let store: RunStore;

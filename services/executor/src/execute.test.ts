@@ -1,7 +1,7 @@
 // The item handler against SDK v4 (v3 has its own file: the two cannot share a process).
+import { requiredEnv } from "@stepline/internal/testing";
 import { describeExecuteAgainstSdk } from "./execute.suite.fixture.js";
 
-const redisUrl = process.env.STEPLINE_TEST_REDIS_URL;
-if (!redisUrl) throw new Error("STEPLINE_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:26379)");
+const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
 
 describeExecuteAgainstSdk("v4", redisUrl);

@@ -1,7 +1,7 @@
 // The item handler against SDK v3 (its own file: v3 and v4 cannot share a process).
+import { requiredEnv } from "@stepline/internal/testing";
 import { describeExecuteAgainstSdk } from "./execute.suite.fixture.js";
 
-const redisUrl = process.env.STEPLINE_TEST_REDIS_URL;
-if (!redisUrl) throw new Error("STEPLINE_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:26379)");
+const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
 
 describeExecuteAgainstSdk("v3", redisUrl);

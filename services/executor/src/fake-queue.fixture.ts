@@ -113,14 +113,6 @@ export function item(id: string, attempt = 0): NewItem {
   };
 }
 
-export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 /** A FakeQueue served on a free port, with a client to it. */
 export async function serveFakeQueue(): Promise<{
   fake: FakeQueue;

@@ -1,4 +1,5 @@
 import { createLogger } from "@stepline/internal/log";
+import { requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { HistoryRecord, RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Consumer } from "kafkajs";
 import { Kafka, logLevel } from "kafkajs";
@@ -6,10 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HistoryEntry } from "./history.js";
 import { HistoryProducer } from "./history.js";
 
-const brokers = process.env.STEPLINE_TEST_KAFKA_BROKERS;
-if (!brokers) throw new Error("STEPLINE_TEST_KAFKA_BROKERS is not set (e.g. 127.0.0.1:29092)");
+const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
 
-const prefix = `test.exec.${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 6)}.`;
+const prefix = `test.exec.${uniqueTag()}.`;
 const topic = `${prefix}history`;
 const kafka = new Kafka({ brokers: brokers.split(","), logLevel: logLevel.NOTHING });
 const log = createLogger("executor-test", "silent");
@@ -59,14 +59,6 @@ function run(runId: string, version: number): HistoryEntry {
   };
 }
 
-async function waitFor(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe("history producer", () => {
   it("produces run and step records keyed by run id, decodable as HistoryRecord", async () => {
     const producer = new HistoryProducer(kafka, { topic, timeoutMs: 10_000, maxBacklog: 100 }, log);
@@ -91,7 +83,13 @@ describe("history producer", () => {
       producer.produce([run("r1", 1), step]),
       producer.produce([run("r2", 1), run("r1", 2)]),
     ]);
-    await waitFor(() => received.filter((r) => ["r1", "r2"].includes(r.key)).length >= 4);
+    await waitFor(
+      "four records of r1 and r2",
+      () => received.filter((r) => ["r1", "r2"].includes(r.key)).length >= 4,
+      {
+        timeoutMs: 30_000,
+      },
+    );
     const r1 = received.filter((r) => r.key === "r1").map((r) => r.record.record);
     expect(r1).toContainEqual(step);
     expect(r1).toContainEqual(run("r1", 2));
@@ -105,7 +103,7 @@ describe("history producer", () => {
     await producer.record([run("late-1", 2)]);
     expect(Date.now() - t0).toBeLessThan(2_000);
     await producer.start();
-    await waitFor(() => received.some((r) => r.key === "late-1"));
+    await waitFor("the late record", () => received.some((r) => r.key === "late-1"), { timeoutMs: 30_000 });
     await producer.stop();
   }, 60_000);
 });

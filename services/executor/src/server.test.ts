@@ -3,6 +3,7 @@ import { UnavailableError, ValidationError } from "@stepline/internal/errors";
 import type { GrpcServer } from "@stepline/internal/grpc";
 import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createLogger } from "@stepline/internal/log";
+import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import type { RunSpec } from "@stepline/proto/stepline/executor/v1/executor_service";
 import {
   ExecutorServiceClient,
@@ -18,10 +19,9 @@ import { Scheduler } from "./schedule.js";
 import { executorService } from "./server.js";
 import { RunStore } from "./state.js";
 
-const url = process.env.STEPLINE_TEST_REDIS_URL;
-if (!url) throw new Error("STEPLINE_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:26379)");
+const url = requiredEnv("STEPLINE_TEST_REDIS_URL");
 
-const prefix = `test-sched-${Date.now().toString(36)}:s:`;
+const prefix = `test-sched-${uniqueTag()}:s:`;
 let redis: Redis;
 let store: RunStore;
 let server: GrpcServer;

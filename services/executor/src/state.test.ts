@@ -1,14 +1,14 @@
 import { ConflictError, NotFoundError } from "@stepline/internal/errors";
+import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import calculateSlot from "cluster-key-slot";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NewRun } from "./state.js";
 import { RunStore, runKeys } from "./state.js";
 
-const url = process.env.STEPLINE_TEST_REDIS_URL;
-if (!url) throw new Error("STEPLINE_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:26379)");
+const url = requiredEnv("STEPLINE_TEST_REDIS_URL");
 
-const prefix = `test-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}:s:`;
+const prefix = `test-${uniqueTag()}:s:`;
 const TTL = 60_000;
 let redis: Redis;
 let store: RunStore;

@@ -3,10 +3,11 @@
 // One stream here (so every slot is its credit); slot sharing across streams: work-pool.test.ts.
 import { systemClock } from "@stepline/internal/clock";
 import { createLogger } from "@stepline/internal/log";
+import { waitFor } from "@stepline/internal/testing";
 import { OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { FakeQueue } from "./fake-queue.fixture.js";
-import { item, serveFakeQueue, waitFor } from "./fake-queue.fixture.js";
+import { item, serveFakeQueue } from "./fake-queue.fixture.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
 import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
 import { WorkPool } from "./work-pool.js";
@@ -40,9 +41,9 @@ describe("the Work stream", () => {
     start(async (it, ctx) => {
       outcomes.push(await ctx.complete([item(`${it.runId}:c1`)]));
     }, 4);
-    await waitFor(() => fake.creditsGranted === 4, "initial credits");
+    await waitFor("initial credits", () => fake.creditsGranted === 4);
     fake.offer(item("r1:start"), item("r2:start"));
-    await waitFor(() => outcomes.length === 2, "two completions");
+    await waitFor("two completions", () => outcomes.length === 2);
     expect(outcomes).toEqual(["ok", "ok"]);
     const completed = fake.of("complete").flatMap((c) => c.items);
     expect(
@@ -52,7 +53,7 @@ describe("the Work stream", () => {
       ["r2:start", 1, ["r2:c1"]],
     ]);
     // Each finished item gives its slot back as a credit.
-    await waitFor(() => fake.creditsGranted === 6, "credits returned");
+    await waitFor("credits returned", () => fake.creditsGranted === 6);
   });
 
   it("never holds more items than its concurrency", async () => {
@@ -67,7 +68,7 @@ describe("the Work stream", () => {
       await ctx.complete([]);
     }, 2);
     fake.offer(...["a", "b", "c", "d", "e"].map((id) => item(id)));
-    await waitFor(() => running === 2, "two running");
+    await waitFor("two running", () => running === 2);
     expect(fake.creditsGranted).toBe(2);
     while (fake.of("complete").length < 5) {
       gates.shift()?.();
@@ -84,10 +85,10 @@ describe("the Work stream", () => {
       await new Promise((r) => ctx.signal.addEventListener("abort", r));
     });
     fake.offer(item("slow:start"));
-    await waitFor(() => fake.of("extend").length >= 2, "two extensions");
+    await waitFor("two extensions", () => fake.of("extend").length >= 2);
     expect(signal?.aborted).toBe(false);
     fake.extendStatus = OpStatus.OP_STATUS_STALE;
-    await waitFor(() => signal?.aborted === true, "abort on stale extension");
+    await waitFor("abort on stale extension", () => signal?.aborted === true);
     expect(signal?.reason).toBe(LEASE_LOST);
     expect(fake.of("complete")).toEqual([]);
   });
@@ -99,11 +100,11 @@ describe("the Work stream", () => {
       outcome = await ctx.complete([]);
     }, 3);
     fake.offer(item("r:start"));
-    await waitFor(() => fake.of("complete").length === 1, "first completion");
+    await waitFor("first completion", () => fake.of("complete").length === 1);
     fake.answerCompletions = true;
     fake.breakStream();
-    await waitFor(() => fake.connections === 2, "reconnect", 10_000);
-    await waitFor(() => outcome !== undefined, "completion answered after reconnect");
+    await waitFor("reconnect", () => fake.connections === 2, { timeoutMs: 10_000 });
+    await waitFor("completion answered after reconnect", () => outcome !== undefined);
     expect(outcome).toBe("ok");
     expect(fake.of("complete").length).toBe(2);
     const afterReconnect = fake.of("credits").at(-1)?.count;
@@ -121,7 +122,7 @@ describe("the Work stream", () => {
       300,
     );
     fake.offer(item("r:start"));
-    await waitFor(() => outcome !== undefined, "stale outcome", 5_000);
+    await waitFor("stale outcome", () => outcome !== undefined, { timeoutMs: 5_000 });
     expect(outcome).toBe("stale");
   });
 
@@ -138,7 +139,7 @@ describe("the Work stream", () => {
       if (ctx.signal.reason === SHUTDOWN) await ctx.retry(0, it.attempt);
     }, 4);
     fake.offer(item("quick"), item("slow", 2));
-    await waitFor(() => ctxs.length === 2, "both running");
+    await waitFor("both running", () => ctxs.length === 2);
     const granted = fake.creditsGranted;
     await w.stop(200, 2_000);
     loop = undefined;

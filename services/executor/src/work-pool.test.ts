@@ -2,8 +2,9 @@
 // policy on its own, then against two in-test queue replicas over real gRPC.
 import { systemClock } from "@stepline/internal/clock";
 import { createLogger } from "@stepline/internal/log";
+import { waitFor } from "@stepline/internal/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { item, serveFakeQueue, waitFor } from "./fake-queue.fixture.js";
+import { item, serveFakeQueue } from "./fake-queue.fixture.js";
 import type { ItemHandler } from "./work-loop.js";
 import type { StreamCredits } from "./work-pool.js";
 import { shareCredits, standingCredit, WorkPool } from "./work-pool.js";
@@ -124,14 +125,14 @@ describe("two queue replicas sharing one executor's slots", () => {
     const [busy, idle] = replicas.map((r) => r.fake);
     if (!busy || !idle) throw new Error("two replicas expected");
     start(gated, 8);
-    await waitFor(() => busy.creditsGranted === 1 && idle.creditsGranted === 1, "standing credits");
+    await waitFor("standing credits", () => busy.creditsGranted === 1 && idle.creditsGranted === 1);
     busy.offer(...Array.from({ length: 20 }, (_, i) => item(`busy${i}:start`)));
     // 8 slots, 1 standing at the idle replica: the busy one runs the other 7.
-    await waitFor(() => running === 7, "the busy replica to fill the slots the idle one does not use");
+    await waitFor("the busy replica to fill the slots the idle one does not use", () => running === 7);
     expect(idle.creditsGranted).toBe(1);
     // The idle replica's standing credit is not lost: work arriving there starts at once.
     idle.offer(item("idle0:start"));
-    await waitFor(() => running === 8, "the idle replica's item to start");
+    await waitFor("the idle replica's item to start", () => running === 8);
     expect(busy.creditsGranted + idle.creditsGranted).toBe(8);
     // As items finish, the slots go back to whichever replica delivers.
     while (busy.of("complete").flatMap((c) => c.items).length < 20) {
@@ -164,7 +165,7 @@ describe("two queue replicas sharing one executor's slots", () => {
     try {
       replicas[0]?.fake.offer(...Array.from({ length: 60 }, (_, i) => item(`a${i}:start`)));
       replicas[1]?.fake.offer(...Array.from({ length: 25 }, (_, i) => item(`b${i}:start`)));
-      await waitFor(() => done.length === 85, "every item of both replicas", 20_000);
+      await waitFor("every item of both replicas", () => done.length === 85, { timeoutMs: 20_000 });
     } finally {
       clearInterval(sampler);
     }
@@ -176,10 +177,10 @@ describe("two queue replicas sharing one executor's slots", () => {
     const [busy, broken] = replicas.map((r) => r.fake);
     if (!busy || !broken) throw new Error("two replicas expected");
     start(gated, 8);
-    await waitFor(() => broken.creditsGranted === 1, "standing credit");
+    await waitFor("standing credit", () => broken.creditsGranted === 1);
     busy.offer(...Array.from({ length: 20 }, (_, i) => item(`busy${i}:start`)));
-    await waitFor(() => running === 7, "seven running");
+    await waitFor("seven running", () => running === 7);
     broken.breakStream();
-    await waitFor(() => running === 8, "the freed slot to reach the busy replica");
+    await waitFor("the freed slot to reach the busy replica", () => running === 8);
   });
 });

@@ -3,6 +3,7 @@ import { NotFoundError } from "@stepline/internal/errors";
 import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
+import { requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import {
   HistoryServiceClient,
   HistoryServiceService,
@@ -17,19 +18,14 @@ import type { TableName } from "./schema.js";
 import { historyService } from "./server.js";
 import { HistoryStore } from "./store.js";
 import type { TestDatabase } from "./test-support.js";
-import {
-  createTestDatabase,
-  requireEnv,
-  runRecord,
-  stepRecord,
-  uniqueName,
-  waitFor,
-} from "./test-support.js";
+import { createTestDatabase, runRecord, stepRecord } from "./test-support.js";
 
-const clickhouseUrl = requireEnv(process.env, "STEPLINE_TEST_CLICKHOUSE_URL");
-const brokers = requireEnv(process.env, "STEPLINE_TEST_KAFKA_BROKERS");
+const clickhouseUrl = requiredEnv("STEPLINE_TEST_CLICKHOUSE_URL");
+const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
 const log = createLogger("history-test", "silent");
-const prefix = `${uniqueName("t_history")}.`;
+const prefix = `${uniqueTag("t_history")}.`;
+// Kafka group joins and ClickHouse inserts can take a while on a busy machine.
+const WAIT = { timeoutMs: 20_000 };
 const topic = topicNames(prefix).history;
 const kafka = createKafka(brokers, "history-test", log);
 const admin = kafka.admin();
@@ -112,13 +108,17 @@ describe("history consumer", () => {
         { record: { $case: "run", value: done } },
       );
 
-      const res = await waitFor("the completed run over gRPC", async () => {
-        const r = await callUnary(client.getRun.bind(client), {
-          environmentId: "env_grpc",
-          runId: first.runId,
-        });
-        return r.run?.status === RunStatus.RUN_STATUS_COMPLETED ? r : undefined;
-      });
+      const res = await waitFor(
+        "the completed run over gRPC",
+        async () => {
+          const r = await callUnary(client.getRun.bind(client), {
+            environmentId: "env_grpc",
+            runId: first.runId,
+          });
+          return r.run?.status === RunStatus.RUN_STATUS_COMPLETED ? r : undefined;
+        },
+        WAIT,
+      );
       expect(res.run).toEqual({
         runId: first.runId,
         accountId: first.accountId,
@@ -143,6 +143,7 @@ describe("history consumer", () => {
       await waitFor(
         "offsets committed",
         async () => (await committedOffsets(groupName(prefix, "history"))) >= 3,
+        WAIT,
       );
     } finally {
       client.close();
@@ -160,15 +161,17 @@ describe("history consumer", () => {
     const record = runRecord({ environmentId: "env_outage" });
     await produce({ record: { $case: "run", value: record } });
 
-    await waitFor("several failed insert attempts", async () => deadStore.attempts >= 3);
+    await waitFor("several failed insert attempts", async () => deadStore.attempts >= 3, WAIT);
     expect(await committedOffsets(group)).toBe(0);
     await down.stop(); // must end the retry loop promptly, without committing
 
     expect(await committedOffsets(group)).toBe(0);
     const up = startConsumer(t.store, group);
     await up.start();
-    const stored = await waitFor("the delayed run", () =>
-      t.store.getRun("env_outage", record.runId).then((r) => r ?? undefined),
+    const stored = await waitFor(
+      "the delayed run",
+      () => t.store.getRun("env_outage", record.runId).then((r) => r ?? undefined),
+      WAIT,
     );
     expect(stored.runId).toBe(record.runId);
     await up.stop();

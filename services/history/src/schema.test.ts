@@ -1,11 +1,12 @@
 import { sqlString } from "@stepline/internal/clickhouse";
+import { requiredEnv } from "@stepline/internal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rowsOf } from "./rows.js";
 import { dropPartitionsBefore, ensureSchema, TABLES } from "./schema.js";
 import type { TestDatabase } from "./test-support.js";
-import { createTestDatabase, requireEnv, runRecord } from "./test-support.js";
+import { createTestDatabase, runRecord } from "./test-support.js";
 
-const url = requireEnv(process.env, "STEPLINE_TEST_CLICKHOUSE_URL");
+const url = requiredEnv("STEPLINE_TEST_CLICKHOUSE_URL");
 let t: TestDatabase;
 
 beforeAll(async () => {

@@ -1,12 +1,13 @@
 import { ValidationError } from "@stepline/internal/errors";
+import { requiredEnv } from "@stepline/internal/testing";
 import type { HistoryRecord, RunRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rowsOf } from "./rows.js";
 import type { TestDatabase } from "./test-support.js";
-import { createTestDatabase, requireEnv, runRecord, stepRecord } from "./test-support.js";
+import { createTestDatabase, runRecord, stepRecord } from "./test-support.js";
 
-const url = requireEnv(process.env, "STEPLINE_TEST_CLICKHOUSE_URL");
+const url = requiredEnv("STEPLINE_TEST_CLICKHOUSE_URL");
 let t: TestDatabase;
 
 beforeAll(async () => {

@@ -1,45 +1,13 @@
-// Shared by this service's tests only (excluded from the build): unique names, records, waiting
-// on a condition with a deadline, and a private ClickHouse database per test file.
-import { randomBytes } from "node:crypto";
+// Shared by this service's tests only (excluded from the build): records and a private ClickHouse
+// database per test file (waiting and unique names: @stepline/internal/testing).
 import { createClickHouse } from "@stepline/internal/clickhouse";
 import { newId } from "@stepline/internal/ids";
+import { uniqueTag } from "@stepline/internal/testing";
 import type { RunRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { ClickHouse } from "./schema.js";
 import { ensureSchema } from "./schema.js";
 import { HistoryStore } from "./store.js";
-
-/** The value of a required test variable, or a loud failure naming it. */
-export function requireEnv(env: NodeJS.ProcessEnv, name: string): string {
-  const value = env[name];
-  if (!value) throw new Error(`${name} is not set: these tests need a real server (see the team brief)`);
-  return value;
-}
-
-/** A name no other test run uses (letters, digits, underscores). */
-export function uniqueName(kind: string): string {
-  return `${kind}_${Date.now().toString(36)}_${randomBytes(4).toString("hex")}`;
-}
-
-/** Polls `probe` until it returns something other than undefined/false, or fails at the deadline. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined | false>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`, { cause: last });
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** A Running RunRecord of version 1, with `over` applied. */
 export function runRecord(over: Partial<RunRecord> = {}): RunRecord {
@@ -87,7 +55,7 @@ export interface TestDatabase {
 /** A fresh database with history's schema on the ClickHouse at `url`. */
 export async function createTestDatabase(url: string): Promise<TestDatabase> {
   const ch = createClickHouse(url);
-  const database = uniqueName("test_history");
+  const database = uniqueTag("test_history");
   await ensureSchema(ch, database);
   return {
     ch,

@@ -1,11 +1,12 @@
 import { createLogger } from "@stepline/internal/log";
+import { waitFor } from "@stepline/internal/testing";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { globalKeys, shardKeys } from "./keys.js";
 import { Ownership, preferredShards } from "./ownership.js";
 import { Queue } from "./queue.js";
 import { Scripts } from "./scripts.js";
-import { dropNamespace, testNamespace, testRedis, waitFor } from "./testing/redis.js";
+import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 
 const log = createLogger("queue-test", "silent");
 let redis: Redis;

@@ -1,4 +1,5 @@
 import { createLogger } from "@stepline/internal/log";
+import { waitFor } from "@stepline/internal/testing";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Queue } from "./queue.js";
@@ -7,7 +8,7 @@ import { Scheduler } from "./scheduler.js";
 import { Scripts } from "./scripts.js";
 import type { ItemInput, LeasedItem } from "./store.js";
 import { acquireOwner } from "./store.js";
-import { dropNamespace, testNamespace, testRedis, waitFor } from "./testing/redis.js";
+import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 
 const log = createLogger("queue-test", "silent");
 const TOKEN = "sched-test";
@@ -145,7 +146,7 @@ describe("Scheduler", () => {
     scheduler.start();
     sink.credits = 1;
     await queue.enqueue([item("later", "a", "fn", { delayMs: 300 })]);
-    const got = await waitFor("the delayed item", () => sink.got[0], 5_000);
+    const got = await waitFor("the delayed item", () => sink.got[0], { timeoutMs: 5_000 });
     expect(got.at).toBeGreaterThanOrEqual(got.dueMs - 5);
   });
 
@@ -155,7 +156,7 @@ describe("Scheduler", () => {
     scheduler.start();
     await grant(sink, scheduler, 1);
     sink.credits = 1;
-    const again = await waitFor("redelivery", () => sink.got[1], 5_000);
+    const again = await waitFor("redelivery", () => sink.got[1], { timeoutMs: 5_000 });
     expect(again.id).toBe("i");
     expect(again.generation).toBe(3);
     expect(again.at - (sink.got[0]?.at ?? 0)).toBeGreaterThanOrEqual(150);

@@ -2,6 +2,7 @@ import type { ClientDuplexStream } from "@grpc/grpc-js";
 import { ValidationError } from "@stepline/internal/errors";
 import { callUnary, createClient } from "@stepline/internal/grpc";
 import { createLogger } from "@stepline/internal/log";
+import { waitFor } from "@stepline/internal/testing";
 import type {
   LeasedItem,
   NewItem,
@@ -19,7 +20,7 @@ import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningQueueService } from "./service.js";
 import { startQueueService } from "./service.js";
-import { dropNamespace, testNamespace, testRedis, waitFor } from "./testing/redis.js";
+import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 
 const log = createLogger("queue-test", "silent");
 let redis: Redis;

@@ -1,12 +1,13 @@
 import { callUnary, createClient } from "@stepline/internal/grpc";
 import { createLogger } from "@stepline/internal/log";
+import { waitFor } from "@stepline/internal/testing";
 import type { LeasedItem, WorkResponse } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind, QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { globalKeys } from "./keys.js";
 import { startQueueService } from "./service.js";
-import { dropNamespace, testNamespace, testRedis, waitFor } from "./testing/redis.js";
+import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 
 const log = createLogger("queue-test", "silent");
 let redis: Redis;

@@ -1,5 +1,6 @@
 import { createClient } from "@stepline/internal/grpc";
 import { createLogger } from "@stepline/internal/log";
+import { waitFor } from "@stepline/internal/testing";
 import type { LeasedItem, WorkResponse } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind, QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Redis } from "ioredis";
@@ -9,7 +10,7 @@ import { Queue } from "./queue.js";
 import { Scripts } from "./scripts.js";
 import type { RunningQueueService } from "./service.js";
 import { startQueueService } from "./service.js";
-import { dropNamespace, testNamespace, testRedis, waitFor } from "./testing/redis.js";
+import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 import { WakeBus } from "./wake.js";
 
 const log = createLogger("queue-test", "silent");
@@ -80,7 +81,7 @@ it("hands out an item enqueued through another replica at once, woken by pub/sub
       payload: "{}",
     },
   ]);
-  const leased = await waitFor("the item", () => got[0], 3_000);
+  const leased = await waitFor("the item", () => got[0], { timeoutMs: 3_000 });
   expect(leased.item?.id).toBe("remote-1");
   stream.end();
   client.close();

@@ -7,6 +7,7 @@ import { createClient, startGrpcServer, unary } from "@stepline/internal/grpc";
 import { newId } from "@stepline/internal/ids";
 import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
+import { requiredEnv, waitFor } from "@stepline/internal/testing";
 import type {
   RunSpec,
   ScheduleRunsRequest,
@@ -25,13 +26,10 @@ import { idemKey } from "./keys.js";
 import { Registry } from "./registry.js";
 import { validateSync } from "./validate.js";
 
-const REDIS_URL = process.env.STEPLINE_TEST_REDIS_URL;
-const BROKERS = process.env.STEPLINE_TEST_KAFKA_BROKERS;
-if (!REDIS_URL || !BROKERS) {
-  throw new Error(
-    "STEPLINE_TEST_REDIS_URL and STEPLINE_TEST_KAFKA_BROKERS must be set: these tests need real servers",
-  );
-}
+const REDIS_URL = requiredEnv("STEPLINE_TEST_REDIS_URL");
+const BROKERS = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
+// Consumer group joins and rebalances take seconds on a busy machine.
+const WAIT = { timeoutMs: 30_000 };
 
 const log = createLogger("runner-test", process.env.STEPLINE_TEST_LOG_LEVEL ?? "silent");
 const prefix = `runner-test.${newId().toLowerCase()}.`;
@@ -69,20 +67,6 @@ function newConsumer(): EventConsumer {
     partitionConcurrency: 2,
     sessionTimeoutMs: 10_000,
   });
-}
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T> | T,
-  timeoutMs = 30_000,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** The group's committed offset of a partition (-1 when none). */
@@ -171,7 +155,7 @@ beforeAll(async () => {
 
   consumer = newConsumer();
   consumer.start();
-  await waitFor("the consumer to join its group", () => consumer.isJoined(), 60_000);
+  await waitFor("the consumer to join its group", () => consumer.isJoined(), { timeoutMs: 60_000 });
 }, 90_000);
 
 afterAll(async () => {
@@ -192,7 +176,7 @@ afterAll(async () => {
 describe("EventConsumer", () => {
   it("starts only the event's own environment's functions, with a complete RunSpec", async () => {
     const { eventId, eventJson, offset } = await produce(envA, "test/hello", 0);
-    await waitFor("the offset to be committed", async () => (await committed(0)) > offset);
+    await waitFor("the offset to be committed", async () => (await committed(0)) > offset, WAIT);
     const runs = runsFor(eventId);
     expect(runs).toHaveLength(1);
     const fn = appSync(envA, "shop", "shop-on-hello", "test/hello").functions[0];
@@ -212,7 +196,7 @@ describe("EventConsumer", () => {
   it("commits events that start no function without calling the executor", async () => {
     const callsBefore = executor.calls.length;
     const { offset } = await produce(envA, "test/nobody-listens", 1);
-    await waitFor("the offset to be committed", async () => (await committed(1)) > offset);
+    await waitFor("the offset to be committed", async () => (await committed(1)) > offset, WAIT);
     expect(executor.calls.length).toBe(callsBefore);
   }, 60_000);
 
@@ -220,7 +204,7 @@ describe("EventConsumer", () => {
     const eventId = newId();
     await produce(envA, "test/hello", 0, eventId);
     const { offset } = await produce(envA, "test/hello", 0, eventId);
-    await waitFor("both offsets to be committed", async () => (await committed(0)) > offset);
+    await waitFor("both offsets to be committed", async () => (await committed(0)) > offset, WAIT);
     const runIds = new Set(runsFor(eventId).map((r) => r.runId));
     expect(runIds.size).toBe(1);
     expect(await redis.get(idemKey(envA, "shop-on-hello", eventId))).toBe([...runIds][0]);
@@ -230,12 +214,16 @@ describe("EventConsumer", () => {
     executor.failing = true;
     const before = await committed(1);
     const { eventId, offset } = await produce(envA, "test/hello", 1);
-    await waitFor("two failed attempts with the event's run", () => runsFor(eventId, false).length >= 2);
+    await waitFor(
+      "two failed attempts with the event's run",
+      () => runsFor(eventId, false).length >= 2,
+      WAIT,
+    );
     expect(await committed(1)).toBe(before);
     expect(before).toBeLessThanOrEqual(offset);
 
     executor.failing = false;
-    await waitFor("the offset to be committed", async () => (await committed(1)) > offset);
+    await waitFor("the offset to be committed", async () => (await committed(1)) > offset, WAIT);
     const failedIds = new Set(runsFor(eventId, false).map((r) => r.runId));
     const succeeded = runsFor(eventId);
     expect(succeeded).toHaveLength(1);
@@ -246,7 +234,7 @@ describe("EventConsumer", () => {
     executor.failing = true;
     const before = await committed(0);
     const { eventId, offset } = await produce(envA, "test/hello", 0);
-    await waitFor("a failed attempt with the event's run", () => runsFor(eventId, false).length >= 1);
+    await waitFor("a failed attempt with the event's run", () => runsFor(eventId, false).length >= 1, WAIT);
     await consumer.stop();
     expect(await committed(0)).toBe(before);
 
@@ -256,7 +244,7 @@ describe("EventConsumer", () => {
     await waitFor(
       "the offset to be committed by the new consumer",
       async () => (await committed(0)) > offset,
-      60_000,
+      { timeoutMs: 60_000 },
     );
     const failedIds = new Set(runsFor(eventId, false).map((r) => r.runId));
     const succeeded = runsFor(eventId);
@@ -287,7 +275,9 @@ describe("EventConsumer", () => {
     );
     const before = executor.calls.length;
     const { eventId, offset } = await produce(envC, "test/big", 1, newId(), { blob: "x".repeat(450_000) });
-    await waitFor("the offset to be committed", async () => (await committed(1)) > offset, 45_000);
+    await waitFor("the offset to be committed", async () => (await committed(1)) > offset, {
+      timeoutMs: 45_000,
+    });
     expect(new Set(runsFor(eventId).map((r) => r.functionId)).size).toBe(40);
     for (const call of executor.calls.slice(before)) {
       const bytes = call.runs.reduce((n, r) => n + r.eventsJson.reduce((m, e) => m + e.length, 0), 0);
@@ -303,7 +293,7 @@ describe("EventConsumer", () => {
     });
     const { eventId, offset } = await produce(envA, "test/hello", 1);
     expect(Number(meta?.baseOffset)).toBeLessThan(offset);
-    await waitFor("the offset to be committed", async () => (await committed(1)) > offset);
+    await waitFor("the offset to be committed", async () => (await committed(1)) > offset, WAIT);
     expect(runsFor(eventId)).toHaveLength(1);
   }, 60_000);
 });

@@ -1,13 +1,13 @@
 import { ValidationError } from "@stepline/internal/errors";
 import { newId } from "@stepline/internal/ids";
+import { requiredEnv } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SyncInput } from "./model.js";
 import { Registry } from "./registry.js";
 import { validateSync } from "./validate.js";
 
-const REDIS_URL = process.env.STEPLINE_TEST_REDIS_URL;
-if (!REDIS_URL) throw new Error("STEPLINE_TEST_REDIS_URL is not set: these tests need a real Redis");
+const REDIS_URL = requiredEnv("STEPLINE_TEST_REDIS_URL");
 
 let redis: Redis;
 let registry: Registry;

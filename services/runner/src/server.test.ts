@@ -3,6 +3,7 @@ import type { GrpcServer } from "@stepline/internal/grpc";
 import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { newId } from "@stepline/internal/ids";
 import { createLogger } from "@stepline/internal/log";
+import { requiredEnv } from "@stepline/internal/testing";
 import type { FunctionConfig } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { Redis } from "ioredis";
@@ -10,8 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Registry } from "./registry.js";
 import { runnerService } from "./server.js";
 
-const REDIS_URL = process.env.STEPLINE_TEST_REDIS_URL;
-if (!REDIS_URL) throw new Error("STEPLINE_TEST_REDIS_URL is not set: these tests need a real Redis");
+const REDIS_URL = requiredEnv("STEPLINE_TEST_REDIS_URL");
 
 let redis: Redis;
 let server: GrpcServer;

@@ -1,13 +1,11 @@
 // Test support (not part of the build): a Redis client for the server named by
 // STEPLINE_TEST_REDIS_URL, and a fresh key namespace per test so tests never collide.
-import { randomBytes } from "node:crypto";
+import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 
 /** The test Redis URL; fails loudly when it is not set. */
 export function testRedisUrl(): string {
-  const url = process.env.STEPLINE_TEST_REDIS_URL;
-  if (!url) throw new Error("STEPLINE_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:26379)");
-  return url;
+  return requiredEnv("STEPLINE_TEST_REDIS_URL");
 }
 
 /** A new client for the test Redis. */
@@ -17,7 +15,7 @@ export function testRedis(): Redis {
 
 /** A namespace no other test uses ("t<random>:"). */
 export function testNamespace(): string {
-  return `t${randomBytes(6).toString("hex")}:`;
+  return `t${uniqueTag()}:`;
 }
 
 /** Deletes every key of `namespace`. */
@@ -28,19 +26,4 @@ export async function dropNamespace(redis: Redis, namespace: string): Promise<vo
     cursor = next;
     if (keys.length > 0) await redis.del(...keys);
   } while (cursor !== "0");
-}
-
-/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 5_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }

@@ -1,0 +1,69 @@
+// Helpers for tests only (service tests and tests/): waiting on a condition with a deadline,
+// reading the STEPLINE_TEST_* servers `npm test` started, and names that isolate one test from
+// another. No service imports this at run time.
+import { randomBytes } from "node:crypto";
+
+/** A probe's answer that means "not yet": undefined, null or false. Anything else (0 and "" too) is done. */
+type NotYet = undefined | null | false;
+
+export interface WaitOptions {
+  /** Give up after this long (default 10 000 ms). */
+  timeoutMs?: number;
+  /** Pause between probes (default 10 ms). */
+  intervalMs?: number;
+}
+
+/**
+ * Polls `probe` until it returns something other than undefined, null or false, and returns that.
+ * A probe that throws is retried (the server may not be up yet); at the deadline the error names
+ * `what`, the last value seen, and carries the last probe error as `cause`.
+ */
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  opts: WaitOptions = {},
+): Promise<Exclude<T, NotYet>> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const intervalMs = opts.intervalMs ?? 10;
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== null && value !== false) return value as Exclude<T, NotYet>;
+      last = value;
+      lastError = undefined;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() >= deadline) {
+      const seen =
+        lastError === undefined ? `last value: ${String(last)}` : `last error: ${String(lastError)}`;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (${seen})`, { cause: lastError });
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** A required STEPLINE_TEST_* variable (a test server's address); fails loudly when it is missing. */
+export function requiredEnv(name: string): string {
+  // The test runner passes the servers it started through the environment.
+  const value = process.env[name];
+  if (!value)
+    throw new Error(`${name} is not set: run the tests with \`npm test\`, which starts the servers`);
+  return value;
+}
+
+let counter = 0;
+
+/**
+ * A short tag unique to this process and call (time, counter, random), made of lowercase letters,
+ * digits and underscores only, so it fits Redis keys, Kafka topic names and ClickHouse identifiers.
+ * With a `prefix`, the tag is `<prefix>_<unique part>`.
+ */
+export function uniqueTag(prefix?: string): string {
+  counter = (counter + 1) % 36 ** 3;
+  const unique = `${Date.now().toString(36)}${counter.toString(36).padStart(3, "0")}${randomBytes(3).toString("hex")}`;
+  return prefix ? `${prefix}_${unique}` : unique;
+}
