@@ -250,8 +250,9 @@ async function apply(
       if (fin.endedNow) runsEndedTotal.inc({ status: fin.status });
       // Strict: when Kafka fails, settle releases the item and its next delivery records again.
       await deps.history.produce([{ $case: "run", value: runRecord(run, fin) }]);
+      // Success is the common case, once per run: debug, so info stays readable under load.
       if (decision.type === "fail") log.info({ reason: decision.reason }, "run failed");
-      else log.info("run completed");
+      else log.debug("run completed");
       await ctx.complete([]);
       return;
     }

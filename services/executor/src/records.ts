@@ -18,13 +18,15 @@ export function runRecord(
     | RunState
     | Pick<RunState, "runId" | "accountId" | "environmentId" | "functionId" | "eventsJson" | "createdAtMs">,
   outcome: Pick<RunState, "status" | "version" | "endedAtMs" | "output" | "error">,
+  /** The first event's id when the caller has it already (saves parsing `eventsJson` again). */
+  eventId = firstEventId(run.eventsJson),
 ): RunRecord {
   return {
     runId: run.runId,
     accountId: run.accountId,
     environmentId: run.environmentId,
     functionId: run.functionId,
-    eventId: firstEventId(run.eventsJson),
+    eventId,
     status: RUN_STATUS[outcome.status],
     startedAtMs: run.createdAtMs,
     endedAtMs: outcome.endedAtMs,

@@ -64,7 +64,8 @@ export class Scheduler {
 
   /** Schedules each run once; ValidationError for a bad spec, UnavailableError for anything else. */
   async schedule(specs: RunSpecInput[]): Promise<ScheduleResult[]> {
-    const runs = specs.map((s) => this.validate(s));
+    const checked = specs.map((s) => this.validate(s));
+    const runs = checked.map((c) => c.run);
     try {
       const created = await Promise.all(runs.map((r) => this.deps.store.create(r)));
       // A run whose first call was never numbered has not got past its start item, so (re)enqueueing
@@ -85,7 +86,7 @@ export class Scheduler {
           output: "",
           error: "",
         } as const;
-        records.push({ $case: "run", value: runRecord(run, outcome) });
+        records.push({ $case: "run", value: runRecord(run, outcome, checked[i]?.eventId) });
       });
       await this.deps.produce(records);
       if (toStart.length > 0) await this.deps.enqueue(toStart.map(startItem));
@@ -97,7 +98,8 @@ export class Scheduler {
     }
   }
 
-  private validate(s: RunSpecInput): NewRun {
+  /** The run to create, and its first event's id (read here, where the events are parsed anyway). */
+  private validate(s: RunSpecInput): { run: NewRun; eventId: string } {
     const where = `run ${JSON.stringify(s.runId)}`;
     if (!ID.test(s.runId)) throw new ValidationError(`${where}: run_id must be 1-128 of [A-Za-z0-9._:-]`);
     for (const [name, v] of [
@@ -128,7 +130,7 @@ export class Scheduler {
       if (!e || typeof e !== "object" || Array.isArray(e)) {
         throw new ValidationError(`${where}: events_json[${i}] is not a JSON object`);
       }
-      return e;
+      return e as Record<string, unknown>;
     });
     let eventsJson: string | undefined;
     try {
@@ -137,7 +139,8 @@ export class Scheduler {
       eventsJson = undefined;
     }
     if (!eventsJson) throw new ValidationError(`${where}: events cannot be put in canonical JSON`);
-    return {
+    const firstId = events[0]?.id;
+    const run: NewRun = {
       runId: s.runId,
       accountId: s.accountId,
       environmentId: s.environmentId,
@@ -149,5 +152,6 @@ export class Scheduler {
       eventsJson,
       createdAtMs: this.deps.clock.now(),
     };
+    return { run, eventId: typeof firstId === "string" ? firstId : "" };
   }
 }

@@ -22,10 +22,15 @@ declare module "ioredis" {
       stack: string,
       ...args: Array<string | number>
     ): Result<unknown[], Context>;
+    steplineSetReqVersion(meta: string, reqVersion: number): Result<unknown, Context>;
   }
 }
 
 const lua = (name: string) => readFileSync(new URL(`../lua/${name}.lua`, import.meta.url), "utf8");
+
+// HSET only on an existing hash: never resurrect expired state as a stub.
+const SET_REQ_VERSION_LUA =
+  "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'reqVersion', ARGV[1]) end return 1";
 
 export type RunStatus = "running" | "completed" | "failed";
 
@@ -109,6 +114,7 @@ export class RunStore {
     redis.defineCommand("steplineCreateRun", { numberOfKeys: 1, lua: lua("create-run") });
     redis.defineCommand("steplineAdvanceRun", { numberOfKeys: 3, lua: lua("advance-run") });
     redis.defineCommand("steplineFinishRun", { numberOfKeys: 3, lua: lua("finish-run") });
+    redis.defineCommand("steplineSetReqVersion", { numberOfKeys: 1, lua: SET_REQ_VERSION_LUA });
   }
 
   /** Creates the run unless it exists; an existing run is returned as it is (idempotent). */
@@ -190,15 +196,7 @@ export class RunStore {
   /** Remembers the request version the SDK answered (used when a call made no progress). */
   async setRequestVersion(runId: string, reqVersion: number): Promise<void> {
     const k = runKeys(this.prefix, runId);
-    // HSET only on an existing hash: never resurrect expired state as a stub.
-    await wrap(() =>
-      this.redis.eval(
-        "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'reqVersion', ARGV[1]) end return 1",
-        1,
-        k.meta,
-        reqVersion,
-      ),
-    );
+    await wrap(() => this.redis.steplineSetReqVersion(k.meta, reqVersion));
   }
 
   /** Ends the run once with its outcome; a second call returns the first outcome unchanged. */
