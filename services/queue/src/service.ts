@@ -74,12 +74,14 @@ export async function startQueueService(
     { acquired: (s) => sched.adopt(s), lost: (s) => sched.drop(s) },
     log.child({ component: "ownership" }),
   );
-  await wake.start((shard, due) => sched.noteDue(shard, due));
-  await ownership.start();
-  sched.start();
+  // Bind first: a replica that cannot listen must not take shard leases it would then hold,
+  // unserved, until they expire.
   const server = await startGrpcServer(options.grpcAddr, [
     { definition: QueueServiceService, implementation: queueService(queue, dispatcher, log) },
   ]);
+  await wake.start((shard, due) => sched.noteDue(shard, due));
+  await ownership.start();
+  sched.start();
   log.info({ port: server.port, shards: ownership.count() }, "queue service started");
   const owner = ownership;
   return {
