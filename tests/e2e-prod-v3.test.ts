@@ -6,7 +6,7 @@ import { sendEvents, waitForEndedRuns } from "./support/api.js";
 import type { Cluster } from "./support/cluster.js";
 import { startCluster } from "./support/cluster.js";
 import type { SdkApp } from "./support/sdk-app.js";
-import { makeClient, serveSdkApp } from "./support/sdk-app.js";
+import { makeClient, serveAndSync, serveSdkApp } from "./support/sdk-app.js";
 import { createTenant } from "./support/tenants.js";
 
 let cluster: Cluster;
@@ -33,9 +33,7 @@ beforeAll(async () => {
     });
     return { sent };
   });
-  app = await serveSdkApp(opts, client, [fn]);
-  const synced = await app.sync();
-  expect(synced.status, JSON.stringify(synced.body)).toBe(200);
+  app = await serveAndSync(opts, client, [fn]);
 });
 
 afterAll(async () => {

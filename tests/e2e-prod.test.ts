@@ -10,7 +10,7 @@ import { getRun, sendEvents, waitForEndedRuns } from "./support/api.js";
 import type { Cluster } from "./support/cluster.js";
 import { startCluster } from "./support/cluster.js";
 import type { SdkApp } from "./support/sdk-app.js";
-import { makeClient, serveSdkApp } from "./support/sdk-app.js";
+import { makeClient, serveAndSync } from "./support/sdk-app.js";
 import { createTenant } from "./support/tenants.js";
 
 const CLI = fileURLToPath(new URL("../services/event-api/dist/cli.js", import.meta.url));
@@ -70,10 +70,7 @@ describe("two tenants with the same event name", () => {
           return { handledBy: who };
         },
       );
-      const app = await serveSdkApp(opts, client, [fn]);
-      apps.push(app);
-      const synced = await app.sync();
-      expect(synced.status, JSON.stringify(synced.body)).toBe(200);
+      apps.push(await serveAndSync(opts, client, [fn]));
     }
   });
 
@@ -200,9 +197,8 @@ describe("secrets", () => {
     const opts = { sdk: "v4" as const, id: "hush-app", baseUrl: cluster.apiUrl, signingKey: env.signingKey };
     const client = makeClient(opts);
     const fn = client.createFunction({ id: "quiet", triggers: [{ event: "hush/ping" }] }, async () => "shh");
-    const app = await serveSdkApp(opts, client, [fn]);
+    const app = await serveAndSync(opts, client, [fn]);
     try {
-      expect((await app.sync()).status).toBe(200);
       const eventKey = env.eventKeys[0] ?? "";
       const sent = await sendEvents(cluster.apiUrl, eventKey, { name: "hush/ping", data: {} });
       await waitForEndedRuns(cluster.apiUrl, sent.body.ids[0], { auth: env.signingKey });

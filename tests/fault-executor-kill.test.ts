@@ -7,7 +7,7 @@ import { sendEvents, waitForEndedRuns } from "./support/api.js";
 import type { Cluster } from "./support/cluster.js";
 import { startCluster } from "./support/cluster.js";
 import type { SdkApp } from "./support/sdk-app.js";
-import { makeClient, serveSdkApp } from "./support/sdk-app.js";
+import { makeClient, serveAndSync } from "./support/sdk-app.js";
 
 let cluster: Cluster;
 let app: SdkApp;
@@ -37,8 +37,7 @@ beforeAll(async () => {
       return { first, slow };
     },
   );
-  app = await serveSdkApp(opts, client, [fn]);
-  expect((await app.sync()).status).toBe(200);
+  app = await serveAndSync(opts, client, [fn]);
 });
 
 afterAll(async () => {

@@ -18,7 +18,7 @@ import { sendEvents, waitForEndedRuns } from "./support/api.js";
 import type { Cluster } from "./support/cluster.js";
 import { startCluster } from "./support/cluster.js";
 import type { SdkApp } from "./support/sdk-app.js";
-import { makeClient, serveSdkApp } from "./support/sdk-app.js";
+import { makeClient, serveAndSync } from "./support/sdk-app.js";
 
 const RUNS = 10;
 const STEPS = ["a", "b", "c"] as const;
@@ -93,8 +93,7 @@ beforeAll(async () => {
       return { a, b, c };
     },
   );
-  app = await serveSdkApp(opts, client, [fn]);
-  expect((await app.sync()).status).toBe(200);
+  app = await serveAndSync(opts, client, [fn]);
 }, 120_000);
 
 afterAll(async () => {

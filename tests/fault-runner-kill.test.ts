@@ -12,7 +12,7 @@ import { eventRuns, sendEvents } from "./support/api.js";
 import type { Cluster } from "./support/cluster.js";
 import { startCluster } from "./support/cluster.js";
 import type { SdkApp } from "./support/sdk-app.js";
-import { makeClient, serveSdkApp } from "./support/sdk-app.js";
+import { makeClient, serveAndSync } from "./support/sdk-app.js";
 
 const EVENT = "fault/stream";
 /** Events acknowledged (at least) before the kill, while the runner is down, and after it is back. */
@@ -60,8 +60,7 @@ beforeAll(async () => {
       return { seq, b };
     },
   );
-  app = await serveSdkApp(opts, client, [fn]);
-  expect((await app.sync()).status).toBe(200);
+  app = await serveAndSync(opts, client, [fn]);
 });
 
 afterAll(async () => {

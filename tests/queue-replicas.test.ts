@@ -15,7 +15,7 @@ import { sendEvents, waitForEndedRuns } from "./support/api.js";
 import type { Cluster } from "./support/cluster.js";
 import { startCluster } from "./support/cluster.js";
 import type { SdkApp } from "./support/sdk-app.js";
-import { makeClient, serveSdkApp } from "./support/sdk-app.js";
+import { makeClient, serveAndSync } from "./support/sdk-app.js";
 import { createTenant } from "./support/tenants.js";
 
 let cluster: Cluster;
@@ -88,10 +88,7 @@ describe("runs of accounts whose shards belong to different queue replicas", () 
           return { label };
         },
       );
-      const app = await serveSdkApp(opts, client, [fn]);
-      apps.push(app);
-      const synced = await app.sync();
-      expect(synced.status, JSON.stringify(synced.body)).toBe(200);
+      apps.push(await serveAndSync(opts, client, [fn]));
     }
   });
 

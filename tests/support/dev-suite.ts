@@ -9,7 +9,7 @@ import { eventRuns, sendEvents, waitForEndedRuns } from "./api.js";
 import type { Cluster } from "./cluster.js";
 import { startCluster } from "./cluster.js";
 import type { SdkApp, SdkVersion } from "./sdk-app.js";
-import { makeClient, serveSdkApp } from "./sdk-app.js";
+import { makeClient, serveAndSync } from "./sdk-app.js";
 
 /** Builds an app whose functions count how often each step body ran. */
 function defineApp(sdk: SdkVersion, client: any, calls: Map<string, number>) {
@@ -83,13 +83,11 @@ export function devModeSuite(sdk: SdkVersion): void {
 
     beforeAll(async () => {
       const client = makeClient({ sdk, id: `app-${sdk}`, baseUrl: cluster.apiUrl });
-      app = await serveSdkApp(
+      app = await serveAndSync(
         { sdk, id: `app-${sdk}`, baseUrl: cluster.apiUrl },
         client,
         defineApp(sdk, client, calls),
       );
-      const synced = await app.sync();
-      expect(synced.status, JSON.stringify(synced.body)).toBe(200);
     });
 
     afterAll(async () => {

@@ -83,3 +83,14 @@ export async function serveSdkApp(opts: SdkAppOptions, client: any, functions: a
 
 const noop = () => {};
 const quietLogger = { info: noop, warn: noop, error: noop, debug: noop };
+
+/** Serves `functions` and syncs them to Stepline; throws with Stepline's answer if the sync fails. */
+export async function serveAndSync(opts: SdkAppOptions, client: any, functions: any[]): Promise<SdkApp> {
+  const app = await serveSdkApp(opts, client, functions);
+  const synced = await app.sync();
+  if (synced.status !== 200) {
+    await app.close();
+    throw new Error(`sync of ${opts.id} answered ${synced.status}: ${JSON.stringify(synced.body)}`);
+  }
+  return app;
+}
