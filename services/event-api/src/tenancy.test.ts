@@ -104,6 +104,14 @@ describe("TenancyStore", () => {
     await expect(store.createEventKey("01HZZZZZZZZZZZZZZZZZZZZZZZ")).rejects.toThrow(NotFoundError);
   });
 
+  it("lists event keys oldest first, even when several are made in the same millisecond", async () => {
+    const a = await store.createAccount("many-keys");
+    const env = await store.createEnvironment(a.id, "prod");
+    const made = [env.eventKeys[0]];
+    for (let i = 0; i < 8; i++) made.push(await store.createEventKey(env.id));
+    expect((await store.getEnvironment(env.id)).eventKeys).toEqual(made);
+  });
+
   it("resolves unknown, empty and malformed keys to null", async () => {
     expect(await store.resolveEventKey("nope")).toBeNull();
     expect(await store.resolveEventKey("")).toBeNull();

@@ -164,7 +164,7 @@ export class TenancyStore {
         createdAtMs: String(env.createdAtMs),
       })
       .zadd(this.k.accountEnvs(env.accountId), String(env.createdAtMs), env.id)
-      .zadd(this.k.envEventKeys(env.id), String(env.createdAtMs), key)
+      .rpush(this.k.envEventKeys(env.id), key)
       .hset(this.k.eventKeyIndex(), eventKeyDigest(key), env.id)
       .hset(this.k.signingKeyIndex(), hashSigningKey(env.signingKey) ?? "", env.id)
       .exec()
@@ -190,7 +190,7 @@ export class TenancyStore {
   private async findEnvironment(id: string): Promise<Environment | null> {
     const [row, keys] = await Promise.all([
       this.redis.hgetall(this.k.env(id)),
-      this.redis.zrange(this.k.envEventKeys(id), "0", "-1"),
+      this.redis.lrange(this.k.envEventKeys(id), 0, -1),
     ]);
     if (!row.id) return null;
     return {
@@ -209,7 +209,8 @@ export class TenancyStore {
     const key = newEventKey();
     await this.redis
       .multi()
-      .zadd(this.k.envEventKeys(envId), String(this.clock.now()), key)
+      // A list, not a sorted set: keys made in the same millisecond keep their order.
+      .rpush(this.k.envEventKeys(envId), key)
       .hset(this.k.eventKeyIndex(), eventKeyDigest(key), envId)
       .exec()
       .then(checkExec);
@@ -291,7 +292,7 @@ export class TenancyStore {
       .then(checkExec);
     const signingKey = (await this.redis.hget(env, "signingKey")) ?? "";
     await this.redis.hset(this.k.signingKeyIndex(), hashSigningKey(signingKey) ?? "", DEV_ENVIRONMENT_ID);
-    if ((await this.redis.zcard(this.k.envEventKeys(DEV_ENVIRONMENT_ID))) === 0) {
+    if ((await this.redis.llen(this.k.envEventKeys(DEV_ENVIRONMENT_ID))) === 0) {
       await this.createEventKey(DEV_ENVIRONMENT_ID);
     }
     return this.getEnvironment(DEV_ENVIRONMENT_ID);
