@@ -10,13 +10,19 @@ import { interpret } from "./steps.js";
 
 const never = new AbortController().signal;
 
-/** Drives a run to its end by calling the app with the memo, exactly as the executor does. */
+/**
+ * Drives a run to its end by calling the app with the memo, as the executor does but one call at
+ * a time: planned steps are called in turn, sleeps end at once, and a discovery call follows once
+ * nothing planned is left (the executor's fan-in with request version 2).
+ */
 async function drive(app: FixtureApp, fnId: string, event: object, client: AppClient, signingKey?: string) {
   const steps = new Map<string, string>();
   const stack: string[] = [];
   let reqVersion = -1;
   let stepId = "step";
   let attempt = 0;
+  let disableImmediate = false;
+  const planned: string[] = [];
   const decisions: Decision[] = [];
   const reqVersions: number[] = [];
   for (let i = 0; i < 30; i++) {
@@ -28,6 +34,7 @@ async function drive(app: FixtureApp, fnId: string, event: object, client: AppCl
       attempt,
       maxAttempts: 3,
       reqVersion,
+      disableImmediate,
     });
     const outcome = await client.call({
       url: app.fnUrl(fnId),
@@ -51,13 +58,20 @@ async function drive(app: FixtureApp, fnId: string, event: object, client: AppCl
       reqVersion = answered;
       reqVersions.push(answered);
     }
-    if (decision.type === "continue") {
-      for (const s of decision.saves) {
-        if (steps.has(s.stepId)) continue;
-        steps.set(s.stepId, s.memoJson);
-        stack.push(s.stepId);
+    if (decision.type === "advance") {
+      const save = (id: string, memo: string) => {
+        if (steps.has(id)) return;
+        steps.set(id, memo);
+        stack.push(id);
+      };
+      for (const s of decision.saves) save(s.stepId, s.memoJson);
+      if (decision.disableImmediate) disableImmediate = true;
+      for (const p of decision.plans) {
+        if (p.kind === "sleep") save(p.id, '{"data":null}');
+        else planned.push(p.id);
       }
-      stepId = decision.next;
+      stepId = planned.shift() ?? "step";
+      if (stepId === "step") disableImmediate = false;
       attempt = 0;
     } else if (decision.type === "retry") {
       attempt = decision.attempt;
@@ -88,7 +102,7 @@ export function describeAgainstSdk(sdk: Sdk): void {
       it("drives a three-step function to completion, running each step exactly once", async () => {
         const { end, decisions } = await drive(app, "three", { name: EVENTS.three, data: { n: 1 } }, client);
         expect(end).toEqual({ type: "complete", outputJson: JSON.stringify({ a: 2, b: 4, c: "4!" }) });
-        expect(decisions.map((d) => d.type)).toEqual(["continue", "continue", "continue", "complete"]);
+        expect(decisions.map((d) => d.type)).toEqual(["advance", "advance", "advance", "complete"]);
         expect([app.counts.get("a"), app.counts.get("b"), app.counts.get("c")]).toEqual([1, 1, 1]);
       });
 
@@ -129,16 +143,23 @@ export function describeAgainstSdk(sdk: Sdk): void {
         expect(reqVersions).toEqual([sdkDefault, sdkDefault, sdkDefault, sdkDefault]);
       });
 
-      it("runs parallel steps one at a time through StepPlanned calls", async () => {
-        const { end } = await drive(app, "parallel", { name: EVENTS.parallel, data: {} }, client);
+      it("plans parallel steps together, runs each by its id, then carries on", async () => {
+        const { end, decisions } = await drive(app, "parallel", { name: EVENTS.parallel, data: {} }, client);
         expect(end).toEqual({ type: "complete", outputJson: "3" });
+        const first = decisions[0];
+        expect(first?.type === "advance" && first.plans.map((p) => p.kind)).toEqual(["step", "step"]);
+        expect(first?.type === "advance" && first.disableImmediate).toBe(true);
         expect([app.counts.get("p1"), app.counts.get("p2"), app.counts.get("sum")]).toEqual([1, 1, 1]);
       });
 
-      it("fails a run that sleeps, saying sleep is not supported yet", async () => {
-        const { end } = await drive(app, "sleeper", { name: EVENTS.sleeper, data: {} }, client);
-        expect(end.type).toBe("fail");
-        expect((end as { errorJson: string }).errorJson).toContain("not supported by Stepline yet");
+      it("plans a sleep of the duration the code asked for, and the code goes on once it ends", async () => {
+        const t0 = Date.now();
+        const { end, decisions } = await drive(app, "sleeper", { name: EVENTS.sleeper, data: {} }, client);
+        const sleep = decisions[0]?.type === "advance" ? decisions[0].plans[0] : undefined;
+        expect(sleep?.kind).toBe("sleep");
+        expect(sleep?.kind === "sleep" && sleep.untilMs - t0).toBeGreaterThanOrEqual(3_600_000);
+        expect(sleep?.kind === "sleep" && sleep.untilMs - Date.now()).toBeLessThanOrEqual(3_600_000);
+        expect(end).toEqual({ type: "complete", outputJson: '"woke"' });
       });
 
       it("counts an unknown function id as a retryable failure", async () => {

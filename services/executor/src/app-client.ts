@@ -20,6 +20,8 @@ export interface CallBodyInput {
   maxAttempts: number;
   /** The SDK's last x-inngest-req-version (1 or 2), or -1 before its first answer. */
   reqVersion: number;
+  /** Whether the SDK must plan steps rather than run them (after parallel steps). */
+  disableImmediate?: boolean;
 }
 
 /**
@@ -35,7 +37,7 @@ export function buildCallBody(input: CallBodyInput): string {
     run_id: input.runId,
     attempt: input.attempt,
     max_attempts: input.maxAttempts,
-    disable_immediate_execution: false,
+    disable_immediate_execution: input.disableImmediate ?? false,
     use_api: false,
     stack: { stack: [...input.stack], current: input.stack.length },
   });

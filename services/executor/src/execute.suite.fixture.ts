@@ -19,7 +19,7 @@ import { Scheduler } from "./schedule.js";
 import type { FixtureApp, Sdk } from "./sdk-app.fixture.js";
 import { EVENTS, startFixtureApp, testSigningKey } from "./sdk-app.fixture.js";
 import { SigningKeys } from "./signing-keys.js";
-import { RunStore } from "./state.js";
+import { RunStore, runKeys } from "./state.js";
 import type { ItemContext, ItemHandler, OpOutcome } from "./work-loop.js";
 import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
 
@@ -105,6 +105,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
     staleCompletions: number | ((item: NewItem) => boolean) = 0,
   ) {
     const pending = [first];
+    const enqueued = new Set([first.id]);
     const ops: QueueOp[] = [];
     let stale = typeof staleCompletions === "number" ? staleCompletions : 0;
     const staleWhen = typeof staleCompletions === "function" ? staleCompletions : () => false;
@@ -115,16 +116,31 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
         signal: new AbortController().signal,
         complete: async (next): Promise<OpOutcome> => {
           ops.push({ op: "complete", item, next });
-          // The state must already hold what this completion moves past.
+          // The state must already hold what this completion moves past: a numbered call is the
+          // last one numbered, and a run is left without a next item only when it ended or
+          // waits on pending ops.
           const s = await store.load(item.runId);
-          for (const n of next) expect(n.id).toBe(`${item.runId}:c${s?.calls}`);
-          if (next.length === 0) expect(s?.status).not.toBe("running");
+          for (const n of next) {
+            expect(n.id.startsWith(`${item.runId}:`)).toBe(true);
+            if (/:c\d+$/.test(n.id)) expect(n.id).toBe(`${item.runId}:c${s?.calls}`);
+          }
+          if (next.length === 0 && s?.status === "running") {
+            // ... or the item resolved its op while another one was pending (that one goes on).
+            const keys = runKeys(prefix, item.runId);
+            const quiet = Object.values(await redis.hgetall(keys.resolved)).includes(`0:${item.id}`);
+            expect(quiet || (await redis.hlen(keys.pending)) > 0).toBe(true);
+          }
           if (stale > 0 || staleWhen(item)) {
             stale = Math.max(0, stale - 1);
             pending.push(item); // lease lost: the queue hands the same item out again
             return "stale";
           }
-          pending.push(...next);
+          // Like the queue, an id enqueued before is not enqueued again.
+          for (const n of next) {
+            if (enqueued.has(n.id)) continue;
+            enqueued.add(n.id);
+            pending.push(n);
+          }
           return "ok";
         },
         retry: async (runAtMs, attempt): Promise<OpOutcome> => {
@@ -258,12 +274,38 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       expect(last?.endedAtMs).toBeGreaterThan(0);
     });
 
-    it("fails a run that uses step.sleep, saying it is not supported yet", async () => {
+    it("turns step.sleep into a resume item due at the sleep's end, then finishes the run", async () => {
       const start = await schedule(app, "sleeper", { name: EVENTS.sleeper, data: {} });
-      await drive(createItemHandler(deps()), start);
+      const t0 = Date.now();
+      const ops = await drive(createItemHandler(deps()), start);
+      const wake = ops[0]?.next?.[0];
+      expect(wake?.id).toMatch(new RegExp(`^${start.runId}:s:[0-9a-f]{40}$`));
+      expect(wake?.runAtMs).toBeGreaterThanOrEqual(t0 + 3_600_000);
+      expect(wake?.runAtMs).toBeLessThanOrEqual(Date.now() + 3_600_000);
       const s = await store.load(start.runId);
-      expect(s?.status).toBe("failed");
-      expect(s?.error).toContain("not supported by Stepline yet");
+      expect(s?.status).toBe("completed");
+      expect(s?.output).toBe('"woke"');
+      expect(steps(start.runId).map((r) => r.status)).toEqual([
+        StepStatus.STEP_STATUS_SLEEPING,
+        StepStatus.STEP_STATUS_COMPLETED,
+      ]);
+    });
+
+    it("runs parallel steps as separate items and makes one discovery call once all are saved", async () => {
+      const before = ["p1", "p2", "sum"].map((k) => app.counts.get(k) ?? 0);
+      const start = await schedule(app, "parallel", { name: EVENTS.parallel, data: {} });
+      const ops = await drive(createItemHandler(deps()), start);
+      const planned = ops[0]?.next ?? [];
+      expect(planned.map((n) => JSON.parse(n.payload).stepId)).toHaveLength(2);
+      expect(planned.every((n) => n.id.includes(":p:"))).toBe(true);
+      const discoveries = ops.flatMap((o) => o.next ?? []).filter((n) => n.id.includes(":d:"));
+      // v4 answers with request version 2 (one discovery once both are saved); v3 with 1, which
+      // discovers after every resolution and plans each later step before running it.
+      expect(discoveries).toHaveLength(sdk === "v4" ? 1 : 3);
+      expect((await store.load(start.runId))?.output).toBe("3");
+      expect(["p1", "p2", "sum"].map((k, i) => (app.counts.get(k) ?? 0) - (before[i] ?? 0))).toEqual([
+        1, 1, 1,
+      ]);
     });
 
     it("acks an item of an ended run without calling the app, re-recording the outcome", async () => {

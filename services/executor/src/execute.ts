@@ -12,10 +12,10 @@ import type { AppClient } from "./app-client.js";
 import { buildCallBody } from "./app-client.js";
 import type { HistoryEntry } from "./history.js";
 import { callSeconds, callsTotal, runsEndedTotal } from "./metrics.js";
-import { erroredStep, runRecord, stepRecord } from "./records.js";
+import { erroredStep, pendingStep, resumedStep, runRecord, stepRecord } from "./records.js";
 import type { SigningKeys } from "./signing-keys.js";
 import type { RunState, RunStore } from "./state.js";
-import type { BackoffPolicy, Decision } from "./steps.js";
+import type { BackoffPolicy, Decision, PlannedOp } from "./steps.js";
 import { backoffDelayMs, interpret } from "./steps.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
 import { SHUTDOWN } from "./work-loop.js";
@@ -44,22 +44,46 @@ export interface ExecuteDeps {
 export interface ItemPayload {
   /** "step" (discover) or the hashed id of a planned step. */
   stepId: string;
+  /** A resume item (a sleep's end): the pending op it resolves before calling, with that memo. */
+  op?: string;
+  memo?: string;
+  /** The op's name, for history. */
+  name?: string;
 }
 
-/** Builds the queue item of a run's next call. */
-export function nextItem(run: RunState, callNumber: number, stepId: string): NewItem {
+/**
+ * A queue item of one of the run's calls. Ids are deterministic, so a repeated decision collapses
+ * onto one item: `c<n>` discovers after a step saved by a discovery call, `p:<op>` runs a planned
+ * step, `s:<op>` ends a sleep, `d:<op>` discovers after a pending op resolved.
+ */
+export function callItem(run: RunState, suffix: string, payload: ItemPayload, runAtMs = 0): NewItem {
   return {
-    id: `${run.runId}:c${callNumber}`,
+    id: `${run.runId}:${suffix}`,
     runId: run.runId,
     accountId: run.accountId,
     environmentId: run.environmentId,
     functionId: run.functionId,
     kind: ItemKind.ITEM_KIND_STEP,
     delayMs: 0,
-    runAtMs: 0,
+    runAtMs,
     attempt: 0,
-    payload: JSON.stringify({ stepId } satisfies ItemPayload),
+    payload: JSON.stringify(payload),
   };
+}
+
+/** The item of a planned op: a call for a step, a timed resume for a sleep. */
+function planItem(run: RunState, plan: PlannedOp): NewItem {
+  switch (plan.kind) {
+    case "step":
+      return callItem(run, `p:${plan.id}`, { stepId: plan.id });
+    case "sleep":
+      return callItem(
+        run,
+        `s:${plan.id}`,
+        { stepId: "step", op: plan.id, memo: '{"data":null}', name: plan.name },
+        plan.untilMs,
+      );
+  }
 }
 
 /** The Work-stream handler that runs items with `deps`. */
@@ -69,7 +93,8 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
 
   return async (item, ctx) => {
     const log = deps.log.child({ runId: item.runId, itemId: item.id, attempt: item.attempt });
-    const stepId = parsePayload(item.payload).stepId;
+    const payload = parsePayload(item.payload);
+    const stepId = payload.stepId;
     let run: RunState | null = null;
     let signingKey: string | undefined;
     try {
@@ -113,11 +138,39 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
 
     if (stepId !== "step" && run.steps.has(stepId)) {
       // A planned step whose result is saved already (its item came back after a lost completion)
-      // must not be requested again: the SDK would run it a second time. Move on to a discovery
-      // call instead, as a new item with attempt 0, exactly as if this completion had landed.
-      const decision: Decision = { type: "continue", saves: [], next: "step" };
+      // must not be requested again: the SDK would run it a second time. Resolve it as the lost
+      // completion did (the same answer, recorded per resolver) and move on from there.
+      const decision: Decision = { type: "advance", saves: [], plans: [], disableImmediate: false };
       await settle(deps, run, item, ctx, decision, undefined, log, systemDelay);
       return;
+    }
+
+    if (payload.op) {
+      // A resume (a sleep's end): resolve its op first; only the resolver that lets the run go
+      // on makes the discovery call.
+      try {
+        const adv = await deps.store.advance(run.runId, {
+          saves: [],
+          resolve: { opId: payload.op, resolver: item.id, memoJson: payload.memo ?? '{"data":null}' },
+        });
+        if (adv.resolution === "discover") run = await deps.store.load(run.runId);
+        if (run && adv.resolution !== "lost") {
+          const value = resumedStep(run, payload.op, payload.name ?? payload.op, deps.clock.now());
+          await deps.history.record([{ $case: "step", value }]);
+        }
+        if (adv.resolution !== "discover" || run?.status !== "running") {
+          await ctx.complete([]);
+          return;
+        }
+      } catch (err) {
+        if (err instanceof ConflictError || err instanceof NotFoundError) {
+          await ctx.complete([]);
+          return;
+        }
+        log.warn({ err: String(err) }, "cannot resume the run; releasing item");
+        await ctx.retry(systemDelay(item.attempt), item.attempt);
+        return;
+      }
     }
 
     const body = buildCallBody({
@@ -128,6 +181,7 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
       attempt: item.attempt,
       maxAttempts: run.maxAttempts,
       reqVersion: run.reqVersion,
+      disableImmediate: run.disableImmediate,
     });
     let outcome: Awaited<ReturnType<AppClient["call"]>>;
     const endTimer = callSeconds.startTimer();
@@ -210,15 +264,37 @@ async function apply(
   const now = deps.clock.now();
   const changedVersion = reqVersion !== undefined && reqVersion !== run.reqVersion ? reqVersion : undefined;
   switch (decision.type) {
-    case "continue": {
-      const saves = decision.saves.map((s) => ({ stepId: s.stepId, memoJson: s.memoJson }));
-      const adv = await deps.store.advance(run.runId, saves, changedVersion);
+    case "advance": {
+      const stepId = parsePayload(item.payload).stepId;
+      const adv = await deps.store.advance(run.runId, {
+        saves: decision.saves.map((s) => ({ stepId: s.stepId, memoJson: s.memoJson })),
+        ...(changedVersion !== undefined ? { reqVersion: changedVersion } : {}),
+        disableImmediate: decision.disableImmediate,
+        // A call for a planned step resolves that step's pending op.
+        ...(stepId !== "step" ? { resolve: { opId: stepId, resolver: item.id } } : {}),
+        plans: decision.plans.map((p) => ({ opId: p.id, race: p.kind === "step" && p.race })),
+      });
       const records = decision.saves
         .filter((_, i) => adv.saved[i])
         .map((s): HistoryEntry => ({ $case: "step", value: stepRecord(run, s, item.attempt, now) }));
+      const next: NewItem[] = [];
+      decision.plans.forEach((p, i) => {
+        if (!adv.planned[i]) return;
+        next.push(planItem(run, p));
+        const pending = pendingStep(run, p, now);
+        if (pending) records.push({ $case: "step", value: pending });
+      });
+      if (stepId === "step") {
+        // A discovery call that saved a step (and planned nothing) discovers again.
+        if (decision.plans.length === 0 && decision.saves.length > 0) {
+          next.push(callItem(run, `c${adv.callNumber}`, { stepId: "step" }));
+        }
+      } else if (adv.resolution === "discover") {
+        next.push(callItem(run, `d:${stepId}`, { stepId: "step" }));
+      }
       await deps.history.record(records);
-      const status = await ctx.complete([nextItem(run, adv.callNumber, decision.next)]);
-      log.debug({ next: decision.next, saved: adv.saved, status }, "step finished");
+      const status = await ctx.complete(next);
+      log.debug({ next: next.map((n) => n.id), saved: adv.saved, status }, "call settled");
       return;
     }
     case "retry": {
@@ -262,7 +338,14 @@ async function apply(
 function parsePayload(payload: string): ItemPayload {
   try {
     const p = JSON.parse(payload) as Partial<ItemPayload>;
-    if (typeof p.stepId === "string" && p.stepId) return { stepId: p.stepId };
+    if (typeof p.stepId === "string" && p.stepId) {
+      return {
+        stepId: p.stepId,
+        ...(typeof p.op === "string" && p.op ? { op: p.op } : {}),
+        ...(typeof p.memo === "string" ? { memo: p.memo } : {}),
+        ...(typeof p.name === "string" ? { name: p.name } : {}),
+      };
+    }
   } catch {
     // An empty or foreign payload means "discover", the safe default.
   }

@@ -4,7 +4,7 @@
 import type { RunRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { RunState } from "./state.js";
-import type { StepResult } from "./steps.js";
+import type { PlannedOp, StepResult } from "./steps.js";
 
 const RUN_STATUS = {
   running: RunStatus.RUN_STATUS_RUNNING,
@@ -70,6 +70,40 @@ export function erroredStep(
     atMs,
     outputJson: "",
     errorJson,
+  };
+}
+
+/** The record of a planned op the run now waits on (null for a plain planned step). */
+export function pendingStep(run: RunState, op: PlannedOp, atMs: number): StepRecord | null {
+  if (op.kind === "step") return null;
+  return {
+    ...stepBase(run, op.id, op.name, atMs),
+    status: StepStatus.STEP_STATUS_SLEEPING,
+    outputJson: JSON.stringify({ until_ms: op.untilMs }),
+  };
+}
+
+/** The record of a wait (sleep) that ended: Completed with `null`. */
+export function resumedStep(run: RunState, stepId: string, name: string, atMs: number): StepRecord {
+  return {
+    ...stepBase(run, stepId, name, atMs),
+    status: StepStatus.STEP_STATUS_COMPLETED,
+    outputJson: "null",
+  };
+}
+
+function stepBase(run: RunState, stepId: string, name: string, atMs: number): StepRecord {
+  return {
+    runId: run.runId,
+    accountId: run.accountId,
+    environmentId: run.environmentId,
+    stepId,
+    name,
+    status: StepStatus.STEP_STATUS_UNSPECIFIED,
+    attempt: 0,
+    atMs,
+    outputJson: "",
+    errorJson: "",
   };
 }
 

@@ -128,7 +128,7 @@ describe("ExecutorService.ScheduleRuns", () => {
     expect(again.results).toEqual([{ runId: a.runId, created: false }]);
     expect(enqueued.map((i) => i.id)).toEqual([`${a.runId}:start`, `${a.runId}:start`]);
 
-    await store.advance(a.runId, [{ stepId: "s1", memoJson: '{"data":1}' }]);
+    await store.advance(a.runId, { saves: [{ stepId: "s1", memoJson: '{"data":1}' }] });
     enqueued = [];
     produced = [];
     expect((await schedule([a])).results).toEqual([{ runId: a.runId, created: false }]);

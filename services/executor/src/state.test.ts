@@ -58,7 +58,7 @@ describe("run state in Redis", () => {
       version: 1,
       createdAtMs: run.createdAtMs,
     });
-    await store.advance(run.runId, []);
+    await store.advance(run.runId, { saves: [] });
     const again = await store.create({ ...run, url: "http://elsewhere/", createdAtMs: 9 });
     expect(again).toEqual({
       created: false,
@@ -84,13 +84,24 @@ describe("run state in Redis", () => {
   it("keeps the first result saved for a step and pushes each step on the stack once, in order", async () => {
     const run = newRun();
     await store.create(run);
-    const first = await store.advance(run.runId, [{ stepId: "a", memoJson: '{"data":1}' }], 2);
-    expect(first).toEqual({ callNumber: 1, stackLength: 1, saved: [true] });
-    const second = await store.advance(run.runId, [
-      { stepId: "a", memoJson: '{"data":"changed"}' },
-      { stepId: "b", memoJson: '{"error":{"message":"x"}}' },
-    ]);
-    expect(second).toEqual({ callNumber: 2, stackLength: 2, saved: [false, true] });
+    const first = await store.advance(run.runId, {
+      saves: [{ stepId: "a", memoJson: '{"data":1}' }],
+      reqVersion: 2,
+    });
+    expect(first).toEqual({ callNumber: 1, stackLength: 1, resolution: "none", saved: [true], planned: [] });
+    const second = await store.advance(run.runId, {
+      saves: [
+        { stepId: "a", memoJson: '{"data":"changed"}' },
+        { stepId: "b", memoJson: '{"error":{"message":"x"}}' },
+      ],
+    });
+    expect(second).toEqual({
+      callNumber: 2,
+      stackLength: 2,
+      resolution: "none",
+      saved: [false, true],
+      planned: [],
+    });
     const s = await store.load(run.runId);
     expect(Object.fromEntries(s?.steps ?? [])).toEqual({ a: '{"data":1}', b: '{"error":{"message":"x"}}' });
     expect(s?.stack).toEqual(["a", "b"]);
@@ -102,7 +113,9 @@ describe("run state in Redis", () => {
     const run = newRun();
     await store.create(run);
     const results = await Promise.all(
-      Array.from({ length: 20 }, () => store.advance(run.runId, [{ stepId: "s", memoJson: '{"data":0}' }])),
+      Array.from({ length: 20 }, () =>
+        store.advance(run.runId, { saves: [{ stepId: "s", memoJson: '{"data":0}' }] }),
+      ),
     );
     expect(new Set(results.map((r) => r.callNumber)).size).toBe(20);
     expect(results.filter((r) => r.saved[0]).length).toBe(1);
@@ -112,7 +125,11 @@ describe("run state in Redis", () => {
   it("ends a run once, keeps the first outcome, and only then starts its expiry", async () => {
     const run = newRun();
     await store.create(run);
-    await store.advance(run.runId, [{ stepId: "a", memoJson: '{"data":1}' }]);
+    await store.advance(run.runId, {
+      saves: [{ stepId: "a", memoJson: '{"data":1}' }],
+      plans: [{ opId: "p", race: false }],
+      resolve: { opId: "q", resolver: "item" },
+    });
     const k = runKeys(prefix, run.runId);
     expect(await redis.pttl(k.meta)).toBe(-1);
     expect(await redis.pttl(k.steps)).toBe(-1);
@@ -128,7 +145,7 @@ describe("run state in Redis", () => {
     });
     const late = await store.finish(run.runId, "failed", { error: '{"message":"late"}' }, 6_000);
     expect(late).toEqual({ ...fin, endedNow: false });
-    for (const key of [k.meta, k.steps, k.stack]) {
+    for (const key of [k.meta, k.steps, k.stack, k.pending, k.resolved]) {
       const ttl = await redis.pttl(key);
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(TTL);
@@ -141,12 +158,107 @@ describe("run state in Redis", () => {
     const run = newRun();
     await store.create(run);
     await store.finish(run.runId, "failed", { error: "{}" }, 1);
-    await expect(store.advance(run.runId, [{ stepId: "a", memoJson: '{"data":1}' }])).rejects.toBeInstanceOf(
-      ConflictError,
-    );
+    await expect(
+      store.advance(run.runId, { saves: [{ stepId: "a", memoJson: '{"data":1}' }] }),
+    ).rejects.toBeInstanceOf(ConflictError);
     expect((await store.load(run.runId))?.steps.size).toBe(0);
-    await expect(store.advance("nope", [])).rejects.toBeInstanceOf(NotFoundError);
+    await expect(store.advance("nope", { saves: [] })).rejects.toBeInstanceOf(NotFoundError);
     await expect(store.finish("nope", "failed", {}, 1)).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it("tracks planned ops, and plans nothing that is saved already", async () => {
+    const run = newRun();
+    await store.create(run);
+    await store.advance(run.runId, { saves: [{ stepId: "done", memoJson: '{"data":1}' }] });
+    const adv = await store.advance(run.runId, {
+      saves: [],
+      disableImmediate: true,
+      plans: [
+        { opId: "p1", race: false },
+        { opId: "done", race: false },
+        { opId: "p2", race: true },
+      ],
+    });
+    expect(adv.planned).toEqual([true, false, true]);
+    expect(await redis.hgetall(runKeys(prefix, run.runId).pending)).toEqual({ p1: "", p2: "race" });
+    expect((await store.load(run.runId))?.disableImmediate).toBe(true);
+  });
+
+  it("with request version 2, discovers once every pending op resolved, and turns immediate execution back on", async () => {
+    const run = newRun();
+    await store.create(run);
+    const plans = [
+      { opId: "p1", race: false },
+      { opId: "p2", race: false },
+    ];
+    await store.advance(run.runId, { saves: [], reqVersion: 2, disableImmediate: true, plans });
+    const one = await store.advance(run.runId, {
+      saves: [{ stepId: "p1", memoJson: '{"data":1}' }],
+      resolve: { opId: "p1", resolver: "item-p1" },
+    });
+    expect(one.resolution).toBe("quiet");
+    const two = await store.advance(run.runId, {
+      saves: [{ stepId: "p2", memoJson: '{"data":2}' }],
+      resolve: { opId: "p2", resolver: "item-p2" },
+    });
+    expect(two.resolution).toBe("discover");
+    expect((await store.load(run.runId))?.disableImmediate).toBe(false);
+    // A redelivered resolver gets its first answer again, whatever happened since.
+    const again = await store.advance(run.runId, { saves: [], resolve: { opId: "p1", resolver: "item-p1" } });
+    expect(again.resolution).toBe("quiet");
+  });
+
+  it("with request version 1 or a race, discovers after every resolution", async () => {
+    const run = newRun();
+    await store.create(run);
+    await store.advance(run.runId, {
+      saves: [],
+      reqVersion: 1,
+      disableImmediate: true,
+      plans: [
+        { opId: "p1", race: false },
+        { opId: "p2", race: false },
+      ],
+    });
+    const one = await store.advance(run.runId, { saves: [], resolve: { opId: "p1", resolver: "i1" } });
+    expect(one.resolution).toBe("discover");
+    expect((await store.load(run.runId))?.disableImmediate).toBe(true);
+
+    const race = newRun();
+    await store.create(race);
+    await store.advance(race.runId, {
+      saves: [],
+      reqVersion: 2,
+      plans: [
+        { opId: "r1", race: true },
+        { opId: "r2", race: true },
+      ],
+    });
+    const first = await store.advance(race.runId, { saves: [], resolve: { opId: "r1", resolver: "i1" } });
+    expect(first.resolution).toBe("discover");
+  });
+
+  it("lets exactly one of two racing resolvers resolve an op, with its memo", async () => {
+    for (let i = 0; i < 20; i++) {
+      const run = newRun();
+      await store.create(run);
+      await store.advance(run.runId, { saves: [], reqVersion: 2, plans: [{ opId: "w", race: false }] });
+      const [a, b] = await Promise.all([
+        store.advance(run.runId, {
+          saves: [],
+          resolve: { opId: "w", resolver: "e:1", memoJson: '{"data":"ev"}' },
+        }),
+        store.advance(run.runId, {
+          saves: [],
+          resolve: { opId: "w", resolver: "timeout", memoJson: '{"data":null}' },
+        }),
+      ]);
+      const outcomes = [a?.resolution, b?.resolution].sort();
+      expect(outcomes).toEqual(["discover", "lost"]);
+      const s = await store.load(run.runId);
+      expect(s?.steps.get("w")).toBe(a?.resolution === "discover" ? '{"data":"ev"}' : '{"data":null}');
+      expect(s?.stack).toEqual(["w"]);
+    }
   });
 
   it("remembers the request version without creating state for an unknown run", async () => {

@@ -10,18 +10,8 @@ import type { Redis, Result } from "ioredis";
 declare module "ioredis" {
   interface RedisCommander<Context> {
     steplineCreateRun(meta: string, ...args: Array<string | number>): Result<unknown[], Context>;
-    steplineAdvanceRun(
-      meta: string,
-      steps: string,
-      stack: string,
-      ...args: Array<string | number>
-    ): Result<unknown[], Context>;
-    steplineFinishRun(
-      meta: string,
-      steps: string,
-      stack: string,
-      ...args: Array<string | number>
-    ): Result<unknown[], Context>;
+    steplineAdvanceRun(...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
+    steplineFinishRun(...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
     steplineSetReqVersion(meta: string, reqVersion: number): Result<unknown, Context>;
   }
 }
@@ -57,6 +47,8 @@ export interface RunState extends NewRun {
   calls: number;
   /** The x-inngest-req-version the SDK last answered; -1 before its first answer. */
   reqVersion: number;
+  /** `ctx.disable_immediate_execution`: set once a call planned several ops at once. */
+  disableImmediate: boolean;
   endedAtMs: number;
   output: string;
   error: string;
@@ -74,13 +66,38 @@ export interface CreateResult {
   createdAtMs: number;
 }
 
+/**
+ * What became of the op a call or resume resolved: `none` (nothing to resolve), `quiet` (resolved;
+ * other pending ops still hold the run, so no discovery call follows), `discover` (resolved; a
+ * discovery call follows), `lost` (another resolver got there first; drop this work).
+ */
+export type Resolution = "none" | "quiet" | "discover" | "lost";
+
+export interface AdvanceInput {
+  /** Step results to save (first writer wins). */
+  saves: StepSave[];
+  /** The request version the SDK answered, to remember. */
+  reqVersion?: number;
+  /** Set `disable_immediate_execution` (the answer planned several ops at once). */
+  disableImmediate?: boolean;
+  /** The pending op this call or resume resolves, who resolves it, and a memo to save for it. */
+  resolve?: { opId: string; resolver: string; memoJson?: string };
+  /** Ops the answer planned (parallel steps, sleeps, waits, invokes) that must now be tracked. */
+  plans?: Array<{ opId: string; race: boolean }>;
+}
+
 export interface AdvanceResult {
   /** The number of the call that follows (unique within the run; names the next queue item). */
   callNumber: number;
   stackLength: number;
+  resolution: Resolution;
   /** One flag per save, in order: true when this call saved it, false when an earlier result won. */
   saved: boolean[];
+  /** One flag per plan: true when it is pending (schedule it), false when it is saved already. */
+  planned: boolean[];
 }
+
+const RESOLUTIONS: Record<string, Resolution> = { "-1": "none", "0": "quiet", "1": "discover", "-2": "lost" };
 
 export interface FinishResult {
   /** False when the run had already ended; the stored outcome below is then the earlier one. */
@@ -99,9 +116,21 @@ export interface StepSave {
 }
 
 /** Key names of one run; every key carries the run's hash tag. */
-export function runKeys(prefix: string, runId: string): { meta: string; steps: string; stack: string } {
+export function runKeys(prefix: string, runId: string) {
   const base = `${prefix}{${runId}}`;
-  return { meta: `${base}:m`, steps: `${base}:s`, stack: `${base}:k` };
+  return {
+    meta: `${base}:m`,
+    steps: `${base}:s`,
+    stack: `${base}:k`,
+    pending: `${base}:p`,
+    resolved: `${base}:r`,
+  };
+}
+
+/** Every key of a run, in the order the scripts declare them. */
+function allKeys(prefix: string, runId: string): string[] {
+  const k = runKeys(prefix, runId);
+  return [k.meta, k.steps, k.stack, k.pending, k.resolved];
 }
 
 /** Run state store over one Redis client. `prefix` defaults to `s:` (tests use their own). */
@@ -112,8 +141,8 @@ export class RunStore {
     private readonly prefix = "s:",
   ) {
     redis.defineCommand("steplineCreateRun", { numberOfKeys: 1, lua: lua("create-run") });
-    redis.defineCommand("steplineAdvanceRun", { numberOfKeys: 3, lua: lua("advance-run") });
-    redis.defineCommand("steplineFinishRun", { numberOfKeys: 3, lua: lua("finish-run") });
+    redis.defineCommand("steplineAdvanceRun", { numberOfKeys: 5, lua: lua("advance-run") });
+    redis.defineCommand("steplineFinishRun", { numberOfKeys: 5, lua: lua("finish-run") });
     redis.defineCommand("steplineSetReqVersion", { numberOfKeys: 1, lua: SET_REQ_VERSION_LUA });
   }
 
@@ -168,6 +197,7 @@ export class RunStore {
       version: Number(meta.version ?? 1),
       calls: Number(meta.calls ?? 0),
       reqVersion: Number(meta.reqVersion ?? -1),
+      disableImmediate: meta.die === "1",
       endedAtMs: Number(meta.endedAt ?? 0),
       output: meta.output ?? "",
       error: meta.error ?? "",
@@ -177,19 +207,33 @@ export class RunStore {
   }
 
   /**
-   * Saves step results (first writer wins; a new one is pushed on the stack), remembers the SDK's
-   * request version, and numbers the next call. Throws NotFoundError for an unknown run and
-   * ConflictError when the run has already ended.
+   * Records what a call or resume did (advance-run.lua): saves step results first-writer-wins,
+   * resolves the pending op it was about, tracks new plans, remembers the SDK's request version,
+   * and numbers the next call. Throws NotFoundError for an unknown run and ConflictError when the
+   * run has already ended.
    */
-  async advance(runId: string, saves: StepSave[], reqVersion?: number): Promise<AdvanceResult> {
-    const k = runKeys(this.prefix, runId);
-    const args: Array<string | number> = [reqVersion === undefined ? "" : reqVersion];
-    for (const s of saves) args.push(s.stepId, s.memoJson);
-    const r = await wrap(() => this.redis.steplineAdvanceRun(k.meta, k.steps, k.stack, ...args));
+  async advance(runId: string, input: AdvanceInput): Promise<AdvanceResult> {
+    const args: Array<string | number> = [
+      input.reqVersion === undefined ? "" : input.reqVersion,
+      input.disableImmediate ? "1" : "",
+      input.resolve?.opId ?? "",
+      input.resolve?.resolver ?? "",
+      input.resolve?.memoJson ?? "",
+      input.saves.length,
+    ];
+    for (const s of input.saves) args.push(s.stepId, s.memoJson);
+    const plans = input.plans ?? [];
+    args.push(plans.length);
+    for (const p of plans) args.push(p.opId, p.race ? "race" : "");
+    const r = await wrap(() => this.redis.steplineAdvanceRun(...allKeys(this.prefix, runId), ...args));
+    const resolution = RESOLUTIONS[String(r[2])] ?? "none";
+    const flags = r.slice(3).map((f) => f === 1);
     return {
       callNumber: Number(r[0]),
       stackLength: Number(r[1]),
-      saved: r.slice(2).map((f) => f === 1),
+      resolution,
+      saved: flags.slice(0, input.saves.length),
+      planned: flags.slice(input.saves.length),
     };
   }
 
@@ -206,12 +250,9 @@ export class RunStore {
     result: { output?: string; error?: string },
     endedAtMs: number,
   ): Promise<FinishResult> {
-    const k = runKeys(this.prefix, runId);
     const r = await wrap(() =>
       this.redis.steplineFinishRun(
-        k.meta,
-        k.steps,
-        k.stack,
+        ...allKeys(this.prefix, runId),
         status,
         result.output ?? "",
         result.error ?? "",

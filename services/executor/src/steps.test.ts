@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { AppResponse, InterpretInput } from "./steps.js";
-import { backoffDelayMs, COMPLETE_OP_ID, interpret, parseRetryAfter, requestVersionOf } from "./steps.js";
+import {
+  backoffDelayMs,
+  COMPLETE_OP_ID,
+  interpret,
+  parseRetryAfter,
+  requestVersionOf,
+  sleepUntil,
+} from "./steps.js";
 
 const NOW = 1_700_000_000_000;
 const SDK = { "x-inngest-sdk": "inngest-js:v4.24.0", "x-inngest-req-version": "2" };
@@ -42,11 +49,12 @@ describe("interpreting the app's answer", () => {
     expect(decision.type === "retry" && decision.reason).toContain("x-inngest-sdk");
   });
 
-  it("saves a StepRun result as canonical {data} and asks to discover the next step", () => {
+  it("saves a StepRun result as canonical {data}, planning nothing", () => {
     const { decision } = run(answer(206, [op({ op: "StepRun", data: { z: 1, a: [true, null] } })]));
     expect(decision).toEqual({
-      type: "continue",
-      next: "step",
+      type: "advance",
+      plans: [],
+      disableImmediate: false,
       saves: [
         {
           stepId: "h1",
@@ -61,12 +69,12 @@ describe("interpreting the app's answer", () => {
 
   it("stores null for a StepRun without data", () => {
     const { decision } = run(answer(206, [{ id: "h1", op: "StepRun", name: "a" }]));
-    expect(decision.type === "continue" && decision.saves[0]?.memoJson).toBe('{"data":null}');
+    expect(decision.type === "advance" && decision.saves[0]?.memoJson).toBe('{"data":null}');
   });
 
   it("accepts a single op object instead of an array", () => {
     const { decision } = run(answer(206, op({ op: "StepRun", data: 1 })));
-    expect(decision.type).toBe("continue");
+    expect(decision.type).toBe("advance");
   });
 
   it("retries a StepError with the next attempt after the backoff, naming the step", () => {
@@ -93,8 +101,9 @@ describe("interpreting the app's answer", () => {
     const error = { name: "Error", message: "boom" };
     const { decision } = run(answer(206, [op({ op: "StepError", error })]), { attempt: 2 });
     expect(decision).toEqual({
-      type: "continue",
-      next: "step",
+      type: "advance",
+      plans: [],
+      disableImmediate: false,
       saves: [
         {
           stepId: "h1",
@@ -111,23 +120,75 @@ describe("interpreting the app's answer", () => {
     const { decision } = run(
       answer(206, [op({ op: "StepError", error: {} })], { "x-inngest-no-retry": "true" }),
     );
-    expect(decision.type === "continue" && decision.saves[0]?.status).toBe("failed");
+    expect(decision.type === "advance" && decision.saves[0]?.status).toBe("failed");
   });
 
   it("saves a StepFailed as {error} and discovers again", () => {
     const error = { name: "NonRetriableError", message: "no" };
     const { decision } = run(answer(206, [op({ op: "StepFailed", error, data: { __serialized: true } })]));
-    expect(decision.type === "continue" && decision.saves.map((s) => [s.status, s.memoJson])).toEqual([
+    expect(decision.type === "advance" && decision.saves.map((s) => [s.status, s.memoJson])).toEqual([
       ["failed", canonical({ error })],
     ]);
-    expect(decision.type === "continue" && decision.next).toBe("step");
+    expect(decision.type === "advance" && decision.plans).toEqual([]);
   });
 
-  it("calls a StepPlanned step next by its id, one at a time when several are planned", () => {
+  it("plans every StepPlanned step at once and turns immediate execution off when there are several", () => {
     const { decision } = run(
-      answer(206, [op({ op: "StepPlanned", id: "p1" }), op({ op: "StepPlanned", id: "p2", data: null })]),
+      answer(206, [
+        op({ op: "StepPlanned", id: "p1", name: "one" }),
+        op({ op: "StepPlanned", id: "p2", name: "two", data: null, opts: { parallelMode: "race" } }),
+      ]),
     );
-    expect(decision).toEqual({ type: "continue", saves: [], next: "p1" });
+    expect(decision).toEqual({
+      type: "advance",
+      saves: [],
+      disableImmediate: true,
+      plans: [
+        { kind: "step", id: "p1", name: "a", race: false },
+        { kind: "step", id: "p2", name: "a", race: true },
+      ],
+    });
+    const single = run(answer(206, [op({ op: "StepPlanned", id: "p1" })])).decision;
+    expect(single.type === "advance" && single.disableImmediate).toBe(false);
+  });
+
+  it("plans a Sleep until the time its duration or date names", () => {
+    const mixed = run(
+      answer(206, [op({ op: "StepPlanned", id: "p1" }), op({ op: "Sleep", id: "z1", name: "1h30m" })]),
+    ).decision;
+    expect(mixed.type === "advance" && mixed.plans).toEqual([
+      { kind: "step", id: "p1", name: "a", race: false },
+      { kind: "sleep", id: "z1", name: "a", untilMs: NOW + 90 * 60_000 },
+    ]);
+    const date = new Date(NOW + 86_400_123).toISOString();
+    const until = run(answer(206, [op({ op: "Sleep", name: date })])).decision;
+    expect(until.type === "advance" && until.plans[0]).toMatchObject({ untilMs: NOW + 86_400_123 });
+  });
+
+  it.each([
+    ["", 0],
+    ["1s", 1_000],
+    ["500ms", 500],
+    ["2w1d", 15 * 86_400_000],
+    ["1.5h", 5_400_000],
+    ["1d2h3m4s", 93_784_000],
+  ])("reads the sleep duration %j", (name, ms) => {
+    expect(sleepUntil(name, NOW)).toBe(NOW + ms);
+  });
+
+  it("never sleeps into the past: a date gone by resumes at once", () => {
+    expect(sleepUntil("2001-01-01T00:00:00Z", NOW)).toBe(NOW);
+  });
+
+  it.each([
+    ["1 hour", "not a duration"],
+    ["10x", "not a duration"],
+    ["2024-13-45T00:00:00Z", "not a valid date"],
+    ["400d", "longer than the maximum of a year"],
+  ])("fails the run on a malformed or too long sleep %j", (name, message) => {
+    const { decision } = run(answer(206, [op({ op: "Sleep", name })]));
+    expect(decision.type).toBe("fail");
+    expect(decision.type === "fail" && decision.reason).toContain(message);
   });
 
   it("does not loop when the app plans the very step it was asked to run", () => {
@@ -141,7 +202,6 @@ describe("interpreting the app's answer", () => {
   });
 
   it.each([
-    ["Sleep", "step.sleep"],
     ["WaitForEvent", "step.waitForEvent"],
     ["InvokeFunction", "step.invoke"],
     ["Gateway", "step.fetch"],
@@ -157,7 +217,7 @@ describe("interpreting the app's answer", () => {
 
   it("ignores lazy defer ops but still needs a real one", () => {
     const lazy = op({ op: "DeferAdd", id: "d1", opts: {} });
-    expect(run(answer(206, [lazy, op({ op: "StepRun", data: 1 })])).decision.type).toBe("continue");
+    expect(run(answer(206, [lazy, op({ op: "StepRun", data: 1 })])).decision.type).toBe("advance");
     expect(run(answer(206, [lazy])).decision.type).toBe("retry");
     expect(run(answer(206, [])).decision.type).toBe("retry");
   });

@@ -45,9 +45,19 @@ export interface StepResult {
   resultJson: string;
 }
 
+/** An op the answer planned, which the run now waits for (docs: README "Pending ops"). */
+export type PlannedOp =
+  /** A step to run by its id (parallel steps, or one the SDK chose not to run at once). */
+  | { kind: "step"; id: string; name: string; race: boolean }
+  /** step.sleep / step.sleepUntil: resolves with `null` at `untilMs`. */
+  | { kind: "sleep"; id: string; name: string; untilMs: number };
+
 export type Decision =
-  /** Save the results (maybe none), then call again with `next` ("step" or a planned id), attempt 0. */
-  | { type: "continue"; saves: StepResult[]; next: string }
+  /**
+   * Save the results (maybe none) and start tracking the plans (maybe none). What is called next
+   * follows from those and from the op the call resolved (execute.ts).
+   */
+  | { type: "advance"; saves: StepResult[]; plans: PlannedOp[]; disableImmediate: boolean }
   /** Call again the same way with `attempt`, not before `runAtMs`. */
   | { type: "retry"; attempt: number; runAtMs: number; reason: string; errorJson: string; step?: StepRef }
   /** The run finished with `outputJson`. */
@@ -70,8 +80,10 @@ export interface Interpretation {
 export const COMPLETE_OP_ID = "0737c22d3bfae812339732d14d8c7dbd6dc4e09c";
 
 const LAZY_OPS = new Set(["DeferAdd", "DeferAbort"]);
+/** The longest sleep, wait or invoke timeout accepted (a year, leap years included). */
+export const MAX_WAIT_MS = 366 * 24 * 3600 * 1000;
+
 const UNSUPPORTED_OPS: Record<string, string> = {
-  Sleep: "step.sleep / step.sleepUntil",
   WaitForEvent: "step.waitForEvent",
   InvokeFunction: "step.invoke",
   WaitForSignal: "step.waitForSignal",
@@ -84,6 +96,7 @@ interface Op {
   op: string;
   name?: unknown;
   displayName?: unknown;
+  opts?: unknown;
   data?: unknown;
   error?: unknown;
 }
@@ -130,7 +143,7 @@ function decideOps(input: InterpretInput, res: AppResponse): Decision {
   const real = ops.filter((o) => !LAZY_OPS.has(o.op));
   if (real.length === 0) return retryOrFail(input, "app answered 206 without any op", bodyError(res));
 
-  const unsupported = real.find((o) => o.op !== "RunComplete" && !isStepOp(o.op));
+  const unsupported = real.find((o) => o.op !== "RunComplete" && o.op !== "Sleep" && !isStepOp(o.op));
   if (unsupported) {
     const what = UNSUPPORTED_OPS[unsupported.op] ?? `the op ${JSON.stringify(unsupported.op)}`;
     const message = `${what} is not supported by Stepline yet`;
@@ -183,17 +196,70 @@ function decideOps(input: InterpretInput, res: AppResponse): Decision {
   }
 
   const saved = new Set(saves.map((s) => s.stepId));
-  // Parallel steps are run one at a time for now: the first planned step goes next; the rest are
-  // found again by the discovery call that follows it.
-  const planned = real.find((o) => o.op === "StepPlanned" && !saved.has(o.id));
-  if (saves.length > 0) return { type: "continue", saves, next: planned && !stepError ? planned.id : "step" };
-  if (planned) {
-    if (planned.id === input.stepId) {
-      return retryOrFail(input, `app planned step ${nameOf(planned)} again instead of running it`, "null");
+  const plans: PlannedOp[] = [];
+  // After a step error only the error is acted on; anything planned beside it is found again.
+  for (const o of stepError ? [] : real) {
+    if (saved.has(o.id)) continue;
+    if (o.op === "StepPlanned") {
+      if (o.id === input.stepId) {
+        return retryOrFail(input, `app planned step ${nameOf(o)} again instead of running it`, "null");
+      }
+      const race = (o.opts as { parallelMode?: unknown } | null)?.parallelMode === "race";
+      plans.push({ kind: "step", id: o.id, name: nameOf(o), race });
+    } else if (o.op === "Sleep") {
+      const until = sleepUntil(o.name, input.nowMs);
+      if (typeof until === "string") {
+        const message = `step ${nameOf(o)}: ${until}`;
+        return { type: "fail", reason: message, errorJson: errorJson(message) };
+      }
+      plans.push({ kind: "sleep", id: o.id, name: nameOf(o), untilMs: until });
     }
-    return { type: "continue", saves: [], next: planned.id };
   }
-  return retryOrFail(input, "app answered 206 without a usable op", bodyError(res));
+  if (saves.length === 0 && plans.length === 0) {
+    return retryOrFail(input, "app answered 206 without a usable op", bodyError(res));
+  }
+  // Several ops at once (parallel steps): from now on the SDK must plan, not run (§3 of the
+  // protocol notes); a fan-in resets it (advance-run.lua).
+  return { type: "advance", saves, plans, disableImmediate: real.length > 1 };
+}
+
+const DURATION_PART = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w)/g;
+const UNIT_MS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
+
+/**
+ * When a Sleep op ends: its `name` is a duration as the SDK writes it ("1h30m", "2d", "" for
+ * none) or an ISO date (sleepUntil). Returns the epoch ms, or a message saying what is wrong.
+ */
+export function sleepUntil(name: unknown, nowMs: number): number | string {
+  if (typeof name !== "string") return "sleep has no duration";
+  const text = name.trim();
+  let until: number;
+  if (text === "") {
+    until = nowMs;
+  } else if (/^\d{4}-\d{2}-\d{2}/.test(text)) {
+    until = Date.parse(text);
+    if (Number.isNaN(until)) return `sleep until ${JSON.stringify(name)}: not a valid date`;
+  } else {
+    const parts = [...text.matchAll(DURATION_PART)];
+    if (parts.map((p) => p[0]).join("") !== text) {
+      return `sleep for ${JSON.stringify(name)}: not a duration (like "30s", "1h30m", "2d") or an ISO date`;
+    }
+    const ms = parts.reduce((sum, p) => sum + Number(p[1]) * (UNIT_MS[p[2] as string] ?? 0), 0);
+    until = nowMs + Math.ceil(ms);
+  }
+  if (until - nowMs > MAX_WAIT_MS)
+    return `sleep of ${JSON.stringify(name)} is longer than the maximum of a year`;
+  return Math.max(until, nowMs);
 }
 
 function isStepOp(op: string): boolean {

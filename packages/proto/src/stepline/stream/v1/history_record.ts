@@ -68,6 +68,12 @@ export enum StepStatus {
   /** STEP_STATUS_ERRORED - An attempt failed and will be retried. */
   STEP_STATUS_ERRORED = 2,
   STEP_STATUS_FAILED = 3,
+  /** STEP_STATUS_SLEEPING - The run started a step.sleep; output_json is `{"until_ms": <epoch ms>}`. */
+  STEP_STATUS_SLEEPING = 4,
+  /** STEP_STATUS_WAITING - The run started a step.waitForEvent; output_json is `{"event", "if", "timeout_ms"}`. */
+  STEP_STATUS_WAITING = 5,
+  /** STEP_STATUS_INVOKING - The run started a step.invoke; output_json is `{"function_id", "timeout_ms"}`. */
+  STEP_STATUS_INVOKING = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -85,6 +91,15 @@ export function stepStatusFromJSON(object: any): StepStatus {
     case 3:
     case "STEP_STATUS_FAILED":
       return StepStatus.STEP_STATUS_FAILED;
+    case 4:
+    case "STEP_STATUS_SLEEPING":
+      return StepStatus.STEP_STATUS_SLEEPING;
+    case 5:
+    case "STEP_STATUS_WAITING":
+      return StepStatus.STEP_STATUS_WAITING;
+    case 6:
+    case "STEP_STATUS_INVOKING":
+      return StepStatus.STEP_STATUS_INVOKING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -102,6 +117,12 @@ export function stepStatusToJSON(object: StepStatus): string {
       return "STEP_STATUS_ERRORED";
     case StepStatus.STEP_STATUS_FAILED:
       return "STEP_STATUS_FAILED";
+    case StepStatus.STEP_STATUS_SLEEPING:
+      return "STEP_STATUS_SLEEPING";
+    case StepStatus.STEP_STATUS_WAITING:
+      return "STEP_STATUS_WAITING";
+    case StepStatus.STEP_STATUS_INVOKING:
+      return "STEP_STATUS_INVOKING";
     case StepStatus.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -1,0 +1,4 @@
+// End-to-end durable step tools with the official SDK v3 (see support/durable-suite.ts).
+import { durableSuite } from "./support/durable-suite.js";
+
+durableSuite("v3");

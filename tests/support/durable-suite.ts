@@ -1,0 +1,210 @@
+// The durable-primitives end-to-end suite: sleeps and parallel steps (more step tools join it as
+// they land), on a real cluster in dev mode with functions served by the official SDK. Each SDK
+// major runs it from its own test file (v3 and v4 cannot share one process).
+
+import { waitFor } from "@stepline/internal/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { getRun, sendEvents, waitForEndedRuns } from "./api.js";
+import type { Cluster } from "./cluster.js";
+import { startCluster } from "./cluster.js";
+import type { SdkApp, SdkVersion } from "./sdk-app.js";
+import { makeClient, serveAndSync } from "./sdk-app.js";
+
+/** What the app's step bodies saw: how often each ran, and when each began and ended. */
+interface Trace {
+  count: Map<string, number>;
+  spans: Map<string, Array<{ start: number; end: number }>>;
+  runIds: Map<string, string>;
+}
+
+function defineApp(sdk: SdkVersion, client: any, trace: Trace) {
+  const fn = (id: string, handler: (ctx: any) => Promise<unknown>) =>
+    sdk === "v4"
+      ? client.createFunction({ id, retries: 3, triggers: [{ event: `${sdk}/${id}` }] }, handler)
+      : client.createFunction({ id, retries: 3 }, { event: `${sdk}/${id}` }, handler);
+  /** A step body that counts itself and records its span under `key`. */
+  const body =
+    (key: string, ms: number, value: () => unknown = () => key) =>
+    async () => {
+      trace.count.set(key, (trace.count.get(key) ?? 0) + 1);
+      const start = Date.now();
+      if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+      const spans = trace.spans.get(key) ?? [];
+      spans.push({ start, end: Date.now() });
+      trace.spans.set(key, spans);
+      return value();
+    };
+  return [
+    fn("sleeper", async ({ event, step, runId }) => {
+      const tag = event.data.tag as string;
+      trace.runIds.set(tag, runId);
+      const before = await step.run("before", body(`${tag}:before`, 0, Date.now));
+      await step.sleep("nap", event.data.duration);
+      const after = await step.run("after", body(`${tag}:after`, 0, Date.now));
+      return { before, after };
+    }),
+    fn("sleep-until", async ({ event, step }) => {
+      await step.sleepUntil("until", new Date(event.data.at));
+      return step.run("woke", body(`${event.data.tag}:woke`, 0, Date.now));
+    }),
+    fn("parallel", async ({ event, step }) => {
+      const tag = event.data.tag as string;
+      const [a, b] = await Promise.all([
+        step.run(
+          "p1",
+          body(`${tag}:p1`, 400, () => 1),
+        ),
+        step.run(
+          "p2",
+          body(`${tag}:p2`, 400, () => 2),
+        ),
+      ]);
+      return step.run(
+        "sum",
+        body(`${tag}:sum`, 0, () => a + b),
+      );
+    }),
+    fn("parallel-mixed", async ({ event, step }) => {
+      const tag = event.data.tag as string;
+      const [work] = await Promise.all([
+        step.run(
+          "work",
+          body(`${tag}:work`, 0, () => "worked"),
+        ),
+        step.sleep("pause", "1s"),
+      ]);
+      return step.run(
+        "after",
+        body(`${tag}:after`, 0, () => `${work} and slept`),
+      );
+    }),
+    fn("parallel-flaky", async ({ event, step }) => {
+      const tag = event.data.tag as string;
+      return Promise.all([
+        step.run(
+          "steady",
+          body(`${tag}:steady`, 0, () => "steady"),
+        ),
+        step.run("shaky", async () => {
+          const n = (trace.count.get(`${tag}:shaky`) ?? 0) + 1;
+          trace.count.set(`${tag}:shaky`, n);
+          if (n < 2) throw new Error("shaky fails once");
+          return "shaky";
+        }),
+      ]);
+    }),
+    fn("oversleep", async ({ step }) => {
+      await step.sleep("forever", "400d");
+      return "unreachable";
+    }),
+  ];
+}
+
+/** Registers the suite for one SDK major, against a cluster of its own. */
+export function durableSuite(sdk: SdkVersion): void {
+  let cluster: Cluster;
+  let app: SdkApp;
+  const trace: Trace = { count: new Map(), spans: new Map(), runIds: new Map() };
+  let n = 0;
+  const tag = () => `${sdk}-${++n}`;
+  const send = async (fnId: string, data: Record<string, unknown>) => {
+    const sent = await sendEvents(cluster.apiUrl, "any-key", { name: `${sdk}/${fnId}`, data });
+    expect(sent.status).toBe(200);
+    return sent.body.ids[0] as string;
+  };
+
+  beforeAll(async () => {
+    cluster = await startCluster({
+      name: `durable${sdk}`,
+      dev: true,
+      env: { STEPLINE_EXECUTOR_BACKOFF_BASE_MS: "50" },
+    });
+    const id = `durable-${sdk}`;
+    const client = makeClient({ sdk, id, baseUrl: cluster.apiUrl });
+    app = await serveAndSync({ sdk, id, baseUrl: cluster.apiUrl }, client, defineApp(sdk, client, trace));
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await cluster?.stop();
+  });
+
+  describe(`durable step tools with the official SDK ${sdk}`, () => {
+    it("sleeps: the run is Running with no end while it sleeps, and resumes once the time has passed", async () => {
+      const t = tag();
+      const eventId = await send("sleeper", { tag: t, duration: "3s" });
+      await waitFor("the step before the sleep", () => trace.count.get(`${t}:before`) === 1, {
+        timeoutMs: 20_000,
+      });
+      const runId = await waitFor("the run id", () => trace.runIds.get(t));
+      const sleeping = await waitFor(
+        "the sleeping run in history",
+        async () => {
+          const r = await getRun(cluster.apiUrl, runId).catch(() => undefined);
+          return r?.status === "Running" ? r : undefined;
+        },
+        { timeoutMs: 10_000 },
+      );
+      expect(sleeping.ended_at).toBeNull();
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Completed");
+      const { before, after } = (run?.output ?? {}) as { before: number; after: number };
+      const late = after - before - 3_000;
+      expect(late).toBeGreaterThanOrEqual(0);
+      // Resumed by its own wake-up, not by a periodic sweep (STEPLINE_QUEUE_SWEEP_MS is 5 s).
+      expect(late).toBeLessThan(2_000);
+      expect([trace.count.get(`${t}:before`), trace.count.get(`${t}:after`)]).toEqual([1, 1]);
+    });
+
+    it("sleeps until a date", async () => {
+      const t = tag();
+      const at = Date.now() + 2_000;
+      const eventId = await send("sleep-until", { tag: t, at: new Date(at).toISOString() });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Completed");
+      expect(run?.output as number).toBeGreaterThanOrEqual(at);
+    });
+
+    it("runs parallel steps at the same time, each once, and continues when both are done", async () => {
+      const t = tag();
+      const eventId = await send("parallel", { tag: t });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Completed");
+      expect(run?.output).toBe(3);
+      expect([`${t}:p1`, `${t}:p2`, `${t}:sum`].map((k) => trace.count.get(k))).toEqual([1, 1, 1]);
+      const [p1] = trace.spans.get(`${t}:p1`) ?? [];
+      const [p2] = trace.spans.get(`${t}:p2`) ?? [];
+      const [sum] = trace.spans.get(`${t}:sum`) ?? [];
+      // Overlapping spans: the second began before the first ended.
+      expect(Math.max(p1?.start ?? 0, p2?.start ?? 0)).toBeLessThan(Math.min(p1?.end ?? 0, p2?.end ?? 0));
+      expect(sum?.start).toBeGreaterThanOrEqual(Math.max(p1?.end ?? 0, p2?.end ?? 0));
+    });
+
+    it("runs a step and a sleep in parallel and goes on once both are done", async () => {
+      const t = tag();
+      const sentAt = Date.now();
+      const eventId = await send("parallel-mixed", { tag: t });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Completed");
+      expect(run?.output).toBe("worked and slept");
+      expect([trace.count.get(`${t}:work`), trace.count.get(`${t}:after`)]).toEqual([1, 1]);
+      expect(trace.spans.get(`${t}:after`)?.[0]?.start).toBeGreaterThanOrEqual(sentAt + 1_000);
+    });
+
+    it("retries a failing parallel step alone", async () => {
+      const t = tag();
+      const eventId = await send("parallel-flaky", { tag: t });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Completed");
+      expect(run?.output).toEqual(["steady", "shaky"]);
+      expect([trace.count.get(`${t}:steady`), trace.count.get(`${t}:shaky`)]).toEqual([1, 2]);
+    });
+
+    it("fails a run whose sleep is longer than a year, saying so", async () => {
+      const eventId = await send("oversleep", {});
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Failed");
+      expect(JSON.stringify(run?.error)).toContain("longer than the maximum of a year");
+    });
+  });
+}
