@@ -37,6 +37,8 @@ export interface Cluster {
   apiUrl: string;
   /** gRPC address of event-api (TenantService). */
   tenantAddr: string;
+  /** gRPC address of the executor (ExecutorService). */
+  executorAddr: string;
   /** Kafka topic prefix of this cluster. */
   topicPrefix: string;
   redisUrl: string;
@@ -199,6 +201,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   return {
     apiUrl: `http://127.0.0.1:${portsOf("event-api").httpPort}`,
     tenantAddr: `127.0.0.1:${portsOf("event-api").grpcPort}`,
+    executorAddr: `127.0.0.1:${portsOf("executor").grpcPort}`,
     topicPrefix,
     redisUrl,
     queueAddrs,

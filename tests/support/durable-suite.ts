@@ -1,8 +1,15 @@
-// The durable-primitives end-to-end suite: sleeps and parallel steps (more step tools join it as
-// they land), on a real cluster in dev mode with functions served by the official SDK. Each SDK
+// The durable-primitives end-to-end suite: sleeps, parallel steps and waits for events (more
+// step tools join it as they land), on a real cluster in dev mode with functions served by the official SDK. Each SDK
 // major runs it from its own test file (v3 and v4 cannot share one process).
 
+import { callUnary, createClient } from "@stepline/internal/grpc";
 import { waitFor } from "@stepline/internal/testing";
+import type { Pause } from "@stepline/proto/stepline/executor/v1/executor_service";
+import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
+
+/** The dev-mode environment every event of this suite lands in. */
+const DEV_ENV = "00000000000000000000DEVENV";
+
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getRun, sendEvents, waitForEndedRuns } from "./api.js";
 import type { Cluster } from "./cluster.js";
@@ -93,6 +100,27 @@ function defineApp(sdk: SdkVersion, client: any, trace: Trace) {
         }),
       ]);
     }),
+    fn("waiter", async ({ event, step }) => {
+      const tag = event.data.tag as string;
+      await step.run("armed", body(`${tag}:armed`, 0, Date.now));
+      const paid = await step.waitForEvent("paid", {
+        event: `${sdk}/paid`,
+        timeout: event.data.timeout ?? "30s",
+        ...(event.data.match ? { match: "data.order" } : { if: "async.data.order == event.data.order" }),
+      });
+      await step.run("after", body(`${tag}:after`, 0));
+      return paid ? { order: paid.data.order, name: paid.name } : null;
+    }),
+    fn("crowd", async ({ event, step }) => {
+      const tag = event.data.tag as string;
+      const go = await step.waitForEvent("go", {
+        event: `${sdk}/go`,
+        timeout: "1h",
+        if: "async.data.group == event.data.group",
+      });
+      await step.run("after", body(`${tag}:after`, 0));
+      return go?.data.group;
+    }),
     fn("oversleep", async ({ step }) => {
       await step.sleep("forever", "400d");
       return "unreachable";
@@ -104,6 +132,7 @@ function defineApp(sdk: SdkVersion, client: any, trace: Trace) {
 export function durableSuite(sdk: SdkVersion): void {
   let cluster: Cluster;
   let app: SdkApp;
+  let executor: ExecutorServiceClient;
   const trace: Trace = { count: new Map(), spans: new Map(), runIds: new Map() };
   let n = 0;
   const tag = () => `${sdk}-${++n}`;
@@ -119,15 +148,28 @@ export function durableSuite(sdk: SdkVersion): void {
       dev: true,
       env: { STEPLINE_EXECUTOR_BACKOFF_BASE_MS: "50" },
     });
+    executor = createClient(ExecutorServiceClient, cluster.executorAddr);
     const id = `durable-${sdk}`;
     const client = makeClient({ sdk, id, baseUrl: cluster.apiUrl });
     app = await serveAndSync({ sdk, id, baseUrl: cluster.apiUrl }, client, defineApp(sdk, client, trace));
   });
 
   afterAll(async () => {
+    executor?.close();
     await app?.close();
     await cluster?.stop();
   });
+
+  /** The waits on this suite's event names, through ExecutorService.ListPauses (dev environment). */
+  const listPauses = async () => {
+    const queries = [`${sdk}/paid`, `${sdk}/go`].map((eventName) => ({ environmentId: DEV_ENV, eventName }));
+    return (await callUnary(executor.listPauses.bind(executor), { queries })).pauses;
+  };
+  const waitForPauses = (count: number, which: (p: Pause) => boolean, timeoutMs = 20_000) =>
+    waitFor(`${count} waits to be indexed`, async () => (await listPauses()).filter(which).length >= count, {
+      timeoutMs,
+      intervalMs: 100,
+    });
 
   describe(`durable step tools with the official SDK ${sdk}`, () => {
     it("sleeps: the run is Running with no end while it sleeps, and resumes once the time has passed", async () => {
@@ -199,6 +241,90 @@ export function durableSuite(sdk: SdkVersion): void {
       expect(run?.output).toEqual(["steady", "shaky"]);
       expect([trace.count.get(`${t}:steady`), trace.count.get(`${t}:shaky`)]).toEqual([1, 2]);
     });
+
+    it("waits for an event: resumes with the first one whose `if` matches, received after the wait began", async () => {
+      const t = tag();
+      const order = `${t}-order`;
+      // Sent before the run exists, so before its wait began: it must not count.
+      await sendEvents(cluster.apiUrl, "any-key", { name: `${sdk}/paid`, data: { order } });
+      const eventId = await send("waiter", { tag: t, order });
+      await waitFor("the wait to be armed", () => trace.count.get(`${t}:armed`) === 1, { timeoutMs: 20_000 });
+      await waitForPauses(1, (p) => p.triggerEventJson.includes(order));
+      await sendEvents(cluster.apiUrl, "any-key", { name: `${sdk}/paid`, data: { order: `${order}-other` } });
+      await sendEvents(cluster.apiUrl, "any-key", { name: `${sdk}/paid`, data: { order } });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Completed");
+      expect(run?.output).toEqual({ order, name: `${sdk}/paid` });
+      expect(trace.count.get(`${t}:after`)).toBe(1);
+    });
+
+    it("waits with `match`, and resumes with null at the timeout when nothing matches", async () => {
+      const matched = tag();
+      const matchedId = await send("waiter", { tag: matched, order: matched, match: true });
+      const timedOut = tag();
+      const timedOutId = await send("waiter", { tag: timedOut, order: timedOut, timeout: "2s" });
+      await waitFor(
+        "both waits to be armed",
+        () => trace.count.get(`${timedOut}:armed`) === 1 && trace.count.get(`${matched}:armed`) === 1,
+        { timeoutMs: 20_000 },
+      );
+      await waitForPauses(1, (p) => p.triggerEventJson.includes(matched));
+      await waitForPauses(1, (p) => p.triggerEventJson.includes(timedOut));
+      await sendEvents(cluster.apiUrl, "any-key", { name: `${sdk}/paid`, data: { order: matched } });
+      const [m] = await waitForEndedRuns(cluster.apiUrl, matchedId);
+      expect(m?.output).toEqual({ order: matched, name: `${sdk}/paid` });
+      const [t] = await waitForEndedRuns(cluster.apiUrl, timedOutId);
+      expect(t?.status).toBe("Completed");
+      expect(t?.output).toBeNull();
+      expect([trace.count.get(`${matched}:after`), trace.count.get(`${timedOut}:after`)]).toEqual([1, 1]);
+    });
+
+    it("resumes each wait exactly once when its event and its timeout arrive together", async () => {
+      // Each run's event is sent within ±200 ms of its wait's 2 s timeout; whichever wins, the
+      // code after the wait runs once and the result is the event or null, never both.
+      const tags = Array.from({ length: 8 }, () => tag());
+      const ids = await Promise.all(tags.map((t) => send("waiter", { tag: t, order: t, timeout: "2s" })));
+      await Promise.all(
+        tags.map(async (t, i) => {
+          const armedAt = await waitFor(`${t} armed`, () => trace.spans.get(`${t}:armed`)?.[0]?.end, {
+            timeoutMs: 20_000,
+          });
+          const at = armedAt + 2_000 + (i % 2 === 0 ? -1 : 1) * 25 * i;
+          await new Promise((r) => setTimeout(r, Math.max(0, at - Date.now())));
+          await sendEvents(cluster.apiUrl, "any-key", { name: `${sdk}/paid`, data: { order: t } });
+        }),
+      );
+      for (const [i, t] of tags.entries()) {
+        const [run] = await waitForEndedRuns(cluster.apiUrl, ids[i] as string);
+        expect(run?.status).toBe("Completed");
+        expect([null, JSON.stringify({ order: t, name: `${sdk}/paid` })]).toContain(
+          run?.output === null ? null : JSON.stringify(run?.output),
+        );
+        expect(trace.count.get(`${t}:after`)).toBe(1);
+      }
+    });
+
+    it("with 1,000 runs waiting on one event name, one event resumes exactly the 10 whose `if` it matches", async () => {
+      const base = tag();
+      const groups = Array.from({ length: 1_000 }, (_, i) => i % 100);
+      const sent = await sendEvents(
+        cluster.apiUrl,
+        "any-key",
+        groups.map((group, i) => ({ name: `${sdk}/crowd`, data: { tag: `${base}-${i}`, group } })),
+      );
+      expect(sent.status).toBe(200);
+      await waitForPauses(1_000, (p) => p.eventName === `${sdk}/go`, 120_000);
+      await sendEvents(cluster.apiUrl, "any-key", { name: `${sdk}/go`, data: { group: 7 } });
+      // A later event on the same partition (one account) proves the first was fully handled.
+      const sentinel = tag();
+      const sentinelId = await send("crowd", { tag: sentinel, group: 1_000 });
+      await waitForPauses(1, (p) => p.eventName === `${sdk}/go` && p.triggerEventJson.includes(sentinel));
+      await sendEvents(cluster.apiUrl, "any-key", { name: `${sdk}/go`, data: { group: 1_000 } });
+      await waitForEndedRuns(cluster.apiUrl, sentinelId);
+      const resumed = groups.flatMap((group, i) => (trace.count.get(`${base}-${i}:after`) ? [group] : []));
+      expect(resumed).toEqual(Array.from({ length: 10 }, () => 7));
+      expect((await listPauses()).filter((p) => p.eventName === `${sdk}/go`)).toHaveLength(990);
+    }, 180_000);
 
     it("fails a run whose sleep is longer than a year, saying so", async () => {
       const eventId = await send("oversleep", {});

@@ -15,6 +15,7 @@ import { AppClient } from "./app-client.js";
 import type { ExecuteDeps } from "./execute.js";
 import { createItemHandler } from "./execute.js";
 import type { HistoryEntry } from "./history.js";
+import { PauseStore } from "./pauses.js";
 import { Scheduler } from "./schedule.js";
 import type { FixtureApp, Sdk } from "./sdk-app.fixture.js";
 import { EVENTS, startFixtureApp, testSigningKey } from "./sdk-app.fixture.js";
@@ -37,6 +38,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
   const log = createLogger("executor-test", "silent");
   let redis: Redis;
   let store: RunStore;
+  let pauses: PauseStore;
   let app: FixtureApp;
   let prodApp: FixtureApp;
   const key = testSigningKey();
@@ -47,6 +49,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
 
   const deps = (over: Partial<ExecuteDeps> = {}): ExecuteDeps => ({
     store,
+    pauses,
     app: devClient,
     keys: null,
     history: {
@@ -166,6 +169,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
   beforeAll(async () => {
     redis = new Redis(redisUrl);
     store = new RunStore(redis, 60_000, prefix);
+    pauses = new PauseStore(redis, prefix);
     app = await startFixtureApp(sdk);
     prodApp = await startFixtureApp(sdk, { signingKey: key });
   });

@@ -12,6 +12,7 @@ import type { AppClient } from "./app-client.js";
 import { buildCallBody } from "./app-client.js";
 import type { HistoryEntry } from "./history.js";
 import { callSeconds, callsTotal, runsEndedTotal } from "./metrics.js";
+import type { Pause, PauseStore } from "./pauses.js";
 import { erroredStep, pendingStep, resumedStep, runRecord, stepRecord } from "./records.js";
 import type { SigningKeys } from "./signing-keys.js";
 import type { RunState, RunStore } from "./state.js";
@@ -22,6 +23,7 @@ import { SHUTDOWN } from "./work-loop.js";
 
 export interface ExecuteDeps {
   store: RunStore;
+  pauses: PauseStore;
   app: AppClient;
   /** Null in dev mode: calls are not signed. */
   keys: SigningKeys | null;
@@ -49,12 +51,15 @@ export interface ItemPayload {
   memo?: string;
   /** The op's name, for history. */
   name?: string;
+  /** A wait's timeout: the event name it waited for (its index entry is dropped). */
+  event?: string;
 }
 
 /**
  * A queue item of one of the run's calls. Ids are deterministic, so a repeated decision collapses
  * onto one item: `c<n>` discovers after a step saved by a discovery call, `p:<op>` runs a planned
- * step, `s:<op>` ends a sleep, `d:<op>` discovers after a pending op resolved.
+ * step, `s:<op>` ends a sleep, `t:<op>` times a wait out, `d:<op>` discovers after a pending op
+ * resolved.
  */
 export function callItem(run: RunState, suffix: string, payload: ItemPayload, runAtMs = 0): NewItem {
   return {
@@ -71,7 +76,7 @@ export function callItem(run: RunState, suffix: string, payload: ItemPayload, ru
   };
 }
 
-/** The item of a planned op: a call for a step, a timed resume for a sleep. */
+/** The item of a planned op: a call for a step, a timed resume for a sleep or a wait's timeout. */
 function planItem(run: RunState, plan: PlannedOp): NewItem {
   switch (plan.kind) {
     case "step":
@@ -82,6 +87,13 @@ function planItem(run: RunState, plan: PlannedOp): NewItem {
         `s:${plan.id}`,
         { stepId: "step", op: plan.id, memo: '{"data":null}', name: plan.name },
         plan.untilMs,
+      );
+    case "wait":
+      return callItem(
+        run,
+        `t:${plan.id}`,
+        { stepId: "step", op: plan.id, memo: '{"data":null}', name: plan.name, event: plan.event },
+        plan.timeoutAtMs,
       );
   }
 }
@@ -153,6 +165,8 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
           saves: [],
           resolve: { opId: payload.op, resolver: item.id, memoJson: payload.memo ?? '{"data":null}' },
         });
+        if (payload.event)
+          await deps.pauses.remove(item.environmentId, payload.event, item.runId, payload.op);
         if (adv.resolution === "discover") run = await deps.store.load(run.runId);
         if (run && adv.resolution !== "lost") {
           const value = resumedStep(run, payload.op, payload.name ?? payload.op, deps.clock.now());
@@ -278,12 +292,16 @@ async function apply(
         .filter((_, i) => adv.saved[i])
         .map((s): HistoryEntry => ({ $case: "step", value: stepRecord(run, s, item.attempt, now) }));
       const next: NewItem[] = [];
+      const waits: Promise<void>[] = [];
       decision.plans.forEach((p, i) => {
         if (!adv.planned[i]) return;
         next.push(planItem(run, p));
         const pending = pendingStep(run, p, now);
         if (pending) records.push({ $case: "step", value: pending });
+        if (p.kind === "wait") waits.push(deps.pauses.add(pauseOf(run, p, now)));
       });
+      // The wait is indexed before its timeout item exists, so it cannot time out unindexed.
+      await Promise.all(waits);
       if (stepId === "step") {
         // A discovery call that saved a step (and planned nothing) discovers again.
         if (decision.plans.length === 0 && decision.saves.length > 0) {
@@ -335,6 +353,20 @@ async function apply(
   }
 }
 
+function pauseOf(run: RunState, p: Extract<PlannedOp, { kind: "wait" }>, nowMs: number): Pause {
+  const events = JSON.parse(run.eventsJson) as unknown[];
+  return {
+    runId: run.runId,
+    opId: p.id,
+    environmentId: run.environmentId,
+    eventName: p.event,
+    expression: p.expression,
+    triggerEventJson: JSON.stringify(events[0] ?? {}),
+    createdAtMs: nowMs,
+    timeoutAtMs: p.timeoutAtMs,
+  };
+}
+
 function parsePayload(payload: string): ItemPayload {
   try {
     const p = JSON.parse(payload) as Partial<ItemPayload>;
@@ -344,6 +376,7 @@ function parsePayload(payload: string): ItemPayload {
         ...(typeof p.op === "string" && p.op ? { op: p.op } : {}),
         ...(typeof p.memo === "string" ? { memo: p.memo } : {}),
         ...(typeof p.name === "string" ? { name: p.name } : {}),
+        ...(typeof p.event === "string" ? { event: p.event } : {}),
       };
     }
   } catch {

@@ -10,12 +10,15 @@ import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
 import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { ExecutorServiceService } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { AnyReplica } from "./any-replica.js";
 import { AppClient } from "./app-client.js";
 import { loadExecutorConfig } from "./config.js";
 import { createItemHandler } from "./execute.js";
 import { HistoryProducer } from "./history.js";
+import { PauseStore } from "./pauses.js";
+import { Resumer } from "./resume.js";
 import { Scheduler } from "./schedule.js";
 import { executorService } from "./server.js";
 import { SigningKeys } from "./signing-keys.js";
@@ -35,6 +38,7 @@ const dev = config.STEPLINE_DEV;
 const log = createLogger("executor", config.STEPLINE_LOG_LEVEL);
 const redis = createRedis(config.STEPLINE_REDIS_URL, log.child({ component: "redis" }));
 const store = new RunStore(redis, config.STEPLINE_EXECUTOR_STATE_TTL_MS);
+const pauses = new PauseStore(redis);
 const kafka = createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-executor", log);
 const history = new HistoryProducer(
   kafka,
@@ -70,11 +74,12 @@ const app = new AppClient({
   serverKind: dev ? "dev" : "cloud",
 });
 
+const enqueue = async (items: NewItem[]) => {
+  await anyQueue.call((queue) => callUnary(queue.enqueue.bind(queue), { items }));
+};
 const scheduler = new Scheduler({
   store,
-  enqueue: async (items) => {
-    await anyQueue.call((queue) => callUnary(queue.enqueue.bind(queue), { items }));
-  },
+  enqueue,
   produce: (entries) => history.produce(entries),
   clock: systemClock,
   defaultMaxAttempts: config.STEPLINE_EXECUTOR_DEFAULT_MAX_ATTEMPTS,
@@ -84,6 +89,7 @@ const pool = new WorkPool(
   queues.map((queue) => () => queue.work()),
   createItemHandler({
     store,
+    pauses,
     app,
     keys,
     history,
@@ -101,7 +107,21 @@ const pool = new WorkPool(
 
 let stopping = false;
 const grpcServer = await startGrpcServer(config.STEPLINE_EXECUTOR_GRPC_ADDR, [
-  { definition: ExecutorServiceService, implementation: executorService(scheduler, log) },
+  {
+    definition: ExecutorServiceService,
+    implementation: executorService(
+      scheduler,
+      new Resumer({
+        store,
+        pauses,
+        enqueue,
+        history,
+        clock: systemClock,
+        log: log.child({ component: "resume" }),
+      }),
+      log,
+    ),
+  },
 ]);
 const admin = await startAdminServer(
   config.STEPLINE_ADMIN_PORT,

@@ -75,24 +75,41 @@ export function erroredStep(
 
 /** The record of a planned op the run now waits on (null for a plain planned step). */
 export function pendingStep(run: RunState, op: PlannedOp, atMs: number): StepRecord | null {
-  if (op.kind === "step") return null;
-  return {
-    ...stepBase(run, op.id, op.name, atMs),
-    status: StepStatus.STEP_STATUS_SLEEPING,
-    outputJson: JSON.stringify({ until_ms: op.untilMs }),
-  };
+  switch (op.kind) {
+    case "step":
+      return null;
+    case "sleep":
+      return {
+        ...stepBase(run, op.id, op.name, atMs),
+        status: StepStatus.STEP_STATUS_SLEEPING,
+        outputJson: JSON.stringify({ until_ms: op.untilMs }),
+      };
+    case "wait":
+      return {
+        ...stepBase(run, op.id, op.name, atMs),
+        status: StepStatus.STEP_STATUS_WAITING,
+        outputJson: JSON.stringify({ event: op.event, if: op.expression, timeout_ms: op.timeoutAtMs }),
+      };
+  }
 }
 
-/** The record of a wait (sleep) that ended: Completed with `null`. */
-export function resumedStep(run: RunState, stepId: string, name: string, atMs: number): StepRecord {
-  return {
-    ...stepBase(run, stepId, name, atMs),
-    status: StepStatus.STEP_STATUS_COMPLETED,
-    outputJson: "null",
-  };
+/** The record of a sleep or wait that ended: Completed with what it resolved to (JSON). */
+export function resumedStep(
+  run: Pick<RunState, "runId" | "accountId" | "environmentId">,
+  stepId: string,
+  name: string,
+  atMs: number,
+  outputJson = "null",
+): StepRecord {
+  return { ...stepBase(run, stepId, name, atMs), status: StepStatus.STEP_STATUS_COMPLETED, outputJson };
 }
 
-function stepBase(run: RunState, stepId: string, name: string, atMs: number): StepRecord {
+function stepBase(
+  run: Pick<RunState, "runId" | "accountId" | "environmentId">,
+  stepId: string,
+  name: string,
+  atMs: number,
+): StepRecord {
   return {
     runId: run.runId,
     accountId: run.accountId,

@@ -15,6 +15,8 @@ import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { HistoryEntry } from "./history.js";
+import { PauseStore } from "./pauses.js";
+import { Resumer } from "./resume.js";
 import { Scheduler } from "./schedule.js";
 import { executorService } from "./server.js";
 import { RunStore } from "./state.js";
@@ -24,6 +26,7 @@ const url = requiredEnv("STEPLINE_TEST_REDIS_URL");
 const prefix = `test-sched-${uniqueTag()}:s:`;
 let redis: Redis;
 let store: RunStore;
+let pauses: PauseStore;
 let server: GrpcServer;
 let client: ExecutorServiceClient;
 let enqueued: NewItem[] = [];
@@ -63,8 +66,20 @@ beforeAll(async () => {
     defaultMaxAttempts: 5,
   });
   const log = createLogger("executor-test", "silent");
+  pauses = new PauseStore(redis, prefix);
+  const resumer = new Resumer({
+    store,
+    pauses,
+    enqueue: async (items) => {
+      if (enqueueFails) throw new UnavailableError("queue down");
+      enqueued.push(...items);
+    },
+    history: { record: async (entries) => void produced.push(...entries) },
+    clock: systemClock,
+    log,
+  });
   server = await startGrpcServer("127.0.0.1:0", [
-    { definition: ExecutorServiceService, implementation: executorService(scheduler, log) },
+    { definition: ExecutorServiceService, implementation: executorService(scheduler, resumer, log) },
   ]);
   client = createClient(ExecutorServiceClient, `127.0.0.1:${server.port}`);
 });
@@ -158,5 +173,120 @@ describe("ExecutorService.ScheduleRuns", () => {
     await expect(schedule([good, bad])).rejects.toBeInstanceOf(ValidationError);
     expect(await store.load(good.runId)).toBeNull();
     expect(enqueued).toEqual([]);
+  });
+});
+
+describe("ExecutorService.ListPauses and ResumePauses", () => {
+  const list = (queries: Array<{ environmentId: string; eventName: string }>) =>
+    callUnary(client.listPauses.bind(client), { queries });
+  const resume = (runId: string, opId: string, eventId: string) =>
+    callUnary(client.resumePauses.bind(client), {
+      resumes: [
+        {
+          runId,
+          opId,
+          environmentId: "env",
+          eventName: "shop/paid",
+          eventId,
+          eventJson: JSON.stringify({ name: "shop/paid", id: eventId, data: { order: 7 } }),
+        },
+      ],
+    });
+
+  /** A scheduled run waiting on shop/paid under op "w1". */
+  async function waitingRun() {
+    const s = spec();
+    await schedule([s]);
+    await store.advance(s.runId, { saves: [], reqVersion: 2, plans: [{ opId: "w1", race: false }] });
+    await pauses.add({
+      runId: s.runId,
+      opId: "w1",
+      environmentId: "env",
+      eventName: "shop/paid",
+      expression: "async.data.order == 7",
+      triggerEventJson: s.eventsJson[0] ?? "{}",
+      createdAtMs: 100,
+      timeoutAtMs: 200,
+    });
+    enqueued = [];
+    produced = [];
+    return s;
+  }
+
+  it("lists the waits on an event name of an environment, and only those", async () => {
+    const s = await waitingRun();
+    const res = await list([
+      { environmentId: "env", eventName: "shop/paid" },
+      { environmentId: "env", eventName: "shop/other" },
+      { environmentId: "other-env", eventName: "shop/paid" },
+    ]);
+    expect(res.pauses.filter((p) => p.runId === s.runId)).toEqual([
+      {
+        runId: s.runId,
+        opId: "w1",
+        environmentId: "env",
+        eventName: "shop/paid",
+        expression: "async.data.order == 7",
+        triggerEventJson: s.eventsJson[0],
+        createdAtMs: 100,
+        timeoutAtMs: 200,
+      },
+    ]);
+    expect(res.pauses.every((p) => p.environmentId === "env" && p.eventName === "shop/paid")).toBe(true);
+  });
+
+  it("resumes a wait once: the event is saved as its result, a discovery call is enqueued, the wait leaves the index", async () => {
+    const s = await waitingRun();
+    const first = await resume(s.runId, "w1", "ev-1");
+    expect(first.results).toEqual([{ runId: s.runId, opId: "w1", resumed: true }]);
+    expect(enqueued.map((i) => [i.id, i.payload])).toEqual([[`${s.runId}:d:w1`, '{"stepId":"step"}']]);
+    expect((await store.load(s.runId))?.steps.get("w1")).toBe(
+      '{"data":{"data":{"order":7},"id":"ev-1","name":"shop/paid"}}',
+    );
+    expect(
+      (await list([{ environmentId: "env", eventName: "shop/paid" }])).pauses.map((p) => p.runId),
+    ).not.toContain(s.runId);
+    // The same event again (a Kafka redelivery) gets the same answer; another event loses.
+    expect((await resume(s.runId, "w1", "ev-1")).results[0]?.resumed).toBe(true);
+    expect((await resume(s.runId, "w1", "ev-2")).results[0]?.resumed).toBe(false);
+    expect(enqueued.map((i) => i.id)).toEqual([`${s.runId}:d:w1`, `${s.runId}:d:w1`]);
+  });
+
+  it("answers UNAVAILABLE when the discovery call cannot be enqueued, and a retry then resumes", async () => {
+    const s = await waitingRun();
+    enqueueFails = true;
+    await expect(resume(s.runId, "w1", "ev-1")).rejects.toBeInstanceOf(UnavailableError);
+    // The wait is still indexed, so the retry finds it.
+    expect(
+      (await list([{ environmentId: "env", eventName: "shop/paid" }])).pauses.map((p) => p.runId),
+    ).toContain(s.runId);
+    enqueueFails = false;
+    expect((await resume(s.runId, "w1", "ev-1")).results[0]?.resumed).toBe(true);
+    expect(enqueued.map((i) => i.id)).toEqual([`${s.runId}:d:w1`]);
+  });
+
+  it("does not resume a wait of an ended or unknown run", async () => {
+    const s = await waitingRun();
+    await store.finish(s.runId, "failed", { error: "{}" }, 1);
+    expect((await resume(s.runId, "w1", "ev-1")).results[0]?.resumed).toBe(false);
+    expect((await resume("01J00000000000000000GHOST1", "w1", "ev-1")).results[0]?.resumed).toBe(false);
+    expect(enqueued).toEqual([]);
+  });
+
+  it("rejects a resume without an event id, or with an event that is not JSON", async () => {
+    await expect(
+      callUnary(client.resumePauses.bind(client), {
+        resumes: [
+          { runId: "r", opId: "o", environmentId: "env", eventName: "x", eventId: "", eventJson: "{}" },
+        ],
+      }),
+    ).rejects.toBeInstanceOf(ValidationError);
+    await expect(
+      callUnary(client.resumePauses.bind(client), {
+        resumes: [
+          { runId: "r", opId: "o", environmentId: "env", eventName: "x", eventId: "e", eventJson: "{" },
+        ],
+      }),
+    ).rejects.toBeInstanceOf(ValidationError);
   });
 });

@@ -4,13 +4,18 @@ import { unary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
 import type {
   ExecutorServiceServer,
+  ListPausesRequest,
+  ListPausesResponse,
+  ResumePausesRequest,
+  ResumePausesResponse,
   ScheduleRunsRequest,
   ScheduleRunsResponse,
 } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type { Resumer } from "./resume.js";
 import type { Scheduler } from "./schedule.js";
 
-/** The ExecutorService implementation over `scheduler`. */
-export function executorService(scheduler: Scheduler, log: Logger): ExecutorServiceServer {
+/** The ExecutorService implementation over `scheduler` and `resumer`. */
+export function executorService(scheduler: Scheduler, resumer: Resumer, log: Logger): ExecutorServiceServer {
   return {
     scheduleRuns: unary<ScheduleRunsRequest, ScheduleRunsResponse>(log, async (req) => {
       const results = await scheduler.schedule(
@@ -27,6 +32,16 @@ export function executorService(scheduler: Scheduler, log: Logger): ExecutorServ
         })),
       );
       return { results };
+    }),
+    listPauses: unary<ListPausesRequest, ListPausesResponse>(log, async (req) => {
+      const pauses = await resumer.list(req.queries);
+      return { pauses };
+    }),
+    resumePauses: unary<ResumePausesRequest, ResumePausesResponse>(log, async (req) => {
+      const resumed = await resumer.resume(req.resumes);
+      return {
+        results: req.resumes.map((r, i) => ({ runId: r.runId, opId: r.opId, resumed: resumed[i] ?? false })),
+      };
     }),
   };
 }

@@ -6,7 +6,7 @@ import {
   interpret,
   parseRetryAfter,
   requestVersionOf,
-  sleepUntil,
+  timeFrom,
 } from "./steps.js";
 
 const NOW = 1_700_000_000_000;
@@ -173,11 +173,40 @@ describe("interpreting the app's answer", () => {
     ["1.5h", 5_400_000],
     ["1d2h3m4s", 93_784_000],
   ])("reads the sleep duration %j", (name, ms) => {
-    expect(sleepUntil(name, NOW)).toBe(NOW + ms);
+    expect(timeFrom(name, NOW)).toBe(NOW + ms);
+  });
+
+  it("plans a waitForEvent with its event, expression and timeout", () => {
+    const wait = op({
+      op: "WaitForEvent",
+      name: "shop/paid",
+      opts: { timeout: "2d", if: " async.data.id == event.data.id " },
+    });
+    const { decision } = run(answer(206, [wait]));
+    expect(decision.type === "advance" && decision.plans).toEqual([
+      {
+        kind: "wait",
+        id: "h1",
+        name: "a",
+        event: "shop/paid",
+        expression: "async.data.id == event.data.id",
+        timeoutAtMs: NOW + 2 * 86_400_000,
+      },
+    ]);
+  });
+
+  it.each([
+    [{ name: "", opts: { timeout: "1h" } }, "needs an event name"],
+    [{ name: "x", opts: { timeout: "2y" } }, "not a duration"],
+    [{ name: "x", opts: { timeout: "53w" } }, "longer than the maximum of a year"],
+    [{ name: "x", opts: { timeout: "1h", if: "async.data.id ==" } }, "is not valid CEL"],
+  ])("fails the run on a waitForEvent it cannot wait for (%j)", (o, message) => {
+    const { decision } = run(answer(206, [op({ op: "WaitForEvent", ...o })]));
+    expect(decision.type === "fail" && decision.reason).toContain(message);
   });
 
   it("never sleeps into the past: a date gone by resumes at once", () => {
-    expect(sleepUntil("2001-01-01T00:00:00Z", NOW)).toBe(NOW);
+    expect(timeFrom("2001-01-01T00:00:00Z", NOW)).toBe(NOW);
   });
 
   it.each([
@@ -202,7 +231,6 @@ describe("interpreting the app's answer", () => {
   });
 
   it.each([
-    ["WaitForEvent", "step.waitForEvent"],
     ["InvokeFunction", "step.invoke"],
     ["Gateway", "step.fetch"],
     ["SomethingNew", "SomethingNew"],

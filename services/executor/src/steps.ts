@@ -1,6 +1,7 @@
 // Interpreting an app's answer to one call (PROTOCOL-STEPS.md §2, §4) into a decision the executor
 // carries out. Pure: no I/O, no clock, no randomness of its own, so every rule is unit-tested.
 
+import { parse } from "@bufbuild/cel";
 import canonicalize from "canonicalize";
 
 /** An HTTP answer from the app; header names are lower case. */
@@ -50,7 +51,12 @@ export type PlannedOp =
   /** A step to run by its id (parallel steps, or one the SDK chose not to run at once). */
   | { kind: "step"; id: string; name: string; race: boolean }
   /** step.sleep / step.sleepUntil: resolves with `null` at `untilMs`. */
-  | { kind: "sleep"; id: string; name: string; untilMs: number };
+  | { kind: "sleep"; id: string; name: string; untilMs: number }
+  /**
+   * step.waitForEvent: resolves with the first event named `event` received from now on for which
+   * `expression` (CEL over `event` and `async`; "" = any) is true, or with `null` at `timeoutAtMs`.
+   */
+  | { kind: "wait"; id: string; name: string; event: string; expression: string; timeoutAtMs: number };
 
 export type Decision =
   /**
@@ -80,11 +86,12 @@ export interface Interpretation {
 export const COMPLETE_OP_ID = "0737c22d3bfae812339732d14d8c7dbd6dc4e09c";
 
 const LAZY_OPS = new Set(["DeferAdd", "DeferAbort"]);
+/** Ops that become pending ops besides StepPlanned. */
+const PLANNABLE = new Set(["Sleep", "WaitForEvent"]);
 /** The longest sleep, wait or invoke timeout accepted (a year, leap years included). */
 export const MAX_WAIT_MS = 366 * 24 * 3600 * 1000;
 
 const UNSUPPORTED_OPS: Record<string, string> = {
-  WaitForEvent: "step.waitForEvent",
   InvokeFunction: "step.invoke",
   WaitForSignal: "step.waitForSignal",
   AIGateway: "step.ai.infer",
@@ -143,7 +150,7 @@ function decideOps(input: InterpretInput, res: AppResponse): Decision {
   const real = ops.filter((o) => !LAZY_OPS.has(o.op));
   if (real.length === 0) return retryOrFail(input, "app answered 206 without any op", bodyError(res));
 
-  const unsupported = real.find((o) => o.op !== "RunComplete" && o.op !== "Sleep" && !isStepOp(o.op));
+  const unsupported = real.find((o) => o.op !== "RunComplete" && !PLANNABLE.has(o.op) && !isStepOp(o.op));
   if (unsupported) {
     const what = UNSUPPORTED_OPS[unsupported.op] ?? `the op ${JSON.stringify(unsupported.op)}`;
     const message = `${what} is not supported by Stepline yet`;
@@ -207,12 +214,13 @@ function decideOps(input: InterpretInput, res: AppResponse): Decision {
       const race = (o.opts as { parallelMode?: unknown } | null)?.parallelMode === "race";
       plans.push({ kind: "step", id: o.id, name: nameOf(o), race });
     } else if (o.op === "Sleep") {
-      const until = sleepUntil(o.name, input.nowMs);
-      if (typeof until === "string") {
-        const message = `step ${nameOf(o)}: ${until}`;
-        return { type: "fail", reason: message, errorJson: errorJson(message) };
-      }
+      const until = timeFrom(o.name, input.nowMs);
+      if (typeof until === "string") return badOp(o, `sleep ${until}`);
       plans.push({ kind: "sleep", id: o.id, name: nameOf(o), untilMs: until });
+    } else if (o.op === "WaitForEvent") {
+      const plan = waitPlan(o, input.nowMs);
+      if (typeof plan === "string") return badOp(o, plan);
+      plans.push(plan);
     }
   }
   if (saves.length === 0 && plans.length === 0) {
@@ -237,29 +245,53 @@ const UNIT_MS: Record<string, number> = {
 };
 
 /**
- * When a Sleep op ends: its `name` is a duration as the SDK writes it ("1h30m", "2d", "" for
- * none) or an ISO date (sleepUntil). Returns the epoch ms, or a message saying what is wrong.
+ * When a sleep or a wait's timeout ends: `value` is a duration as the SDK writes it ("1h30m",
+ * "2d", "" for none) or an ISO date (sleepUntil). Returns the epoch ms, never before `nowMs`, or
+ * what is wrong with it (phrased to follow "sleep " or "timeout ").
  */
-export function sleepUntil(name: unknown, nowMs: number): number | string {
-  if (typeof name !== "string") return "sleep has no duration";
-  const text = name.trim();
+export function timeFrom(value: unknown, nowMs: number): number | string {
+  if (typeof value !== "string") return "has no duration";
+  const text = value.trim();
   let until: number;
   if (text === "") {
     until = nowMs;
   } else if (/^\d{4}-\d{2}-\d{2}/.test(text)) {
     until = Date.parse(text);
-    if (Number.isNaN(until)) return `sleep until ${JSON.stringify(name)}: not a valid date`;
+    if (Number.isNaN(until)) return `until ${JSON.stringify(value)}: not a valid date`;
   } else {
     const parts = [...text.matchAll(DURATION_PART)];
     if (parts.map((p) => p[0]).join("") !== text) {
-      return `sleep for ${JSON.stringify(name)}: not a duration (like "30s", "1h30m", "2d") or an ISO date`;
+      return `of ${JSON.stringify(value)}: not a duration (like "30s", "1h30m", "2d") or an ISO date`;
     }
     const ms = parts.reduce((sum, p) => sum + Number(p[1]) * (UNIT_MS[p[2] as string] ?? 0), 0);
     until = nowMs + Math.ceil(ms);
   }
-  if (until - nowMs > MAX_WAIT_MS)
-    return `sleep of ${JSON.stringify(name)} is longer than the maximum of a year`;
+  if (until - nowMs > MAX_WAIT_MS) return `of ${JSON.stringify(value)} is longer than the maximum of a year`;
   return Math.max(until, nowMs);
+}
+
+/** A WaitForEvent op as a plan: `name` is the event, `opts` has `timeout` and maybe `if`. */
+function waitPlan(o: Op, nowMs: number): PlannedOp | string {
+  if (typeof o.name !== "string" || o.name.trim() === "") return "waitForEvent needs an event name";
+  const opts = (o.opts && typeof o.opts === "object" ? o.opts : {}) as { timeout?: unknown; if?: unknown };
+  const timeoutAtMs = timeFrom(opts.timeout ?? "", nowMs);
+  if (typeof timeoutAtMs === "string") return `waitForEvent timeout ${timeoutAtMs}`;
+  const expression = typeof opts.if === "string" ? opts.if.trim() : "";
+  if (expression) {
+    try {
+      parse(expression);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      return `waitForEvent if-expression ${JSON.stringify(expression)} is not valid CEL: ${why}`;
+    }
+  }
+  return { kind: "wait", id: o.id, name: nameOf(o), event: o.name, expression, timeoutAtMs };
+}
+
+/** An op the run cannot go on with fails the run, saying which step and why. */
+function badOp(o: Op, problem: string): Decision {
+  const message = `step ${nameOf(o)}: ${problem}`;
+  return { type: "fail", reason: message, errorJson: errorJson(message) };
 }
 
 function isStepOp(op: string): boolean {

@@ -9,6 +9,12 @@ import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
 import { requiredEnv, waitFor } from "@stepline/internal/testing";
 import type {
+  ListPausesRequest,
+  ListPausesResponse,
+  Pause,
+  PauseResume,
+  ResumePausesRequest,
+  ResumePausesResponse,
   RunSpec,
   ScheduleRunsRequest,
   ScheduleRunsResponse,
@@ -23,6 +29,7 @@ import type { Admin, Kafka, Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventConsumer, grpcScheduler, SCHEDULE_MAX_BYTES } from "./consumer.js";
 import { idemKey } from "./keys.js";
+import { grpcPauses } from "./pauses.js";
 import { Registry } from "./registry.js";
 import { validateSync } from "./validate.js";
 
@@ -41,6 +48,9 @@ const [envA, envB, envC] = [`test-a-${newId()}`, `test-b-${newId()}`, `test-c-${
 const executor = {
   failing: false,
   calls: [] as Array<{ ok: boolean; runs: RunSpec[] }>,
+  /** The waits ListPauses answers with, and every ResumePauses call. */
+  pauses: [] as Pause[],
+  resumes: [] as PauseResume[][],
 };
 
 let redis: Redis;
@@ -60,6 +70,7 @@ function newConsumer(): EventConsumer {
     redis,
     registry,
     schedule: grpcScheduler(client, 5_000),
+    pauses: grpcPauses(client, 5_000),
     log,
     chunkSize: 100,
     retryMinMs: 50,
@@ -144,6 +155,15 @@ beforeAll(async () => {
           if (!ok) throw new UnavailableError("executor double is failing on purpose");
           return { results: req.runs.map((r) => ({ runId: r.runId, created: true })) };
         }),
+        listPauses: unary<ListPausesRequest, ListPausesResponse>(log, async (req) => ({
+          pauses: executor.pauses.filter((p) =>
+            req.queries.some((q) => q.environmentId === p.environmentId && q.eventName === p.eventName),
+          ),
+        })),
+        resumePauses: unary<ResumePausesRequest, ResumePausesResponse>(log, async (req) => {
+          executor.resumes.push(req.resumes);
+          return { results: req.resumes.map((r) => ({ runId: r.runId, opId: r.opId, resumed: true })) };
+        }),
       },
     },
   ]);
@@ -191,6 +211,35 @@ describe("EventConsumer", () => {
       maxAttempts: 4,
       eventsJson: [eventJson],
     });
+  }, 60_000);
+
+  it("resumes exactly the waits an event matches: its name, its lifetime and its `if` over event and async", async () => {
+    const now = Date.now();
+    const wait = (runId: string, over: Partial<Pause>): Pause => ({
+      runId,
+      opId: "op1",
+      environmentId: envB,
+      eventName: "shop/paid",
+      expression: "async.data.order == event.data.order",
+      triggerEventJson: JSON.stringify({ name: "shop/ordered", data: { order: 7 } }),
+      createdAtMs: now - 60_000,
+      timeoutAtMs: now + 60_000,
+      ...over,
+    });
+    executor.pauses = [
+      wait("run-match", {}),
+      wait("run-other-order", { triggerEventJson: JSON.stringify({ data: { order: 8 } }) }),
+      wait("run-any", { expression: "" }),
+      wait("run-later", { createdAtMs: now + 30_000 }),
+      wait("run-expired", { timeoutAtMs: now - 30_000 }),
+      wait("run-bad-cel", { expression: "async.data.order ==" }),
+    ];
+    const { eventId, eventJson, offset } = await produce(envB, "shop/paid", 0, newId(), { order: 7 });
+    await waitFor("the offset to be committed", async () => (await committed(0)) > offset, WAIT);
+    const resumed = executor.resumes.flat().filter((r) => r.eventId === eventId);
+    expect(resumed.map((r) => r.runId).sort()).toEqual(["run-any", "run-match"]);
+    expect(resumed[0]).toMatchObject({ opId: "op1", environmentId: envB, eventName: "shop/paid", eventJson });
+    executor.pauses = [];
   }, 60_000);
 
   it("commits events that start no function without calling the executor", async () => {

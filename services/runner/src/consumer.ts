@@ -15,6 +15,8 @@ import { RETRY_JITTER_MAX } from "./config.js";
 import { claimRunIds } from "./idempotency.js";
 import type { FunctionIndex, MatchableEvent } from "./match.js";
 import { buildIndex, matchEvent } from "./match.js";
+import type { PauseIndex, WaitCandidate } from "./pauses.js";
+import { matchPauses, pauseQueries } from "./pauses.js";
 import type { Registry } from "./registry.js";
 
 /**
@@ -41,6 +43,8 @@ export interface ConsumerOptions {
   redis: Redis;
   registry: Registry;
   schedule: ScheduleRuns;
+  /** The executor's waits: each chunk's events resume the waits they match. */
+  pauses: PauseIndex;
   log: Logger;
   /** Messages handled per step of a batch, and runs per ScheduleRuns call. */
   chunkSize: number;
@@ -60,6 +64,11 @@ const eventsCounter = new Counter({
 const runsCounter = new Counter({
   name: "stepline_runner_runs_scheduled_total",
   help: "Runs handed to ExecutorService.ScheduleRuns (counted once per successful call).",
+  registers: [metrics],
+});
+const waitsCounter = new Counter({
+  name: "stepline_runner_waits_resumed_total",
+  help: "Waits (step.waitForEvent) an event matched and handed to ExecutorService.ResumePauses.",
   registers: [metrics],
 });
 const retriesCounter = new Counter({
@@ -224,10 +233,33 @@ export class EventConsumer {
         await p.heartbeat();
       }
     }
+    await this.resumeWaits(chunk);
     const valid = chunk.filter((it) => it.event).length;
     eventsCounter.inc({ outcome: "matched" }, matched);
     eventsCounter.inc({ outcome: "unmatched" }, valid - matched);
     eventsCounter.inc({ outcome: "invalid" }, chunk.length - valid);
+  }
+
+  /** Resumes the waits the chunk's events match (idempotent per wait and event, like the rest). */
+  private async resumeWaits(chunk: Item[]): Promise<void> {
+    const candidates: WaitCandidate[] = [];
+    for (const it of chunk) {
+      if (!it.record || !it.event) continue;
+      candidates.push({
+        environmentId: it.event.environmentId,
+        name: it.event.name,
+        eventId: it.record.eventId,
+        receivedAtMs: it.record.receivedAtMs,
+        event: it.event.event,
+        eventJson: it.record.eventJson,
+      });
+    }
+    if (candidates.length === 0) return;
+    const pauses = await this.opts.pauses.list(pauseQueries(candidates));
+    if (pauses.length === 0) return;
+    const resumes = matchPauses(candidates, pauses);
+    await this.opts.pauses.resume(resumes);
+    waitsCounter.inc(resumes.length);
   }
 
   /**

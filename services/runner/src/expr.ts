@@ -4,7 +4,13 @@
 
 import { celEnv, isCelError, parse, plan } from "@bufbuild/cel";
 
-type Program = (bindings: { event: unknown }) => unknown;
+/** The variables an expression sees: `event` (triggers, waits), and `async` (a wait's candidate). */
+export interface CelVars {
+  event: unknown;
+  async?: unknown;
+}
+
+type Program = (bindings: CelVars) => unknown;
 
 const env = celEnv();
 // Compiled programs by source. Bounded: a registry holds few distinct expressions, but a
@@ -22,15 +28,15 @@ export function celSyntaxError(source: string): string | null {
   }
 }
 
-/** True when `source` evaluates to exactly `true` for `event`; false on any evaluation error. */
-export function celMatches(source: string, event: unknown): boolean {
+/** True when `source` evaluates to exactly `true` for `bindings`; false on any evaluation error. */
+export function celMatches(source: string, bindings: CelVars): boolean {
   let program: Program;
   try {
     program = compile(source);
   } catch {
     return false;
   }
-  const result = program({ event });
+  const result = program(bindings);
   return !isCelError(result) && result === true;
 }
 
@@ -38,7 +44,7 @@ function compile(source: string): Program {
   let program = cache.get(source);
   if (program) return program;
   const planned = plan(env, parse(source));
-  program = (bindings) => planned(bindings as Parameters<typeof planned>[0]);
+  program = (bindings) => planned(bindings as unknown as Parameters<typeof planned>[0]);
   if (cache.size >= CACHE_MAX) cache.clear();
   cache.set(source, program);
   return program;

@@ -11,6 +11,7 @@ import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/exec
 import type { RunnerConfig } from "./config.js";
 import { loadRunnerConfig } from "./config.js";
 import { EventConsumer, grpcScheduler } from "./consumer.js";
+import { grpcPauses } from "./pauses.js";
 import { Registry } from "./registry.js";
 import { runnerService } from "./server.js";
 
@@ -36,6 +37,7 @@ const consumer = new EventConsumer({
   redis,
   registry,
   schedule: grpcScheduler(executor, config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS),
+  pauses: grpcPauses(executor, config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS),
   log,
   chunkSize: config.STEPLINE_RUNNER_CHUNK_SIZE,
   retryMinMs: config.STEPLINE_RUNNER_RETRY_MIN_MS,

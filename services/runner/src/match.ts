@@ -62,7 +62,7 @@ export function matchEvent(
   const taken = new Set<string>();
   const consider = (entry: Entry) => {
     if (taken.has(entry.fn.fn.id) || entry.fn.accountId !== ev.accountId) return;
-    if (entry.expression && !celMatches(entry.expression, ev.event)) return;
+    if (entry.expression && !celMatches(entry.expression, { event: ev.event })) return;
     taken.add(entry.fn.fn.id);
     out.push(entry.fn);
   };

@@ -51,6 +51,61 @@ export interface ScheduleRunResult {
   created: boolean;
 }
 
+export interface PauseQuery {
+  environmentId: string;
+  eventName: string;
+}
+
+export interface ListPausesRequest {
+  queries: PauseQuery[];
+}
+
+/** Pause is one step.waitForEvent of a run. */
+export interface Pause {
+  runId: string;
+  /** The hashed id of the wait's step. */
+  opId: string;
+  environmentId: string;
+  eventName: string;
+  /** CEL over `event` (the run's trigger event) and `async` (the candidate event); empty = any. */
+  expression: string;
+  /** The run's first trigger event, the `event` of the expression (JSON). */
+  triggerEventJson: string;
+  /** Only events received at or after this time match (epoch ms). */
+  createdAtMs: number;
+  /** Events received after this time do not match; the wait times out then (epoch ms). */
+  timeoutAtMs: number;
+}
+
+export interface ListPausesResponse {
+  pauses: Pause[];
+}
+
+export interface PauseResume {
+  runId: string;
+  opId: string;
+  environmentId: string;
+  eventName: string;
+  eventId: string;
+  /** The matching event (JSON), the value step.waitForEvent returns. */
+  eventJson: string;
+}
+
+export interface ResumePausesRequest {
+  resumes: PauseResume[];
+}
+
+export interface ResumePauseResult {
+  runId: string;
+  opId: string;
+  /** True when this event resumed the wait (now or in an earlier identical call). */
+  resumed: boolean;
+}
+
+export interface ResumePausesResponse {
+  results: ResumePauseResult[];
+}
+
 function createBaseRunSpec(): RunSpec {
   return {
     runId: "",
@@ -517,6 +572,875 @@ export const ScheduleRunResult: MessageFns<ScheduleRunResult> = {
   },
 };
 
+function createBasePauseQuery(): PauseQuery {
+  return { environmentId: "", eventName: "" };
+}
+
+export const PauseQuery: MessageFns<PauseQuery> = {
+  encode(message: PauseQuery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.eventName !== "") {
+      writer.uint32(18).string(message.eventName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseQuery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseQuery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.eventName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PauseQuery {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      eventName: isSet(object.eventName)
+        ? globalThis.String(object.eventName)
+        : isSet(object.event_name)
+        ? globalThis.String(object.event_name)
+        : "",
+    };
+  },
+
+  toJSON(message: PauseQuery): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.eventName !== "") {
+      obj.eventName = message.eventName;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PauseQuery>, I>>(base?: I): PauseQuery {
+    return PauseQuery.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PauseQuery>, I>>(object: I): PauseQuery {
+    const message = createBasePauseQuery();
+    message.environmentId = object.environmentId ?? "";
+    message.eventName = object.eventName ?? "";
+    return message;
+  },
+};
+
+function createBaseListPausesRequest(): ListPausesRequest {
+  return { queries: [] };
+}
+
+export const ListPausesRequest: MessageFns<ListPausesRequest> = {
+  encode(message: ListPausesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.queries) {
+      PauseQuery.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPausesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPausesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.queries.push(PauseQuery.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPausesRequest {
+    return {
+      queries: globalThis.Array.isArray(object?.queries) ? object.queries.map((e: any) => PauseQuery.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListPausesRequest): unknown {
+    const obj: any = {};
+    if (message.queries?.length) {
+      obj.queries = message.queries.map((e) => PauseQuery.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPausesRequest>, I>>(base?: I): ListPausesRequest {
+    return ListPausesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPausesRequest>, I>>(object: I): ListPausesRequest {
+    const message = createBaseListPausesRequest();
+    message.queries = object.queries?.map((e) => PauseQuery.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePause(): Pause {
+  return {
+    runId: "",
+    opId: "",
+    environmentId: "",
+    eventName: "",
+    expression: "",
+    triggerEventJson: "",
+    createdAtMs: 0,
+    timeoutAtMs: 0,
+  };
+}
+
+export const Pause: MessageFns<Pause> = {
+  encode(message: Pause, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    if (message.opId !== "") {
+      writer.uint32(18).string(message.opId);
+    }
+    if (message.environmentId !== "") {
+      writer.uint32(26).string(message.environmentId);
+    }
+    if (message.eventName !== "") {
+      writer.uint32(34).string(message.eventName);
+    }
+    if (message.expression !== "") {
+      writer.uint32(42).string(message.expression);
+    }
+    if (message.triggerEventJson !== "") {
+      writer.uint32(50).string(message.triggerEventJson);
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(56).int64(message.createdAtMs);
+    }
+    if (message.timeoutAtMs !== 0) {
+      writer.uint32(64).int64(message.timeoutAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Pause {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePause();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.opId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.eventName = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.expression = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.triggerEventJson = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.createdAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.timeoutAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Pause {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      opId: isSet(object.opId)
+        ? globalThis.String(object.opId)
+        : isSet(object.op_id)
+        ? globalThis.String(object.op_id)
+        : "",
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      eventName: isSet(object.eventName)
+        ? globalThis.String(object.eventName)
+        : isSet(object.event_name)
+        ? globalThis.String(object.event_name)
+        : "",
+      expression: isSet(object.expression) ? globalThis.String(object.expression) : "",
+      triggerEventJson: isSet(object.triggerEventJson)
+        ? globalThis.String(object.triggerEventJson)
+        : isSet(object.trigger_event_json)
+        ? globalThis.String(object.trigger_event_json)
+        : "",
+      createdAtMs: isSet(object.createdAtMs)
+        ? globalThis.Number(object.createdAtMs)
+        : isSet(object.created_at_ms)
+        ? globalThis.Number(object.created_at_ms)
+        : 0,
+      timeoutAtMs: isSet(object.timeoutAtMs)
+        ? globalThis.Number(object.timeoutAtMs)
+        : isSet(object.timeout_at_ms)
+        ? globalThis.Number(object.timeout_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: Pause): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.opId !== "") {
+      obj.opId = message.opId;
+    }
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.eventName !== "") {
+      obj.eventName = message.eventName;
+    }
+    if (message.expression !== "") {
+      obj.expression = message.expression;
+    }
+    if (message.triggerEventJson !== "") {
+      obj.triggerEventJson = message.triggerEventJson;
+    }
+    if (message.createdAtMs !== 0) {
+      obj.createdAtMs = Math.round(message.createdAtMs);
+    }
+    if (message.timeoutAtMs !== 0) {
+      obj.timeoutAtMs = Math.round(message.timeoutAtMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Pause>, I>>(base?: I): Pause {
+    return Pause.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Pause>, I>>(object: I): Pause {
+    const message = createBasePause();
+    message.runId = object.runId ?? "";
+    message.opId = object.opId ?? "";
+    message.environmentId = object.environmentId ?? "";
+    message.eventName = object.eventName ?? "";
+    message.expression = object.expression ?? "";
+    message.triggerEventJson = object.triggerEventJson ?? "";
+    message.createdAtMs = object.createdAtMs ?? 0;
+    message.timeoutAtMs = object.timeoutAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseListPausesResponse(): ListPausesResponse {
+  return { pauses: [] };
+}
+
+export const ListPausesResponse: MessageFns<ListPausesResponse> = {
+  encode(message: ListPausesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.pauses) {
+      Pause.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPausesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPausesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.pauses.push(Pause.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPausesResponse {
+    return { pauses: globalThis.Array.isArray(object?.pauses) ? object.pauses.map((e: any) => Pause.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListPausesResponse): unknown {
+    const obj: any = {};
+    if (message.pauses?.length) {
+      obj.pauses = message.pauses.map((e) => Pause.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPausesResponse>, I>>(base?: I): ListPausesResponse {
+    return ListPausesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPausesResponse>, I>>(object: I): ListPausesResponse {
+    const message = createBaseListPausesResponse();
+    message.pauses = object.pauses?.map((e) => Pause.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePauseResume(): PauseResume {
+  return { runId: "", opId: "", environmentId: "", eventName: "", eventId: "", eventJson: "" };
+}
+
+export const PauseResume: MessageFns<PauseResume> = {
+  encode(message: PauseResume, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    if (message.opId !== "") {
+      writer.uint32(18).string(message.opId);
+    }
+    if (message.environmentId !== "") {
+      writer.uint32(26).string(message.environmentId);
+    }
+    if (message.eventName !== "") {
+      writer.uint32(34).string(message.eventName);
+    }
+    if (message.eventId !== "") {
+      writer.uint32(42).string(message.eventId);
+    }
+    if (message.eventJson !== "") {
+      writer.uint32(50).string(message.eventJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseResume {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseResume();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.opId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.eventName = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.eventId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.eventJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PauseResume {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      opId: isSet(object.opId)
+        ? globalThis.String(object.opId)
+        : isSet(object.op_id)
+        ? globalThis.String(object.op_id)
+        : "",
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      eventName: isSet(object.eventName)
+        ? globalThis.String(object.eventName)
+        : isSet(object.event_name)
+        ? globalThis.String(object.event_name)
+        : "",
+      eventId: isSet(object.eventId)
+        ? globalThis.String(object.eventId)
+        : isSet(object.event_id)
+        ? globalThis.String(object.event_id)
+        : "",
+      eventJson: isSet(object.eventJson)
+        ? globalThis.String(object.eventJson)
+        : isSet(object.event_json)
+        ? globalThis.String(object.event_json)
+        : "",
+    };
+  },
+
+  toJSON(message: PauseResume): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.opId !== "") {
+      obj.opId = message.opId;
+    }
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.eventName !== "") {
+      obj.eventName = message.eventName;
+    }
+    if (message.eventId !== "") {
+      obj.eventId = message.eventId;
+    }
+    if (message.eventJson !== "") {
+      obj.eventJson = message.eventJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PauseResume>, I>>(base?: I): PauseResume {
+    return PauseResume.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PauseResume>, I>>(object: I): PauseResume {
+    const message = createBasePauseResume();
+    message.runId = object.runId ?? "";
+    message.opId = object.opId ?? "";
+    message.environmentId = object.environmentId ?? "";
+    message.eventName = object.eventName ?? "";
+    message.eventId = object.eventId ?? "";
+    message.eventJson = object.eventJson ?? "";
+    return message;
+  },
+};
+
+function createBaseResumePausesRequest(): ResumePausesRequest {
+  return { resumes: [] };
+}
+
+export const ResumePausesRequest: MessageFns<ResumePausesRequest> = {
+  encode(message: ResumePausesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.resumes) {
+      PauseResume.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumePausesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumePausesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.resumes.push(PauseResume.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumePausesRequest {
+    return {
+      resumes: globalThis.Array.isArray(object?.resumes) ? object.resumes.map((e: any) => PauseResume.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ResumePausesRequest): unknown {
+    const obj: any = {};
+    if (message.resumes?.length) {
+      obj.resumes = message.resumes.map((e) => PauseResume.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumePausesRequest>, I>>(base?: I): ResumePausesRequest {
+    return ResumePausesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumePausesRequest>, I>>(object: I): ResumePausesRequest {
+    const message = createBaseResumePausesRequest();
+    message.resumes = object.resumes?.map((e) => PauseResume.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseResumePauseResult(): ResumePauseResult {
+  return { runId: "", opId: "", resumed: false };
+}
+
+export const ResumePauseResult: MessageFns<ResumePauseResult> = {
+  encode(message: ResumePauseResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    if (message.opId !== "") {
+      writer.uint32(18).string(message.opId);
+    }
+    if (message.resumed !== false) {
+      writer.uint32(24).bool(message.resumed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumePauseResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumePauseResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.opId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.resumed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumePauseResult {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      opId: isSet(object.opId)
+        ? globalThis.String(object.opId)
+        : isSet(object.op_id)
+        ? globalThis.String(object.op_id)
+        : "",
+      resumed: isSet(object.resumed) ? globalThis.Boolean(object.resumed) : false,
+    };
+  },
+
+  toJSON(message: ResumePauseResult): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.opId !== "") {
+      obj.opId = message.opId;
+    }
+    if (message.resumed !== false) {
+      obj.resumed = message.resumed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumePauseResult>, I>>(base?: I): ResumePauseResult {
+    return ResumePauseResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumePauseResult>, I>>(object: I): ResumePauseResult {
+    const message = createBaseResumePauseResult();
+    message.runId = object.runId ?? "";
+    message.opId = object.opId ?? "";
+    message.resumed = object.resumed ?? false;
+    return message;
+  },
+};
+
+function createBaseResumePausesResponse(): ResumePausesResponse {
+  return { results: [] };
+}
+
+export const ResumePausesResponse: MessageFns<ResumePausesResponse> = {
+  encode(message: ResumePausesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      ResumePauseResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumePausesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumePausesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(ResumePauseResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumePausesResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => ResumePauseResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ResumePausesResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ResumePauseResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumePausesResponse>, I>>(base?: I): ResumePausesResponse {
+    return ResumePausesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumePausesResponse>, I>>(object: I): ResumePausesResponse {
+    const message = createBaseResumePausesResponse();
+    message.results = object.results?.map((e) => ResumePauseResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** ExecutorService owns run state (Redis, `s:` prefix) and the step protocol with apps. */
 export type ExecutorServiceService = typeof ExecutorServiceService;
 export const ExecutorServiceService = {
@@ -536,6 +1460,37 @@ export const ExecutorServiceService = {
       Buffer.from(ScheduleRunsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ScheduleRunsResponse => ScheduleRunsResponse.decode(value),
   },
+  /**
+   * ListPauses returns the waits (step.waitForEvent) of the given environments on the given event
+   * names: the runner matches a batch of events against them and resumes the matches. Read-only.
+   * Errors: INVALID_ARGUMENT (a query without environment or name), UNAVAILABLE (Redis down).
+   */
+  listPauses: {
+    path: "/stepline.executor.v1.ExecutorService/ListPauses" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListPausesRequest): Buffer => Buffer.from(ListPausesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListPausesRequest => ListPausesRequest.decode(value),
+    responseSerialize: (value: ListPausesResponse): Buffer => Buffer.from(ListPausesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPausesResponse => ListPausesResponse.decode(value),
+  },
+  /**
+   * ResumePauses resumes waits with the events that matched them. Each wait resumes at most once:
+   * the first resolver (an event, or the wait's timeout) wins, and the others are answered
+   * resumed=false. Idempotent per (wait, event id): a repeated call gives the same answer and
+   * never resumes the run twice. Errors: INVALID_ARGUMENT, UNAVAILABLE (nothing may be assumed
+   * then; the caller retries).
+   */
+  resumePauses: {
+    path: "/stepline.executor.v1.ExecutorService/ResumePauses" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResumePausesRequest): Buffer => Buffer.from(ResumePausesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResumePausesRequest => ResumePausesRequest.decode(value),
+    responseSerialize: (value: ResumePausesResponse): Buffer =>
+      Buffer.from(ResumePausesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResumePausesResponse => ResumePausesResponse.decode(value),
+  },
 } as const;
 
 export interface ExecutorServiceServer extends UntypedServiceImplementation {
@@ -546,6 +1501,20 @@ export interface ExecutorServiceServer extends UntypedServiceImplementation {
    * (Redis or queue down; nothing is acknowledged then and the caller retries).
    */
   scheduleRuns: handleUnaryCall<ScheduleRunsRequest, ScheduleRunsResponse>;
+  /**
+   * ListPauses returns the waits (step.waitForEvent) of the given environments on the given event
+   * names: the runner matches a batch of events against them and resumes the matches. Read-only.
+   * Errors: INVALID_ARGUMENT (a query without environment or name), UNAVAILABLE (Redis down).
+   */
+  listPauses: handleUnaryCall<ListPausesRequest, ListPausesResponse>;
+  /**
+   * ResumePauses resumes waits with the events that matched them. Each wait resumes at most once:
+   * the first resolver (an event, or the wait's timeout) wins, and the others are answered
+   * resumed=false. Idempotent per (wait, event id): a repeated call gives the same answer and
+   * never resumes the run twice. Errors: INVALID_ARGUMENT, UNAVAILABLE (nothing may be assumed
+   * then; the caller retries).
+   */
+  resumePauses: handleUnaryCall<ResumePausesRequest, ResumePausesResponse>;
 }
 
 export interface ExecutorServiceClient extends Client {
@@ -570,6 +1539,48 @@ export interface ExecutorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ScheduleRunsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * ListPauses returns the waits (step.waitForEvent) of the given environments on the given event
+   * names: the runner matches a batch of events against them and resumes the matches. Read-only.
+   * Errors: INVALID_ARGUMENT (a query without environment or name), UNAVAILABLE (Redis down).
+   */
+  listPauses(
+    request: ListPausesRequest,
+    callback: (error: ServiceError | null, response: ListPausesResponse) => void,
+  ): ClientUnaryCall;
+  listPauses(
+    request: ListPausesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListPausesResponse) => void,
+  ): ClientUnaryCall;
+  listPauses(
+    request: ListPausesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListPausesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ResumePauses resumes waits with the events that matched them. Each wait resumes at most once:
+   * the first resolver (an event, or the wait's timeout) wins, and the others are answered
+   * resumed=false. Idempotent per (wait, event id): a repeated call gives the same answer and
+   * never resumes the run twice. Errors: INVALID_ARGUMENT, UNAVAILABLE (nothing may be assumed
+   * then; the caller retries).
+   */
+  resumePauses(
+    request: ResumePausesRequest,
+    callback: (error: ServiceError | null, response: ResumePausesResponse) => void,
+  ): ClientUnaryCall;
+  resumePauses(
+    request: ResumePausesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResumePausesResponse) => void,
+  ): ClientUnaryCall;
+  resumePauses(
+    request: ResumePausesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResumePausesResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ExecutorServiceClient = makeGenericClientConstructor(
@@ -593,6 +1604,17 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -1,0 +1,94 @@
+// Matching a batch of events against the waits (step.waitForEvent) on their names. The executor
+// owns the waits and their index (ExecutorService.ListPauses / ResumePauses); the runner evaluates
+// each wait's CEL `if` here, with the run's trigger event as `event` and the candidate as `async`.
+// Cost: one ListPauses per chunk of events, then O(waits on each event's name) per event.
+
+import { callUnary } from "@stepline/internal/grpc";
+import type {
+  ExecutorServiceClient,
+  Pause,
+  PauseQuery,
+  PauseResume,
+} from "@stepline/proto/stepline/executor/v1/executor_service";
+import { celMatches } from "./expr.js";
+
+/** The executor's wait index, as the consumer uses it. */
+export interface PauseIndex {
+  list(queries: PauseQuery[]): Promise<Pause[]>;
+  resume(resumes: PauseResume[]): Promise<void>;
+}
+
+/** PauseIndex over gRPC, with a deadline per call. */
+export function grpcPauses(client: ExecutorServiceClient, deadlineMs: number): PauseIndex {
+  return {
+    async list(queries) {
+      if (queries.length === 0) return [];
+      return (await callUnary(client.listPauses.bind(client), { queries }, deadlineMs)).pauses;
+    },
+    async resume(resumes) {
+      if (resumes.length === 0) return;
+      await callUnary(client.resumePauses.bind(client), { resumes }, deadlineMs);
+    },
+  };
+}
+
+/** An event as the matcher needs it. */
+export interface WaitCandidate {
+  environmentId: string;
+  name: string;
+  eventId: string;
+  receivedAtMs: number;
+  /** The parsed event (CEL's `async`) and its JSON text (the wait's result). */
+  event: unknown;
+  eventJson: string;
+}
+
+/** The distinct (environment, name) pairs of a batch's events: what to ask ListPauses for. */
+export function pauseQueries(events: WaitCandidate[]): PauseQuery[] {
+  const seen = new Map<string, PauseQuery>();
+  for (const e of events) {
+    seen.set(`${e.environmentId}\n${e.name}`, { environmentId: e.environmentId, eventName: e.name });
+  }
+  return [...seen.values()];
+}
+
+/**
+ * Which waits the events resume, in event order: a wait matches the first event of its name and
+ * environment received within its lifetime (at or after it began, not after its timeout) whose
+ * `if` is true. Each wait resumes at most once; an event may resume many waits.
+ */
+export function matchPauses(events: WaitCandidate[], pauses: Pause[]): PauseResume[] {
+  const byName = new Map<string, Array<{ pause: Pause; trigger: unknown; done: boolean }>>();
+  for (const pause of pauses) {
+    const key = `${pause.environmentId}\n${pause.eventName}`;
+    const list = byName.get(key) ?? [];
+    list.push({ pause, trigger: parseOr(pause.triggerEventJson), done: false });
+    byName.set(key, list);
+  }
+  const out: PauseResume[] = [];
+  for (const e of events) {
+    for (const w of byName.get(`${e.environmentId}\n${e.name}`) ?? []) {
+      if (w.done || e.receivedAtMs < w.pause.createdAtMs || e.receivedAtMs > w.pause.timeoutAtMs) continue;
+      if (w.pause.expression && !celMatches(w.pause.expression, { event: w.trigger, async: e.event }))
+        continue;
+      w.done = true;
+      out.push({
+        runId: w.pause.runId,
+        opId: w.pause.opId,
+        environmentId: e.environmentId,
+        eventName: e.name,
+        eventId: e.eventId,
+        eventJson: e.eventJson,
+      });
+    }
+  }
+  return out;
+}
+
+function parseOr(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return {};
+  }
+}
