@@ -10,6 +10,8 @@ import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/exec
 /** The dev-mode environment every event of this suite lands in. */
 const DEV_ENV = "00000000000000000000DEVENV";
 
+import { NonRetriableError as NonRetriable4, referenceFunction as reference4 } from "inngest";
+import { NonRetriableError as NonRetriable3, referenceFunction as reference3 } from "inngest-v3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getRun, sendEvents, waitForEndedRuns } from "./api.js";
 import type { Cluster } from "./cluster.js";
@@ -22,9 +24,12 @@ interface Trace {
   count: Map<string, number>;
   spans: Map<string, Array<{ start: number; end: number }>>;
   runIds: Map<string, string>;
+  /** What onFailure handlers and a function.finished trigger saw, by the trigger's tag. */
+  failures: Map<string, string>;
+  finished: Map<string, any>;
 }
 
-function defineApp(sdk: SdkVersion, client: any, trace: Trace) {
+function defineApp(sdk: SdkVersion, client: any, trace: Trace, otherAppId: string) {
   const fn = (id: string, handler: (ctx: any) => Promise<unknown>) =>
     sdk === "v4"
       ? client.createFunction({ id, retries: 3, triggers: [{ event: `${sdk}/${id}` }] }, handler)
@@ -41,7 +46,84 @@ function defineApp(sdk: SdkVersion, client: any, trace: Trace) {
       trace.spans.set(key, spans);
       return value();
     };
+  const referenceFunction: (ref: { appId: string; functionId: string }) => unknown =
+    sdk === "v4" ? (reference4 as any) : (reference3 as any);
+  const NonRetriable = sdk === "v4" ? NonRetriable4 : NonRetriable3;
+  const child = fn("child", async ({ event, step }) => {
+    const doubled = await step.run(
+      "double",
+      body(`${event.data.tag}:child`, 0, () => event.data.n * 2),
+    );
+    if (event.data.fail) throw new NonRetriable(`child of ${event.data.tag} broke`);
+    if (event.data.nap) await step.sleep("nap", event.data.nap);
+    return { doubled, invoker: event.data._inngest?.correlation_id ? "invoked" : "event" };
+  });
+  /** Invokes `target` and returns what came back, or what was thrown. */
+  const invoker = (id: string, target: () => unknown) =>
+    fn(id, async ({ event, step }) => {
+      try {
+        return {
+          ok: await step.invoke("call", {
+            function: target(),
+            data: { tag: event.data.tag, n: event.data.n, fail: event.data.fail, nap: event.data.nap },
+            ...(event.data.timeout ? { timeout: event.data.timeout } : {}),
+          }),
+        };
+      } catch (err) {
+        return { caught: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
+      }
+    });
   return [
+    child,
+    invoker("invoker", () => child),
+    invoker("invoke-remote", () => referenceFunction({ appId: otherAppId, functionId: "remote" })),
+    invoker("invoke-missing", () => referenceFunction({ appId: otherAppId, functionId: "missing" })),
+    sdk === "v4"
+      ? client.createFunction(
+          {
+            id: "fragile",
+            retries: 0,
+            triggers: [{ event: `${sdk}/fragile` }],
+            onFailure: async ({ event, error }: any) => {
+              trace.failures.set(event.data.event.data.tag, `${error.message} @ ${event.data.function_id}`);
+            },
+          },
+          async () => {
+            throw new Error("fragile broke");
+          },
+        )
+      : client.createFunction(
+          {
+            id: "fragile",
+            retries: 0,
+            onFailure: async ({ event, error }: any) => {
+              trace.failures.set(event.data.event.data.tag, `${error.message} @ ${event.data.function_id}`);
+            },
+          },
+          { event: `${sdk}/fragile` },
+          async () => {
+            throw new Error("fragile broke");
+          },
+        ),
+    sdk === "v4"
+      ? client.createFunction(
+          {
+            id: "watcher",
+            triggers: [
+              { event: "inngest/function.finished", if: `event.data.function_id == 'durable-${sdk}-child'` },
+            ],
+          },
+          async ({ event }: any) => {
+            trace.finished.set(event.data.event.data.tag, event.data);
+          },
+        )
+      : client.createFunction(
+          { id: "watcher" },
+          { event: "inngest/function.finished", if: `event.data.function_id == 'durable-${sdk}-child'` },
+          async ({ event }: any) => {
+            trace.finished.set(event.data.event.data.tag, event.data);
+          },
+        ),
     fn("sleeper", async ({ event, step, runId }) => {
       const tag = event.data.tag as string;
       trace.runIds.set(tag, runId);
@@ -133,7 +215,14 @@ export function durableSuite(sdk: SdkVersion): void {
   let cluster: Cluster;
   let app: SdkApp;
   let executor: ExecutorServiceClient;
-  const trace: Trace = { count: new Map(), spans: new Map(), runIds: new Map() };
+  const trace: Trace = {
+    count: new Map(),
+    spans: new Map(),
+    runIds: new Map(),
+    failures: new Map(),
+    finished: new Map(),
+  };
+  let other: SdkApp;
   let n = 0;
   const tag = () => `${sdk}-${++n}`;
   const send = async (fnId: string, data: Record<string, unknown>) => {
@@ -150,12 +239,32 @@ export function durableSuite(sdk: SdkVersion): void {
     });
     executor = createClient(ExecutorServiceClient, cluster.executorAddr);
     const id = `durable-${sdk}`;
+    const otherId = `durable-${sdk}-other`;
     const client = makeClient({ sdk, id, baseUrl: cluster.apiUrl });
-    app = await serveAndSync({ sdk, id, baseUrl: cluster.apiUrl }, client, defineApp(sdk, client, trace));
+    app = await serveAndSync(
+      { sdk, id, baseUrl: cluster.apiUrl },
+      client,
+      defineApp(sdk, client, trace, otherId),
+    );
+    // A second app of the environment, whose function the first one invokes.
+    const otherClient = makeClient({ sdk, id: otherId, baseUrl: cluster.apiUrl });
+    const remote =
+      sdk === "v4"
+        ? otherClient.createFunction(
+            { id: "remote", triggers: [] },
+            async ({ event }: any) => `remote got ${event.data.n}`,
+          )
+        : otherClient.createFunction(
+            { id: "remote" },
+            { event: `${sdk}/remote` },
+            async ({ event }: any) => `remote got ${event.data.n}`,
+          );
+    other = await serveAndSync({ sdk, id: otherId, baseUrl: cluster.apiUrl }, otherClient, [remote]);
   });
 
   afterAll(async () => {
     executor?.close();
+    await other?.close();
     await app?.close();
     await cluster?.stop();
   });
@@ -325,6 +434,64 @@ export function durableSuite(sdk: SdkVersion): void {
       expect(resumed).toEqual(Array.from({ length: 10 }, () => 7));
       expect((await listPauses()).filter((p) => p.eventName === `${sdk}/go`)).toHaveLength(990);
     }, 180_000);
+
+    it("invokes a function of the same app as a child run and resumes with its output", async () => {
+      const t = tag();
+      const eventId = await send("invoker", { tag: t, n: 21 });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Completed");
+      expect(run?.output).toEqual({ ok: { doubled: 42, invoker: "invoked" } });
+      expect(trace.count.get(`${t}:child`)).toBe(1);
+    });
+
+    it("invokes a function of another app of the environment", async () => {
+      const eventId = await send("invoke-remote", { tag: tag(), n: 5 });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.output).toEqual({ ok: "remote got 5" });
+    });
+
+    it("hands the child's error to the parent as a thrown error", async () => {
+      const t = tag();
+      const eventId = await send("invoker", { tag: t, n: 1, fail: true });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Completed");
+      expect(JSON.stringify(run?.output)).toContain(`child of ${t} broke`);
+    });
+
+    it("throws a timeout error in the parent when the child does not finish in time", async () => {
+      const t = tag();
+      const eventId = await send("invoker", { tag: t, n: 1, nap: "30s", timeout: "2s" });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Completed");
+      expect(JSON.stringify(run?.output)).toContain("Timed out waiting for invoked function to complete");
+    });
+
+    it("throws a clear error in the parent when the invoked function does not exist", async () => {
+      const eventId = await send("invoke-missing", { tag: tag(), n: 1 });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Completed");
+      expect(JSON.stringify(run?.output)).toContain(`no function with that id is synced`);
+    });
+
+    it("runs onFailure handlers with the error, and functions triggered by inngest/function.finished", async () => {
+      const t = tag();
+      const failed = await send("fragile", { tag: t });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, failed);
+      expect(run?.status).toBe("Failed");
+      const seen = await waitFor("the onFailure handler", () => trace.failures.get(t), { timeoutMs: 20_000 });
+      expect(seen).toBe(`fragile broke @ durable-${sdk}-fragile`);
+
+      const c = tag();
+      await send("child", { tag: c, n: 4 });
+      const finished = await waitFor("the function.finished trigger", () => trace.finished.get(c), {
+        timeoutMs: 20_000,
+      });
+      expect(finished).toMatchObject({
+        function_id: `durable-${sdk}-child`,
+        result: { doubled: 8, invoker: "event" },
+        _inngest: { status: "Completed" },
+      });
+    });
 
     it("fails a run whose sleep is longer than a year, saying so", async () => {
       const eventId = await send("oversleep", {});

@@ -60,18 +60,32 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
  * Validates a parsed body (one event or an array of them) and returns the events with ids and
  * timestamps filled in. `newId` makes an id for events that bring none.
  */
-export function prepareEvents(body: unknown, nowMs: number, newId: () => string): PreparedEvent[] {
+export function prepareEvents(
+  body: unknown,
+  nowMs: number,
+  newId: () => string,
+  /** Stepline's own senders may use `inngest/` names; users may not. */
+  allowReserved = false,
+): PreparedEvent[] {
   const list = Array.isArray(body) ? body : [body];
   if (!Array.isArray(body) && !isPlainObject(body)) {
     throw new ValidationError(`the body must be an event object or an array of events, got ${kindOf(body)}`);
   }
   if (list.length === 0) throw new ValidationError("the body is an empty array: send at least one event");
-  return list.map((ev, i) => prepareOne(ev, Array.isArray(body) ? `events[${i}]` : "event", nowMs, newId));
+  return list.map((ev, i) =>
+    prepareOne(ev, Array.isArray(body) ? `events[${i}]` : "event", nowMs, newId, allowReserved),
+  );
 }
 
-function prepareOne(ev: unknown, at: string, nowMs: number, newId: () => string): PreparedEvent {
+function prepareOne(
+  ev: unknown,
+  at: string,
+  nowMs: number,
+  newId: () => string,
+  allowReserved: boolean,
+): PreparedEvent {
   if (!isPlainObject(ev)) throw new ValidationError(`${at} must be a JSON object, got ${kindOf(ev)}`);
-  const name = checkName(ev.name, at);
+  const name = checkName(ev.name, at, allowReserved);
   const data = ev.data ?? {};
   if (!isPlainObject(data))
     throw new ValidationError(`${at}.data must be a JSON object, got ${kindOf(data)}`);
@@ -113,7 +127,7 @@ function prepareOne(ev: unknown, at: string, nowMs: number, newId: () => string)
   return { id, json };
 }
 
-function checkName(name: unknown, at: string): string {
+function checkName(name: unknown, at: string, allowReserved: boolean): string {
   if (name === undefined || name === null) throw new ValidationError(`${at}.name is required`);
   if (typeof name !== "string") throw new ValidationError(`${at}.name must be a string, got ${kindOf(name)}`);
   if (name.trim() === "") throw new ValidationError(`${at}.name must not be empty`);
@@ -122,7 +136,7 @@ function checkName(name: unknown, at: string): string {
       `${at}.name is too long (${name.length} characters; at most ${MAX_NAME_LENGTH})`,
     );
   }
-  if (name.toLowerCase().startsWith(RESERVED_PREFIX)) {
+  if (!allowReserved && name.toLowerCase().startsWith(RESERVED_PREFIX)) {
     throw new ValidationError(
       `${at}.name "${name}" is reserved: names starting with "${RESERVED_PREFIX}" are sent by Stepline itself`,
     );

@@ -1,8 +1,11 @@
 // event-api: wiring only. Redis (tenancy), the Kafka producer (events), gRPC clients of runner
 // (sync) and history (REST reads), the TenantService gRPC server, the public HTTP API and the
 // admin port.
+
+import { systemClock } from "@stepline/internal/clock";
 import { ConfigError } from "@stepline/internal/config";
 import { createClient, startGrpcServer } from "@stepline/internal/grpc";
+import { newId } from "@stepline/internal/ids";
 import { createKafka, topicNames } from "@stepline/internal/kafka";
 import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
@@ -10,6 +13,7 @@ import { createRedis } from "@stepline/internal/redis";
 import { HistoryServiceClient } from "@stepline/proto/stepline/history/v1/history_service";
 import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { loadEventApiConfig } from "./config.js";
+import { eventService } from "./event-server.js";
 import { buildHttpApp } from "./http.js";
 import { EventProducer } from "./producer.js";
 import { historyOverGrpc, registryOverGrpc } from "./rest.js";
@@ -44,7 +48,10 @@ async function main(): Promise<void> {
   const history = createClient(HistoryServiceClient, config.STEPLINE_HISTORY_GRPC_ADDR);
   const rpcTimeout = config.STEPLINE_EVENT_API_RPC_TIMEOUT_MS;
 
-  const grpc = await startGrpcServer(config.STEPLINE_EVENT_API_GRPC_ADDR, [tenantService(tenancy, log)]);
+  const grpc = await startGrpcServer(config.STEPLINE_EVENT_API_GRPC_ADDR, [
+    tenantService(tenancy, log),
+    eventService(producer, systemClock, newId, log),
+  ]);
   const http = buildHttpApp({
     log,
     tenants: tenancy,

@@ -24,6 +24,13 @@ import { RunStore, runKeys } from "./state.js";
 import type { ItemContext, ItemHandler, OpOutcome } from "./work-loop.js";
 import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
 
+/** The fields of an internal event the tests read. */
+interface SentEvent {
+  name: string;
+  id: string;
+  data: { run_id?: string; _inngest: { status: string }; error?: { message: string } };
+}
+
 interface QueueOp {
   op: "complete" | "retry";
   item: NewItem;
@@ -45,11 +52,19 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
   const devClient = new AppClient({ timeoutMs: 10_000, maxResponseBytes: 1 << 20, serverKind: "dev" });
   const cloudClient = new AppClient({ timeoutMs: 10_000, maxResponseBytes: 1 << 20, serverKind: "cloud" });
   let history: HistoryEntry[] = [];
+  /** Events sent through EventService, and items enqueued outside a completion. */
+  const sent: Array<{ accountId: string; environmentId: string; event: SentEvent }> = [];
+  const enqueuedOutside: NewItem[] = [];
   let runN = 0;
 
   const deps = (over: Partial<ExecuteDeps> = {}): ExecuteDeps => ({
     store,
     pauses,
+    events: {
+      send: async (accountId, environmentId, events) =>
+        void sent.push(...events.map((e) => ({ accountId, environmentId, event: e as SentEvent }))),
+    },
+    enqueue: async (items) => void enqueuedOutside.push(...items),
     app: devClient,
     keys: null,
     history: {
@@ -264,6 +279,36 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
         StepStatus.STEP_STATUS_ERRORED,
         StepStatus.STEP_STATUS_COMPLETED,
       ]);
+    });
+
+    it("sends inngest/function.finished, and function.failed for a failure, before the last ack", async () => {
+      const ok = await schedule(app, "three", { name: EVENTS.three, data: { n: 1 } });
+      await drive(createItemHandler(deps()), ok);
+      const bad = await schedule(app, "doomed", { name: EVENTS.doomed, data: {} });
+      await drive(createItemHandler(deps()), bad);
+      const of = (runId: string) => sent.filter((s) => s.event.data?.run_id === runId).map((s) => s.event);
+      expect(of(ok.runId)).toEqual([
+        {
+          name: "inngest/function.finished",
+          id: `${ok.runId}.finished`,
+          ts: expect.any(Number),
+          data: {
+            function_id: `${app.appId}-three`,
+            run_id: ok.runId,
+            event: expect.objectContaining({ name: EVENTS.three }),
+            events: [expect.objectContaining({ name: EVENTS.three })],
+            result: { a: 2, b: 4, c: "4!" },
+            _inngest: { status: "Completed" },
+          },
+        },
+      ]);
+      const failed = of(bad.runId);
+      expect(failed.map((e) => [e.name, e.id, e.data._inngest.status])).toEqual([
+        ["inngest/function.finished", `${bad.runId}.finished`, "Failed"],
+        ["inngest/function.failed", `${bad.runId}.failed`, "Failed"],
+      ]);
+      expect(failed[1]?.data.error?.message).toContain("this cannot work");
+      expect(sent.every((s) => s.accountId === "acct" && s.environmentId === "env-1")).toBe(true);
     });
 
     it("fails the run on NonRetriableError with the error in state and history", async () => {

@@ -7,16 +7,19 @@ import type { Clock } from "@stepline/internal/clock";
 import { ConflictError, NotFoundError } from "@stepline/internal/errors";
 import type { Logger } from "@stepline/internal/log";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
-import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { AppClient } from "./app-client.js";
 import { buildCallBody } from "./app-client.js";
+import { finalizeRun } from "./finalize.js";
 import type { HistoryEntry } from "./history.js";
+import type { EventSender } from "./internal-events.js";
+import { invokedEvent } from "./internal-events.js";
+import { callItem, parsePayload, pauseOf, planItem } from "./items.js";
 import { callSeconds, callsTotal, runsEndedTotal } from "./metrics.js";
-import type { Pause, PauseStore } from "./pauses.js";
-import { erroredStep, pendingStep, resumedStep, runRecord, stepRecord } from "./records.js";
+import type { PauseStore } from "./pauses.js";
+import { erroredStep, pendingStep, resumedStep, stepRecord } from "./records.js";
 import type { SigningKeys } from "./signing-keys.js";
 import type { RunState, RunStore } from "./state.js";
-import type { BackoffPolicy, Decision, PlannedOp } from "./steps.js";
+import type { BackoffPolicy, Decision } from "./steps.js";
 import { backoffDelayMs, interpret } from "./steps.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
 import { SHUTDOWN } from "./work-loop.js";
@@ -36,66 +39,14 @@ export interface ExecuteDeps {
     record(entries: HistoryEntry[]): Promise<void>;
     produce(entries: HistoryEntry[]): Promise<void>;
   };
+  /** Stepline's own events (function finished/failed/invoked), through event-api. */
+  events: EventSender;
+  /** QueueService.Enqueue, for an invoking parent's next call. */
+  enqueue(items: NewItem[]): Promise<void>;
   clock: Clock;
   log: Logger;
   backoff: BackoffPolicy;
   random?: () => number;
-}
-
-/** The payload the executor keeps in its queue items. */
-export interface ItemPayload {
-  /** "step" (discover) or the hashed id of a planned step. */
-  stepId: string;
-  /** A resume item (a sleep's end): the pending op it resolves before calling, with that memo. */
-  op?: string;
-  memo?: string;
-  /** The op's name, for history. */
-  name?: string;
-  /** A wait's timeout: the event name it waited for (its index entry is dropped). */
-  event?: string;
-}
-
-/**
- * A queue item of one of the run's calls. Ids are deterministic, so a repeated decision collapses
- * onto one item: `c<n>` discovers after a step saved by a discovery call, `p:<op>` runs a planned
- * step, `s:<op>` ends a sleep, `t:<op>` times a wait out, `d:<op>` discovers after a pending op
- * resolved.
- */
-export function callItem(run: RunState, suffix: string, payload: ItemPayload, runAtMs = 0): NewItem {
-  return {
-    id: `${run.runId}:${suffix}`,
-    runId: run.runId,
-    accountId: run.accountId,
-    environmentId: run.environmentId,
-    functionId: run.functionId,
-    kind: ItemKind.ITEM_KIND_STEP,
-    delayMs: 0,
-    runAtMs,
-    attempt: 0,
-    payload: JSON.stringify(payload),
-  };
-}
-
-/** The item of a planned op: a call for a step, a timed resume for a sleep or a wait's timeout. */
-function planItem(run: RunState, plan: PlannedOp): NewItem {
-  switch (plan.kind) {
-    case "step":
-      return callItem(run, `p:${plan.id}`, { stepId: plan.id });
-    case "sleep":
-      return callItem(
-        run,
-        `s:${plan.id}`,
-        { stepId: "step", op: plan.id, memo: '{"data":null}', name: plan.name },
-        plan.untilMs,
-      );
-    case "wait":
-      return callItem(
-        run,
-        `t:${plan.id}`,
-        { stepId: "step", op: plan.id, memo: '{"data":null}', name: plan.name, event: plan.event },
-        plan.timeoutAtMs,
-      );
-  }
 }
 
 /** The Work-stream handler that runs items with `deps`. */
@@ -136,9 +87,9 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
     }
     if (run.status !== "running") {
       // Ended earlier but the item was not acked (crash, lost completion, or the final record
-      // did not reach Kafka): record the outcome, then finish the ack.
+      // did not reach Kafka): do what follows the end again, then finish the ack.
       try {
-        await deps.history.produce([{ $case: "run", value: runRecord(run, run) }]);
+        await finalizeRun(deps, run, run);
       } catch (err) {
         log.warn({ err: String(err) }, "cannot record the run's outcome; releasing item");
         await ctx.retry(systemDelay(item.attempt), item.attempt);
@@ -292,16 +243,19 @@ async function apply(
         .filter((_, i) => adv.saved[i])
         .map((s): HistoryEntry => ({ $case: "step", value: stepRecord(run, s, item.attempt, now) }));
       const next: NewItem[] = [];
-      const waits: Promise<void>[] = [];
+      const starts: Promise<void>[] = [];
+      const invoked: object[] = [];
       decision.plans.forEach((p, i) => {
         if (!adv.planned[i]) return;
         next.push(planItem(run, p));
         const pending = pendingStep(run, p, now);
         if (pending) records.push({ $case: "step", value: pending });
-        if (p.kind === "wait") waits.push(deps.pauses.add(pauseOf(run, p, now)));
+        if (p.kind === "wait") starts.push(deps.pauses.add(pauseOf(run, p, now)));
+        if (p.kind === "invoke") invoked.push(invokedEvent(run, p, now));
       });
-      // The wait is indexed before its timeout item exists, so it cannot time out unindexed.
-      await Promise.all(waits);
+      // A wait is indexed, and an invoke's function started, before the timeout item exists.
+      if (invoked.length > 0) starts.push(deps.events.send(run.accountId, run.environmentId, invoked));
+      await Promise.all(starts);
       if (stepId === "step") {
         // A discovery call that saved a step (and planned nothing) discovers again.
         if (decision.plans.length === 0 && decision.saves.length > 0) {
@@ -342,8 +296,8 @@ async function apply(
           ? await deps.store.finish(run.runId, "completed", { output: decision.outputJson }, now)
           : await deps.store.finish(run.runId, "failed", { error: decision.errorJson }, now);
       if (fin.endedNow) runsEndedTotal.inc({ status: fin.status });
-      // Strict: when Kafka fails, settle releases the item and its next delivery records again.
-      await deps.history.produce([{ $case: "run", value: runRecord(run, fin) }]);
+      // When any of it fails, settle releases the item and its next delivery does it all again.
+      await finalizeRun(deps, run, fin);
       // Success is the common case, once per run: debug, so info stays readable under load.
       if (decision.type === "fail") log.info({ reason: decision.reason }, "run failed");
       else log.debug("run completed");
@@ -351,36 +305,4 @@ async function apply(
       return;
     }
   }
-}
-
-function pauseOf(run: RunState, p: Extract<PlannedOp, { kind: "wait" }>, nowMs: number): Pause {
-  const events = JSON.parse(run.eventsJson) as unknown[];
-  return {
-    runId: run.runId,
-    opId: p.id,
-    environmentId: run.environmentId,
-    eventName: p.event,
-    expression: p.expression,
-    triggerEventJson: JSON.stringify(events[0] ?? {}),
-    createdAtMs: nowMs,
-    timeoutAtMs: p.timeoutAtMs,
-  };
-}
-
-function parsePayload(payload: string): ItemPayload {
-  try {
-    const p = JSON.parse(payload) as Partial<ItemPayload>;
-    if (typeof p.stepId === "string" && p.stepId) {
-      return {
-        stepId: p.stepId,
-        ...(typeof p.op === "string" && p.op ? { op: p.op } : {}),
-        ...(typeof p.memo === "string" ? { memo: p.memo } : {}),
-        ...(typeof p.name === "string" ? { name: p.name } : {}),
-        ...(typeof p.event === "string" ? { event: p.event } : {}),
-      };
-    }
-  } catch {
-    // An empty or foreign payload means "discover", the safe default.
-  }
-  return { stepId: "step" };
 }

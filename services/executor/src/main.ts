@@ -8,6 +8,7 @@ import { createKafka, topicNames } from "@stepline/internal/kafka";
 import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
+import { EventServiceClient } from "@stepline/proto/stepline/eventapi/v1/event_service";
 import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { ExecutorServiceService } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
@@ -17,6 +18,7 @@ import { AppClient } from "./app-client.js";
 import { loadExecutorConfig } from "./config.js";
 import { createItemHandler } from "./execute.js";
 import { HistoryProducer } from "./history.js";
+import { grpcEventSender } from "./internal-events.js";
 import { PauseStore } from "./pauses.js";
 import { Resumer } from "./resume.js";
 import { Scheduler } from "./schedule.js";
@@ -55,6 +57,9 @@ const anyQueue = new AnyReplica(queues);
 
 // Dev mode neither signs calls nor needs tenancy: the SDK in dev mode does not check signatures.
 const tenants = dev ? null : createClient(TenantServiceClient, config.STEPLINE_EVENT_API_GRPC_ADDR);
+// Stepline's own events (function finished/failed/invoked) go through event-api, like any event.
+const eventApi = createClient(EventServiceClient, config.STEPLINE_EVENT_API_GRPC_ADDR);
+const events = grpcEventSender(eventApi, config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS);
 const keys = tenants
   ? new SigningKeys(
       async (environmentId) => {
@@ -90,6 +95,8 @@ const pool = new WorkPool(
   createItemHandler({
     store,
     pauses,
+    events,
+    enqueue,
     app,
     keys,
     history,
@@ -140,6 +147,7 @@ onShutdown(
     await history.stop();
     for (const queue of queues) queue.close();
     tenants?.close();
+    eventApi.close();
     await redis.quit();
     await admin.close();
   },

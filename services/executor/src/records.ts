@@ -90,6 +90,12 @@ export function pendingStep(run: RunState, op: PlannedOp, atMs: number): StepRec
         status: StepStatus.STEP_STATUS_WAITING,
         outputJson: JSON.stringify({ event: op.event, if: op.expression, timeout_ms: op.timeoutAtMs }),
       };
+    case "invoke":
+      return {
+        ...stepBase(run, op.id, op.name, atMs),
+        status: StepStatus.STEP_STATUS_INVOKING,
+        outputJson: JSON.stringify({ function_id: op.functionId, timeout_ms: op.timeoutAtMs }),
+      };
   }
 }
 

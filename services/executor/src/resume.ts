@@ -9,8 +9,8 @@ import { ConflictError, NotFoundError, ValidationError } from "@stepline/interna
 import type { Logger } from "@stepline/internal/log";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import canonicalize from "canonicalize";
-import { callItem } from "./execute.js";
 import type { HistoryEntry } from "./history.js";
+import { callItem } from "./items.js";
 import type { Pause, PauseStore } from "./pauses.js";
 import { resumedStep } from "./records.js";
 import type { RunStore } from "./state.js";
@@ -22,6 +22,8 @@ export interface PauseResume {
   eventName: string;
   eventId: string;
   eventJson: string;
+  /** When set, the op resolves with this error instead of the event (an invoke that cannot start). */
+  errorJson: string;
 }
 
 export interface ResumerDeps {
@@ -56,11 +58,13 @@ export class Resumer {
       }
       let memo: string | undefined;
       try {
-        memo = canonicalize({ data: JSON.parse(r.eventJson) });
+        memo = canonicalize(
+          r.errorJson ? { error: JSON.parse(r.errorJson) } : { data: JSON.parse(r.eventJson) },
+        );
       } catch {
         memo = undefined;
       }
-      if (!memo) throw new ValidationError(`resumes[${i}]: event_json is not a JSON value`);
+      if (!memo) throw new ValidationError(`resumes[${i}]: event_json or error_json is not JSON`);
       return memo;
     });
     const next: NewItem[] = [];
@@ -76,7 +80,8 @@ export class Resumer {
           if (adv.resolution === "lost") return false;
           const run = await this.deps.store.load(r.runId);
           if (!run) return false;
-          records.push({ $case: "step", value: resumedStep(run, r.opId, r.opId, now, r.eventJson) });
+          const output = r.errorJson ? "null" : r.eventJson;
+          records.push({ $case: "step", value: resumedStep(run, r.opId, r.opId, now, output) });
           if (adv.resolution === "discover") next.push(callItem(run, `d:${r.opId}`, { stepId: "step" }));
           return true;
         } catch (err) {

@@ -189,6 +189,7 @@ describe("ExecutorService.ListPauses and ResumePauses", () => {
           eventName: "shop/paid",
           eventId,
           eventJson: JSON.stringify({ name: "shop/paid", id: eventId, data: { order: 7 } }),
+          errorJson: "",
         },
       ],
     });
@@ -277,14 +278,30 @@ describe("ExecutorService.ListPauses and ResumePauses", () => {
     await expect(
       callUnary(client.resumePauses.bind(client), {
         resumes: [
-          { runId: "r", opId: "o", environmentId: "env", eventName: "x", eventId: "", eventJson: "{}" },
+          {
+            runId: "r",
+            opId: "o",
+            environmentId: "env",
+            eventName: "x",
+            eventId: "",
+            eventJson: "{}",
+            errorJson: "",
+          },
         ],
       }),
     ).rejects.toBeInstanceOf(ValidationError);
     await expect(
       callUnary(client.resumePauses.bind(client), {
         resumes: [
-          { runId: "r", opId: "o", environmentId: "env", eventName: "x", eventId: "e", eventJson: "{" },
+          {
+            runId: "r",
+            opId: "o",
+            environmentId: "env",
+            eventName: "x",
+            eventId: "e",
+            eventJson: "{",
+            errorJson: "",
+          },
         ],
       }),
     ).rejects.toBeInstanceOf(ValidationError);

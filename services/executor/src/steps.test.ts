@@ -205,6 +205,44 @@ describe("interpreting the app's answer", () => {
     expect(decision.type === "fail" && decision.reason).toContain(message);
   });
 
+  it("plans a step.invoke with the target, payload and timeout (a year when none is given)", () => {
+    const invoke = op({
+      op: "InvokeFunction",
+      opts: {
+        function_id: "app-child",
+        payload: { data: { n: 1 }, v: "2024-01", user: { id: 1 } },
+        timeout: "1h",
+      },
+    });
+    const { decision } = run(answer(206, [invoke]));
+    expect(decision.type === "advance" && decision.plans).toEqual([
+      {
+        kind: "invoke",
+        id: "h1",
+        name: "a",
+        functionId: "app-child",
+        payload: { data: { n: 1 }, v: "2024-01", user: { id: 1 } },
+        timeoutAtMs: NOW + 3_600_000,
+      },
+    ]);
+    const bare = run(
+      answer(206, [op({ op: "InvokeFunction", opts: { function_id: "app-child" } })]),
+    ).decision;
+    expect(bare.type === "advance" && bare.plans[0]).toMatchObject({
+      payload: { data: {} },
+      timeoutAtMs: NOW + 365 * 86_400_000,
+    });
+  });
+
+  it.each([
+    [{}, "needs the id of the function"],
+    [{ function_id: "f", payload: { data: [1] } }, "data must be a JSON object"],
+    [{ function_id: "f", timeout: "forever" }, "not a duration"],
+  ])("fails the run on an invoke it cannot make (%j)", (opts, message) => {
+    const { decision } = run(answer(206, [op({ op: "InvokeFunction", opts })]));
+    expect(decision.type === "fail" && decision.reason).toContain(message);
+  });
+
   it("never sleeps into the past: a date gone by resumes at once", () => {
     expect(timeFrom("2001-01-01T00:00:00Z", NOW)).toBe(NOW);
   });
@@ -231,7 +269,6 @@ describe("interpreting the app's answer", () => {
   });
 
   it.each([
-    ["InvokeFunction", "step.invoke"],
     ["Gateway", "step.fetch"],
     ["SomethingNew", "SomethingNew"],
   ])("fails the run with a clear error on %s (not supported yet)", (code, what) => {

@@ -56,7 +56,19 @@ export type PlannedOp =
    * step.waitForEvent: resolves with the first event named `event` received from now on for which
    * `expression` (CEL over `event` and `async`; "" = any) is true, or with `null` at `timeoutAtMs`.
    */
-  | { kind: "wait"; id: string; name: string; event: string; expression: string; timeoutAtMs: number };
+  | { kind: "wait"; id: string; name: string; event: string; expression: string; timeoutAtMs: number }
+  /**
+   * step.invoke: starts `functionId` of the same environment with `payload` ({data, v?, user?})
+   * and resolves with its output or error, or with a timeout error at `timeoutAtMs`.
+   */
+  | {
+      kind: "invoke";
+      id: string;
+      name: string;
+      functionId: string;
+      payload: { data: Record<string, unknown>; v?: string; user?: Record<string, unknown> };
+      timeoutAtMs: number;
+    };
 
 export type Decision =
   /**
@@ -87,12 +99,11 @@ export const COMPLETE_OP_ID = "0737c22d3bfae812339732d14d8c7dbd6dc4e09c";
 
 const LAZY_OPS = new Set(["DeferAdd", "DeferAbort"]);
 /** Ops that become pending ops besides StepPlanned. */
-const PLANNABLE = new Set(["Sleep", "WaitForEvent"]);
+const PLANNABLE = new Set(["Sleep", "WaitForEvent", "InvokeFunction"]);
 /** The longest sleep, wait or invoke timeout accepted (a year, leap years included). */
 export const MAX_WAIT_MS = 366 * 24 * 3600 * 1000;
 
 const UNSUPPORTED_OPS: Record<string, string> = {
-  InvokeFunction: "step.invoke",
   WaitForSignal: "step.waitForSignal",
   AIGateway: "step.ai.infer",
   Gateway: "step.fetch",
@@ -217,8 +228,8 @@ function decideOps(input: InterpretInput, res: AppResponse): Decision {
       const until = timeFrom(o.name, input.nowMs);
       if (typeof until === "string") return badOp(o, `sleep ${until}`);
       plans.push({ kind: "sleep", id: o.id, name: nameOf(o), untilMs: until });
-    } else if (o.op === "WaitForEvent") {
-      const plan = waitPlan(o, input.nowMs);
+    } else if (o.op === "WaitForEvent" || o.op === "InvokeFunction") {
+      const plan = o.op === "WaitForEvent" ? waitPlan(o, input.nowMs) : invokePlan(o, input.nowMs);
       if (typeof plan === "string") return badOp(o, plan);
       plans.push(plan);
     }
@@ -286,6 +297,43 @@ function waitPlan(o: Op, nowMs: number): PlannedOp | string {
     }
   }
   return { kind: "wait", id: o.id, name: nameOf(o), event: o.name, expression, timeoutAtMs };
+}
+
+/** The longest an invoke waits for its function when the code gives no timeout (Inngest: a year). */
+const DEFAULT_INVOKE_TIMEOUT_MS = 365 * 24 * 3600 * 1000;
+
+/** An InvokeFunction op as a plan: `opts` has `function_id`, `payload` and maybe `timeout`. */
+function invokePlan(o: Op, nowMs: number): PlannedOp | string {
+  const opts = (o.opts && typeof o.opts === "object" ? o.opts : {}) as {
+    function_id?: unknown;
+    payload?: unknown;
+    timeout?: unknown;
+  };
+  if (typeof opts.function_id !== "string" || opts.function_id === "") {
+    return "step.invoke needs the id of the function to invoke";
+  }
+  const raw = (opts.payload && typeof opts.payload === "object" ? opts.payload : {}) as Record<
+    string,
+    unknown
+  >;
+  const data = raw.data ?? {};
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    return "step.invoke data must be a JSON object";
+  }
+  const payload: Extract<PlannedOp, { kind: "invoke" }>["payload"] = {
+    data: data as Record<string, unknown>,
+  };
+  if (typeof raw.v === "string") payload.v = raw.v;
+  if (raw.user && typeof raw.user === "object" && !Array.isArray(raw.user)) {
+    payload.user = raw.user as Record<string, unknown>;
+  }
+  let timeoutAtMs = nowMs + DEFAULT_INVOKE_TIMEOUT_MS;
+  if (typeof opts.timeout === "string" && opts.timeout !== "") {
+    const at = timeFrom(opts.timeout, nowMs);
+    if (typeof at === "string") return `step.invoke timeout ${at}`;
+    timeoutAtMs = at;
+  }
+  return { kind: "invoke", id: o.id, name: nameOf(o), functionId: opts.function_id, payload, timeoutAtMs };
 }
 
 /** An op the run cannot go on with fails the run, saying which step and why. */

@@ -6,7 +6,11 @@
 import { callUnary } from "@stepline/internal/grpc";
 import { metrics } from "@stepline/internal/lifecycle";
 import type { Logger } from "@stepline/internal/log";
-import type { ExecutorServiceClient, RunSpec } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type {
+  ExecutorServiceClient,
+  PauseResume,
+  RunSpec,
+} from "@stepline/proto/stepline/executor/v1/executor_service";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { Redis } from "ioredis";
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
@@ -14,7 +18,7 @@ import { Counter } from "prom-client";
 import { RETRY_JITTER_MAX } from "./config.js";
 import { claimRunIds } from "./idempotency.js";
 import type { FunctionIndex, MatchableEvent } from "./match.js";
-import { buildIndex, matchEvent } from "./match.js";
+import { buildIndex, INVOKED, invokeTarget, matchEvent } from "./match.js";
 import type { PauseIndex, WaitCandidate } from "./pauses.js";
 import { matchPauses, pauseQueries } from "./pauses.js";
 import type { Registry } from "./registry.js";
@@ -194,12 +198,17 @@ export class EventConsumer {
     }
 
     const pairs: Array<{ record: EventRecord; fn: ReturnType<typeof matchEvent>[number] }> = [];
+    const failedInvokes: PauseResume[] = [];
     let matched = 0;
     for (const it of chunk) {
       if (!it.record || !it.event) continue;
       const fns = matchEvent(indexes, it.event);
       if (fns.length > 0) matched++;
       for (const fn of fns) pairs.push({ record: it.record, fn });
+      if (fns.length === 0 && it.event.name === INVOKED) {
+        const failed = unknownInvokeTarget(it.record, it.event.event);
+        if (failed) failedInvokes.push(failed);
+      }
     }
     if (pairs.length > 0) {
       const runIds = await claimRunIds(
@@ -233,7 +242,7 @@ export class EventConsumer {
         await p.heartbeat();
       }
     }
-    await this.resumeWaits(chunk);
+    await this.resumeWaits(chunk, failedInvokes);
     const valid = chunk.filter((it) => it.event).length;
     eventsCounter.inc({ outcome: "matched" }, matched);
     eventsCounter.inc({ outcome: "unmatched" }, valid - matched);
@@ -241,7 +250,9 @@ export class EventConsumer {
   }
 
   /** Resumes the waits the chunk's events match (idempotent per wait and event, like the rest). */
-  private async resumeWaits(chunk: Item[]): Promise<void> {
+  private async resumeWaits(chunk: Item[], failedInvokes: PauseResume[]): Promise<void> {
+    // An invoke of a function this environment does not have resolves its step with an error.
+    await this.opts.pauses.resume(failedInvokes);
     const candidates: WaitCandidate[] = [];
     for (const it of chunk) {
       if (!it.record || !it.event) continue;
@@ -330,6 +341,32 @@ export class EventConsumer {
   private wakeAll(): void {
     for (const wake of [...this.wakers]) wake();
   }
+}
+
+/**
+ * The resume that fails a step.invoke whose function is not synced in the event's environment:
+ * the parent's invoke op (named by the correlation id `<run id>.<op id>`) resolves with an error
+ * the user's code can catch. Null for an event without a usable correlation id.
+ */
+export function unknownInvokeTarget(record: EventRecord, event: unknown): PauseResume | null {
+  const corr = (event as { data?: { _inngest?: { correlation_id?: unknown } } } | null)?.data?._inngest
+    ?.correlation_id;
+  if (typeof corr !== "string") return null;
+  const cut = corr.lastIndexOf(".");
+  if (cut <= 0 || cut === corr.length - 1) return null;
+  const target = invokeTarget(event) ?? "(none)";
+  return {
+    runId: corr.slice(0, cut),
+    opId: corr.slice(cut + 1),
+    environmentId: record.environmentId,
+    eventName: INVOKED,
+    eventId: record.eventId,
+    eventJson: record.eventJson,
+    errorJson: JSON.stringify({
+      name: "Error",
+      message: `could not invoke function ${JSON.stringify(target)}: no function with that id is synced in this environment`,
+    }),
+  };
 }
 
 /** Splits runs into ScheduleRuns calls of at most `maxRuns` runs and `maxBytes` of events JSON

@@ -12,8 +12,19 @@ interface Entry {
   expression: string;
 }
 
+/** The event step.invoke sends to start its function (data._inngest.fn_id names it). */
+export const INVOKED = "inngest/function.invoked";
+
+/** The id of the function an `inngest/function.invoked` event starts, or null. */
+export function invokeTarget(event: unknown): string | null {
+  const id = (event as { data?: { _inngest?: { fn_id?: unknown } } } | null)?.data?._inngest?.fn_id;
+  return typeof id === "string" && id ? id : null;
+}
+
 /** An environment's event triggers, indexed for matching many events against them. */
 export interface FunctionIndex {
+  /** Every function by id: `inngest/function.invoked` starts its target by id, not by trigger. */
+  byId: Map<string, StoredFunction>;
   exact: Map<string, Entry[]>;
   /** Wildcard triggers with the `*` removed (`app/`), in registry order. */
   wildcards: Array<Entry & { prefix: string }>;
@@ -30,8 +41,9 @@ export interface MatchableEvent {
 
 /** Indexes the event triggers of one environment's functions (cron triggers are not indexed). */
 export function buildIndex(functions: StoredFunction[]): FunctionIndex {
-  const index: FunctionIndex = { exact: new Map(), wildcards: [] };
+  const index: FunctionIndex = { byId: new Map(), exact: new Map(), wildcards: [] };
   for (const fn of functions) {
+    index.byId.set(fn.fn.id, fn);
     for (const t of fn.fn.triggers) {
       if (t.kind !== "event") continue;
       const entry = { fn, expression: t.expression };
@@ -58,6 +70,11 @@ export function matchEvent(
 ): StoredFunction[] {
   const index = indexes.get(ev.environmentId);
   if (!index) return [];
+  if (ev.name === INVOKED) {
+    const target = invokeTarget(ev.event);
+    const fn = target === null ? undefined : index.byId.get(target);
+    return fn && fn.accountId === ev.accountId ? [fn] : [];
+  }
   const out: StoredFunction[] = [];
   const taken = new Set<string>();
   const consider = (entry: Entry) => {

@@ -79,6 +79,7 @@ export function matchPauses(events: WaitCandidate[], pauses: Pause[]): PauseResu
         eventName: e.name,
         eventId: e.eventId,
         eventJson: e.eventJson,
+        errorJson: "",
       });
     }
   }

@@ -89,6 +89,11 @@ export interface PauseResume {
   eventId: string;
   /** The matching event (JSON), the value step.waitForEvent returns. */
   eventJson: string;
+  /**
+   * When set, the op resolves with this error (a JSON object {name, message}) instead of the
+   * event: a step.invoke whose function cannot be started (event_id then names the invoke event).
+   */
+  errorJson: string;
 }
 
 export interface ResumePausesRequest {
@@ -1020,7 +1025,7 @@ export const ListPausesResponse: MessageFns<ListPausesResponse> = {
 };
 
 function createBasePauseResume(): PauseResume {
-  return { runId: "", opId: "", environmentId: "", eventName: "", eventId: "", eventJson: "" };
+  return { runId: "", opId: "", environmentId: "", eventName: "", eventId: "", eventJson: "", errorJson: "" };
 }
 
 export const PauseResume: MessageFns<PauseResume> = {
@@ -1042,6 +1047,9 @@ export const PauseResume: MessageFns<PauseResume> = {
     }
     if (message.eventJson !== "") {
       writer.uint32(50).string(message.eventJson);
+    }
+    if (message.errorJson !== "") {
+      writer.uint32(58).string(message.errorJson);
     }
     return writer;
   },
@@ -1107,6 +1115,14 @@ export const PauseResume: MessageFns<PauseResume> = {
             message.eventJson = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.errorJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1151,6 +1167,11 @@ export const PauseResume: MessageFns<PauseResume> = {
         : isSet(object.event_json)
         ? globalThis.String(object.event_json)
         : "",
+      errorJson: isSet(object.errorJson)
+        ? globalThis.String(object.errorJson)
+        : isSet(object.error_json)
+        ? globalThis.String(object.error_json)
+        : "",
     };
   },
 
@@ -1174,6 +1195,9 @@ export const PauseResume: MessageFns<PauseResume> = {
     if (message.eventJson !== "") {
       obj.eventJson = message.eventJson;
     }
+    if (message.errorJson !== "") {
+      obj.errorJson = message.errorJson;
+    }
     return obj;
   },
 
@@ -1188,6 +1212,7 @@ export const PauseResume: MessageFns<PauseResume> = {
     message.eventName = object.eventName ?? "";
     message.eventId = object.eventId ?? "";
     message.eventJson = object.eventJson ?? "";
+    message.errorJson = object.errorJson ?? "";
     return message;
   },
 };

@@ -1,0 +1,37 @@
+// EventService gRPC handlers: Stepline's own events (function finished/failed/cancelled/invoked)
+// take the path of `POST /e/:key` (validation, ids, Kafka acknowledgement), with `inngest/` names
+// allowed. Proto <-> domain translation only.
+import type { Clock } from "@stepline/internal/clock";
+import { ValidationError } from "@stepline/internal/errors";
+import { unary } from "@stepline/internal/grpc";
+import type { Logger } from "@stepline/internal/log";
+import type { EventServiceServer } from "@stepline/proto/stepline/eventapi/v1/event_service";
+import { EventServiceService } from "@stepline/proto/stepline/eventapi/v1/event_service";
+import { buildRecords, encodeRecord, prepareEvents } from "./events.js";
+import type { EventSink } from "./producer.js";
+
+/** The EventService definition and implementation, ready for startGrpcServer. */
+export function eventService(sink: EventSink, clock: Clock, newId: () => string, log: Logger) {
+  const l = log.child({ component: "event-service" });
+  const implementation: EventServiceServer = {
+    sendEvents: unary(l, async (req) => {
+      if (!req.accountId || !req.environmentId) {
+        throw new ValidationError("account_id and environment_id are required");
+      }
+      const parsed = req.eventsJson.map((text, i) => {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          throw new ValidationError(`events_json[${i}] is not JSON`);
+        }
+      });
+      const receivedAt = clock.now();
+      const events = prepareEvents(parsed, receivedAt, newId, true);
+      const ref = { accountId: req.accountId, environmentId: req.environmentId };
+      const records = buildRecords(ref, events, receivedAt);
+      await sink.produce(records.map((r) => ({ key: r.accountId, value: encodeRecord(r) })));
+      return { ids: events.map((e) => e.id) };
+    }),
+  };
+  return { definition: EventServiceService, implementation };
+}

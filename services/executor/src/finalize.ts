@@ -1,0 +1,76 @@
+// What follows a run's end, before its last item is acked (each step idempotent, so a redelivered
+// item of an ended run simply does it all again): the final history record, Stepline's own events
+// (`function.finished`, `function.failed`), and, for a run started by a step.invoke, resolving the
+// parent's invoke op with the output or error (first resolver wins, as for every pending op).
+
+import { ConflictError, NotFoundError } from "@stepline/internal/errors";
+import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
+import canonicalize from "canonicalize";
+import type { HistoryEntry } from "./history.js";
+import type { EventSender } from "./internal-events.js";
+import { correlationOf, endEvents } from "./internal-events.js";
+import { callItem } from "./items.js";
+import { resumedStep, runRecord } from "./records.js";
+import type { FinishResult, RunState, RunStore } from "./state.js";
+
+export interface FinalizeDeps {
+  store: RunStore;
+  events: EventSender;
+  enqueue(items: NewItem[]): Promise<void>;
+  history: { record(e: HistoryEntry[]): Promise<void>; produce(e: HistoryEntry[]): Promise<void> };
+  clock: { now(): number };
+}
+
+/** Records the end, sends the end events and reports to an invoking parent; throws to be retried. */
+export async function finalizeRun(
+  deps: FinalizeDeps,
+  run: RunState,
+  outcome: Pick<FinishResult, "status" | "version" | "endedAtMs" | "output" | "error">,
+): Promise<void> {
+  // Strict: when Kafka fails, the item is released and its next delivery records again.
+  await deps.history.produce([{ $case: "run", value: runRecord(run, outcome) }]);
+  await deps.events.send(run.accountId, run.environmentId, endEvents(run, outcome));
+  await reportToParent(deps, run, outcome);
+}
+
+async function reportToParent(
+  deps: FinalizeDeps,
+  run: RunState,
+  outcome: Pick<FinishResult, "status" | "output" | "error">,
+): Promise<void> {
+  const c = correlationOf(run);
+  if (!c) return;
+  const value =
+    outcome.status === "completed"
+      ? { data: parse(outcome.output, null) }
+      : { error: parse(outcome.error, { name: "Error", message: `invoked function ${outcome.status}` }) };
+  const memoJson = canonicalize(value) ?? '{"data":null}';
+  try {
+    const adv = await deps.store.advance(c.parentRunId, {
+      saves: [],
+      resolve: { opId: c.opId, resolver: `c:${run.runId}`, memoJson },
+    });
+    if (adv.resolution === "lost") return;
+    const parent = await deps.store.load(c.parentRunId);
+    if (!parent) return;
+    const output = "data" in value ? JSON.stringify(value.data) : "null";
+    await deps.history.record([
+      { $case: "step", value: resumedStep(parent, c.opId, c.opId, deps.clock.now(), output) },
+    ]);
+    if (adv.resolution === "discover")
+      await deps.enqueue([callItem(parent, `d:${c.opId}`, { stepId: "step" })]);
+  } catch (err) {
+    // The parent ended or expired meanwhile: nobody waits for this result any more.
+    if (err instanceof ConflictError || err instanceof NotFoundError) return;
+    throw err;
+  }
+}
+
+function parse(text: string, fallback: unknown): unknown {
+  if (!text) return fallback;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return fallback;
+  }
+}
