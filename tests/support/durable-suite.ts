@@ -7,9 +7,15 @@ import { waitFor } from "@stepline/internal/testing";
 import type { Pause } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
 
+const execFileP = promisify(execFile);
+const CLI = fileURLToPath(new URL("../../services/event-api/dist/cli.js", import.meta.url));
+
 /** The dev-mode environment every event of this suite lands in. */
 const DEV_ENV = "00000000000000000000DEVENV";
 
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { NonRetriableError as NonRetriable4, referenceFunction as reference4 } from "inngest";
 import { NonRetriableError as NonRetriable3, referenceFunction as reference3 } from "inngest-v3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -27,6 +33,7 @@ interface Trace {
   /** What onFailure handlers and a function.finished trigger saw, by the trigger's tag. */
   failures: Map<string, string>;
   finished: Map<string, any>;
+  cancelled: Map<string, string>;
 }
 
 function defineApp(sdk: SdkVersion, client: any, trace: Trace, otherAppId: string) {
@@ -73,7 +80,58 @@ function defineApp(sdk: SdkVersion, client: any, trace: Trace, otherAppId: strin
         return { caught: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
       }
     });
+  /** Runs a step, then sleeps long enough to be cancelled; the step after the sleep must never run. */
+  const sleepy = async ({ event, step, runId }: any) => {
+    const tag = event.data.tag as string;
+    trace.runIds.set(tag, runId);
+    await step.run("first", body(`${tag}:first`, 0));
+    await step.sleep("long", event.data.nap ?? "1h");
+    await step.run("never", body(`${tag}:never`, 0));
+    return "finished";
+  };
+  const cancelOn = [{ event: `${sdk}/stop`, if: "async.data.tag == event.data.tag" }];
   return [
+    sdk === "v4"
+      ? client.createFunction(
+          { id: "cancellable", cancelOn, triggers: [{ event: `${sdk}/cancellable` }] },
+          sleepy,
+        )
+      : client.createFunction({ id: "cancellable", cancelOn }, { event: `${sdk}/cancellable` }, sleepy),
+    sdk === "v4"
+      ? client.createFunction(
+          { id: "bounded", timeouts: { finish: "2s" }, triggers: [{ event: `${sdk}/bounded` }] },
+          sleepy,
+        )
+      : client.createFunction(
+          { id: "bounded", timeouts: { finish: "2s" } },
+          { event: `${sdk}/bounded` },
+          sleepy,
+        ),
+    sdk === "v4"
+      ? client.createFunction(
+          {
+            id: "cancel-watcher",
+            triggers: [
+              {
+                event: "inngest/function.cancelled",
+                if: `event.data.function_id == 'durable-${sdk}-cancellable'`,
+              },
+            ],
+          },
+          async ({ event }: any) => {
+            trace.cancelled.set(event.data.event.data.tag, event.data.run_id);
+          },
+        )
+      : client.createFunction(
+          { id: "cancel-watcher" },
+          {
+            event: "inngest/function.cancelled",
+            if: `event.data.function_id == 'durable-${sdk}-cancellable'`,
+          },
+          async ({ event }: any) => {
+            trace.cancelled.set(event.data.event.data.tag, event.data.run_id);
+          },
+        ),
     child,
     invoker("invoker", () => child),
     invoker("invoke-remote", () => referenceFunction({ appId: otherAppId, functionId: "remote" })),
@@ -221,6 +279,7 @@ export function durableSuite(sdk: SdkVersion): void {
     runIds: new Map(),
     failures: new Map(),
     finished: new Map(),
+    cancelled: new Map(),
   };
   let other: SdkApp;
   let n = 0;
@@ -491,6 +550,76 @@ export function durableSuite(sdk: SdkVersion): void {
         result: { doubled: 8, invoker: "event" },
         _inngest: { status: "Completed" },
       });
+    });
+
+    /** Starts a `cancellable` (or other sleepy) run and waits until it sleeps; returns its ids. */
+    const sleepingRun = async (fnId = "cancellable") => {
+      const t = tag();
+      const eventId = await send(fnId, { tag: t });
+      await waitFor(`${t} to sleep`, () => trace.count.get(`${t}:first`) === 1, { timeoutMs: 20_000 });
+      const runId = await waitFor(`${t}'s run id`, () => trace.runIds.get(t));
+      return { t, eventId, runId };
+    };
+
+    it("cancels a run when its cancelOn event matches, sends inngest/function.cancelled, and calls the app no more", async () => {
+      const { t, eventId, runId } = await sleepingRun();
+      // Another run's cancel event does not touch this one.
+      await sendEvents(cluster.apiUrl, "any-key", { name: `${sdk}/stop`, data: { tag: `${t}-other` } });
+      await sendEvents(cluster.apiUrl, "any-key", { name: `${sdk}/stop`, data: { tag: t } });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Cancelled");
+      expect(run?.ended_at).not.toBeNull();
+      const seen = await waitFor("the function.cancelled trigger", () => trace.cancelled.get(t), {
+        timeoutMs: 20_000,
+      });
+      expect(seen).toBe(runId);
+      expect(trace.count.get(`${t}:never`)).toBeUndefined();
+    });
+
+    it("cancels a run with DELETE /v1/runs/:id; a second DELETE is fine, and an ended run answers 409", async () => {
+      const { t, eventId, runId } = await sleepingRun();
+      const del = () => fetch(`${cluster.apiUrl}/v1/runs/${runId}`, { method: "DELETE" });
+      const first = await del();
+      expect(first.status).toBe(200);
+      expect(await first.json()).toEqual({ data: { run_id: runId, status: "Cancelled" } });
+      expect((await del()).status).toBe(200);
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Cancelled");
+      expect(trace.count.get(`${t}:never`)).toBeUndefined();
+
+      const done = await send("child", { tag: tag(), n: 1 });
+      const [ended] = await waitForEndedRuns(cluster.apiUrl, done);
+      const late = await fetch(`${cluster.apiUrl}/v1/runs/${ended?.run_id}`, { method: "DELETE" });
+      expect(late.status).toBe(409);
+      expect(
+        (await fetch(`${cluster.apiUrl}/v1/runs/01J000000000000000000NOPE9`, { method: "DELETE" })).status,
+      ).toBe(404);
+    });
+
+    it("cancels a function's running runs in bulk with the CLI", async () => {
+      const runs = [await sleepingRun(), await sleepingRun()];
+      const { stdout } = await execFileP(process.execPath, [
+        CLI,
+        "--executor",
+        cluster.executorAddr,
+        "runs",
+        "cancel-function",
+        DEV_ENV,
+        `durable-${sdk}-cancellable`,
+      ]);
+      expect(stdout).toMatch(/^\d+ runs of durable-.*-cancellable cancelled\n$/);
+      for (const r of runs) {
+        const [run] = await waitForEndedRuns(cluster.apiUrl, r.eventId);
+        expect(run?.status).toBe("Cancelled");
+        expect(trace.count.get(`${r.t}:never`)).toBeUndefined();
+      }
+    });
+
+    it("cancels a run that outlives timeouts.finish", async () => {
+      const { t, eventId } = await sleepingRun("bounded");
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Cancelled");
+      expect(trace.count.get(`${t}:never`)).toBeUndefined();
     });
 
     it("fails a run whose sleep is longer than a year, saying so", async () => {

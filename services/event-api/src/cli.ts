@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The operator's CLI over TenantService gRPC: accounts, environments and event keys.
+// The operator's CLI over TenantService gRPC (accounts, environments and event keys) and
+// ExecutorService gRPC (cancelling runs).
 // Exit codes: 0 done, 1 the call failed (the server answered an error or cannot be reached),
 // 2 bad usage. Output is a small table, or JSON with --json.
 import { realpathSync } from "node:fs";
@@ -7,9 +8,10 @@ import { fileURLToPath } from "node:url";
 import { callUnary, createClient } from "@stepline/internal/grpc";
 import type { Account, Environment } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
+import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { loadCliConfig } from "./config.js";
 
-export const USAGE = `usage: stepline [--addr host:port] [--json] <command>
+export const USAGE = `usage: stepline [--addr host:port] [--executor host:port] [--json] <command>
 
 commands:
   accounts create <name>            create an account
@@ -18,9 +20,15 @@ commands:
   envs list <accountId>             list an account's environments and their keys
   envs get <envId>                  show one environment and its keys
   keys create <envId>               add an event key to an environment
+  runs cancel <envId> <runId>       cancel a run
+  runs cancel-function <envId> <functionId> [--from <time>] [--to <time>]
+                                    cancel the running runs of a function started in [from, to)
+                                    (times as ISO 8601 or epoch ms; default: all of them)
 
 options:
   --addr host:port   event-api's gRPC address (default: $STEPLINE_EVENT_API_GRPC_ADDR or 127.0.0.1:50051)
+  --executor host:port  the executor's gRPC address, for runs commands
+                     (default: $STEPLINE_EXECUTOR_GRPC_ADDR or 127.0.0.1:50054)
   --json             print JSON instead of a table
   -h, --help         show this help
 `;
@@ -34,15 +42,33 @@ class UsageError extends Error {}
 
 interface Parsed {
   addr: string | null;
+  executor: string | null;
+  from: string | null;
+  to: string | null;
   json: boolean;
   help: boolean;
   args: string[];
 }
 
 function parseArgs(argv: string[]): Parsed {
-  const out: Parsed = { addr: null, json: false, help: false, args: [] };
+  const out: Parsed = {
+    addr: null,
+    executor: null,
+    from: null,
+    to: null,
+    json: false,
+    help: false,
+    args: [],
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
+    const valued = (["--executor", "--from", "--to"] as const).find((o) => a === o || a.startsWith(`${o}=`));
+    if (valued) {
+      const v = a === valued ? argv[++i] : a.slice(valued.length + 1);
+      if (!v) throw new UsageError(`${valued} needs a value`);
+      out[valued.slice(2) as "executor" | "from" | "to"] = v;
+      continue;
+    }
     if (a === "--json") out.json = true;
     else if (a === "-h" || a === "--help" || a === "help") out.help = true;
     else if (a === "--addr") {
@@ -53,8 +79,12 @@ function parseArgs(argv: string[]): Parsed {
     else if (a.startsWith("-") && a.length > 1) throw new UsageError(`unknown option ${a}`);
     else out.args.push(a);
   }
-  if (out.addr !== null && !/^[^\s:]+:\d{1,5}$/.test(out.addr)) {
-    throw new UsageError(`--addr must be host:port, got "${out.addr}"`);
+  for (const [name, v] of [
+    ["--addr", out.addr],
+    ["--executor", out.executor],
+  ] as const) {
+    if (v !== null && !/^[^\s:]+:\d{1,5}$/.test(v))
+      throw new UsageError(`${name} must be host:port, got "${v}"`);
   }
   return out;
 }
@@ -97,8 +127,22 @@ function envText(envs: Environment[]): string {
     .concat(envs.length > 0 ? "\n" : "(no environments)\n");
 }
 
+/** A time option as epoch ms: ISO 8601 or a number of ms. */
+function timeOption(value: string | null, name: string, fallback: number): number {
+  if (value === null) return fallback;
+  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (!Number.isFinite(ms))
+    throw new UsageError(`${name} must be an ISO 8601 time or epoch ms, got "${value}"`);
+  return ms;
+}
+
 /** Runs one CLI invocation and returns its exit code. */
-export async function runCli(argv: string[], io: CliIo, defaultAddr: string): Promise<number> {
+export async function runCli(
+  argv: string[],
+  io: CliIo,
+  defaultAddr: string,
+  defaultExecutorAddr = "127.0.0.1:50054",
+): Promise<number> {
   let parsed: Parsed;
   try {
     parsed = parseArgs(argv);
@@ -111,7 +155,9 @@ export async function runCli(argv: string[], io: CliIo, defaultAddr: string): Pr
     return parsed.help ? 0 : 2;
   }
   const addr = parsed.addr ?? defaultAddr;
+  const executorAddr = parsed.executor ?? defaultExecutorAddr;
   const client = createClient(TenantServiceClient, addr);
+  const executor = createClient(ExecutorServiceClient, executorAddr);
   const print = (value: unknown, text: string) =>
     io.stdout(parsed.json ? `${JSON.stringify(value, null, 2)}\n` : text);
   try {
@@ -163,6 +209,37 @@ export async function runCli(argv: string[], io: CliIo, defaultAddr: string): Pr
         print({ eventKey }, `${eventKey}\n`);
         break;
       }
+      case "runs cancel": {
+        const [environmentId, runId] = need(rest, 2, "runs cancel <envId> <runId>");
+        const res = await callUnary(executor.cancelRun.bind(executor), {
+          environmentId: environmentId as string,
+          runId: runId as string,
+        });
+        print(
+          res,
+          res.cancelled ? `run ${runId} cancelled\n` : `run ${runId} already ended (${res.status})\n`,
+        );
+        break;
+      }
+      case "runs cancel-function": {
+        const [environmentId, functionId] = need(rest, 2, "runs cancel-function <envId> <functionId>");
+        const from = timeOption(parsed.from, "--from", 0);
+        const to = timeOption(parsed.to, "--to", Date.now() + 1);
+        const cancelled: string[] = [];
+        for (let more = true; more; ) {
+          const res = await callUnary(executor.cancelFunctionRuns.bind(executor), {
+            environmentId: environmentId as string,
+            functionId: functionId as string,
+            startedAfterMs: from,
+            startedBeforeMs: to,
+            limit: 500,
+          });
+          cancelled.push(...res.cancelledRunIds);
+          more = res.more;
+        }
+        print({ cancelled }, `${cancelled.length} runs of ${functionId} cancelled\n`);
+        break;
+      }
       default:
         throw new UsageError(`unknown command "${parsed.args.join(" ")}"`);
     }
@@ -173,11 +250,14 @@ export async function runCli(argv: string[], io: CliIo, defaultAddr: string): Pr
       return 2;
     }
     const e = err as Error;
-    const hint = e.name === "UnavailableError" ? ` (is event-api running at ${addr}?)` : "";
+    const where =
+      parsed.args[0] === "runs" ? `the executor running at ${executorAddr}` : `event-api running at ${addr}`;
+    const hint = e.name === "UnavailableError" ? ` (is ${where}?)` : "";
     io.stderr(`stepline: ${e.message}${hint}\n`);
     return 1;
   } finally {
     client.close();
+    executor.close();
   }
 }
 
@@ -185,14 +265,15 @@ export async function runCli(argv: string[], io: CliIo, defaultAddr: string): Pr
 export async function cliMain(argv: string[] = process.argv.slice(2)): Promise<number> {
   const io: CliIo = { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) };
   let addr: string;
+  let executorAddr: string;
   try {
-    addr = loadCliConfig().addr;
+    ({ addr, executorAddr } = loadCliConfig());
   } catch (err) {
     io.stderr(`stepline: ${(err as Error).message}\n`);
     process.exitCode = 2;
     return 2;
   }
-  const code = await runCli(argv, io, addr);
+  const code = await runCli(argv, io, addr, executorAddr);
   process.exitCode = code;
   return code;
 }

@@ -20,10 +20,13 @@ describe("configuration", () => {
     );
   });
 
-  it("gives the CLI the TenantService address", () => {
-    expect(loadCliConfig({})).toEqual({ addr: "127.0.0.1:50051" });
-    expect(loadCliConfig({ STEPLINE_EVENT_API_GRPC_ADDR: "10.0.0.1:7000" })).toEqual({
-      addr: "10.0.0.1:7000",
-    });
+  it("gives the CLI the TenantService and ExecutorService addresses", () => {
+    expect(loadCliConfig({})).toEqual({ addr: "127.0.0.1:50051", executorAddr: "127.0.0.1:50054" });
+    expect(
+      loadCliConfig({
+        STEPLINE_EVENT_API_GRPC_ADDR: "10.0.0.1:7000",
+        STEPLINE_EXECUTOR_GRPC_ADDR: "10.0.0.2:7001",
+      }),
+    ).toEqual({ addr: "10.0.0.1:7000", executorAddr: "10.0.0.2:7001" });
   });
 });

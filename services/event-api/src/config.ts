@@ -36,9 +36,11 @@ export function loadEventApiConfig(env: NodeJS.ProcessEnv) {
 
 const cliSchema = {
   STEPLINE_EVENT_API_GRPC_ADDR: envAddr("127.0.0.1:50051"),
+  STEPLINE_EXECUTOR_GRPC_ADDR: envAddr("127.0.0.1:50054"),
 };
 
-/** The CLI's configuration: the TenantService address, read from this process's environment. */
-export function loadCliConfig(env: NodeJS.ProcessEnv = process.env): { addr: string } {
-  return { addr: loadConfig(cliSchema, env).STEPLINE_EVENT_API_GRPC_ADDR };
+/** The CLI's configuration: the TenantService and ExecutorService addresses, from `env`. */
+export function loadCliConfig(env: NodeJS.ProcessEnv = process.env): { addr: string; executorAddr: string } {
+  const c = loadConfig(cliSchema, env);
+  return { addr: c.STEPLINE_EVENT_API_GRPC_ADDR, executorAddr: c.STEPLINE_EXECUTOR_GRPC_ADDR };
 }

@@ -46,6 +46,17 @@ const synced: SyncAppRequest[] = [];
 let runnerAnswer: (req: SyncAppRequest) => Promise<{ modified: boolean }>;
 // The history double's runs, by `${environmentId}/${runId}`.
 const runs = new Map<string, Run>();
+// The executor double: the status of each cancellable run by `${environmentId}/${runId}`.
+const live = new Map<string, string>();
+const runControl = {
+  async cancelRun(environmentId: string, runId: string) {
+    const status = live.get(`${environmentId}/${runId}`);
+    if (!status) throw new NotFoundError(`run ${runId} not found`);
+    if (status !== "running" && status !== "cancelled") return { cancelled: false, status };
+    live.set(`${environmentId}/${runId}`, "cancelled");
+    return { cancelled: true, status: "cancelled" };
+  },
+};
 
 let redis: Redis;
 let store: TenancyStore;
@@ -68,6 +79,7 @@ async function listen(devMode: boolean, runnerPort: number, historyPort: number)
     sink: producer,
     registry: registryOverGrpc(createClient(RunnerServiceClient, `127.0.0.1:${runnerPort}`), 2_000),
     history: historyOverGrpc(createClient(HistoryServiceClient, `127.0.0.1:${historyPort}`), 2_000),
+    runs: runControl,
   });
   await app.listen({ port: 0, host: "127.0.0.1" });
   return { app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
@@ -409,6 +421,25 @@ describe("the REST API", () => {
     });
   });
 
+  it("cancels a running run with DELETE /v1/runs/:id, only in the key's environment", async () => {
+    live.set(`${env.id}/01HRUN0000000000000000000C`, "running");
+    live.set(`${env.id}/01HRUN0000000000000000000A`, "completed");
+    const del = (url: string, token?: string) =>
+      prod.app.inject({ method: "DELETE", url, headers: token ? { authorization: `Bearer ${token}` } : {} });
+    expect((await del("/v1/runs/01HRUN0000000000000000000C")).statusCode).toBe(401);
+    const other = await del("/v1/runs/01HRUN0000000000000000000C", otherEnv.signingKey);
+    expect(other.statusCode).toBe(404);
+    const ok = await del("/v1/runs/01HRUN0000000000000000000C", env.signingKey);
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json()).toEqual({ data: { run_id: "01HRUN0000000000000000000C", status: "Cancelled" } });
+    // Again: still cancelled (idempotent).
+    expect((await del("/v1/runs/01HRUN0000000000000000000C", env.signingKey)).statusCode).toBe(200);
+    const ended = await del("/v1/runs/01HRUN0000000000000000000A", env.signingKey);
+    expect(ended.statusCode).toBe(409);
+    expect(ended.json().error).toContain("already ended (completed)");
+    expect((await del("/v1/runs/bad{id}", env.signingKey)).statusCode).toBe(400);
+  });
+
   it("answers 503 when history is unavailable", async () => {
     const app = buildHttpApp({
       log,
@@ -417,6 +448,7 @@ describe("the REST API", () => {
       sink: producer,
       registry: registryOverGrpc(createClient(RunnerServiceClient, "127.0.0.1:1"), 500),
       history: historyOverGrpc(createClient(HistoryServiceClient, "127.0.0.1:1"), 500),
+      runs: runControl,
     });
     try {
       const res = await get(app, "/v1/runs/01HRUN0000000000000000000A", env.signingKey);

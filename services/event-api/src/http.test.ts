@@ -10,7 +10,7 @@ import type { Admin, Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildHttpApp } from "./http.js";
 import { EventProducer } from "./producer.js";
-import type { AppRegistry, HistoryReader } from "./rest.js";
+import type { AppRegistry, HistoryReader, RunControl } from "./rest.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
 
@@ -25,6 +25,7 @@ const noHistory: HistoryReader = {
   getRun: () => Promise.reject(new Error("not in this test")),
   listEventRuns: () => Promise.reject(new Error("not in this test")),
 };
+const noRuns: RunControl = { cancelRun: () => Promise.reject(new Error("not in this test")) };
 
 let redis: Redis;
 let store: TenancyStore;
@@ -50,6 +51,7 @@ async function setup(opts: { dev?: boolean } = {}) {
     sink: producer,
     registry: noRegistry,
     history: noHistory,
+    runs: noRuns,
   });
   closers.push(
     () => app.close(),

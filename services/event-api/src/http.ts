@@ -5,6 +5,7 @@
 import type { Clock } from "@stepline/internal/clock";
 import { systemClock } from "@stepline/internal/clock";
 import {
+  ConflictError,
   httpStatusOf,
   NotFoundError,
   publicMessage,
@@ -27,7 +28,7 @@ import {
   prepareEvents,
 } from "./events.js";
 import type { EventSink } from "./producer.js";
-import type { AppRegistry, HistoryReader } from "./rest.js";
+import type { AppRegistry, HistoryReader, RunControl } from "./rest.js";
 import { listMetadata, runIdProblem, runView } from "./rest.js";
 import { translateRegister } from "./sync.js";
 import type { EnvRef } from "./tenancy.js";
@@ -46,6 +47,7 @@ export interface HttpDeps {
   sink: EventSink;
   registry: AppRegistry;
   history: HistoryReader;
+  runs: RunControl;
   clock?: Clock;
   newId?: () => string;
 }
@@ -184,6 +186,27 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
       if (err instanceof NotFoundError) throw new NotFoundError(`run ${req.params.runId} not found`);
       throw err;
     }
+  });
+
+  app.delete<{ Params: { runId: string } }>("/v1/runs/:runId", async (req, reply) => {
+    const ref = await bySigningKey(req, "the REST API needs a signing key");
+    const problem = runIdProblem(req.params.runId);
+    if (problem) throw new ValidationError(problem);
+    let res: { cancelled: boolean; status: string };
+    try {
+      res = await deps.runs.cancelRun(ref.environmentId, req.params.runId);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new NotFoundError(`run ${req.params.runId} not found`);
+      if (err instanceof UnavailableError)
+        throw new UnavailableError("the executor is unavailable; retry the cancel");
+      throw err;
+    }
+    if (!res.cancelled) {
+      throw new ConflictError(
+        `run ${req.params.runId} already ended (${res.status}); only a running run can be cancelled`,
+      );
+    }
+    return reply.send({ data: { run_id: req.params.runId, status: "Cancelled" } });
   });
 
   app.get("/", async (_req, reply) =>

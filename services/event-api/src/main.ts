@@ -10,13 +10,14 @@ import { createKafka, topicNames } from "@stepline/internal/kafka";
 import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
+import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { HistoryServiceClient } from "@stepline/proto/stepline/history/v1/history_service";
 import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { loadEventApiConfig } from "./config.js";
 import { eventService } from "./event-server.js";
 import { buildHttpApp } from "./http.js";
 import { EventProducer } from "./producer.js";
-import { historyOverGrpc, registryOverGrpc } from "./rest.js";
+import { historyOverGrpc, registryOverGrpc, runControlOverGrpc } from "./rest.js";
 import { TenancyStore } from "./tenancy.js";
 import { tenantService } from "./tenant-server.js";
 
@@ -46,6 +47,7 @@ async function main(): Promise<void> {
 
   const runner = createClient(RunnerServiceClient, config.STEPLINE_RUNNER_GRPC_ADDR);
   const history = createClient(HistoryServiceClient, config.STEPLINE_HISTORY_GRPC_ADDR);
+  const executor = createClient(ExecutorServiceClient, config.STEPLINE_EXECUTOR_GRPC_ADDR);
   const rpcTimeout = config.STEPLINE_EVENT_API_RPC_TIMEOUT_MS;
 
   const grpc = await startGrpcServer(config.STEPLINE_EVENT_API_GRPC_ADDR, [
@@ -59,6 +61,7 @@ async function main(): Promise<void> {
     sink: producer,
     registry: registryOverGrpc(runner, rpcTimeout),
     history: historyOverGrpc(history, rpcTimeout),
+    runs: runControlOverGrpc(executor, rpcTimeout),
   });
   await http.listen({ port: config.STEPLINE_HTTP_PORT, host: config.STEPLINE_EVENT_API_HTTP_HOST });
   const admin = await startAdminServer(
@@ -78,6 +81,7 @@ async function main(): Promise<void> {
     await producer.stop();
     runner.close();
     history.close();
+    executor.close();
     await admin.close();
     redis.disconnect();
   });

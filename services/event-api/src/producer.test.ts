@@ -10,7 +10,7 @@ import { Kafka as KafkaClient, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildHttpApp } from "./http.js";
 import { EventProducer, mapKafkaError } from "./producer.js";
-import type { AppRegistry, HistoryReader } from "./rest.js";
+import type { AppRegistry, HistoryReader, RunControl } from "./rest.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
 
@@ -22,6 +22,7 @@ const keyPrefix = `test-producer-${tag}:{t}:`;
 const unused = () => Promise.reject(new Error("not in this test"));
 const registry: AppRegistry = { syncApp: unused };
 const history: HistoryReader = { getRun: unused, listEventRuns: unused };
+const unusedRuns: RunControl = { cancelRun: unused };
 
 let redis: Redis;
 let store: TenancyStore;
@@ -43,7 +44,15 @@ async function freePort(): Promise<number> {
 }
 
 function appWith(producer: EventProducer) {
-  const app = buildHttpApp({ log, tenants: store, devTenant: null, sink: producer, registry, history });
+  const app = buildHttpApp({
+    log,
+    tenants: store,
+    devTenant: null,
+    sink: producer,
+    registry,
+    history,
+    runs: unusedRuns,
+  });
   stops.push(
     () => app.close(),
     () => producer.stop(),

@@ -1,6 +1,8 @@
-// The REST API's reads of runs: HistoryService calls and the JSON shapes users and the SDK read
-// (`GET /v1/events/:eventId/runs`, `GET /v1/runs/:runId`).
+// The REST API over runs: reads through HistoryService and the JSON shapes users and the SDK read
+// (`GET /v1/events/:eventId/runs`, `GET /v1/runs/:runId`), and cancellation through
+// ExecutorService (`DELETE /v1/runs/:runId`).
 import { callUnary } from "@stepline/internal/grpc";
+import type { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type { HistoryServiceClient, Run } from "@stepline/proto/stepline/history/v1/history_service";
 import type {
   RunnerServiceClient,
@@ -15,6 +17,20 @@ export interface HistoryReader {
   getRun(environmentId: string, runId: string): Promise<Run>;
   /** The runs an event started, oldest first. */
   listEventRuns(environmentId: string, eventId: string): Promise<Run[]>;
+}
+
+/** Cancelling runs (ExecutorService), scoped to one environment. */
+export interface RunControl {
+  /** Cancels a run; NotFoundError when the environment has no such live or recent run. */
+  cancelRun(environmentId: string, runId: string): Promise<{ cancelled: boolean; status: string }>;
+}
+
+/** RunControl over ExecutorService gRPC. */
+export function runControlOverGrpc(client: ExecutorServiceClient, deadlineMs: number): RunControl {
+  return {
+    cancelRun: (environmentId, runId) =>
+      callUnary(client.cancelRun.bind(client), { environmentId, runId }, deadlineMs),
+  };
 }
 
 /** The app registry, as /fn/register needs it. */

@@ -4,7 +4,8 @@
 -- KEYS[1]  s:{<runId>}:m   run metadata (HASH)
 -- KEYS[2]  s:{<runId>}:s   step results: hashed step id -> memo JSON (HASH)
 -- KEYS[3]  s:{<runId>}:k   hashed ids of saved steps in completion order (LIST)
--- KEYS[4]  s:{<runId>}:p   pending ops: hashed id -> mode ("" or "race") (HASH)
+-- KEYS[4]  s:{<runId>}:p   pending ops: hashed id -> mode ("", "race", or "w:<event>" for a
+--                           wait on that event) (HASH)
 -- KEYS[5]  s:{<runId>}:r   resolved ops: hashed id -> "<0|1>:<resolver>" (HASH)
 -- ARGV[1]  request version the SDK answered ("" = leave as it is)
 -- ARGV[2]  "1" to set disable_immediate_execution ("" = leave as it is)
@@ -12,7 +13,7 @@
 -- ARGV[4]  resolver: who resolves it (a queue item id, or "e:<eventId>"); ARGV[3] set only
 -- ARGV[5]  memo to save under ARGV[3] first ("" = none; a resume's `{"data":null}` etc.)
 -- ARGV[6]  save count n, then n pairs (hashed step id, memo JSON `{"data":..}` or `{"error":..}`)
--- then     plan count m, then m pairs (hashed op id, mode "" or "race")
+-- then     plan count m, then m pairs (hashed op id, mode)
 -- Returns: {call number (>= 1), stack length, resolution, n saved flags (1 = saved now, 0 = an
 -- earlier writer's result was kept), m plan flags (1 = pending: schedule it, 0 = already saved)}.
 -- resolution: -1 nothing to resolve; 0 resolved by this resolver, no discovery call follows;

@@ -4,7 +4,7 @@
 -- KEYS[3]  s:{<runId>}:k   completion-order stack (LIST)
 -- KEYS[4]  s:{<runId>}:p   pending ops (HASH)
 -- KEYS[5]  s:{<runId>}:r   resolved ops (HASH)
--- ARGV[1]  terminal status: "completed" | "failed"
+-- ARGV[1]  terminal status: "completed" | "failed" | "cancelled"
 -- ARGV[2]  output (JSON text; "" when failed)
 -- ARGV[3]  error (JSON text; "" when completed)
 -- ARGV[4]  ended at (epoch ms)

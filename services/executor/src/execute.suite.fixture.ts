@@ -12,10 +12,13 @@ import { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/histor
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AppClient } from "./app-client.js";
+import { Canceller } from "./cancel.js";
 import type { ExecuteDeps } from "./execute.js";
 import { createItemHandler } from "./execute.js";
 import type { HistoryEntry } from "./history.js";
+import { LiveRuns } from "./live-runs.js";
 import { PauseStore } from "./pauses.js";
+import type { RunSpecInput } from "./schedule.js";
 import { Scheduler } from "./schedule.js";
 import type { FixtureApp, Sdk } from "./sdk-app.fixture.js";
 import { EVENTS, startFixtureApp, testSigningKey } from "./sdk-app.fixture.js";
@@ -46,6 +49,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
   let redis: Redis;
   let store: RunStore;
   let pauses: PauseStore;
+  let live: LiveRuns;
   let app: FixtureApp;
   let prodApp: FixtureApp;
   const key = testSigningKey();
@@ -55,6 +59,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
   /** Events sent through EventService, and items enqueued outside a completion. */
   const sent: Array<{ accountId: string; environmentId: string; event: SentEvent }> = [];
   const enqueuedOutside: NewItem[] = [];
+  const removedItems: string[] = [];
   let runN = 0;
 
   const deps = (over: Partial<ExecuteDeps> = {}): ExecuteDeps => ({
@@ -65,6 +70,8 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
         void sent.push(...events.map((e) => ({ accountId, environmentId, event: e as SentEvent }))),
     },
     enqueue: async (items) => void enqueuedOutside.push(...items),
+    remove: async (items) => void removedItems.push(...items.map((i) => i.itemId)),
+    live,
     app: devClient,
     keys: null,
     history: {
@@ -84,10 +91,13 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
     fnId: string,
     event: object,
     maxAttempts = 3,
+    spec: Partial<RunSpecInput> = {},
   ): Promise<NewItem> {
     const enqueued: NewItem[] = [];
     const scheduler = new Scheduler({
       store,
+      pauses,
+      live,
       enqueue: async (items) => void enqueued.push(...items),
       produce: async (e) => void history.push(...e),
       clock: systemClock,
@@ -105,6 +115,10 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
         url: target.fnUrl(fnId),
         maxAttempts,
         eventsJson: [JSON.stringify({ id: `evt-${runId}`, ts: 1, ...event })],
+        cancelOn: [],
+        startTimeoutMs: 0,
+        finishTimeoutMs: 0,
+        ...spec,
       },
     ]);
     const start = enqueued[0];
@@ -185,6 +199,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
     redis = new Redis(redisUrl);
     store = new RunStore(redis, 60_000, prefix);
     pauses = new PauseStore(redis, prefix);
+    live = new LiveRuns(redis, prefix);
     app = await startFixtureApp(sdk);
     prodApp = await startFixtureApp(sdk, { signingKey: key });
   });
@@ -309,6 +324,64 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       ]);
       expect(failed[1]?.data.error?.message).toContain("this cannot work");
       expect(sent.every((s) => s.accountId === "acct" && s.environmentId === "env-1")).toBe(true);
+    });
+
+    it("drops a cancelled run's sleep item without calling the app, and makes no further call", async () => {
+      const start = await schedule(app, "sleeper", { name: EVENTS.sleeper, data: {} });
+      const handler = createItemHandler(deps());
+      const pending: NewItem[] = [];
+      await handler(start, {
+        lease: { itemId: start.id, accountId: "acct", generation: 1 },
+        signal: new AbortController().signal,
+        complete: async (next) => {
+          pending.push(...next);
+          return "ok";
+        },
+        retry: async () => "ok",
+      });
+      const wake = pending[0] as NewItem;
+      expect(wake.id).toContain(":s:");
+      await new Canceller({ ...deps(), log }).cancel(start.runId, { reason: "test" });
+      expect(removedItems).toContain(wake.id);
+      // Were the queue to hand the wake item out anyway (it was leased as we removed it), it is
+      // acked without a call: the run stays cancelled and the code after the sleep never runs.
+      const ops = await drive(handler, wake);
+      expect(ops.map((o) => [o.op, o.next?.length ?? 0])).toEqual([["complete", 0]]);
+      expect((await store.load(start.runId))?.status).toBe("cancelled");
+      expect(runs(start.runId).at(-1)?.status).toBe(RunStatus.RUN_STATUS_CANCELLED);
+    });
+
+    it("cancels a run whose start item comes too late for timeouts.start, without calling the app", async () => {
+      const before = app.counts.get("a") ?? 0;
+      const start = await schedule(app, "three", { name: EVENTS.three, data: { n: 1 } }, 3, {
+        startTimeoutMs: 1,
+      });
+      await new Promise((r) => setTimeout(r, 5));
+      await drive(createItemHandler(deps()), start);
+      const s = await store.load(start.runId);
+      expect(s?.status).toBe("cancelled");
+      expect(s?.error).toContain("timeouts.start");
+      expect((app.counts.get("a") ?? 0) - before).toBe(0);
+    });
+
+    it("enqueues a timeouts.finish deadline at the first call, which cancels a run still running then", async () => {
+      const start = await schedule(app, "sleeper", { name: EVENTS.sleeper, data: {} }, 3, {
+        finishTimeoutMs: 60_000,
+      });
+      const t0 = Date.now();
+      const handler = createItemHandler(deps());
+      await handler(start, {
+        lease: { itemId: start.id, accountId: "acct", generation: 1 },
+        signal: new AbortController().signal,
+        complete: async () => "ok",
+        retry: async () => "ok",
+      });
+      const deadline = enqueuedOutside.find((i) => i.id === `${start.runId}:deadline`) as NewItem;
+      expect(deadline.runAtMs).toBeGreaterThanOrEqual(t0 + 60_000);
+      await drive(handler, deadline);
+      const s = await store.load(start.runId);
+      expect(s?.status).toBe("cancelled");
+      expect(s?.error).toContain("timeouts.finish");
     });
 
     it("fails the run on NonRetriableError with the error in state and history", async () => {

@@ -9,10 +9,13 @@ import type { Logger } from "@stepline/internal/log";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { AppClient } from "./app-client.js";
 import { buildCallBody } from "./app-client.js";
+import { Canceller } from "./cancel.js";
+import type { FinalizeDeps } from "./finalize.js";
 import { finalizeRun } from "./finalize.js";
 import type { HistoryEntry } from "./history.js";
 import type { EventSender } from "./internal-events.js";
 import { invokedEvent } from "./internal-events.js";
+import type { ItemPayload } from "./items.js";
 import { callItem, parsePayload, pauseOf, planItem } from "./items.js";
 import { callSeconds, callsTotal, runsEndedTotal } from "./metrics.js";
 import type { PauseStore } from "./pauses.js";
@@ -24,7 +27,7 @@ import { backoffDelayMs, interpret } from "./steps.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
 import { SHUTDOWN } from "./work-loop.js";
 
-export interface ExecuteDeps {
+export interface ExecuteDeps extends FinalizeDeps {
   store: RunStore;
   pauses: PauseStore;
   app: AppClient;
@@ -52,6 +55,7 @@ export interface ExecuteDeps {
 /** The Work-stream handler that runs items with `deps`. */
 export function createItemHandler(deps: ExecuteDeps): ItemHandler {
   const random = deps.random ?? Math.random;
+  const canceller = new Canceller(deps);
   const systemDelay = (attempt: number) => deps.clock.now() + backoffDelayMs(attempt, deps.backoff, random());
 
   return async (item, ctx) => {
@@ -86,10 +90,10 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
       return;
     }
     if (run.status !== "running") {
-      // Ended earlier but the item was not acked (crash, lost completion, or the final record
-      // did not reach Kafka): do what follows the end again, then finish the ack.
+      // Ended earlier (cancelled, or an item that was not acked after a crash, a lost completion
+      // or a failed final record): finish what follows the end if it was not done, then ack.
       try {
-        await finalizeRun(deps, run, run);
+        if (!run.finalized) await finalizeRun(deps, run, run);
       } catch (err) {
         log.warn({ err: String(err) }, "cannot record the run's outcome; releasing item");
         await ctx.retry(systemDelay(item.attempt), item.attempt);
@@ -97,6 +101,40 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
       }
       await ctx.complete([]);
       return;
+    }
+
+    const limit = timeLimit(run, item, payload, deps.clock.now());
+    if (limit) {
+      try {
+        await canceller.cancel(run.runId, { reason: limit });
+        await ctx.complete([]);
+      } catch (err) {
+        log.warn({ err: String(err) }, "cannot cancel the run; releasing item");
+        await ctx.retry(systemDelay(item.attempt), item.attempt);
+      }
+      return;
+    }
+    if (payload.deadline) {
+      // The run's finish deadline, and the run is within it (it ended, or this is early).
+      await ctx.complete([]);
+      return;
+    }
+    if (run.finishTimeoutMs > 0 && isStartItem(item)) {
+      // `timeouts.finish` counts from the run's first call: its deadline is a queued item.
+      try {
+        await deps.enqueue([
+          callItem(
+            run,
+            "deadline",
+            { stepId: "step", deadline: true },
+            deps.clock.now() + run.finishTimeoutMs,
+          ),
+        ]);
+      } catch (err) {
+        log.warn({ err: String(err) }, "cannot enqueue the run's finish deadline; releasing item");
+        await ctx.retry(systemDelay(item.attempt), item.attempt);
+        return;
+      }
     }
 
     if (stepId !== "step" && run.steps.has(stepId)) {
@@ -237,7 +275,11 @@ async function apply(
         disableImmediate: decision.disableImmediate,
         // A call for a planned step resolves that step's pending op.
         ...(stepId !== "step" ? { resolve: { opId: stepId, resolver: item.id } } : {}),
-        plans: decision.plans.map((p) => ({ opId: p.id, race: p.kind === "step" && p.race })),
+        plans: decision.plans.map((p) => ({
+          opId: p.id,
+          race: p.kind === "step" && p.race,
+          ...(p.kind === "wait" ? { waitEvent: p.event } : {}),
+        })),
       });
       const records = decision.saves
         .filter((_, i) => adv.saved[i])
@@ -305,4 +347,17 @@ async function apply(
       return;
     }
   }
+}
+
+function isStartItem(item: NewItem): boolean {
+  return item.id === `${item.runId}:start`;
+}
+
+/** Why the run must be cancelled now for exceeding a `timeouts` limit, or null. */
+function timeLimit(run: RunState, item: NewItem, payload: ItemPayload, nowMs: number): string | null {
+  if (payload.deadline) return `the run exceeded timeouts.finish (${run.finishTimeoutMs} ms)`;
+  if (run.startTimeoutMs > 0 && isStartItem(item) && nowMs - run.createdAtMs > run.startTimeoutMs) {
+    return `the run did not start within timeouts.start (${run.startTimeoutMs} ms)`;
+  }
+  return null;
 }

@@ -1,7 +1,9 @@
 // What follows a run's end, before its last item is acked (each step idempotent, so a redelivered
-// item of an ended run simply does it all again): the final history record, Stepline's own events
-// (`function.finished`, `function.failed`), and, for a run started by a step.invoke, resolving the
-// parent's invoke op with the output or error (first resolver wins, as for every pending op).
+// item of an ended run simply does it all again until it is marked done): the final history
+// record, Stepline's own events (`function.finished`, `.failed`, `.cancelled`), for a run started
+// by a step.invoke the parent's invoke op resolved with the output or error (first resolver wins,
+// as for every pending op), and the run's leftovers dropped: queued sleeps and timeouts, waits and
+// `cancelOn` entries in the wait index, its place among the function's live runs.
 
 import { ConflictError, NotFoundError } from "@stepline/internal/errors";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
@@ -10,13 +12,19 @@ import type { HistoryEntry } from "./history.js";
 import type { EventSender } from "./internal-events.js";
 import { correlationOf, endEvents } from "./internal-events.js";
 import { callItem } from "./items.js";
+import type { LiveRuns } from "./live-runs.js";
+import type { PauseStore } from "./pauses.js";
 import { resumedStep, runRecord } from "./records.js";
 import type { FinishResult, RunState, RunStore } from "./state.js";
 
 export interface FinalizeDeps {
   store: RunStore;
+  pauses: PauseStore;
+  live: LiveRuns;
   events: EventSender;
   enqueue(items: NewItem[]): Promise<void>;
+  /** QueueService.Remove: drops queued (not leased) items by id. */
+  remove(items: Array<{ itemId: string; accountId: string }>): Promise<void>;
   history: { record(e: HistoryEntry[]): Promise<void>; produce(e: HistoryEntry[]): Promise<void> };
   clock: { now(): number };
 }
@@ -31,6 +39,24 @@ export async function finalizeRun(
   await deps.history.produce([{ $case: "run", value: runRecord(run, outcome) }]);
   await deps.events.send(run.accountId, run.environmentId, endEvents(run, outcome));
   await reportToParent(deps, run, outcome);
+  await dropLeftovers(deps, run);
+  await deps.store.markFinalized(run.runId);
+}
+
+/** Queued items, waits and `cancelOn` entries a run leaves behind when it ends early. */
+async function dropLeftovers(deps: FinalizeDeps, run: RunState): Promise<void> {
+  const items = [`${run.runId}:deadline`];
+  const work: Promise<void>[] = [];
+  for (const [op, mode] of run.pending) {
+    items.push(`${run.runId}:s:${op}`, `${run.runId}:t:${op}`, `${run.runId}:p:${op}`);
+    if (mode.startsWith("w:")) work.push(deps.pauses.remove(run.environmentId, mode.slice(2), run.runId, op));
+  }
+  run.cancelOn.forEach((c, n) => {
+    work.push(deps.pauses.remove(run.environmentId, c.event, run.runId, `cancel${n}`));
+  });
+  work.push(deps.remove(items.map((itemId) => ({ itemId, accountId: run.accountId }))));
+  work.push(deps.live.remove(run.environmentId, run.functionId, run.runId));
+  await Promise.all(work);
 }
 
 async function reportToParent(
@@ -43,7 +69,12 @@ async function reportToParent(
   const value =
     outcome.status === "completed"
       ? { data: parse(outcome.output, null) }
-      : { error: parse(outcome.error, { name: "Error", message: `invoked function ${outcome.status}` }) };
+      : {
+          error: parse(outcome.error, {
+            name: "Error",
+            message: `the invoked function's run was ${outcome.status}`,
+          }),
+        };
   const memoJson = canonicalize(value) ?? '{"data":null}';
   try {
     const adv = await deps.store.advance(c.parentRunId, {

@@ -28,6 +28,7 @@ export function grpcEventSender(client: EventServiceClient, deadlineMs: number):
 export const FINISHED = "inngest/function.finished";
 export const FAILED = "inngest/function.failed";
 export const INVOKED = "inngest/function.invoked";
+export const CANCELLED = "inngest/function.cancelled";
 
 /** Where an invoked run reports back: its parent run and the parent's invoke op. */
 export interface Correlation {
@@ -53,7 +54,10 @@ export function correlationOf(run: Pick<RunState, "eventsJson">): Correlation | 
   return { id, parentRunId: id.slice(0, cut), opId: id.slice(cut + 1) };
 }
 
-/** The events of a run's end: `function.finished`, and `function.failed` when it failed. */
+/**
+ * The events of a run's end: `function.finished`, plus `function.failed` when it failed or
+ * `function.cancelled` (the same data, without result or error) when it was cancelled.
+ */
 export function endEvents(
   run: RunState,
   outcome: Pick<RunState, "status" | "output" | "error" | "endedAtMs">,
@@ -84,6 +88,9 @@ export function endEvents(
       ts: outcome.endedAtMs,
       data: { ...base, ...result },
     });
+  }
+  if (outcome.status === "cancelled") {
+    out.push({ name: CANCELLED, id: `${run.runId}.cancelled`, ts: outcome.endedAtMs, data: base });
   }
   return out;
 }

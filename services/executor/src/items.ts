@@ -23,6 +23,8 @@ export interface ItemPayload {
   name?: string;
   /** A wait's timeout: the event name it waited for (its index entry is dropped). */
   event?: string;
+  /** The run's `timeouts.finish` deadline: cancel the run if it is still running. */
+  deadline?: boolean;
 }
 
 /**
@@ -86,6 +88,7 @@ export function pauseOf(run: RunState, p: Extract<PlannedOp, { kind: "wait" }>, 
     triggerEventJson: JSON.stringify(events[0] ?? {}),
     createdAtMs: nowMs,
     timeoutAtMs: p.timeoutAtMs,
+    cancel: false,
   };
 }
 
@@ -99,6 +102,7 @@ export function parsePayload(payload: string): ItemPayload {
         ...(typeof p.memo === "string" ? { memo: p.memo } : {}),
         ...(typeof p.name === "string" ? { name: p.name } : {}),
         ...(typeof p.event === "string" ? { event: p.event } : {}),
+        ...(p.deadline === true ? { deadline: true } : {}),
       };
     }
   } catch {

@@ -15,10 +15,12 @@ import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { AnyReplica } from "./any-replica.js";
 import { AppClient } from "./app-client.js";
+import { Canceller } from "./cancel.js";
 import { loadExecutorConfig } from "./config.js";
 import { createItemHandler } from "./execute.js";
 import { HistoryProducer } from "./history.js";
 import { grpcEventSender } from "./internal-events.js";
+import { LiveRuns } from "./live-runs.js";
 import { PauseStore } from "./pauses.js";
 import { Resumer } from "./resume.js";
 import { Scheduler } from "./schedule.js";
@@ -41,6 +43,7 @@ const log = createLogger("executor", config.STEPLINE_LOG_LEVEL);
 const redis = createRedis(config.STEPLINE_REDIS_URL, log.child({ component: "redis" }));
 const store = new RunStore(redis, config.STEPLINE_EXECUTOR_STATE_TTL_MS);
 const pauses = new PauseStore(redis);
+const live = new LiveRuns(redis);
 const kafka = createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-executor", log);
 const history = new HistoryProducer(
   kafka,
@@ -82,8 +85,16 @@ const app = new AppClient({
 const enqueue = async (items: NewItem[]) => {
   await anyQueue.call((queue) => callUnary(queue.enqueue.bind(queue), { items }));
 };
+const remove = async (items: Array<{ itemId: string; accountId: string }>) => {
+  await anyQueue.call((queue) => callUnary(queue.remove.bind(queue), { items }));
+};
+/** What every end of a run needs (finalize.ts), shared by the work handler, cancels and resumes. */
+const ends = { store, pauses, live, events, enqueue, remove, history, clock: systemClock };
+const canceller = new Canceller({ ...ends, log: log.child({ component: "cancel" }) });
 const scheduler = new Scheduler({
   store,
+  pauses,
+  live,
   enqueue,
   produce: (entries) => history.produce(entries),
   clock: systemClock,
@@ -93,14 +104,9 @@ const scheduler = new Scheduler({
 const pool = new WorkPool(
   queues.map((queue) => () => queue.work()),
   createItemHandler({
-    store,
-    pauses,
-    events,
-    enqueue,
+    ...ends,
     app,
     keys,
-    history,
-    clock: systemClock,
     log: log.child({ component: "execute" }),
     backoff: {
       baseMs: config.STEPLINE_EXECUTOR_BACKOFF_BASE_MS,
@@ -123,9 +129,11 @@ const grpcServer = await startGrpcServer(config.STEPLINE_EXECUTOR_GRPC_ADDR, [
         pauses,
         enqueue,
         history,
+        canceller,
         clock: systemClock,
         log: log.child({ component: "resume" }),
       }),
+      canceller,
       log,
     ),
   },

@@ -18,6 +18,8 @@ export interface Pause {
   triggerEventJson: string;
   createdAtMs: number;
   timeoutAtMs: number;
+  /** A `cancelOn` of the run rather than a step.waitForEvent: a match cancels the run. */
+  cancel: boolean;
 }
 
 interface StoredPause {
@@ -25,6 +27,7 @@ interface StoredPause {
   trig: string;
   at: number;
   until: number;
+  cancel?: 1;
 }
 
 /** The index key of an environment's waits on one event name (one cluster slot per environment). */
@@ -33,6 +36,9 @@ export function pauseIndexKey(prefix: string, environmentId: string, eventName: 
 }
 
 const field = (runId: string, opId: string) => `${runId}:${opId}`;
+
+/** The timeout of a wait that never times out on its own (a `cancelOn` without a timeout). */
+export const NEVER = 4_000_000_000_000;
 
 /** The wait index over one Redis client. `prefix` defaults to `s:` (tests use their own). */
 export class PauseStore {
@@ -48,6 +54,7 @@ export class PauseStore {
       trig: p.triggerEventJson,
       at: p.createdAtMs,
       until: p.timeoutAtMs,
+      ...(p.cancel ? { cancel: 1 as const } : {}),
     };
     await wrap(() =>
       this.redis.hsetnx(
@@ -87,6 +94,7 @@ export class PauseStore {
           triggerEventJson: v.trig,
           createdAtMs: v.at,
           timeoutAtMs: v.until,
+          cancel: v.cancel === 1,
         });
       }
     });

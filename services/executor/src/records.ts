@@ -10,6 +10,7 @@ const RUN_STATUS = {
   running: RunStatus.RUN_STATUS_RUNNING,
   completed: RunStatus.RUN_STATUS_COMPLETED,
   failed: RunStatus.RUN_STATUS_FAILED,
+  cancelled: RunStatus.RUN_STATUS_CANCELLED,
 } as const;
 
 /** The history snapshot of a run; `outcome` supplies status, version and result. */

@@ -9,6 +9,7 @@ import { ConflictError, NotFoundError, ValidationError } from "@stepline/interna
 import type { Logger } from "@stepline/internal/log";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import canonicalize from "canonicalize";
+import type { Canceller } from "./cancel.js";
 import type { HistoryEntry } from "./history.js";
 import { callItem } from "./items.js";
 import type { Pause, PauseStore } from "./pauses.js";
@@ -24,6 +25,8 @@ export interface PauseResume {
   eventJson: string;
   /** When set, the op resolves with this error instead of the event (an invoke that cannot start). */
   errorJson: string;
+  /** A `cancelOn` entry: the event cancels the run. */
+  cancel: boolean;
 }
 
 export interface ResumerDeps {
@@ -32,6 +35,8 @@ export interface ResumerDeps {
   /** QueueService.Enqueue; must reject when the items were not all accepted. */
   enqueue(items: NewItem[]): Promise<void>;
   history: { record(entries: HistoryEntry[]): Promise<void> };
+  /** Cancels a run whose `cancelOn` an event matched. */
+  canceller: Pick<Canceller, "cancel">;
   clock: Clock;
   log: Logger;
 }
@@ -46,6 +51,18 @@ export class Resumer {
         throw new ValidationError("every query needs environment_id and event_name");
     }
     return this.deps.pauses.list(queries);
+  }
+
+  /** A `cancelOn` matched: cancel the run (its end removes its other `cancelOn` entries). */
+  private async cancelRun(r: PauseResume): Promise<boolean> {
+    try {
+      const reason = `cancelled by event ${r.eventId} (${r.eventName})`;
+      const res = await this.deps.canceller.cancel(r.runId, { environmentId: r.environmentId, reason });
+      return res.cancelled;
+    } catch (err) {
+      if (err instanceof NotFoundError) return false;
+      throw err;
+    }
   }
 
   /** Resumes each wait with its event; returns per resume whether that event resumed the wait. */
@@ -72,6 +89,7 @@ export class Resumer {
     const now = this.deps.clock.now();
     const resumed = await Promise.all(
       resumes.map(async (r, i) => {
+        if (r.cancel) return this.cancelRun(r);
         try {
           const adv = await this.deps.store.advance(r.runId, {
             saves: [],

@@ -8,8 +8,11 @@ import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import canonicalize from "canonicalize";
 import type { HistoryEntry } from "./history.js";
+import type { LiveRuns } from "./live-runs.js";
+import type { PauseStore } from "./pauses.js";
+import { NEVER } from "./pauses.js";
 import { runRecord } from "./records.js";
-import type { NewRun, RunStore } from "./state.js";
+import type { CancelOnDef, NewRun, RunStore } from "./state.js";
 
 /** A run to schedule, as the runner describes it. */
 export interface RunSpecInput {
@@ -23,6 +26,9 @@ export interface RunSpecInput {
   /** 0 = the default. */
   maxAttempts: number;
   eventsJson: string[];
+  cancelOn: CancelOnDef[];
+  startTimeoutMs: number;
+  finishTimeoutMs: number;
 }
 
 export interface ScheduleResult {
@@ -32,6 +38,9 @@ export interface ScheduleResult {
 
 export interface SchedulerDeps {
   store: RunStore;
+  /** The index where a run's `cancelOn` entries wait for their events. */
+  pauses: PauseStore;
+  live: LiveRuns;
   /** QueueService.Enqueue; must reject when the items were not all accepted. */
   enqueue(items: NewItem[]): Promise<void>;
   /** Strict history produce (rejects when Kafka did not acknowledge). */
@@ -68,6 +77,34 @@ export class Scheduler {
     const runs = checked.map((c) => c.run);
     try {
       const created = await Promise.all(runs.map((r) => this.deps.store.create(r)));
+      // Indexed before the start item exists, so a run can be cancelled from its first call on.
+      await this.deps.live.add(
+        runs.flatMap((r, i) =>
+          created[i]?.status === "running"
+            ? [{ ...r, createdAtMs: created[i]?.createdAtMs ?? r.createdAtMs }]
+            : [],
+        ),
+      );
+      await Promise.all(
+        runs.flatMap((r, i) => {
+          if (created[i]?.status !== "running") return [];
+          const at = created[i]?.createdAtMs ?? r.createdAtMs;
+          const trigger = JSON.stringify((JSON.parse(r.eventsJson) as unknown[])[0] ?? {});
+          return r.cancelOn.map((c, n) =>
+            this.deps.pauses.add({
+              runId: r.runId,
+              opId: `cancel${n}`,
+              environmentId: r.environmentId,
+              eventName: c.event,
+              expression: c.expression,
+              triggerEventJson: trigger,
+              createdAtMs: at,
+              timeoutAtMs: c.timeoutMs > 0 ? at + c.timeoutMs : NEVER,
+              cancel: true,
+            }),
+          );
+        }),
+      );
       // A run whose first call was never numbered has not got past its start item, so (re)enqueueing
       // it is safe: the queue collapses it onto the live item. Later runs must not get a second start.
       const toStart: NewRun[] = [];
@@ -151,6 +188,9 @@ export class Scheduler {
       maxAttempts: s.maxAttempts > 0 ? s.maxAttempts : this.deps.defaultMaxAttempts,
       eventsJson,
       createdAtMs: this.deps.clock.now(),
+      cancelOn: s.cancelOn.map((c) => ({ event: c.event, expression: c.expression, timeoutMs: c.timeoutMs })),
+      startTimeoutMs: Math.max(0, s.startTimeoutMs),
+      finishTimeoutMs: Math.max(0, s.finishTimeoutMs),
     };
     return { run, eventId: typeof firstId === "string" ? firstId : "" };
   }

@@ -1,5 +1,5 @@
 import { systemClock } from "@stepline/internal/clock";
-import { UnavailableError, ValidationError } from "@stepline/internal/errors";
+import { NotFoundError, UnavailableError, ValidationError } from "@stepline/internal/errors";
 import type { GrpcServer } from "@stepline/internal/grpc";
 import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createLogger } from "@stepline/internal/log";
@@ -14,7 +14,9 @@ import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { Canceller } from "./cancel.js";
 import type { HistoryEntry } from "./history.js";
+import { LiveRuns } from "./live-runs.js";
 import { PauseStore } from "./pauses.js";
 import { Resumer } from "./resume.js";
 import { Scheduler } from "./schedule.js";
@@ -27,6 +29,14 @@ const prefix = `test-sched-${uniqueTag()}:s:`;
 let redis: Redis;
 let store: RunStore;
 let pauses: PauseStore;
+let live: LiveRuns;
+interface SentEvent {
+  name: string;
+  id: string;
+  data: { run_id: string; _inngest: { status: string } };
+}
+let sent: SentEvent[] = [];
+let removed: string[] = [];
 let server: GrpcServer;
 let client: ExecutorServiceClient;
 let enqueued: NewItem[] = [];
@@ -46,6 +56,9 @@ function spec(over: Partial<RunSpec> = {}): RunSpec {
     url: "http://127.0.0.1:3000/api/inngest?fnId=app-fn&stepId=step",
     maxAttempts: 3,
     eventsJson: ['{"name":"x","id":"e1","data":{"b":1,"a":2},"ts":5}'],
+    cancelOn: [],
+    startTimeoutMs: 0,
+    finishTimeoutMs: 0,
     ...over,
   };
 }
@@ -55,31 +68,50 @@ const schedule = (runs: RunSpec[]) => callUnary(client.scheduleRuns.bind(client)
 beforeAll(async () => {
   redis = new Redis(url);
   store = new RunStore(redis, 60_000, prefix);
+  pauses = new PauseStore(redis, prefix);
+  live = new LiveRuns(redis, prefix);
+  const enqueue = async (items: NewItem[]) => {
+    if (enqueueFails) throw new UnavailableError("queue down");
+    enqueued.push(...items);
+  };
+  const log = createLogger("executor-test", "silent");
   const scheduler = new Scheduler({
     store,
-    enqueue: async (items) => {
-      if (enqueueFails) throw new UnavailableError("queue down");
-      enqueued.push(...items);
-    },
+    pauses,
+    live,
+    enqueue,
     produce: async (entries) => void produced.push(...entries),
     clock: systemClock,
     defaultMaxAttempts: 5,
   });
-  const log = createLogger("executor-test", "silent");
-  pauses = new PauseStore(redis, prefix);
+  const canceller = new Canceller({
+    store,
+    pauses,
+    live,
+    events: { send: async (_a, _e, events) => void sent.push(...(events as SentEvent[])) },
+    enqueue,
+    remove: async (items) => void removed.push(...items.map((i) => i.itemId)),
+    history: {
+      record: async (entries) => void produced.push(...entries),
+      produce: async (entries) => void produced.push(...entries),
+    },
+    clock: systemClock,
+    log,
+  });
   const resumer = new Resumer({
     store,
     pauses,
-    enqueue: async (items) => {
-      if (enqueueFails) throw new UnavailableError("queue down");
-      enqueued.push(...items);
-    },
+    enqueue,
     history: { record: async (entries) => void produced.push(...entries) },
+    canceller,
     clock: systemClock,
     log,
   });
   server = await startGrpcServer("127.0.0.1:0", [
-    { definition: ExecutorServiceService, implementation: executorService(scheduler, resumer, log) },
+    {
+      definition: ExecutorServiceService,
+      implementation: executorService(scheduler, resumer, canceller, log),
+    },
   ]);
   client = createClient(ExecutorServiceClient, `127.0.0.1:${server.port}`);
 });
@@ -87,6 +119,8 @@ beforeAll(async () => {
 beforeEach(() => {
   enqueued = [];
   produced = [];
+  sent = [];
+  removed = [];
   enqueueFails = false;
 });
 
@@ -190,6 +224,7 @@ describe("ExecutorService.ListPauses and ResumePauses", () => {
           eventId,
           eventJson: JSON.stringify({ name: "shop/paid", id: eventId, data: { order: 7 } }),
           errorJson: "",
+          cancel: false,
         },
       ],
     });
@@ -208,6 +243,7 @@ describe("ExecutorService.ListPauses and ResumePauses", () => {
       triggerEventJson: s.eventsJson[0] ?? "{}",
       createdAtMs: 100,
       timeoutAtMs: 200,
+      cancel: false,
     });
     enqueued = [];
     produced = [];
@@ -231,6 +267,7 @@ describe("ExecutorService.ListPauses and ResumePauses", () => {
         triggerEventJson: s.eventsJson[0],
         createdAtMs: 100,
         timeoutAtMs: 200,
+        cancel: false,
       },
     ]);
     expect(res.pauses.every((p) => p.environmentId === "env" && p.eventName === "shop/paid")).toBe(true);
@@ -286,6 +323,7 @@ describe("ExecutorService.ListPauses and ResumePauses", () => {
             eventId: "",
             eventJson: "{}",
             errorJson: "",
+            cancel: false,
           },
         ],
       }),
@@ -301,9 +339,132 @@ describe("ExecutorService.ListPauses and ResumePauses", () => {
             eventId: "e",
             eventJson: "{",
             errorJson: "",
+            cancel: false,
           },
         ],
       }),
     ).rejects.toBeInstanceOf(ValidationError);
+  });
+});
+
+describe("ExecutorService.CancelRun and CancelFunctionRuns", () => {
+  const cancel = (runId: string, environmentId = "env") =>
+    callUnary(client.cancelRun.bind(client), { environmentId, runId });
+
+  it("cancels a running run: Cancelled in history, cancelled and finished events, its queued sleep and wait dropped", async () => {
+    const s = spec();
+    await schedule([s]);
+    await store.advance(s.runId, {
+      saves: [],
+      plans: [
+        { opId: "nap", race: false },
+        { opId: "w1", race: false, waitEvent: "shop/paid" },
+      ],
+    });
+    await pauses.add({
+      runId: s.runId,
+      opId: "w1",
+      environmentId: "env",
+      eventName: "shop/paid",
+      expression: "",
+      triggerEventJson: "{}",
+      createdAtMs: 1,
+      timeoutAtMs: 2,
+      cancel: false,
+    });
+    produced = [];
+    expect(await cancel(s.runId)).toEqual({ cancelled: true, status: "cancelled" });
+    expect(produced.map((p) => p.$case === "run" && p.value.status)).toEqual([
+      RunStatus.RUN_STATUS_CANCELLED,
+    ]);
+    expect(sent.map((e) => [e.name, e.id, e.data._inngest.status])).toEqual([
+      ["inngest/function.finished", `${s.runId}.finished`, "Cancelled"],
+      ["inngest/function.cancelled", `${s.runId}.cancelled`, "Cancelled"],
+    ]);
+    expect(removed).toEqual(
+      expect.arrayContaining([`${s.runId}:s:nap`, `${s.runId}:t:w1`, `${s.runId}:deadline`]),
+    );
+    expect(
+      (
+        await callUnary(client.listPauses.bind(client), {
+          queries: [{ environmentId: "env", eventName: "shop/paid" }],
+        })
+      ).pauses.map((p) => p.runId),
+    ).not.toContain(s.runId);
+    // Idempotent: a second cancel reports the same and sends nothing again.
+    sent = [];
+    expect(await cancel(s.runId)).toEqual({ cancelled: true, status: "cancelled" });
+    expect(sent).toEqual([]);
+  });
+
+  it("leaves a run that already ended as it is, and refuses a run of another environment", async () => {
+    const s = spec();
+    await schedule([s]);
+    await store.finish(s.runId, "completed", { output: "1" }, 5);
+    expect(await cancel(s.runId)).toEqual({ cancelled: false, status: "completed" });
+    const other = spec();
+    await schedule([other]);
+    await expect(cancel(other.runId, "another-env")).rejects.toBeInstanceOf(NotFoundError);
+    await expect(cancel("01J000000000000000000NOPE1")).rejects.toBeInstanceOf(NotFoundError);
+    expect((await store.load(other.runId))?.status).toBe("running");
+  });
+
+  it("cancels a function's live runs started in a range, a page at a time", async () => {
+    const fn = `app-bulk-${n}`;
+    const runs = [spec({ functionId: fn }), spec({ functionId: fn }), spec({ functionId: fn })];
+    for (const r of runs) await schedule([r]);
+    const before = (await store.load(runs[2]?.runId ?? ""))?.createdAtMs ?? 0;
+    const bulk = (limit: number, to = before) =>
+      callUnary(client.cancelFunctionRuns.bind(client), {
+        environmentId: "env",
+        functionId: fn,
+        startedAfterMs: 0,
+        startedBeforeMs: to,
+        limit,
+      });
+    // The third run started at `before`, so [0, before) may hold the first two only.
+    const first = await bulk(1);
+    const second = await bulk(1);
+    const rest = await bulk(10);
+    const cancelled = [...first.cancelledRunIds, ...second.cancelledRunIds, ...rest.cancelledRunIds];
+    expect(cancelled.length).toBeGreaterThanOrEqual(1);
+    expect(cancelled).not.toContain(runs[2]?.runId);
+    expect(rest.more).toBe(false);
+    for (const id of cancelled) expect((await store.load(id))?.status).toBe("cancelled");
+    expect((await store.load(runs[2]?.runId ?? ""))?.status).toBe("running");
+    const all = await bulk(10, 0);
+    expect(all.cancelledRunIds).toEqual([runs[2]?.runId]);
+  });
+
+  it("indexes a run's cancelOn entries as waits that cancel it when an event matches", async () => {
+    const s = spec({
+      cancelOn: [{ event: "shop/closed", expression: "async.data.shop == 1", timeoutMs: 0 }],
+    });
+    await schedule([s]);
+    const listed = await callUnary(client.listPauses.bind(client), {
+      queries: [{ environmentId: "env", eventName: "shop/closed" }],
+    });
+    const mine = listed.pauses.find((p) => p.runId === s.runId);
+    expect(mine).toMatchObject({ opId: "cancel0", expression: "async.data.shop == 1", cancel: true });
+    const res = await callUnary(client.resumePauses.bind(client), {
+      resumes: [
+        {
+          runId: s.runId,
+          opId: "cancel0",
+          environmentId: "env",
+          eventName: "shop/closed",
+          eventId: "ev-close",
+          eventJson: "{}",
+          errorJson: "",
+          cancel: true,
+        },
+      ],
+    });
+    expect(res.results[0]?.resumed).toBe(true);
+    expect((await store.load(s.runId))?.status).toBe("cancelled");
+    const after = await callUnary(client.listPauses.bind(client), {
+      queries: [{ environmentId: "env", eventName: "shop/closed" }],
+    });
+    expect(after.pauses.map((p) => p.runId)).not.toContain(s.runId);
   });
 });

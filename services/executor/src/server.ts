@@ -1,8 +1,13 @@
 // gRPC handlers of ExecutorService: proto <-> domain translation only.
 
+import { ValidationError } from "@stepline/internal/errors";
 import { unary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
 import type {
+  CancelFunctionRunsRequest,
+  CancelFunctionRunsResponse,
+  CancelRunRequest,
+  CancelRunResponse,
   ExecutorServiceServer,
   ListPausesRequest,
   ListPausesResponse,
@@ -11,11 +16,17 @@ import type {
   ScheduleRunsRequest,
   ScheduleRunsResponse,
 } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type { Canceller } from "./cancel.js";
 import type { Resumer } from "./resume.js";
 import type { Scheduler } from "./schedule.js";
 
 /** The ExecutorService implementation over `scheduler` and `resumer`. */
-export function executorService(scheduler: Scheduler, resumer: Resumer, log: Logger): ExecutorServiceServer {
+export function executorService(
+  scheduler: Scheduler,
+  resumer: Resumer,
+  canceller: Canceller,
+  log: Logger,
+): ExecutorServiceServer {
   return {
     scheduleRuns: unary<ScheduleRunsRequest, ScheduleRunsResponse>(log, async (req) => {
       const results = await scheduler.schedule(
@@ -29,6 +40,9 @@ export function executorService(scheduler: Scheduler, resumer: Resumer, log: Log
           url: r.url,
           maxAttempts: r.maxAttempts,
           eventsJson: r.eventsJson,
+          cancelOn: r.cancelOn,
+          startTimeoutMs: r.startTimeoutMs,
+          finishTimeoutMs: r.finishTimeoutMs,
         })),
       );
       return { results };
@@ -36,6 +50,24 @@ export function executorService(scheduler: Scheduler, resumer: Resumer, log: Log
     listPauses: unary<ListPausesRequest, ListPausesResponse>(log, async (req) => {
       const pauses = await resumer.list(req.queries);
       return { pauses };
+    }),
+    cancelRun: unary<CancelRunRequest, CancelRunResponse>(log, async (req) => {
+      if (!req.environmentId || !req.runId)
+        throw new ValidationError("environment_id and run_id are required");
+      return canceller.cancel(req.runId, {
+        environmentId: req.environmentId,
+        reason: "cancelled through the API",
+      });
+    }),
+    cancelFunctionRuns: unary<CancelFunctionRunsRequest, CancelFunctionRunsResponse>(log, async (req) => {
+      const res = await canceller.cancelFunctionRuns({
+        environmentId: req.environmentId,
+        functionId: req.functionId,
+        fromMs: req.startedAfterMs,
+        toMs: req.startedBeforeMs,
+        limit: req.limit,
+      });
+      return { cancelledRunIds: res.runIds, more: res.more };
     }),
     resumePauses: unary<ResumePausesRequest, ResumePausesResponse>(log, async (req) => {
       const resumed = await resumer.resume(req.resumes);

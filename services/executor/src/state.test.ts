@@ -27,6 +27,9 @@ function newRun(over: Partial<NewRun> = {}): NewRun {
     maxAttempts: 4,
     eventsJson: '[{"data":{},"id":"e1","name":"x"}]',
     createdAtMs: 1_000 + n,
+    cancelOn: [],
+    startTimeoutMs: 0,
+    finishTimeoutMs: 0,
     ...over,
   };
 }

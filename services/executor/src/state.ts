@@ -13,6 +13,7 @@ declare module "ioredis" {
     steplineAdvanceRun(...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
     steplineFinishRun(...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
     steplineSetReqVersion(meta: string, reqVersion: number): Result<unknown, Context>;
+    steplineMarkFinalized(meta: string): Result<unknown, Context>;
   }
 }
 
@@ -21,8 +22,18 @@ const lua = (name: string) => readFileSync(new URL(`../lua/${name}.lua`, import.
 // HSET only on an existing hash: never resurrect expired state as a stub.
 const SET_REQ_VERSION_LUA =
   "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'reqVersion', ARGV[1]) end return 1";
+const MARK_FINALIZED_LUA =
+  "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'fin', 1) end return 1";
 
-export type RunStatus = "running" | "completed" | "failed";
+export type RunStatus = "running" | "completed" | "failed" | "cancelled";
+
+/** One `cancelOn` entry of a run's function. */
+export interface CancelOnDef {
+  event: string;
+  expression: string;
+  /** Within this long of the run's start only; 0 = its whole life. */
+  timeoutMs: number;
+}
 
 /** What ScheduleRuns stores for a new run. */
 export interface NewRun {
@@ -37,6 +48,10 @@ export interface NewRun {
   /** The trigger events as one canonical JSON array. */
   eventsJson: string;
   createdAtMs: number;
+  cancelOn: CancelOnDef[];
+  /** `timeouts.start` / `timeouts.finish` in ms; 0 = none. */
+  startTimeoutMs: number;
+  finishTimeoutMs: number;
 }
 
 /** A run as loaded for a call: metadata, memoized steps and the completion-order stack. */
@@ -56,6 +71,10 @@ export interface RunState extends NewRun {
   steps: Map<string, string>;
   /** Hashed ids of saved steps, in the order they completed. */
   stack: string[];
+  /** Pending ops: hashed id -> mode ("", "race", or "w:<event>" for a wait on that event). */
+  pending: Map<string, string>;
+  /** True once everything that follows the run's end was done (finalize.ts). */
+  finalized: boolean;
 }
 
 export interface CreateResult {
@@ -83,7 +102,7 @@ export interface AdvanceInput {
   /** The pending op this call or resume resolves, who resolves it, and a memo to save for it. */
   resolve?: { opId: string; resolver: string; memoJson?: string };
   /** Ops the answer planned (parallel steps, sleeps, waits, invokes) that must now be tracked. */
-  plans?: Array<{ opId: string; race: boolean }>;
+  plans?: Array<{ opId: string; race: boolean; waitEvent?: string }>;
 }
 
 export interface AdvanceResult {
@@ -144,6 +163,7 @@ export class RunStore {
     redis.defineCommand("steplineAdvanceRun", { numberOfKeys: 5, lua: lua("advance-run") });
     redis.defineCommand("steplineFinishRun", { numberOfKeys: 5, lua: lua("finish-run") });
     redis.defineCommand("steplineSetReqVersion", { numberOfKeys: 1, lua: SET_REQ_VERSION_LUA });
+    redis.defineCommand("steplineMarkFinalized", { numberOfKeys: 1, lua: MARK_FINALIZED_LUA });
   }
 
   /** Creates the run unless it exists; an existing run is returned as it is (idempotent). */
@@ -161,6 +181,9 @@ export class RunStore {
         run.maxAttempts,
         run.eventsJson,
         run.createdAtMs,
+        JSON.stringify(run.cancelOn),
+        run.startTimeoutMs,
+        run.finishTimeoutMs,
       ),
     );
     return {
@@ -176,7 +199,7 @@ export class RunStore {
   async load(runId: string): Promise<RunState | null> {
     const k = runKeys(this.prefix, runId);
     const res = await wrap(() =>
-      this.redis.multi().hgetall(k.meta).hgetall(k.steps).lrange(k.stack, 0, -1).exec(),
+      this.redis.multi().hgetall(k.meta).hgetall(k.steps).lrange(k.stack, 0, -1).hgetall(k.pending).exec(),
     );
     if (!res) throw new UnavailableError("redis transaction aborted");
     for (const [err] of res) if (err) throw new UnavailableError(`redis: ${err.message}`);
@@ -193,6 +216,10 @@ export class RunStore {
       maxAttempts: Number(meta.maxAttempts ?? 1),
       eventsJson: meta.events ?? "[]",
       createdAtMs: Number(meta.createdAt ?? 0),
+      cancelOn: parseCancelOn(meta.cancelOn),
+      startTimeoutMs: Number(meta.startTimeout ?? 0),
+      finishTimeoutMs: Number(meta.finishTimeout ?? 0),
+      finalized: meta.fin === "1",
       status: meta.status as RunStatus,
       version: Number(meta.version ?? 1),
       calls: Number(meta.calls ?? 0),
@@ -203,6 +230,7 @@ export class RunStore {
       error: meta.error ?? "",
       steps: new Map(Object.entries((res[1]?.[1] as Record<string, string>) ?? {})),
       stack: (res[2]?.[1] as string[]) ?? [],
+      pending: new Map(Object.entries((res[3]?.[1] as Record<string, string>) ?? {})),
     };
   }
 
@@ -224,7 +252,7 @@ export class RunStore {
     for (const s of input.saves) args.push(s.stepId, s.memoJson);
     const plans = input.plans ?? [];
     args.push(plans.length);
-    for (const p of plans) args.push(p.opId, p.race ? "race" : "");
+    for (const p of plans) args.push(p.opId, p.race ? "race" : p.waitEvent ? `w:${p.waitEvent}` : "");
     const r = await wrap(() => this.redis.steplineAdvanceRun(...allKeys(this.prefix, runId), ...args));
     const resolution = RESOLUTIONS[String(r[2])] ?? "none";
     const flags = r.slice(3).map((f) => f === 1);
@@ -235,6 +263,12 @@ export class RunStore {
       saved: flags.slice(0, input.saves.length),
       planned: flags.slice(input.saves.length),
     };
+  }
+
+  /** Marks that everything following the run's end was done; a no-op for unknown state. */
+  async markFinalized(runId: string): Promise<void> {
+    const k = runKeys(this.prefix, runId);
+    await wrap(() => this.redis.steplineMarkFinalized(k.meta));
   }
 
   /** Remembers the request version the SDK answered (used when a call made no progress). */
@@ -268,6 +302,16 @@ export class RunStore {
       output: String(r[4] ?? ""),
       error: String(r[5] ?? ""),
     };
+  }
+}
+
+function parseCancelOn(text: string | undefined): CancelOnDef[] {
+  if (!text) return [];
+  try {
+    const v = JSON.parse(text) as unknown;
+    return Array.isArray(v) ? (v as CancelOnDef[]) : [];
+  } catch {
+    return [];
   }
 }
 

@@ -2,6 +2,7 @@
 // carries out. Pure: no I/O, no clock, no randomness of its own, so every rule is unit-tested.
 
 import { parse } from "@bufbuild/cel";
+import { parseDuration } from "@stepline/internal/duration";
 import canonicalize from "canonicalize";
 
 /** An HTTP answer from the app; header names are lower case. */
@@ -242,19 +243,6 @@ function decideOps(input: InterpretInput, res: AppResponse): Decision {
   return { type: "advance", saves, plans, disableImmediate: real.length > 1 };
 }
 
-const DURATION_PART = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w)/g;
-const UNIT_MS: Record<string, number> = {
-  ns: 1e-6,
-  us: 1e-3,
-  µs: 1e-3,
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 604_800_000,
-};
-
 /**
  * When a sleep or a wait's timeout ends: `value` is a duration as the SDK writes it ("1h30m",
  * "2d", "" for none) or an ISO date (sleepUntil). Returns the epoch ms, never before `nowMs`, or
@@ -270,12 +258,11 @@ export function timeFrom(value: unknown, nowMs: number): number | string {
     until = Date.parse(text);
     if (Number.isNaN(until)) return `until ${JSON.stringify(value)}: not a valid date`;
   } else {
-    const parts = [...text.matchAll(DURATION_PART)];
-    if (parts.map((p) => p[0]).join("") !== text) {
+    const ms = parseDuration(text);
+    if (ms === null) {
       return `of ${JSON.stringify(value)}: not a duration (like "30s", "1h30m", "2d") or an ISO date`;
     }
-    const ms = parts.reduce((sum, p) => sum + Number(p[1]) * (UNIT_MS[p[2] as string] ?? 0), 0);
-    until = nowMs + Math.ceil(ms);
+    until = nowMs + ms;
   }
   if (until - nowMs > MAX_WAIT_MS) return `of ${JSON.stringify(value)} is longer than the maximum of a year`;
   return Math.max(until, nowMs);

@@ -19,6 +19,7 @@ import {
   OK,
   RECLAIMED,
   reclaimLeases,
+  removeItems,
   retryItems,
 } from "./store.js";
 
@@ -61,6 +62,9 @@ export interface OpOutcome {
   /** Set when the op was refused as invalid without being tried (its lease is untouched). */
   invalid?: string;
 }
+
+/** What became of an item Remove named. */
+export type RemoveOutcome = "removed" | "absent" | "leased";
 
 const DONE: OpOutcome = { ok: true, leaseExpiresAtMs: 0 };
 const LOST: OpOutcome = { ok: false, leaseExpiresAtMs: 0 };
@@ -205,6 +209,45 @@ export class Queue {
         this.onDue(r.due);
         r.codes.forEach((c, j) => {
           out[known[j]?.index ?? 0] = c === OK ? DONE : LOST;
+        });
+      },
+    );
+    return out;
+  }
+
+  /**
+   * Deletes queued items (not leased ones) by id: a cancelled run's sleeps and timeouts.
+   * Idempotent; an id is then refused by enqueue for the tombstone TTL.
+   */
+  async remove(items: Array<{ itemId: string; accountId: string }>): Promise<RemoveOutcome[]> {
+    if (items.length > MAX_BATCH) throw new TooLargeError(`at most ${MAX_BATCH} items per call`);
+    for (const i of items) {
+      if (!i.itemId || !i.accountId) throw new ValidationError("every item needs item_id and account_id");
+    }
+    const out = new Array<RemoveOutcome>(items.length).fill("absent");
+    await this.perShard(
+      items,
+      (i) => i.accountId,
+      OPS_PER_CALL,
+      async (shard, batch) => {
+        const keys = this.keys(shard);
+        const parts = await itemPartitions(
+          this.scripts,
+          keys,
+          batch.map((b) => b.value.itemId),
+        );
+        // An item of another account is left alone: ids are not secrets, accounts are.
+        const known = batch.flatMap((b, j) => {
+          const p = parts[j];
+          return p && p.accountId === b.value.accountId
+            ? [{ index: b.index, itemId: b.value.itemId, ...p }]
+            : [];
+        });
+        if (known.length === 0) return;
+        const r = await removeItems(this.scripts, keys, this.options.seenTtlMs, known);
+        this.onDue(r.due);
+        r.codes.forEach((c, j) => {
+          out[known[j]?.index ?? 0] = c === 1 ? "removed" : c === -1 ? "leased" : "absent";
         });
       },
     );

@@ -18,6 +18,7 @@ const SCRIPTS = {
   extend: "stepqExtend",
   complete: "stepqComplete",
   retry: "stepqRetry",
+  remove: "stepqRemove",
   reclaim: "stepqReclaim",
   expired: "stepqExpired",
   "owner-acquire": "stepqOwnerAcquire",
@@ -33,6 +34,7 @@ declare module "ioredis" {
     stepqExtend(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
     stepqComplete(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
     stepqRetry(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
+    stepqRemove(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
     stepqReclaim(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
     stepqExpired(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
     stepqOwnerAcquire(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;

@@ -1,5 +1,5 @@
 // gRPC handlers of QueueService: proto <-> domain translation only. Enqueue is unary and batched;
-// Work is the executor's bidi stream (credits in, leased items out; completions, retries and
+// Remove is unary; Work is the executor's bidi stream (credits in, leased items out; completions, retries and
 // extensions in, one OpResult per op out, tagged with the executor's batch id).
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { toGrpcError } from "@stepline/internal/errors";
@@ -11,14 +11,22 @@ import type {
   Lease,
   LeasedItem as ProtoLeasedItem,
   QueueServiceServer,
+  RemoveRequest,
+  RemoveResponse,
   WorkRequest,
   WorkResponse,
 } from "@stepline/proto/stepline/queue/v1/queue_service";
-import { EnqueueStatus, OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { EnqueueStatus, OpStatus, RemoveStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Dispatcher } from "./lease-stream.js";
 import { enqueuedTotal, opsTotal } from "./metrics.js";
-import type { LeaseRef, OpOutcome, Queue } from "./queue.js";
+import type { LeaseRef, OpOutcome, Queue, RemoveOutcome } from "./queue.js";
 import type { LeasedItem } from "./store.js";
+
+const REMOVE_STATUS: Record<RemoveOutcome, RemoveStatus> = {
+  removed: RemoveStatus.REMOVE_STATUS_REMOVED,
+  absent: RemoveStatus.REMOVE_STATUS_ABSENT,
+  leased: RemoveStatus.REMOVE_STATUS_LEASED,
+};
 
 /** The QueueService implementation over a queue and the executors' dispatcher. */
 export function queueService(queue: Queue, dispatcher: Dispatcher, log: Logger): QueueServiceServer {
@@ -34,6 +42,15 @@ export function queueService(queue: Queue, dispatcher: Dispatcher, log: Logger):
             statuses[i] === "enqueued"
               ? EnqueueStatus.ENQUEUE_STATUS_ENQUEUED
               : EnqueueStatus.ENQUEUE_STATUS_EXISTS,
+        })),
+      };
+    }),
+    remove: unary(log, async (req: RemoveRequest): Promise<RemoveResponse> => {
+      const outcomes = await queue.remove(req.items);
+      return {
+        results: req.items.map((item, i) => ({
+          itemId: item.itemId,
+          status: REMOVE_STATUS[outcomes[i] ?? "absent"],
         })),
       };
     }),

@@ -25,6 +25,7 @@ import {
   RENEWED,
   reclaimLeases,
   releaseOwner,
+  removeItems,
   retryItems,
   SKIPPED,
   STALE,
@@ -363,6 +364,53 @@ describe("retry.lua", () => {
   });
 });
 
+describe("remove.lua", () => {
+  it("removes a queued item (delayed or due) with its pointers, tombstones it, and leaves leased ones", async () => {
+    const pid = partitionId("env", "fn-a");
+    await enqueueItems(s, keys, [item("due"), item("later", { delayMs: 60_000 }), item("held")]);
+    await claimItems(s, keys, {
+      token: TOKEN,
+      leaseMs: LEASE,
+      maxDeliveries: 3,
+      accountId: "acct-1",
+      partitions: [{ pid, cap: 1 }],
+      maxItems: 1,
+    });
+    const r = await removeItems(s, keys, 60_000, [
+      { itemId: "later", accountId: "acct-1", pid },
+      { itemId: "due", accountId: "acct-1", pid },
+      { itemId: "held", accountId: "acct-1", pid },
+      { itemId: "nope", accountId: "acct-1", pid },
+    ]);
+    // "due" was leased by the claim (first in line); "held" and "later" were queued.
+    expect(r.codes).toEqual([1, -1, 1, 0]);
+    await expectConsistent();
+    expect((await enqueueItems(s, keys, [item("later")])).codes).toEqual([EXISTS]);
+    expect(await redis.exists(keys.account("acct-1"))).toBe(0);
+    expect(await redis.zcard(keys.accounts)).toBe(0);
+  });
+
+  it("refuses a wrong partition or account (WRONG_PARTITION) and keeps the item", async () => {
+    await enqueueItems(s, keys, [item("i1")]);
+    const r = await removeItems(s, keys, 60_000, [
+      { itemId: "i1", accountId: "acct-1", pid: partitionId("env", "other") },
+      { itemId: "i1", accountId: "acct-2", pid: partitionId("env", "fn-a") },
+    ]);
+    expect(r.codes).toEqual([WRONG_PARTITION, WRONG_PARTITION]);
+    expect((await claim()).leased.map((i) => i.id)).toEqual(["i1"]);
+    await expectConsistent();
+  });
+
+  it("keeps the pointers exact when it removes a partition's head but not its tail", async () => {
+    const pid = partitionId("env", "fn-a");
+    await enqueueItems(s, keys, [item("first", { delayMs: 1_000 }), item("second", { delayMs: 5_000 })]);
+    const r = await removeItems(s, keys, 60_000, [{ itemId: "first", accountId: "acct-1", pid }]);
+    expect(r.codes).toEqual([1]);
+    expect(r.due.afterMs).toBe(T0 + 5_000);
+    await expectConsistent();
+  });
+});
+
 describe("expired.lua and reclaim.lua", () => {
   it("makes an item whose lease expired available again, at its original place", async () => {
     await enqueueItems(s, keys, [item("i1"), item("i2")]);
@@ -575,7 +623,7 @@ describe("invariants not covered above", () => {
       return item(id, { ...over, delayMs: [0, 0, 50, 2_000][rnd(4)] as number });
     };
     for (let step = 0; step < 400; step++) {
-      const op = rnd(8);
+      const op = rnd(9);
       if (op === 0) {
         const batch = Array.from({ length: 1 + rnd(5) }, newItem);
         await enqueueItems(s, keys, batch);
@@ -622,6 +670,14 @@ describe("invariants not covered above", () => {
           },
         ]);
         if (r.codes[0] === OK) held.delete(id);
+      } else if (op === 7 && live.size > held.size) {
+        const queued = [...live].filter((id) => !held.has(id));
+        const id = queued[rnd(queued.length)] as string;
+        const raw = (await itemPartitions(s, keys, [id]))[0];
+        if (raw) {
+          const r = await removeItems(s, keys, 60_000, [{ itemId: id, ...raw }]);
+          if (r.codes[0] === 1) live.delete(id);
+        }
       } else if (op === 6 && held.size > 0) {
         await extendLeases(
           s,

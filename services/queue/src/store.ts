@@ -281,6 +281,25 @@ export async function retryItems(
   return mutation(keys.shard, await s.run("retry", k, a), "retry");
 }
 
+/**
+ * Deletes ready items (remove.lua) and tombstones them for `seenTtlMs`; per item REMOVED (1),
+ * ABSENT (0), LEASED (-1) or WRONG_PARTITION (-2).
+ */
+export async function removeItems(
+  s: Scripts,
+  keys: ShardKeys,
+  seenTtlMs: number,
+  items: Array<{ itemId: string; accountId: string; pid: string }>,
+): Promise<MutationResult> {
+  const k = [keys.items, keys.accounts];
+  const a: Array<string | number> = [s.now(), seenTtlMs, items.length];
+  for (const i of items) {
+    k.push(keys.partition(i.accountId, i.pid), keys.account(i.accountId), keys.seen(i.itemId));
+    a.push(i.itemId, i.accountId, i.pid);
+  }
+  return mutation(keys.shard, await s.run("remove", k, a), "remove");
+}
+
 /** Lists expired leases of a shard (expired.lua, read-only). */
 export async function expiredLeases(
   s: Scripts,

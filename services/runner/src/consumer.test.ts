@@ -210,6 +210,9 @@ describe("EventConsumer", () => {
       url: "http://127.0.0.1:3000/shop?fnId=shop-on-hello&stepId=step",
       maxAttempts: 4,
       eventsJson: [eventJson],
+      cancelOn: [],
+      startTimeoutMs: 0,
+      finishTimeoutMs: 0,
     });
   }, 60_000);
 
@@ -224,6 +227,7 @@ describe("EventConsumer", () => {
       triggerEventJson: JSON.stringify({ name: "shop/ordered", data: { order: 7 } }),
       createdAtMs: now - 60_000,
       timeoutAtMs: now + 60_000,
+      cancel: false,
       ...over,
     });
     executor.pauses = [

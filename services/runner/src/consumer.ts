@@ -234,6 +234,14 @@ export class EventConsumer {
           url: fn.fn.url,
           maxAttempts: fn.fn.retries + 1,
           eventsJson: [record.eventJson],
+          // Registries synced before these fields existed lack them.
+          cancelOn: (fn.fn.cancel ?? []).map((c) => ({
+            event: c.event,
+            expression: c.expression,
+            timeoutMs: c.timeoutMs,
+          })),
+          startTimeoutMs: fn.fn.startTimeoutMs ?? 0,
+          finishTimeoutMs: fn.fn.finishTimeoutMs ?? 0,
         });
       });
       for (const part of scheduleCalls([...runs.values()], this.opts.chunkSize, SCHEDULE_MAX_BYTES)) {
@@ -362,6 +370,7 @@ export function unknownInvokeTarget(record: EventRecord, event: unknown): PauseR
     eventName: INVOKED,
     eventId: record.eventId,
     eventJson: record.eventJson,
+    cancel: false,
     errorJson: JSON.stringify({
       name: "Error",
       message: `could not invoke function ${JSON.stringify(target)}: no function with that id is synced in this environment`,

@@ -7,7 +7,18 @@ function stored(id: string, triggers: TriggerDef[], accountId = "acct1"): Stored
   return {
     accountId,
     appId: "app",
-    fn: { id, name: id, triggers, url: `http://app/api?fnId=${id}`, retries: 0, rawJson: "{}", version: "v" },
+    fn: {
+      id,
+      name: id,
+      triggers,
+      url: `http://app/api?fnId=${id}`,
+      retries: 0,
+      rawJson: "{}",
+      cancel: [],
+      startTimeoutMs: 0,
+      finishTimeoutMs: 0,
+      version: "v",
+    },
   };
 }
 const ev = (event: string, expression = ""): TriggerDef => ({ kind: "event", event, expression });

@@ -6,6 +6,15 @@ export type TriggerDef =
   | { kind: "event"; event: string; expression: string }
   | { kind: "cron"; cron: string };
 
+/** One `cancelOn` entry: an event (with an optional CEL `if`) that cancels a run. */
+export interface CancelDef {
+  event: string;
+  /** CEL over `event` (the run's trigger) and `async` (the candidate); "" = any. */
+  expression: string;
+  /** Only within this long of the run's start; 0 = its whole life. */
+  timeoutMs: number;
+}
+
 /** One function of a sync, validated and normalised. */
 export interface FunctionDef {
   /** `<appId>-<fnId>` as the SDK sends it. */
@@ -18,6 +27,11 @@ export interface FunctionDef {
   retries: number;
   /** The SDK's whole function config as canonical JSON (sorted keys), `{}` when absent. */
   rawJson: string;
+  /** `cancelOn`: events that cancel the function's runs (from the raw config). */
+  cancel: CancelDef[];
+  /** `timeouts.start` and `timeouts.finish` in ms, 0 when not set (from the raw config). */
+  startTimeoutMs: number;
+  finishTimeoutMs: number;
   /** A hash of every field above: changes exactly when the function's config changes. */
   version: string;
 }

@@ -80,6 +80,7 @@ export function matchPauses(events: WaitCandidate[], pauses: Pause[]): PauseResu
         eventId: e.eventId,
         eventJson: e.eventJson,
         errorJson: "",
+        cancel: w.pause.cancel,
       });
     }
   }

@@ -150,6 +150,38 @@ describe("validateSync", () => {
     );
   });
 
+  it("reads cancelOn and timeouts from the raw config", () => {
+    const raw = JSON.stringify({
+      cancel: [
+        { event: "shop/cancelled", if: "event.data.id == async.data.id", timeout: "1h" },
+        { event: "shop/closed" },
+      ],
+      timeouts: { start: "10s", finish: "2m" },
+    });
+    const f = validateSync(sync([fn({ rawJson: raw })])).functions[0];
+    expect(f?.cancel).toEqual([
+      { event: "shop/cancelled", expression: "event.data.id == async.data.id", timeoutMs: 3_600_000 },
+      { event: "shop/closed", expression: "", timeoutMs: 0 },
+    ]);
+    expect([f?.startTimeoutMs, f?.finishTimeoutMs]).toEqual([10_000, 120_000]);
+    const none = validateSync(sync([fn()])).functions[0];
+    expect([none?.cancel, none?.startTimeoutMs, none?.finishTimeoutMs]).toEqual([[], 0, 0]);
+  });
+
+  it.each([
+    [{ cancel: [{ event: "" }] }, "function app-fn: cancel[0].event must be 1-256 characters"],
+    [{ cancel: [{ event: "x", if: "event.data ==" }] }, "function app-fn: cancel[0].if is not valid CEL"],
+    [
+      { cancel: [{ event: "x", timeout: "soon" }] },
+      'function app-fn: cancel[0].timeout must be a duration like "30s"',
+    ],
+    [{ cancel: { event: "x" } }, "function app-fn: cancel must be a list"],
+    [{ timeouts: { finish: "2y" } }, "function app-fn: timeouts.finish must be a duration"],
+    [{ timeouts: { start: "400d" } }, "function app-fn: timeouts.start must be at most a year"],
+  ])("rejects a bad cancelOn or timeouts config (%j), naming the function and field", (config, message) => {
+    expect(errorOf(sync([fn({ rawJson: JSON.stringify(config) })]))).toContain(message);
+  });
+
   it("stores cron triggers and rejects obvious garbage", () => {
     for (const cron of ["0 5 * * *", "*/15 * * * * *", "TZ=Europe/Paris 0 12 * * 5", "@hourly"]) {
       expect(

@@ -3,9 +3,10 @@
 // who synced the app. Valid input is normalised: canonical raw JSON and a version hash.
 
 import { createHash } from "node:crypto";
+import { parseDuration } from "@stepline/internal/duration";
 import { ValidationError } from "@stepline/internal/errors";
 import { celSyntaxError } from "./expr.js";
-import type { AppSync, FunctionDef, SyncInput, TriggerDef } from "./model.js";
+import type { AppSync, CancelDef, FunctionDef, SyncInput, TriggerDef } from "./model.js";
 
 /** Limits of one sync. Inngest allows 10 triggers per function; retries 0..20 like the SDK. */
 export const LIMITS = {
@@ -16,6 +17,9 @@ export const LIMITS = {
   eventChars: 256,
   expressionChars: 4_096,
   rawJsonBytes: 256 * 1024,
+  cancelOn: 10,
+  /** The longest `timeouts` or `cancelOn` timeout: a year. */
+  durationMs: 366 * 86_400_000,
 } as const;
 
 // Environment and account ids become Redis hash tags (`r:{<envId>}:...`): no braces, no spaces.
@@ -78,7 +82,19 @@ function validateFunction(fn: SyncInput["functions"][number], index: number): Fu
     fail(`${at}: retries must be an integer from 0 to ${LIMITS.retries}`);
   }
   const rawJson = canonicalRawJson(fn.rawJson, at);
-  const body = { id: fn.id, name: fn.name, triggers, url: fn.url, retries: fn.retries, rawJson };
+  const config = JSON.parse(rawJson) as Record<string, unknown>;
+  const cancel = validateCancel(config.cancel, at);
+  const timeouts = validateTimeouts(config.timeouts, at);
+  const body = {
+    id: fn.id,
+    name: fn.name,
+    triggers,
+    url: fn.url,
+    retries: fn.retries,
+    rawJson,
+    cancel,
+    ...timeouts,
+  };
   const version = createHash("sha256").update(JSON.stringify(body)).digest("hex").slice(0, 16);
   return { ...body, version };
 }
@@ -105,6 +121,53 @@ function validateTrigger(t: { event: string; expression: string; cron: string },
     if (syntax !== null) fail(`${at}.expression is not valid CEL: ${syntax}`);
   }
   return { kind: "event", event, expression: t.expression };
+}
+
+/** The `cancel` list of a function config (the SDK's `cancelOn`, `match` already turned into `if`). */
+function validateCancel(raw: unknown, at: string): CancelDef[] {
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) fail(`${at}: cancel must be a list`);
+  if (raw.length > LIMITS.cancelOn) fail(`${at}: cancel may hold at most ${LIMITS.cancelOn} entries`);
+  return raw.map((c: unknown, i) => {
+    const where = `${at}: cancel[${i}]`;
+    if (typeof c !== "object" || c === null) fail(`${where} must be an object`);
+    const { event, if: expr, timeout } = c as { event?: unknown; if?: unknown; timeout?: unknown };
+    if (typeof event !== "string" || event.trim() === "" || event.length > LIMITS.eventChars) {
+      fail(`${where}.event must be 1-${LIMITS.eventChars} characters`);
+    }
+    let expression = "";
+    if (expr !== undefined && expr !== null && expr !== "") {
+      if (typeof expr !== "string" || expr.length > LIMITS.expressionChars) {
+        fail(`${where}.if must be a CEL expression of at most ${LIMITS.expressionChars} characters`);
+      }
+      const syntax = celSyntaxError(expr);
+      if (syntax !== null) fail(`${where}.if is not valid CEL: ${syntax}`);
+      expression = expr;
+    }
+    return { event, expression, timeoutMs: durationField(timeout, `${where}.timeout`) };
+  });
+}
+
+/** `timeouts: {start?, finish?}` of a function config, in ms (0 = not set). */
+function validateTimeouts(raw: unknown, at: string): { startTimeoutMs: number; finishTimeoutMs: number } {
+  if (raw === undefined || raw === null) return { startTimeoutMs: 0, finishTimeoutMs: 0 };
+  if (typeof raw !== "object" || Array.isArray(raw)) fail(`${at}: timeouts must be an object`);
+  const { start, finish } = raw as { start?: unknown; finish?: unknown };
+  return {
+    startTimeoutMs: durationField(start, `${at}: timeouts.start`),
+    finishTimeoutMs: durationField(finish, `${at}: timeouts.finish`),
+  };
+}
+
+/** A duration field ("30s", "1h", or ms as a number); 0 when absent. */
+function durationField(value: unknown, where: string): number {
+  if (value === undefined || value === null || value === "") return 0;
+  const ms = typeof value === "number" ? value : typeof value === "string" ? parseDuration(value) : null;
+  if (ms === null || !Number.isFinite(ms) || ms <= 0) {
+    fail(`${where} must be a duration like "30s", "10m" or "2h", got ${JSON.stringify(value)}`);
+  }
+  if (ms > LIMITS.durationMs) fail(`${where} must be at most a year`);
+  return Math.ceil(ms);
 }
 
 /** `app/*`, `app/user.*`: one `*`, last, right after `/` or `.`, with a non-empty prefix before that. */

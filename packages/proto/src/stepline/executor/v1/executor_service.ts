@@ -23,6 +23,46 @@ export const protobufPackage = "stepline.executor.v1";
 
 export const protobufFileName = "stepline/executor/v1/executor_service.proto";
 
+/** CancelOn is one `cancelOn` entry of a function: an event that cancels its runs. */
+export interface CancelOn {
+  event: string;
+  /** CEL over `event` (the run's trigger event) and `async` (the candidate); empty = any. */
+  expression: string;
+  /**
+   * The cancellation applies only to events received within this long of the run's start
+   * (0 = for the run's whole life).
+   */
+  timeoutMs: number;
+}
+
+export interface CancelRunRequest {
+  environmentId: string;
+  runId: string;
+}
+
+export interface CancelRunResponse {
+  /** True when this call cancelled the run (or an earlier call did). */
+  cancelled: boolean;
+  /** The run's status after the call: "cancelled", or "completed" / "failed" when it had ended. */
+  status: string;
+}
+
+export interface CancelFunctionRunsRequest {
+  environmentId: string;
+  functionId: string;
+  /** Runs started at or after this time (epoch ms; 0 = from the first). */
+  startedAfterMs: number;
+  /** Runs started before this time (epoch ms; 0 = up to now). */
+  startedBeforeMs: number;
+  /** At most this many runs per call (1-1000; 0 = 1000). */
+  limit: number;
+}
+
+export interface CancelFunctionRunsResponse {
+  cancelledRunIds: string[];
+  more: boolean;
+}
+
 export interface RunSpec {
   runId: string;
   accountId: string;
@@ -36,6 +76,18 @@ export interface RunSpec {
   maxAttempts: number;
   /** The triggering events, each a JSON object {name, data, id, ts, ...}. */
   eventsJson: string[];
+  /** The function's `cancelOn` entries. */
+  cancelOn: CancelOn[];
+  /**
+   * `timeouts.start`: cancel the run if its first call has not begun this long after it was
+   * scheduled (0 = no limit).
+   */
+  startTimeoutMs: number;
+  /**
+   * `timeouts.finish`: cancel the run if it is still running this long after its first call
+   * began (0 = no limit).
+   */
+  finishTimeoutMs: number;
 }
 
 export interface ScheduleRunsRequest {
@@ -71,6 +123,8 @@ export interface Pause {
   expression: string;
   /** The run's first trigger event, the `event` of the expression (JSON). */
   triggerEventJson: string;
+  /** A `cancelOn` of the run rather than a step.waitForEvent: a match cancels the run. */
+  cancel: boolean;
   /** Only events received at or after this time match (epoch ms). */
   createdAtMs: number;
   /** Events received after this time do not match; the wait times out then (epoch ms). */
@@ -94,6 +148,8 @@ export interface PauseResume {
    * event: a step.invoke whose function cannot be started (event_id then names the invoke event).
    */
   errorJson: string;
+  /** The pause is a `cancelOn`: the event cancels the run. */
+  cancel: boolean;
 }
 
 export interface ResumePausesRequest {
@@ -111,6 +167,527 @@ export interface ResumePausesResponse {
   results: ResumePauseResult[];
 }
 
+function createBaseCancelOn(): CancelOn {
+  return { event: "", expression: "", timeoutMs: 0 };
+}
+
+export const CancelOn: MessageFns<CancelOn> = {
+  encode(message: CancelOn, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== "") {
+      writer.uint32(10).string(message.event);
+    }
+    if (message.expression !== "") {
+      writer.uint32(18).string(message.expression);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(24).int64(message.timeoutMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelOn {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelOn();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.expression = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.timeoutMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelOn {
+    return {
+      event: isSet(object.event) ? globalThis.String(object.event) : "",
+      expression: isSet(object.expression) ? globalThis.String(object.expression) : "",
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: CancelOn): unknown {
+    const obj: any = {};
+    if (message.event !== "") {
+      obj.event = message.event;
+    }
+    if (message.expression !== "") {
+      obj.expression = message.expression;
+    }
+    if (message.timeoutMs !== 0) {
+      obj.timeoutMs = Math.round(message.timeoutMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelOn>, I>>(base?: I): CancelOn {
+    return CancelOn.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelOn>, I>>(object: I): CancelOn {
+    const message = createBaseCancelOn();
+    message.event = object.event ?? "";
+    message.expression = object.expression ?? "";
+    message.timeoutMs = object.timeoutMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseCancelRunRequest(): CancelRunRequest {
+  return { environmentId: "", runId: "" };
+}
+
+export const CancelRunRequest: MessageFns<CancelRunRequest> = {
+  encode(message: CancelRunRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.runId !== "") {
+      writer.uint32(18).string(message.runId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelRunRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelRunRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelRunRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CancelRunRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelRunRequest>, I>>(base?: I): CancelRunRequest {
+    return CancelRunRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelRunRequest>, I>>(object: I): CancelRunRequest {
+    const message = createBaseCancelRunRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.runId = object.runId ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelRunResponse(): CancelRunResponse {
+  return { cancelled: false, status: "" };
+}
+
+export const CancelRunResponse: MessageFns<CancelRunResponse> = {
+  encode(message: CancelRunResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cancelled !== false) {
+      writer.uint32(8).bool(message.cancelled);
+    }
+    if (message.status !== "") {
+      writer.uint32(18).string(message.status);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelRunResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelRunResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.cancelled = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelRunResponse {
+    return {
+      cancelled: isSet(object.cancelled) ? globalThis.Boolean(object.cancelled) : false,
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+    };
+  },
+
+  toJSON(message: CancelRunResponse): unknown {
+    const obj: any = {};
+    if (message.cancelled !== false) {
+      obj.cancelled = message.cancelled;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelRunResponse>, I>>(base?: I): CancelRunResponse {
+    return CancelRunResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelRunResponse>, I>>(object: I): CancelRunResponse {
+    const message = createBaseCancelRunResponse();
+    message.cancelled = object.cancelled ?? false;
+    message.status = object.status ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelFunctionRunsRequest(): CancelFunctionRunsRequest {
+  return { environmentId: "", functionId: "", startedAfterMs: 0, startedBeforeMs: 0, limit: 0 };
+}
+
+export const CancelFunctionRunsRequest: MessageFns<CancelFunctionRunsRequest> = {
+  encode(message: CancelFunctionRunsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.functionId !== "") {
+      writer.uint32(18).string(message.functionId);
+    }
+    if (message.startedAfterMs !== 0) {
+      writer.uint32(24).int64(message.startedAfterMs);
+    }
+    if (message.startedBeforeMs !== 0) {
+      writer.uint32(32).int64(message.startedBeforeMs);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(40).int32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelFunctionRunsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelFunctionRunsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.functionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.startedAfterMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.startedBeforeMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.limit = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelFunctionRunsRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      functionId: isSet(object.functionId)
+        ? globalThis.String(object.functionId)
+        : isSet(object.function_id)
+        ? globalThis.String(object.function_id)
+        : "",
+      startedAfterMs: isSet(object.startedAfterMs)
+        ? globalThis.Number(object.startedAfterMs)
+        : isSet(object.started_after_ms)
+        ? globalThis.Number(object.started_after_ms)
+        : 0,
+      startedBeforeMs: isSet(object.startedBeforeMs)
+        ? globalThis.Number(object.startedBeforeMs)
+        : isSet(object.started_before_ms)
+        ? globalThis.Number(object.started_before_ms)
+        : 0,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: CancelFunctionRunsRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.functionId !== "") {
+      obj.functionId = message.functionId;
+    }
+    if (message.startedAfterMs !== 0) {
+      obj.startedAfterMs = Math.round(message.startedAfterMs);
+    }
+    if (message.startedBeforeMs !== 0) {
+      obj.startedBeforeMs = Math.round(message.startedBeforeMs);
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelFunctionRunsRequest>, I>>(base?: I): CancelFunctionRunsRequest {
+    return CancelFunctionRunsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelFunctionRunsRequest>, I>>(object: I): CancelFunctionRunsRequest {
+    const message = createBaseCancelFunctionRunsRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.functionId = object.functionId ?? "";
+    message.startedAfterMs = object.startedAfterMs ?? 0;
+    message.startedBeforeMs = object.startedBeforeMs ?? 0;
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseCancelFunctionRunsResponse(): CancelFunctionRunsResponse {
+  return { cancelledRunIds: [], more: false };
+}
+
+export const CancelFunctionRunsResponse: MessageFns<CancelFunctionRunsResponse> = {
+  encode(message: CancelFunctionRunsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.cancelledRunIds) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.more !== false) {
+      writer.uint32(16).bool(message.more);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelFunctionRunsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelFunctionRunsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cancelledRunIds.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.more = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelFunctionRunsResponse {
+    return {
+      cancelledRunIds: globalThis.Array.isArray(object?.cancelledRunIds)
+        ? object.cancelledRunIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.cancelled_run_ids)
+        ? object.cancelled_run_ids.map((e: any) => globalThis.String(e))
+        : [],
+      more: isSet(object.more) ? globalThis.Boolean(object.more) : false,
+    };
+  },
+
+  toJSON(message: CancelFunctionRunsResponse): unknown {
+    const obj: any = {};
+    if (message.cancelledRunIds?.length) {
+      obj.cancelledRunIds = message.cancelledRunIds;
+    }
+    if (message.more !== false) {
+      obj.more = message.more;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelFunctionRunsResponse>, I>>(base?: I): CancelFunctionRunsResponse {
+    return CancelFunctionRunsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelFunctionRunsResponse>, I>>(object: I): CancelFunctionRunsResponse {
+    const message = createBaseCancelFunctionRunsResponse();
+    message.cancelledRunIds = object.cancelledRunIds?.map((e) => e) || [];
+    message.more = object.more ?? false;
+    return message;
+  },
+};
+
 function createBaseRunSpec(): RunSpec {
   return {
     runId: "",
@@ -122,6 +699,9 @@ function createBaseRunSpec(): RunSpec {
     url: "",
     maxAttempts: 0,
     eventsJson: [],
+    cancelOn: [],
+    startTimeoutMs: 0,
+    finishTimeoutMs: 0,
   };
 }
 
@@ -153,6 +733,15 @@ export const RunSpec: MessageFns<RunSpec> = {
     }
     for (const v of message.eventsJson) {
       writer.uint32(74).string(v!);
+    }
+    for (const v of message.cancelOn) {
+      CancelOn.encode(v!, writer.uint32(82).fork()).join();
+    }
+    if (message.startTimeoutMs !== 0) {
+      writer.uint32(88).int64(message.startTimeoutMs);
+    }
+    if (message.finishTimeoutMs !== 0) {
+      writer.uint32(96).int64(message.finishTimeoutMs);
     }
     return writer;
   },
@@ -242,6 +831,30 @@ export const RunSpec: MessageFns<RunSpec> = {
             message.eventsJson.push(reader.string());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.cancelOn.push(CancelOn.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.startTimeoutMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.finishTimeoutMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -297,6 +910,21 @@ export const RunSpec: MessageFns<RunSpec> = {
         : globalThis.Array.isArray(object?.events_json)
         ? object.events_json.map((e: any) => globalThis.String(e))
         : [],
+      cancelOn: globalThis.Array.isArray(object?.cancelOn)
+        ? object.cancelOn.map((e: any) => CancelOn.fromJSON(e))
+        : globalThis.Array.isArray(object?.cancel_on)
+        ? object.cancel_on.map((e: any) => CancelOn.fromJSON(e))
+        : [],
+      startTimeoutMs: isSet(object.startTimeoutMs)
+        ? globalThis.Number(object.startTimeoutMs)
+        : isSet(object.start_timeout_ms)
+        ? globalThis.Number(object.start_timeout_ms)
+        : 0,
+      finishTimeoutMs: isSet(object.finishTimeoutMs)
+        ? globalThis.Number(object.finishTimeoutMs)
+        : isSet(object.finish_timeout_ms)
+        ? globalThis.Number(object.finish_timeout_ms)
+        : 0,
     };
   },
 
@@ -329,6 +957,15 @@ export const RunSpec: MessageFns<RunSpec> = {
     if (message.eventsJson?.length) {
       obj.eventsJson = message.eventsJson;
     }
+    if (message.cancelOn?.length) {
+      obj.cancelOn = message.cancelOn.map((e) => CancelOn.toJSON(e));
+    }
+    if (message.startTimeoutMs !== 0) {
+      obj.startTimeoutMs = Math.round(message.startTimeoutMs);
+    }
+    if (message.finishTimeoutMs !== 0) {
+      obj.finishTimeoutMs = Math.round(message.finishTimeoutMs);
+    }
     return obj;
   },
 
@@ -346,6 +983,9 @@ export const RunSpec: MessageFns<RunSpec> = {
     message.url = object.url ?? "";
     message.maxAttempts = object.maxAttempts ?? 0;
     message.eventsJson = object.eventsJson?.map((e) => e) || [];
+    message.cancelOn = object.cancelOn?.map((e) => CancelOn.fromPartial(e)) || [];
+    message.startTimeoutMs = object.startTimeoutMs ?? 0;
+    message.finishTimeoutMs = object.finishTimeoutMs ?? 0;
     return message;
   },
 };
@@ -747,6 +1387,7 @@ function createBasePause(): Pause {
     eventName: "",
     expression: "",
     triggerEventJson: "",
+    cancel: false,
     createdAtMs: 0,
     timeoutAtMs: 0,
   };
@@ -771,6 +1412,9 @@ export const Pause: MessageFns<Pause> = {
     }
     if (message.triggerEventJson !== "") {
       writer.uint32(50).string(message.triggerEventJson);
+    }
+    if (message.cancel !== false) {
+      writer.uint32(72).bool(message.cancel);
     }
     if (message.createdAtMs !== 0) {
       writer.uint32(56).int64(message.createdAtMs);
@@ -842,6 +1486,14 @@ export const Pause: MessageFns<Pause> = {
             message.triggerEventJson = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.cancel = reader.bool();
+            continue;
+          }
           case 7: {
             if (tag !== 56) {
               break;
@@ -898,6 +1550,7 @@ export const Pause: MessageFns<Pause> = {
         : isSet(object.trigger_event_json)
         ? globalThis.String(object.trigger_event_json)
         : "",
+      cancel: isSet(object.cancel) ? globalThis.Boolean(object.cancel) : false,
       createdAtMs: isSet(object.createdAtMs)
         ? globalThis.Number(object.createdAtMs)
         : isSet(object.created_at_ms)
@@ -931,6 +1584,9 @@ export const Pause: MessageFns<Pause> = {
     if (message.triggerEventJson !== "") {
       obj.triggerEventJson = message.triggerEventJson;
     }
+    if (message.cancel !== false) {
+      obj.cancel = message.cancel;
+    }
     if (message.createdAtMs !== 0) {
       obj.createdAtMs = Math.round(message.createdAtMs);
     }
@@ -951,6 +1607,7 @@ export const Pause: MessageFns<Pause> = {
     message.eventName = object.eventName ?? "";
     message.expression = object.expression ?? "";
     message.triggerEventJson = object.triggerEventJson ?? "";
+    message.cancel = object.cancel ?? false;
     message.createdAtMs = object.createdAtMs ?? 0;
     message.timeoutAtMs = object.timeoutAtMs ?? 0;
     return message;
@@ -1025,7 +1682,16 @@ export const ListPausesResponse: MessageFns<ListPausesResponse> = {
 };
 
 function createBasePauseResume(): PauseResume {
-  return { runId: "", opId: "", environmentId: "", eventName: "", eventId: "", eventJson: "", errorJson: "" };
+  return {
+    runId: "",
+    opId: "",
+    environmentId: "",
+    eventName: "",
+    eventId: "",
+    eventJson: "",
+    errorJson: "",
+    cancel: false,
+  };
 }
 
 export const PauseResume: MessageFns<PauseResume> = {
@@ -1050,6 +1716,9 @@ export const PauseResume: MessageFns<PauseResume> = {
     }
     if (message.errorJson !== "") {
       writer.uint32(58).string(message.errorJson);
+    }
+    if (message.cancel !== false) {
+      writer.uint32(64).bool(message.cancel);
     }
     return writer;
   },
@@ -1123,6 +1792,14 @@ export const PauseResume: MessageFns<PauseResume> = {
             message.errorJson = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.cancel = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1172,6 +1849,7 @@ export const PauseResume: MessageFns<PauseResume> = {
         : isSet(object.error_json)
         ? globalThis.String(object.error_json)
         : "",
+      cancel: isSet(object.cancel) ? globalThis.Boolean(object.cancel) : false,
     };
   },
 
@@ -1198,6 +1876,9 @@ export const PauseResume: MessageFns<PauseResume> = {
     if (message.errorJson !== "") {
       obj.errorJson = message.errorJson;
     }
+    if (message.cancel !== false) {
+      obj.cancel = message.cancel;
+    }
     return obj;
   },
 
@@ -1213,6 +1894,7 @@ export const PauseResume: MessageFns<PauseResume> = {
     message.eventId = object.eventId ?? "";
     message.eventJson = object.eventJson ?? "";
     message.errorJson = object.errorJson ?? "";
+    message.cancel = object.cancel ?? false;
     return message;
   },
 };
@@ -1516,6 +2198,38 @@ export const ExecutorServiceService = {
       Buffer.from(ResumePausesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ResumePausesResponse => ResumePausesResponse.decode(value),
   },
+  /**
+   * CancelRun cancels one run of an environment: no further calls reach the app, its queued
+   * sleeps, timeouts and waits are dropped, history says Cancelled, and inngest/function.cancelled
+   * and inngest/function.finished are sent. Idempotent; a run that already ended is reported with
+   * its status and left as it is. Errors: NOT_FOUND (no such run in that environment),
+   * INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  cancelRun: {
+    path: "/stepline.executor.v1.ExecutorService/CancelRun" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelRunRequest): Buffer => Buffer.from(CancelRunRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelRunRequest => CancelRunRequest.decode(value),
+    responseSerialize: (value: CancelRunResponse): Buffer => Buffer.from(CancelRunResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelRunResponse => CancelRunResponse.decode(value),
+  },
+  /**
+   * CancelFunctionRuns cancels the live runs of one function started within a time range, at most
+   * `limit` per call (oldest first); `more` says whether live runs remain in the range (call
+   * again). Idempotent. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  cancelFunctionRuns: {
+    path: "/stepline.executor.v1.ExecutorService/CancelFunctionRuns" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelFunctionRunsRequest): Buffer =>
+      Buffer.from(CancelFunctionRunsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelFunctionRunsRequest => CancelFunctionRunsRequest.decode(value),
+    responseSerialize: (value: CancelFunctionRunsResponse): Buffer =>
+      Buffer.from(CancelFunctionRunsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelFunctionRunsResponse => CancelFunctionRunsResponse.decode(value),
+  },
 } as const;
 
 export interface ExecutorServiceServer extends UntypedServiceImplementation {
@@ -1540,6 +2254,20 @@ export interface ExecutorServiceServer extends UntypedServiceImplementation {
    * then; the caller retries).
    */
   resumePauses: handleUnaryCall<ResumePausesRequest, ResumePausesResponse>;
+  /**
+   * CancelRun cancels one run of an environment: no further calls reach the app, its queued
+   * sleeps, timeouts and waits are dropped, history says Cancelled, and inngest/function.cancelled
+   * and inngest/function.finished are sent. Idempotent; a run that already ended is reported with
+   * its status and left as it is. Errors: NOT_FOUND (no such run in that environment),
+   * INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  cancelRun: handleUnaryCall<CancelRunRequest, CancelRunResponse>;
+  /**
+   * CancelFunctionRuns cancels the live runs of one function started within a time range, at most
+   * `limit` per call (oldest first); `more` says whether live runs remain in the range (call
+   * again). Idempotent. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  cancelFunctionRuns: handleUnaryCall<CancelFunctionRunsRequest, CancelFunctionRunsResponse>;
 }
 
 export interface ExecutorServiceClient extends Client {
@@ -1605,6 +2333,48 @@ export interface ExecutorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ResumePausesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * CancelRun cancels one run of an environment: no further calls reach the app, its queued
+   * sleeps, timeouts and waits are dropped, history says Cancelled, and inngest/function.cancelled
+   * and inngest/function.finished are sent. Idempotent; a run that already ended is reported with
+   * its status and left as it is. Errors: NOT_FOUND (no such run in that environment),
+   * INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  cancelRun(
+    request: CancelRunRequest,
+    callback: (error: ServiceError | null, response: CancelRunResponse) => void,
+  ): ClientUnaryCall;
+  cancelRun(
+    request: CancelRunRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelRunResponse) => void,
+  ): ClientUnaryCall;
+  cancelRun(
+    request: CancelRunRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelRunResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * CancelFunctionRuns cancels the live runs of one function started within a time range, at most
+   * `limit` per call (oldest first); `more` says whether live runs remain in the range (call
+   * again). Idempotent. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  cancelFunctionRuns(
+    request: CancelFunctionRunsRequest,
+    callback: (error: ServiceError | null, response: CancelFunctionRunsResponse) => void,
+  ): ClientUnaryCall;
+  cancelFunctionRuns(
+    request: CancelFunctionRunsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelFunctionRunsResponse) => void,
+  ): ClientUnaryCall;
+  cancelFunctionRuns(
+    request: CancelFunctionRunsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelFunctionRunsResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -25,6 +25,53 @@ export const protobufPackage = "stepline.queue.v1";
 
 export const protobufFileName = "stepline/queue/v1/queue_service.proto";
 
+export enum RemoveStatus {
+  REMOVE_STATUS_UNSPECIFIED = 0,
+  REMOVE_STATUS_REMOVED = 1,
+  /** REMOVE_STATUS_ABSENT - No such queued item (never enqueued, done, or removed before). */
+  REMOVE_STATUS_ABSENT = 2,
+  /** REMOVE_STATUS_LEASED - Leased right now: left to its holder. */
+  REMOVE_STATUS_LEASED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function removeStatusFromJSON(object: any): RemoveStatus {
+  switch (object) {
+    case 0:
+    case "REMOVE_STATUS_UNSPECIFIED":
+      return RemoveStatus.REMOVE_STATUS_UNSPECIFIED;
+    case 1:
+    case "REMOVE_STATUS_REMOVED":
+      return RemoveStatus.REMOVE_STATUS_REMOVED;
+    case 2:
+    case "REMOVE_STATUS_ABSENT":
+      return RemoveStatus.REMOVE_STATUS_ABSENT;
+    case 3:
+    case "REMOVE_STATUS_LEASED":
+      return RemoveStatus.REMOVE_STATUS_LEASED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RemoveStatus.UNRECOGNIZED;
+  }
+}
+
+export function removeStatusToJSON(object: RemoveStatus): string {
+  switch (object) {
+    case RemoveStatus.REMOVE_STATUS_UNSPECIFIED:
+      return "REMOVE_STATUS_UNSPECIFIED";
+    case RemoveStatus.REMOVE_STATUS_REMOVED:
+      return "REMOVE_STATUS_REMOVED";
+    case RemoveStatus.REMOVE_STATUS_ABSENT:
+      return "REMOVE_STATUS_ABSENT";
+    case RemoveStatus.REMOVE_STATUS_LEASED:
+      return "REMOVE_STATUS_LEASED";
+    case RemoveStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum ItemKind {
   ITEM_KIND_UNSPECIFIED = 0,
   /** ITEM_KIND_START - The first call of a run. */
@@ -145,6 +192,25 @@ export function opStatusToJSON(object: OpStatus): string {
   }
 }
 
+export interface RemoveItem {
+  itemId: string;
+  /** The account the item was enqueued for (an item of another account is never removed). */
+  accountId: string;
+}
+
+export interface RemoveRequest {
+  items: RemoveItem[];
+}
+
+export interface RemoveResult {
+  itemId: string;
+  status: RemoveStatus;
+}
+
+export interface RemoveResponse {
+  results: RemoveResult[];
+}
+
 export interface NewItem {
   /** Deterministic id chosen by the producer, so a retried enqueue collapses to one item. */
   id: string;
@@ -254,6 +320,328 @@ export interface OpResults {
 export interface WorkResponse {
   response: { $case: "items"; value: LeasedItems } | { $case: "results"; value: OpResults } | undefined;
 }
+
+function createBaseRemoveItem(): RemoveItem {
+  return { itemId: "", accountId: "" };
+}
+
+export const RemoveItem: MessageFns<RemoveItem> = {
+  encode(message: RemoveItem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.itemId !== "") {
+      writer.uint32(10).string(message.itemId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveItem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveItem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.itemId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveItem {
+    return {
+      itemId: isSet(object.itemId)
+        ? globalThis.String(object.itemId)
+        : isSet(object.item_id)
+        ? globalThis.String(object.item_id)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RemoveItem): unknown {
+    const obj: any = {};
+    if (message.itemId !== "") {
+      obj.itemId = message.itemId;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveItem>, I>>(base?: I): RemoveItem {
+    return RemoveItem.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveItem>, I>>(object: I): RemoveItem {
+    const message = createBaseRemoveItem();
+    message.itemId = object.itemId ?? "";
+    message.accountId = object.accountId ?? "";
+    return message;
+  },
+};
+
+function createBaseRemoveRequest(): RemoveRequest {
+  return { items: [] };
+}
+
+export const RemoveRequest: MessageFns<RemoveRequest> = {
+  encode(message: RemoveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      RemoveItem.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(RemoveItem.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveRequest {
+    return {
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => RemoveItem.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: RemoveRequest): unknown {
+    const obj: any = {};
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => RemoveItem.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveRequest>, I>>(base?: I): RemoveRequest {
+    return RemoveRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveRequest>, I>>(object: I): RemoveRequest {
+    const message = createBaseRemoveRequest();
+    message.items = object.items?.map((e) => RemoveItem.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRemoveResult(): RemoveResult {
+  return { itemId: "", status: 0 };
+}
+
+export const RemoveResult: MessageFns<RemoveResult> = {
+  encode(message: RemoveResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.itemId !== "") {
+      writer.uint32(10).string(message.itemId);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).int32(message.status);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.itemId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveResult {
+    return {
+      itemId: isSet(object.itemId)
+        ? globalThis.String(object.itemId)
+        : isSet(object.item_id)
+        ? globalThis.String(object.item_id)
+        : "",
+      status: isSet(object.status) ? removeStatusFromJSON(object.status) : 0,
+    };
+  },
+
+  toJSON(message: RemoveResult): unknown {
+    const obj: any = {};
+    if (message.itemId !== "") {
+      obj.itemId = message.itemId;
+    }
+    if (message.status !== 0) {
+      obj.status = removeStatusToJSON(message.status);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveResult>, I>>(base?: I): RemoveResult {
+    return RemoveResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveResult>, I>>(object: I): RemoveResult {
+    const message = createBaseRemoveResult();
+    message.itemId = object.itemId ?? "";
+    message.status = object.status ?? 0;
+    return message;
+  },
+};
+
+function createBaseRemoveResponse(): RemoveResponse {
+  return { results: [] };
+}
+
+export const RemoveResponse: MessageFns<RemoveResponse> = {
+  encode(message: RemoveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      RemoveResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(RemoveResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => RemoveResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RemoveResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => RemoveResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveResponse>, I>>(base?: I): RemoveResponse {
+    return RemoveResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveResponse>, I>>(object: I): RemoveResponse {
+    const message = createBaseRemoveResponse();
+    message.results = object.results?.map((e) => RemoveResult.fromPartial(e)) || [];
+    return message;
+  },
+};
 
 function createBaseNewItem(): NewItem {
   return {
@@ -2016,6 +2404,20 @@ export const QueueServiceService = {
     responseSerialize: (value: WorkResponse): Buffer => Buffer.from(WorkResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WorkResponse => WorkResponse.decode(value),
   },
+  /**
+   * Remove deletes queued items that are not leased (a cancelled run's sleeps and timeouts); a
+   * leased item is left to its holder. A removed id is refused by Enqueue for the tombstone TTL.
+   * Idempotent. Errors: INVALID_ARGUMENT (missing ids), UNAVAILABLE (Redis down).
+   */
+  remove: {
+    path: "/stepline.queue.v1.QueueService/Remove" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveRequest): Buffer => Buffer.from(RemoveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveRequest => RemoveRequest.decode(value),
+    responseSerialize: (value: RemoveResponse): Buffer => Buffer.from(RemoveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveResponse => RemoveResponse.decode(value),
+  },
 } as const;
 
 export interface QueueServiceServer extends UntypedServiceImplementation {
@@ -2033,6 +2435,12 @@ export interface QueueServiceServer extends UntypedServiceImplementation {
    * until their leases expire, after which they are handed out again.
    */
   work: handleBidiStreamingCall<WorkRequest, WorkResponse>;
+  /**
+   * Remove deletes queued items that are not leased (a cancelled run's sleeps and timeouts); a
+   * leased item is left to its holder. A removed id is refused by Enqueue for the tombstone TTL.
+   * Idempotent. Errors: INVALID_ARGUMENT (missing ids), UNAVAILABLE (Redis down).
+   */
+  remove: handleUnaryCall<RemoveRequest, RemoveResponse>;
 }
 
 export interface QueueServiceClient extends Client {
@@ -2066,6 +2474,26 @@ export interface QueueServiceClient extends Client {
   work(): ClientDuplexStream<WorkRequest, WorkResponse>;
   work(options: Partial<CallOptions>): ClientDuplexStream<WorkRequest, WorkResponse>;
   work(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<WorkRequest, WorkResponse>;
+  /**
+   * Remove deletes queued items that are not leased (a cancelled run's sleeps and timeouts); a
+   * leased item is left to its holder. A removed id is refused by Enqueue for the tombstone TTL.
+   * Idempotent. Errors: INVALID_ARGUMENT (missing ids), UNAVAILABLE (Redis down).
+   */
+  remove(
+    request: RemoveRequest,
+    callback: (error: ServiceError | null, response: RemoveResponse) => void,
+  ): ClientUnaryCall;
+  remove(
+    request: RemoveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveResponse) => void,
+  ): ClientUnaryCall;
+  remove(
+    request: RemoveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const QueueServiceClient = makeGenericClientConstructor(
