@@ -30,6 +30,8 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Queue processes to run (default 1), each with its own gRPC and admin ports. */
   queueReplicas?: number;
+  /** Runner processes to run (default 1): they share the consumer group; others dial the first. */
+  runnerReplicas?: number;
 }
 
 export interface Cluster {
@@ -111,7 +113,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     return p;
   };
 
-  /** One process: a service, or one replica of the queue ("queue", "queue-2", ...). */
+  /** One process: a service, or one replica of the queue or runner ("queue", "queue-2", ...). */
   interface Instance {
     id: string;
     service: ServiceName;
@@ -124,6 +126,11 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     queueReplicas.push({ grpcPort: await freePort(), adminPort: await freePort() });
   }
   const queueAddrs = queueReplicas.map((r) => `127.0.0.1:${r.grpcPort}`);
+  const runner = portsOf("runner");
+  const runnerReplicas = [{ grpcPort: runner.grpcPort, adminPort: runner.adminPort }];
+  for (let i = 1; i < (opts.runnerReplicas ?? 1); i++) {
+    runnerReplicas.push({ grpcPort: await freePort(), adminPort: await freePort() });
+  }
   const common = { PATH: process.env.PATH ?? "" };
   const logLevel = { STEPLINE_LOG_LEVEL: process.env.STEPLINE_TEST_LOG_LEVEL ?? "info" };
   const instances: Instance[] = SERVICE_NAMES.flatMap((service): Instance[] => {
@@ -139,6 +146,21 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
           ...logLevel,
           ...opts.env,
           STEPLINE_QUEUE_GRPC_ADDR: `127.0.0.1:${r.grpcPort}`,
+          STEPLINE_ADMIN_PORT: String(r.adminPort),
+        },
+      }));
+    }
+    if (service === "runner") {
+      return runnerReplicas.map((r, i) => ({
+        id: i === 0 ? "runner" : `runner-${i + 1}`,
+        service,
+        adminPort: r.adminPort,
+        env: {
+          ...common,
+          ...envs.runner,
+          ...logLevel,
+          ...opts.env,
+          STEPLINE_RUNNER_GRPC_ADDR: `127.0.0.1:${r.grpcPort}`,
           STEPLINE_ADMIN_PORT: String(r.adminPort),
         },
       }));

@@ -622,6 +622,43 @@ export function durableSuite(sdk: SdkVersion): void {
       expect(trace.count.get(`${t}:never`)).toBeUndefined();
     });
 
+    it("runs a cron function once per tick (the cron is removed again afterwards)", async () => {
+      const id = `durable-${sdk}-cron`;
+      const seen = new Map<number, number>();
+      const serve = async (withCron: boolean) => {
+        const c = makeClient({ sdk, id, baseUrl: cluster.apiUrl });
+        const handler = async ({ event }: any) => {
+          seen.set(event.ts, (seen.get(event.ts) ?? 0) + 1);
+          return event.data.cron;
+        };
+        const fnDef =
+          sdk === "v4"
+            ? c.createFunction(
+                { id: "tick", triggers: [withCron ? { cron: "* * * * * *" } : { event: "x/never" }] },
+                handler,
+              )
+            : c.createFunction(
+                { id: "tick" },
+                withCron ? { cron: "* * * * * *" } : { event: "x/never" },
+                handler,
+              );
+        return serveAndSync({ sdk, id, baseUrl: cluster.apiUrl }, c, [fnDef]);
+      };
+      const ticking = await serve(true);
+      try {
+        await waitFor("three ticks", () => seen.size >= 3, { timeoutMs: 20_000 });
+      } finally {
+        await ticking.close();
+      }
+      const quiet = await serve(false);
+      await quiet.close();
+      const ticks = [...seen.keys()].sort((x, y) => x - y);
+      expect([...seen.values()].every((count) => count === 1)).toBe(true);
+      ticks.slice(1).forEach((t, i) => {
+        expect(t - (ticks[i] ?? 0)).toBe(1_000);
+      });
+    });
+
     it("fails a run whose sleep is longer than a year, saying so", async () => {
       const eventId = await send("oversleep", {});
       const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);

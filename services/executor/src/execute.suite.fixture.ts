@@ -72,6 +72,9 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
     enqueue: async (items) => void enqueuedOutside.push(...items),
     remove: async (items) => void removedItems.push(...items.map((i) => i.itemId)),
     live,
+    fireCron: async () => {
+      throw new Error("no cron in this test");
+    },
     app: devClient,
     keys: null,
     history: {

@@ -7,6 +7,7 @@ import type { Clock } from "@stepline/internal/clock";
 import { ConflictError, NotFoundError } from "@stepline/internal/errors";
 import type { Logger } from "@stepline/internal/log";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { AppClient } from "./app-client.js";
 import { buildCallBody } from "./app-client.js";
 import { Canceller } from "./cancel.js";
@@ -46,6 +47,11 @@ export interface ExecuteDeps extends FinalizeDeps {
   events: EventSender;
   /** QueueService.Enqueue, for an invoking parent's next call. */
   enqueue(items: NewItem[]): Promise<void>;
+  /** RunnerService.FireCron: starts a cron tick's run and names the chain's next tick item. */
+  fireCron(req: { environmentId: string; functionId: string; cron: string; tickMs: number }): Promise<{
+    current: boolean;
+    next: NewItem | undefined;
+  }>;
   clock: Clock;
   log: Logger;
   backoff: BackoffPolicy;
@@ -60,6 +66,10 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
 
   return async (item, ctx) => {
     const log = deps.log.child({ runId: item.runId, itemId: item.id, attempt: item.attempt });
+    if (item.kind === ItemKind.ITEM_KIND_CRON) {
+      await fireCronTick(deps, item, ctx, log, systemDelay);
+      return;
+    }
     const payload = parsePayload(item.payload);
     const stepId = payload.stepId;
     let run: RunState | null = null;
@@ -360,4 +370,44 @@ function timeLimit(run: RunState, item: NewItem, payload: ItemPayload, nowMs: nu
     return `the run did not start within timeouts.start (${run.startTimeoutMs} ms)`;
   }
   return null;
+}
+
+/**
+ * One tick of a cron trigger (README "Cron triggers"): the runner starts the tick's run and names
+ * the next tick, whose item is enqueued atomically with this one's completion. FireCron is
+ * idempotent per tick, so a redelivered tick starts no second run.
+ */
+async function fireCronTick(
+  deps: ExecuteDeps,
+  item: NewItem,
+  ctx: ItemContext,
+  log: Logger,
+  systemDelay: (attempt: number) => number,
+): Promise<void> {
+  let tick: { cron?: unknown; tickMs?: unknown };
+  try {
+    tick = JSON.parse(item.payload) as typeof tick;
+  } catch {
+    tick = {};
+  }
+  if (typeof tick.cron !== "string" || typeof tick.tickMs !== "number") {
+    log.error("cron item without a cron and tick; dropping it");
+    await ctx.complete([]);
+    return;
+  }
+  try {
+    const res = await deps.fireCron({
+      environmentId: item.environmentId,
+      functionId: item.functionId,
+      cron: tick.cron,
+      tickMs: tick.tickMs,
+    });
+    await ctx.complete(res.current && res.next ? [res.next] : []);
+  } catch (err) {
+    // The runner (or what it calls) is down: try again later; the tick is late, not lost. The
+    // retry counts (attempt + 1), so the queue resets the item's deliveries and never
+    // dead-letters a chain during an outage, and the delay grows with each try.
+    log.warn({ err: String(err), tries: item.attempt + 1 }, "cannot fire the cron tick; retrying");
+    await ctx.retry(systemDelay(item.attempt), item.attempt + 1);
+  }
 }

@@ -13,6 +13,7 @@ import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant
 import { ExecutorServiceService } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { AnyReplica } from "./any-replica.js";
 import { AppClient } from "./app-client.js";
 import { Canceller } from "./cancel.js";
@@ -59,6 +60,10 @@ const queues = config.STEPLINE_QUEUE_GRPC_ADDR.map((addr) => createClient(QueueS
 const anyQueue = new AnyReplica(queues);
 
 // Dev mode neither signs calls nor needs tenancy: the SDK in dev mode does not check signatures.
+// Cron ticks come due as queue items; the runner (which owns the registry) starts their runs.
+const runner = createClient(RunnerServiceClient, config.STEPLINE_RUNNER_GRPC_ADDR);
+const fireCron = async (req: { environmentId: string; functionId: string; cron: string; tickMs: number }) =>
+  callUnary(runner.fireCron.bind(runner), req, config.STEPLINE_EXECUTOR_OP_TIMEOUT_MS);
 const tenants = dev ? null : createClient(TenantServiceClient, config.STEPLINE_EVENT_API_GRPC_ADDR);
 // Stepline's own events (function finished/failed/invoked) go through event-api, like any event.
 const eventApi = createClient(EventServiceClient, config.STEPLINE_EVENT_API_GRPC_ADDR);
@@ -105,6 +110,7 @@ const pool = new WorkPool(
   queues.map((queue) => () => queue.work()),
   createItemHandler({
     ...ends,
+    fireCron,
     app,
     keys,
     log: log.child({ component: "execute" }),
@@ -156,6 +162,7 @@ onShutdown(
     for (const queue of queues) queue.close();
     tenants?.close();
     eventApi.close();
+    runner.close();
     await redis.quit();
     await admin.close();
   },

@@ -22,6 +22,7 @@ import { buildIndex, INVOKED, invokeTarget, matchEvent } from "./match.js";
 import type { PauseIndex, WaitCandidate } from "./pauses.js";
 import { matchPauses, pauseQueries } from "./pauses.js";
 import type { Registry } from "./registry.js";
+import { runSpecOf } from "./runs.js";
 
 /**
  * Most bytes of events JSON one ScheduleRuns call carries: well under the 16 MiB gRPC message
@@ -224,25 +225,7 @@ export class EventConsumer {
       pairs.forEach(({ record, fn }, i) => {
         const runId = runIds[i] as string;
         if (runs.has(runId)) return;
-        runs.set(runId, {
-          runId,
-          accountId: record.accountId,
-          environmentId: record.environmentId,
-          appId: fn.appId,
-          functionId: fn.fn.id,
-          functionVersion: fn.fn.version,
-          url: fn.fn.url,
-          maxAttempts: fn.fn.retries + 1,
-          eventsJson: [record.eventJson],
-          // Registries synced before these fields existed lack them.
-          cancelOn: (fn.fn.cancel ?? []).map((c) => ({
-            event: c.event,
-            expression: c.expression,
-            timeoutMs: c.timeoutMs,
-          })),
-          startTimeoutMs: fn.fn.startTimeoutMs ?? 0,
-          finishTimeoutMs: fn.fn.finishTimeoutMs ?? 0,
-        });
+        runs.set(runId, runSpecOf(fn, record.environmentId, runId, record.eventJson));
       });
       for (const part of scheduleCalls([...runs.values()], this.opts.chunkSize, SCHEDULE_MAX_BYTES)) {
         await this.opts.schedule(part);

@@ -1,16 +1,20 @@
 // The runner process: wiring only. The consumer connects in the background (retrying while Kafka
 // is down), so SyncApp works before it joins; readiness waits for both Redis and the group join.
+
+import { systemClock } from "@stepline/internal/clock";
 import { ConfigError } from "@stepline/internal/config";
 import type { GrpcServer } from "@stepline/internal/grpc";
-import { createClient, startGrpcServer } from "@stepline/internal/grpc";
+import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
 import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
 import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
+import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { RunnerConfig } from "./config.js";
 import { loadRunnerConfig } from "./config.js";
 import { EventConsumer, grpcScheduler } from "./consumer.js";
+import { Crons } from "./crons.js";
 import { grpcPauses } from "./pauses.js";
 import { Registry } from "./registry.js";
 import { runnerService } from "./server.js";
@@ -30,13 +34,26 @@ const prefix = config.STEPLINE_KAFKA_TOPIC_PREFIX;
 const redis = createRedis(config.STEPLINE_REDIS_URL, log);
 const registry = new Registry(redis);
 const executor = createClient(ExecutorServiceClient, config.STEPLINE_EXECUTOR_GRPC_ADDR);
+// Cron ticks are queue items: a sync enqueues a cron's next tick (any queue replica takes it).
+const queue = createClient(QueueServiceClient, config.STEPLINE_QUEUE_GRPC_ADDR);
+const schedule = grpcScheduler(executor, config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS);
+const crons = new Crons({
+  registry,
+  redis,
+  enqueue: async (items) => {
+    await callUnary(queue.enqueue.bind(queue), { items }, config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS);
+  },
+  schedule,
+  clock: systemClock,
+  log: log.child({ component: "cron" }),
+});
 const consumer = new EventConsumer({
   kafka: createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-runner", log),
   topic: topicNames(prefix).events,
   groupId: groupName(prefix, "runner"),
   redis,
   registry,
-  schedule: grpcScheduler(executor, config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS),
+  schedule,
   pauses: grpcPauses(executor, config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS),
   log,
   chunkSize: config.STEPLINE_RUNNER_CHUNK_SIZE,
@@ -58,9 +75,10 @@ onShutdown(log, async () => {
   await grpc?.close();
   await admin.close();
   executor.close();
+  queue.close();
   await redis.quit();
 });
 
-grpc = await startGrpcServer(config.STEPLINE_RUNNER_GRPC_ADDR, [runnerService(log, registry)]);
+grpc = await startGrpcServer(config.STEPLINE_RUNNER_GRPC_ADDR, [runnerService(log, registry, crons)]);
 consumer.start();
 log.info({ grpcPort: grpc.port, adminPort: admin.port, topic: topicNames(prefix).events }, "runner started");

@@ -4,10 +4,14 @@ import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grp
 import { newId } from "@stepline/internal/ids";
 import { createLogger } from "@stepline/internal/log";
 import { requiredEnv } from "@stepline/internal/testing";
+import type { RunSpec } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { FunctionConfig } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Crons } from "./crons.js";
 import { Registry } from "./registry.js";
 import { runnerService } from "./server.js";
 
@@ -17,12 +21,24 @@ let redis: Redis;
 let server: GrpcServer;
 let client: RunnerServiceClient;
 const env = `test-${newId()}`;
+/** What the queue and executor doubles were given, and the runner's clock. */
+const enqueued: NewItem[] = [];
+const scheduled: RunSpec[] = [];
+let now = Date.UTC(2026, 0, 1, 12, 0, 0);
 
 beforeAll(async () => {
   redis = new Redis(REDIS_URL);
-  server = await startGrpcServer("127.0.0.1:0", [
-    runnerService(createLogger("runner-test", "silent"), new Registry(redis)),
-  ]);
+  const log = createLogger("runner-test", "silent");
+  const registry = new Registry(redis);
+  const crons = new Crons({
+    registry,
+    redis,
+    enqueue: async (items) => void enqueued.push(...items),
+    schedule: async (runs) => void scheduled.push(...runs),
+    clock: { now: () => now },
+    log,
+  });
+  server = await startGrpcServer("127.0.0.1:0", [runnerService(log, registry, crons)]);
   client = createClient(RunnerServiceClient, `127.0.0.1:${server.port}`);
 });
 
@@ -80,5 +96,67 @@ describe("RunnerService over gRPC", () => {
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(ValidationError);
+  });
+});
+
+describe("cron triggers", () => {
+  const cronFn = (cron: string) =>
+    fn({ id: "shop-nightly", triggers: [{ event: "", expression: "", cron }], rawJson: "" });
+  const fire = (cron: string, tickMs: number) =>
+    callUnary(client.fireCron.bind(client), { environmentId: env, functionId: "shop-nightly", cron, tickMs });
+
+  it("arms a cron at every sync: its next tick is a queue item with a deterministic id", async () => {
+    enqueued.length = 0;
+    now = Date.UTC(2026, 0, 1, 12, 0, 0);
+    await syncApp([fn(), cronFn("TZ=Europe/Paris 0 5 * * *")]);
+    await syncApp([fn(), cronFn("TZ=Europe/Paris 0 5 * * *")]);
+    const ticks = enqueued.filter((i) => i.functionId === "shop-nightly");
+    expect(ticks).toHaveLength(2);
+    expect(ticks[0]).toMatchObject({
+      accountId: "acct1",
+      environmentId: env,
+      kind: ItemKind.ITEM_KIND_CRON,
+      runAtMs: Date.UTC(2026, 0, 2, 4, 0, 0),
+    });
+    expect(ticks[1]?.id).toBe(ticks[0]?.id);
+  });
+
+  it("starts one run per tick with an inngest/scheduled.timer event, and names the next tick", async () => {
+    await syncApp([cronFn("*/10 * * * * *")]);
+    scheduled.length = 0;
+    now = Date.UTC(2026, 0, 1, 12, 0, 0, 50);
+    const tick = Date.UTC(2026, 0, 1, 12, 0, 0);
+    const first = await fire("*/10 * * * * *", tick);
+    const again = await fire("*/10 * * * * *", tick);
+    expect(first.current).toBe(true);
+    expect(again.runId).toBe(first.runId);
+    expect(first.next).toMatchObject({ kind: ItemKind.ITEM_KIND_CRON, runAtMs: tick + 10_000 });
+    expect(scheduled.map((r) => r.runId)).toEqual([first.runId, first.runId]);
+    const event = JSON.parse(scheduled[0]?.eventsJson[0] ?? "{}");
+    expect(event).toMatchObject({
+      name: "inngest/scheduled.timer",
+      ts: tick,
+      data: { cron: "*/10 * * * * *" },
+    });
+    expect(scheduled[0]).toMatchObject({ functionId: "shop-nightly", accountId: "acct1", maxAttempts: 4 });
+  });
+
+  it("ends a chain whose cron a re-sync changed or removed, starting nothing", async () => {
+    await syncApp([cronFn("*/10 * * * * *")]);
+    await syncApp([cronFn("*/20 * * * * *")]);
+    scheduled.length = 0;
+    const stale = await fire("*/10 * * * * *", Date.UTC(2026, 0, 1, 12, 0, 10));
+    expect(stale).toEqual({ current: false, nextTickMs: 0, runId: "", next: undefined });
+    await syncApp([fn()]);
+    expect((await fire("*/20 * * * * *", Date.UTC(2026, 0, 1, 12, 0, 20))).current).toBe(false);
+    expect(scheduled).toEqual([]);
+  });
+
+  it("refuses an invalid cron at sync, naming the function and the field", async () => {
+    const err = await syncApp([cronFn("61 * * * *")]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ValidationError);
+    expect((err as Error).message).toMatch(
+      /^function shop-nightly: triggers\[0\]\.cron "61 \* \* \* \*" is not a valid cron/,
+    );
   });
 });

@@ -3,6 +3,8 @@ import { ValidationError } from "@stepline/internal/errors";
 import { unary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
 import type {
+  FireCronRequest,
+  FireCronResponse,
   FunctionConfig,
   ListFunctionsRequest,
   ListFunctionsResponse,
@@ -10,18 +12,22 @@ import type {
   SyncAppResponse,
 } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { RunnerServiceService } from "@stepline/proto/stepline/runner/v1/runner_service";
+import type { Crons } from "./crons.js";
 import type { FunctionDef } from "./model.js";
 import type { Registry } from "./registry.js";
 import { isEnvironmentId, validateSync } from "./validate.js";
 
 /** The RunnerService definition and implementation, for startGrpcServer. */
-export function runnerService(log: Logger, registry: Registry) {
+export function runnerService(log: Logger, registry: Registry, crons: Crons) {
   return {
     definition: RunnerServiceService,
     implementation: {
       syncApp: unary<SyncAppRequest, SyncAppResponse>(log, async (req) => {
         const sync = validateSync(req);
         const { modified } = await registry.syncApp(sync);
+        // Every sync (changed or not) arms its crons: the next tick's item collapses if it exists,
+        // so a sync retried after a failure here still arms them.
+        await crons.arm(sync);
         log.info(
           {
             environmentId: sync.environmentId,
@@ -33,6 +39,7 @@ export function runnerService(log: Logger, registry: Registry) {
         );
         return { modified };
       }),
+      fireCron: unary<FireCronRequest, FireCronResponse>(log, (req) => crons.fire(req)),
       listFunctions: unary<ListFunctionsRequest, ListFunctionsResponse>(log, async (req) => {
         if (!isEnvironmentId(req.environmentId)) {
           throw new ValidationError("environment_id must be 1-128 characters of [A-Za-z0-9._-]");

@@ -182,7 +182,7 @@ describe("validateSync", () => {
     expect(errorOf(sync([fn({ rawJson: JSON.stringify(config) })]))).toContain(message);
   });
 
-  it("stores cron triggers and rejects obvious garbage", () => {
+  it("stores valid cron triggers and rejects invalid ones with croner's reason", () => {
     for (const cron of ["0 5 * * *", "*/15 * * * * *", "TZ=Europe/Paris 0 12 * * 5", "@hourly"]) {
       expect(
         validateSync(sync([fn({ triggers: [{ event: "", expression: "", cron }] })])).functions[0]
@@ -193,8 +193,11 @@ describe("validateSync", () => {
       });
     }
     expect(errorOf(sync([fn({ triggers: [{ event: "", expression: "", cron: "every day" }] })]))).toMatch(
-      /^function app-fn: triggers\[0\]\.cron must be a cron expression/,
+      /^function app-fn: triggers\[0\]\.cron "every day" is not a valid cron .*: a cron expression has 5 fields/,
     );
+    expect(
+      errorOf(sync([fn({ triggers: [{ event: "", expression: "", cron: "TZ=Mars/Olympus 0 5 * * *" }] })])),
+    ).toMatch(/triggers\[0\]\.cron .* is not a valid cron .*time zone/i);
     expect(errorOf(sync([fn({ triggers: [{ event: "", expression: "x", cron: "* * * * *" }] })]))).toBe(
       "function app-fn: triggers[0].expression applies to event triggers only",
     );

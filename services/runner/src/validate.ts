@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { parseDuration } from "@stepline/internal/duration";
 import { ValidationError } from "@stepline/internal/errors";
+import { parseCron } from "./cron.js";
 import { celSyntaxError } from "./expr.js";
 import type { AppSync, CancelDef, FunctionDef, SyncInput, TriggerDef } from "./model.js";
 
@@ -27,8 +28,6 @@ const TENANT_ID = /^[A-Za-z0-9._-]{1,128}$/;
 // Function ids go into Redis keys with ':' as the separator, so ':' and braces are excluded.
 const FUNCTION_ID = /^[^\s:{}\p{Cc}]+$/u;
 const CONTROL = /\p{Cc}/u;
-const CRON_MACRO = /^@(yearly|annually|monthly|weekly|daily|midnight|hourly|every\s+\S+)$/;
-const CRON_FIELD = /^[0-9A-Za-z*/,?#-]+$/;
 
 /** Validates and normalises a SyncApp request; throws ValidationError naming the field at fault. */
 export function validateSync(input: SyncInput): AppSync {
@@ -103,7 +102,13 @@ function validateTrigger(t: { event: string; expression: string; cron: string },
   if (Boolean(t.event) === Boolean(t.cron)) fail(`${at} must set exactly one of event or cron`);
   if (t.cron) {
     if (t.expression) fail(`${at}.expression applies to event triggers only`);
-    if (!isCronShape(t.cron)) fail(`${at}.cron must be a cron expression like "0 5 * * *"`);
+    try {
+      parseCron(t.cron);
+    } catch (err) {
+      fail(
+        `${at}.cron ${JSON.stringify(t.cron)} is not a valid cron (like "0 5 * * *" or "TZ=Europe/Paris 0 5 * * *"): ${(err as Error).message}`,
+      );
+    }
     return { kind: "cron", cron: t.cron.trim() };
   }
   const event = t.event;
@@ -176,15 +181,6 @@ function isWildcard(event: string): boolean {
   if (star !== event.length - 1 || star < 2) return false;
   const sep = event[star - 1];
   return sep === "/" || sep === ".";
-}
-
-function isCronShape(cron: string): boolean {
-  // An optional time zone prefix (`TZ=Europe/Paris 0 5 * * *`), then a macro or 5-6 fields.
-  // Scheduling (and exact parsing) comes with the cron issue; this only rejects obvious garbage.
-  const body = cron.trim().replace(/^(CRON_)?TZ=\S+\s+/, "");
-  if (CRON_MACRO.test(body)) return true;
-  const fields = body.split(/\s+/);
-  return fields.length >= 5 && fields.length <= 6 && fields.every((f) => CRON_FIELD.test(f));
 }
 
 function isHttpUrl(s: string): boolean {

@@ -78,6 +78,8 @@ export enum ItemKind {
   ITEM_KIND_START = 1,
   /** ITEM_KIND_STEP - A later call of a run (next step, retry). */
   ITEM_KIND_STEP = 2,
+  /** ITEM_KIND_CRON - One tick of a cron trigger (no run yet: the tick starts one). */
+  ITEM_KIND_CRON = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -92,6 +94,9 @@ export function itemKindFromJSON(object: any): ItemKind {
     case 2:
     case "ITEM_KIND_STEP":
       return ItemKind.ITEM_KIND_STEP;
+    case 3:
+    case "ITEM_KIND_CRON":
+      return ItemKind.ITEM_KIND_CRON;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -107,6 +112,8 @@ export function itemKindToJSON(object: ItemKind): string {
       return "ITEM_KIND_START";
     case ItemKind.ITEM_KIND_STEP:
       return "ITEM_KIND_STEP";
+    case ItemKind.ITEM_KIND_CRON:
+      return "ITEM_KIND_CRON";
     case ItemKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

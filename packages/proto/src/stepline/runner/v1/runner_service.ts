@@ -18,10 +18,34 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { NewItem } from "../../queue/v1/queue_service.js";
 
 export const protobufPackage = "stepline.runner.v1";
 
 export const protobufFileName = "stepline/runner/v1/runner_service.proto";
+
+export interface FireCronRequest {
+  environmentId: string;
+  functionId: string;
+  /** The cron trigger as synced (with its TZ= prefix, if any). */
+  cron: string;
+  /** The tick (epoch ms). */
+  tickMs: number;
+}
+
+export interface FireCronResponse {
+  /** False when the function no longer has this cron: the chain ends. */
+  current: boolean;
+  /** The chain's next tick (epoch ms; 0 when there is none). */
+  nextTickMs: number;
+  /** The run this tick started. */
+  runId: string;
+  /**
+   * The queue item of the chain's next tick, for the caller to enqueue as it completes this
+   * tick's item (absent when the chain ends).
+   */
+  next: NewItem | undefined;
+}
 
 export interface Trigger {
   /** Exactly one of event or cron is set. */
@@ -78,6 +102,260 @@ export interface RegisteredFunction {
   /** A hash of the config; changes when a sync changes the function. */
   version: string;
 }
+
+function createBaseFireCronRequest(): FireCronRequest {
+  return { environmentId: "", functionId: "", cron: "", tickMs: 0 };
+}
+
+export const FireCronRequest: MessageFns<FireCronRequest> = {
+  encode(message: FireCronRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.functionId !== "") {
+      writer.uint32(18).string(message.functionId);
+    }
+    if (message.cron !== "") {
+      writer.uint32(26).string(message.cron);
+    }
+    if (message.tickMs !== 0) {
+      writer.uint32(32).int64(message.tickMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FireCronRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFireCronRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.functionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cron = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.tickMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FireCronRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      functionId: isSet(object.functionId)
+        ? globalThis.String(object.functionId)
+        : isSet(object.function_id)
+        ? globalThis.String(object.function_id)
+        : "",
+      cron: isSet(object.cron) ? globalThis.String(object.cron) : "",
+      tickMs: isSet(object.tickMs)
+        ? globalThis.Number(object.tickMs)
+        : isSet(object.tick_ms)
+        ? globalThis.Number(object.tick_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: FireCronRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.functionId !== "") {
+      obj.functionId = message.functionId;
+    }
+    if (message.cron !== "") {
+      obj.cron = message.cron;
+    }
+    if (message.tickMs !== 0) {
+      obj.tickMs = Math.round(message.tickMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FireCronRequest>, I>>(base?: I): FireCronRequest {
+    return FireCronRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FireCronRequest>, I>>(object: I): FireCronRequest {
+    const message = createBaseFireCronRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.functionId = object.functionId ?? "";
+    message.cron = object.cron ?? "";
+    message.tickMs = object.tickMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseFireCronResponse(): FireCronResponse {
+  return { current: false, nextTickMs: 0, runId: "", next: undefined };
+}
+
+export const FireCronResponse: MessageFns<FireCronResponse> = {
+  encode(message: FireCronResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.current !== false) {
+      writer.uint32(8).bool(message.current);
+    }
+    if (message.nextTickMs !== 0) {
+      writer.uint32(16).int64(message.nextTickMs);
+    }
+    if (message.runId !== "") {
+      writer.uint32(26).string(message.runId);
+    }
+    if (message.next !== undefined) {
+      NewItem.encode(message.next, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FireCronResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFireCronResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.current = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.nextTickMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.next = NewItem.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FireCronResponse {
+    return {
+      current: isSet(object.current) ? globalThis.Boolean(object.current) : false,
+      nextTickMs: isSet(object.nextTickMs)
+        ? globalThis.Number(object.nextTickMs)
+        : isSet(object.next_tick_ms)
+        ? globalThis.Number(object.next_tick_ms)
+        : 0,
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      next: isSet(object.next) ? NewItem.fromJSON(object.next) : undefined,
+    };
+  },
+
+  toJSON(message: FireCronResponse): unknown {
+    const obj: any = {};
+    if (message.current !== false) {
+      obj.current = message.current;
+    }
+    if (message.nextTickMs !== 0) {
+      obj.nextTickMs = Math.round(message.nextTickMs);
+    }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.next !== undefined) {
+      obj.next = NewItem.toJSON(message.next);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FireCronResponse>, I>>(base?: I): FireCronResponse {
+    return FireCronResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FireCronResponse>, I>>(object: I): FireCronResponse {
+    const message = createBaseFireCronResponse();
+    message.current = object.current ?? false;
+    message.nextTickMs = object.nextTickMs ?? 0;
+    message.runId = object.runId ?? "";
+    message.next = (object.next !== undefined && object.next !== null) ? NewItem.fromPartial(object.next) : undefined;
+    return message;
+  },
+};
 
 function createBaseTrigger(): Trigger {
   return { event: "", expression: "", cron: "" };
@@ -862,6 +1140,22 @@ export const RunnerServiceService = {
       Buffer.from(ListFunctionsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListFunctionsResponse => ListFunctionsResponse.decode(value),
   },
+  /**
+   * FireCron starts the run of one tick of a function's cron trigger (the executor calls it when
+   * the tick's queue item comes due) and says when the chain's next tick is. A tick of a cron the
+   * function no longer has (a re-sync changed or removed it) starts nothing and ends its chain
+   * (current=false). Idempotent per (function, cron, tick): a repeated call starts no second run.
+   * Errors: INVALID_ARGUMENT, UNAVAILABLE (nothing may be assumed; retry).
+   */
+  fireCron: {
+    path: "/stepline.runner.v1.RunnerService/FireCron" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FireCronRequest): Buffer => Buffer.from(FireCronRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FireCronRequest => FireCronRequest.decode(value),
+    responseSerialize: (value: FireCronResponse): Buffer => Buffer.from(FireCronResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FireCronResponse => FireCronResponse.decode(value),
+  },
 } as const;
 
 export interface RunnerServiceServer extends UntypedServiceImplementation {
@@ -874,6 +1168,14 @@ export interface RunnerServiceServer extends UntypedServiceImplementation {
   syncApp: handleUnaryCall<SyncAppRequest, SyncAppResponse>;
   /** ListFunctions lists the functions synced into an environment. Idempotent. */
   listFunctions: handleUnaryCall<ListFunctionsRequest, ListFunctionsResponse>;
+  /**
+   * FireCron starts the run of one tick of a function's cron trigger (the executor calls it when
+   * the tick's queue item comes due) and says when the chain's next tick is. A tick of a cron the
+   * function no longer has (a re-sync changed or removed it) starts nothing and ends its chain
+   * (current=false). Idempotent per (function, cron, tick): a repeated call starts no second run.
+   * Errors: INVALID_ARGUMENT, UNAVAILABLE (nothing may be assumed; retry).
+   */
+  fireCron: handleUnaryCall<FireCronRequest, FireCronResponse>;
 }
 
 export interface RunnerServiceClient extends Client {
@@ -914,6 +1216,28 @@ export interface RunnerServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListFunctionsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * FireCron starts the run of one tick of a function's cron trigger (the executor calls it when
+   * the tick's queue item comes due) and says when the chain's next tick is. A tick of a cron the
+   * function no longer has (a re-sync changed or removed it) starts nothing and ends its chain
+   * (current=false). Idempotent per (function, cron, tick): a repeated call starts no second run.
+   * Errors: INVALID_ARGUMENT, UNAVAILABLE (nothing may be assumed; retry).
+   */
+  fireCron(
+    request: FireCronRequest,
+    callback: (error: ServiceError | null, response: FireCronResponse) => void,
+  ): ClientUnaryCall;
+  fireCron(
+    request: FireCronRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FireCronResponse) => void,
+  ): ClientUnaryCall;
+  fireCron(
+    request: FireCronRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FireCronResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const RunnerServiceClient = makeGenericClientConstructor(
@@ -937,6 +1261,17 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
