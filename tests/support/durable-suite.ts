@@ -19,7 +19,7 @@ import { promisify } from "node:util";
 import { NonRetriableError as NonRetriable4, referenceFunction as reference4 } from "inngest";
 import { NonRetriableError as NonRetriable3, referenceFunction as reference3 } from "inngest-v3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { getRun, sendEvents, waitForEndedRuns } from "./api.js";
+import { eventRuns, getRun, sendEvents, waitForEndedRuns } from "./api.js";
 import type { Cluster } from "./cluster.js";
 import { startCluster } from "./cluster.js";
 import type { SdkApp, SdkVersion } from "./sdk-app.js";
@@ -620,6 +620,57 @@ export function durableSuite(sdk: SdkVersion): void {
       const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
       expect(run?.status).toBe("Cancelled");
       expect(trace.count.get(`${t}:never`)).toBeUndefined();
+    });
+
+    it("gives a step.sendEvent's events ids from the run and step, so a retried step sends nothing twice", async () => {
+      const id = `durable-${sdk}-sender`;
+      const t = tag();
+      const heard: string[] = [];
+      let lost = 0;
+      // Every answer to the first five sends is lost after Kafka took the events: the SDK's own
+      // retries fail, the step fails, and the executor retries the step, which sends again.
+      const lossy: typeof fetch = async (input, init) => {
+        const res = await fetch(input, init);
+        if (String(input).includes("/e/") && String(init?.body).includes(t) && lost < 5) {
+          lost++;
+          throw new Error("connection reset after the send");
+        }
+        return res;
+      };
+      const c = makeClient({ sdk, id, baseUrl: cluster.apiUrl, fetch: lossy });
+      const on = (fnId: string, event: string, handler: (ctx: any) => Promise<unknown>) =>
+        sdk === "v4"
+          ? c.createFunction({ id: fnId, retries: 3, triggers: [{ event }] }, handler)
+          : c.createFunction({ id: fnId, retries: 3 }, { event }, handler);
+      const sender = await serveAndSync({ sdk, id, baseUrl: cluster.apiUrl }, c, [
+        on("announcer", `${sdk}/announce`, async ({ event, step }) =>
+          step.sendEvent("announce", [
+            { name: `${sdk}/announced`, data: { tag: event.data.tag, n: 1 } },
+            { name: `${sdk}/announced`, data: { tag: event.data.tag, n: 2 } },
+          ]),
+        ),
+        on("listener", `${sdk}/announced`, async ({ event }) => {
+          if (event.data.tag === t) heard.push(event.id);
+        }),
+      ]);
+      try {
+        const eventId = await send("announce", { tag: t });
+        const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+        expect(run?.status).toBe("Completed");
+        expect(lost).toBe(5);
+        const ids = (run?.output as { ids?: string[] } | undefined)?.ids ?? [];
+        expect(ids).toHaveLength(2);
+        // Both events reached the listener once each, under the ids the step returned.
+        await waitFor("both announcements", () => heard.length >= 2, { timeoutMs: 20_000 });
+        const later = await send("announce", { tag: `${t}-later` });
+        await waitFor(
+          "a later announcer run",
+          async () => (await eventRuns(cluster.apiUrl, later)).length > 0,
+        );
+        expect([...heard].sort()).toEqual([...ids].sort());
+      } finally {
+        await sender.close();
+      }
     });
 
     it("runs a cron function once per tick (the cron is removed again afterwards)", async () => {

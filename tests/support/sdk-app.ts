@@ -20,6 +20,8 @@ export interface SdkAppOptions {
   /** Production mode when set: the SDK checks Stepline's signatures and signs its answers. */
   signingKey?: string;
   eventKey?: string;
+  /** The fetch the SDK sends events with (tests use it to lose answers on purpose). */
+  fetch?: typeof fetch;
 }
 
 export interface SdkApp {
@@ -38,6 +40,7 @@ export function makeClient(opts: SdkAppOptions): any {
     isDev: !opts.signingKey,
     eventKey: opts.eventKey ?? "test-key",
     logger: quietLogger,
+    ...(opts.fetch ? { fetch: opts.fetch } : {}),
   };
   if (opts.sdk === "v4") {
     return new Inngest4({ ...common, signingKey: opts.signingKey, checkpointing: false } as any);

@@ -30,6 +30,7 @@ import {
 import type { EventSink } from "./producer.js";
 import type { AppRegistry, HistoryReader, RunControl } from "./rest.js";
 import { listMetadata, runIdProblem, runView } from "./rest.js";
+import { derivedIds, seededIds, sendTokenOf } from "./send-ids.js";
 import { translateRegister } from "./sync.js";
 import type { EnvRef } from "./tenancy.js";
 
@@ -132,7 +133,13 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     }
     checkContentType(req);
     const receivedAt = clock.now();
-    const events = prepareEvents(parseJsonBody(req.body as Buffer | undefined), receivedAt, newId);
+    // A step.sendEvent forwards the tracestate of the executor's call: its events get ids derived
+    // from that call, so a retried step sends the same ids and starts nothing twice.
+    // Otherwise the SDK's id seed makes its own retries of one send idempotent.
+    const token = sendTokenOf(headerOf(req, "tracestate"));
+    const ids =
+      token !== null ? derivedIds(token) : (seededIds(headerOf(req, "x-inngest-event-id-seed")) ?? newId);
+    const events = prepareEvents(parseJsonBody(req.body as Buffer | undefined), receivedAt, ids);
     const records = buildRecords(ref, events, receivedAt);
     await deps.sink.produce(records.map((r) => ({ key: r.accountId, value: encodeRecord(r) })));
     return reply.send({ ids: events.map((e) => e.id), status: 200 });

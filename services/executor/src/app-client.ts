@@ -105,6 +105,17 @@ export interface AppCall {
   signingKey?: string;
   /** Aborts the call (lease lost, shutdown); the caller tells why from its own signal. */
   signal: AbortSignal;
+  /**
+   * Names this call for event ids: sent as `tracestate: stepline=<token>`, which the SDK forwards
+   * on the `POST /e` of a step.sendEvent, so event-api derives the events' ids from it and a
+   * retried call (the same token) sends the same ids (docs: event-api README).
+   */
+  sendToken?: string;
+}
+
+/** The `tracestate` value that carries a call's send token (W3C list member `stepline=`). */
+export function sendTokenHeader(token: string): string {
+  return `stepline=${Buffer.from(token, "utf8").toString("base64url")}`;
 }
 
 /** Calls apps over keep-alive connections. */
@@ -130,6 +141,7 @@ export class AppClient {
       "x-inngest-server-kind": this.opts.serverKind,
       "x-inngest-step-id": c.stepId,
     };
+    if (c.sendToken) headers.tracestate = sendTokenHeader(c.sendToken);
     if (c.signingKey) headers["x-inngest-signature"] = signBody(c.body, c.signingKey, Date.now() / 1000);
     const timeout = AbortSignal.timeout(this.opts.timeoutMs);
     const signal = AbortSignal.any([c.signal, timeout]);

@@ -206,6 +206,8 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
         reqVersion: run.reqVersion,
         signingKey,
         signal: ctx.signal,
+        // One item = one call = at most one step run; its retries share the item id.
+        sendToken: item.id,
       });
     } catch (err) {
       if (ctx.signal.reason === SHUTDOWN) {
