@@ -200,6 +200,10 @@ describe("interpreting the app's answer", () => {
     [{ name: "x", opts: { timeout: "2y" } }, "not a duration"],
     [{ name: "x", opts: { timeout: "53w" } }, "longer than the maximum of a year"],
     [{ name: "x", opts: { timeout: "1h", if: "async.data.id ==" } }, "is not valid CEL"],
+    [
+      { name: "x", opts: { timeout: "1h", if: "async.data.a.all(x, x.b.all(y, y.c.exists(z, z > 1)))" } },
+      "nests 3 comprehensions",
+    ],
   ])("fails the run on a waitForEvent it cannot wait for (%j)", (o, message) => {
     const { decision } = run(answer(206, [op({ op: "WaitForEvent", ...o })]));
     expect(decision.type === "fail" && decision.reason).toContain(message);

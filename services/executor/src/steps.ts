@@ -2,6 +2,7 @@
 // carries out. Pure: no I/O, no clock, no randomness of its own, so every rule is unit-tested.
 
 import { parse } from "@bufbuild/cel";
+import { celComplexityProblem } from "@stepline/internal/cel-limits";
 import { parseDuration } from "@stepline/internal/duration";
 import canonicalize from "canonicalize";
 
@@ -276,12 +277,15 @@ function waitPlan(o: Op, nowMs: number): PlannedOp | string {
   if (typeof timeoutAtMs === "string") return `waitForEvent timeout ${timeoutAtMs}`;
   const expression = typeof opts.if === "string" ? opts.if.trim() : "";
   if (expression) {
+    let parsed: unknown;
     try {
-      parse(expression);
+      parsed = parse(expression);
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
       return `waitForEvent if-expression ${JSON.stringify(expression)} is not valid CEL: ${why}`;
     }
+    const problem = celComplexityProblem(expression, parsed);
+    if (problem) return `waitForEvent if-expression ${problem}`;
   }
   return { kind: "wait", id: o.id, name: nameOf(o), event: o.name, expression, timeoutAtMs };
 }

@@ -3,6 +3,7 @@
 // `event.data.missing == 1` is simply false.
 
 import { celEnv, isCelError, parse, plan } from "@bufbuild/cel";
+import { celComplexityProblem } from "@stepline/internal/cel-limits";
 
 /** The variables an expression sees: `event` (triggers, waits), and `async` (a wait's candidate). */
 export interface CelVars {
@@ -36,14 +37,23 @@ export function celMatches(source: string, bindings: CelVars): boolean {
   } catch {
     return false;
   }
-  const result = program(bindings);
-  return !isCelError(result) && result === true;
+  try {
+    const result = program(bindings);
+    return !isCelError(result) && result === true;
+  } catch {
+    // An evaluation that throws (rather than answering a CEL error) must never stall a partition.
+    return false;
+  }
 }
 
 function compile(source: string): Program {
   let program = cache.get(source);
   if (program) return program;
-  const planned = plan(env, parse(source));
+  const parsed = parse(source);
+  // Refused at sync already; a wait's expression reaches here from the executor, checked there too.
+  const problem = celComplexityProblem(source, parsed);
+  if (problem) throw new Error(`the expression ${problem}`);
+  const planned = plan(env, parsed);
   program = (bindings) => planned(bindings as unknown as Parameters<typeof planned>[0]);
   if (cache.size >= CACHE_MAX) cache.clear();
   cache.set(source, program);

@@ -148,6 +148,10 @@ describe("validateSync", () => {
     expect(errorOf(sync([fn({ triggers: [trig("app/a", "event.data.amount >")] })]))).toMatch(
       /^function app-fn: triggers\[0\]\.expression is not valid CEL: /,
     );
+    // Too costly to evaluate on every event: refused like a syntax error.
+    expect(
+      errorOf(sync([fn({ triggers: [trig("app/a", "event.data.a.all(x, x.all(y, y.exists(z, z > 1)))")] })])),
+    ).toMatch(/^function app-fn: triggers\[0\]\.expression is not valid CEL: .*nests 3 comprehensions/);
   });
 
   it("reads cancelOn and timeouts from the raw config", () => {
