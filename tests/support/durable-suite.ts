@@ -294,7 +294,8 @@ export function durableSuite(sdk: SdkVersion): void {
     cluster = await startCluster({
       name: `durable${sdk}`,
       dev: true,
-      env: { STEPLINE_EXECUTOR_BACKOFF_BASE_MS: "50" },
+      // Few slots on purpose: sleeping and waiting runs must hold none of them.
+      env: { STEPLINE_EXECUTOR_BACKOFF_BASE_MS: "50", STEPLINE_EXECUTOR_CONCURRENCY: "4" },
     });
     executor = createClient(ExecutorServiceClient, cluster.executorAddr);
     const id = `durable-${sdk}`;
@@ -561,6 +562,16 @@ export function durableSuite(sdk: SdkVersion): void {
       return { t, eventId, runId };
     };
 
+    it("holds no executor slot while runs sleep: with 4 slots, 8 sleeping runs leave room for a new one", async () => {
+      const sleeping = [];
+      for (let i = 0; i < 8; i++) sleeping.push(await sleepingRun());
+      const quick = await send("child", { tag: tag(), n: 3 });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, quick, { timeoutMs: 10_000 });
+      expect(run?.output).toEqual({ doubled: 6, invoker: "event" });
+      for (const s of sleeping)
+        expect((await eventRuns(cluster.apiUrl, s.eventId))[0]?.status).toBe("Running");
+    });
+
     it("cancels a run when its cancelOn event matches, sends inngest/function.cancelled, and calls the app no more", async () => {
       const { t, eventId, runId } = await sleepingRun();
       // Another run's cancel event does not touch this one.
@@ -708,6 +719,48 @@ export function durableSuite(sdk: SdkVersion): void {
       ticks.slice(1).forEach((t, i) => {
         expect(t - (ticks[i] ?? 0)).toBe(1_000);
       });
+    });
+
+    it("refuses a sync with an invalid cron, cancelOn or CEL expression, naming the function and field", async () => {
+      const id = `durable-${sdk}-bad`;
+      const c = makeClient({ sdk, id, baseUrl: cluster.apiUrl });
+      const cases: Array<[object, string]> = [
+        // The answer arrives JSON-encoded, quotes escaped.
+        [{ cron: "61 * * * *" }, `function ${id}-bad: triggers[0].cron \\"61 * * * *\\" is not a valid cron`],
+        [
+          { event: "x/y", if: "event.data ==" },
+          `function ${id}-bad: triggers[0].expression is not valid CEL`,
+        ],
+      ];
+      for (const [trigger, message] of cases) {
+        const bad =
+          sdk === "v4"
+            ? c.createFunction({ id: "bad", triggers: [trigger] }, async () => null)
+            : c.createFunction({ id: "bad" }, trigger, async () => null);
+        await expect(serveAndSync({ sdk, id, baseUrl: cluster.apiUrl }, c, [bad])).rejects.toThrow(message);
+      }
+      const badCancel =
+        sdk === "v4"
+          ? c.createFunction(
+              { id: "bad", cancelOn: [{ event: "x/z", if: "async.x ==" }], triggers: [{ event: "x/y" }] },
+              async () => null,
+            )
+          : c.createFunction(
+              { id: "bad", cancelOn: [{ event: "x/z", if: "async.x ==" }] },
+              { event: "x/y" },
+              async () => null,
+            );
+      await expect(serveAndSync({ sdk, id, baseUrl: cluster.apiUrl }, c, [badCancel])).rejects.toThrow(
+        `function ${id}-bad: cancel[0].if is not valid CEL`,
+      );
+    });
+
+    it("fails a run whose wait has a timeout longer than a year, saying so", async () => {
+      const eventId = await send("waiter", { tag: tag(), order: "x", timeout: "400d" });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, eventId);
+      expect(run?.status).toBe("Failed");
+      expect(JSON.stringify(run?.error)).toContain("waitForEvent timeout");
+      expect(JSON.stringify(run?.error)).toContain("longer than the maximum of a year");
     });
 
     it("fails a run whose sleep is longer than a year, saying so", async () => {
