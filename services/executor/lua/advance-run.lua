@@ -4,24 +4,31 @@
 -- KEYS[1]  s:{<runId>}:m   run metadata (HASH)
 -- KEYS[2]  s:{<runId>}:s   step results: hashed step id -> memo JSON (HASH)
 -- KEYS[3]  s:{<runId>}:k   hashed ids of saved steps in completion order (LIST)
--- KEYS[4]  s:{<runId>}:p   pending ops: hashed id -> mode ("", "race", or "w:<event>" for a
---                           wait on that event) (HASH)
+-- KEYS[4]  s:{<runId>}:p   pending ops: hashed id -> "<planner>|<mode>": the item whose call
+--                           planned it, and "", "race", or "w:<event>" for a wait on that event
+--                           (HASH)
 -- KEYS[5]  s:{<runId>}:r   resolved ops: hashed id -> "<0|1>:<resolver>" (HASH)
 -- ARGV[1]  request version the SDK answered ("" = leave as it is)
 -- ARGV[2]  "1" to set disable_immediate_execution ("" = leave as it is)
 -- ARGV[3]  hashed id of the op this call resolves ("" = none: a discovery call)
 -- ARGV[4]  resolver: who resolves it (a queue item id, or "e:<eventId>"); ARGV[3] set only
 -- ARGV[5]  memo to save under ARGV[3] first ("" = none; a resume's `{"data":null}` etc.)
--- ARGV[6]  save count n, then n pairs (hashed step id, memo JSON `{"data":..}` or `{"error":..}`)
+-- ARGV[6]  planner: the item whose call made the plans below ("" when there are none)
+-- ARGV[7]  save count n, then n pairs (hashed step id, memo JSON `{"data":..}` or `{"error":..}`)
 -- then     plan count m, then m pairs (hashed op id, mode)
 -- Returns: {call number (>= 1), stack length, resolution, n saved flags (1 = saved now, 0 = an
--- earlier writer's result was kept), m plan flags (1 = pending: schedule it, 0 = already saved)}.
+-- earlier writer's result was kept), m plan flags (1 = pending and planned by this planner: start
+-- it (index its wait, send its invoke) and schedule it; 2 = pending, planned by another call:
+-- schedule it only (its item collapses); 0 = already saved)}. A planner asking again (its item
+-- redelivered) gets 1 again, so what a crash cut short is done; a later discovery call that
+-- reports the same op (SDK request version 1 does) gets 2 and starts nothing twice.
 -- resolution: -1 nothing to resolve; 0 resolved by this resolver, no discovery call follows;
 -- 1 resolved by this resolver, a discovery call follows; -2 another resolver resolved it first
 -- (the caller drops its work). A resolver asking again gets its first answer (idempotent).
 -- Errors: "NORUN" (no such run), "ENDED" (the run has already ended; nothing is written).
 local meta, steps, stack, pending, resolved = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local reqVersion, setDie, op, resolver, resumeMemo = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local planner = ARGV[6]
 
 local status = redis.call("HGET", meta, "status")
 if not status then return redis.error_reply("NORUN") end
@@ -50,16 +57,17 @@ if op ~= "" then
 end
 
 local result = {0, 0, 0}
-local n = tonumber(ARGV[6])
+local n = tonumber(ARGV[7])
 for i = 0, n - 1 do
-  result[#result + 1] = save(ARGV[7 + 2 * i], ARGV[8 + 2 * i])
+  result[#result + 1] = save(ARGV[8 + 2 * i], ARGV[9 + 2 * i])
 end
 
 if reqVersion ~= "" then redis.call("HSET", meta, "reqVersion", reqVersion) end
 if setDie == "1" then redis.call("HSET", meta, "die", 1) end
 
 if op ~= "" and resolution == -1 then
-  local mode = redis.call("HGET", pending, op)
+  local entry = redis.call("HGET", pending, op)
+  local mode = entry and string.match(entry, "^[^|]*|(.*)$")
   redis.call("HDEL", pending, op)
   -- SDK request version 2 coalesces parallel work: one discovery call once every pending op
   -- resolved. Version 1 and `race` ops discover after each resolution.
@@ -73,7 +81,7 @@ if op ~= "" and resolution == -1 then
   redis.call("HSET", resolved, op, resolution .. ":" .. resolver)
 end
 
-local base = 7 + 2 * n
+local base = 8 + 2 * n
 local m = tonumber(ARGV[base])
 for i = 0, m - 1 do
   local id, mode = ARGV[base + 1 + 2 * i], ARGV[base + 2 + 2 * i]
@@ -81,8 +89,9 @@ for i = 0, m - 1 do
   if redis.call("HEXISTS", steps, id) == 1 then
     result[#result + 1] = 0
   else
-    redis.call("HSETNX", pending, id, mode)
-    result[#result + 1] = 1
+    redis.call("HSETNX", pending, id, planner .. "|" .. mode)
+    local by = string.match(redis.call("HGET", pending, id), "^([^|]*)|")
+    result[#result + 1] = (by == planner) and 1 or 2
   end
 end
 

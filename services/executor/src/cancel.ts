@@ -10,6 +10,7 @@ import { NotFoundError, ValidationError } from "@stepline/internal/errors";
 import type { Logger } from "@stepline/internal/log";
 import type { FinalizeDeps } from "./finalize.js";
 import { finalizeRun } from "./finalize.js";
+import { callItem } from "./items.js";
 import { runsEndedTotal } from "./metrics.js";
 import type { RunStatus } from "./state.js";
 
@@ -36,6 +37,11 @@ export class Canceller {
     if (!run || (opts.environmentId !== undefined && run.environmentId !== opts.environmentId)) {
       throw new NotFoundError(`run ${runId} not found`);
     }
+    if (run.status === "running") {
+      // What follows the end is owed durably before the run ends: should this process die after
+      // the end is written, the `end` item does it (it never calls the app).
+      await this.deps.enqueue([callItem(run, "end", { stepId: "step", end: true })]);
+    }
     const error = JSON.stringify({ name: "Cancelled", message: opts.reason });
     const fin = await this.deps.store.finish(runId, "cancelled", { error }, this.deps.clock.now());
     if (fin.status !== "cancelled") return { cancelled: false, status: fin.status };
@@ -43,7 +49,9 @@ export class Canceller {
       runsEndedTotal.inc({ status: "cancelled" });
       this.deps.log.info({ runId, reason: opts.reason }, "run cancelled");
     }
-    if (fin.endedNow || !run.finalized) await finalizeRun(this.deps, { ...run, ...fin }, fin);
+    // Reloaded: no op can become pending once the run has ended, so this sees them all.
+    const ended = await this.deps.store.load(runId);
+    if (ended && !ended.finalized) await finalizeRun(this.deps, ended, ended);
     return { cancelled: true, status: "cancelled" };
   }
 

@@ -367,6 +367,16 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       expect((app.counts.get("a") ?? 0) - before).toBe(0);
     });
 
+    it("does not apply timeouts.start to a start item retried after its call ran", async () => {
+      const start = await schedule(app, "three", { name: EVENTS.three, data: { n: 1 } }, 3, {
+        startTimeoutMs: 1,
+      });
+      await new Promise((r) => setTimeout(r, 5));
+      // The call ran once already (it answered a step error): this is its retry.
+      await drive(createItemHandler(deps()), { ...start, attempt: 1 });
+      expect((await store.load(start.runId))?.status).toBe("completed");
+    });
+
     it("enqueues a timeouts.finish deadline at the first call, which cancels a run still running then", async () => {
       const start = await schedule(app, "sleeper", { name: EVENTS.sleeper, data: {} }, 3, {
         finishTimeoutMs: 60_000,

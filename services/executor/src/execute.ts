@@ -124,8 +124,9 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
       }
       return;
     }
-    if (payload.deadline) {
-      // The run's finish deadline, and the run is within it (it ended, or this is early).
+    if (payload.deadline || payload.end) {
+      // A deadline the run is within, or the end item of a cancel that has not ended the run
+      // (it failed before writing the end): nothing to do.
       await ctx.complete([]);
       return;
     }
@@ -164,8 +165,11 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
           saves: [],
           resolve: { opId: payload.op, resolver: item.id, memoJson: payload.memo ?? '{"data":null}' },
         });
-        if (payload.event)
+        // Only the winner drops the wait's index entry: an event that won may still need it
+        // until its discovery call is enqueued (resume.ts).
+        if (payload.event && adv.resolution !== "lost") {
           await deps.pauses.remove(item.environmentId, payload.event, item.runId, payload.op);
+        }
         if (adv.resolution === "discover") run = await deps.store.load(run.runId);
         if (run && adv.resolution !== "lost") {
           const value = resumedStep(run, payload.op, payload.name ?? payload.op, deps.clock.now());
@@ -206,8 +210,9 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
         reqVersion: run.reqVersion,
         signingKey,
         signal: ctx.signal,
-        // One item = one call = at most one step run; its retries share the item id.
-        sendToken: item.id,
+        // Names the step this call may run, the same across its retries: a planned step's item
+        // runs only that step; a discovery item runs the step after those saved so far.
+        sendToken: stepId === "step" ? `${item.id}:${run.stack.length}` : item.id,
       });
     } catch (err) {
       if (ctx.signal.reason === SHUTDOWN) {
@@ -259,6 +264,15 @@ async function settle(
   } catch (err) {
     if (err instanceof ConflictError || err instanceof NotFoundError) {
       log.info("run ended meanwhile; dropping the item");
+      try {
+        // Ended by a cancel whose own follow-up may have been cut short: finish it here.
+        const ended = await deps.store.load(run.runId);
+        if (ended && ended.status !== "running" && !ended.finalized) await finalizeRun(deps, ended, ended);
+      } catch (e) {
+        log.warn({ err: String(e) }, "cannot finish the end of the run; releasing item");
+        await ctx.retry(systemDelay(item.attempt), item.attempt);
+        return;
+      }
       await ctx.complete([]);
       return;
     }
@@ -287,6 +301,7 @@ async function apply(
         disableImmediate: decision.disableImmediate,
         // A call for a planned step resolves that step's pending op.
         ...(stepId !== "step" ? { resolve: { opId: stepId, resolver: item.id } } : {}),
+        planner: item.id,
         plans: decision.plans.map((p) => ({
           opId: p.id,
           race: p.kind === "step" && p.race,
@@ -300,8 +315,10 @@ async function apply(
       const starts: Promise<void>[] = [];
       const invoked: object[] = [];
       decision.plans.forEach((p, i) => {
-        if (!adv.planned[i]) return;
+        if (adv.planned[i] === "none") return;
         next.push(planItem(run, p));
+        // Started once, by the call that planned it (or that call's redelivery).
+        if (adv.planned[i] !== "start") return;
         const pending = pendingStep(run, p, now);
         if (pending) records.push({ $case: "step", value: pending });
         if (p.kind === "wait") starts.push(deps.pauses.add(pauseOf(run, p, now)));
@@ -368,7 +385,10 @@ function isStartItem(item: NewItem): boolean {
 /** Why the run must be cancelled now for exceeding a `timeouts` limit, or null. */
 function timeLimit(run: RunState, item: NewItem, payload: ItemPayload, nowMs: number): string | null {
   if (payload.deadline) return `the run exceeded timeouts.finish (${run.finishTimeoutMs} ms)`;
-  if (run.startTimeoutMs > 0 && isStartItem(item) && nowMs - run.createdAtMs > run.startTimeoutMs) {
+  // Only before the first call ever ran: a retried or redelivered start item belongs to a run
+  // that has started.
+  const unstarted = isStartItem(item) && item.attempt === 0 && run.calls === 0 && run.stack.length === 0;
+  if (run.startTimeoutMs > 0 && unstarted && nowMs - run.createdAtMs > run.startTimeoutMs) {
     return `the run did not start within timeouts.start (${run.startTimeoutMs} ms)`;
   }
   return null;

@@ -10,7 +10,7 @@ import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import canonicalize from "canonicalize";
 import type { HistoryEntry } from "./history.js";
 import type { EventSender } from "./internal-events.js";
-import { correlationOf, endEvents } from "./internal-events.js";
+import { correlationOf, endEvents, parseOr } from "./internal-events.js";
 import { callItem } from "./items.js";
 import type { LiveRuns } from "./live-runs.js";
 import type { PauseStore } from "./pauses.js";
@@ -45,7 +45,7 @@ export async function finalizeRun(
 
 /** Queued items, waits and `cancelOn` entries a run leaves behind when it ends early. */
 async function dropLeftovers(deps: FinalizeDeps, run: RunState): Promise<void> {
-  const items = [`${run.runId}:deadline`];
+  const items = [`${run.runId}:deadline`, `${run.runId}:end`];
   const work: Promise<void>[] = [];
   for (const [op, mode] of run.pending) {
     items.push(`${run.runId}:s:${op}`, `${run.runId}:t:${op}`, `${run.runId}:p:${op}`);
@@ -68,9 +68,9 @@ async function reportToParent(
   if (!c) return;
   const value =
     outcome.status === "completed"
-      ? { data: parse(outcome.output, null) }
+      ? { data: parseOr(outcome.output, null) }
       : {
-          error: parse(outcome.error, {
+          error: parseOr(outcome.error, {
             name: "Error",
             message: `the invoked function's run was ${outcome.status}`,
           }),
@@ -94,14 +94,5 @@ async function reportToParent(
     // The parent ended or expired meanwhile: nobody waits for this result any more.
     if (err instanceof ConflictError || err instanceof NotFoundError) return;
     throw err;
-  }
-}
-
-function parse(text: string, fallback: unknown): unknown {
-  if (!text) return fallback;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return fallback;
   }
 }

@@ -127,7 +127,8 @@ function parseEvents(eventsJson: string): Array<Record<string, unknown>> {
   return Array.isArray(v) ? (v as Array<Record<string, unknown>>) : [];
 }
 
-function parseOr(text: string, fallback: unknown): unknown {
+/** `text` parsed as JSON, or `fallback` when it is empty or not JSON. */
+export function parseOr(text: string, fallback: unknown): unknown {
   if (!text) return fallback;
   try {
     return JSON.parse(text);

@@ -25,6 +25,8 @@ export interface ItemPayload {
   event?: string;
   /** The run's `timeouts.finish` deadline: cancel the run if it is still running. */
   deadline?: boolean;
+  /** Finish what follows the run's end (a cancel enqueues it); never a call to the app. */
+  end?: boolean;
 }
 
 /**
@@ -103,6 +105,7 @@ export function parsePayload(payload: string): ItemPayload {
         ...(typeof p.name === "string" ? { name: p.name } : {}),
         ...(typeof p.event === "string" ? { event: p.event } : {}),
         ...(p.deadline === true ? { deadline: true } : {}),
+        ...(p.end === true ? { end: true } : {}),
       };
     }
   } catch {

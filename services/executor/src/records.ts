@@ -39,14 +39,9 @@ export function runRecord(
 
 export function stepRecord(run: RunState, s: StepResult, attempt: number, atMs: number): StepRecord {
   return {
-    runId: run.runId,
-    accountId: run.accountId,
-    environmentId: run.environmentId,
-    stepId: s.stepId,
-    name: s.name,
+    ...stepBase(run, s.stepId, s.name, atMs),
     status: s.status === "completed" ? StepStatus.STEP_STATUS_COMPLETED : StepStatus.STEP_STATUS_FAILED,
     attempt,
-    atMs,
     outputJson: s.status === "completed" ? s.resultJson : "",
     errorJson: s.status === "failed" ? s.resultJson : "",
   };
@@ -60,18 +55,7 @@ export function erroredStep(
   atMs: number,
   errorJson: string,
 ): StepRecord {
-  return {
-    runId: run.runId,
-    accountId: run.accountId,
-    environmentId: run.environmentId,
-    stepId,
-    name,
-    status: StepStatus.STEP_STATUS_ERRORED,
-    attempt,
-    atMs,
-    outputJson: "",
-    errorJson,
-  };
+  return { ...stepBase(run, stepId, name, atMs), status: StepStatus.STEP_STATUS_ERRORED, attempt, errorJson };
 }
 
 /** The record of a planned op the run now waits on (null for a plain planned step). */

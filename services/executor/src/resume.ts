@@ -87,34 +87,41 @@ export class Resumer {
     const next: NewItem[] = [];
     const records: HistoryEntry[] = [];
     const now = this.deps.clock.now();
-    const resumed = await Promise.all(
-      resumes.map(async (r, i) => {
-        if (r.cancel) return this.cancelRun(r);
+    // won: this event resolved the wait; lost: another resolver did (it owns the index entry and
+    // drops it once the run is carried on); gone: the run ended or expired.
+    const outcomes = await Promise.all(
+      resumes.map(async (r, i): Promise<"won" | "lost" | "gone"> => {
+        if (r.cancel) return (await this.cancelRun(r)) ? "won" : "gone";
         try {
           const adv = await this.deps.store.advance(r.runId, {
             saves: [],
             resolve: { opId: r.opId, resolver: `e:${r.eventId}`, memoJson: memos[i] },
           });
-          if (adv.resolution === "lost") return false;
+          if (adv.resolution === "lost") return "lost";
           const run = await this.deps.store.load(r.runId);
-          if (!run) return false;
+          if (!run) return "gone";
           const output = r.errorJson ? "null" : r.eventJson;
           records.push({ $case: "step", value: resumedStep(run, r.opId, r.opId, now, output) });
           if (adv.resolution === "discover") next.push(callItem(run, `d:${r.opId}`, { stepId: "step" }));
-          return true;
+          return "won";
         } catch (err) {
-          // The run ended or expired: the wait is moot.
-          if (err instanceof ConflictError || err instanceof NotFoundError) return false;
+          if (err instanceof ConflictError || err instanceof NotFoundError) return "gone";
           throw err;
         }
       }),
     );
     await this.deps.history.record(records);
     if (next.length > 0) await this.deps.enqueue(next);
-    // Only now, with the run carried on, may the wait leave the index.
+    // Only now, with the run carried on, may the wait leave the index: a retry of this call must
+    // still find a wait whose discovery call was not enqueued yet.
     await Promise.all(
-      resumes.map((r) => this.deps.pauses.remove(r.environmentId, r.eventName, r.runId, r.opId)),
+      resumes.flatMap((r, i) =>
+        outcomes[i] === "lost"
+          ? []
+          : [this.deps.pauses.remove(r.environmentId, r.eventName, r.runId, r.opId)],
+      ),
     );
+    const resumed = outcomes.map((o) => o === "won");
     this.deps.log.debug(
       { resumes: resumes.length, resumed: resumed.filter(Boolean).length },
       "waits resumed",

@@ -303,6 +303,22 @@ describe("ExecutorService.ListPauses and ResumePauses", () => {
     expect(enqueued.map((i) => i.id)).toEqual([`${s.runId}:d:w1`]);
   });
 
+  it("keeps a wait indexed while the event that won it has not carried the run on, whatever loses meanwhile", async () => {
+    const s = await waitingRun();
+    enqueueFails = true;
+    await expect(resume(s.runId, "w1", "ev-1")).rejects.toBeInstanceOf(UnavailableError);
+    enqueueFails = false;
+    // Another matching event loses (ev-1 resolved the wait) and must leave the entry alone.
+    expect((await resume(s.runId, "w1", "ev-2")).results[0]?.resumed).toBe(false);
+    const listed = await callUnary(client.listPauses.bind(client), {
+      queries: [{ environmentId: "env", eventName: "shop/paid" }],
+    });
+    expect(listed.pauses.map((p) => p.runId)).toContain(s.runId);
+    // The runner's retry of ev-1 finds it, enqueues the discovery call, and only then drops it.
+    expect((await resume(s.runId, "w1", "ev-1")).results[0]?.resumed).toBe(true);
+    expect(enqueued.map((i) => i.id)).toEqual([`${s.runId}:d:w1`]);
+  });
+
   it("does not resume a wait of an ended or unknown run", async () => {
     const s = await waitingRun();
     await store.finish(s.runId, "failed", { error: "{}" }, 1);

@@ -173,18 +173,33 @@ describe("run state in Redis", () => {
     const run = newRun();
     await store.create(run);
     await store.advance(run.runId, { saves: [{ stepId: "done", memoJson: '{"data":1}' }] });
+    const plans = [
+      { opId: "p1", race: false },
+      { opId: "done", race: false },
+      { opId: "p2", race: true },
+      { opId: "w", race: false, waitEvent: "a|b" },
+    ];
     const adv = await store.advance(run.runId, {
       saves: [],
       disableImmediate: true,
-      plans: [
-        { opId: "p1", race: false },
-        { opId: "done", race: false },
-        { opId: "p2", race: true },
-      ],
+      planner: "item-1",
+      plans,
     });
-    expect(adv.planned).toEqual([true, false, true]);
-    expect(await redis.hgetall(runKeys(prefix, run.runId).pending)).toEqual({ p1: "", p2: "race" });
-    expect((await store.load(run.runId))?.disableImmediate).toBe(true);
+    expect(adv.planned).toEqual(["start", "none", "start", "start"]);
+    expect(await redis.hgetall(runKeys(prefix, run.runId).pending)).toEqual({
+      p1: "item-1|",
+      p2: "item-1|race",
+      w: "item-1|w:a|b",
+    });
+    const s = await store.load(run.runId);
+    expect(s?.disableImmediate).toBe(true);
+    expect(Object.fromEntries(s?.pending ?? [])).toEqual({ p1: "", p2: "race", w: "w:a|b" });
+    // The planner's redelivery starts them again (a crash may have cut that short); another call
+    // that reports the same ops (SDK request version 1 does) only schedules them.
+    const again = await store.advance(run.runId, { saves: [], planner: "item-1", plans });
+    expect(again.planned).toEqual(["start", "none", "start", "start"]);
+    const other = await store.advance(run.runId, { saves: [], planner: "item-2", plans });
+    expect(other.planned).toEqual(["schedule", "none", "schedule", "schedule"]);
   });
 
   it("with request version 2, discovers once every pending op resolved, and turns immediate execution back on", async () => {

@@ -103,6 +103,8 @@ export interface AdvanceInput {
   resolve?: { opId: string; resolver: string; memoJson?: string };
   /** Ops the answer planned (parallel steps, sleeps, waits, invokes) that must now be tracked. */
   plans?: Array<{ opId: string; race: boolean; waitEvent?: string }>;
+  /** The item whose call made the plans (required with plans). */
+  planner?: string;
 }
 
 export interface AdvanceResult {
@@ -112,8 +114,11 @@ export interface AdvanceResult {
   resolution: Resolution;
   /** One flag per save, in order: true when this call saved it, false when an earlier result won. */
   saved: boolean[];
-  /** One flag per plan: true when it is pending (schedule it), false when it is saved already. */
-  planned: boolean[];
+  /**
+   * One entry per plan: `start` (pending, planned by this planner: start it and schedule it),
+   * `schedule` (pending, planned by another call: its item only), `none` (saved already).
+   */
+  planned: Array<"start" | "schedule" | "none">;
 }
 
 const RESOLUTIONS: Record<string, Resolution> = { "-1": "none", "0": "quiet", "1": "discover", "-2": "lost" };
@@ -230,7 +235,13 @@ export class RunStore {
       error: meta.error ?? "",
       steps: new Map(Object.entries((res[1]?.[1] as Record<string, string>) ?? {})),
       stack: (res[2]?.[1] as string[]) ?? [],
-      pending: new Map(Object.entries((res[3]?.[1] as Record<string, string>) ?? {})),
+      // Values are "<planner>|<mode>"; callers need the mode.
+      pending: new Map(
+        Object.entries((res[3]?.[1] as Record<string, string>) ?? {}).map(([op, v]) => [
+          op,
+          v.slice(v.indexOf("|") + 1),
+        ]),
+      ),
     };
   }
 
@@ -247,6 +258,7 @@ export class RunStore {
       input.resolve?.opId ?? "",
       input.resolve?.resolver ?? "",
       input.resolve?.memoJson ?? "",
+      input.planner ?? "",
       input.saves.length,
     ];
     for (const s of input.saves) args.push(s.stepId, s.memoJson);
@@ -255,13 +267,15 @@ export class RunStore {
     for (const p of plans) args.push(p.opId, p.race ? "race" : p.waitEvent ? `w:${p.waitEvent}` : "");
     const r = await wrap(() => this.redis.steplineAdvanceRun(...allKeys(this.prefix, runId), ...args));
     const resolution = RESOLUTIONS[String(r[2])] ?? "none";
-    const flags = r.slice(3).map((f) => f === 1);
+    const flags = r.slice(3).map(Number);
     return {
       callNumber: Number(r[0]),
       stackLength: Number(r[1]),
       resolution,
-      saved: flags.slice(0, input.saves.length),
-      planned: flags.slice(input.saves.length),
+      saved: flags.slice(0, input.saves.length).map((f) => f === 1),
+      planned: flags
+        .slice(input.saves.length)
+        .map((f) => (f === 1 ? "start" : f === 2 ? "schedule" : "none")),
     };
   }
 

@@ -167,10 +167,6 @@ describe("interpreting the app's answer", () => {
 
   it.each([
     ["", 0],
-    ["1s", 1_000],
-    ["500ms", 500],
-    ["2w1d", 15 * 86_400_000],
-    ["1.5h", 5_400_000],
     ["1d2h3m4s", 93_784_000],
   ])("reads the sleep duration %j", (name, ms) => {
     expect(timeFrom(name, NOW)).toBe(NOW + ms);

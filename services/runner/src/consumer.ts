@@ -18,7 +18,7 @@ import { Counter } from "prom-client";
 import { RETRY_JITTER_MAX } from "./config.js";
 import { claimRunIds } from "./idempotency.js";
 import type { FunctionIndex, MatchableEvent } from "./match.js";
-import { buildIndex, INVOKED, invokeTarget, matchEvent } from "./match.js";
+import { buildIndex, INVOKED, invokedFunction, invokeTarget, matchEvent } from "./match.js";
 import type { PauseIndex, WaitCandidate } from "./pauses.js";
 import { matchPauses, pauseQueries } from "./pauses.js";
 import type { Registry } from "./registry.js";
@@ -206,7 +206,8 @@ export class EventConsumer {
       const fns = matchEvent(indexes, it.event);
       if (fns.length > 0) matched++;
       for (const fn of fns) pairs.push({ record: it.record, fn });
-      if (fns.length === 0 && it.event.name === INVOKED) {
+      const index = indexes.get(it.event.environmentId);
+      if (it.event.name === INVOKED && (!index || !invokedFunction(index, it.event))) {
         const failed = unknownInvokeTarget(it.record, it.event.event);
         if (failed) failedInvokes.push(failed);
       }

@@ -120,4 +120,23 @@ describe("matchEvent", () => {
     expect(match(idx, "inngest/function.failed")).toEqual(["on-failure", "fn-events"]);
     expect(match(idx, "inngest/scheduled.timer")).toEqual([]);
   });
+
+  it("starts the target of inngest/function.invoked by id, whatever its triggers, and functions that trigger on it", () => {
+    const idx = new Map([
+      [
+        "envA",
+        buildIndex([
+          stored("target", []),
+          stored("watcher", [ev("inngest/function.invoked")]),
+          stored("bystander", [ev("app/*")]),
+        ]),
+      ],
+      ["envB", buildIndex([stored("elsewhere", [])])],
+    ]);
+    const invoked = (fnId: string) => ({ _inngest: { fn_id: fnId, correlation_id: "run.op" } });
+    expect(match(idx, "inngest/function.invoked", invoked("target"))).toEqual(["target", "watcher"]);
+    expect(match(idx, "inngest/function.invoked", invoked("watcher"))).toEqual(["watcher"]);
+    expect(match(idx, "inngest/function.invoked", invoked("elsewhere"))).toEqual(["watcher"]);
+    expect(match(idx, "inngest/function.invoked", invoked("target"), "envA", "acct2")).toEqual([]);
+  });
 });

@@ -21,6 +21,13 @@ export function invokeTarget(event: unknown): string | null {
   return typeof id === "string" && id ? id : null;
 }
 
+/** The function an `inngest/function.invoked` event starts, when the environment has it. */
+export function invokedFunction(index: FunctionIndex, ev: MatchableEvent): StoredFunction | undefined {
+  const target = invokeTarget(ev.event);
+  const fn = target === null ? undefined : index.byId.get(target);
+  return fn && fn.accountId === ev.accountId ? fn : undefined;
+}
+
 /** An environment's event triggers, indexed for matching many events against them. */
 export interface FunctionIndex {
   /** Every function by id: `inngest/function.invoked` starts its target by id, not by trigger. */
@@ -70,13 +77,16 @@ export function matchEvent(
 ): StoredFunction[] {
   const index = indexes.get(ev.environmentId);
   if (!index) return [];
-  if (ev.name === INVOKED) {
-    const target = invokeTarget(ev.event);
-    const fn = target === null ? undefined : index.byId.get(target);
-    return fn && fn.accountId === ev.accountId ? [fn] : [];
-  }
   const out: StoredFunction[] = [];
   const taken = new Set<string>();
+  if (ev.name === INVOKED) {
+    // The invoke's target starts whatever its triggers; functions that trigger on the event too.
+    const target = invokedFunction(index, ev);
+    if (target) {
+      taken.add(target.fn.id);
+      out.push(target);
+    }
+  }
   const consider = (entry: Entry) => {
     if (taken.has(entry.fn.fn.id) || entry.fn.accountId !== ev.accountId) return;
     if (entry.expression && !celMatches(entry.expression, { event: ev.event })) return;
