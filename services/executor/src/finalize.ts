@@ -45,7 +45,10 @@ export async function finalizeRun(
 
 /** Queued items, waits and `cancelOn` entries a run leaves behind when it ends early. */
 async function dropLeftovers(deps: FinalizeDeps, run: RunState): Promise<void> {
-  const items = [`${run.runId}:deadline`, `${run.runId}:end`];
+  // Only what may be queued: most runs end with nothing pending, and then cost no Remove call.
+  const items: string[] = [];
+  if (run.finishTimeoutMs > 0) items.push(`${run.runId}:deadline`);
+  if (run.status === "cancelled") items.push(`${run.runId}:end`);
   const work: Promise<void>[] = [];
   for (const [op, mode] of run.pending) {
     items.push(`${run.runId}:s:${op}`, `${run.runId}:t:${op}`, `${run.runId}:p:${op}`);
@@ -54,7 +57,7 @@ async function dropLeftovers(deps: FinalizeDeps, run: RunState): Promise<void> {
   run.cancelOn.forEach((c, n) => {
     work.push(deps.pauses.remove(run.environmentId, c.event, run.runId, `cancel${n}`));
   });
-  work.push(deps.remove(items.map((itemId) => ({ itemId, accountId: run.accountId }))));
+  if (items.length > 0) work.push(deps.remove(items.map((itemId) => ({ itemId, accountId: run.accountId }))));
   work.push(deps.live.remove(run.environmentId, run.functionId, run.runId));
   await Promise.all(work);
 }

@@ -398,7 +398,7 @@ describe("ExecutorService.CancelRun and CancelFunctionRuns", () => {
       ["inngest/function.cancelled", `${s.runId}.cancelled`, "Cancelled"],
     ]);
     expect(removed).toEqual(
-      expect.arrayContaining([`${s.runId}:s:nap`, `${s.runId}:t:w1`, `${s.runId}:deadline`]),
+      expect.arrayContaining([`${s.runId}:s:nap`, `${s.runId}:t:w1`, `${s.runId}:end`]),
     );
     expect(
       (
