@@ -568,8 +568,14 @@ export function durableSuite(sdk: SdkVersion): void {
       const quick = await send("child", { tag: tag(), n: 3 });
       const [run] = await waitForEndedRuns(cluster.apiUrl, quick, { timeoutMs: 10_000 });
       expect(run?.output).toEqual({ doubled: 6, invoker: "event" });
-      for (const s of sleeping)
-        expect((await eventRuns(cluster.apiUrl, s.eventId))[0]?.status).toBe("Running");
+      // History is written in batches: wait until each sleeping run is listed, then it must be Running.
+      for (const s of sleeping) {
+        const [listed] = await waitFor(`${s.t} in history`, async () => {
+          const runs = await eventRuns(cluster.apiUrl, s.eventId);
+          return runs.length > 0 ? runs : undefined;
+        });
+        expect(listed?.status).toBe("Running");
+      }
     });
 
     it("cancels a run when its cancelOn event matches, sends inngest/function.cancelled, and calls the app no more", async () => {
