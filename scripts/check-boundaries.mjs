@@ -1,5 +1,5 @@
 // Fails when a service reaches into another service (imports) or code reads process.env outside a
-// config.ts/main.ts: the two boundaries CONVENTIONS.md says a tool checks. Prints file:line per breach.
+// config.ts/main.ts: the two boundaries docs/architecture.md says a tool checks. Prints file:line per breach.
 import fs from "node:fs";
 import path from "node:path";
 import { ROOT } from "./lib.mjs";

@@ -11,7 +11,7 @@ const LIBS = path.join(KAFKA_HOME, "libs");
 // Written only after Maven finished, so an interrupted download is retried, not half-used.
 const COMPLETE_MARKER = path.join(KAFKA_HOME, ".complete");
 
-/** Topics the services expect, with their partition counts (see DESIGN.md, "Kafka topics"). */
+/** Topics the services expect, with their partition counts (docs/architecture.md, "Kafka topics"). */
 // Partitions and topic configs. A request to the event API may carry 3 MiB of events, produced as
 // one batch, hence the larger message limit on `events`.
 export const TOPICS = {

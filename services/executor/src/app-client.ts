@@ -1,4 +1,4 @@
-// HTTP calls to users' apps in the SDK wire protocol (PROTOCOL-STEPS.md §1): the request body as
+// HTTP calls to users' apps in the SDK wire protocol (docs/sdk-protocol.md, "The request"): the request body as
 // RFC 8785 canonical JSON, its HMAC signature, the headers, and the answer read with a size cap
 // and its signature checked (production mode).
 
@@ -28,7 +28,7 @@ export interface CallBodyInput {
  * The request body `{ctx, event, events, steps, version}` as canonical JSON. It is assembled from
  * fragments that are canonical already (stored memos and events), so large states are not parsed
  * and re-serialized on every call. `ctx.fn_id` is left out on purpose: it would switch SDK v4 to
- * checkpointing, which Stepline does not serve yet (PROTOCOL.md).
+ * checkpointing, which Stepline does not serve yet (docs/sdk-protocol.md).
  */
 export function buildCallBody(input: CallBodyInput): string {
   const events = JSON.parse(input.eventsJson) as unknown[];

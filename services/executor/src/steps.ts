@@ -1,5 +1,5 @@
-// Interpreting an app's answer to one call (PROTOCOL-STEPS.md §2, §4) into a decision the executor
-// carries out. Pure: no I/O, no clock, no randomness of its own, so every rule is unit-tested.
+// Interpreting an app's answer to one call (docs/sdk-protocol.md, "The answer" and "Retries")
+// into a decision the executor carries out. Pure: no I/O, no clock, no randomness of its own, so every rule is unit-tested.
 
 import { parse } from "@bufbuild/cel";
 import { celComplexityProblem } from "@stepline/internal/cel-limits";
