@@ -1,6 +1,6 @@
-// HTTP calls to users' apps in the SDK wire protocol (docs/sdk-protocol.md, "The request"): the request body as
-// RFC 8785 canonical JSON, its HMAC signature, the headers, and the answer read with a size cap
-// and its signature checked (production mode).
+// HTTP calls to users' apps in the SDK wire protocol (docs/sdk-protocol.md, "The request"): the
+// request body as RFC 8785 canonical JSON, its HMAC signature, the headers, and the answer read
+// with a size cap and its signature checked (production mode).
 
 import { createHmac, timingSafeEqual } from "node:crypto";
 import canonicalize from "canonicalize";
