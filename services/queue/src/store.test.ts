@@ -1,11 +1,10 @@
-import { generateMulti } from "cluster-key-slot";
+// Each queue script against a real Redis: every return code in its header and the behaviours that
+// matter. Invariants across scripts (slots, FIFO, a random mix) are in store-invariants.test.ts.
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { ShardKeys } from "./keys.js";
 import { partitionId, shardKeys } from "./keys.js";
-import type { ScriptName } from "./scripts.js";
 import { NotOwnerError, Scripts } from "./scripts.js";
-import type { ItemInput } from "./store.js";
 import {
   ACQUIRED,
   ALREADY,
@@ -31,50 +30,20 @@ import {
   STALE,
   WRONG_PARTITION,
 } from "./store.js";
-import { shardProblems } from "./testing/invariants.js";
 import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
-
-const T0 = 1_700_000_000_000;
-const LEASE = 30_000;
-const TOKEN = "owner-1";
+import type { ScriptCalls } from "./testing/script-fixture.js";
+import { claimWith, expectConsistentShard, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";
 
 let redis: Redis;
 let ns: string;
 let keys: ShardKeys;
 let now: number;
 let s: Scripts;
-const calls: Array<{ name: ScriptName; keys: readonly string[] }> = [];
+const calls: ScriptCalls = [];
 
-function item(id: string, over: Partial<ItemInput> = {}): ItemInput {
-  return {
-    id,
-    runId: `run-${id}`,
-    accountId: "acct-1",
-    environmentId: "env",
-    functionId: "fn-a",
-    kind: 2,
-    delayMs: 0,
-    runAtMs: 0,
-    attempt: 0,
-    payload: JSON.stringify({ stepId: id }),
-    ...over,
-  };
-}
-
-function claim(max = 10, accountId = "acct-1", pids = [partitionId("env", "fn-a")], token = TOKEN) {
-  return claimItems(s, keys, {
-    token,
-    leaseMs: LEASE,
-    maxDeliveries: 3,
-    accountId,
-    partitions: pids.map((pid) => ({ pid, cap: max })),
-    maxItems: max,
-  });
-}
-
-async function expectConsistent() {
-  expect(await shardProblems(redis, keys)).toEqual([]);
-}
+const claim = (...args: Parameters<typeof claimWith> extends [unknown, unknown, ...infer R] ? R : never) =>
+  claimWith(s, keys, ...args);
+const expectConsistent = () => expectConsistentShard(redis, keys);
 
 beforeAll(() => {
   redis = testRedis();
@@ -472,232 +441,5 @@ describe("owner-acquire.lua and owner-release.lua", () => {
     expect(await releaseOwner(s, k, "a")).toBe(true);
     expect(await releaseOwner(s, k, "a")).toBe(false);
     expect(await acquireOwner(s, k, "b", 5_000)).toBe(ACQUIRED);
-  });
-});
-
-describe("key layout", () => {
-  it("puts every key of every script call in one cluster slot", async () => {
-    calls.length = 0;
-    await enqueueItems(s, keys, [item("i1"), item("i2", { accountId: "other", functionId: "x{y}" })]);
-    await claim();
-    await claim(10, "other", [partitionId("env", "x{y}")]);
-    await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1 }]);
-    await completeItems(s, keys, 1_000, [
-      { itemId: "i1", generation: 1, next: [item("n1", { accountId: "a{b" })] },
-    ]);
-    await retryItems(s, keys, [
-      {
-        itemId: "i2",
-        generation: 1,
-        accountId: "other",
-        pid: partitionId("env", "x{y}"),
-        runAtMs: 0,
-        attempt: 1,
-      },
-    ]);
-    await expiredLeases(s, keys, 10);
-    await reclaimLeases(s, keys, TOKEN, [{ itemId: "zz", accountId: "", pid: "" }]);
-    await acquireOwner(s, keys, TOKEN, 60_000);
-    await releaseOwner(s, keys, TOKEN);
-    const names = new Set(calls.map((c) => c.name));
-    expect(names.size).toBe(9);
-    for (const c of calls) {
-      expect(generateMulti([...c.keys]), `${c.name}: ${c.keys.join(" ")}`).not.toBe(-1);
-      expect(c.keys.every((k) => k.startsWith(`q:{${ns}s17}:`))).toBe(true);
-    }
-  });
-});
-
-describe("invariants not covered above", () => {
-  it("keeps equal due times FIFO across calls even when one call adds more than 1024 items in a millisecond", async () => {
-    await enqueueItems(s, keys, [item("s1")]);
-    await claim();
-    // One completion fanning out to 1,100 next items: the sequence passes 1023 within T0.
-    const fan = Array.from({ length: 1_100 }, (_, i) => item(`n${String(i).padStart(4, "0")}`));
-    expect(
-      (await completeItems(s, keys, 60_000, [{ itemId: "s1", generation: 1, next: fan }])).codes,
-    ).toEqual([OK]);
-    now = T0 + 1;
-    await enqueueItems(s, keys, [item("later")]);
-    now = T0 + 10;
-    const got = (await claim(2_000)).leased.map((i) => i.id);
-    expect(got).toEqual([...fan.map((f) => f.id), "later"]);
-    await expectConsistent();
-  });
-
-  it("completes a lease that expired but was not reclaimed yet (nobody else holds it)", async () => {
-    await enqueueItems(s, keys, [item("i1")]);
-    await claim();
-    now = T0 + LEASE + 5_000;
-    expect((await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1 }])).results).toEqual([
-      EXPIRED,
-    ]);
-    expect((await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 1, next: [] }])).codes).toEqual(
-      [OK],
-    );
-    expect((await expiredLeases(s, keys, 10)).leases).toEqual([]);
-    await expectConsistent();
-  });
-
-  it("resets the delivery count on a counted retry but not on a release", async () => {
-    const pid = partitionId("env", "fn-a");
-    await enqueueItems(s, keys, [item("i1")]);
-    const retry = async (attempt: number) => {
-      const [l] = (await claim()).leased;
-      expect(l).toBeDefined();
-      const r = await retryItems(s, keys, [
-        { itemId: "i1", generation: l?.generation ?? 0, accountId: "acct-1", pid, runAtMs: 0, attempt },
-      ]);
-      expect(r.codes).toEqual([OK]);
-    };
-    // maxDeliveries is 3: three releases, then the fourth claim dead-letters ...
-    await retry(0);
-    await retry(0);
-    await retry(0);
-    expect((await claim()).deadLettered).toEqual(["i1"]);
-
-    await enqueueItems(s, keys, [item("i2")]);
-    const retry2 = async (attempt: number) => {
-      const [l] = (await claim()).leased;
-      expect(l?.id).toBe("i2");
-      await retryItems(s, keys, [
-        { itemId: "i2", generation: l?.generation ?? 0, accountId: "acct-1", pid, runAtMs: 0, attempt },
-      ]);
-    };
-    // ... while counted retries (attempt grows) never run into the delivery limit.
-    for (let attempt = 1; attempt <= 6; attempt++) await retry2(attempt);
-    expect((await claim()).leased.map((i) => [i.id, i.attempt])).toEqual([["i2", 6]]);
-    await expectConsistent();
-  });
-
-  it("reads Redis TIME when no clock override is given (no replica's clock decides a lease)", async () => {
-    const real = new Scripts(redis, { assertSlots: true });
-    await enqueueItems(real, keys, [item("i1")]);
-    const [sec, micro] = await redis.time();
-    const redisNow = Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
-    const r = await claimItems(real, keys, {
-      token: TOKEN,
-      leaseMs: LEASE,
-      maxDeliveries: 3,
-      accountId: "acct-1",
-      partitions: [{ pid: partitionId("env", "fn-a"), cap: 1 }],
-      maxItems: 1,
-    });
-    expect(Math.abs(r.nowMs - redisNow)).toBeLessThan(1_000);
-    expect(r.leased[0]?.leaseExpiresAtMs).toBe(r.nowMs + LEASE);
-  });
-
-  it("lets a deposed owner's claim and reclaim change nothing", async () => {
-    await enqueueItems(s, keys, [item("i1"), item("i2")]);
-    await claim(1);
-    now = T0 + LEASE;
-    const exp = await expiredLeases(s, keys, 10);
-    await redis.set(keys.owner, "new-owner");
-    const before = await redis.hgetall(keys.items);
-    await expect(claim()).rejects.toBeInstanceOf(NotOwnerError);
-    await expect(reclaimLeases(s, keys, TOKEN, exp.leases)).rejects.toBeInstanceOf(NotOwnerError);
-    expect(await redis.hgetall(keys.items)).toEqual(before);
-    expect(await redis.zrange(keys.leased, 0, "-1")).toEqual(["i1"]);
-    await expectConsistent();
-  });
-
-  it("never loses an item or lets pointers drift under a random mix of every script", async () => {
-    // A seeded generator, so a failure replays.
-    let seed = 12345;
-    const rnd = (n: number) => {
-      // mulberry32
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-    };
-    const accounts = ["a1", "a2", "a3"];
-    const fns = ["f1", "f2"];
-    const held = new Map<string, { gen: number; acct: string; fn: string }>();
-    const live = new Set<string>();
-    const done = new Set<string>();
-    let next = 0;
-    const newItem = () => {
-      const id = `r${next++}`;
-      const over = { accountId: accounts[rnd(3)] as string, functionId: fns[rnd(2)] as string };
-      return item(id, { ...over, delayMs: [0, 0, 50, 2_000][rnd(4)] as number });
-    };
-    for (let step = 0; step < 400; step++) {
-      const op = rnd(9);
-      if (op === 0) {
-        const batch = Array.from({ length: 1 + rnd(5) }, newItem);
-        await enqueueItems(s, keys, batch);
-        for (const b of batch) live.add(b.id);
-      } else if (op === 1 || op === 2) {
-        const acct = accounts[rnd(3)] as string;
-        const r = await claimItems(s, keys, {
-          token: TOKEN,
-          leaseMs: LEASE,
-          maxDeliveries: 3,
-          accountId: acct,
-          partitions: fns.map((f) => ({ pid: partitionId("env", f), cap: 1 + rnd(3) })),
-          maxItems: 1 + rnd(6),
-        });
-        for (const l of r.leased) held.set(l.id, { gen: l.generation, acct, fn: l.functionId });
-        for (const d of r.deadLettered) live.delete(d);
-      } else if ((op === 3 || op === 4) && held.size > 0) {
-        const ids = [...held.keys()];
-        const id = ids[rnd(ids.length)] as string;
-        const h = held.get(id) as { gen: number; acct: string; fn: string };
-        const stale = rnd(5) === 0;
-        const kids = Array.from({ length: rnd(3) }, () => ({ ...newItem(), accountId: h.acct }));
-        const r = await completeItems(s, keys, 60_000, [
-          { itemId: id, generation: stale ? h.gen - 1 : h.gen, next: kids },
-        ]);
-        if (r.codes[0] === OK) {
-          held.delete(id);
-          live.delete(id);
-          done.add(id);
-          for (const k of kids) live.add(k.id);
-        }
-      } else if (op === 5 && held.size > 0) {
-        const ids = [...held.keys()];
-        const id = ids[rnd(ids.length)] as string;
-        const h = held.get(id) as { gen: number; acct: string; fn: string };
-        const r = await retryItems(s, keys, [
-          {
-            itemId: id,
-            generation: h.gen,
-            accountId: h.acct,
-            pid: partitionId("env", h.fn),
-            runAtMs: [-1, 0, now + 500][rnd(3)] as number,
-            attempt: rnd(3),
-          },
-        ]);
-        if (r.codes[0] === OK) held.delete(id);
-      } else if (op === 7 && live.size > held.size) {
-        const queued = [...live].filter((id) => !held.has(id));
-        const id = queued[rnd(queued.length)] as string;
-        const raw = (await itemPartitions(s, keys, [id]))[0];
-        if (raw) {
-          const r = await removeItems(s, keys, 60_000, [{ itemId: id, ...raw }]);
-          if (r.codes[0] === 1) live.delete(id);
-        }
-      } else if (op === 6 && held.size > 0) {
-        await extendLeases(
-          s,
-          keys,
-          LEASE,
-          [...held].map(([itemId, h]) => ({ itemId, generation: h.gen })),
-        );
-      } else {
-        now += rnd(3) === 0 ? LEASE : rnd(200);
-        const exp = await expiredLeases(s, keys, 100);
-        await reclaimLeases(s, keys, TOKEN, exp.leases);
-      }
-      const problems = await shardProblems(redis, keys);
-      expect(problems, `after step ${step} (op ${op})`).toEqual([]);
-      // Every live item is still stored; every completed one is gone.
-      const stored = await redis.hmget(keys.items, ...live, ...done, "-");
-      const lost = [...live].filter((_, i) => stored[i] === null);
-      expect(lost, `lost after step ${step}`).toEqual([]);
-      expect(stored.slice(live.size, live.size + done.size).filter((v) => v !== null)).toEqual([]);
-    }
-    expect(done.size).toBeGreaterThan(10);
   });
 });

@@ -1,0 +1,58 @@
+// The setup the script tests share (store.test.ts, store-invariants.test.ts): items, a claim with
+// the usual arguments, and a shard whose scripts read a clock the test moves.
+import type { Redis } from "ioredis";
+import { expect } from "vitest";
+import type { ShardKeys } from "../keys.js";
+import { partitionId } from "../keys.js";
+import type { ScriptName, Scripts } from "../scripts.js";
+import type { ItemInput } from "../store.js";
+import { claimItems } from "../store.js";
+import { shardProblems } from "./invariants.js";
+
+export const T0 = 1_700_000_000_000;
+export const LEASE = 30_000;
+export const TOKEN = "owner-1";
+
+/** Every script call a test's Scripts made, for the slot checks. */
+export type ScriptCalls = Array<{ name: ScriptName; keys: readonly string[] }>;
+
+/** An item of account acct-1, function fn-a, due now. */
+export function item(id: string, over: Partial<ItemInput> = {}): ItemInput {
+  return {
+    id,
+    runId: `run-${id}`,
+    accountId: "acct-1",
+    environmentId: "env",
+    functionId: "fn-a",
+    kind: 2,
+    delayMs: 0,
+    runAtMs: 0,
+    attempt: 0,
+    payload: JSON.stringify({ stepId: id }),
+    ...over,
+  };
+}
+
+/** A claim by the owner TOKEN over `pids`, up to `max` items (each partition capped at `max`). */
+export function claimWith(
+  s: Scripts,
+  keys: ShardKeys,
+  max = 10,
+  accountId = "acct-1",
+  pids = [partitionId("env", "fn-a")],
+  token = TOKEN,
+) {
+  return claimItems(s, keys, {
+    token,
+    leaseMs: LEASE,
+    maxDeliveries: 3,
+    accountId,
+    partitions: pids.map((pid) => ({ pid, cap: max })),
+    maxItems: max,
+  });
+}
+
+/** Fails the test when the shard breaks an invariant (each item in one place, exact pointers). */
+export async function expectConsistentShard(redis: Redis, keys: ShardKeys): Promise<void> {
+  expect(await shardProblems(redis, keys)).toEqual([]);
+}
