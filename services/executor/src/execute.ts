@@ -11,12 +11,12 @@ import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { AppClient } from "./app-client.js";
 import { buildCallBody } from "./app-client.js";
 import { Canceller } from "./cancel.js";
+import { fireCronTick } from "./cron-tick.js";
 import type { FinalizeDeps } from "./finalize.js";
 import { finalizeRun } from "./finalize.js";
 import type { HistoryEntry } from "./history.js";
 import type { EventSender } from "./internal-events.js";
 import { invokedEvent } from "./internal-events.js";
-import type { ItemPayload } from "./items.js";
 import { callItem, parsePayload, pauseOf, planItem } from "./items.js";
 import { callSeconds, callsTotal, runsEndedTotal } from "./metrics.js";
 import type { PauseStore } from "./pauses.js";
@@ -25,6 +25,7 @@ import type { SigningKeys } from "./signing-keys.js";
 import type { RunState, RunStore } from "./state.js";
 import type { BackoffPolicy, Decision } from "./steps.js";
 import { backoffDelayMs, interpret } from "./steps.js";
+import { isStartItem, timeLimit } from "./time-limits.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
 import { SHUTDOWN } from "./work-loop.js";
 
@@ -375,61 +376,5 @@ async function apply(
       await ctx.complete([]);
       return;
     }
-  }
-}
-
-function isStartItem(item: NewItem): boolean {
-  return item.id === `${item.runId}:start`;
-}
-
-/** Why the run must be cancelled now for exceeding a `timeouts` limit, or null. */
-function timeLimit(run: RunState, item: NewItem, payload: ItemPayload, nowMs: number): string | null {
-  if (payload.deadline) return `the run exceeded timeouts.finish (${run.finishTimeoutMs} ms)`;
-  // Only before the first call ever ran: a retried or redelivered start item belongs to a run
-  // that has started.
-  const unstarted = isStartItem(item) && item.attempt === 0 && run.calls === 0 && run.stack.length === 0;
-  if (run.startTimeoutMs > 0 && unstarted && nowMs - run.createdAtMs > run.startTimeoutMs) {
-    return `the run did not start within timeouts.start (${run.startTimeoutMs} ms)`;
-  }
-  return null;
-}
-
-/**
- * One tick of a cron trigger (README "Cron triggers"): the runner starts the tick's run and names
- * the next tick, whose item is enqueued atomically with this one's completion. FireCron is
- * idempotent per tick, so a redelivered tick starts no second run.
- */
-async function fireCronTick(
-  deps: ExecuteDeps,
-  item: NewItem,
-  ctx: ItemContext,
-  log: Logger,
-  systemDelay: (attempt: number) => number,
-): Promise<void> {
-  let tick: { cron?: unknown; tickMs?: unknown };
-  try {
-    tick = JSON.parse(item.payload) as typeof tick;
-  } catch {
-    tick = {};
-  }
-  if (typeof tick.cron !== "string" || typeof tick.tickMs !== "number") {
-    log.error("cron item without a cron and tick; dropping it");
-    await ctx.complete([]);
-    return;
-  }
-  try {
-    const res = await deps.fireCron({
-      environmentId: item.environmentId,
-      functionId: item.functionId,
-      cron: tick.cron,
-      tickMs: tick.tickMs,
-    });
-    await ctx.complete(res.current && res.next ? [res.next] : []);
-  } catch (err) {
-    // The runner (or what it calls) is down: try again later; the tick is late, not lost. The
-    // retry counts (attempt + 1), so the queue resets the item's deliveries and never
-    // dead-letters a chain during an outage, and the delay grows with each try.
-    log.warn({ err: String(err), tries: item.attempt + 1 }, "cannot fire the cron tick; retrying");
-    await ctx.retry(systemDelay(item.attempt), item.attempt + 1);
   }
 }
