@@ -452,6 +452,22 @@ describe("ExecutorService.CancelRun and CancelFunctionRuns", () => {
     expect(all.cancelledRunIds).toEqual([runs[2]?.runId]);
   });
 
+  it("rejects bad cancel requests with INVALID_ARGUMENT saying what is wrong", async () => {
+    await expect(cancel("", "env")).rejects.toThrow(/environment_id and run_id are required/);
+    const bulk = (over: Record<string, unknown>) =>
+      callUnary(client.cancelFunctionRuns.bind(client), {
+        environmentId: "env",
+        functionId: "app-fn",
+        startedAfterMs: 0,
+        startedBeforeMs: 0,
+        limit: 10,
+        ...over,
+      });
+    await expect(bulk({ functionId: "" })).rejects.toThrow(/function_id are required/);
+    await expect(bulk({ limit: 5_000 })).rejects.toThrow(/limit must be 0-1000/);
+    await expect(bulk({ startedAfterMs: 10, startedBeforeMs: 5 })).rejects.toThrow(/must be after/);
+  });
+
   it("indexes a run's cancelOn entries as waits that cancel it when an event matches", async () => {
     const s = spec({
       cancelOn: [{ event: "shop/closed", expression: "async.data.shop == 1", timeoutMs: 0 }],

@@ -15,6 +15,7 @@ import {
   ItemKind,
   OpStatus,
   QueueServiceClient,
+  RemoveStatus,
 } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -122,6 +123,25 @@ describe("QueueService over gRPC", () => {
     await expect(callUnary(client.enqueue.bind(client), { items: [newItem("")] })).rejects.toBeInstanceOf(
       ValidationError,
     );
+  });
+
+  it("removes a queued item by id, only for its own account, and refuses an item without ids", async () => {
+    await callUnary(client.enqueue.bind(client), { items: [newItem("rm-1", { delayMs: 3_600_000 })] });
+    const account = newItem("rm-1").accountId;
+    const foreign = await callUnary(client.remove.bind(client), {
+      items: [{ itemId: "rm-1", accountId: "someone-else" }],
+    });
+    expect(foreign.results).toEqual([{ itemId: "rm-1", status: RemoveStatus.REMOVE_STATUS_ABSENT }]);
+    const removed = await callUnary(client.remove.bind(client), {
+      items: [{ itemId: "rm-1", accountId: account }],
+    });
+    expect(removed.results).toEqual([{ itemId: "rm-1", status: RemoveStatus.REMOVE_STATUS_REMOVED }]);
+    // Gone for good: a late enqueue of the same id is refused.
+    const late = await callUnary(client.enqueue.bind(client), { items: [newItem("rm-1")] });
+    expect(late.results[0]?.status).toBe(EnqueueStatus.ENQUEUE_STATUS_EXISTS);
+    await expect(
+      callUnary(client.remove.bind(client), { items: [{ itemId: "", accountId: account }] }),
+    ).rejects.toBeInstanceOf(ValidationError);
   });
 
   it("runs enqueue -> lease -> complete with next -> next leased -> complete over one Work stream", async () => {

@@ -152,6 +152,17 @@ describe("cron triggers", () => {
     expect(scheduled).toEqual([]);
   });
 
+  it("rejects a FireCron without its environment, function, cron or tick", async () => {
+    const err = await callUnary(client.fireCron.bind(client), {
+      environmentId: env,
+      functionId: "",
+      cron: "* * * * *",
+      tickMs: 1,
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ValidationError);
+    expect((err as Error).message).toContain("function_id");
+  });
+
   it("refuses an invalid cron at sync, naming the function and the field", async () => {
     const err = await syncApp([cronFn("61 * * * *")]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ValidationError);
