@@ -6,7 +6,8 @@
 -- KEYS[2]        q:{<ns>s<N>}:L                  ZSET   leased itemId -> lease expiry ms
 -- KEYS[3]        q:{<ns>s<N>}:owner              STRING owner token
 -- KEYS[4]        q:{<ns>s<N>}:A                  ZSET   account -> earliest score
--- then per item i (2 keys, from KEYS[5]):
+-- KEYS[5]        q:{<ns>s<N>}:pm                 HASH   "<acct>\n<pid>" -> forceAt ms
+-- then per item i (2 keys, from KEYS[6]):
 --   partition    q:{<ns>s<N>}:p:<acct>:<pid>     ZSET   itemId -> score (q:{<ns>s<N>}:- if unknown)
 --   account      q:{<ns>s<N>}:a:<acct>           ZSET   pid -> earliest score (q:{<ns>s<N>}:- if unknown)
 --
@@ -23,7 +24,8 @@
 
 -- @include "common"
 
-local itemsKey, leasedKey, ownerKey, shardKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- The item's concurrency slots need no freeing: an expired lease no longer counts (claim trims it).
+local itemsKey, leasedKey, ownerKey, shardKey, forcedKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now = nowMs(ARGV[1])
 if redis.call('GET', ownerKey) ~= ARGV[2] then return -1 end
 local n = tonumber(ARGV[3])
@@ -31,7 +33,7 @@ local n = tonumber(ARGV[3])
 local before = shardDue(shardKey)
 local results = {}
 for i = 1, n do
-  local partKey, acctKey = KEYS[4 + (i - 1) * 2 + 1], KEYS[4 + (i - 1) * 2 + 2]
+  local partKey, acctKey = KEYS[5 + (i - 1) * 2 + 1], KEYS[5 + (i - 1) * 2 + 2]
   local id, pid = ARGV[3 + (i - 1) * 2 + 1], ARGV[3 + (i - 1) * 2 + 2]
   local raw = redis.call('HGET', itemsKey, id)
   local item = raw and parseItem(raw)
@@ -52,7 +54,7 @@ for i = 1, n do
     redis.call('HSET', itemsKey, id, formatItem(item))
     redis.call('ZREM', leasedKey, id)
     redis.call('ZADD', partKey, score, id)
-    lowerPointers(acctKey, shardKey, pid, acct, score)
+    lowerPointers(acctKey, shardKey, forcedKey, pid, acct, score, now)
     results[i] = 1
   end
 end

@@ -4,7 +4,8 @@
 --
 -- KEYS[1]        q:{<ns>s<N>}:it                 HASH   itemId -> item record (common.lua)
 -- KEYS[2]        q:{<ns>s<N>}:A                  ZSET   account -> earliest score
--- then per item i (3 keys, from KEYS[3]):
+-- KEYS[3]        q:{<ns>s<N>}:pm                 HASH   "<acct>\n<pid>" -> forceAt ms
+-- then per item i (3 keys, from KEYS[4]):
 --   partition    q:{<ns>s<N>}:p:<acct>:<pid>     ZSET   itemId -> score
 --   account      q:{<ns>s<N>}:a:<acct>           ZSET   pid -> earliest score
 --   seen         q:{<ns>s<N>}:seen:<itemId>      STRING tombstone
@@ -24,14 +25,14 @@
 
 -- @include "common"
 
-local itemsKey, shardKey = KEYS[1], KEYS[2]
+local itemsKey, shardKey, forcedKey = KEYS[1], KEYS[2], KEYS[3]
 local now = nowMs(ARGV[1])
 local ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3])
 
 local before = shardDue(shardKey)
 local results = {}
 for i = 1, n do
-  local k, a = 2 + (i - 1) * 3, 3 + (i - 1) * 3
+  local k, a = 3 + (i - 1) * 3, 3 + (i - 1) * 3
   local partKey, acctKey, seenKey = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local id, acct, pid = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local raw = redis.call('HGET', itemsKey, id)
@@ -48,8 +49,8 @@ for i = 1, n do
       redis.call('HDEL', itemsKey, id)
       redis.call('ZREM', partKey, id)
       redis.call('SET', seenKey, 'removed', 'PX', ttl)
-      -- Pointers stay exactly their child's head, and never name an empty child.
-      resetPartitionPointer(partKey, acctKey, pid)
+      -- Pointers stay their child's head (or forceAt), and never name an empty child.
+      refreshPartitionPointer(partKey, acctKey, forcedKey, acct, pid, now)
       resetAccountPointer(acctKey, shardKey, acct)
       results[i] = 1
     end

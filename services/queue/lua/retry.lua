@@ -1,23 +1,26 @@
 -- retry: puts leased items back to ready, fenced by generation, at max(now, runAt) with the
 -- attempt number the next delivery carries (unchanged = a release). generation += 1 fences the
 -- old holder. A counted retry (attempt grew) resets deliveries: the executor handled the item,
--- so it is not a poison item.
+-- so it is not a poison item. Frees the item's concurrency slots and wakes partitions blocked on them.
 --
 -- KEYS[1]        q:{<ns>s<N>}:it                 HASH   itemId -> item record (common.lua)
 -- KEYS[2]        q:{<ns>s<N>}:L                  ZSET   leased itemId -> lease expiry ms
 -- KEYS[3]        q:{<ns>s<N>}:seq                STRING "<ms>:<n>" score sequence
 -- KEYS[4]        q:{<ns>s<N>}:A                  ZSET   account -> earliest score
--- then per item i (2 keys, from KEYS[5]):
+-- KEYS[5]        q:{<ns>s<N>}:pm                 HASH   "<acct>\n<pid>" -> forceAt ms
+-- then per item i (2 keys, then 2 per concurrency set of its partition):
 --   partition    q:{<ns>s<N>}:p:<acct>:<pid>     ZSET   itemId -> score
 --   account      q:{<ns>s<N>}:a:<acct>           ZSET   pid -> earliest score
+--   set g:       q:{<ns>s<N>}:c:<acct>:<set>, q:{<ns>s<N>}:bk:<acct>:<set>
 --
 -- ARGV[1]        now override, epoch ms (0 = Redis TIME; tests only)
 -- ARGV[2]        item count n
--- then per item i (5 args, from ARGV[3]):
+-- then per item i (6 args):
 --   itemId, generation,
 --   pid          the item's partition id (must match the stored one)
 --   runAt        epoch ms; 0 = now; -1 = back at its original score (release without losing its place)
 --   attempt      attempt number of the next delivery
+--   sets         number of concurrency sets (keys above)
 --
 -- Returns: { nowMs, dueBeforeMs, dueAfterMs, { result_1..result_n } }, result =
 --    1 OK
@@ -26,18 +29,20 @@
 
 -- @include "common"
 
-local itemsKey, leasedKey, shardKey = KEYS[1], KEYS[2], KEYS[4]
+local itemsKey, leasedKey, shardKey, forcedKey = KEYS[1], KEYS[2], KEYS[4], KEYS[5]
 local now = nowMs(ARGV[1])
 local n = tonumber(ARGV[2])
 
 local before = shardDue(shardKey)
 seqLoad(KEYS[3], now)
 local results = {}
+local k, a = 5, 2
 for i = 1, n do
-  local partKey, acctKey = KEYS[4 + (i - 1) * 2 + 1], KEYS[4 + (i - 1) * 2 + 2]
-  local a = 2 + (i - 1) * 5
+  local partKey, acctKey = KEYS[k + 1], KEYS[k + 2]
   local id, gen, pid = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
-  local runAt, attempt = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  local runAt, attempt, sets = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local setBase = k + 2
+  k, a = k + 2 + sets * 2, a + 6
   local raw = redis.call('HGET', itemsKey, id)
   local item = raw and parseItem(raw)
   local acct, itemPid
@@ -60,7 +65,12 @@ for i = 1, n do
     redis.call('HSET', itemsKey, id, formatItem(item))
     redis.call('ZREM', leasedKey, id)
     redis.call('ZADD', partKey, score, id)
-    lowerPointers(acctKey, shardKey, pid, acct, score)
+    for g = 1, sets do
+      if redis.call('ZREM', KEYS[setBase + (g - 1) * 2 + 1], id) == 1 then
+        wakeBlocked(KEYS[setBase + (g - 1) * 2 + 2], acctKey, shardKey, forcedKey, acct, now)
+      end
+    end
+    lowerPointers(acctKey, shardKey, forcedKey, pid, acct, score, now)
     results[i] = 1
   end
 end

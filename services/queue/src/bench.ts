@@ -8,6 +8,7 @@ import { createLogger } from "@stepline/internal/log";
 import type { NewItem, WorkRequest, WorkResponse } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind, QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { Redis } from "ioredis";
+import { staticLimitsSource } from "./limits.js";
 import { startQueueService } from "./service.js";
 
 const [url = "redis://127.0.0.1:6379", itemsArg = "20000", accountsArg = "10"] = process.argv.slice(2);
@@ -29,6 +30,7 @@ function item(id: string, n: number, step = 0): NewItem {
     runAtMs: 0,
     attempt: 0,
     payload: JSON.stringify({ stepId: `s${step}` }),
+    flow: undefined,
   };
 }
 
@@ -43,6 +45,8 @@ const service = await startQueueService(
     claimBatch: 64,
     ownerLeaseMs: 10_000,
     sweepMs: 5_000,
+    limits: staticLimitsSource(),
+    limitsTtlMs: 2_000,
   },
   log,
 );
@@ -76,7 +80,13 @@ function work(expected: number, steps: number, credits = 512): Promise<number> {
           const step = Number(it.id.split(":s")[1] ?? 0);
           const n = Number(it.runId.slice(4));
           const next = step + 1 < steps ? [item(`${it.runId}:s${step + 1}`, n, step + 1)] : [];
-          return { lease: { itemId: it.id, accountId: it.accountId, generation: l.generation }, next };
+          const lease = {
+            itemId: it.id,
+            accountId: it.accountId,
+            generation: l.generation,
+            partitionId: l.partitionId,
+          };
+          return { lease, next };
         });
         send({ request: { $case: "complete", value: { batchId: ++batchId, items } } });
       } else if (res.response?.$case === "results") {

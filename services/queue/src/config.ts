@@ -7,6 +7,10 @@ export const configSchema = {
   ...redisSchema,
   STEPLINE_ADMIN_PORT: envInt(8303, 0, 65535),
   STEPLINE_QUEUE_GRPC_ADDR: grpcAddrSchema.STEPLINE_QUEUE_GRPC_ADDR,
+  /** The runner, which answers the functions' concurrency and throttle limits. */
+  STEPLINE_RUNNER_GRPC_ADDR: grpcAddrSchema.STEPLINE_RUNNER_GRPC_ADDR,
+  /** How long the functions' limits are cached: a re-sync that changes one applies within this. */
+  STEPLINE_QUEUE_LIMITS_TTL_MS: envInt(2_000, 0, 600_000),
   /** How long a lease lasts unless extended. */
   STEPLINE_QUEUE_LEASE_MS: envInt(30_000, 1_000, 3_600_000),
   /** Deliveries (claims) of one item before it is dead-lettered. */

@@ -44,7 +44,7 @@ describe("AccountDrr", () => {
 
 describe("partitionShares", () => {
   it("rotates the partitions and caps each at an even share", () => {
-    expect(partitionShares(["x", "y", "z"], 10, 4)).toEqual([
+    expect(partitionShares([{ pid: "x" }, { pid: "y" }, { pid: "z" }], 10, 4)).toEqual([
       { pid: "y", cap: 4 },
       { pid: "z", cap: 4 },
       { pid: "x", cap: 4 },

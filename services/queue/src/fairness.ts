@@ -71,14 +71,14 @@ export class AccountDrr {
  * `turn` so partitions take turns at going first, and each gets an even cap in the claim's first
  * pass (the script's second pass fills what the caps leave unused).
  */
-export function partitionShares(
-  pids: readonly string[],
+export function partitionShares<P extends { pid: string }>(
+  parts: readonly P[],
   max: number,
   turn: number,
-): Array<{ pid: string; cap: number }> {
-  const n = pids.length;
+): Array<P & { cap: number }> {
+  const n = parts.length;
   if (n === 0) return [];
   const cap = Math.max(1, Math.ceil(max / n));
   const start = turn % n;
-  return Array.from({ length: n }, (_, i) => ({ pid: pids[(start + i) % n] as string, cap }));
+  return Array.from({ length: n }, (_, i) => ({ ...(parts[(start + i) % n] as P), cap }));
 }

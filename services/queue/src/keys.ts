@@ -28,6 +28,18 @@ export interface ShardKeys {
   partition(accountId: string, pid: string): string;
   /** STRING completion tombstone (value = the generation completed), with a TTL. */
   seen(itemId: string): string;
+  /** HASH `<acct>\n<pid>` -> epoch ms before which a blocked partition is not looked at. */
+  forced: string;
+  /** SET `<acct>\n<env>\n<fn>` of paused functions. */
+  paused: string;
+  /** SET pids of a paused function's partitions that claim pushed back (resume wakes them). */
+  pausedPartitions(accountId: string, environmentId: string, functionId: string): string;
+  /** ZSET leased itemId -> lease expiry: the items counting against one concurrency limit. */
+  concurrency(accountId: string, setId: string): string;
+  /** ZSET pid -> ms: partitions waiting for a slot of that concurrency limit (woken on release). */
+  blocked(accountId: string, setId: string): string;
+  /** STRING the throttle's GCRA theoretical arrival time (epoch ms), with a TTL. */
+  throttle(accountId: string, environmentId: string, functionId: string, keyHash: string): string;
 }
 
 /** Rejects a namespace that could break the hash tag. */
@@ -51,13 +63,16 @@ export function shardKeys(namespace: string, shard: number): ShardKeys {
     account: (accountId) => `${base}a:${enc(accountId)}`,
     partition: (accountId, pid) => `${base}p:${enc(accountId)}:${pid}`,
     seen: (itemId) => `${base}seen:${itemId}`,
+    forced: `${base}pm`,
+    paused: `${base}fp`,
+    pausedPartitions: (a, e, f) => `${base}pp:${enc(a)}:${enc(e)}:${enc(f)}`,
+    concurrency: (a, setId) => `${base}c:${enc(a)}:${setId}`,
+    blocked: (a, setId) => `${base}bk:${enc(a)}:${setId}`,
+    throttle: (a, e, f, h) => `${base}t:${enc(a)}:${enc(e)}:${enc(f)}:${h}`,
   };
 }
 
-/**
- * The partition of a function's items. One per (environment, function) within the account for
- * now; concurrency keys, throttles and priorities will add their own partition kinds here.
- */
+/** The partition of a function's items that carry no flow control: one per (environment, function). */
 export function partitionId(environmentId: string, functionId: string): string {
   return `fn:${enc(environmentId)}:${enc(functionId)}`;
 }
@@ -79,6 +94,6 @@ export function assertOneSlot(keys: readonly string[]): void {
 }
 
 // Ids go inside key names; encoding keeps the separators unambiguous.
-function enc(s: string): string {
+export function enc(s: string): string {
   return encodeURIComponent(s);
 }

@@ -1,9 +1,12 @@
 // Wiring only: config, Redis, the queue replica, the admin server, graceful shutdown.
 import { ConfigError, loadConfig } from "@stepline/internal/config";
+import { createClient } from "@stepline/internal/grpc";
 import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
+import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { configSchema } from "./config.js";
+import { grpcLimitsSource } from "./limits.js";
 import { startQueueService } from "./service.js";
 
 const config = (() => {
@@ -17,6 +20,10 @@ const config = (() => {
 })();
 const log = createLogger("queue", config.STEPLINE_LOG_LEVEL);
 const redis = createRedis(config.STEPLINE_REDIS_URL, log);
+const runner = createClient(RunnerServiceClient, config.STEPLINE_RUNNER_GRPC_ADDR);
+
+/** A GetFlowLimits call that takes longer leaves constrained partitions for the next round. */
+const LIMITS_DEADLINE_MS = 2_000;
 
 const service = await startQueueService(
   redis,
@@ -29,6 +36,8 @@ const service = await startQueueService(
     claimBatch: config.STEPLINE_QUEUE_CLAIM_BATCH,
     ownerLeaseMs: config.STEPLINE_QUEUE_OWNER_LEASE_MS,
     sweepMs: config.STEPLINE_QUEUE_SWEEP_MS,
+    limits: grpcLimitsSource(runner, LIMITS_DEADLINE_MS),
+    limitsTtlMs: config.STEPLINE_QUEUE_LIMITS_TTL_MS,
   },
   log,
 );
@@ -38,4 +47,5 @@ onShutdown(log, async () => {
   await service.stop();
   await admin.close();
   await redis.quit();
+  runner.close();
 });

@@ -6,8 +6,9 @@ import { TooLargeError, ValidationError } from "@stepline/internal/errors";
 import { shardOf, VIRTUAL_SHARDS } from "@stepline/internal/shards";
 import type { ShardKeys } from "./keys.js";
 import { shardKeys } from "./keys.js";
+import { parsePartition, validateFlow } from "./partitions.js";
 import type { Scripts } from "./scripts.js";
-import type { ClaimResult, DueChange, ExpiredLease, ItemInput, LeasedItem } from "./store.js";
+import type { ClaimPartition, ClaimResult, DueChange, ExpiredLease, ItemInput, LeasedItem } from "./store.js";
 import {
   claimItems,
   completeItems,
@@ -17,9 +18,12 @@ import {
   extendLeases,
   itemPartitions,
   OK,
+  pausedFunctions,
+  pauseFunction,
   RECLAIMED,
   reclaimLeases,
   removeItems,
+  resumeFunction,
   retryItems,
 } from "./store.js";
 
@@ -53,6 +57,15 @@ export interface LeaseRef {
   itemId: string;
   accountId: string;
   generation: number;
+  /** The partition id the lease was handed out with; absent = read it from the item. */
+  partitionId?: string | undefined;
+}
+
+/** A function of an account's environment (pause, resume). */
+export interface FunctionRef {
+  accountId: string;
+  environmentId: string;
+  functionId: string;
 }
 
 /** The result of one completion, retry or extension (`leaseExpiresAtMs` for extensions). */
@@ -148,9 +161,16 @@ export class Queue {
       (o) => o.op.lease.accountId,
       OPS_PER_CALL,
       async (shard, batch) => {
-        const comps = batch.map((b) => ({
+        const places = await this.places(
+          shard,
+          batch.map((b) => b.value.op.lease),
+        );
+        const comps = batch.map((b, j) => ({
           itemId: b.value.op.lease.itemId,
           generation: b.value.op.lease.generation,
+          accountId: b.value.op.lease.accountId,
+          // An item that is gone gets no pid: the script answers ALREADY or STALE without it.
+          pid: places[j]?.pid ?? "",
           next: b.value.op.next,
         }));
         const r = await completeItems(this.scripts, this.keys(shard), this.options.seenTtlMs, comps);
@@ -183,11 +203,9 @@ export class Queue {
       OPS_PER_CALL,
       async (shard, batch) => {
         const keys = this.keys(shard);
-        // The lease names no partition: read it (it never changes while the item exists).
-        const parts = await itemPartitions(
-          this.scripts,
-          keys,
-          batch.map((b) => b.value.op.lease.itemId),
+        const parts = await this.places(
+          shard,
+          batch.map((b) => b.value.op.lease),
         );
         const known = batch.flatMap((b, j) => {
           const p = parts[j];
@@ -274,11 +292,15 @@ export class Queue {
       (l) => l.op.accountId,
       OPS_PER_CALL,
       async (shard, batch) => {
+        const places = await this.places(
+          shard,
+          batch.map((b) => b.value.op),
+        );
         const r = await extendLeases(
           this.scripts,
           this.keys(shard),
           this.options.leaseMs,
-          batch.map((b) => b.value.op),
+          batch.map((b, j) => ({ ...b.value.op, pid: places[j]?.pid ?? "" })),
         );
         r.results.forEach((expiry, j) => {
           out[batch[j]?.value.index ?? 0] = expiry > 0 ? { ok: true, leaseExpiresAtMs: expiry } : LOST;
@@ -288,12 +310,12 @@ export class Queue {
     return out;
   }
 
-  /** Leases up to `maxItems` due items of one account (the owner only). */
+  /** Leases up to `maxItems` due items of one account (the owner only), within each partition's limits. */
   claim(
     shard: number,
     token: string,
     accountId: string,
-    partitions: Array<{ pid: string; cap: number }>,
+    partitions: ClaimPartition[],
     maxItems: number,
   ): Promise<ClaimResult> {
     return claimItems(this.scripts, this.keys(shard), {
@@ -304,6 +326,44 @@ export class Queue {
       partitions,
       maxItems,
     });
+  }
+
+  /** Pauses a function: its items stay queued and none is handed out. True when it was not paused. */
+  async pause(fn: FunctionRef): Promise<boolean> {
+    validateFunctionRef(fn);
+    return pauseFunction(this.scripts, this.keys(this.shardOf(fn.accountId)), fn);
+  }
+
+  /** Resumes a paused function: its items are handed out again, in order. True when it was paused. */
+  async resume(fn: FunctionRef): Promise<boolean> {
+    validateFunctionRef(fn);
+    const shard = this.shardOf(fn.accountId);
+    const r = await resumeFunction(this.scripts, this.keys(shard), fn);
+    if (r.changed) this.onDue({ shard, nowMs: r.nowMs, beforeMs: -1, afterMs: r.nowMs });
+    return r.changed;
+  }
+
+  /** Which functions are paused, in order. */
+  async paused(fns: FunctionRef[]): Promise<boolean[]> {
+    if (fns.length > MAX_BATCH) throw new TooLargeError(`at most ${MAX_BATCH} functions per call`);
+    fns.forEach(validateFunctionRef);
+    const out = new Array<boolean>(fns.length).fill(false);
+    await this.perShard(
+      fns,
+      (f) => f.accountId,
+      MAX_BATCH,
+      async (shard, batch) => {
+        const flags = await pausedFunctions(
+          this.scripts,
+          this.keys(shard),
+          batch.map((b) => b.value),
+        );
+        flags.forEach((f, j) => {
+          out[batch[j]?.index ?? 0] = f;
+        });
+      },
+    );
+    return out;
   }
 
   /** Lists expired leases of a shard (read-only). */
@@ -369,6 +429,30 @@ export class Queue {
   }
 
   /**
+   * Where each leased item lives (its account and partition): from the lease when it names its
+   * partition, else read from the item (null when the item is gone).
+   */
+  private async places(
+    shard: number,
+    leases: LeaseRef[],
+  ): Promise<Array<{ accountId: string; pid: string } | null>> {
+    const unknown = leases.flatMap((l, i) => (l.partitionId ? [] : [i]));
+    const read =
+      unknown.length === 0
+        ? []
+        : await itemPartitions(
+            this.scripts,
+            this.keys(shard),
+            unknown.map((i) => leases[i]?.itemId ?? ""),
+          );
+    const out = leases.map((l) => (l.partitionId ? { accountId: l.accountId, pid: l.partitionId } : null));
+    unknown.forEach((i, j) => {
+      out[i] = read[j] ?? null;
+    });
+    return out;
+  }
+
+  /**
    * Groups `values` by shard, then runs `fn` on chunks of at most `chunk` values (and, with
    * `itemsOf`, at most ITEMS_PER_CALL items they add, unless one value alone adds more), all in
    * flight at once.
@@ -431,6 +515,19 @@ function validateLease(lease: LeaseRef): void {
   if (!lease.itemId || !lease.accountId) throw new ValidationError("lease needs item_id and account_id");
   if (!Number.isSafeInteger(lease.generation) || lease.generation < 0)
     throw new ValidationError(`lease of ${lease.itemId}: bad generation`);
+  if (lease.partitionId && !parsePartition(lease.partitionId))
+    throw new ValidationError(`lease of ${lease.itemId}: partition_id is not one the queue handed out`);
+}
+
+function validateFunctionRef(fn: FunctionRef): void {
+  for (const [name, v] of [
+    ["account_id", fn.accountId],
+    ["environment_id", fn.environmentId],
+    ["function_id", fn.functionId],
+  ] as const) {
+    if (!v) throw new ValidationError(`function: ${name} is required`);
+    if (v.length > 256) throw new ValidationError(`function: ${name} is longer than 256`);
+  }
 }
 
 /** Throws ValidationError (or TooLargeError) for an item the queue cannot take. */
@@ -456,6 +553,7 @@ export function validateItem(item: ItemInput): void {
   if (item.runAtMs > MAX_DUE_MS || item.delayMs > MAX_DUE_MS / 2) {
     throw new ValidationError(`item ${item.id}: due time too far ahead`);
   }
+  validateFlow(item.id, item.flow);
   if (Buffer.byteLength(item.payload) > MAX_PAYLOAD_BYTES) {
     throw new TooLargeError(`item ${item.id}: payload is larger than ${MAX_PAYLOAD_BYTES} bytes`);
   }

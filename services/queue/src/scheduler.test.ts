@@ -2,6 +2,8 @@ import { createLogger } from "@stepline/internal/log";
 import { waitFor } from "@stepline/internal/testing";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { FunctionLimits } from "./limits.js";
+import { LimitsCache, staticLimitsSource } from "./limits.js";
 import { Queue } from "./queue.js";
 import type { WorkSink } from "./scheduler.js";
 import { Scheduler } from "./scheduler.js";
@@ -61,7 +63,13 @@ afterAll(async () => {
 
 /** A scheduler owning every shard of a fresh namespace. */
 async function setup(
-  opts: { shards?: number; leaseMs?: number; sweepMs?: number; claimBatch?: number } = {},
+  opts: {
+    shards?: number;
+    leaseMs?: number;
+    sweepMs?: number;
+    claimBatch?: number;
+    limits?: Record<string, FunctionLimits>;
+  } = {},
 ) {
   const ns = testNamespace();
   namespaces.push(ns);
@@ -81,6 +89,7 @@ async function setup(
     sink,
     { token: TOKEN, claimBatch: opts.claimBatch ?? 16, sweepMs: opts.sweepMs ?? 60_000, leaseMs },
     log,
+    new LimitsCache(staticLimitsSource(opts.limits), 0),
   );
   for (let s = 0; s < queue.shards; s++) {
     await acquireOwner(scripts, queue.keys(s), TOKEN, 60_000);

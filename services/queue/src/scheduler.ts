@@ -8,11 +8,14 @@ import type { Clock } from "@stepline/internal/clock";
 import { systemClock } from "@stepline/internal/clock";
 import type { Logger } from "@stepline/internal/log";
 import { AccountDrr, partitionShares } from "./fairness.js";
+import type { FunctionKey, FunctionLimits, LimitsCache } from "./limits.js";
+import { cacheKey, needsLimits } from "./limits.js";
 import { deadLetteredTotal, leasedTotal, reclaimedTotal } from "./metrics.js";
+import { parsePartition } from "./partitions.js";
 import type { Queue } from "./queue.js";
 import { SCORE_SCALE } from "./queue.js";
 import { NotOwnerError } from "./scripts.js";
-import type { ClaimResult, LeasedItem } from "./store.js";
+import type { ClaimPartition, ClaimResult, LeasedItem } from "./store.js";
 
 /** Where leased items go: the executor streams and their credits. */
 export interface WorkSink {
@@ -73,6 +76,8 @@ export class Scheduler {
     private readonly sink: WorkSink,
     private readonly options: SchedulerOptions,
     private readonly log: Logger,
+    /** The functions' concurrency and throttle limits. */
+    private readonly limits: LimitsCache,
     private readonly clock: Clock = systemClock,
   ) {
     this.accountWindow = options.accountWindow ?? 100;
@@ -207,6 +212,9 @@ export class Scheduler {
       maxScore,
       this.partitionWindow,
     );
+    const limited = await this.withLimits(
+      shares.map((s, i) => ({ accountId: s.accountId, pids: parts[i] ?? [] })),
+    );
     // Settled one by one: items a claim leased must reach an executor (or go back) even when
     // another claim of the round failed, or they would sit leased until their leases expire.
     const settled = await Promise.allSettled(
@@ -215,7 +223,7 @@ export class Scheduler {
           shard,
           this.options.token,
           s.accountId,
-          partitionShares(parts[i] ?? [], s.count, st.turn++),
+          partitionShares(limited[i] ?? [], s.count, st.turn++),
           s.count,
         ),
       ),
@@ -259,6 +267,35 @@ export class Scheduler {
     }
     // Due but nothing leasable (e.g. only dead letters): do not spin on it.
     if (leased.length === 0) st.due = Math.max(st.due, now + IDLE_BACKOFF_MS);
+  }
+
+  /**
+   * Each account's ready partitions with their functions' limits. A partition whose limits are
+   * unknown (the runner has not answered yet) is left for a later round rather than claimed
+   * without them.
+   */
+  private async withLimits(
+    accounts: Array<{ accountId: string; pids: string[] }>,
+  ): Promise<Array<Array<{ pid: string; limits: FunctionLimits | null }>>> {
+    const wanted: FunctionKey[] = [];
+    const specs = accounts.map(({ accountId, pids }) =>
+      pids.map((pid) => {
+        const spec = parsePartition(pid);
+        if (!spec || !needsLimits(spec)) return { pid, key: null };
+        const fn = { accountId, environmentId: spec.environmentId, functionId: spec.functionId };
+        wanted.push(fn);
+        return { pid, key: cacheKey(fn) };
+      }),
+    );
+    const known =
+      wanted.length > 0 ? await this.limits.get(wanted) : new Map<string, FunctionLimits | null>();
+    return specs.map((list) =>
+      list.flatMap(({ pid, key }) => {
+        if (key === null) return [{ pid, limits: null }];
+        const limits = known.get(key);
+        return limits === undefined ? [] : [{ pid, limits }];
+      }),
+    );
   }
 
   /** Returns a shard's expired leases to ready and learns its next expiry. */

@@ -23,6 +23,8 @@ const SCRIPTS = {
   expired: "stepqExpired",
   "owner-acquire": "stepqOwnerAcquire",
   "owner-release": "stepqOwnerRelease",
+  pause: "stepqPause",
+  resume: "stepqResume",
 } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;
@@ -39,6 +41,8 @@ declare module "ioredis" {
     stepqExpired(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
     stepqOwnerAcquire(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
     stepqOwnerRelease(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
+    stepqPause(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
+    stepqResume(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
   }
 }
 

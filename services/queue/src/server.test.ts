@@ -19,6 +19,7 @@ import {
 } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { staticLimitsSource } from "./limits.js";
 import type { RunningQueueService } from "./service.js";
 import { startQueueService } from "./service.js";
 import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
@@ -41,6 +42,7 @@ function newItem(id: string, over: Partial<NewItem> = {}): NewItem {
     runAtMs: 0,
     attempt: 0,
     payload: JSON.stringify({ stepId: id }),
+    flow: undefined,
     ...over,
   };
 }
@@ -79,7 +81,12 @@ class Executor {
   }
 
   lease(i: LeasedItem, generation = i.generation) {
-    return { itemId: i.item?.id ?? "", accountId: i.item?.accountId ?? "", generation };
+    return {
+      itemId: i.item?.id ?? "",
+      accountId: i.item?.accountId ?? "",
+      generation,
+      partitionId: i.partitionId,
+    };
   }
 }
 
@@ -97,6 +104,8 @@ beforeAll(async () => {
       claimBatch: 16,
       ownerLeaseMs: 10_000,
       sweepMs: 5_000,
+      limits: staticLimitsSource(),
+      limitsTtlMs: 0,
       shards: 8,
       scriptOptions: { assertSlots: true },
     },

@@ -8,18 +8,25 @@ import type { Logger } from "@stepline/internal/log";
 import type {
   EnqueueRequest,
   EnqueueResponse,
+  GetFunctionPausesRequest,
+  GetFunctionPausesResponse,
   Lease,
+  PauseFunctionRequest,
+  PauseFunctionResponse,
+  FunctionRef as ProtoFunctionRef,
   LeasedItem as ProtoLeasedItem,
   QueueServiceServer,
   RemoveRequest,
   RemoveResponse,
+  ResumeFunctionRequest,
+  ResumeFunctionResponse,
   WorkRequest,
   WorkResponse,
 } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { EnqueueStatus, OpStatus, RemoveStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Dispatcher } from "./lease-stream.js";
 import { enqueuedTotal, opsTotal } from "./metrics.js";
-import type { LeaseRef, OpOutcome, Queue, RemoveOutcome } from "./queue.js";
+import type { FunctionRef, LeaseRef, OpOutcome, Queue, RemoveOutcome } from "./queue.js";
 import type { LeasedItem } from "./store.js";
 
 const REMOVE_STATUS: Record<RemoveOutcome, RemoveStatus> = {
@@ -54,7 +61,29 @@ export function queueService(queue: Queue, dispatcher: Dispatcher, log: Logger):
         })),
       };
     }),
+    pauseFunction: unary(log, async (req: PauseFunctionRequest): Promise<PauseFunctionResponse> => {
+      return { changed: await queue.pause(functionRef(req.function)) };
+    }),
+    resumeFunction: unary(log, async (req: ResumeFunctionRequest): Promise<ResumeFunctionResponse> => {
+      return { changed: await queue.resume(functionRef(req.function)) };
+    }),
+    getFunctionPauses: unary(
+      log,
+      async (req: GetFunctionPausesRequest): Promise<GetFunctionPausesResponse> => {
+        const flags = await queue.paused(req.functions.map(functionRef));
+        return { functions: req.functions.map((f, i) => ({ function: f, paused: flags[i] ?? false })) };
+      },
+    ),
     work: (call) => workStream(call, queue, dispatcher, log),
+  };
+}
+
+/** A missing function becomes an empty one, which the queue refuses as invalid. */
+function functionRef(f: ProtoFunctionRef | undefined): FunctionRef {
+  return {
+    accountId: f?.accountId ?? "",
+    environmentId: f?.environmentId ?? "",
+    functionId: f?.functionId ?? "",
   };
 }
 
@@ -188,6 +217,7 @@ function leaseRef(lease: Lease | undefined): LeaseRef {
     itemId: lease?.itemId ?? "",
     accountId: lease?.accountId ?? "",
     generation: lease?.generation ?? 0,
+    partitionId: lease?.partitionId ?? "",
   };
 }
 
@@ -204,8 +234,10 @@ function toProtoLeased(i: LeasedItem): ProtoLeasedItem {
       runAtMs: i.dueMs,
       attempt: i.attempt,
       payload: i.payload,
+      flow: undefined,
     },
     generation: i.generation,
     leaseExpiresAtMs: i.leaseExpiresAtMs,
+    partitionId: i.partitionId,
   };
 }

@@ -6,6 +6,7 @@ import { ItemKind, QueueServiceClient } from "@stepline/proto/stepline/queue/v1/
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { globalKeys } from "./keys.js";
+import { staticLimitsSource } from "./limits.js";
 import { startQueueService } from "./service.js";
 import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 
@@ -34,6 +35,8 @@ it("on stop ends the executor streams, releases every shard and leaves the membe
       claimBatch: 16,
       ownerLeaseMs: 10_000,
       sweepMs: 5_000,
+      limits: staticLimitsSource(),
+      limitsTtlMs: 0,
       shards: 4,
     },
     log,
@@ -61,6 +64,7 @@ it("on stop ends the executor streams, releases every shard and leaves the membe
         delayMs: 0,
         runAtMs: 0,
         attempt: 0,
+        flow: undefined,
         payload: "{}",
       },
     ],

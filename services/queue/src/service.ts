@@ -7,6 +7,8 @@ import { QueueServiceService } from "@stepline/proto/stepline/queue/v1/queue_ser
 import type { Redis } from "ioredis";
 import { globalKeys } from "./keys.js";
 import { Dispatcher } from "./lease-stream.js";
+import type { FlowLimitsSource } from "./limits.js";
+import { LimitsCache } from "./limits.js";
 import { Ownership } from "./ownership.js";
 import { Queue } from "./queue.js";
 import { Scheduler } from "./scheduler.js";
@@ -24,6 +26,9 @@ export interface QueueServiceOptions {
   claimBatch: number;
   ownerLeaseMs: number;
   sweepMs: number;
+  /** Where the functions' concurrency and throttle limits come from (the runner). */
+  limits: FlowLimitsSource;
+  limitsTtlMs: number;
   /** Virtual shards (tests may use fewer). */
   shards?: number;
   scriptOptions?: ScriptOptions;
@@ -60,11 +65,19 @@ export async function startQueueService(
     }
   });
   const dispatcher = new Dispatcher(() => scheduler?.wake());
+  let lastLimitsError = 0;
+  const limits = new LimitsCache(options.limits, options.limitsTtlMs, undefined, (err) => {
+    // At most one line a minute while the runner is unreachable.
+    if (Date.now() - lastLimitsError < 60_000) return;
+    lastLimitsError = Date.now();
+    log.warn({ err }, "cannot read flow-control limits; limited partitions wait until the runner answers");
+  });
   scheduler = new Scheduler(
     queue,
     dispatcher,
     { token, claimBatch: options.claimBatch, sweepMs: options.sweepMs, leaseMs: options.leaseMs },
     log.child({ component: "scheduler" }),
+    limits,
   );
   const sched = scheduler;
   ownership = new Ownership(

@@ -26,7 +26,7 @@ import {
 import { shardProblems } from "./testing/invariants.js";
 import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 import type { ScriptCalls } from "./testing/script-fixture.js";
-import { claimWith, expectConsistentShard, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";
+import { claimWith, expectConsistentShard, FN_A, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";
 
 let redis: Redis;
 let ns: string;
@@ -66,9 +66,9 @@ describe("key layout", () => {
     await enqueueItems(s, keys, [item("i1"), item("i2", { accountId: "other", functionId: "x{y}" })]);
     await claim();
     await claim(10, "other", [partitionId("env", "x{y}")]);
-    await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1 }]);
+    await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1, ...FN_A }]);
     await completeItems(s, keys, 1_000, [
-      { itemId: "i1", generation: 1, next: [item("n1", { accountId: "a{b" })] },
+      { itemId: "i1", generation: 1, ...FN_A, next: [item("n1", { accountId: "a{b" })] },
     ]);
     await retryItems(s, keys, [
       {
@@ -101,7 +101,7 @@ describe("invariants not covered above", () => {
     // One completion fanning out to 1,100 next items: the sequence passes 1023 within T0.
     const fan = Array.from({ length: 1_100 }, (_, i) => item(`n${String(i).padStart(4, "0")}`));
     expect(
-      (await completeItems(s, keys, 60_000, [{ itemId: "s1", generation: 1, next: fan }])).codes,
+      (await completeItems(s, keys, 60_000, [{ itemId: "s1", generation: 1, ...FN_A, next: fan }])).codes,
     ).toEqual([OK]);
     now = T0 + 1;
     await enqueueItems(s, keys, [item("later")]);
@@ -115,12 +115,12 @@ describe("invariants not covered above", () => {
     await enqueueItems(s, keys, [item("i1")]);
     await claim();
     now = T0 + LEASE + 5_000;
-    expect((await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1 }])).results).toEqual([
+    expect((await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1, ...FN_A }])).results).toEqual([
       EXPIRED,
     ]);
-    expect((await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 1, next: [] }])).codes).toEqual(
-      [OK],
-    );
+    expect(
+      (await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 1, ...FN_A, next: [] }])).codes,
+    ).toEqual([OK]);
     expect((await expiredLeases(s, keys, 10)).leases).toEqual([]);
     await expectConsistent();
   });
@@ -233,7 +233,13 @@ describe("invariants not covered above", () => {
         const stale = rnd(5) === 0;
         const kids = Array.from({ length: rnd(3) }, () => ({ ...newItem(), accountId: h.acct }));
         const r = await completeItems(s, keys, 60_000, [
-          { itemId: id, generation: stale ? h.gen - 1 : h.gen, next: kids },
+          {
+            itemId: id,
+            generation: stale ? h.gen - 1 : h.gen,
+            accountId: h.acct,
+            pid: partitionId("env", h.fn),
+            next: kids,
+          },
         ]);
         if (r.codes[0] === OK) {
           held.delete(id);
@@ -269,7 +275,12 @@ describe("invariants not covered above", () => {
           s,
           keys,
           LEASE,
-          [...held].map(([itemId, h]) => ({ itemId, generation: h.gen })),
+          [...held].map(([itemId, h]) => ({
+            itemId,
+            generation: h.gen,
+            accountId: h.acct,
+            pid: partitionId("env", h.fn),
+          })),
         );
       } else {
         now += rnd(3) === 0 ? LEASE : rnd(200);

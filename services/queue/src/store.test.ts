@@ -32,7 +32,7 @@ import {
 } from "./store.js";
 import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 import type { ScriptCalls } from "./testing/script-fixture.js";
-import { claimWith, expectConsistentShard, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";
+import { claimWith, expectConsistentShard, FN_A, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";
 
 let redis: Redis;
 let ns: string;
@@ -79,9 +79,9 @@ describe("enqueue.lua", () => {
   it("refuses an id whose completion tombstone is still alive", async () => {
     await enqueueItems(s, keys, [item("i1")]);
     const c = await claim();
-    expect((await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 1, next: [] }])).codes).toEqual(
-      [OK],
-    );
+    expect(
+      (await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 1, ...FN_A, next: [] }])).codes,
+    ).toEqual([OK]);
     expect(c.leased).toHaveLength(1);
     expect((await enqueueItems(s, keys, [item("i1")])).codes).toEqual([EXISTS]);
   });
@@ -202,14 +202,14 @@ describe("extend.lua", () => {
     await claim();
     now = T0 + 10_000;
     const r = await extendLeases(s, keys, LEASE, [
-      { itemId: "i1", generation: 1 },
-      { itemId: "i2", generation: 7 },
-      { itemId: "nope", generation: 1 },
+      { itemId: "i1", generation: 1, ...FN_A },
+      { itemId: "i2", generation: 7, ...FN_A },
+      { itemId: "nope", generation: 1, ...FN_A },
     ]);
     expect(r.results).toEqual([T0 + 10_000 + LEASE, STALE, STALE]);
     expect(Number(await redis.zscore(keys.leased, "i1"))).toBe(T0 + 10_000 + LEASE);
     now = T0 + LEASE;
-    expect((await extendLeases(s, keys, LEASE, [{ itemId: "i2", generation: 1 }])).results).toEqual([
+    expect((await extendLeases(s, keys, LEASE, [{ itemId: "i2", generation: 1, ...FN_A }])).results).toEqual([
       EXPIRED,
     ]);
     await expectConsistent();
@@ -221,14 +221,14 @@ describe("complete.lua", () => {
     await enqueueItems(s, keys, [item("i1"), item("i2")]);
     await claim();
     const r = await completeItems(s, keys, 60_000, [
-      { itemId: "i1", generation: 1, next: [] },
-      { itemId: "i2", generation: 5, next: [] },
+      { itemId: "i1", generation: 1, ...FN_A, next: [] },
+      { itemId: "i2", generation: 5, ...FN_A, next: [] },
     ]);
     expect(r.codes).toEqual([OK, STALE]);
     const again = await completeItems(s, keys, 60_000, [
-      { itemId: "i1", generation: 1, next: [] },
-      { itemId: "i1", generation: 2, next: [] },
-      { itemId: "never", generation: 1, next: [] },
+      { itemId: "i1", generation: 1, ...FN_A, next: [] },
+      { itemId: "i1", generation: 2, ...FN_A, next: [] },
+      { itemId: "never", generation: 1, ...FN_A, next: [] },
     ]);
     expect(again.codes).toEqual([ALREADY, STALE, STALE]);
     expect(await redis.pttl(keys.seen("i1"))).toBeGreaterThan(50_000);
@@ -244,11 +244,11 @@ describe("complete.lua", () => {
     const second = await claim();
     expect(second.leased[0]?.generation).toBe(3);
     const late = await completeItems(s, keys, 60_000, [
-      { itemId: "i1", generation: first.leased[0]?.generation ?? 0, next: [item("n1")] },
+      { itemId: "i1", generation: first.leased[0]?.generation ?? 0, ...FN_A, next: [item("n1")] },
     ]);
     expect(late.codes).toEqual([STALE]);
     expect(await redis.hexists(keys.items, "n1")).toBe(0);
-    const ok = await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 3, next: [] }]);
+    const ok = await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 3, ...FN_A, next: [] }]);
     expect(ok.codes).toEqual([OK]);
     await expectConsistent();
   });
@@ -257,7 +257,7 @@ describe("complete.lua", () => {
     await enqueueItems(s, keys, [item("s1")]);
     await claim();
     const r = await completeItems(s, keys, 60_000, [
-      { itemId: "s1", generation: 1, next: [item("s2"), item("s3", { delayMs: 1_000 })] },
+      { itemId: "s1", generation: 1, ...FN_A, next: [item("s2"), item("s3", { delayMs: 1_000 })] },
     ]);
     expect(r.codes).toEqual([OK]);
     expect(r.due).toMatchObject({ beforeMs: -1, afterMs: T0 });
@@ -269,9 +269,9 @@ describe("complete.lua", () => {
 
   it("refuses to complete an item that was never leased", async () => {
     await enqueueItems(s, keys, [item("i1")]);
-    expect((await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 0, next: [] }])).codes).toEqual(
-      [STALE],
-    );
+    expect(
+      (await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 0, ...FN_A, next: [] }])).codes,
+    ).toEqual([STALE]);
   });
 });
 
@@ -407,7 +407,7 @@ describe("expired.lua and reclaim.lua", () => {
     now = T0 + LEASE;
     const exp = await expiredLeases(s, keys, 10);
     now = T0 + LEASE - 1;
-    await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1 }]);
+    await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1, ...FN_A }]);
     now = T0 + LEASE;
     await redis.zadd(keys.leased, T0, "leftover");
     const r = await reclaimLeases(s, keys, TOKEN, [

@@ -2,7 +2,10 @@
 // KEYS/ARGV layout each script's header documents and decode its reply. Negative whole-call
 // codes become errors (NOT_OWNER -> NotOwnerError); per-item codes are returned as results.
 import type { ShardKeys } from "./keys.js";
-import { partitionId } from "./keys.js";
+import type { FunctionLimits } from "./limits.js";
+import { claimLimits } from "./limits.js";
+import type { FlowInput, PartitionSpec } from "./partitions.js";
+import { concurrencySetId, parsePartition, partitionOf, pausedMember } from "./partitions.js";
 import type { Scripts } from "./scripts.js";
 import { asInt, asInts, asList, asStrings, NotOwnerError, ScriptReplyError } from "./scripts.js";
 
@@ -20,6 +23,8 @@ export interface ItemInput {
   runAtMs: number;
   attempt: number;
   payload: string;
+  /** Absent = no flow control. */
+  flow?: FlowInput | undefined;
 }
 
 /** The producer's fields of an item, stored as JSON after the record's header (common.lua). */
@@ -74,6 +79,8 @@ export interface LeasedItem {
   dueMs: number;
   generation: number;
   leaseExpiresAtMs: number;
+  /** The item's partition id (a lease echoes it, naming the concurrency sets it counts against). */
+  partitionId: string;
 }
 
 /** The shard's earliest due time around a mutating call (-1 = the shard holds nothing). */
@@ -118,9 +125,14 @@ export const ACQUIRED = 1;
 export const RENEWED = 2;
 export const HELD = -1;
 
+/** Item kind of a run's first call (proto ITEM_KIND_START): the only kind throttle and priority apply to. */
+const KIND_START = 1;
+
 /** The keys and args one new item adds to an enqueue or complete call. */
 function itemLayout(keys: ShardKeys, item: ItemInput): { keys: string[]; args: Array<string | number> } {
-  const pid = partitionId(item.environmentId, item.functionId);
+  const isStart = item.kind === KIND_START;
+  const pid = partitionOf(item.environmentId, item.functionId, item.flow, isStart);
+  const shiftMs = isStart && item.flow ? item.flow.priorityS * 1000 : 0;
   const body: ItemBody = {
     run: item.runId,
     acct: item.accountId,
@@ -132,8 +144,27 @@ function itemLayout(keys: ShardKeys, item: ItemInput): { keys: string[]; args: A
   };
   return {
     keys: [keys.seen(item.id), keys.partition(item.accountId, pid), keys.account(item.accountId)],
-    args: [item.id, pid, item.accountId, item.runAtMs, item.delayMs, item.attempt, JSON.stringify(body)],
+    args: [
+      item.id,
+      pid,
+      item.accountId,
+      item.runAtMs,
+      item.delayMs,
+      item.attempt,
+      shiftMs,
+      JSON.stringify(body),
+    ],
   };
+}
+
+/** The concurrency sets (keys of the set and of its blocked list) a partition's items count against. */
+function setKeys(keys: ShardKeys, accountId: string, pid: string): Array<{ set: string; blocked: string }> {
+  const spec = parsePartition(pid);
+  if (!spec) return [];
+  return spec.groups.map((g) => {
+    const id = concurrencySetId(spec, g);
+    return { set: keys.concurrency(accountId, id), blocked: keys.blocked(accountId, id) };
+  });
 }
 
 function dueChange(shard: number, reply: unknown[], what: string): DueChange {
@@ -164,12 +195,13 @@ function toLeased(id: string, raw: string): LeasedItem {
     dueMs: r.dueMs,
     generation: r.generation,
     leaseExpiresAtMs: r.leaseExpiresAtMs,
+    partitionId: r.body.pid,
   };
 }
 
 /** Adds items to one shard (enqueue.lua); codes: ENQUEUED or EXISTS. */
 export async function enqueueItems(s: Scripts, keys: ShardKeys, items: ItemInput[]): Promise<MutationResult> {
-  const k = [keys.items, keys.seq, keys.accounts];
+  const k = [keys.items, keys.seq, keys.accounts, keys.forced];
   const a: Array<string | number> = [s.now(), items.length];
   for (const item of items) {
     const l = itemLayout(keys, item);
@@ -178,6 +210,16 @@ export async function enqueueItems(s: Scripts, keys: ShardKeys, items: ItemInput
   }
   return mutation(keys.shard, await s.run("enqueue", k, a), "enqueue");
 }
+
+/** A partition to claim from; `limits` = its function's synced limits (absent = none). */
+export interface ClaimPartition {
+  pid: string;
+  cap: number;
+  limits?: FunctionLimits | null | undefined;
+}
+
+/** How long a paused function's partition is pushed back before claim looks again (resume wakes it). */
+export const PAUSED_RECHECK_MS = 60_000;
 
 /** Leases due items of one account (claim.lua); throws NotOwnerError for a stale token. */
 export async function claimItems(
@@ -188,22 +230,52 @@ export async function claimItems(
     leaseMs: number;
     maxDeliveries: number;
     accountId: string;
-    partitions: Array<{ pid: string; cap: number }>;
+    partitions: ClaimPartition[];
     maxItems: number;
   },
 ): Promise<ClaimResult> {
-  const k = [keys.items, keys.leased, keys.owner, keys.accounts, keys.dlq, keys.account(req.accountId)];
+  const acct = req.accountId;
+  const k = [
+    keys.items,
+    keys.leased,
+    keys.owner,
+    keys.accounts,
+    keys.dlq,
+    keys.account(acct),
+    keys.forced,
+    keys.paused,
+  ];
   const a: Array<string | number> = [
     s.now(),
     req.token,
     req.leaseMs,
     req.maxDeliveries,
     req.maxItems,
-    req.accountId,
+    acct,
+    PAUSED_RECHECK_MS,
   ];
   for (const p of req.partitions) {
-    k.push(keys.partition(req.accountId, p.pid));
-    a.push(p.pid, p.cap);
+    const spec: PartitionSpec = parsePartition(p.pid) ?? {
+      environmentId: "",
+      functionId: "",
+      groups: [],
+      throttle: null,
+    };
+    const lim = claimLimits(spec, p.limits ?? null);
+    k.push(keys.partition(acct, p.pid), keys.pausedPartitions(acct, spec.environmentId, spec.functionId));
+    a.push(p.pid, p.cap, pausedMember(acct, spec.environmentId, spec.functionId), spec.groups.length);
+    spec.groups.forEach((g, i) => {
+      const id = concurrencySetId(spec, g);
+      k.push(keys.concurrency(acct, id), keys.blocked(acct, id));
+      a.push(lim.concurrency[i] ?? 0);
+    });
+    const t = spec.throttle && lim.throttle;
+    k.push(
+      t && spec.throttle
+        ? keys.throttle(acct, spec.environmentId, spec.functionId, spec.throttle.keyHash)
+        : keys.placeholder,
+    );
+    a.push(t ? t.limit : 0, t ? t.periodMs : 0, t ? t.burst : 0);
   }
   const reply = await s.run("claim", k, a);
   if (reply === -1) throw new NotOwnerError(`not the owner of shard ${keys.shard}`);
@@ -227,11 +299,16 @@ export async function extendLeases(
   s: Scripts,
   keys: ShardKeys,
   leaseMs: number,
-  leases: Array<{ itemId: string; generation: number }>,
+  leases: Array<{ itemId: string; generation: number; accountId: string; pid: string }>,
 ): Promise<{ nowMs: number; results: number[] }> {
+  const k = [keys.items, keys.leased];
   const a: Array<string | number> = [s.now(), leaseMs, leases.length];
-  for (const l of leases) a.push(l.itemId, l.generation);
-  const list = asList(await s.run("extend", [keys.items, keys.leased], a), "extend");
+  for (const l of leases) {
+    const sets = setKeys(keys, l.accountId, l.pid);
+    a.push(l.itemId, l.generation, sets.length);
+    for (const set of sets) k.push(set.set);
+  }
+  const list = asList(await s.run("extend", k, a), "extend");
   return { nowMs: asInt(list[0], "extend"), results: asInts(list[1], "extend") };
 }
 
@@ -240,13 +317,21 @@ export async function completeItems(
   s: Scripts,
   keys: ShardKeys,
   seenTtlMs: number,
-  completions: Array<{ itemId: string; generation: number; next: ItemInput[] }>,
+  completions: Array<{
+    itemId: string;
+    generation: number;
+    accountId: string;
+    pid: string;
+    next: ItemInput[];
+  }>,
 ): Promise<MutationResult> {
-  const k = [keys.items, keys.leased, keys.seq, keys.accounts];
+  const k = [keys.items, keys.leased, keys.seq, keys.accounts, keys.forced];
   const a: Array<string | number> = [s.now(), seenTtlMs, completions.length];
   for (const c of completions) {
-    k.push(keys.seen(c.itemId));
-    a.push(c.itemId, c.generation, c.next.length);
+    const sets = setKeys(keys, c.accountId, c.pid);
+    k.push(keys.seen(c.itemId), keys.account(c.accountId));
+    for (const set of sets) k.push(set.set, set.blocked);
+    a.push(c.itemId, c.generation, c.pid, c.accountId, sets.length, c.next.length);
     for (const item of c.next) {
       const l = itemLayout(keys, item);
       k.push(...l.keys);
@@ -272,11 +357,13 @@ export async function retryItems(
     attempt: number;
   }>,
 ): Promise<MutationResult> {
-  const k = [keys.items, keys.leased, keys.seq, keys.accounts];
+  const k = [keys.items, keys.leased, keys.seq, keys.accounts, keys.forced];
   const a: Array<string | number> = [s.now(), ops.length];
   for (const o of ops) {
+    const sets = setKeys(keys, o.accountId, o.pid);
     k.push(keys.partition(o.accountId, o.pid), keys.account(o.accountId));
-    a.push(o.itemId, o.generation, o.pid, o.runAtMs, o.attempt);
+    for (const set of sets) k.push(set.set, set.blocked);
+    a.push(o.itemId, o.generation, o.pid, o.runAtMs, o.attempt, sets.length);
   }
   return mutation(keys.shard, await s.run("retry", k, a), "retry");
 }
@@ -291,7 +378,7 @@ export async function removeItems(
   seenTtlMs: number,
   items: Array<{ itemId: string; accountId: string; pid: string }>,
 ): Promise<MutationResult> {
-  const k = [keys.items, keys.accounts];
+  const k = [keys.items, keys.accounts, keys.forced];
   const a: Array<string | number> = [s.now(), seenTtlMs, items.length];
   for (const i of items) {
     k.push(keys.partition(i.accountId, i.pid), keys.account(i.accountId), keys.seen(i.itemId));
@@ -322,7 +409,7 @@ export async function reclaimLeases(
   token: string,
   leases: ExpiredLease[],
 ): Promise<MutationResult> {
-  const k = [keys.items, keys.leased, keys.owner, keys.accounts];
+  const k = [keys.items, keys.leased, keys.owner, keys.accounts, keys.forced];
   const a: Array<string | number> = [s.now(), token, leases.length];
   for (const l of leases) {
     const known = l.accountId !== "" && l.pid !== "";
@@ -369,4 +456,44 @@ export async function itemPartitions(
     const { body } = parseRecord(rec);
     return { accountId: body.acct, pid: body.pid };
   });
+}
+
+/** Marks a function paused (pause.lua); true when it was not paused before. */
+export async function pauseFunction(
+  s: Scripts,
+  keys: ShardKeys,
+  fn: { accountId: string; environmentId: string; functionId: string },
+): Promise<boolean> {
+  const member = pausedMember(fn.accountId, fn.environmentId, fn.functionId);
+  return asInt(await s.run("pause", [keys.paused], [member]), "pause") === 1;
+}
+
+/** Unmarks a paused function and wakes its pushed-back partitions (resume.lua); true when it was paused. */
+export async function resumeFunction(
+  s: Scripts,
+  keys: ShardKeys,
+  fn: { accountId: string; environmentId: string; functionId: string },
+): Promise<{ changed: boolean; nowMs: number }> {
+  const member = pausedMember(fn.accountId, fn.environmentId, fn.functionId);
+  const k = [
+    keys.paused,
+    keys.pausedPartitions(fn.accountId, fn.environmentId, fn.functionId),
+    keys.forced,
+    keys.account(fn.accountId),
+    keys.accounts,
+  ];
+  const list = asList(await s.run("resume", k, [s.now(), member, fn.accountId]), "resume");
+  return { nowMs: asInt(list[0], "resume"), changed: asInt(list[1], "resume") === 1 };
+}
+
+/** Which of the functions (all of one shard) are paused. */
+export async function pausedFunctions(
+  s: Scripts,
+  keys: ShardKeys,
+  fns: Array<{ accountId: string; environmentId: string; functionId: string }>,
+): Promise<boolean[]> {
+  if (fns.length === 0) return [];
+  const members = fns.map((f) => pausedMember(f.accountId, f.environmentId, f.functionId));
+  const flags = await s.redis.smismember(keys.paused, ...members);
+  return flags.map((f) => f === 1);
 }

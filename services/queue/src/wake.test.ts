@@ -6,6 +6,7 @@ import { ItemKind, QueueServiceClient } from "@stepline/proto/stepline/queue/v1/
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { globalKeys } from "./keys.js";
+import { staticLimitsSource } from "./limits.js";
 import { Queue } from "./queue.js";
 import { Scripts } from "./scripts.js";
 import type { RunningQueueService } from "./service.js";
@@ -33,6 +34,8 @@ beforeAll(async () => {
       ownerLeaseMs: 10_000,
       // No sweep during the test: only the wake message can make the owner look.
       sweepMs: 600_000,
+      limits: staticLimitsSource(),
+      limitsTtlMs: 0,
       shards: 4,
     },
     log,

@@ -50,20 +50,66 @@ local function shardDue(shardKey)
   return -1
 end
 
--- Min rule: a parent pointer never sits later than a child's earliest item.
-local function lowerPointers(acctKey, shardKey, pid, acct, score)
+-- A blocked partition (throttled, at a concurrency limit, or paused) is "forced": its pointer sits
+-- at the moment it may be looked at again, `forceAt`, kept in the shard's forced hash under
+-- "<acct>\n<pid>". Pointers are never later than max(head, forceAt); a wake-up may set one earlier
+-- (claim then finds nothing due and sets it right).
+local function forcedField(acct, pid)
+  return acct .. '\n' .. pid
+end
+
+-- The pointer score a partition whose head is `score` may have: pushed to forceAt while forced.
+local function forcedScore(forcedKey, acct, pid, score, now)
+  local f = tonumber(redis.call('HGET', forcedKey, forcedField(acct, pid)))
+  if f and f > now then return math.max(score, f * SCALE) end
+  return score
+end
+
+-- Min rule: a parent pointer never sits later than a child's earliest item (or its forceAt).
+local function lowerPointers(acctKey, shardKey, forcedKey, pid, acct, score, now)
+  score = forcedScore(forcedKey, acct, pid, score, now)
   redis.call('ZADD', acctKey, 'LT', score, pid)
   redis.call('ZADD', shardKey, 'LT', score, acct)
 end
 
--- Sets a partition's pointer to its earliest item, or drops it when the partition is empty.
-local function resetPartitionPointer(partKey, acctKey, pid)
+-- Sets a partition's pointer to its earliest item, pushed to `forceAt` (ms) when that is later
+-- than now (recorded) or dropping any older forceAt; drops the pointer when the partition is empty.
+local function resetPartitionPointer(partKey, acctKey, forcedKey, acct, pid, forceAt, now)
   local head = redis.call('ZRANGE', partKey, 0, 0, 'WITHSCORES')
-  if head[2] then
-    redis.call('ZADD', acctKey, head[2], pid)
-  else
+  local field = forcedField(acct, pid)
+  if not head[2] then
     redis.call('ZREM', acctKey, pid)
+    redis.call('HDEL', forcedKey, field)
+    return
   end
+  local score = tonumber(head[2])
+  if forceAt and forceAt > now then
+    redis.call('HSET', forcedKey, field, string.format('%d', forceAt))
+    score = math.max(score, forceAt * SCALE)
+  else
+    redis.call('HDEL', forcedKey, field)
+  end
+  redis.call('ZADD', acctKey, string.format('%d', score), pid)
+end
+
+-- Keeps a partition's forceAt (if any) and re-derives its pointer from its head (remove).
+local function refreshPartitionPointer(partKey, acctKey, forcedKey, acct, pid, now)
+  local f = tonumber(redis.call('HGET', forcedKey, forcedField(acct, pid)))
+  resetPartitionPointer(partKey, acctKey, forcedKey, acct, pid, f, now)
+end
+
+-- A concurrency slot was freed: partitions blocked on that limit may be looked at now (bounded;
+-- the rest keep their forceAt, the earliest lease expiry of the limit, and are woken later).
+local function wakeBlocked(blockedKey, acctKey, shardKey, forcedKey, acct, now)
+  local pids = redis.call('ZRANGE', blockedKey, 0, 99)
+  if #pids == 0 then return end
+  local nowScore = now * SCALE
+  for _, pid in ipairs(pids) do
+    redis.call('HDEL', forcedKey, forcedField(acct, pid))
+    redis.call('ZADD', acctKey, 'XX', 'LT', nowScore, pid)
+  end
+  redis.call('ZREM', blockedKey, unpack(pids))
+  redis.call('ZADD', shardKey, 'XX', 'LT', nowScore, acct)
 end
 
 -- Sets an account's pointer to its earliest partition, or drops it when it has none.
@@ -101,15 +147,19 @@ local function bodyPlace(it)
 end
 
 -- Adds a new item unless its id is known (queued, leased, dead-lettered or recently completed).
--- Returns 1 added, 0 exists.
-local function addItem(itemsKey, seenKey, partKey, acctKey, shardKey, now, id, pid, acct, runAt, delay, attempt, body)
+-- An item due now is scored `shift` ms earlier (priority; later when negative). Returns 1 added,
+-- 0 exists.
+local function addItem(itemsKey, seenKey, partKey, acctKey, shardKey, forcedKey, now, id, pid, acct, runAt, delay, attempt, shift, body)
   if redis.call('HEXISTS', itemsKey, id) == 1 or redis.call('EXISTS', seenKey) == 1 then return 0 end
   local due = tonumber(runAt)
-  if not due or due <= 0 then due = now + (tonumber(delay) or 0) end
-  local score = newScore(due)
+  local d = tonumber(delay) or 0
+  if not due or due <= 0 then due = now + d end
+  local s = tonumber(shift) or 0
+  local score
+  if due <= now and s ~= 0 then score = newScore(due - s) else score = newScore(due) end
   local it = { st = 'r', gen = 0, del = 0, exp = 0, att = tonumber(attempt), due = due, sc = score, body = body }
   redis.call('HSET', itemsKey, id, formatItem(it))
   redis.call('ZADD', partKey, score, id)
-  lowerPointers(acctKey, shardKey, pid, acct, score)
+  lowerPointers(acctKey, shardKey, forcedKey, pid, acct, score, now)
   return 1
 end

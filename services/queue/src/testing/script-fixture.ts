@@ -16,6 +16,9 @@ export const TOKEN = "owner-1";
 /** Every script call a test's Scripts made, for the slot checks. */
 export type ScriptCalls = Array<{ name: ScriptName; keys: readonly string[] }>;
 
+/** Where an item made by `item()` lives: completions and extensions name it. */
+export const FN_A = { accountId: "acct-1", pid: partitionId("env", "fn-a") };
+
 /** An item of account acct-1, function fn-a, due now. */
 export function item(id: string, over: Partial<ItemInput> = {}): ItemInput {
   return {

@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { FlowControl } from "../../queue/v1/queue_service.js";
 
 export const protobufPackage = "stepline.executor.v1";
 
@@ -88,6 +89,8 @@ export interface RunSpec {
    * began (0 = no limit).
    */
   finishTimeoutMs: number;
+  /** The flow control every item of the run carries (keys evaluated against the trigger event). */
+  flow: FlowControl | undefined;
 }
 
 export interface ScheduleRunsRequest {
@@ -702,6 +705,7 @@ function createBaseRunSpec(): RunSpec {
     cancelOn: [],
     startTimeoutMs: 0,
     finishTimeoutMs: 0,
+    flow: undefined,
   };
 }
 
@@ -742,6 +746,9 @@ export const RunSpec: MessageFns<RunSpec> = {
     }
     if (message.finishTimeoutMs !== 0) {
       writer.uint32(96).int64(message.finishTimeoutMs);
+    }
+    if (message.flow !== undefined) {
+      FlowControl.encode(message.flow, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -855,6 +862,14 @@ export const RunSpec: MessageFns<RunSpec> = {
             message.finishTimeoutMs = longToNumber(reader.int64());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.flow = FlowControl.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -925,6 +940,7 @@ export const RunSpec: MessageFns<RunSpec> = {
         : isSet(object.finish_timeout_ms)
         ? globalThis.Number(object.finish_timeout_ms)
         : 0,
+      flow: isSet(object.flow) ? FlowControl.fromJSON(object.flow) : undefined,
     };
   },
 
@@ -966,6 +982,9 @@ export const RunSpec: MessageFns<RunSpec> = {
     if (message.finishTimeoutMs !== 0) {
       obj.finishTimeoutMs = Math.round(message.finishTimeoutMs);
     }
+    if (message.flow !== undefined) {
+      obj.flow = FlowControl.toJSON(message.flow);
+    }
     return obj;
   },
 
@@ -986,6 +1005,9 @@ export const RunSpec: MessageFns<RunSpec> = {
     message.cancelOn = object.cancelOn?.map((e) => CancelOn.fromPartial(e)) || [];
     message.startTimeoutMs = object.startTimeoutMs ?? 0;
     message.finishTimeoutMs = object.finishTimeoutMs ?? 0;
+    message.flow = (object.flow !== undefined && object.flow !== null)
+      ? FlowControl.fromPartial(object.flow)
+      : undefined;
     return message;
   },
 };

@@ -25,6 +25,55 @@ export const protobufPackage = "stepline.queue.v1";
 
 export const protobufFileName = "stepline/queue/v1/queue_service.proto";
 
+/**
+ * Who shares a concurrency limit: the function's runs, every function of the environment, or
+ * every function of the account (each narrowed by the limit's key, when it has one).
+ */
+export enum ConcurrencyScope {
+  CONCURRENCY_SCOPE_UNSPECIFIED = 0,
+  CONCURRENCY_SCOPE_FUNCTION = 1,
+  CONCURRENCY_SCOPE_ENVIRONMENT = 2,
+  CONCURRENCY_SCOPE_ACCOUNT = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function concurrencyScopeFromJSON(object: any): ConcurrencyScope {
+  switch (object) {
+    case 0:
+    case "CONCURRENCY_SCOPE_UNSPECIFIED":
+      return ConcurrencyScope.CONCURRENCY_SCOPE_UNSPECIFIED;
+    case 1:
+    case "CONCURRENCY_SCOPE_FUNCTION":
+      return ConcurrencyScope.CONCURRENCY_SCOPE_FUNCTION;
+    case 2:
+    case "CONCURRENCY_SCOPE_ENVIRONMENT":
+      return ConcurrencyScope.CONCURRENCY_SCOPE_ENVIRONMENT;
+    case 3:
+    case "CONCURRENCY_SCOPE_ACCOUNT":
+      return ConcurrencyScope.CONCURRENCY_SCOPE_ACCOUNT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ConcurrencyScope.UNRECOGNIZED;
+  }
+}
+
+export function concurrencyScopeToJSON(object: ConcurrencyScope): string {
+  switch (object) {
+    case ConcurrencyScope.CONCURRENCY_SCOPE_UNSPECIFIED:
+      return "CONCURRENCY_SCOPE_UNSPECIFIED";
+    case ConcurrencyScope.CONCURRENCY_SCOPE_FUNCTION:
+      return "CONCURRENCY_SCOPE_FUNCTION";
+    case ConcurrencyScope.CONCURRENCY_SCOPE_ENVIRONMENT:
+      return "CONCURRENCY_SCOPE_ENVIRONMENT";
+    case ConcurrencyScope.CONCURRENCY_SCOPE_ACCOUNT:
+      return "CONCURRENCY_SCOPE_ACCOUNT";
+    case ConcurrencyScope.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum RemoveStatus {
   REMOVE_STATUS_UNSPECIFIED = 0,
   REMOVE_STATUS_REMOVED = 1,
@@ -199,6 +248,70 @@ export function opStatusToJSON(object: OpStatus): string {
   }
 }
 
+/** One function of one account's environment. */
+export interface FunctionRef {
+  accountId: string;
+  environmentId: string;
+  functionId: string;
+}
+
+export interface PauseFunctionRequest {
+  function: FunctionRef | undefined;
+}
+
+export interface PauseFunctionResponse {
+  /** False when it was paused already. */
+  changed: boolean;
+}
+
+export interface ResumeFunctionRequest {
+  function: FunctionRef | undefined;
+}
+
+export interface ResumeFunctionResponse {
+  /** False when it was not paused. */
+  changed: boolean;
+}
+
+export interface FunctionPauseState {
+  function: FunctionRef | undefined;
+  paused: boolean;
+}
+
+export interface GetFunctionPausesRequest {
+  functions: FunctionRef[];
+}
+
+export interface GetFunctionPausesResponse {
+  functions: FunctionPauseState[];
+}
+
+/** One concurrency limit an item counts against while it is leased. */
+export interface ConcurrencyGroup {
+  scope: ConcurrencyScope;
+  /** Hash of the limit's key as evaluated for the run (hex); empty for a limit without a key. */
+  keyHash: string;
+}
+
+/**
+ * The flow control a run's items carry, fixed when the run is scheduled. The limits themselves
+ * are not here: the queue reads them from the function's synced config (RunnerService.GetFlowLimits)
+ * when it hands items out, so a re-sync applies to work already queued.
+ */
+export interface FlowControl {
+  /** The function's concurrency limits (at most two), in the order of its config. */
+  concurrency: ConcurrencyGroup[];
+  /** Start items of a throttled function only: the run counts against the throttle. */
+  throttled: boolean;
+  /** Hash of the throttle key as evaluated for the run (hex); empty without a key. */
+  throttleKeyHash: string;
+  /**
+   * priority.run in seconds (-600..600): a start item due now is handed out as if it had been
+   * enqueued this much earlier (later when negative).
+   */
+  priorityS: number;
+}
+
 export interface RemoveItem {
   itemId: string;
   /** The account the item was enqueued for (an item of another account is never removed). */
@@ -234,6 +347,8 @@ export interface NewItem {
   attempt: number;
   /** Opaque to the queue (the executor keeps its own JSON here). */
   payload: string;
+  /** Absent = no flow control. */
+  flow: FlowControl | undefined;
 }
 
 export interface EnqueueRequest {
@@ -254,12 +369,19 @@ export interface Lease {
   itemId: string;
   accountId: string;
   generation: number;
+  /**
+   * LeasedItem.partition_id, echoed: names the concurrency sets the lease counts against (and
+   * spares the queue a read). Empty = the queue reads it.
+   */
+  partitionId: string;
 }
 
 export interface LeasedItem {
   item: NewItem | undefined;
   generation: number;
   leaseExpiresAtMs: number;
+  /** Opaque; send it back in every Lease of this item. */
+  partitionId: string;
 }
 
 export interface Credits {
@@ -327,6 +449,836 @@ export interface OpResults {
 export interface WorkResponse {
   response: { $case: "items"; value: LeasedItems } | { $case: "results"; value: OpResults } | undefined;
 }
+
+function createBaseFunctionRef(): FunctionRef {
+  return { accountId: "", environmentId: "", functionId: "" };
+}
+
+export const FunctionRef: MessageFns<FunctionRef> = {
+  encode(message: FunctionRef, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.environmentId !== "") {
+      writer.uint32(18).string(message.environmentId);
+    }
+    if (message.functionId !== "") {
+      writer.uint32(26).string(message.functionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FunctionRef {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFunctionRef();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.functionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FunctionRef {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      functionId: isSet(object.functionId)
+        ? globalThis.String(object.functionId)
+        : isSet(object.function_id)
+        ? globalThis.String(object.function_id)
+        : "",
+    };
+  },
+
+  toJSON(message: FunctionRef): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.functionId !== "") {
+      obj.functionId = message.functionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FunctionRef>, I>>(base?: I): FunctionRef {
+    return FunctionRef.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FunctionRef>, I>>(object: I): FunctionRef {
+    const message = createBaseFunctionRef();
+    message.accountId = object.accountId ?? "";
+    message.environmentId = object.environmentId ?? "";
+    message.functionId = object.functionId ?? "";
+    return message;
+  },
+};
+
+function createBasePauseFunctionRequest(): PauseFunctionRequest {
+  return { function: undefined };
+}
+
+export const PauseFunctionRequest: MessageFns<PauseFunctionRequest> = {
+  encode(message: PauseFunctionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.function !== undefined) {
+      FunctionRef.encode(message.function, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseFunctionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseFunctionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.function = FunctionRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PauseFunctionRequest {
+    return { function: isSet(object.function) ? FunctionRef.fromJSON(object.function) : undefined };
+  },
+
+  toJSON(message: PauseFunctionRequest): unknown {
+    const obj: any = {};
+    if (message.function !== undefined) {
+      obj.function = FunctionRef.toJSON(message.function);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PauseFunctionRequest>, I>>(base?: I): PauseFunctionRequest {
+    return PauseFunctionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PauseFunctionRequest>, I>>(object: I): PauseFunctionRequest {
+    const message = createBasePauseFunctionRequest();
+    message.function = (object.function !== undefined && object.function !== null)
+      ? FunctionRef.fromPartial(object.function)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePauseFunctionResponse(): PauseFunctionResponse {
+  return { changed: false };
+}
+
+export const PauseFunctionResponse: MessageFns<PauseFunctionResponse> = {
+  encode(message: PauseFunctionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.changed !== false) {
+      writer.uint32(8).bool(message.changed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseFunctionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseFunctionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.changed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PauseFunctionResponse {
+    return { changed: isSet(object.changed) ? globalThis.Boolean(object.changed) : false };
+  },
+
+  toJSON(message: PauseFunctionResponse): unknown {
+    const obj: any = {};
+    if (message.changed !== false) {
+      obj.changed = message.changed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PauseFunctionResponse>, I>>(base?: I): PauseFunctionResponse {
+    return PauseFunctionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PauseFunctionResponse>, I>>(object: I): PauseFunctionResponse {
+    const message = createBasePauseFunctionResponse();
+    message.changed = object.changed ?? false;
+    return message;
+  },
+};
+
+function createBaseResumeFunctionRequest(): ResumeFunctionRequest {
+  return { function: undefined };
+}
+
+export const ResumeFunctionRequest: MessageFns<ResumeFunctionRequest> = {
+  encode(message: ResumeFunctionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.function !== undefined) {
+      FunctionRef.encode(message.function, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeFunctionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeFunctionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.function = FunctionRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumeFunctionRequest {
+    return { function: isSet(object.function) ? FunctionRef.fromJSON(object.function) : undefined };
+  },
+
+  toJSON(message: ResumeFunctionRequest): unknown {
+    const obj: any = {};
+    if (message.function !== undefined) {
+      obj.function = FunctionRef.toJSON(message.function);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumeFunctionRequest>, I>>(base?: I): ResumeFunctionRequest {
+    return ResumeFunctionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumeFunctionRequest>, I>>(object: I): ResumeFunctionRequest {
+    const message = createBaseResumeFunctionRequest();
+    message.function = (object.function !== undefined && object.function !== null)
+      ? FunctionRef.fromPartial(object.function)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseResumeFunctionResponse(): ResumeFunctionResponse {
+  return { changed: false };
+}
+
+export const ResumeFunctionResponse: MessageFns<ResumeFunctionResponse> = {
+  encode(message: ResumeFunctionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.changed !== false) {
+      writer.uint32(8).bool(message.changed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeFunctionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeFunctionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.changed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumeFunctionResponse {
+    return { changed: isSet(object.changed) ? globalThis.Boolean(object.changed) : false };
+  },
+
+  toJSON(message: ResumeFunctionResponse): unknown {
+    const obj: any = {};
+    if (message.changed !== false) {
+      obj.changed = message.changed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumeFunctionResponse>, I>>(base?: I): ResumeFunctionResponse {
+    return ResumeFunctionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumeFunctionResponse>, I>>(object: I): ResumeFunctionResponse {
+    const message = createBaseResumeFunctionResponse();
+    message.changed = object.changed ?? false;
+    return message;
+  },
+};
+
+function createBaseFunctionPauseState(): FunctionPauseState {
+  return { function: undefined, paused: false };
+}
+
+export const FunctionPauseState: MessageFns<FunctionPauseState> = {
+  encode(message: FunctionPauseState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.function !== undefined) {
+      FunctionRef.encode(message.function, writer.uint32(10).fork()).join();
+    }
+    if (message.paused !== false) {
+      writer.uint32(16).bool(message.paused);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FunctionPauseState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFunctionPauseState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.function = FunctionRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.paused = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FunctionPauseState {
+    return {
+      function: isSet(object.function) ? FunctionRef.fromJSON(object.function) : undefined,
+      paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : false,
+    };
+  },
+
+  toJSON(message: FunctionPauseState): unknown {
+    const obj: any = {};
+    if (message.function !== undefined) {
+      obj.function = FunctionRef.toJSON(message.function);
+    }
+    if (message.paused !== false) {
+      obj.paused = message.paused;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FunctionPauseState>, I>>(base?: I): FunctionPauseState {
+    return FunctionPauseState.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FunctionPauseState>, I>>(object: I): FunctionPauseState {
+    const message = createBaseFunctionPauseState();
+    message.function = (object.function !== undefined && object.function !== null)
+      ? FunctionRef.fromPartial(object.function)
+      : undefined;
+    message.paused = object.paused ?? false;
+    return message;
+  },
+};
+
+function createBaseGetFunctionPausesRequest(): GetFunctionPausesRequest {
+  return { functions: [] };
+}
+
+export const GetFunctionPausesRequest: MessageFns<GetFunctionPausesRequest> = {
+  encode(message: GetFunctionPausesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.functions) {
+      FunctionRef.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetFunctionPausesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetFunctionPausesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.functions.push(FunctionRef.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetFunctionPausesRequest {
+    return {
+      functions: globalThis.Array.isArray(object?.functions)
+        ? object.functions.map((e: any) => FunctionRef.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetFunctionPausesRequest): unknown {
+    const obj: any = {};
+    if (message.functions?.length) {
+      obj.functions = message.functions.map((e) => FunctionRef.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetFunctionPausesRequest>, I>>(base?: I): GetFunctionPausesRequest {
+    return GetFunctionPausesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetFunctionPausesRequest>, I>>(object: I): GetFunctionPausesRequest {
+    const message = createBaseGetFunctionPausesRequest();
+    message.functions = object.functions?.map((e) => FunctionRef.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetFunctionPausesResponse(): GetFunctionPausesResponse {
+  return { functions: [] };
+}
+
+export const GetFunctionPausesResponse: MessageFns<GetFunctionPausesResponse> = {
+  encode(message: GetFunctionPausesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.functions) {
+      FunctionPauseState.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetFunctionPausesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetFunctionPausesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.functions.push(FunctionPauseState.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetFunctionPausesResponse {
+    return {
+      functions: globalThis.Array.isArray(object?.functions)
+        ? object.functions.map((e: any) => FunctionPauseState.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetFunctionPausesResponse): unknown {
+    const obj: any = {};
+    if (message.functions?.length) {
+      obj.functions = message.functions.map((e) => FunctionPauseState.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetFunctionPausesResponse>, I>>(base?: I): GetFunctionPausesResponse {
+    return GetFunctionPausesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetFunctionPausesResponse>, I>>(object: I): GetFunctionPausesResponse {
+    const message = createBaseGetFunctionPausesResponse();
+    message.functions = object.functions?.map((e) => FunctionPauseState.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseConcurrencyGroup(): ConcurrencyGroup {
+  return { scope: 0, keyHash: "" };
+}
+
+export const ConcurrencyGroup: MessageFns<ConcurrencyGroup> = {
+  encode(message: ConcurrencyGroup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.scope !== 0) {
+      writer.uint32(8).int32(message.scope);
+    }
+    if (message.keyHash !== "") {
+      writer.uint32(18).string(message.keyHash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConcurrencyGroup {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConcurrencyGroup();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.scope = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.keyHash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConcurrencyGroup {
+    return {
+      scope: isSet(object.scope) ? concurrencyScopeFromJSON(object.scope) : 0,
+      keyHash: isSet(object.keyHash)
+        ? globalThis.String(object.keyHash)
+        : isSet(object.key_hash)
+        ? globalThis.String(object.key_hash)
+        : "",
+    };
+  },
+
+  toJSON(message: ConcurrencyGroup): unknown {
+    const obj: any = {};
+    if (message.scope !== 0) {
+      obj.scope = concurrencyScopeToJSON(message.scope);
+    }
+    if (message.keyHash !== "") {
+      obj.keyHash = message.keyHash;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConcurrencyGroup>, I>>(base?: I): ConcurrencyGroup {
+    return ConcurrencyGroup.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConcurrencyGroup>, I>>(object: I): ConcurrencyGroup {
+    const message = createBaseConcurrencyGroup();
+    message.scope = object.scope ?? 0;
+    message.keyHash = object.keyHash ?? "";
+    return message;
+  },
+};
+
+function createBaseFlowControl(): FlowControl {
+  return { concurrency: [], throttled: false, throttleKeyHash: "", priorityS: 0 };
+}
+
+export const FlowControl: MessageFns<FlowControl> = {
+  encode(message: FlowControl, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.concurrency) {
+      ConcurrencyGroup.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.throttled !== false) {
+      writer.uint32(16).bool(message.throttled);
+    }
+    if (message.throttleKeyHash !== "") {
+      writer.uint32(26).string(message.throttleKeyHash);
+    }
+    if (message.priorityS !== 0) {
+      writer.uint32(32).int32(message.priorityS);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FlowControl {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFlowControl();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.concurrency.push(ConcurrencyGroup.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.throttled = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.throttleKeyHash = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.priorityS = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FlowControl {
+    return {
+      concurrency: globalThis.Array.isArray(object?.concurrency)
+        ? object.concurrency.map((e: any) => ConcurrencyGroup.fromJSON(e))
+        : [],
+      throttled: isSet(object.throttled) ? globalThis.Boolean(object.throttled) : false,
+      throttleKeyHash: isSet(object.throttleKeyHash)
+        ? globalThis.String(object.throttleKeyHash)
+        : isSet(object.throttle_key_hash)
+        ? globalThis.String(object.throttle_key_hash)
+        : "",
+      priorityS: isSet(object.priorityS)
+        ? globalThis.Number(object.priorityS)
+        : isSet(object.priority_s)
+        ? globalThis.Number(object.priority_s)
+        : 0,
+    };
+  },
+
+  toJSON(message: FlowControl): unknown {
+    const obj: any = {};
+    if (message.concurrency?.length) {
+      obj.concurrency = message.concurrency.map((e) => ConcurrencyGroup.toJSON(e));
+    }
+    if (message.throttled !== false) {
+      obj.throttled = message.throttled;
+    }
+    if (message.throttleKeyHash !== "") {
+      obj.throttleKeyHash = message.throttleKeyHash;
+    }
+    if (message.priorityS !== 0) {
+      obj.priorityS = Math.round(message.priorityS);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FlowControl>, I>>(base?: I): FlowControl {
+    return FlowControl.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FlowControl>, I>>(object: I): FlowControl {
+    const message = createBaseFlowControl();
+    message.concurrency = object.concurrency?.map((e) => ConcurrencyGroup.fromPartial(e)) || [];
+    message.throttled = object.throttled ?? false;
+    message.throttleKeyHash = object.throttleKeyHash ?? "";
+    message.priorityS = object.priorityS ?? 0;
+    return message;
+  },
+};
 
 function createBaseRemoveItem(): RemoveItem {
   return { itemId: "", accountId: "" };
@@ -662,6 +1614,7 @@ function createBaseNewItem(): NewItem {
     runAtMs: 0,
     attempt: 0,
     payload: "",
+    flow: undefined,
   };
 }
 
@@ -696,6 +1649,9 @@ export const NewItem: MessageFns<NewItem> = {
     }
     if (message.payload !== "") {
       writer.uint32(82).string(message.payload);
+    }
+    if (message.flow !== undefined) {
+      FlowControl.encode(message.flow, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -793,6 +1749,14 @@ export const NewItem: MessageFns<NewItem> = {
             message.payload = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.flow = FlowControl.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -841,6 +1805,7 @@ export const NewItem: MessageFns<NewItem> = {
         : 0,
       attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
       payload: isSet(object.payload) ? globalThis.String(object.payload) : "",
+      flow: isSet(object.flow) ? FlowControl.fromJSON(object.flow) : undefined,
     };
   },
 
@@ -876,6 +1841,9 @@ export const NewItem: MessageFns<NewItem> = {
     if (message.payload !== "") {
       obj.payload = message.payload;
     }
+    if (message.flow !== undefined) {
+      obj.flow = FlowControl.toJSON(message.flow);
+    }
     return obj;
   },
 
@@ -894,6 +1862,9 @@ export const NewItem: MessageFns<NewItem> = {
     message.runAtMs = object.runAtMs ?? 0;
     message.attempt = object.attempt ?? 0;
     message.payload = object.payload ?? "";
+    message.flow = (object.flow !== undefined && object.flow !== null)
+      ? FlowControl.fromPartial(object.flow)
+      : undefined;
     return message;
   },
 };
@@ -1126,7 +2097,7 @@ export const EnqueueResponse: MessageFns<EnqueueResponse> = {
 };
 
 function createBaseLease(): Lease {
-  return { itemId: "", accountId: "", generation: 0 };
+  return { itemId: "", accountId: "", generation: 0, partitionId: "" };
 }
 
 export const Lease: MessageFns<Lease> = {
@@ -1139,6 +2110,9 @@ export const Lease: MessageFns<Lease> = {
     }
     if (message.generation !== 0) {
       writer.uint32(24).uint64(message.generation);
+    }
+    if (message.partitionId !== "") {
+      writer.uint32(34).string(message.partitionId);
     }
     return writer;
   },
@@ -1180,6 +2154,14 @@ export const Lease: MessageFns<Lease> = {
             message.generation = longToNumber(reader.uint64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.partitionId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1205,6 +2187,11 @@ export const Lease: MessageFns<Lease> = {
         ? globalThis.String(object.account_id)
         : "",
       generation: isSet(object.generation) ? globalThis.Number(object.generation) : 0,
+      partitionId: isSet(object.partitionId)
+        ? globalThis.String(object.partitionId)
+        : isSet(object.partition_id)
+        ? globalThis.String(object.partition_id)
+        : "",
     };
   },
 
@@ -1219,6 +2206,9 @@ export const Lease: MessageFns<Lease> = {
     if (message.generation !== 0) {
       obj.generation = Math.round(message.generation);
     }
+    if (message.partitionId !== "") {
+      obj.partitionId = message.partitionId;
+    }
     return obj;
   },
 
@@ -1230,12 +2220,13 @@ export const Lease: MessageFns<Lease> = {
     message.itemId = object.itemId ?? "";
     message.accountId = object.accountId ?? "";
     message.generation = object.generation ?? 0;
+    message.partitionId = object.partitionId ?? "";
     return message;
   },
 };
 
 function createBaseLeasedItem(): LeasedItem {
-  return { item: undefined, generation: 0, leaseExpiresAtMs: 0 };
+  return { item: undefined, generation: 0, leaseExpiresAtMs: 0, partitionId: "" };
 }
 
 export const LeasedItem: MessageFns<LeasedItem> = {
@@ -1248,6 +2239,9 @@ export const LeasedItem: MessageFns<LeasedItem> = {
     }
     if (message.leaseExpiresAtMs !== 0) {
       writer.uint32(24).int64(message.leaseExpiresAtMs);
+    }
+    if (message.partitionId !== "") {
+      writer.uint32(34).string(message.partitionId);
     }
     return writer;
   },
@@ -1289,6 +2283,14 @@ export const LeasedItem: MessageFns<LeasedItem> = {
             message.leaseExpiresAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.partitionId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1310,6 +2312,11 @@ export const LeasedItem: MessageFns<LeasedItem> = {
         : isSet(object.lease_expires_at_ms)
         ? globalThis.Number(object.lease_expires_at_ms)
         : 0,
+      partitionId: isSet(object.partitionId)
+        ? globalThis.String(object.partitionId)
+        : isSet(object.partition_id)
+        ? globalThis.String(object.partition_id)
+        : "",
     };
   },
 
@@ -1324,6 +2331,9 @@ export const LeasedItem: MessageFns<LeasedItem> = {
     if (message.leaseExpiresAtMs !== 0) {
       obj.leaseExpiresAtMs = Math.round(message.leaseExpiresAtMs);
     }
+    if (message.partitionId !== "") {
+      obj.partitionId = message.partitionId;
+    }
     return obj;
   },
 
@@ -1335,6 +2345,7 @@ export const LeasedItem: MessageFns<LeasedItem> = {
     message.item = (object.item !== undefined && object.item !== null) ? NewItem.fromPartial(object.item) : undefined;
     message.generation = object.generation ?? 0;
     message.leaseExpiresAtMs = object.leaseExpiresAtMs ?? 0;
+    message.partitionId = object.partitionId ?? "";
     return message;
   },
 };
@@ -2425,6 +3436,44 @@ export const QueueServiceService = {
     responseSerialize: (value: RemoveResponse): Buffer => Buffer.from(RemoveResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RemoveResponse => RemoveResponse.decode(value),
   },
+  /**
+   * PauseFunction stops handing out a function's items: they stay queued, in order, and new ones
+   * still queue up. ResumeFunction hands them out again from where they were. Both idempotent.
+   * Errors: INVALID_ARGUMENT (missing ids), UNAVAILABLE (Redis down).
+   */
+  pauseFunction: {
+    path: "/stepline.queue.v1.QueueService/PauseFunction" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PauseFunctionRequest): Buffer => Buffer.from(PauseFunctionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PauseFunctionRequest => PauseFunctionRequest.decode(value),
+    responseSerialize: (value: PauseFunctionResponse): Buffer =>
+      Buffer.from(PauseFunctionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PauseFunctionResponse => PauseFunctionResponse.decode(value),
+  },
+  resumeFunction: {
+    path: "/stepline.queue.v1.QueueService/ResumeFunction" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResumeFunctionRequest): Buffer =>
+      Buffer.from(ResumeFunctionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResumeFunctionRequest => ResumeFunctionRequest.decode(value),
+    responseSerialize: (value: ResumeFunctionResponse): Buffer =>
+      Buffer.from(ResumeFunctionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResumeFunctionResponse => ResumeFunctionResponse.decode(value),
+  },
+  /** GetFunctionPauses says which of the given functions are paused. Errors as above. */
+  getFunctionPauses: {
+    path: "/stepline.queue.v1.QueueService/GetFunctionPauses" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetFunctionPausesRequest): Buffer =>
+      Buffer.from(GetFunctionPausesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetFunctionPausesRequest => GetFunctionPausesRequest.decode(value),
+    responseSerialize: (value: GetFunctionPausesResponse): Buffer =>
+      Buffer.from(GetFunctionPausesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetFunctionPausesResponse => GetFunctionPausesResponse.decode(value),
+  },
 } as const;
 
 export interface QueueServiceServer extends UntypedServiceImplementation {
@@ -2448,6 +3497,15 @@ export interface QueueServiceServer extends UntypedServiceImplementation {
    * Idempotent. Errors: INVALID_ARGUMENT (missing ids), UNAVAILABLE (Redis down).
    */
   remove: handleUnaryCall<RemoveRequest, RemoveResponse>;
+  /**
+   * PauseFunction stops handing out a function's items: they stay queued, in order, and new ones
+   * still queue up. ResumeFunction hands them out again from where they were. Both idempotent.
+   * Errors: INVALID_ARGUMENT (missing ids), UNAVAILABLE (Redis down).
+   */
+  pauseFunction: handleUnaryCall<PauseFunctionRequest, PauseFunctionResponse>;
+  resumeFunction: handleUnaryCall<ResumeFunctionRequest, ResumeFunctionResponse>;
+  /** GetFunctionPauses says which of the given functions are paused. Errors as above. */
+  getFunctionPauses: handleUnaryCall<GetFunctionPausesRequest, GetFunctionPausesResponse>;
 }
 
 export interface QueueServiceClient extends Client {
@@ -2500,6 +3558,57 @@ export interface QueueServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RemoveResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * PauseFunction stops handing out a function's items: they stay queued, in order, and new ones
+   * still queue up. ResumeFunction hands them out again from where they were. Both idempotent.
+   * Errors: INVALID_ARGUMENT (missing ids), UNAVAILABLE (Redis down).
+   */
+  pauseFunction(
+    request: PauseFunctionRequest,
+    callback: (error: ServiceError | null, response: PauseFunctionResponse) => void,
+  ): ClientUnaryCall;
+  pauseFunction(
+    request: PauseFunctionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PauseFunctionResponse) => void,
+  ): ClientUnaryCall;
+  pauseFunction(
+    request: PauseFunctionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PauseFunctionResponse) => void,
+  ): ClientUnaryCall;
+  resumeFunction(
+    request: ResumeFunctionRequest,
+    callback: (error: ServiceError | null, response: ResumeFunctionResponse) => void,
+  ): ClientUnaryCall;
+  resumeFunction(
+    request: ResumeFunctionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResumeFunctionResponse) => void,
+  ): ClientUnaryCall;
+  resumeFunction(
+    request: ResumeFunctionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResumeFunctionResponse) => void,
+  ): ClientUnaryCall;
+  /** GetFunctionPauses says which of the given functions are paused. Errors as above. */
+  getFunctionPauses(
+    request: GetFunctionPausesRequest,
+    callback: (error: ServiceError | null, response: GetFunctionPausesResponse) => void,
+  ): ClientUnaryCall;
+  getFunctionPauses(
+    request: GetFunctionPausesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetFunctionPausesResponse) => void,
+  ): ClientUnaryCall;
+  getFunctionPauses(
+    request: GetFunctionPausesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetFunctionPausesResponse) => void,
   ): ClientUnaryCall;
 }
 

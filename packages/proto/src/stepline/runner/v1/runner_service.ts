@@ -18,11 +18,52 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { NewItem } from "../../queue/v1/queue_service.js";
+import {
+  ConcurrencyScope,
+  concurrencyScopeFromJSON,
+  concurrencyScopeToJSON,
+  FunctionRef,
+  NewItem,
+} from "../../queue/v1/queue_service.js";
 
 export const protobufPackage = "stepline.runner.v1";
 
 export const protobufFileName = "stepline/runner/v1/runner_service.proto";
+
+export interface GetFlowLimitsRequest {
+  functions: FunctionRef[];
+}
+
+export interface ConcurrencyLimit {
+  scope: ConcurrencyScope;
+  /** True when the limit has a key (each key value gets its own `limit`). */
+  keyed: boolean;
+  /** Steps in progress at once; 0 = no limit. */
+  limit: number;
+}
+
+export interface ThrottleLimit {
+  /** Runs started per period; 0 = no throttle. */
+  limit: number;
+  periodMs: number;
+  /** Extra runs that may start at once on top of `limit`. */
+  burst: number;
+}
+
+export interface FlowLimits {
+  function:
+    | FunctionRef
+    | undefined;
+  /** False when the function is not synced (its items are handed out without limits). */
+  found: boolean;
+  concurrency: ConcurrencyLimit[];
+  throttle: ThrottleLimit | undefined;
+}
+
+export interface GetFlowLimitsResponse {
+  /** One per requested function, in order. */
+  functions: FlowLimits[];
+}
 
 export interface FireCronRequest {
   environmentId: string;
@@ -102,6 +143,477 @@ export interface RegisteredFunction {
   /** A hash of the config; changes when a sync changes the function. */
   version: string;
 }
+
+function createBaseGetFlowLimitsRequest(): GetFlowLimitsRequest {
+  return { functions: [] };
+}
+
+export const GetFlowLimitsRequest: MessageFns<GetFlowLimitsRequest> = {
+  encode(message: GetFlowLimitsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.functions) {
+      FunctionRef.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetFlowLimitsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetFlowLimitsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.functions.push(FunctionRef.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetFlowLimitsRequest {
+    return {
+      functions: globalThis.Array.isArray(object?.functions)
+        ? object.functions.map((e: any) => FunctionRef.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetFlowLimitsRequest): unknown {
+    const obj: any = {};
+    if (message.functions?.length) {
+      obj.functions = message.functions.map((e) => FunctionRef.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetFlowLimitsRequest>, I>>(base?: I): GetFlowLimitsRequest {
+    return GetFlowLimitsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetFlowLimitsRequest>, I>>(object: I): GetFlowLimitsRequest {
+    const message = createBaseGetFlowLimitsRequest();
+    message.functions = object.functions?.map((e) => FunctionRef.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseConcurrencyLimit(): ConcurrencyLimit {
+  return { scope: 0, keyed: false, limit: 0 };
+}
+
+export const ConcurrencyLimit: MessageFns<ConcurrencyLimit> = {
+  encode(message: ConcurrencyLimit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.scope !== 0) {
+      writer.uint32(8).int32(message.scope);
+    }
+    if (message.keyed !== false) {
+      writer.uint32(16).bool(message.keyed);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(24).int32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConcurrencyLimit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConcurrencyLimit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.scope = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.keyed = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.limit = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConcurrencyLimit {
+    return {
+      scope: isSet(object.scope) ? concurrencyScopeFromJSON(object.scope) : 0,
+      keyed: isSet(object.keyed) ? globalThis.Boolean(object.keyed) : false,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: ConcurrencyLimit): unknown {
+    const obj: any = {};
+    if (message.scope !== 0) {
+      obj.scope = concurrencyScopeToJSON(message.scope);
+    }
+    if (message.keyed !== false) {
+      obj.keyed = message.keyed;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConcurrencyLimit>, I>>(base?: I): ConcurrencyLimit {
+    return ConcurrencyLimit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConcurrencyLimit>, I>>(object: I): ConcurrencyLimit {
+    const message = createBaseConcurrencyLimit();
+    message.scope = object.scope ?? 0;
+    message.keyed = object.keyed ?? false;
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseThrottleLimit(): ThrottleLimit {
+  return { limit: 0, periodMs: 0, burst: 0 };
+}
+
+export const ThrottleLimit: MessageFns<ThrottleLimit> = {
+  encode(message: ThrottleLimit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== 0) {
+      writer.uint32(8).int32(message.limit);
+    }
+    if (message.periodMs !== 0) {
+      writer.uint32(16).int64(message.periodMs);
+    }
+    if (message.burst !== 0) {
+      writer.uint32(24).int32(message.burst);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ThrottleLimit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseThrottleLimit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.limit = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.periodMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.burst = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ThrottleLimit {
+    return {
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      periodMs: isSet(object.periodMs)
+        ? globalThis.Number(object.periodMs)
+        : isSet(object.period_ms)
+        ? globalThis.Number(object.period_ms)
+        : 0,
+      burst: isSet(object.burst) ? globalThis.Number(object.burst) : 0,
+    };
+  },
+
+  toJSON(message: ThrottleLimit): unknown {
+    const obj: any = {};
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.periodMs !== 0) {
+      obj.periodMs = Math.round(message.periodMs);
+    }
+    if (message.burst !== 0) {
+      obj.burst = Math.round(message.burst);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ThrottleLimit>, I>>(base?: I): ThrottleLimit {
+    return ThrottleLimit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ThrottleLimit>, I>>(object: I): ThrottleLimit {
+    const message = createBaseThrottleLimit();
+    message.limit = object.limit ?? 0;
+    message.periodMs = object.periodMs ?? 0;
+    message.burst = object.burst ?? 0;
+    return message;
+  },
+};
+
+function createBaseFlowLimits(): FlowLimits {
+  return { function: undefined, found: false, concurrency: [], throttle: undefined };
+}
+
+export const FlowLimits: MessageFns<FlowLimits> = {
+  encode(message: FlowLimits, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.function !== undefined) {
+      FunctionRef.encode(message.function, writer.uint32(10).fork()).join();
+    }
+    if (message.found !== false) {
+      writer.uint32(16).bool(message.found);
+    }
+    for (const v of message.concurrency) {
+      ConcurrencyLimit.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.throttle !== undefined) {
+      ThrottleLimit.encode(message.throttle, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FlowLimits {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFlowLimits();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.function = FunctionRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.found = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.concurrency.push(ConcurrencyLimit.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.throttle = ThrottleLimit.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FlowLimits {
+    return {
+      function: isSet(object.function) ? FunctionRef.fromJSON(object.function) : undefined,
+      found: isSet(object.found) ? globalThis.Boolean(object.found) : false,
+      concurrency: globalThis.Array.isArray(object?.concurrency)
+        ? object.concurrency.map((e: any) => ConcurrencyLimit.fromJSON(e))
+        : [],
+      throttle: isSet(object.throttle) ? ThrottleLimit.fromJSON(object.throttle) : undefined,
+    };
+  },
+
+  toJSON(message: FlowLimits): unknown {
+    const obj: any = {};
+    if (message.function !== undefined) {
+      obj.function = FunctionRef.toJSON(message.function);
+    }
+    if (message.found !== false) {
+      obj.found = message.found;
+    }
+    if (message.concurrency?.length) {
+      obj.concurrency = message.concurrency.map((e) => ConcurrencyLimit.toJSON(e));
+    }
+    if (message.throttle !== undefined) {
+      obj.throttle = ThrottleLimit.toJSON(message.throttle);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FlowLimits>, I>>(base?: I): FlowLimits {
+    return FlowLimits.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FlowLimits>, I>>(object: I): FlowLimits {
+    const message = createBaseFlowLimits();
+    message.function = (object.function !== undefined && object.function !== null)
+      ? FunctionRef.fromPartial(object.function)
+      : undefined;
+    message.found = object.found ?? false;
+    message.concurrency = object.concurrency?.map((e) => ConcurrencyLimit.fromPartial(e)) || [];
+    message.throttle = (object.throttle !== undefined && object.throttle !== null)
+      ? ThrottleLimit.fromPartial(object.throttle)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetFlowLimitsResponse(): GetFlowLimitsResponse {
+  return { functions: [] };
+}
+
+export const GetFlowLimitsResponse: MessageFns<GetFlowLimitsResponse> = {
+  encode(message: GetFlowLimitsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.functions) {
+      FlowLimits.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetFlowLimitsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetFlowLimitsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.functions.push(FlowLimits.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetFlowLimitsResponse {
+    return {
+      functions: globalThis.Array.isArray(object?.functions)
+        ? object.functions.map((e: any) => FlowLimits.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetFlowLimitsResponse): unknown {
+    const obj: any = {};
+    if (message.functions?.length) {
+      obj.functions = message.functions.map((e) => FlowLimits.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetFlowLimitsResponse>, I>>(base?: I): GetFlowLimitsResponse {
+    return GetFlowLimitsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetFlowLimitsResponse>, I>>(object: I): GetFlowLimitsResponse {
+    const message = createBaseGetFlowLimitsResponse();
+    message.functions = object.functions?.map((e) => FlowLimits.fromPartial(e)) || [];
+    return message;
+  },
+};
 
 function createBaseFireCronRequest(): FireCronRequest {
   return { environmentId: "", functionId: "", cron: "", tickMs: 0 };
@@ -1156,6 +1668,20 @@ export const RunnerServiceService = {
     responseSerialize: (value: FireCronResponse): Buffer => Buffer.from(FireCronResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FireCronResponse => FireCronResponse.decode(value),
   },
+  /**
+   * GetFlowLimits gives the queue the concurrency and throttle limits of functions as synced now
+   * (the queue caches them briefly). Idempotent. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  getFlowLimits: {
+    path: "/stepline.runner.v1.RunnerService/GetFlowLimits" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetFlowLimitsRequest): Buffer => Buffer.from(GetFlowLimitsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetFlowLimitsRequest => GetFlowLimitsRequest.decode(value),
+    responseSerialize: (value: GetFlowLimitsResponse): Buffer =>
+      Buffer.from(GetFlowLimitsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetFlowLimitsResponse => GetFlowLimitsResponse.decode(value),
+  },
 } as const;
 
 export interface RunnerServiceServer extends UntypedServiceImplementation {
@@ -1176,6 +1702,11 @@ export interface RunnerServiceServer extends UntypedServiceImplementation {
    * Errors: INVALID_ARGUMENT, UNAVAILABLE (nothing may be assumed; retry).
    */
   fireCron: handleUnaryCall<FireCronRequest, FireCronResponse>;
+  /**
+   * GetFlowLimits gives the queue the concurrency and throttle limits of functions as synced now
+   * (the queue caches them briefly). Idempotent. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  getFlowLimits: handleUnaryCall<GetFlowLimitsRequest, GetFlowLimitsResponse>;
 }
 
 export interface RunnerServiceClient extends Client {
@@ -1237,6 +1768,25 @@ export interface RunnerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: FireCronResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetFlowLimits gives the queue the concurrency and throttle limits of functions as synced now
+   * (the queue caches them briefly). Idempotent. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  getFlowLimits(
+    request: GetFlowLimitsRequest,
+    callback: (error: ServiceError | null, response: GetFlowLimitsResponse) => void,
+  ): ClientUnaryCall;
+  getFlowLimits(
+    request: GetFlowLimitsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetFlowLimitsResponse) => void,
+  ): ClientUnaryCall;
+  getFlowLimits(
+    request: GetFlowLimitsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetFlowLimitsResponse) => void,
   ): ClientUnaryCall;
 }
 

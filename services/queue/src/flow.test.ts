@@ -1,0 +1,316 @@
+// Flow control in the scripts, against a real Redis with a clock the test moves: concurrency
+// (function, environment and keyed limits, slots freed by complete, retry and lease expiry),
+// throttle (GCRA on first deliveries of start items), priority, and pause/resume. Every step
+// checks the shard's invariants.
+import type { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { ShardKeys } from "./keys.js";
+import { shardKeys } from "./keys.js";
+import type { FunctionLimits } from "./limits.js";
+import type { FlowInput } from "./partitions.js";
+import { partitionOf } from "./partitions.js";
+import { Scripts } from "./scripts.js";
+import type { ItemInput } from "./store.js";
+import {
+  ACQUIRED,
+  acquireOwner,
+  claimItems,
+  completeItems,
+  enqueueItems,
+  expiredLeases,
+  extendLeases,
+  OK,
+  pausedFunctions,
+  pauseFunction,
+  reclaimLeases,
+  resumeFunction,
+  retryItems,
+} from "./store.js";
+import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
+import { expectConsistentShard, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";
+
+let redis: Redis;
+let ns: string;
+let keys: ShardKeys;
+let now: number;
+let s: Scripts;
+
+beforeAll(() => {
+  redis = testRedis();
+});
+afterAll(async () => {
+  await redis.quit();
+});
+beforeEach(async () => {
+  ns = testNamespace();
+  keys = shardKeys(ns, 5);
+  now = T0;
+  s = new Scripts(redis, { assertSlots: true, nowMs: () => now });
+  expect(await acquireOwner(s, keys, TOKEN, 600_000)).toBe(ACQUIRED);
+});
+afterEach(async () => {
+  await dropNamespace(redis, ns);
+});
+
+const FN_LIMIT: FlowInput = {
+  concurrency: [{ scope: 1, keyHash: "" }],
+  throttled: false,
+  throttleKeyHash: "",
+  priorityS: 0,
+};
+
+function flowItem(id: string, flow: FlowInput, over: Partial<ItemInput> = {}): ItemInput {
+  return item(id, { flow, ...over });
+}
+
+function pidOf(i: ItemInput): string {
+  return partitionOf(i.environmentId, i.functionId, i.flow, i.kind === 1);
+}
+
+/** Claims up to `max` items of acct-1 from the partitions of `samples`, each with `limits`. */
+async function claimFrom(samples: ItemInput[], limits: FunctionLimits | null, max = 10) {
+  const pids = [...new Set(samples.map(pidOf))];
+  return claimItems(s, keys, {
+    token: TOKEN,
+    leaseMs: LEASE,
+    maxDeliveries: 5,
+    accountId: "acct-1",
+    partitions: pids.map((pid) => ({ pid, cap: max, limits })),
+    maxItems: max,
+  });
+}
+
+/** The partitions of acct-1 that claim would look at now. */
+async function readyPids(): Promise<string[]> {
+  return redis.zrangebyscore(keys.account("acct-1"), "-inf", now * 1024 + 1023);
+}
+
+function done(i: ItemInput, generation: number) {
+  return { itemId: i.id, generation, accountId: i.accountId, pid: pidOf(i), next: [] };
+}
+
+const limit = (n: number, scope: "f" | "e" | "a" = "f", keyed = false): FunctionLimits => ({
+  concurrency: [{ scope, keyed, limit: n }],
+  throttle: null,
+});
+
+describe("concurrency", () => {
+  it("leases no more than the limit, blocks the partition, and wakes it when a slot frees", async () => {
+    const items = ["a", "b", "c", "d"].map((id) => flowItem(id, FN_LIMIT));
+    await enqueueItems(s, keys, items);
+    const first = await claimFrom(items, limit(2));
+    expect(first.leased.map((l) => l.id)).toEqual(["a", "b"]);
+    // Blocked until the earliest lease of the limit expires: not ready now, so no busy claims.
+    expect(await readyPids()).toEqual([]);
+    expect(first.dueMs).toBe(T0 + LEASE);
+    await expectConsistentShard(redis, keys);
+
+    now += 100;
+    expect((await completeItems(s, keys, 60_000, [done(items[0] as ItemInput, 1)])).codes).toEqual([OK]);
+    expect(await readyPids()).toEqual([pidOf(items[0] as ItemInput)]);
+    const second = await claimFrom(items, limit(2));
+    expect(second.leased.map((l) => l.id)).toEqual(["c"]);
+    await expectConsistentShard(redis, keys);
+
+    // A retry (backoff) frees its slot too.
+    const retried = await retryItems(s, keys, [
+      {
+        itemId: "b",
+        generation: 1,
+        accountId: "acct-1",
+        pid: pidOf(items[1] as ItemInput),
+        runAtMs: now + 60_000,
+        attempt: 1,
+      },
+    ]);
+    expect(retried.codes).toEqual([OK]);
+    expect((await claimFrom(items, limit(2))).leased.map((l) => l.id)).toEqual(["d"]);
+    await expectConsistentShard(redis, keys);
+  });
+
+  it("frees the slot of a lease that expired, and extend keeps a live lease's slot", async () => {
+    const items = ["a", "b", "c"].map((id) => flowItem(id, FN_LIMIT));
+    await enqueueItems(s, keys, items);
+    expect((await claimFrom(items, limit(1))).leased.map((l) => l.id)).toEqual(["a"]);
+    now += LEASE / 2;
+    const ext = await extendLeases(s, keys, LEASE, [
+      { itemId: "a", generation: 1, accountId: "acct-1", pid: pidOf(items[0] as ItemInput) },
+    ]);
+    expect(ext.results).toEqual([now + LEASE]);
+    await expectConsistentShard(redis, keys);
+    // The old expiry passes: the extended lease still holds the only slot.
+    now = T0 + LEASE + 1;
+    expect((await claimFrom(items, limit(1))).leased).toEqual([]);
+    // Its new expiry passes without a word from the holder: the slot is free again.
+    now = T0 + LEASE / 2 + LEASE + 1;
+    const exp = await expiredLeases(s, keys, 10);
+    await reclaimLeases(s, keys, TOKEN, exp.leases);
+    const again = await claimFrom(items, limit(1));
+    expect(again.leased.map((l) => l.id)).toEqual(["a"]);
+    await expectConsistentShard(redis, keys);
+  });
+
+  it("gives each key value its own limit, so one busy key never holds another back", async () => {
+    const k1: FlowInput = { ...FN_LIMIT, concurrency: [{ scope: 1, keyHash: "aa11" }] };
+    const k2: FlowInput = { ...FN_LIMIT, concurrency: [{ scope: 1, keyHash: "bb22" }] };
+    const items = [
+      flowItem("x1", k1),
+      flowItem("x2", k1),
+      flowItem("x3", k1),
+      flowItem("y1", k2),
+      flowItem("y2", k2),
+    ];
+    await enqueueItems(s, keys, items);
+    const got = await claimFrom(items, limit(1, "f", true));
+    expect(got.leased.map((l) => l.id).sort()).toEqual(["x1", "y1"]);
+    // x's partition is blocked; y's completes and its next item goes at once.
+    await completeItems(s, keys, 60_000, [done(items[3] as ItemInput, 1)]);
+    expect((await claimFrom(items, limit(1, "f", true))).leased.map((l) => l.id)).toEqual(["y2"]);
+    await expectConsistentShard(redis, keys);
+  });
+
+  it("shares an environment-scoped limit between functions, while a function-scoped one stays its own", async () => {
+    const shared: FlowInput = { ...FN_LIMIT, concurrency: [{ scope: 2, keyHash: "cc33" }] };
+    const a = [flowItem("a1", shared), flowItem("a2", shared)];
+    const b = [
+      flowItem("b1", shared, { functionId: "fn-b" }),
+      flowItem("b2", shared, { functionId: "fn-b" }),
+    ];
+    const c = [
+      flowItem("c1", FN_LIMIT, { functionId: "fn-c" }),
+      flowItem("c2", FN_LIMIT, { functionId: "fn-c" }),
+    ];
+    await enqueueItems(s, keys, [...a, ...b, ...c]);
+    const envLimit = limit(1, "e", true);
+    const got = await claimItems(s, keys, {
+      token: TOKEN,
+      leaseMs: LEASE,
+      maxDeliveries: 5,
+      accountId: "acct-1",
+      partitions: [
+        { pid: pidOf(a[0] as ItemInput), cap: 10, limits: envLimit },
+        { pid: pidOf(b[0] as ItemInput), cap: 10, limits: envLimit },
+        { pid: pidOf(c[0] as ItemInput), cap: 10, limits: limit(2) },
+      ],
+      maxItems: 10,
+    });
+    // One of the two functions sharing the limit, and both of the third function's items: a
+    // function at its limit does not hold back another in the same claim.
+    expect(got.leased.map((l) => l.id)).toEqual(["a1", "c1", "c2"]);
+    await expectConsistentShard(redis, keys);
+  });
+
+  it("applies the limits passed in, not ones remembered from an earlier claim", async () => {
+    const items = ["a", "b", "c"].map((id) => flowItem(id, FN_LIMIT));
+    await enqueueItems(s, keys, items);
+    expect((await claimFrom(items, limit(1))).leased).toHaveLength(1);
+    // A re-sync raised the limit; the partition is blocked on the old one until woken or expired.
+    now = T0 + LEASE + 1;
+    const exp = await expiredLeases(s, keys, 10);
+    await reclaimLeases(s, keys, TOKEN, exp.leases);
+    expect((await claimFrom(items, limit(3))).leased).toHaveLength(3);
+    await expectConsistentShard(redis, keys);
+  });
+});
+
+describe("throttle", () => {
+  const THROTTLED: FlowInput = { concurrency: [], throttled: true, throttleKeyHash: "", priorityS: 0 };
+  const throttle = (lim: number, periodMs: number, burst: number): FunctionLimits => ({
+    concurrency: [],
+    throttle: { limit: lim, periodMs, burst },
+  });
+
+  it("starts limit + burst at once, then one per period / limit, keeping the rest queued", async () => {
+    const starts = Array.from({ length: 6 }, (_, i) => flowItem(`r${i}`, THROTTLED, { kind: 1 }));
+    await enqueueItems(s, keys, starts);
+    const t = throttle(2, 6_000, 1);
+    expect((await claimFrom(starts, t)).leased.map((l) => l.id)).toEqual(["r0", "r1", "r2"]);
+    // The partition waits for exactly the next start's moment.
+    expect(await readyPids()).toEqual([]);
+    expect((await claimFrom(starts, t)).dueMs).toBe(T0 + 3_000);
+    now = T0 + 2_999;
+    expect((await claimFrom(starts, t)).leased).toEqual([]);
+    now = T0 + 3_000;
+    expect((await claimFrom(starts, t)).leased.map((l) => l.id)).toEqual(["r3"]);
+    now = T0 + 6_000;
+    expect((await claimFrom(starts, t)).leased.map((l) => l.id)).toEqual(["r4"]);
+    await expectConsistentShard(redis, keys);
+  });
+
+  it("throttles only a start's first delivery, and never a run's later steps", async () => {
+    const start = flowItem("s0", THROTTLED, { kind: 1 });
+    const other = flowItem("s1", THROTTLED, { kind: 1 });
+    const step = flowItem("p1", THROTTLED, { kind: 2 });
+    await enqueueItems(s, keys, [start, other, step]);
+    const t = throttle(1, 60_000, 0);
+    const got = await claimItems(s, keys, {
+      token: TOKEN,
+      leaseMs: LEASE,
+      maxDeliveries: 5,
+      accountId: "acct-1",
+      partitions: [
+        { pid: pidOf(start), cap: 10, limits: t },
+        { pid: pidOf(step), cap: 10, limits: t },
+      ],
+      maxItems: 10,
+    });
+    expect(got.leased.map((l) => l.id)).toEqual(["s0", "p1"]);
+    // The first start's lease is lost; handed out again, it is not throttled a second time.
+    now = T0 + LEASE + 1;
+    await reclaimLeases(s, keys, TOKEN, (await expiredLeases(s, keys, 10)).leases);
+    expect((await claimFrom([start], t)).leased.map((l) => l.id)).toEqual(["s0"]);
+    await expectConsistentShard(redis, keys);
+  });
+});
+
+describe("priority", () => {
+  const pri = (priorityS: number): FlowInput => ({
+    concurrency: [],
+    throttled: false,
+    throttleKeyHash: "",
+    priorityS,
+  });
+
+  it("hands a start with a higher priority out ahead of older ones, and delays a negative one", async () => {
+    await enqueueItems(s, keys, [flowItem("old", pri(0), { kind: 1 })]);
+    now += 10_000;
+    await enqueueItems(s, keys, [
+      flowItem("urgent", pri(60), { kind: 1 }),
+      flowItem("later", pri(-30), { kind: 1 }),
+      flowItem("plain", pri(0), { kind: 1 }),
+    ]);
+    const sample = [flowItem("x", pri(0), { kind: 1 })];
+    expect((await claimFrom(sample, null)).leased.map((l) => l.id)).toEqual(["urgent", "old", "plain"]);
+    now += 29_999;
+    expect((await claimFrom(sample, null)).leased).toEqual([]);
+    now += 1;
+    expect((await claimFrom(sample, null)).leased.map((l) => l.id)).toEqual(["later"]);
+    await expectConsistentShard(redis, keys);
+  });
+});
+
+describe("pause and resume", () => {
+  const fn = { accountId: "acct-1", environmentId: "env", functionId: "fn-a" };
+
+  it("keeps a paused function's items queued in order, and hands them out at once on resume", async () => {
+    const items = ["a", "b"].map((id) => item(id));
+    await enqueueItems(s, keys, items);
+    expect(await pauseFunction(s, keys, fn)).toBe(true);
+    expect(await pauseFunction(s, keys, fn)).toBe(false);
+    expect(await pausedFunctions(s, keys, [fn, { ...fn, functionId: "fn-b" }])).toEqual([true, false]);
+    const other = item("o1", { functionId: "fn-b" });
+    await enqueueItems(s, keys, [other]);
+    expect((await claimFrom([...items, other], null)).leased.map((l) => l.id)).toEqual(["o1"]);
+    now += 1_000;
+    await enqueueItems(s, keys, [item("c")]);
+    expect((await claimFrom(items, null)).leased).toEqual([]);
+    expect(await readyPids()).toEqual([]);
+    await expectConsistentShard(redis, keys);
+
+    now += 1_000;
+    expect((await resumeFunction(s, keys, fn)).changed).toBe(true);
+    expect((await resumeFunction(s, keys, fn)).changed).toBe(false);
+    expect((await claimFrom(items, null)).leased.map((l) => l.id)).toEqual(["a", "b", "c"]);
+    await expectConsistentShard(redis, keys);
+  });
+});
