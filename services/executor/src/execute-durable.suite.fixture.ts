@@ -96,7 +96,7 @@ export function describeDurableExecution(h: ExecuteHarness): void {
     const handler = createItemHandler(deps());
     const pending: NewItem[] = [];
     await handler(start, {
-      lease: { itemId: start.id, accountId: "acct", generation: 1 },
+      lease: { itemId: start.id, accountId: "acct", generation: 1, partitionId: "" },
       signal: new AbortController().signal,
       complete: async (next) => {
         pending.push(...next);
@@ -146,7 +146,7 @@ export function describeDurableExecution(h: ExecuteHarness): void {
     const t0 = Date.now();
     const handler = createItemHandler(deps());
     await handler(start, {
-      lease: { itemId: start.id, accountId: "acct", generation: 1 },
+      lease: { itemId: start.id, accountId: "acct", generation: 1, partitionId: "" },
       signal: new AbortController().signal,
       complete: async () => "ok",
       retry: async () => "ok",

@@ -133,7 +133,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
     while (pending.length > 0 && ops.length < 40) {
       const item = pending.shift() as NewItem;
       const ctx: ItemContext = {
-        lease: { itemId: item.id, accountId: item.accountId, generation: 1 },
+        lease: { itemId: item.id, accountId: item.accountId, generation: 1, partitionId: "" },
         signal: new AbortController().signal,
         complete: async (next): Promise<OpOutcome> => {
           ops.push({ op: "complete", item, next });
@@ -445,7 +445,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
 
 function recordingCtx(item: NewItem, ops: QueueOp[], signal = new AbortController().signal): ItemContext {
   return {
-    lease: { itemId: item.id, accountId: item.accountId, generation: 1 },
+    lease: { itemId: item.id, accountId: item.accountId, generation: 1, partitionId: "" },
     signal,
     complete: async (next) => {
       ops.push({ op: "complete", item, next });

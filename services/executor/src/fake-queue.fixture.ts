@@ -46,7 +46,12 @@ export class FakeQueue {
   offer(...items: NewItem[]): void {
     const now = Date.now();
     this.waiting.push(
-      ...items.map((item) => ({ item, generation: 1, leaseExpiresAtMs: now + this.leaseMs })),
+      ...items.map((item) => ({
+        item,
+        generation: 1,
+        leaseExpiresAtMs: now + this.leaseMs,
+        partitionId: "fn:env:fn",
+      })),
     );
     this.pump();
   }
@@ -110,6 +115,7 @@ export function item(id: string, attempt = 0): NewItem {
     runAtMs: 0,
     attempt,
     payload: '{"stepId":"step"}',
+    flow: undefined,
   };
 }
 

@@ -47,6 +47,7 @@ export function callItem(run: RunState, suffix: string, payload: ItemPayload, ru
     runAtMs,
     attempt: 0,
     payload: JSON.stringify(payload),
+    flow: run.flow,
   };
 }
 

@@ -4,7 +4,7 @@
 
 import type { Clock } from "@stepline/internal/clock";
 import { UnavailableError, ValidationError } from "@stepline/internal/errors";
-import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
+import type { FlowControl, NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import canonicalize from "canonicalize";
 import type { HistoryEntry } from "./history.js";
@@ -29,6 +29,8 @@ export interface RunSpecInput {
   cancelOn: CancelOnDef[];
   startTimeoutMs: number;
   finishTimeoutMs: number;
+  /** Carried by every queue item of the run; absent = none. */
+  flow?: FlowControl | undefined;
 }
 
 export interface ScheduleResult {
@@ -64,6 +66,7 @@ export function startItem(run: NewRun): NewItem {
     runAtMs: 0,
     attempt: 0,
     payload: JSON.stringify({ stepId: "step" }),
+    flow: run.flow,
   };
 }
 
@@ -176,6 +179,21 @@ export class Scheduler {
       eventsJson = undefined;
     }
     if (!eventsJson) throw new ValidationError(`${where}: events cannot be put in canonical JSON`);
+    if (s.flow) {
+      const f = s.flow;
+      const hex = /^[0-9a-f]{0,64}$/;
+      if (f.concurrency.length > 2)
+        throw new ValidationError(`${where}: flow has more than 2 concurrency groups`);
+      if (
+        !f.concurrency.every((g) => g.scope >= 1 && g.scope <= 3 && hex.test(g.keyHash)) ||
+        !hex.test(f.throttleKeyHash)
+      ) {
+        throw new ValidationError(`${where}: flow has a bad concurrency scope or key hash`);
+      }
+      if (!Number.isInteger(f.priorityS) || Math.abs(f.priorityS) > 600) {
+        throw new ValidationError(`${where}: flow.priority_s must be an integer from -600 to 600`);
+      }
+    }
     const firstId = events[0]?.id;
     const run: NewRun = {
       runId: s.runId,
@@ -191,6 +209,7 @@ export class Scheduler {
       cancelOn: s.cancelOn.map((c) => ({ event: c.event, expression: c.expression, timeoutMs: c.timeoutMs })),
       startTimeoutMs: Math.max(0, s.startTimeoutMs),
       finishTimeoutMs: Math.max(0, s.finishTimeoutMs),
+      flow: s.flow,
     };
     return { run, eventId: typeof firstId === "string" ? firstId : "" };
   }

@@ -59,6 +59,7 @@ function spec(over: Partial<RunSpec> = {}): RunSpec {
     cancelOn: [],
     startTimeoutMs: 0,
     finishTimeoutMs: 0,
+    flow: undefined,
     ...over,
   };
 }

@@ -43,6 +43,7 @@ export function executorService(
           cancelOn: r.cancelOn,
           startTimeoutMs: r.startTimeoutMs,
           finishTimeoutMs: r.finishTimeoutMs,
+          flow: r.flow,
         })),
       );
       return { results };

@@ -5,6 +5,7 @@
 
 import { readFileSync } from "node:fs";
 import { ConflictError, NotFoundError, UnavailableError } from "@stepline/internal/errors";
+import { FlowControl } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Redis, Result } from "ioredis";
 
 declare module "ioredis" {
@@ -52,6 +53,8 @@ export interface NewRun {
   /** `timeouts.start` / `timeouts.finish` in ms; 0 = none. */
   startTimeoutMs: number;
   finishTimeoutMs: number;
+  /** The flow control its queue items carry (concurrency groups, throttle, priority). */
+  flow?: FlowControl | undefined;
 }
 
 /** A run as loaded for a call: metadata, memoized steps and the completion-order stack. */
@@ -189,6 +192,7 @@ export class RunStore {
         JSON.stringify(run.cancelOn),
         run.startTimeoutMs,
         run.finishTimeoutMs,
+        run.flow ? JSON.stringify(FlowControl.toJSON(run.flow)) : "",
       ),
     );
     return {
@@ -224,6 +228,7 @@ export class RunStore {
       cancelOn: parseCancelOn(meta.cancelOn),
       startTimeoutMs: Number(meta.startTimeout ?? 0),
       finishTimeoutMs: Number(meta.finishTimeout ?? 0),
+      flow: meta.flow ? FlowControl.fromJSON(JSON.parse(meta.flow)) : undefined,
       finalized: meta.fin === "1",
       status: meta.status as RunStatus,
       version: Number(meta.version ?? 1),

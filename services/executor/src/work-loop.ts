@@ -212,7 +212,12 @@ export class WorkLoop {
     if (this.outstanding === 0)
       this.log.warn({ itemId: item.id }, "queue sent more items than credits granted");
     this.outstanding = Math.max(0, this.outstanding - 1);
-    const lease: Lease = { itemId: item.id, accountId: item.accountId, generation: li.generation };
+    const lease: Lease = {
+      itemId: item.id,
+      accountId: item.accountId,
+      generation: li.generation,
+      partitionId: li.partitionId,
+    };
     if (this.held.has(item.id)) {
       // Re-leased while we still hold it (our lease expired): the old handler is fenced out.
       this.held.get(item.id)?.controller.abort(LEASE_LOST);

@@ -15,7 +15,7 @@ import { parsePartition } from "./partitions.js";
 import type { Queue } from "./queue.js";
 import { SCORE_SCALE } from "./queue.js";
 import { NotOwnerError } from "./scripts.js";
-import type { ClaimPartition, ClaimResult, LeasedItem } from "./store.js";
+import type { ClaimResult, LeasedItem } from "./store.js";
 
 /** Where leased items go: the executor streams and their credits. */
 export interface WorkSink {

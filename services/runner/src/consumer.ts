@@ -198,14 +198,15 @@ export class EventConsumer {
       for (const [env, fns] of loaded) indexes.set(env, buildIndex(fns));
     }
 
-    const pairs: Array<{ record: EventRecord; fn: ReturnType<typeof matchEvent>[number] }> = [];
+    const pairs: Array<{ record: EventRecord; event: unknown; fn: ReturnType<typeof matchEvent>[number] }> =
+      [];
     const failedInvokes: PauseResume[] = [];
     let matched = 0;
     for (const it of chunk) {
       if (!it.record || !it.event) continue;
       const fns = matchEvent(indexes, it.event);
       if (fns.length > 0) matched++;
-      for (const fn of fns) pairs.push({ record: it.record, fn });
+      for (const fn of fns) pairs.push({ record: it.record, event: it.event.event, fn });
       const index = indexes.get(it.event.environmentId);
       if (it.event.name === INVOKED && (!index || !invokedFunction(index, it.event))) {
         const failed = unknownInvokeTarget(it.record, it.event.event);
@@ -223,10 +224,10 @@ export class EventConsumer {
       );
       // The same event twice in one chunk yields the same run id: send that run once.
       const runs = new Map<string, RunSpec>();
-      pairs.forEach(({ record, fn }, i) => {
+      pairs.forEach(({ record, event, fn }, i) => {
         const runId = runIds[i] as string;
         if (runs.has(runId)) return;
-        runs.set(runId, runSpecOf(fn, record.environmentId, runId, record.eventJson));
+        runs.set(runId, runSpecOf(fn, record.environmentId, runId, record.eventJson, event));
       });
       for (const part of scheduleCalls([...runs.values()], this.opts.chunkSize, SCHEDULE_MAX_BYTES)) {
         await this.opts.schedule(part);

@@ -79,7 +79,9 @@ export class Crons {
       { environmentId: req.environmentId, functionId: fn.fn.id, eventId },
     ]);
     const event = { name: "inngest/scheduled.timer", id: eventId, ts: req.tickMs, data: { cron: req.cron } };
-    await this.deps.schedule([runSpecOf(fn, req.environmentId, runId as string, JSON.stringify(event))]);
+    await this.deps.schedule([
+      runSpecOf(fn, req.environmentId, runId as string, JSON.stringify(event), event),
+    ]);
     // Ticks missed during a short outage fire late, each once; after a long one the chain goes
     // on from now rather than firing a burst of stale ticks.
     const from = Math.max(req.tickMs, this.deps.clock.now() - CATCH_UP_MS);
@@ -113,5 +115,6 @@ export function cronItem(
     runAtMs: tickMs,
     attempt: 0,
     payload: JSON.stringify({ cron, tickMs } satisfies CronPayload),
+    flow: undefined,
   };
 }

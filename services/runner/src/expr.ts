@@ -46,6 +46,24 @@ export function celMatches(source: string, bindings: CelVars): boolean {
   }
 }
 
+/**
+ * The value of `source` for `bindings` when it is a string, a number or a boolean (CEL ints come
+ * back as bigints); undefined on any error or for another type of result.
+ */
+export function celScalar(source: string, bindings: CelVars): string | number | bigint | boolean | undefined {
+  let result: unknown;
+  try {
+    result = compile(source)(bindings);
+  } catch {
+    return undefined;
+  }
+  if (isCelError(result)) return undefined;
+  const t = typeof result;
+  return t === "string" || t === "number" || t === "bigint" || t === "boolean"
+    ? (result as string | number | bigint | boolean)
+    : undefined;
+}
+
 function compile(source: string): Program {
   let program = cache.get(source);
   if (program) return program;

@@ -15,6 +15,27 @@ export interface CancelDef {
   timeoutMs: number;
 }
 
+/** Who shares a concurrency limit (the SDK's `scope`). */
+export type ConcurrencyScopeName = "fn" | "env" | "account";
+
+/**
+ * The flow control of a function config, validated. Durations are in ms; keys and `if`s are CEL
+ * ("" = none). Every field is optional in the SDK; absent ones are null or empty here.
+ */
+export interface FlowConfig {
+  /** At most two; limit 0 = no limit (Inngest: "the account's maximum"). */
+  concurrency: Array<{ limit: number; scope: ConcurrencyScopeName; key: string }>;
+  throttle: { limit: number; periodMs: number; burst: number; key: string } | null;
+  rateLimit: { limit: number; periodMs: number; key: string } | null;
+  debounce: { periodMs: number; key: string; timeoutMs: number } | null;
+  batchEvents: { maxSize: number; timeoutMs: number; key: string; if: string } | null;
+  /** `priority.run`: CEL giving seconds (-600..600). */
+  priority: string;
+  singleton: { mode: "skip" | "cancel"; key: string } | null;
+  /** CEL giving the run's idempotency key (24 h). */
+  idempotency: string;
+}
+
 /** One function of a sync, validated and normalised. */
 export interface FunctionDef {
   /** `<appId>-<fnId>` as the SDK sends it. */
@@ -32,6 +53,8 @@ export interface FunctionDef {
   /** `timeouts.start` and `timeouts.finish` in ms, 0 when not set (from the raw config). */
   startTimeoutMs: number;
   finishTimeoutMs: number;
+  /** Flow control (from the raw config); absent in registries synced before it existed. */
+  flow?: FlowConfig;
   /** A hash of every field above: changes exactly when the function's config changes. */
   version: string;
 }

@@ -58,6 +58,26 @@ export class Registry {
     return parseEntries(await this.redis.hgetall(fnsKey(environmentId)));
   }
 
+  /**
+   * Single functions by (account, environment, function id), in order, in one round trip; null
+   * for one that is not synced there or belongs to another account.
+   */
+  async getMany(
+    refs: Array<{ accountId: string; environmentId: string; functionId: string }>,
+  ): Promise<Array<StoredFunction | null>> {
+    if (refs.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const r of refs) pipeline.hget(fnsKey(r.environmentId), r.functionId);
+    const results = (await pipeline.exec()) ?? [];
+    return refs.map((r, i) => {
+      const [err, value] = results[i] ?? [new Error("missing pipeline reply"), null];
+      if (err) throw err;
+      if (typeof value !== "string") return null;
+      const entry = JSON.parse(value) as StoredFunction;
+      return entry.accountId === r.accountId ? entry : null;
+    });
+  }
+
   /** The functions of several environments in one round trip (one HGETALL each). */
   async loadMany(environmentIds: Iterable<string>): Promise<Map<string, StoredFunction[]>> {
     const ids = [...new Set(environmentIds)];

@@ -6,7 +6,7 @@ import { createLogger } from "@stepline/internal/log";
 import { requiredEnv } from "@stepline/internal/testing";
 import type { RunSpec } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
-import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { ConcurrencyScope, ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { FunctionConfig } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { Redis } from "ioredis";
@@ -168,6 +168,42 @@ describe("cron triggers", () => {
     expect(err).toBeInstanceOf(ValidationError);
     expect((err as Error).message).toMatch(
       /^function shop-nightly: triggers\[0\]\.cron "61 \* \* \* \*" is not a valid cron/,
+    );
+  });
+
+  it("answers GetFlowLimits with each function's limits as synced now, and not-found for another account", async () => {
+    await syncApp([
+      fn({
+        rawJson: JSON.stringify({
+          concurrency: [{ limit: 2 }, { limit: 1, key: "event.data.u", scope: "account" }],
+          throttle: { limit: 3, period: "10s", burst: 1 },
+        }),
+      }),
+    ]);
+    const ask = (accountId: string, functionId = "shop-checkout") =>
+      callUnary(client.getFlowLimits.bind(client), {
+        functions: [{ accountId, environmentId: env, functionId }],
+      });
+    const got = (await ask("acct1")).functions[0];
+    expect(got?.found).toBe(true);
+    expect(got?.concurrency).toEqual([
+      { scope: ConcurrencyScope.CONCURRENCY_SCOPE_FUNCTION, keyed: false, limit: 2 },
+      { scope: ConcurrencyScope.CONCURRENCY_SCOPE_ACCOUNT, keyed: true, limit: 1 },
+    ]);
+    expect(got?.throttle).toEqual({ limit: 3, periodMs: 10_000, burst: 1 });
+    expect((await ask("acct2")).functions[0]?.found).toBe(false);
+    expect((await ask("acct1", "nope")).functions[0]?.found).toBe(false);
+    const err = await ask("").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ValidationError);
+  });
+
+  it("refuses flow control it cannot enforce at sync, naming the function and the field", async () => {
+    const err = await syncApp([fn({ rawJson: '{"throttle":{"limit":1,"period":"30d"}}' })]).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ValidationError);
+    expect((err as Error).message).toBe(
+      'function shop-checkout: throttle.period must be from 1s to 7d, got "30d"',
     );
   });
 });

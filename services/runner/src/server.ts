@@ -6,6 +6,8 @@ import type {
   FireCronRequest,
   FireCronResponse,
   FunctionConfig,
+  GetFlowLimitsRequest,
+  GetFlowLimitsResponse,
   ListFunctionsRequest,
   ListFunctionsResponse,
   SyncAppRequest,
@@ -13,9 +15,12 @@ import type {
 } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { RunnerServiceService } from "@stepline/proto/stepline/runner/v1/runner_service";
 import type { Crons } from "./crons.js";
+import { flowLimits } from "./flow.js";
 import type { FunctionDef } from "./model.js";
 import type { Registry } from "./registry.js";
 import { isEnvironmentId, validateSync } from "./validate.js";
+
+const MAX_LIMITS_PER_CALL = 10_000;
 
 /** The RunnerService definition and implementation, for startGrpcServer. */
 export function runnerService(log: Logger, registry: Registry, crons: Crons) {
@@ -40,6 +45,28 @@ export function runnerService(log: Logger, registry: Registry, crons: Crons) {
         return { modified };
       }),
       fireCron: unary<FireCronRequest, FireCronResponse>(log, (req) => crons.fire(req)),
+      getFlowLimits: unary<GetFlowLimitsRequest, GetFlowLimitsResponse>(log, async (req) => {
+        if (req.functions.length > MAX_LIMITS_PER_CALL) {
+          throw new ValidationError(`at most ${MAX_LIMITS_PER_CALL} functions per call`);
+        }
+        const refs = req.functions.map((f) => {
+          if (!f.accountId || !isEnvironmentId(f.environmentId) || !f.functionId) {
+            throw new ValidationError(
+              "every function needs account_id, a valid environment_id and function_id",
+            );
+          }
+          return f;
+        });
+        const fns = await registry.getMany(refs);
+        return {
+          functions: refs.map((f, i) => {
+            const fn = fns[i];
+            return fn
+              ? { function: f, found: true, ...flowLimits(fn.fn) }
+              : { function: f, found: false, concurrency: [], throttle: undefined };
+          }),
+        };
+      }),
       listFunctions: unary<ListFunctionsRequest, ListFunctionsResponse>(log, async (req) => {
         if (!isEnvironmentId(req.environmentId)) {
           throw new ValidationError("environment_id must be 1-128 characters of [A-Za-z0-9._-]");

@@ -8,6 +8,7 @@ import { ValidationError } from "@stepline/internal/errors";
 import { parseCron } from "./cron.js";
 import { celSyntaxError } from "./expr.js";
 import type { AppSync, CancelDef, FunctionDef, SyncInput, TriggerDef } from "./model.js";
+import { validateFlow } from "./validate-flow.js";
 
 /** Limits of one sync. Inngest allows 10 triggers per function; retries 0..20 like the SDK. */
 export const LIMITS = {
@@ -84,6 +85,7 @@ function validateFunction(fn: SyncInput["functions"][number], index: number): Fu
   const config = JSON.parse(rawJson) as Record<string, unknown>;
   const cancel = validateCancel(config.cancel, at);
   const timeouts = validateTimeouts(config.timeouts, at);
+  const flow = validateFlow(config, at);
   const body = {
     id: fn.id,
     name: fn.name,
@@ -93,6 +95,7 @@ function validateFunction(fn: SyncInput["functions"][number], index: number): Fu
     rawJson,
     cancel,
     ...timeouts,
+    flow,
   };
   const version = createHash("sha256").update(JSON.stringify(body)).digest("hex").slice(0, 16);
   return { ...body, version };

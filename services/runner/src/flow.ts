@@ -1,0 +1,91 @@
+// The flow control a run carries, fixed when the run is scheduled: its concurrency groups and
+// throttle key (each key expression evaluated against the trigger event and hashed) and its
+// priority. The queue gets the limits themselves from GetFlowLimits when it hands items out.
+
+import { createHash } from "node:crypto";
+import type { FlowControl } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { ConcurrencyScope } from "@stepline/proto/stepline/queue/v1/queue_service";
+import type { ConcurrencyLimit, ThrottleLimit } from "@stepline/proto/stepline/runner/v1/runner_service";
+import { celScalar } from "./expr.js";
+import type { ConcurrencyScopeName, FlowConfig, FunctionDef } from "./model.js";
+
+export const SCOPE: Record<ConcurrencyScopeName, ConcurrencyScope> = {
+  fn: ConcurrencyScope.CONCURRENCY_SCOPE_FUNCTION,
+  env: ConcurrencyScope.CONCURRENCY_SCOPE_ENVIRONMENT,
+  account: ConcurrencyScope.CONCURRENCY_SCOPE_ACCOUNT,
+};
+
+/** The highest priority.run factor, in seconds (Inngest's documented range is -600..600). */
+export const MAX_PRIORITY_S = 600;
+
+const NONE: FlowConfig = {
+  concurrency: [],
+  throttle: null,
+  rateLimit: null,
+  debounce: null,
+  batchEvents: null,
+  priority: "",
+  singleton: null,
+  idempotency: "",
+};
+
+/** A function's flow config (registries synced before flow control have none). */
+export function flowConfig(fn: FunctionDef): FlowConfig {
+  return fn.flow ?? NONE;
+}
+
+/** The FlowControl of a run of `fn` triggered by `event`; undefined when the function has none. */
+export function runFlow(fn: FunctionDef, event: unknown): FlowControl | undefined {
+  const flow = flowConfig(fn);
+  const priorityS = flow.priority ? priorityOf(flow.priority, event) : 0;
+  if (flow.concurrency.length === 0 && !flow.throttle && priorityS === 0) return undefined;
+  return {
+    concurrency: flow.concurrency.map((c) => ({
+      scope: SCOPE[c.scope],
+      keyHash: c.key ? keyHash(c.key, event) : "",
+    })),
+    throttled: flow.throttle !== null,
+    throttleKeyHash: flow.throttle?.key ? keyHash(flow.throttle.key, event) : "",
+    priorityS,
+  };
+}
+
+/** The limits the queue applies to a function's items (GetFlowLimits). */
+export function flowLimits(fn: FunctionDef): {
+  concurrency: ConcurrencyLimit[];
+  throttle: ThrottleLimit | undefined;
+} {
+  const flow = flowConfig(fn);
+  return {
+    concurrency: flow.concurrency.map((c) => ({
+      scope: SCOPE[c.scope],
+      keyed: c.key !== "",
+      limit: c.limit,
+    })),
+    throttle: flow.throttle
+      ? { limit: flow.throttle.limit, periodMs: flow.throttle.periodMs, burst: flow.throttle.burst }
+      : undefined,
+  };
+}
+
+/**
+ * The hash naming a key's group: the evaluated value as text (so "5" and 5 share a group), hashed.
+ * A key that fails to evaluate, or gives a map or a list, puts the run in one group of its own
+ * for all such runs.
+ */
+export function keyHash(expression: string, event: unknown): string {
+  const value = celScalar(expression, { event });
+  const text = value === undefined ? "\u0000unevaluated" : String(value);
+  return createHash("sha256").update(text).digest("hex").slice(0, 16);
+}
+
+/**
+ * `priority.run` in whole seconds, clamped to ±600. Any CEL number counts (JSON numbers are CEL
+ * doubles); anything else, or an error, is 0.
+ */
+export function priorityOf(expression: string, event: unknown): number {
+  const v = celScalar(expression, { event });
+  const n = typeof v === "bigint" ? Number(v) : typeof v === "number" ? v : Number.NaN;
+  if (!Number.isFinite(n)) return 0;
+  return Math.max(-MAX_PRIORITY_S, Math.min(MAX_PRIORITY_S, Math.trunc(n)));
+}
