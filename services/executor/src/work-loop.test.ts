@@ -145,7 +145,11 @@ describe("the Work stream", () => {
     loop = undefined;
     expect(fake.of("complete").flatMap((c) => c.items.map((i) => i.lease?.itemId))).toEqual(["quick"]);
     expect(fake.of("retry").flatMap((r) => r.items)).toEqual([
-      { lease: { itemId: "slow", accountId: "acct", generation: 1, partitionId: "fn:env:fn" }, runAtMs: 0, attempt: 2 },
+      {
+        lease: { itemId: "slow", accountId: "acct", generation: 1, partitionId: "fn:env:fn" },
+        runAtMs: 0,
+        attempt: 2,
+      },
     ]);
     expect(fake.creditsGranted).toBe(granted);
   });
