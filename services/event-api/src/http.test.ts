@@ -24,6 +24,7 @@ const noRegistry: AppRegistry = { syncApp: () => Promise.reject(new Error("not i
 const noHistory: HistoryReader = {
   getRun: () => Promise.reject(new Error("not in this test")),
   listEventRuns: () => Promise.reject(new Error("not in this test")),
+  listEventSkips: () => Promise.reject(new Error("not in this test")),
 };
 const noRuns: RunControl = { cancelRun: () => Promise.reject(new Error("not in this test")) };
 

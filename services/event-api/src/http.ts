@@ -29,7 +29,7 @@ import {
 } from "./events.js";
 import type { EventSink } from "./producer.js";
 import type { AppRegistry, HistoryReader, RunControl } from "./rest.js";
-import { listMetadata, runIdProblem, runView } from "./rest.js";
+import { listMetadata, runIdProblem, runView, skipView } from "./rest.js";
 import { derivedIds, seededIds, sendTokenOf } from "./send-ids.js";
 import { translateRegister } from "./sync.js";
 import type { EnvRef } from "./tenancy.js";
@@ -180,6 +180,14 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     if (problem) throw new ValidationError(`event id ${problem}`);
     const runs = await historyCall(() => deps.history.listEventRuns(ref.environmentId, req.params.eventId));
     return reply.send({ data: runs.map(runView), metadata: listMetadata(clock.now()) });
+  });
+
+  app.get<{ Params: { eventId: string } }>("/v1/events/:eventId/skips", async (req, reply) => {
+    const ref = await bySigningKey(req, "the REST API needs a signing key");
+    const problem = eventIdProblem(req.params.eventId);
+    if (problem) throw new ValidationError(`event id ${problem}`);
+    const skips = await historyCall(() => deps.history.listEventSkips(ref.environmentId, req.params.eventId));
+    return reply.send({ data: skips.map(skipView), metadata: listMetadata(clock.now()) });
   });
 
   app.get<{ Params: { runId: string } }>("/v1/runs/:runId", async (req, reply) => {

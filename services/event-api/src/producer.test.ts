@@ -21,7 +21,7 @@ const tag = uniqueTag();
 const keyPrefix = `test-producer-${tag}:{t}:`;
 const unused = () => Promise.reject(new Error("not in this test"));
 const registry: AppRegistry = { syncApp: unused };
-const history: HistoryReader = { getRun: unused, listEventRuns: unused };
+const history: HistoryReader = { getRun: unused, listEventRuns: unused, listEventSkips: unused };
 const unusedRuns: RunControl = { cancelRun: unused };
 
 let redis: Redis;

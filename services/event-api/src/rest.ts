@@ -3,13 +3,13 @@
 // ExecutorService (`DELETE /v1/runs/:runId`).
 import { callUnary } from "@stepline/internal/grpc";
 import type { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
-import type { HistoryServiceClient, Run } from "@stepline/proto/stepline/history/v1/history_service";
+import type { HistoryServiceClient, Run, Skip } from "@stepline/proto/stepline/history/v1/history_service";
 import type {
   RunnerServiceClient,
   SyncAppRequest,
   SyncAppResponse,
 } from "@stepline/proto/stepline/runner/v1/runner_service";
-import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
+import { RunStatus, SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
 
 /** Reads of past and current runs, scoped to one environment. */
 export interface HistoryReader {
@@ -17,6 +17,8 @@ export interface HistoryReader {
   getRun(environmentId: string, runId: string): Promise<Run>;
   /** The runs an event started, oldest first. */
   listEventRuns(environmentId: string, eventId: string): Promise<Run[]>;
+  /** The functions an event matched but started no run of, and why. */
+  listEventSkips(environmentId: string, eventId: string): Promise<Skip[]>;
 }
 
 /** Cancelling runs (ExecutorService), scoped to one environment. */
@@ -49,6 +51,10 @@ export function historyOverGrpc(client: HistoryServiceClient, deadlineMs: number
     async listEventRuns(environmentId, eventId) {
       return (await callUnary(client.listEventRuns.bind(client), { environmentId, eventId }, deadlineMs))
         .runs;
+    },
+    async listEventSkips(environmentId, eventId) {
+      return (await callUnary(client.listEventSkips.bind(client), { environmentId, eventId }, deadlineMs))
+        .skips;
     },
   };
 }
@@ -92,6 +98,29 @@ export function runView(run: Run): RunView {
   const error = parseOrRaw(run.errorJson);
   if (error !== undefined) view.error = error;
   return view;
+}
+
+/** A function an event matched without starting a run of it, as the REST API shows it. */
+export interface SkipView {
+  function_id: string;
+  reason: "rate_limited" | "idempotent" | "singleton" | "unknown";
+  skipped_at: string;
+  detail: string;
+}
+
+const REASON: Record<number, SkipView["reason"]> = {
+  [SkipReason.SKIP_REASON_RATE_LIMITED]: "rate_limited",
+  [SkipReason.SKIP_REASON_IDEMPOTENT]: "idempotent",
+  [SkipReason.SKIP_REASON_SINGLETON]: "singleton",
+};
+
+export function skipView(skip: Skip): SkipView {
+  return {
+    function_id: skip.functionId,
+    reason: REASON[skip.reason] ?? "unknown",
+    skipped_at: new Date(skip.atMs).toISOString(),
+    detail: skip.detail,
+  };
 }
 
 // Stored JSON is parsed; text that is not JSON is returned as it is rather than hidden.

@@ -73,7 +73,7 @@ async function produce(...records: HistoryRecord[]): Promise<void> {
   await producer.send({
     topic,
     messages: records.map((r) => ({
-      key: r.record?.value.runId ?? "",
+      key: r.record?.$case === "skip" ? r.record.value.eventId : (r.record?.value.runId ?? ""),
       value: Buffer.from(HistoryRecord.encode(r).finish()),
     })),
   });

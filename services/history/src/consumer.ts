@@ -113,7 +113,10 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
     const { rows, rejected } = rowsOf(decode(batch.messages, log));
     for (const r of rejected)
       log.warn(
-        { record: r.record?.$case ?? "empty", runId: r.record?.value.runId },
+        {
+          record: r.record?.$case ?? "empty",
+          id: r.record?.$case === "skip" ? r.record.value.eventId : r.record?.value.runId,
+        },
         "dropping malformed history record",
       );
     // Not resolving leaves the batch uncommitted: it is fetched again by whoever owns the partition.

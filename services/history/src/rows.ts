@@ -1,7 +1,12 @@
 // HistoryRecords -> ClickHouse rows (JSONEachRow objects named like the columns). Pure, so the
 // consumer's batch logic is testable without servers. Rows of one batch are collapsed to what the
 // tables would keep anyway, which keeps inserts small without changing what readers see.
-import type { HistoryRecord, RunRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
+import type {
+  HistoryRecord,
+  RunRecord,
+  SkipRecord,
+  StepRecord,
+} from "@stepline/proto/stepline/stream/v1/history_record";
 
 export interface RunRow {
   run_id: string;
@@ -37,11 +42,22 @@ export interface StepRow {
   error_json: string;
 }
 
+export interface SkipRow {
+  account_id: string;
+  environment_id: string;
+  event_id: string;
+  function_id: string;
+  reason: number;
+  at_ms: number;
+  detail: string;
+}
+
 /** Rows per table, keyed like `TableName`. */
 export interface Rows {
   runs: RunRow[];
   event_runs: EventRunRow[];
   steps: StepRow[];
+  skips: SkipRow[];
 }
 
 const ID = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -90,6 +106,18 @@ function stepRow(s: StepRecord): StepRow {
   };
 }
 
+function skipRow(s: SkipRecord): SkipRow {
+  return {
+    account_id: s.accountId,
+    environment_id: s.environmentId,
+    event_id: s.eventId,
+    function_id: s.functionId,
+    reason: Math.max(s.reason, 0),
+    at_ms: u64(s.atMs),
+    detail: s.detail.slice(0, 1024),
+  };
+}
+
 export interface RowsResult {
   rows: Rows;
   /** Records that cannot be stored (missing or malformed ids): logged and dropped, never retried. */
@@ -104,6 +132,7 @@ export function rowsOf(records: HistoryRecord[]): RowsResult {
   const runs = new Map<string, RunRow>();
   const links = new Map<string, EventRunRow>();
   const steps = new Map<string, StepRow>();
+  const skips = new Map<string, SkipRow>();
   const rejected: HistoryRecord[] = [];
   for (const rec of records) {
     const r = rec.record;
@@ -121,12 +150,26 @@ export function rowsOf(records: HistoryRecord[]): RowsResult {
       const key = [row.environment_id, row.run_id, row.step_id, row.attempt, row.status].join("\n");
       const prev = steps.get(key);
       if (!prev || prev.at_ms <= row.at_ms) steps.set(key, row);
+    } else if (
+      r?.$case === "skip" &&
+      isId(r.value.environmentId) &&
+      isEventId(r.value.eventId) &&
+      r.value.functionId.length > 0 &&
+      r.value.functionId.length <= 512
+    ) {
+      const row = skipRow(r.value);
+      skips.set([row.environment_id, row.event_id, row.function_id].join("\n"), row);
     } else {
       rejected.push(rec);
     }
   }
   return {
-    rows: { runs: [...runs.values()], event_runs: [...links.values()], steps: [...steps.values()] },
+    rows: {
+      runs: [...runs.values()],
+      event_runs: [...links.values()],
+      steps: [...steps.values()],
+      skips: [...skips.values()],
+    },
     rejected,
   };
 }

@@ -10,7 +10,7 @@ export type ClickHouse = ReturnType<typeof createClickHouse>;
 const month = (column: string) => `toYYYYMM(toDateTime(intDiv(${column}, 1000)))`;
 
 /** Every table history writes, each partitioned by month so retention can drop whole months. */
-export const TABLES = ["runs", "event_runs", "steps"] as const;
+export const TABLES = ["runs", "event_runs", "steps", "skips"] as const;
 export type TableName = (typeof TABLES)[number];
 
 function createStatements(db: string): string[] {
@@ -59,6 +59,19 @@ function createStatements(db: string): string[] {
     ) ENGINE = ReplacingMergeTree(at_ms)
     PARTITION BY ${month("at_ms")}
     ORDER BY (environment_id, run_id, step_id, attempt, status)`,
+    // Events that matched a function but started no run of it, and why (rate limit, idempotency,
+    // singleton). One row per (event, function); a redelivered record collapses on merge.
+    `CREATE TABLE IF NOT EXISTS ${db}.skips (
+      account_id String,
+      environment_id String,
+      event_id String,
+      function_id String,
+      reason UInt8,
+      at_ms UInt64,
+      detail String
+    ) ENGINE = ReplacingMergeTree(at_ms)
+    PARTITION BY ${month("at_ms")}
+    ORDER BY (environment_id, event_id, function_id)`,
   ];
 }
 

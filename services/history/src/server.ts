@@ -8,6 +8,8 @@ import type {
   HistoryServiceServer,
   ListEventRunsRequest,
   ListEventRunsResponse,
+  ListEventSkipsRequest,
+  ListEventSkipsResponse,
   Run,
 } from "@stepline/proto/stepline/history/v1/history_service";
 import type { HistoryStore, RunView } from "./store.js";
@@ -38,6 +40,9 @@ export function historyService(store: HistoryStore, log: Logger): HistoryService
     listEventRuns: unary(log, async (req: ListEventRunsRequest): Promise<ListEventRunsResponse> => {
       const runs = await store.listEventRuns(req.environmentId, req.eventId);
       return { runs: runs.map(toRun) };
+    }),
+    listEventSkips: unary(log, async (req: ListEventSkipsRequest): Promise<ListEventSkipsResponse> => {
+      return { skips: await store.listEventSkips(req.environmentId, req.eventId) };
     }),
   };
 }

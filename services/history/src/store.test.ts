@@ -1,7 +1,7 @@
 import { ValidationError } from "@stepline/internal/errors";
 import { requiredEnv } from "@stepline/internal/testing";
 import type { HistoryRecord, RunRecord } from "@stepline/proto/stepline/stream/v1/history_record";
-import { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
+import { RunStatus, SkipReason, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rowsOf } from "./rows.js";
 import type { TestDatabase } from "./test-support.js";
@@ -25,6 +25,7 @@ async function writeBatch(records: HistoryRecord[]): Promise<void> {
   await t.store.insert("runs", rows.runs);
   await t.store.insert("event_runs", rows.event_runs);
   await t.store.insert("steps", rows.steps);
+  await t.store.insert("skips", rows.skips);
 }
 
 function lifecycle(environmentId = "env_1") {
@@ -137,5 +138,39 @@ describe("HistoryStore steps", () => {
       [0, StepStatus.STEP_STATUS_ERRORED, errored.atMs],
       [1, StepStatus.STEP_STATUS_COMPLETED, retried.atMs],
     ]);
+  });
+});
+
+describe("HistoryStore skips", () => {
+  it("lists why an event started no run of a function, once per function however often it was recorded", async () => {
+    const skip = (functionId: string, reason: SkipReason, atMs: number): HistoryRecord => ({
+      record: {
+        $case: "skip",
+        value: {
+          accountId: "a",
+          environmentId: "env_skip",
+          eventId: "evt-1",
+          functionId,
+          reason,
+          atMs,
+          detail: `d-${functionId}`,
+        },
+      },
+    });
+    await writeBatch([skip("app-rated", SkipReason.SKIP_REASON_RATE_LIMITED, 1_000)]);
+    await writeBatch([
+      skip("app-rated", SkipReason.SKIP_REASON_RATE_LIMITED, 1_000),
+      skip("app-dup", SkipReason.SKIP_REASON_IDEMPOTENT, 2_000),
+    ]);
+    expect(await t.store.listEventSkips("env_skip", "evt-1")).toEqual([
+      {
+        functionId: "app-rated",
+        reason: SkipReason.SKIP_REASON_RATE_LIMITED,
+        atMs: 1_000,
+        detail: "d-app-rated",
+      },
+      { functionId: "app-dup", reason: SkipReason.SKIP_REASON_IDEMPOTENT, atMs: 2_000, detail: "d-app-dup" },
+    ]);
+    expect(await t.store.listEventSkips("other_env", "evt-1")).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@
 // is correct before merges, across partitions and on every ClickHouse version (FINAL is not needed).
 import { sqlIdent, sqlInt, sqlString } from "@stepline/internal/clickhouse";
 import { UnavailableError, ValidationError } from "@stepline/internal/errors";
-import type { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
+import type { RunStatus, SkipReason, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Rows } from "./rows.js";
 import { isEventId, isId } from "./rows.js";
 import type { ClickHouse, TableName } from "./schema.js";
@@ -25,6 +25,14 @@ export interface RunView {
 }
 
 /** One outcome of one attempt of a step. */
+/** A function an event matched but started no run of. */
+export interface SkipView {
+  functionId: string;
+  reason: SkipReason;
+  atMs: number;
+  detail: string;
+}
+
 export interface StepView {
   stepId: string;
   name: string;
@@ -158,6 +166,25 @@ export class HistoryStore {
       atMs: Number(r.at_ms),
       outputJson: r.output_json,
       errorJson: r.error_json,
+    }));
+  }
+
+  /** The functions an event matched but started no run of, and why, oldest first. */
+  async listEventSkips(environmentId: string, eventId: string): Promise<SkipView[]> {
+    if (!isEventId(eventId)) throw new ValidationError("event_id is missing or too long");
+    const rows = await this.select<{ function_id: string; reason: number; at_ms: string; detail: string }>(
+      `SELECT function_id, reason, at_ms, detail FROM (
+         SELECT function_id, reason, at_ms, detail FROM ${this.db}.skips
+         WHERE environment_id = ${sqlString(checkId("environment_id", environmentId))}
+           AND event_id = ${sqlString(eventId)}
+         ORDER BY function_id, at_ms DESC LIMIT 1 BY function_id
+       ) ORDER BY at_ms, function_id LIMIT ${sqlInt(MAX_EVENT_RUNS)}`,
+    );
+    return rows.map((r) => ({
+      functionId: r.function_id,
+      reason: r.reason as SkipReason,
+      atMs: Number(r.at_ms),
+      detail: r.detail,
     }));
   }
 

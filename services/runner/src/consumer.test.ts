@@ -24,6 +24,8 @@ import {
   ExecutorServiceService,
 } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
+import type { SkipRecord } from "@stepline/proto/stepline/stream/v1/history_record";
+import { SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
 import { Redis } from "ioredis";
 import type { Admin, Kafka, Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -61,6 +63,8 @@ let server: GrpcServer;
 let client: ExecutorServiceClient;
 let consumer: EventConsumer;
 let registry: Registry;
+/** What the consumer recorded as skipped. */
+const skipped: SkipRecord[] = [];
 
 function newConsumer(): EventConsumer {
   return new EventConsumer({
@@ -70,6 +74,9 @@ function newConsumer(): EventConsumer {
     redis,
     registry,
     schedule: grpcScheduler(client, 5_000),
+    skips: async (records) => {
+      skipped.push(...records);
+    },
     pauses: grpcPauses(client, 5_000),
     log,
     chunkSize: 100,
@@ -115,7 +122,7 @@ const runsFor = (eventId: string, ok = true) =>
     .flatMap((c) => c.runs)
     .filter((r) => JSON.parse(r.eventsJson[0] ?? "{}").id === eventId);
 
-function appSync(env: string, appId: string, fnId: string, event: string) {
+function appSync(env: string, appId: string, fnId: string, event: string, rawJson = "") {
   return validateSync({
     accountId: "acct1",
     environmentId: env,
@@ -130,7 +137,7 @@ function appSync(env: string, appId: string, fnId: string, event: string) {
         triggers: [{ event, expression: "", cron: "" }],
         url: `http://127.0.0.1:3000/${appId}?fnId=${fnId}&stepId=step`,
         retries: 3,
-        rawJson: "",
+        rawJson,
       },
     ],
   });
@@ -213,7 +220,48 @@ describe("EventConsumer", () => {
       cancelOn: [],
       startTimeoutMs: 0,
       finishTimeoutMs: 0,
+      flow: undefined,
     });
+  }, 60_000);
+
+  it("starts no run past a rate limit or for a repeated idempotency key, records why, and decides a redelivery the same way", async () => {
+    await registry.syncApp(
+      appSync(
+        envC,
+        "limited",
+        "limited-fn",
+        "test/limited",
+        JSON.stringify({ rateLimit: { limit: 2, period: "1m" }, idempotency: "event.data.order" }),
+      ),
+    );
+    const a = await produce(envC, "test/limited", 0, newId(), { order: 1 });
+    const dup = await produce(envC, "test/limited", 0, newId(), { order: 1 });
+    const b = await produce(envC, "test/limited", 0, newId(), { order: 2 });
+    const c = await produce(envC, "test/limited", 0, newId(), { order: 3 });
+    // The same event id again: the same decision, not a fresh one.
+    const last = await produce(envC, "test/limited", 0, c.eventId, { order: 3 });
+    await waitFor("the offsets to be committed", async () => (await committed(0)) > last.offset, WAIT);
+    expect(runsFor(a.eventId)).toHaveLength(1);
+    expect(runsFor(b.eventId)).toHaveLength(1);
+    expect(runsFor(dup.eventId)).toEqual([]);
+    expect(runsFor(c.eventId)).toEqual([]);
+    const why = (eventId: string) => skipped.filter((s) => s.eventId === eventId);
+    expect(why(dup.eventId)).toEqual([
+      expect.objectContaining({
+        environmentId: envC,
+        functionId: "limited-fn",
+        reason: SkipReason.SKIP_REASON_IDEMPOTENT,
+        detail: `run ${runsFor(a.eventId)[0]?.runId} has the same idempotency key`,
+      }),
+    ]);
+    const rate = why(c.eventId);
+    expect(rate.length).toBeGreaterThanOrEqual(1);
+    for (const r of rate) {
+      expect(r).toMatchObject({
+        reason: SkipReason.SKIP_REASON_RATE_LIMITED,
+        detail: "rate limit of 2 runs per 60s reached",
+      });
+    }
   }, 60_000);
 
   it("resumes exactly the waits an event matches: its name, its lifetime and its `if` over event and async", async () => {

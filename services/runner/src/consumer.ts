@@ -12,17 +12,20 @@ import type {
   RunSpec,
 } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
+import type { SkipRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Redis } from "ioredis";
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
 import { Counter } from "prom-client";
+import { Admitter } from "./admission.js";
 import { RETRY_JITTER_MAX } from "./config.js";
-import { claimRunIds } from "./idempotency.js";
 import type { FunctionIndex, MatchableEvent } from "./match.js";
 import { buildIndex, INVOKED, invokedFunction, invokeTarget, matchEvent } from "./match.js";
 import type { PauseIndex, WaitCandidate } from "./pauses.js";
 import { matchPauses, pauseQueries } from "./pauses.js";
 import type { Registry } from "./registry.js";
 import { runSpecOf } from "./runs.js";
+import type { SkipSink } from "./skips.js";
+import { countSkips } from "./skips.js";
 
 /**
  * Most bytes of events JSON one ScheduleRuns call carries: well under the 16 MiB gRPC message
@@ -48,6 +51,8 @@ export interface ConsumerOptions {
   redis: Redis;
   registry: Registry;
   schedule: ScheduleRuns;
+  /** Where events that start no run (rate limit, idempotency) are recorded. */
+  skips: SkipSink;
   /** The executor's waits: each chunk's events resume the waits they match. */
   pauses: PauseIndex;
   log: Logger;
@@ -95,9 +100,11 @@ export class EventConsumer {
   private joined = false;
   private readonly wakers = new Set<() => void>();
   private readonly log: Logger;
+  private readonly admitter: Admitter;
 
   constructor(private readonly opts: ConsumerOptions) {
     this.log = opts.log.child({ component: "consumer" });
+    this.admitter = new Admitter(opts.redis);
   }
 
   /** True once the consumer has joined its group (and until it stops or crashes). */
@@ -214,21 +221,38 @@ export class EventConsumer {
       }
     }
     if (pairs.length > 0) {
-      const runIds = await claimRunIds(
-        this.opts.redis,
-        pairs.map(({ record, fn }) => ({
+      const decisions = await this.admitter.admit(
+        pairs.map(({ record, event, fn }) => ({
           environmentId: record.environmentId,
-          functionId: fn.fn.id,
+          fn: fn.fn,
           eventId: record.eventId,
+          event,
         })),
       );
-      // The same event twice in one chunk yields the same run id: send that run once.
+      // The same event twice in one chunk yields the same decision: send that run once.
       const runs = new Map<string, RunSpec>();
+      const skips = new Map<string, SkipRecord>();
       pairs.forEach(({ record, event, fn }, i) => {
-        const runId = runIds[i] as string;
-        if (runs.has(runId)) return;
-        runs.set(runId, runSpecOf(fn, record.environmentId, runId, record.eventJson, event));
+        const d = decisions[i];
+        if (d?.kind === "skip") {
+          skips.set(`${record.environmentId}\n${record.eventId}\n${fn.fn.id}`, {
+            accountId: record.accountId,
+            environmentId: record.environmentId,
+            eventId: record.eventId,
+            functionId: fn.fn.id,
+            reason: d.reason,
+            atMs: Date.now(),
+            detail: d.detail,
+          });
+          return;
+        }
+        if (!d || runs.has(d.runId)) return;
+        runs.set(d.runId, runSpecOf(fn, record.environmentId, d.runId, record.eventJson, event));
       });
+      if (skips.size > 0) {
+        await this.opts.skips([...skips.values()]);
+        countSkips([...skips.values()]);
+      }
       for (const part of scheduleCalls([...runs.values()], this.opts.chunkSize, SCHEDULE_MAX_BYTES)) {
         await this.opts.schedule(part);
         runsCounter.inc(part.length);

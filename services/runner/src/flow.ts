@@ -74,8 +74,16 @@ export function flowLimits(fn: FunctionDef): {
  * for all such runs.
  */
 export function keyHash(expression: string, event: unknown): string {
+  return evaluatedKeyHash(expression, event) ?? hashText("\u0000unevaluated");
+}
+
+/** The hash of a key's value, or null when the key does not evaluate to a string, number or bool. */
+export function evaluatedKeyHash(expression: string, event: unknown): string | null {
   const value = celScalar(expression, { event });
-  const text = value === undefined ? "\u0000unevaluated" : String(value);
+  return value === undefined ? null : hashText(String(value));
+}
+
+function hashText(text: string): string {
   return createHash("sha256").update(text).digest("hex").slice(0, 16);
 }
 

@@ -18,6 +18,7 @@ import { Crons } from "./crons.js";
 import { grpcPauses } from "./pauses.js";
 import { Registry } from "./registry.js";
 import { runnerService } from "./server.js";
+import { KafkaSkipSink } from "./skips.js";
 
 let config: RunnerConfig;
 try {
@@ -47,13 +48,16 @@ const crons = new Crons({
   clock: systemClock,
   log: log.child({ component: "cron" }),
 });
+const kafka = createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-runner", log);
+const skips = new KafkaSkipSink(kafka, topicNames(prefix).history);
 const consumer = new EventConsumer({
-  kafka: createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-runner", log),
+  kafka,
   topic: topicNames(prefix).events,
   groupId: groupName(prefix, "runner"),
   redis,
   registry,
   schedule,
+  skips: skips.send,
   pauses: grpcPauses(executor, config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS),
   log,
   chunkSize: config.STEPLINE_RUNNER_CHUNK_SIZE,
@@ -72,6 +76,7 @@ let grpc: GrpcServer | undefined;
 onShutdown(log, async () => {
   // Stop consuming first: disconnecting commits the offsets of batches whose runs exist.
   await consumer.stop();
+  await skips.stop();
   await grpc?.close();
   await admin.close();
   executor.close();

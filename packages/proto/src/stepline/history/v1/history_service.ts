@@ -18,11 +18,34 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { RunStatus, runStatusFromJSON, runStatusToJSON } from "../../stream/v1/history_record.js";
+import {
+  RunStatus,
+  runStatusFromJSON,
+  runStatusToJSON,
+  SkipReason,
+  skipReasonFromJSON,
+  skipReasonToJSON,
+} from "../../stream/v1/history_record.js";
 
 export const protobufPackage = "stepline.history.v1";
 
 export const protobufFileName = "stepline/history/v1/history_service.proto";
+
+export interface ListEventSkipsRequest {
+  environmentId: string;
+  eventId: string;
+}
+
+export interface Skip {
+  functionId: string;
+  reason: SkipReason;
+  atMs: number;
+  detail: string;
+}
+
+export interface ListEventSkipsResponse {
+  skips: Skip[];
+}
 
 export interface Run {
   runId: string;
@@ -57,6 +80,291 @@ export interface ListEventRunsRequest {
 export interface ListEventRunsResponse {
   runs: Run[];
 }
+
+function createBaseListEventSkipsRequest(): ListEventSkipsRequest {
+  return { environmentId: "", eventId: "" };
+}
+
+export const ListEventSkipsRequest: MessageFns<ListEventSkipsRequest> = {
+  encode(message: ListEventSkipsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.eventId !== "") {
+      writer.uint32(18).string(message.eventId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListEventSkipsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListEventSkipsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.eventId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListEventSkipsRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      eventId: isSet(object.eventId)
+        ? globalThis.String(object.eventId)
+        : isSet(object.event_id)
+        ? globalThis.String(object.event_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListEventSkipsRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.eventId !== "") {
+      obj.eventId = message.eventId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListEventSkipsRequest>, I>>(base?: I): ListEventSkipsRequest {
+    return ListEventSkipsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListEventSkipsRequest>, I>>(object: I): ListEventSkipsRequest {
+    const message = createBaseListEventSkipsRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.eventId = object.eventId ?? "";
+    return message;
+  },
+};
+
+function createBaseSkip(): Skip {
+  return { functionId: "", reason: 0, atMs: 0, detail: "" };
+}
+
+export const Skip: MessageFns<Skip> = {
+  encode(message: Skip, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.functionId !== "") {
+      writer.uint32(10).string(message.functionId);
+    }
+    if (message.reason !== 0) {
+      writer.uint32(16).int32(message.reason);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(24).int64(message.atMs);
+    }
+    if (message.detail !== "") {
+      writer.uint32(34).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Skip {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSkip();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.functionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.reason = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Skip {
+    return {
+      functionId: isSet(object.functionId)
+        ? globalThis.String(object.functionId)
+        : isSet(object.function_id)
+        ? globalThis.String(object.function_id)
+        : "",
+      reason: isSet(object.reason) ? skipReasonFromJSON(object.reason) : 0,
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: Skip): unknown {
+    const obj: any = {};
+    if (message.functionId !== "") {
+      obj.functionId = message.functionId;
+    }
+    if (message.reason !== 0) {
+      obj.reason = skipReasonToJSON(message.reason);
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Skip>, I>>(base?: I): Skip {
+    return Skip.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Skip>, I>>(object: I): Skip {
+    const message = createBaseSkip();
+    message.functionId = object.functionId ?? "";
+    message.reason = object.reason ?? 0;
+    message.atMs = object.atMs ?? 0;
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBaseListEventSkipsResponse(): ListEventSkipsResponse {
+  return { skips: [] };
+}
+
+export const ListEventSkipsResponse: MessageFns<ListEventSkipsResponse> = {
+  encode(message: ListEventSkipsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.skips) {
+      Skip.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListEventSkipsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListEventSkipsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.skips.push(Skip.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListEventSkipsResponse {
+    return { skips: globalThis.Array.isArray(object?.skips) ? object.skips.map((e: any) => Skip.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListEventSkipsResponse): unknown {
+    const obj: any = {};
+    if (message.skips?.length) {
+      obj.skips = message.skips.map((e) => Skip.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListEventSkipsResponse>, I>>(base?: I): ListEventSkipsResponse {
+    return ListEventSkipsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListEventSkipsResponse>, I>>(object: I): ListEventSkipsResponse {
+    const message = createBaseListEventSkipsResponse();
+    message.skips = object.skips?.map((e) => Skip.fromPartial(e)) || [];
+    return message;
+  },
+};
 
 function createBaseRun(): Run {
   return {
@@ -665,6 +973,18 @@ export const HistoryServiceService = {
       Buffer.from(ListEventRunsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListEventRunsResponse => ListEventRunsResponse.decode(value),
   },
+  /** ListEventSkips lists the functions an event matched but started no run of, and why. Idempotent. */
+  listEventSkips: {
+    path: "/stepline.history.v1.HistoryService/ListEventSkips" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListEventSkipsRequest): Buffer =>
+      Buffer.from(ListEventSkipsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListEventSkipsRequest => ListEventSkipsRequest.decode(value),
+    responseSerialize: (value: ListEventSkipsResponse): Buffer =>
+      Buffer.from(ListEventSkipsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListEventSkipsResponse => ListEventSkipsResponse.decode(value),
+  },
 } as const;
 
 export interface HistoryServiceServer extends UntypedServiceImplementation {
@@ -672,6 +992,8 @@ export interface HistoryServiceServer extends UntypedServiceImplementation {
   getRun: handleUnaryCall<GetRunRequest, GetRunResponse>;
   /** ListEventRuns lists the runs an event started in an environment, oldest first. Idempotent. */
   listEventRuns: handleUnaryCall<ListEventRunsRequest, ListEventRunsResponse>;
+  /** ListEventSkips lists the functions an event matched but started no run of, and why. Idempotent. */
+  listEventSkips: handleUnaryCall<ListEventSkipsRequest, ListEventSkipsResponse>;
 }
 
 export interface HistoryServiceClient extends Client {
@@ -706,6 +1028,22 @@ export interface HistoryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListEventRunsResponse) => void,
+  ): ClientUnaryCall;
+  /** ListEventSkips lists the functions an event matched but started no run of, and why. Idempotent. */
+  listEventSkips(
+    request: ListEventSkipsRequest,
+    callback: (error: ServiceError | null, response: ListEventSkipsResponse) => void,
+  ): ClientUnaryCall;
+  listEventSkips(
+    request: ListEventSkipsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListEventSkipsResponse) => void,
+  ): ClientUnaryCall;
+  listEventSkips(
+    request: ListEventSkipsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListEventSkipsResponse) => void,
   ): ClientUnaryCall;
 }
 

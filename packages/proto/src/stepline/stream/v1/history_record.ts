@@ -129,6 +129,55 @@ export function stepStatusToJSON(object: StepStatus): string {
   }
 }
 
+/** Why an event that matched a function started no run of it. */
+export enum SkipReason {
+  SKIP_REASON_UNSPECIFIED = 0,
+  /** SKIP_REASON_RATE_LIMITED - The function's rateLimit had admitted `limit` runs in the last `period`. */
+  SKIP_REASON_RATE_LIMITED = 1,
+  /** SKIP_REASON_IDEMPOTENT - The function's idempotency key had started a run in the last 24 h. */
+  SKIP_REASON_IDEMPOTENT = 2,
+  /** SKIP_REASON_SINGLETON - singleton mode "skip": a run with the same singleton key was still running. */
+  SKIP_REASON_SINGLETON = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function skipReasonFromJSON(object: any): SkipReason {
+  switch (object) {
+    case 0:
+    case "SKIP_REASON_UNSPECIFIED":
+      return SkipReason.SKIP_REASON_UNSPECIFIED;
+    case 1:
+    case "SKIP_REASON_RATE_LIMITED":
+      return SkipReason.SKIP_REASON_RATE_LIMITED;
+    case 2:
+    case "SKIP_REASON_IDEMPOTENT":
+      return SkipReason.SKIP_REASON_IDEMPOTENT;
+    case 3:
+    case "SKIP_REASON_SINGLETON":
+      return SkipReason.SKIP_REASON_SINGLETON;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SkipReason.UNRECOGNIZED;
+  }
+}
+
+export function skipReasonToJSON(object: SkipReason): string {
+  switch (object) {
+    case SkipReason.SKIP_REASON_UNSPECIFIED:
+      return "SKIP_REASON_UNSPECIFIED";
+    case SkipReason.SKIP_REASON_RATE_LIMITED:
+      return "SKIP_REASON_RATE_LIMITED";
+    case SkipReason.SKIP_REASON_IDEMPOTENT:
+      return "SKIP_REASON_IDEMPOTENT";
+    case SkipReason.SKIP_REASON_SINGLETON:
+      return "SKIP_REASON_SINGLETON";
+    case SkipReason.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface RunRecord {
   runId: string;
   accountId: string;
@@ -159,8 +208,26 @@ export interface StepRecord {
   errorJson: string;
 }
 
+/**
+ * An event matched a function but started no run of it (produced by the runner or the executor,
+ * keyed by the event id). Idempotent per (environment, event, function).
+ */
+export interface SkipRecord {
+  accountId: string;
+  environmentId: string;
+  eventId: string;
+  functionId: string;
+  reason: SkipReason;
+  atMs: number;
+  /** What decided it, for people: "5 per 1m", the run that holds the key, ... */
+  detail: string;
+}
+
 export interface HistoryRecord {
-  record: { $case: "run"; value: RunRecord } | { $case: "step"; value: StepRecord } | undefined;
+  record: { $case: "run"; value: RunRecord } | { $case: "step"; value: StepRecord } | {
+    $case: "skip";
+    value: SkipRecord;
+  } | undefined;
 }
 
 function createBaseRunRecord(): RunRecord {
@@ -692,6 +759,191 @@ export const StepRecord: MessageFns<StepRecord> = {
   },
 };
 
+function createBaseSkipRecord(): SkipRecord {
+  return { accountId: "", environmentId: "", eventId: "", functionId: "", reason: 0, atMs: 0, detail: "" };
+}
+
+export const SkipRecord: MessageFns<SkipRecord> = {
+  encode(message: SkipRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.environmentId !== "") {
+      writer.uint32(18).string(message.environmentId);
+    }
+    if (message.eventId !== "") {
+      writer.uint32(26).string(message.eventId);
+    }
+    if (message.functionId !== "") {
+      writer.uint32(34).string(message.functionId);
+    }
+    if (message.reason !== 0) {
+      writer.uint32(40).int32(message.reason);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(48).int64(message.atMs);
+    }
+    if (message.detail !== "") {
+      writer.uint32(58).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SkipRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSkipRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.eventId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.functionId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reason = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SkipRecord {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      eventId: isSet(object.eventId)
+        ? globalThis.String(object.eventId)
+        : isSet(object.event_id)
+        ? globalThis.String(object.event_id)
+        : "",
+      functionId: isSet(object.functionId)
+        ? globalThis.String(object.functionId)
+        : isSet(object.function_id)
+        ? globalThis.String(object.function_id)
+        : "",
+      reason: isSet(object.reason) ? skipReasonFromJSON(object.reason) : 0,
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: SkipRecord): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.eventId !== "") {
+      obj.eventId = message.eventId;
+    }
+    if (message.functionId !== "") {
+      obj.functionId = message.functionId;
+    }
+    if (message.reason !== 0) {
+      obj.reason = skipReasonToJSON(message.reason);
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SkipRecord>, I>>(base?: I): SkipRecord {
+    return SkipRecord.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SkipRecord>, I>>(object: I): SkipRecord {
+    const message = createBaseSkipRecord();
+    message.accountId = object.accountId ?? "";
+    message.environmentId = object.environmentId ?? "";
+    message.eventId = object.eventId ?? "";
+    message.functionId = object.functionId ?? "";
+    message.reason = object.reason ?? 0;
+    message.atMs = object.atMs ?? 0;
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
 function createBaseHistoryRecord(): HistoryRecord {
   return { record: undefined };
 }
@@ -704,6 +956,9 @@ export const HistoryRecord: MessageFns<HistoryRecord> = {
         break;
       case "step":
         StepRecord.encode(message.record.value, writer.uint32(18).fork()).join();
+        break;
+      case "skip":
+        SkipRecord.encode(message.record.value, writer.uint32(26).fork()).join();
         break;
     }
     return writer;
@@ -738,6 +993,14 @@ export const HistoryRecord: MessageFns<HistoryRecord> = {
             message.record = { $case: "step", value: StepRecord.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.record = { $case: "skip", value: SkipRecord.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -756,6 +1019,8 @@ export const HistoryRecord: MessageFns<HistoryRecord> = {
         ? { $case: "run", value: RunRecord.fromJSON(object.run) }
         : isSet(object.step)
         ? { $case: "step", value: StepRecord.fromJSON(object.step) }
+        : isSet(object.skip)
+        ? { $case: "skip", value: SkipRecord.fromJSON(object.skip) }
         : undefined,
     };
   },
@@ -766,6 +1031,8 @@ export const HistoryRecord: MessageFns<HistoryRecord> = {
       obj.run = RunRecord.toJSON(message.record.value);
     } else if (message.record?.$case === "step") {
       obj.step = StepRecord.toJSON(message.record.value);
+    } else if (message.record?.$case === "skip") {
+      obj.skip = SkipRecord.toJSON(message.record.value);
     }
     return obj;
   },
@@ -785,6 +1052,12 @@ export const HistoryRecord: MessageFns<HistoryRecord> = {
       case "step": {
         if (object.record?.value !== undefined && object.record?.value !== null) {
           message.record = { $case: "step", value: StepRecord.fromPartial(object.record.value) };
+        }
+        break;
+      }
+      case "skip": {
+        if (object.record?.value !== undefined && object.record?.value !== null) {
+          message.record = { $case: "skip", value: SkipRecord.fromPartial(object.record.value) };
         }
         break;
       }
