@@ -13,13 +13,14 @@
 -- ARGV[11] timeouts.start (ms, 0 = none)
 -- ARGV[12] timeouts.finish (ms, 0 = none)
 -- ARGV[13] flow control every item of the run carries (JSON of the queue's FlowControl; "" = none)
+-- ARGV[14] singleton lock the run holds ("k:<key hash>"; "" = none)
 -- Returns: {created (1|0), status, calls, version, createdAt} of the run as it is after the call;
 -- an existing run is left untouched. No errors.
 local meta = KEYS[1]
 
 local account, env, app, fn, fnVersion = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local url, maxAttempts, events, createdAt = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local cancelOn, startTimeout, finishTimeout, flow = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local cancelOn, startTimeout, finishTimeout, flow, singleton = ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]
 
 if redis.call("EXISTS", meta) == 1 then
   local cur = redis.call("HMGET", meta, "status", "calls", "version", "createdAt")
@@ -31,5 +32,6 @@ redis.call("HSET", meta,
   "account", account, "env", env, "app", app, "fn", fn, "fnVersion", fnVersion,
   "url", url, "maxAttempts", maxAttempts, "events", events, "createdAt", createdAt,
   "status", "running", "calls", 0, "version", 1, "reqVersion", -1,
-  "cancelOn", cancelOn, "startTimeout", startTimeout, "finishTimeout", finishTimeout, "flow", flow)
+  "cancelOn", cancelOn, "startTimeout", startTimeout, "finishTimeout", finishTimeout, "flow", flow,
+  "singleton", singleton)
 return {1, "running", 0, 1, tonumber(createdAt)}

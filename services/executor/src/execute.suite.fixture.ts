@@ -24,6 +24,7 @@ import { Scheduler } from "./schedule.js";
 import type { FixtureApp, Sdk } from "./sdk-app.fixture.js";
 import { EVENTS, startFixtureApp, testSigningKey } from "./sdk-app.fixture.js";
 import { SigningKeys } from "./signing-keys.js";
+import { SingletonLocks } from "./singleton.js";
 import { RunStore, runKeys } from "./state.js";
 import type { ItemContext, ItemHandler, OpOutcome } from "./work-loop.js";
 import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
@@ -67,6 +68,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       record: async (e) => void history.push(...e),
       produce: async (e) => void history.push(...e),
     },
+    singletons: new SingletonLocks(redis, prefix),
     clock: systemClock,
     log,
     backoff: { baseMs: 1, maxMs: 5 },
@@ -91,6 +93,11 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       produce: async (e) => void history.push(...e),
       clock: systemClock,
       defaultMaxAttempts: 5,
+      singletons: new SingletonLocks(redis, prefix),
+      cancel: async () => {
+        throw new Error("no singleton cancel in this suite");
+      },
+      skipTtlMs: 60_000,
     });
     const runId = `run-${sdk}-${++runN}`;
     await scheduler.schedule([

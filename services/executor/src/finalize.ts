@@ -15,6 +15,7 @@ import { callItem } from "./items.js";
 import type { LiveRuns } from "./live-runs.js";
 import type { PauseStore } from "./pauses.js";
 import { resumedStep, runRecord } from "./records.js";
+import type { SingletonLocks } from "./singleton.js";
 import type { FinishResult, RunState, RunStore } from "./state.js";
 
 export interface FinalizeDeps {
@@ -26,6 +27,8 @@ export interface FinalizeDeps {
   /** QueueService.Remove: drops queued (not leased) items by id. */
   remove(items: Array<{ itemId: string; accountId: string }>): Promise<void>;
   history: { record(e: HistoryEntry[]): Promise<void>; produce(e: HistoryEntry[]): Promise<void> };
+  /** `singleton` locks: a run gives its key back when it ends. */
+  singletons: Pick<SingletonLocks, "release">;
   clock: { now(): number };
 }
 
@@ -59,6 +62,10 @@ async function dropLeftovers(deps: FinalizeDeps, run: RunState): Promise<void> {
   });
   if (items.length > 0) work.push(deps.remove(items.map((itemId) => ({ itemId, accountId: run.accountId }))));
   work.push(deps.live.remove(run.environmentId, run.functionId, run.runId));
+  if (run.singletonKey !== undefined) {
+    const ref = { environmentId: run.environmentId, functionId: run.functionId, keyHash: run.singletonKey };
+    work.push(deps.singletons.release(ref, run.runId));
+  }
   await Promise.all(work);
 }
 

@@ -3,12 +3,15 @@
 // why a failed send may simply be tried again later.
 
 import type { Logger } from "@stepline/internal/log";
-import type { RunRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
+import type { RunRecord, SkipRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Kafka, Message, Producer } from "kafkajs";
 import { Partitioners } from "kafkajs";
 
-export type HistoryEntry = { $case: "run"; value: RunRecord } | { $case: "step"; value: StepRecord };
+export type HistoryEntry =
+  | { $case: "run"; value: RunRecord }
+  | { $case: "step"; value: StepRecord }
+  | { $case: "skip"; value: SkipRecord };
 
 export interface HistoryOptions {
   topic: string;
@@ -165,7 +168,7 @@ export class HistoryProducer {
 
 function toMessage(entry: HistoryEntry): Message {
   return {
-    key: entry.value.runId,
+    key: entry.$case === "skip" ? entry.value.eventId : entry.value.runId,
     value: Buffer.from(HistoryRecord.encode({ record: entry }).finish()),
   };
 }

@@ -27,6 +27,7 @@ import { Resumer } from "./resume.js";
 import { Scheduler } from "./schedule.js";
 import { executorService } from "./server.js";
 import { SigningKeys } from "./signing-keys.js";
+import { SingletonLocks } from "./singleton.js";
 import { RunStore } from "./state.js";
 import { WorkPool } from "./work-pool.js";
 
@@ -87,6 +88,9 @@ const app = new AppClient({
   serverKind: dev ? "dev" : "cloud",
 });
 
+/** How long a run id skipped by `singleton` is remembered: the runner's 24 h idempotency window. */
+const SKIPPED_RUN_TTL_MS = 24 * 60 * 60 * 1000;
+
 const enqueue = async (items: NewItem[]) => {
   await anyQueue.call((queue) => callUnary(queue.enqueue.bind(queue), { items }));
 };
@@ -94,7 +98,8 @@ const remove = async (items: Array<{ itemId: string; accountId: string }>) => {
   await anyQueue.call((queue) => callUnary(queue.remove.bind(queue), { items }));
 };
 /** What every end of a run needs (finalize.ts), shared by the work handler, cancels and resumes. */
-const ends = { store, pauses, live, events, enqueue, remove, history, clock: systemClock };
+const singletons = new SingletonLocks(redis);
+const ends = { store, pauses, live, events, enqueue, remove, history, singletons, clock: systemClock };
 const canceller = new Canceller({ ...ends, log: log.child({ component: "cancel" }) });
 const scheduler = new Scheduler({
   store,
@@ -104,6 +109,11 @@ const scheduler = new Scheduler({
   produce: (entries) => history.produce(entries),
   clock: systemClock,
   defaultMaxAttempts: config.STEPLINE_EXECUTOR_DEFAULT_MAX_ATTEMPTS,
+  singletons,
+  cancel: async (runId, reason) => {
+    await canceller.cancel(runId, { reason });
+  },
+  skipTtlMs: SKIPPED_RUN_TTL_MS,
 });
 
 const pool = new WorkPool(

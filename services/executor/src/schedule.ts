@@ -4,14 +4,18 @@
 
 import type { Clock } from "@stepline/internal/clock";
 import { UnavailableError, ValidationError } from "@stepline/internal/errors";
+import type { Singleton } from "@stepline/proto/stepline/executor/v1/executor_service";
+import { SingletonMode } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type { FlowControl, NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
 import canonicalize from "canonicalize";
 import type { HistoryEntry } from "./history.js";
 import type { LiveRuns } from "./live-runs.js";
 import type { PauseStore } from "./pauses.js";
 import { NEVER } from "./pauses.js";
 import { runRecord } from "./records.js";
+import type { SingletonLocks } from "./singleton.js";
 import type { CancelOnDef, NewRun, RunStore } from "./state.js";
 
 /** A run to schedule, as the runner describes it. */
@@ -31,6 +35,8 @@ export interface RunSpecInput {
   finishTimeoutMs: number;
   /** Carried by every queue item of the run; absent = none. */
   flow?: FlowControl | undefined;
+  /** `singleton`; absent = none. */
+  singleton?: Singleton | undefined;
 }
 
 export interface ScheduleResult {
@@ -49,6 +55,11 @@ export interface SchedulerDeps {
   produce(entries: HistoryEntry[]): Promise<void>;
   clock: Clock;
   defaultMaxAttempts: number;
+  singletons: SingletonLocks;
+  /** Cancels a running run (singleton mode "cancel" replaces its key's running run). */
+  cancel(runId: string, reason: string): Promise<void>;
+  /** How long a skipped run id is remembered (the runner's idempotency window). */
+  skipTtlMs: number;
 }
 
 const ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -76,9 +87,12 @@ export class Scheduler {
 
   /** Schedules each run once; ValidationError for a bad spec, UnavailableError for anything else. */
   async schedule(specs: RunSpecInput[]): Promise<ScheduleResult[]> {
-    const checked = specs.map((s) => this.validate(s));
-    const runs = checked.map((c) => c.run);
+    const all = specs.map((s) => this.validate(s));
     try {
+      // Singleton runs whose key has a running run are skipped (mode "skip") before any state.
+      const skipped = await Promise.all(all.map((c, i) => this.singletonSkip(c, specs[i]?.singleton)));
+      const checked = all.filter((_, i) => !skipped[i]);
+      const runs = checked.map((c) => c.run);
       const created = await Promise.all(runs.map((r) => this.deps.store.create(r)));
       // Indexed before the start item exists, so a run can be cancelled from its first call on.
       await this.deps.live.add(
@@ -130,12 +144,58 @@ export class Scheduler {
       });
       await this.deps.produce(records);
       if (toStart.length > 0) await this.deps.enqueue(toStart.map(startItem));
-      return runs.map((r, i) => ({ runId: r.runId, created: created[i]?.created ?? false }));
+      const createdById = new Map(runs.map((r, i) => [r.runId, created[i]?.created ?? false]));
+      return all.map((c) => ({ runId: c.run.runId, created: createdById.get(c.run.runId) ?? false }));
     } catch (err) {
       throw err instanceof UnavailableError
         ? err
         : new UnavailableError(`cannot schedule runs: ${String(err)}`);
     }
+  }
+
+  /**
+   * For a singleton run: takes its key's lock, taking over a lock whose holder is not running, and
+   * in mode "cancel" cancelling a running holder. True when the run must be skipped (mode "skip"
+   * with a running holder): it is then remembered as skipped and the skip recorded. A run that
+   * exists already (a repeated call) keeps whatever it was.
+   */
+  private async singletonSkip(
+    c: { run: NewRun; eventId: string },
+    singleton: Singleton | undefined,
+  ): Promise<boolean> {
+    if (!singleton) return false;
+    const run = c.run;
+    const ref = { environmentId: run.environmentId, functionId: run.functionId, keyHash: singleton.keyHash };
+    if ((await this.deps.store.status(run.runId)) !== null) return false;
+    for (let tries = 0; tries < 5; tries++) {
+      const holder = await this.deps.singletons.take(ref, run.runId);
+      if (holder === null) return false;
+      const running = (await this.deps.store.status(holder)) === "running";
+      if (running && singleton.mode !== SingletonMode.SINGLETON_MODE_CANCEL) {
+        await this.deps.store.markSkipped(run.runId, run.environmentId, this.deps.skipTtlMs);
+        await this.deps.produce([
+          {
+            $case: "skip",
+            value: {
+              accountId: run.accountId,
+              environmentId: run.environmentId,
+              eventId: c.eventId,
+              functionId: run.functionId,
+              reason: SkipReason.SKIP_REASON_SINGLETON,
+              atMs: this.deps.clock.now(),
+              detail: `run ${holder} with the same singleton key is running`,
+            },
+          },
+        ]);
+        return true;
+      }
+      // Not running (its end was never finalized), or to be replaced: the lock moves to this run.
+      if (await this.deps.singletons.swap(ref, holder, run.runId)) {
+        if (running) await this.deps.cancel(holder, `singleton: replaced by run ${run.runId}`);
+        return false;
+      }
+    }
+    throw new UnavailableError(`singleton key of run ${run.runId} is contended; retry`);
   }
 
   /** The run to create, and its first event's id (read here, where the events are parsed anyway). */
@@ -194,6 +254,9 @@ export class Scheduler {
         throw new ValidationError(`${where}: flow.priority_s must be an integer from -600 to 600`);
       }
     }
+    if (s.singleton && !/^[0-9a-f]{0,64}$/.test(s.singleton.keyHash)) {
+      throw new ValidationError(`${where}: singleton.key_hash must be hex`);
+    }
     const firstId = events[0]?.id;
     const run: NewRun = {
       runId: s.runId,
@@ -210,6 +273,7 @@ export class Scheduler {
       startTimeoutMs: Math.max(0, s.startTimeoutMs),
       finishTimeoutMs: Math.max(0, s.finishTimeoutMs),
       flow: s.flow,
+      singletonKey: s.singleton ? s.singleton.keyHash : undefined,
     };
     return { run, eventId: typeof firstId === "string" ? firstId : "" };
   }

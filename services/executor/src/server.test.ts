@@ -8,10 +8,11 @@ import type { RunSpec } from "@stepline/proto/stepline/executor/v1/executor_serv
 import {
   ExecutorServiceClient,
   ExecutorServiceService,
+  SingletonMode,
 } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
-import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
+import { RunStatus, SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Canceller } from "./cancel.js";
@@ -21,6 +22,7 @@ import { PauseStore } from "./pauses.js";
 import { Resumer } from "./resume.js";
 import { Scheduler } from "./schedule.js";
 import { executorService } from "./server.js";
+import { SingletonLocks } from "./singleton.js";
 import { RunStore } from "./state.js";
 
 const url = requiredEnv("STEPLINE_TEST_REDIS_URL");
@@ -60,6 +62,7 @@ function spec(over: Partial<RunSpec> = {}): RunSpec {
     startTimeoutMs: 0,
     finishTimeoutMs: 0,
     flow: undefined,
+    singleton: undefined,
     ...over,
   };
 }
@@ -76,6 +79,8 @@ beforeAll(async () => {
     enqueued.push(...items);
   };
   const log = createLogger("executor-test", "silent");
+  const singletons = new SingletonLocks(redis, prefix);
+  let canceller: Canceller | undefined;
   const scheduler = new Scheduler({
     store,
     pauses,
@@ -84,8 +89,13 @@ beforeAll(async () => {
     produce: async (entries) => void produced.push(...entries),
     clock: systemClock,
     defaultMaxAttempts: 5,
+    singletons,
+    cancel: async (runId, reason) => {
+      await canceller?.cancel(runId, { reason });
+    },
+    skipTtlMs: 60_000,
   });
-  const canceller = new Canceller({
+  canceller = new Canceller({
     store,
     pauses,
     live,
@@ -96,6 +106,7 @@ beforeAll(async () => {
       record: async (entries) => void produced.push(...entries),
       produce: async (entries) => void produced.push(...entries),
     },
+    singletons,
     clock: systemClock,
     log,
   });
@@ -208,6 +219,54 @@ describe("ExecutorService.ScheduleRuns", () => {
     await expect(schedule([good, bad])).rejects.toBeInstanceOf(ValidationError);
     expect(await store.load(good.runId)).toBeNull();
     expect(enqueued).toEqual([]);
+  });
+});
+
+describe("ExecutorService.ScheduleRuns with singleton", () => {
+  const single = (mode: SingletonMode, keyHash = "ab12") => ({ singleton: { keyHash, mode } });
+  const schedule = (runs: RunSpec[]) => callUnary(client.scheduleRuns.bind(client), { runs });
+
+  it("skips a run whose key has a running run (mode skip), records why, and lets the key go when that run ends", async () => {
+    const first = spec({ ...single(SingletonMode.SINGLETON_MODE_SKIP), functionId: "app-single" });
+    const second = spec({ ...single(SingletonMode.SINGLETON_MODE_SKIP), functionId: "app-single" });
+    const otherKey = spec({ ...single(SingletonMode.SINGLETON_MODE_SKIP, "cd34"), functionId: "app-single" });
+    expect((await schedule([first])).results).toEqual([{ runId: first.runId, created: true }]);
+    produced = [];
+    expect((await schedule([second, otherKey])).results).toEqual([
+      { runId: second.runId, created: false },
+      { runId: otherKey.runId, created: true },
+    ]);
+    expect(produced.filter((e) => e.$case === "skip").map((e) => e.value)).toEqual([
+      expect.objectContaining({
+        functionId: "app-single",
+        eventId: "e1",
+        reason: SkipReason.SKIP_REASON_SINGLETON,
+        detail: `run ${first.runId} with the same singleton key is running`,
+      }),
+    ]);
+    // A repeated call decides the same, even once the key is free.
+    await callUnary(client.cancelRun.bind(client), { environmentId: "env", runId: first.runId });
+    expect((await schedule([second])).results).toEqual([{ runId: second.runId, created: false }]);
+    const third = spec({ ...single(SingletonMode.SINGLETON_MODE_SKIP), functionId: "app-single" });
+    expect((await schedule([third])).results).toEqual([{ runId: third.runId, created: true }]);
+  });
+
+  it("cancels the key's running run and starts the new one (mode cancel)", async () => {
+    const old = spec({ ...single(SingletonMode.SINGLETON_MODE_CANCEL, "ef56"), functionId: "app-single" });
+    const fresh = spec({ ...single(SingletonMode.SINGLETON_MODE_CANCEL, "ef56"), functionId: "app-single" });
+    await schedule([old]);
+    expect((await schedule([fresh])).results).toEqual([{ runId: fresh.runId, created: true }]);
+    expect((await store.load(old.runId))?.status).toBe("cancelled");
+    expect((await store.load(fresh.runId))?.status).toBe("running");
+  });
+
+  it("takes over a key whose holder ended without giving it back", async () => {
+    const gone = spec({ ...single(SingletonMode.SINGLETON_MODE_SKIP, "0f0f"), functionId: "app-single" });
+    await schedule([gone]);
+    // Ended in state, but its finalize (which releases the key) never ran.
+    await store.finish(gone.runId, "completed", { output: "null" }, Date.now());
+    const next = spec({ ...single(SingletonMode.SINGLETON_MODE_SKIP, "0f0f"), functionId: "app-single" });
+    expect((await schedule([next])).results).toEqual([{ runId: next.runId, created: true }]);
   });
 });
 

@@ -44,6 +44,7 @@ export function executorService(
           startTimeoutMs: r.startTimeoutMs,
           finishTimeoutMs: r.finishTimeoutMs,
           flow: r.flow,
+          singleton: r.singleton,
         })),
       );
       return { results };

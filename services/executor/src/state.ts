@@ -15,6 +15,7 @@ declare module "ioredis" {
     steplineFinishRun(...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
     steplineSetReqVersion(meta: string, reqVersion: number): Result<unknown, Context>;
     steplineMarkFinalized(meta: string): Result<unknown, Context>;
+    steplineMarkSkipped(meta: string, environmentId: string, ttlMs: number): Result<unknown, Context>;
   }
 }
 
@@ -25,6 +26,10 @@ const SET_REQ_VERSION_LUA =
   "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'reqVersion', ARGV[1]) end return 1";
 const MARK_FINALIZED_LUA =
   "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'fin', 1) end return 1";
+
+// KEYS[1] meta; ARGV[1] environment id, ARGV[2] TTL ms. A "skipped" stub unless the run exists.
+const MARK_SKIPPED_LUA =
+  "if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('HSET', KEYS[1], 'status', 'skipped', 'env', ARGV[1]) redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 1";
 
 export type RunStatus = "running" | "completed" | "failed" | "cancelled";
 
@@ -55,6 +60,8 @@ export interface NewRun {
   finishTimeoutMs: number;
   /** The flow control its queue items carry (concurrency groups, throttle, priority). */
   flow?: FlowControl | undefined;
+  /** `singleton`: the hash of its key, when the function has one (the run holds that lock). */
+  singletonKey?: string | undefined;
 }
 
 /** A run as loaded for a call: metadata, memoized steps and the completion-order stack. */
@@ -172,6 +179,7 @@ export class RunStore {
     redis.defineCommand("steplineFinishRun", { numberOfKeys: 5, lua: lua("finish-run") });
     redis.defineCommand("steplineSetReqVersion", { numberOfKeys: 1, lua: SET_REQ_VERSION_LUA });
     redis.defineCommand("steplineMarkFinalized", { numberOfKeys: 1, lua: MARK_FINALIZED_LUA });
+    redis.defineCommand("steplineMarkSkipped", { numberOfKeys: 1, lua: MARK_SKIPPED_LUA });
   }
 
   /** Creates the run unless it exists; an existing run is returned as it is (idempotent). */
@@ -193,6 +201,7 @@ export class RunStore {
         run.startTimeoutMs,
         run.finishTimeoutMs,
         run.flow ? JSON.stringify(FlowControl.toJSON(run.flow)) : "",
+        run.singletonKey === undefined ? "" : `k:${run.singletonKey}`,
       ),
     );
     return {
@@ -229,6 +238,7 @@ export class RunStore {
       startTimeoutMs: Number(meta.startTimeout ?? 0),
       finishTimeoutMs: Number(meta.finishTimeout ?? 0),
       flow: meta.flow ? FlowControl.fromJSON(JSON.parse(meta.flow)) : undefined,
+      singletonKey: meta.singleton?.startsWith("k:") ? meta.singleton.slice(2) : undefined,
       finalized: meta.fin === "1",
       status: meta.status as RunStatus,
       version: Number(meta.version ?? 1),
@@ -282,6 +292,21 @@ export class RunStore {
         .slice(input.saves.length)
         .map((f) => (f === 1 ? "start" : f === 2 ? "schedule" : "none")),
     };
+  }
+
+  /** The run's status, or null when it does not exist ("skipped" for a run singleton skipped). */
+  async status(runId: string): Promise<string | null> {
+    const k = runKeys(this.prefix, runId);
+    return wrap(() => this.redis.hget(k.meta, "status"));
+  }
+
+  /**
+   * Records that a run was skipped (singleton), unless it exists: a later ScheduleRuns of the same
+   * run id (a redelivery) then finds it and starts nothing. Expires with the runner's 24 h window.
+   */
+  async markSkipped(runId: string, environmentId: string, ttlMs: number): Promise<void> {
+    const k = runKeys(this.prefix, runId);
+    await wrap(() => this.redis.steplineMarkSkipped(k.meta, environmentId, ttlMs));
   }
 
   /** Marks that everything following the run's end was done; a no-op for unknown state. */

@@ -5,6 +5,8 @@
 import { createHash } from "node:crypto";
 import type { FlowControl } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ConcurrencyScope } from "@stepline/proto/stepline/queue/v1/queue_service";
+import type { Singleton } from "@stepline/proto/stepline/executor/v1/executor_service";
+import { SingletonMode } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type { ConcurrencyLimit, ThrottleLimit } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { celScalar } from "./expr.js";
 import type { ConcurrencyScopeName, FlowConfig, FunctionDef } from "./model.js";
@@ -47,6 +49,16 @@ export function runFlow(fn: FunctionDef, event: unknown): FlowControl | undefine
     throttled: flow.throttle !== null,
     throttleKeyHash: flow.throttle?.key ? keyHash(flow.throttle.key, event) : "",
     priorityS,
+  };
+}
+
+/** The run's `singleton` (its key evaluated against `event`); undefined when the function has none. */
+export function runSingleton(fn: FunctionDef, event: unknown): Singleton | undefined {
+  const s = flowConfig(fn).singleton;
+  if (!s) return undefined;
+  return {
+    keyHash: s.key ? keyHash(s.key, event) : "",
+    mode: s.mode === "cancel" ? SingletonMode.SINGLETON_MODE_CANCEL : SingletonMode.SINGLETON_MODE_SKIP,
   };
 }
 

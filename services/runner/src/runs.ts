@@ -1,7 +1,7 @@
 // The RunSpec of a run of a synced function: what ExecutorService.ScheduleRuns needs, built in one
 // place for event triggers (consumer.ts) and cron ticks (crons.ts).
 import type { RunSpec } from "@stepline/proto/stepline/executor/v1/executor_service";
-import { runFlow } from "./flow.js";
+import { runFlow, runSingleton } from "./flow.js";
 import type { StoredFunction } from "./model.js";
 
 /** `event` is `eventJson` parsed (the caller has it already). */
@@ -31,5 +31,6 @@ export function runSpecOf(
     startTimeoutMs: fn.fn.startTimeoutMs ?? 0,
     finishTimeoutMs: fn.fn.finishTimeoutMs ?? 0,
     flow: runFlow(fn.fn, event),
+    singleton: runSingleton(fn.fn, event),
   };
 }

@@ -24,6 +24,47 @@ export const protobufPackage = "stepline.executor.v1";
 
 export const protobufFileName = "stepline/executor/v1/executor_service.proto";
 
+export enum SingletonMode {
+  SINGLETON_MODE_UNSPECIFIED = 0,
+  /** SINGLETON_MODE_SKIP - A new run whose key has a running run starts nothing (a skip is recorded). */
+  SINGLETON_MODE_SKIP = 1,
+  /** SINGLETON_MODE_CANCEL - A new run cancels the running run of its key, then starts. */
+  SINGLETON_MODE_CANCEL = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function singletonModeFromJSON(object: any): SingletonMode {
+  switch (object) {
+    case 0:
+    case "SINGLETON_MODE_UNSPECIFIED":
+      return SingletonMode.SINGLETON_MODE_UNSPECIFIED;
+    case 1:
+    case "SINGLETON_MODE_SKIP":
+      return SingletonMode.SINGLETON_MODE_SKIP;
+    case 2:
+    case "SINGLETON_MODE_CANCEL":
+      return SingletonMode.SINGLETON_MODE_CANCEL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SingletonMode.UNRECOGNIZED;
+  }
+}
+
+export function singletonModeToJSON(object: SingletonMode): string {
+  switch (object) {
+    case SingletonMode.SINGLETON_MODE_UNSPECIFIED:
+      return "SINGLETON_MODE_UNSPECIFIED";
+    case SingletonMode.SINGLETON_MODE_SKIP:
+      return "SINGLETON_MODE_SKIP";
+    case SingletonMode.SINGLETON_MODE_CANCEL:
+      return "SINGLETON_MODE_CANCEL";
+    case SingletonMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** CancelOn is one `cancelOn` entry of a function: an event that cancels its runs. */
 export interface CancelOn {
   event: string;
@@ -90,7 +131,17 @@ export interface RunSpec {
    */
   finishTimeoutMs: number;
   /** The flow control every item of the run carries (keys evaluated against the trigger event). */
-  flow: FlowControl | undefined;
+  flow:
+    | FlowControl
+    | undefined;
+  /** `singleton`: at most one running run per key; absent = none. */
+  singleton: Singleton | undefined;
+}
+
+export interface Singleton {
+  /** Hash of the singleton key as evaluated for the run (hex); empty for a key-less singleton. */
+  keyHash: string;
+  mode: SingletonMode;
 }
 
 export interface ScheduleRunsRequest {
@@ -706,6 +757,7 @@ function createBaseRunSpec(): RunSpec {
     startTimeoutMs: 0,
     finishTimeoutMs: 0,
     flow: undefined,
+    singleton: undefined,
   };
 }
 
@@ -749,6 +801,9 @@ export const RunSpec: MessageFns<RunSpec> = {
     }
     if (message.flow !== undefined) {
       FlowControl.encode(message.flow, writer.uint32(106).fork()).join();
+    }
+    if (message.singleton !== undefined) {
+      Singleton.encode(message.singleton, writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -870,6 +925,14 @@ export const RunSpec: MessageFns<RunSpec> = {
             message.flow = FlowControl.decode(reader, reader.uint32());
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.singleton = Singleton.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -941,6 +1004,7 @@ export const RunSpec: MessageFns<RunSpec> = {
         ? globalThis.Number(object.finish_timeout_ms)
         : 0,
       flow: isSet(object.flow) ? FlowControl.fromJSON(object.flow) : undefined,
+      singleton: isSet(object.singleton) ? Singleton.fromJSON(object.singleton) : undefined,
     };
   },
 
@@ -985,6 +1049,9 @@ export const RunSpec: MessageFns<RunSpec> = {
     if (message.flow !== undefined) {
       obj.flow = FlowControl.toJSON(message.flow);
     }
+    if (message.singleton !== undefined) {
+      obj.singleton = Singleton.toJSON(message.singleton);
+    }
     return obj;
   },
 
@@ -1008,6 +1075,98 @@ export const RunSpec: MessageFns<RunSpec> = {
     message.flow = (object.flow !== undefined && object.flow !== null)
       ? FlowControl.fromPartial(object.flow)
       : undefined;
+    message.singleton = (object.singleton !== undefined && object.singleton !== null)
+      ? Singleton.fromPartial(object.singleton)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSingleton(): Singleton {
+  return { keyHash: "", mode: 0 };
+}
+
+export const Singleton: MessageFns<Singleton> = {
+  encode(message: Singleton, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyHash !== "") {
+      writer.uint32(10).string(message.keyHash);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(16).int32(message.mode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Singleton {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSingleton();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyHash = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.mode = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Singleton {
+    return {
+      keyHash: isSet(object.keyHash)
+        ? globalThis.String(object.keyHash)
+        : isSet(object.key_hash)
+        ? globalThis.String(object.key_hash)
+        : "",
+      mode: isSet(object.mode) ? singletonModeFromJSON(object.mode) : 0,
+    };
+  },
+
+  toJSON(message: Singleton): unknown {
+    const obj: any = {};
+    if (message.keyHash !== "") {
+      obj.keyHash = message.keyHash;
+    }
+    if (message.mode !== 0) {
+      obj.mode = singletonModeToJSON(message.mode);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Singleton>, I>>(base?: I): Singleton {
+    return Singleton.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Singleton>, I>>(object: I): Singleton {
+    const message = createBaseSingleton();
+    message.keyHash = object.keyHash ?? "";
+    message.mode = object.mode ?? 0;
     return message;
   },
 };
