@@ -95,6 +95,34 @@ function functions(client: any) {
       { id: "pausable", triggers: [{ event: "flow/pausable" }] },
       async ({ event, step }: any) => step.run("work", record("pausable", event.data.tag, 1)),
     ),
+    client.createFunction(
+      { id: "rated", triggers: [{ event: "flow/rated" }], rateLimit: { limit: 2, period: "1m" } },
+      async ({ event, step }: any) => step.run("work", record("rated", event.data.tag, 1)),
+    ),
+    client.createFunction(
+      { id: "once", triggers: [{ event: "flow/once" }], idempotency: "event.data.order" },
+      async ({ event, step }: any) => step.run("work", record("once", event.data.tag, 1)),
+    ),
+    client.createFunction(
+      {
+        id: "single-skip",
+        triggers: [{ event: "flow/single-skip" }],
+        singleton: { mode: "skip", key: "event.data.user" },
+      },
+      async ({ event, step }: any) => {
+        await step.run("work", record("single-skip", event.data.tag, 1));
+        await step.sleep("hold", "1500ms");
+        return event.data.tag;
+      },
+    ),
+    client.createFunction(
+      { id: "single-cancel", triggers: [{ event: "flow/single-cancel" }], singleton: { mode: "cancel" } },
+      async ({ event, step }: any) => {
+        await step.run("work", record("single-cancel", event.data.tag, 1));
+        await step.sleep("hold", "30s");
+        return event.data.tag;
+      },
+    ),
   ];
 }
 
@@ -119,6 +147,27 @@ async function allEnded(ids: string[]) {
 }
 
 const tags = (fn: string) => (work.get(fn) ?? []).map((w) => w.tag);
+
+interface SkipView {
+  function_id: string;
+  reason: string;
+  detail: string;
+}
+
+/** Why an event started no run (GET /v1/events/:id/skips), once history has it. */
+async function skipsOf(eventId: string): Promise<SkipView[]> {
+  return waitFor(`skips of ${eventId}`, async () => {
+    const res = await fetch(`${cluster.apiUrl}/v1/events/${eventId}/skips`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { data: SkipView[] };
+    return body.data.length > 0 ? body.data : undefined;
+  });
+}
+
+async function runsOf(eventId: string): Promise<Array<{ status: string }>> {
+  const res = await fetch(`${cluster.apiUrl}/v1/events/${eventId}/runs`);
+  return ((await res.json()) as { data: Array<{ status: string }> }).data;
+}
 
 beforeAll(async () => {
   cluster = await startCluster({ name: "flow", dev: true, env: { STEPLINE_QUEUE_LIMITS_TTL_MS: "500" } });
@@ -208,6 +257,57 @@ describe("flow control with the official SDK", () => {
     } finally {
       queue.close();
     }
+  });
+
+  it("rateLimit starts `limit` runs per period and skips the rest, saying why", async () => {
+    const ids = await send("flow/rated", { tag: "r1" }, { tag: "r2" }, { tag: "r3" });
+    await allEnded(ids.slice(0, 2));
+    expect(await skipsOf(ids[2] as string)).toEqual([
+      expect.objectContaining({
+        function_id: `${APP}-rated`,
+        reason: "rate_limited",
+        detail: "rate limit of 2 runs per 60s reached",
+      }),
+    ]);
+    expect(await runsOf(ids[2] as string)).toEqual([]);
+    expect(tags("rated").sort()).toEqual(["r1", "r2"]);
+  });
+
+  it("idempotency runs one run per key value in 24 h, and says which run had it", async () => {
+    const [first, dup, other] = await send(
+      "flow/once",
+      { order: 1, tag: "o1" },
+      { order: 1, tag: "o1-again" },
+      { order: 2, tag: "o2" },
+    );
+    await allEnded([first as string, other as string]);
+    const [run] = await waitForEndedRuns(cluster.apiUrl, first as string);
+    expect(await skipsOf(dup as string)).toEqual([
+      expect.objectContaining({
+        reason: "idempotent",
+        detail: `run ${run?.run_id} has the same idempotency key`,
+      }),
+    ]);
+    expect(tags("once").sort()).toEqual(["o1", "o2"]);
+  });
+
+  it("singleton skip drops an event whose key has a run in progress (sleeping counts), not another key's", async () => {
+    const [a] = await send("flow/single-skip", { user: "u1", tag: "a" });
+    await waitFor("a's first step", () => started.has("a"));
+    const [b, c] = await send("flow/single-skip", { user: "u1", tag: "b" }, { user: "u2", tag: "c" });
+    await allEnded([a as string, c as string]);
+    expect((await skipsOf(b as string))[0]).toMatchObject({ reason: "singleton" });
+    expect(tags("single-skip").sort()).toEqual(["a", "c"]);
+  });
+
+  it("singleton cancel cancels the running run and starts the new one", async () => {
+    const [old] = await send("flow/single-cancel", { tag: "old" });
+    await waitFor("the old run's first step", () => started.has("old"));
+    const [fresh] = await send("flow/single-cancel", { tag: "new" });
+    const [oldRun] = await waitForEndedRuns(cluster.apiUrl, old as string);
+    expect(oldRun?.status).toBe("Cancelled");
+    await waitFor("the new run's first step", () => started.has("new"));
+    expect((await runsOf(fresh as string)).map((r) => r.status)).toEqual(["Running"]);
   });
 
   it("refuses at sync a config Stepline cannot enforce, naming the function and the field", async () => {
