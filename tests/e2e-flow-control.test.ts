@@ -96,6 +96,15 @@ function functions(client: any) {
       async ({ event, step }: any) => step.run("work", record("pausable", event.data.tag, 1)),
     ),
     client.createFunction(
+      { id: "debounced", triggers: [{ event: "flow/debounced" }], debounce: { period: "1s" } },
+      async ({ event, step }: any) => step.run("work", record("debounced", event.data.tag, 1)),
+    ),
+    client.createFunction(
+      { id: "batched", triggers: [{ event: "flow/batched" }], batchEvents: { maxSize: 3, timeout: "2s" } },
+      async ({ events, step }: any) =>
+        step.run("work", record("batched", events.map((e: any) => e.data.tag).join(","), 1)),
+    ),
+    client.createFunction(
       { id: "rated", triggers: [{ event: "flow/rated" }], rateLimit: { limit: 2, period: "1m" } },
       async ({ event, step }: any) => step.run("work", record("rated", event.data.tag, 1)),
     ),
@@ -308,6 +317,24 @@ describe("flow control with the official SDK", () => {
     expect(oldRun?.status).toBe("Cancelled");
     await waitFor("the new run's first step", () => started.has("new"));
     expect((await runsOf(fresh as string)).map((r) => r.status)).toEqual(["Running"]);
+  });
+
+  it("debounce starts one run, with the last event, once events stop for the period", async () => {
+    const ids = await send("flow/debounced", { tag: "d1" }, { tag: "d2" });
+    await sleep(300);
+    const [last] = await send("flow/debounced", { tag: "d3" });
+    await allEnded([last as string]);
+    expect(tags("debounced")).toEqual(["d3"]);
+    expect(await runsOf(ids[0] as string)).toEqual([]);
+  });
+
+  it("batchEvents starts a full batch at once and the rest at the timeout, each run with its events", async () => {
+    const ids = await send("flow/batched", { tag: "b1" }, { tag: "b2" }, { tag: "b3" }, { tag: "b4" });
+    await waitFor("the full batch's run", () => tags("batched").includes("b1,b2,b3"), { timeoutMs: 10_000 });
+    // The fourth event waits for its batch's timeout (2 s), then runs alone.
+    expect(tags("batched")).toEqual(["b1,b2,b3"]);
+    await allEnded([ids[0] as string, ids[3] as string]);
+    expect(tags("batched")).toEqual(["b1,b2,b3", "b4"]);
   });
 
   it("refuses at sync a config Stepline cannot enforce, naming the function and the field", async () => {

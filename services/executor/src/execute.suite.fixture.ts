@@ -62,6 +62,12 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
     fireCron: async () => {
       throw new Error("no cron in this test");
     },
+    fireDebounce: async () => {
+      throw new Error("no debounce in this test");
+    },
+    fireBatch: async () => {
+      throw new Error("no batch in this test");
+    },
     app: devClient,
     keys: null,
     history: {

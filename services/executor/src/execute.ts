@@ -10,6 +10,8 @@ import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { AppClient } from "./app-client.js";
 import { buildCallBody } from "./app-client.js";
+import type { BufferFire } from "./buffer-fire.js";
+import { fireBuffer } from "./buffer-fire.js";
 import { Canceller } from "./cancel.js";
 import { fireCronTick } from "./cron-tick.js";
 import type { FinalizeDeps } from "./finalize.js";
@@ -53,6 +55,10 @@ export interface ExecuteDeps extends FinalizeDeps {
     current: boolean;
     next: NewItem | undefined;
   }>;
+  /** RunnerService.FireDebounce: starts a debounce's run, or says when it is due now (ms, 0 = fired). */
+  fireDebounce(req: BufferFire): Promise<{ dueAtMs: number }>;
+  /** RunnerService.FireBatch: starts a batch's run. */
+  fireBatch(req: BufferFire): Promise<unknown>;
   clock: Clock;
   log: Logger;
   backoff: BackoffPolicy;
@@ -69,6 +75,10 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
     const log = deps.log.child({ runId: item.runId, itemId: item.id, attempt: item.attempt });
     if (item.kind === ItemKind.ITEM_KIND_CRON) {
       await fireCronTick(deps, item, ctx, log, systemDelay);
+      return;
+    }
+    if (item.kind === ItemKind.ITEM_KIND_DEBOUNCE || item.kind === ItemKind.ITEM_KIND_BATCH) {
+      await fireBuffer(deps, item, ctx, log, systemDelay);
       return;
     }
     const payload = parsePayload(item.payload);

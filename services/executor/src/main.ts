@@ -16,6 +16,7 @@ import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_serv
 import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { AnyReplica } from "./any-replica.js";
 import { AppClient } from "./app-client.js";
+import type { BufferFire } from "./buffer-fire.js";
 import { Canceller } from "./cancel.js";
 import { loadExecutorConfig } from "./config.js";
 import { createItemHandler } from "./execute.js";
@@ -65,6 +66,18 @@ const anyQueue = new AnyReplica(queues);
 const runner = createClient(RunnerServiceClient, config.STEPLINE_RUNNER_GRPC_ADDR);
 const fireCron = async (req: { environmentId: string; functionId: string; cron: string; tickMs: number }) =>
   callUnary(runner.fireCron.bind(runner), req, config.STEPLINE_EXECUTOR_OP_TIMEOUT_MS);
+const fireDebounce = async (req: BufferFire) =>
+  callUnary(
+    runner.fireDebounce.bind(runner),
+    { ...req, debounceId: req.id },
+    config.STEPLINE_EXECUTOR_OP_TIMEOUT_MS,
+  );
+const fireBatch = async (req: BufferFire) =>
+  callUnary(
+    runner.fireBatch.bind(runner),
+    { ...req, batchId: req.id },
+    config.STEPLINE_EXECUTOR_OP_TIMEOUT_MS,
+  );
 const tenants = dev ? null : createClient(TenantServiceClient, config.STEPLINE_EVENT_API_GRPC_ADDR);
 // Stepline's own events (function finished/failed/invoked) go through event-api, like any event.
 const eventApi = createClient(EventServiceClient, config.STEPLINE_EVENT_API_GRPC_ADDR);
@@ -121,6 +134,8 @@ const pool = new WorkPool(
   createItemHandler({
     ...ends,
     fireCron,
+    fireDebounce,
+    fireBatch,
     app,
     keys,
     log: log.child({ component: "execute" }),

@@ -541,7 +541,7 @@ export function validateItem(item: ItemInput): void {
   need(item.accountId, "account_id", 256);
   need(item.functionId, "function_id", 256);
   if (item.environmentId.length > 256) throw new ValidationError(`item ${item.id}: environment_id too long`);
-  if (item.kind !== 1 && item.kind !== 2 && item.kind !== 3)
+  if (!Number.isInteger(item.kind) || item.kind < 1 || item.kind > 5)
     throw new ValidationError(`item ${item.id}: unknown kind ${item.kind}`);
   for (const [name, v] of [
     ["delay_ms", item.delayMs],

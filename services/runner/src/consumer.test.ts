@@ -63,8 +63,9 @@ let server: GrpcServer;
 let client: ExecutorServiceClient;
 let consumer: EventConsumer;
 let registry: Registry;
-/** What the consumer recorded as skipped. */
+/** What the consumer recorded as skipped, and the ids of events it buffered (debounce, batch). */
 const skipped: SkipRecord[] = [];
+const buffered: string[] = [];
 
 function newConsumer(): EventConsumer {
   return new EventConsumer({
@@ -76,6 +77,11 @@ function newConsumer(): EventConsumer {
     schedule: grpcScheduler(client, 5_000),
     skips: async (records) => {
       skipped.push(...records);
+    },
+    buffers: {
+      add: async (events) => {
+        buffered.push(...events.map((e) => e.eventId));
+      },
     },
     pauses: grpcPauses(client, 5_000),
     log,
@@ -222,6 +228,16 @@ describe("EventConsumer", () => {
       finishTimeoutMs: 0,
       flow: undefined,
     });
+  }, 60_000);
+
+  it("buffers the events of debounced functions instead of starting runs, and commits them", async () => {
+    await registry.syncApp(
+      appSync(envC, "deb", "deb-fn", "test/deb", JSON.stringify({ debounce: { period: "5s" } })),
+    );
+    const e = await produce(envC, "test/deb", 1);
+    await waitFor("the offset to be committed", async () => (await committed(1)) > e.offset, WAIT);
+    expect(buffered).toContain(e.eventId);
+    expect(runsFor(e.eventId)).toEqual([]);
   }, 60_000);
 
   it("starts no run past a rate limit or for a repeated idempotency key, records why, and decides a redelivery the same way", async () => {

@@ -17,6 +17,8 @@ import type { Redis } from "ioredis";
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
 import { Counter } from "prom-client";
 import { Admitter } from "./admission.js";
+import type { Buffers } from "./buffers.js";
+import { buffers } from "./buffers.js";
 import { RETRY_JITTER_MAX } from "./config.js";
 import type { FunctionIndex, MatchableEvent } from "./match.js";
 import { buildIndex, INVOKED, invokedFunction, invokeTarget, matchEvent } from "./match.js";
@@ -53,6 +55,8 @@ export interface ConsumerOptions {
   schedule: ScheduleRuns;
   /** Where events that start no run (rate limit, idempotency) are recorded. */
   skips: SkipSink;
+  /** Debounce and batching: events of such functions are buffered instead of starting runs. */
+  buffers: Pick<Buffers, "add">;
   /** The executor's waits: each chunk's events resume the waits they match. */
   pauses: PauseIndex;
   log: Logger;
@@ -207,13 +211,26 @@ export class EventConsumer {
 
     const pairs: Array<{ record: EventRecord; event: unknown; fn: ReturnType<typeof matchEvent>[number] }> =
       [];
+    const buffered: Parameters<Buffers["add"]>[0] = [];
     const failedInvokes: PauseResume[] = [];
     let matched = 0;
     for (const it of chunk) {
       if (!it.record || !it.event) continue;
       const fns = matchEvent(indexes, it.event);
       if (fns.length > 0) matched++;
-      for (const fn of fns) pairs.push({ record: it.record, event: it.event.event, fn });
+      for (const fn of fns) {
+        if (buffers(fn, it.event.event)) {
+          buffered.push({
+            fn,
+            environmentId: it.record.environmentId,
+            eventId: it.record.eventId,
+            eventJson: it.record.eventJson,
+            event: it.event.event,
+          });
+        } else {
+          pairs.push({ record: it.record, event: it.event.event, fn });
+        }
+      }
       const index = indexes.get(it.event.environmentId);
       if (it.event.name === INVOKED && (!index || !invokedFunction(index, it.event))) {
         const failed = unknownInvokeTarget(it.record, it.event.event);
@@ -259,6 +276,7 @@ export class EventConsumer {
         await p.heartbeat();
       }
     }
+    await this.opts.buffers.add(buffered);
     await this.resumeWaits(chunk, failedInvokes);
     const valid = chunk.filter((it) => it.event).length;
     eventsCounter.inc({ outcome: "matched" }, matched);

@@ -3,10 +3,10 @@
 // priority. The queue gets the limits themselves from GetFlowLimits when it hands items out.
 
 import { createHash } from "node:crypto";
-import type { FlowControl } from "@stepline/proto/stepline/queue/v1/queue_service";
-import { ConcurrencyScope } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Singleton } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { SingletonMode } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type { FlowControl } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { ConcurrencyScope } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { ConcurrencyLimit, ThrottleLimit } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { celScalar } from "./expr.js";
 import type { ConcurrencyScopeName, FlowConfig, FunctionDef } from "./model.js";

@@ -18,3 +18,15 @@ export const userIdemKey = (envId: string, fnId: string, keyHash: string) =>
 export const rateKey = (envId: string, fnId: string, keyHash: string) => `r:{${envId}}:rl:${fnId}:${keyHash}`;
 /** An unused key of the environment's slot, passed where a script needs a key it will not touch. */
 export const placeholderKey = (envId: string) => `r:{${envId}}:-`;
+/** A function's debounce (per key value): its id, status, latest event and due time. */
+export const debounceKey = (envId: string, fnId: string, keyHash: string) =>
+  `r:{${envId}}:db:${fnId}:${keyHash}`;
+/** The event a debounce fired with (24 h), so a repeated fire starts the same run. */
+export const debounceFiredKey = (envId: string, fnId: string, id: string) => `r:{${envId}}:dbf:${fnId}:${id}`;
+/** The id of a function's open batch (per key value). */
+export const batchPointerKey = (envId: string, fnId: string, keyHash: string) =>
+  `r:{${envId}}:bp:${fnId}:${keyHash}`;
+/** A batch's events (JSON, in order). */
+export const batchListKey = (envId: string, fnId: string, id: string) => `r:{${envId}}:b:${fnId}:${id}`;
+/** A batch's metadata: created (epoch ms), started. */
+export const batchMetaKey = (envId: string, fnId: string, id: string) => `r:{${envId}}:bm:${fnId}:${id}`;

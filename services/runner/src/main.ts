@@ -10,7 +10,9 @@ import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
 import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { Buffers } from "./buffers.js";
 import type { RunnerConfig } from "./config.js";
 import { loadRunnerConfig } from "./config.js";
 import { EventConsumer, grpcScheduler } from "./consumer.js";
@@ -38,12 +40,21 @@ const executor = createClient(ExecutorServiceClient, config.STEPLINE_EXECUTOR_GR
 // Cron ticks are queue items: a sync enqueues a cron's next tick (any queue replica takes it).
 const queue = createClient(QueueServiceClient, config.STEPLINE_QUEUE_GRPC_ADDR);
 const schedule = grpcScheduler(executor, config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS);
+const enqueue = async (items: NewItem[]) => {
+  await callUnary(queue.enqueue.bind(queue), { items }, config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS);
+};
+const buffers = new Buffers({
+  redis,
+  registry,
+  enqueue,
+  schedule,
+  clock: systemClock,
+  log: log.child({ component: "buffers" }),
+});
 const crons = new Crons({
   registry,
   redis,
-  enqueue: async (items) => {
-    await callUnary(queue.enqueue.bind(queue), { items }, config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS);
-  },
+  enqueue,
   schedule,
   clock: systemClock,
   log: log.child({ component: "cron" }),
@@ -58,6 +69,7 @@ const consumer = new EventConsumer({
   registry,
   schedule,
   skips: skips.send,
+  buffers,
   pauses: grpcPauses(executor, config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS),
   log,
   chunkSize: config.STEPLINE_RUNNER_CHUNK_SIZE,
@@ -84,6 +96,8 @@ onShutdown(log, async () => {
   await redis.quit();
 });
 
-grpc = await startGrpcServer(config.STEPLINE_RUNNER_GRPC_ADDR, [runnerService(log, registry, crons)]);
+grpc = await startGrpcServer(config.STEPLINE_RUNNER_GRPC_ADDR, [
+  runnerService(log, registry, crons, buffers),
+]);
 consumer.start();
 log.info({ grpcPort: grpc.port, adminPort: admin.port, topic: topicNames(prefix).events }, "runner started");

@@ -11,6 +11,7 @@ import type { FunctionConfig } from "@stepline/proto/stepline/runner/v1/runner_s
 import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Buffers } from "./buffers.js";
 import { Crons } from "./crons.js";
 import { Registry } from "./registry.js";
 import { runnerService } from "./server.js";
@@ -38,7 +39,15 @@ beforeAll(async () => {
     clock: { now: () => now },
     log,
   });
-  server = await startGrpcServer("127.0.0.1:0", [runnerService(log, registry, crons)]);
+  const buffers = new Buffers({
+    redis,
+    registry,
+    enqueue: async (items) => void enqueued.push(...items),
+    schedule: async (runs) => void scheduled.push(...runs),
+    clock: { now: () => now },
+    log,
+  });
+  server = await startGrpcServer("127.0.0.1:0", [runnerService(log, registry, crons, buffers)]);
   client = createClient(RunnerServiceClient, `127.0.0.1:${server.port}`);
 });
 

@@ -3,8 +3,12 @@ import { ValidationError } from "@stepline/internal/errors";
 import { unary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
 import type {
+  FireBatchRequest,
+  FireBatchResponse,
   FireCronRequest,
   FireCronResponse,
+  FireDebounceRequest,
+  FireDebounceResponse,
   FunctionConfig,
   GetFlowLimitsRequest,
   GetFlowLimitsResponse,
@@ -14,6 +18,7 @@ import type {
   SyncAppResponse,
 } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { RunnerServiceService } from "@stepline/proto/stepline/runner/v1/runner_service";
+import type { Buffers } from "./buffers.js";
 import type { Crons } from "./crons.js";
 import { flowLimits } from "./flow.js";
 import type { FunctionDef } from "./model.js";
@@ -23,7 +28,7 @@ import { isEnvironmentId, validateSync } from "./validate.js";
 const MAX_LIMITS_PER_CALL = 10_000;
 
 /** The RunnerService definition and implementation, for startGrpcServer. */
-export function runnerService(log: Logger, registry: Registry, crons: Crons) {
+export function runnerService(log: Logger, registry: Registry, crons: Crons, buffers: Buffers) {
   return {
     definition: RunnerServiceService,
     implementation: {
@@ -45,6 +50,8 @@ export function runnerService(log: Logger, registry: Registry, crons: Crons) {
         return { modified };
       }),
       fireCron: unary<FireCronRequest, FireCronResponse>(log, (req) => crons.fire(req)),
+      fireDebounce: unary<FireDebounceRequest, FireDebounceResponse>(log, (req) => buffers.fireDebounce(req)),
+      fireBatch: unary<FireBatchRequest, FireBatchResponse>(log, (req) => buffers.fireBatch(req)),
       getFlowLimits: unary<GetFlowLimitsRequest, GetFlowLimitsResponse>(log, async (req) => {
         if (req.functions.length > MAX_LIMITS_PER_CALL) {
           throw new ValidationError(`at most ${MAX_LIMITS_PER_CALL} functions per call`);

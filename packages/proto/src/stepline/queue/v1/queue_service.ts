@@ -129,6 +129,10 @@ export enum ItemKind {
   ITEM_KIND_STEP = 2,
   /** ITEM_KIND_CRON - One tick of a cron trigger (no run yet: the tick starts one). */
   ITEM_KIND_CRON = 3,
+  /** ITEM_KIND_DEBOUNCE - The end of a debounce period (no run yet: it starts one with the last event). */
+  ITEM_KIND_DEBOUNCE = 4,
+  /** ITEM_KIND_BATCH - A batch's timeout, or its filling up (no run yet: it starts one with the batch's events). */
+  ITEM_KIND_BATCH = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -146,6 +150,12 @@ export function itemKindFromJSON(object: any): ItemKind {
     case 3:
     case "ITEM_KIND_CRON":
       return ItemKind.ITEM_KIND_CRON;
+    case 4:
+    case "ITEM_KIND_DEBOUNCE":
+      return ItemKind.ITEM_KIND_DEBOUNCE;
+    case 5:
+    case "ITEM_KIND_BATCH":
+      return ItemKind.ITEM_KIND_BATCH;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -163,6 +173,10 @@ export function itemKindToJSON(object: ItemKind): string {
       return "ITEM_KIND_STEP";
     case ItemKind.ITEM_KIND_CRON:
       return "ITEM_KIND_CRON";
+    case ItemKind.ITEM_KIND_DEBOUNCE:
+      return "ITEM_KIND_DEBOUNCE";
+    case ItemKind.ITEM_KIND_BATCH:
+      return "ITEM_KIND_BATCH";
     case ItemKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

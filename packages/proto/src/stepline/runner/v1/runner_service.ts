@@ -30,6 +30,36 @@ export const protobufPackage = "stepline.runner.v1";
 
 export const protobufFileName = "stepline/runner/v1/runner_service.proto";
 
+export interface FireDebounceRequest {
+  environmentId: string;
+  functionId: string;
+  debounceId: string;
+  /** The debounce key's hash ("" without a key), from the item. */
+  keyHash: string;
+}
+
+export interface FireDebounceResponse {
+  /** Set when the debounce was pushed back: fire again at this epoch ms (no run started yet). */
+  dueAtMs: number;
+  /** The run started (empty while pushed back, or when the debounce is gone). */
+  runId: string;
+}
+
+export interface FireBatchRequest {
+  environmentId: string;
+  functionId: string;
+  batchId: string;
+  /** The batch key's hash ("" without a key), from the item. */
+  keyHash: string;
+}
+
+export interface FireBatchResponse {
+  /** The run started (empty when the batch is gone). */
+  runId: string;
+  /** How many events the run got. */
+  events: number;
+}
+
 export interface GetFlowLimitsRequest {
   functions: FunctionRef[];
 }
@@ -143,6 +173,454 @@ export interface RegisteredFunction {
   /** A hash of the config; changes when a sync changes the function. */
   version: string;
 }
+
+function createBaseFireDebounceRequest(): FireDebounceRequest {
+  return { environmentId: "", functionId: "", debounceId: "", keyHash: "" };
+}
+
+export const FireDebounceRequest: MessageFns<FireDebounceRequest> = {
+  encode(message: FireDebounceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.functionId !== "") {
+      writer.uint32(18).string(message.functionId);
+    }
+    if (message.debounceId !== "") {
+      writer.uint32(26).string(message.debounceId);
+    }
+    if (message.keyHash !== "") {
+      writer.uint32(34).string(message.keyHash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FireDebounceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFireDebounceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.functionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.debounceId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.keyHash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FireDebounceRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      functionId: isSet(object.functionId)
+        ? globalThis.String(object.functionId)
+        : isSet(object.function_id)
+        ? globalThis.String(object.function_id)
+        : "",
+      debounceId: isSet(object.debounceId)
+        ? globalThis.String(object.debounceId)
+        : isSet(object.debounce_id)
+        ? globalThis.String(object.debounce_id)
+        : "",
+      keyHash: isSet(object.keyHash)
+        ? globalThis.String(object.keyHash)
+        : isSet(object.key_hash)
+        ? globalThis.String(object.key_hash)
+        : "",
+    };
+  },
+
+  toJSON(message: FireDebounceRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.functionId !== "") {
+      obj.functionId = message.functionId;
+    }
+    if (message.debounceId !== "") {
+      obj.debounceId = message.debounceId;
+    }
+    if (message.keyHash !== "") {
+      obj.keyHash = message.keyHash;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FireDebounceRequest>, I>>(base?: I): FireDebounceRequest {
+    return FireDebounceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FireDebounceRequest>, I>>(object: I): FireDebounceRequest {
+    const message = createBaseFireDebounceRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.functionId = object.functionId ?? "";
+    message.debounceId = object.debounceId ?? "";
+    message.keyHash = object.keyHash ?? "";
+    return message;
+  },
+};
+
+function createBaseFireDebounceResponse(): FireDebounceResponse {
+  return { dueAtMs: 0, runId: "" };
+}
+
+export const FireDebounceResponse: MessageFns<FireDebounceResponse> = {
+  encode(message: FireDebounceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dueAtMs !== 0) {
+      writer.uint32(8).int64(message.dueAtMs);
+    }
+    if (message.runId !== "") {
+      writer.uint32(18).string(message.runId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FireDebounceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFireDebounceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.dueAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FireDebounceResponse {
+    return {
+      dueAtMs: isSet(object.dueAtMs)
+        ? globalThis.Number(object.dueAtMs)
+        : isSet(object.due_at_ms)
+        ? globalThis.Number(object.due_at_ms)
+        : 0,
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+    };
+  },
+
+  toJSON(message: FireDebounceResponse): unknown {
+    const obj: any = {};
+    if (message.dueAtMs !== 0) {
+      obj.dueAtMs = Math.round(message.dueAtMs);
+    }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FireDebounceResponse>, I>>(base?: I): FireDebounceResponse {
+    return FireDebounceResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FireDebounceResponse>, I>>(object: I): FireDebounceResponse {
+    const message = createBaseFireDebounceResponse();
+    message.dueAtMs = object.dueAtMs ?? 0;
+    message.runId = object.runId ?? "";
+    return message;
+  },
+};
+
+function createBaseFireBatchRequest(): FireBatchRequest {
+  return { environmentId: "", functionId: "", batchId: "", keyHash: "" };
+}
+
+export const FireBatchRequest: MessageFns<FireBatchRequest> = {
+  encode(message: FireBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.functionId !== "") {
+      writer.uint32(18).string(message.functionId);
+    }
+    if (message.batchId !== "") {
+      writer.uint32(26).string(message.batchId);
+    }
+    if (message.keyHash !== "") {
+      writer.uint32(34).string(message.keyHash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FireBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFireBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.functionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.batchId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.keyHash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FireBatchRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      functionId: isSet(object.functionId)
+        ? globalThis.String(object.functionId)
+        : isSet(object.function_id)
+        ? globalThis.String(object.function_id)
+        : "",
+      batchId: isSet(object.batchId)
+        ? globalThis.String(object.batchId)
+        : isSet(object.batch_id)
+        ? globalThis.String(object.batch_id)
+        : "",
+      keyHash: isSet(object.keyHash)
+        ? globalThis.String(object.keyHash)
+        : isSet(object.key_hash)
+        ? globalThis.String(object.key_hash)
+        : "",
+    };
+  },
+
+  toJSON(message: FireBatchRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.functionId !== "") {
+      obj.functionId = message.functionId;
+    }
+    if (message.batchId !== "") {
+      obj.batchId = message.batchId;
+    }
+    if (message.keyHash !== "") {
+      obj.keyHash = message.keyHash;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FireBatchRequest>, I>>(base?: I): FireBatchRequest {
+    return FireBatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FireBatchRequest>, I>>(object: I): FireBatchRequest {
+    const message = createBaseFireBatchRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.functionId = object.functionId ?? "";
+    message.batchId = object.batchId ?? "";
+    message.keyHash = object.keyHash ?? "";
+    return message;
+  },
+};
+
+function createBaseFireBatchResponse(): FireBatchResponse {
+  return { runId: "", events: 0 };
+}
+
+export const FireBatchResponse: MessageFns<FireBatchResponse> = {
+  encode(message: FireBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    if (message.events !== 0) {
+      writer.uint32(16).int32(message.events);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FireBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFireBatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.events = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FireBatchResponse {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      events: isSet(object.events) ? globalThis.Number(object.events) : 0,
+    };
+  },
+
+  toJSON(message: FireBatchResponse): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.events !== 0) {
+      obj.events = Math.round(message.events);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FireBatchResponse>, I>>(base?: I): FireBatchResponse {
+    return FireBatchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FireBatchResponse>, I>>(object: I): FireBatchResponse {
+    const message = createBaseFireBatchResponse();
+    message.runId = object.runId ?? "";
+    message.events = object.events ?? 0;
+    return message;
+  },
+};
 
 function createBaseGetFlowLimitsRequest(): GetFlowLimitsRequest {
   return { functions: [] };
@@ -1682,6 +2160,34 @@ export const RunnerServiceService = {
       Buffer.from(GetFlowLimitsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetFlowLimitsResponse => GetFlowLimitsResponse.decode(value),
   },
+  /**
+   * FireDebounce ends a debounce whose item came due: it starts the run with the last event, or,
+   * when later events pushed the debounce back, says when to come again (due_at_ms). Idempotent per
+   * debounce: a repeated call starts no second run. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  fireDebounce: {
+    path: "/stepline.runner.v1.RunnerService/FireDebounce" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FireDebounceRequest): Buffer => Buffer.from(FireDebounceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FireDebounceRequest => FireDebounceRequest.decode(value),
+    responseSerialize: (value: FireDebounceResponse): Buffer =>
+      Buffer.from(FireDebounceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FireDebounceResponse => FireDebounceResponse.decode(value),
+  },
+  /**
+   * FireBatch starts the run of a batch (its timeout came, or it filled up) with its events, and
+   * closes it to new events. Idempotent per batch. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  fireBatch: {
+    path: "/stepline.runner.v1.RunnerService/FireBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FireBatchRequest): Buffer => Buffer.from(FireBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FireBatchRequest => FireBatchRequest.decode(value),
+    responseSerialize: (value: FireBatchResponse): Buffer => Buffer.from(FireBatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FireBatchResponse => FireBatchResponse.decode(value),
+  },
 } as const;
 
 export interface RunnerServiceServer extends UntypedServiceImplementation {
@@ -1707,6 +2213,17 @@ export interface RunnerServiceServer extends UntypedServiceImplementation {
    * (the queue caches them briefly). Idempotent. Errors: INVALID_ARGUMENT, UNAVAILABLE.
    */
   getFlowLimits: handleUnaryCall<GetFlowLimitsRequest, GetFlowLimitsResponse>;
+  /**
+   * FireDebounce ends a debounce whose item came due: it starts the run with the last event, or,
+   * when later events pushed the debounce back, says when to come again (due_at_ms). Idempotent per
+   * debounce: a repeated call starts no second run. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  fireDebounce: handleUnaryCall<FireDebounceRequest, FireDebounceResponse>;
+  /**
+   * FireBatch starts the run of a batch (its timeout came, or it filled up) with its events, and
+   * closes it to new events. Idempotent per batch. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  fireBatch: handleUnaryCall<FireBatchRequest, FireBatchResponse>;
 }
 
 export interface RunnerServiceClient extends Client {
@@ -1787,6 +2304,45 @@ export interface RunnerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetFlowLimitsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * FireDebounce ends a debounce whose item came due: it starts the run with the last event, or,
+   * when later events pushed the debounce back, says when to come again (due_at_ms). Idempotent per
+   * debounce: a repeated call starts no second run. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  fireDebounce(
+    request: FireDebounceRequest,
+    callback: (error: ServiceError | null, response: FireDebounceResponse) => void,
+  ): ClientUnaryCall;
+  fireDebounce(
+    request: FireDebounceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FireDebounceResponse) => void,
+  ): ClientUnaryCall;
+  fireDebounce(
+    request: FireDebounceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FireDebounceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * FireBatch starts the run of a batch (its timeout came, or it filled up) with its events, and
+   * closes it to new events. Idempotent per batch. Errors: INVALID_ARGUMENT, UNAVAILABLE.
+   */
+  fireBatch(
+    request: FireBatchRequest,
+    callback: (error: ServiceError | null, response: FireBatchResponse) => void,
+  ): ClientUnaryCall;
+  fireBatch(
+    request: FireBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FireBatchResponse) => void,
+  ): ClientUnaryCall;
+  fireBatch(
+    request: FireBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FireBatchResponse) => void,
   ): ClientUnaryCall;
 }
 
