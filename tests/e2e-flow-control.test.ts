@@ -2,6 +2,8 @@
 // throttle and priority in createFunction, and the cluster enforces them; a function can be
 // paused and resumed over gRPC; a config Stepline cannot enforce is refused at sync.
 
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { callUnary, createClient } from "@stepline/internal/grpc";
 import { waitFor } from "@stepline/internal/testing";
 import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
@@ -157,6 +159,18 @@ async function allEnded(ids: string[]) {
 
 const tags = (fn: string) => (work.get(fn) ?? []).map((w) => w.tag);
 
+const CLI = fileURLToPath(new URL("../services/event-api/dist/cli.js", import.meta.url));
+
+/** Runs the operator's CLI against the cluster; resolves with its stdout (rejects on failure). */
+function cli(...args: string[]): Promise<string> {
+  const addrs = ["--addr", cluster.tenantAddr, "--queue", cluster.queueAddrs[0] as string];
+  return new Promise((resolve, reject) =>
+    execFile(process.execPath, [CLI, ...addrs, ...args], (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout),
+    ),
+  );
+}
+
 interface SkipView {
   function_id: string;
   reason: string;
@@ -245,7 +259,7 @@ describe("flow control with the official SDK", () => {
     expect(tags("prioritized")).toEqual(["blocker", "high", "low"]);
   });
 
-  it("a paused function runs nothing until resumed, then runs what queued up", async () => {
+  it("a paused function runs nothing until resumed (gRPC), then runs what queued up", async () => {
     const queue = createClient(QueueServiceClient, cluster.queueAddrs[0] as string);
     const fn = {
       accountId: DEV_ACCOUNT_ID,
@@ -266,6 +280,18 @@ describe("flow control with the official SDK", () => {
     } finally {
       queue.close();
     }
+  });
+
+  it("the CLI pauses, reports and resumes a function", async () => {
+    const fnId = `${APP}-pausable`;
+    expect(await cli("functions", "pause", DEV_ENVIRONMENT_ID, fnId)).toBe(`${fnId} paused\n`);
+    expect(await cli("functions", "status", DEV_ENVIRONMENT_ID, fnId)).toBe(`${fnId} is paused\n`);
+    const [id] = await send("flow/pausable", { tag: "p3" });
+    await sleep(1_000);
+    expect(tags("pausable")).not.toContain("p3");
+    expect(await cli("functions", "resume", DEV_ENVIRONMENT_ID, fnId)).toBe(`${fnId} resumed\n`);
+    await allEnded([id as string]);
+    expect(await cli("functions", "status", DEV_ENVIRONMENT_ID, fnId)).toBe(`${fnId} is running\n`);
   });
 
   it("rateLimit starts `limit` runs per period and skips the rest, saying why", async () => {

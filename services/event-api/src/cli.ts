@@ -1,17 +1,19 @@
 #!/usr/bin/env node
-// The operator's CLI over TenantService gRPC (accounts, environments and event keys) and
-// ExecutorService gRPC (cancelling runs).
+// The operator's CLI over TenantService gRPC (accounts, environments and event keys),
+// ExecutorService gRPC (cancelling runs) and QueueService gRPC (pausing functions).
 // Exit codes: 0 done, 1 the call failed (the server answered an error or cannot be reached),
 // 2 bad usage. Output is a small table, or JSON with --json.
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { parseArgs as parseOptions } from "node:util";
 import { callUnary, createClient } from "@stepline/internal/grpc";
 import type { Account, Environment } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
+import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { loadCliConfig } from "./config.js";
 
-export const USAGE = `usage: stepline [--addr host:port] [--executor host:port] [--json] <command>
+export const USAGE = `usage: stepline [--addr host:port] [--executor host:port] [--queue host:port] [--json] <command>
 
 commands:
   accounts create <name>            create an account
@@ -24,11 +26,16 @@ commands:
   runs cancel-function <envId> <functionId> [--from <time>] [--to <time>]
                                     cancel the running runs of a function started in [from, to)
                                     (times as ISO 8601 or epoch ms; default: all of them)
+  functions pause <envId> <functionId>   stop handing out the function's work (it stays queued)
+  functions resume <envId> <functionId>  hand it out again, in order
+  functions status <envId> <functionId>  say whether the function is paused
 
 options:
   --addr host:port   event-api's gRPC address (default: $STEPLINE_EVENT_API_GRPC_ADDR or 127.0.0.1:50051)
   --executor host:port  the executor's gRPC address, for runs commands
                      (default: $STEPLINE_EXECUTOR_GRPC_ADDR or 127.0.0.1:50054)
+  --queue host:port  a queue replica's gRPC address, for functions commands
+                     (default: $STEPLINE_QUEUE_GRPC_ADDR or 127.0.0.1:50053)
   --json             print JSON instead of a table
   -h, --help         show this help
 `;
@@ -43,6 +50,7 @@ class UsageError extends Error {}
 interface Parsed {
   addr: string | null;
   executor: string | null;
+  queue: string | null;
   from: string | null;
   to: string | null;
   json: boolean;
@@ -51,37 +59,40 @@ interface Parsed {
 }
 
 function parseArgs(argv: string[]): Parsed {
-  const out: Parsed = {
-    addr: null,
-    executor: null,
-    from: null,
-    to: null,
-    json: false,
-    help: false,
-    args: [],
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    const valued = (["--executor", "--from", "--to"] as const).find((o) => a === o || a.startsWith(`${o}=`));
-    if (valued) {
-      const v = a === valued ? argv[++i] : a.slice(valued.length + 1);
-      if (!v) throw new UsageError(`${valued} needs a value`);
-      out[valued.slice(2) as "executor" | "from" | "to"] = v;
-      continue;
-    }
-    if (a === "--json") out.json = true;
-    else if (a === "-h" || a === "--help" || a === "help") out.help = true;
-    else if (a === "--addr") {
-      const v = argv[++i];
-      if (!v) throw new UsageError("--addr needs a value (host:port)");
-      out.addr = v;
-    } else if (a.startsWith("--addr=")) out.addr = a.slice("--addr=".length);
-    else if (a.startsWith("-") && a.length > 1) throw new UsageError(`unknown option ${a}`);
-    else out.args.push(a);
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseOptions({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        addr: { type: "string" },
+        executor: { type: "string" },
+        queue: { type: "string" },
+        from: { type: "string" },
+        to: { type: "string" },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message.split("\n")[0] ?? "bad arguments");
   }
+  const str = (v: string | boolean | undefined) => (typeof v === "string" ? v : null);
+  const out: Parsed = {
+    addr: str(values.addr),
+    executor: str(values.executor),
+    queue: str(values.queue),
+    from: str(values.from),
+    to: str(values.to),
+    json: values.json === true,
+    help: values.help === true || positionals[0] === "help",
+    args: positionals[0] === "help" ? positionals.slice(1) : positionals,
+  };
   for (const [name, v] of [
     ["--addr", out.addr],
     ["--executor", out.executor],
+    ["--queue", out.queue],
   ] as const) {
     if (v !== null && !/^[^\s:]+:\d{1,5}$/.test(v))
       throw new UsageError(`${name} must be host:port, got "${v}"`);
@@ -142,6 +153,7 @@ export async function runCli(
   io: CliIo,
   defaultAddr: string,
   defaultExecutorAddr = "127.0.0.1:50054",
+  defaultQueueAddr = "127.0.0.1:50053",
 ): Promise<number> {
   let parsed: Parsed;
   try {
@@ -158,6 +170,14 @@ export async function runCli(
   const executorAddr = parsed.executor ?? defaultExecutorAddr;
   const client = createClient(TenantServiceClient, addr);
   const executor = createClient(ExecutorServiceClient, executorAddr);
+  const queueAddr = parsed.queue ?? defaultQueueAddr;
+  const queue = createClient(QueueServiceClient, queueAddr);
+  /** A function of an environment, with the environment's account (from TenantService). */
+  const functionRef = async (environmentId: string, functionId: string) => {
+    const { environment } = await callUnary(client.getEnvironment.bind(client), { environmentId });
+    if (!environment) throw new Error(`environment ${environmentId} not found`);
+    return { accountId: environment.accountId, environmentId, functionId };
+  };
   const print = (value: unknown, text: string) =>
     io.stdout(parsed.json ? `${JSON.stringify(value, null, 2)}\n` : text);
   try {
@@ -240,6 +260,27 @@ export async function runCli(
         print({ cancelled }, `${cancelled.length} runs of ${functionId} cancelled\n`);
         break;
       }
+      case "functions pause":
+      case "functions resume": {
+        const [environmentId, functionId] = need(rest, 2, `${cmd} <envId> <functionId>`);
+        const fn = await functionRef(environmentId as string, functionId as string);
+        const res =
+          verb === "pause"
+            ? await callUnary(queue.pauseFunction.bind(queue), { function: fn })
+            : await callUnary(queue.resumeFunction.bind(queue), { function: fn });
+        const done = verb === "pause" ? "paused" : "resumed";
+        const already = verb === "pause" ? "was paused already" : "was not paused";
+        print(res, `${functionId} ${res.changed ? done : already}\n`);
+        break;
+      }
+      case "functions status": {
+        const [environmentId, functionId] = need(rest, 2, "functions status <envId> <functionId>");
+        const fn = await functionRef(environmentId as string, functionId as string);
+        const res = await callUnary(queue.getFunctionPauses.bind(queue), { functions: [fn] });
+        const paused = res.functions[0]?.paused ?? false;
+        print({ paused }, `${functionId} is ${paused ? "paused" : "running"}\n`);
+        break;
+      }
       default:
         throw new UsageError(`unknown command "${parsed.args.join(" ")}"`);
     }
@@ -251,13 +292,18 @@ export async function runCli(
     }
     const e = err as Error;
     const where =
-      parsed.args[0] === "runs" ? `the executor running at ${executorAddr}` : `event-api running at ${addr}`;
+      parsed.args[0] === "runs"
+        ? `the executor running at ${executorAddr}`
+        : parsed.args[0] === "functions"
+          ? `event-api running at ${addr}, and a queue replica at ${queueAddr}`
+          : `event-api running at ${addr}`;
     const hint = e.name === "UnavailableError" ? ` (is ${where}?)` : "";
     io.stderr(`stepline: ${e.message}${hint}\n`);
     return 1;
   } finally {
     client.close();
     executor.close();
+    queue.close();
   }
 }
 
@@ -266,14 +312,15 @@ export async function cliMain(argv: string[] = process.argv.slice(2)): Promise<n
   const io: CliIo = { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) };
   let addr: string;
   let executorAddr: string;
+  let queueAddr: string;
   try {
-    ({ addr, executorAddr } = loadCliConfig());
+    ({ addr, executorAddr, queueAddr } = loadCliConfig());
   } catch (err) {
     io.stderr(`stepline: ${(err as Error).message}\n`);
     process.exitCode = 2;
     return 2;
   }
-  const code = await runCli(argv, io, addr, executorAddr);
+  const code = await runCli(argv, io, addr, executorAddr, queueAddr);
   process.exitCode = code;
   return code;
 }

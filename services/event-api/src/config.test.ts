@@ -20,13 +20,18 @@ describe("configuration", () => {
     );
   });
 
-  it("gives the CLI the TenantService and ExecutorService addresses", () => {
-    expect(loadCliConfig({})).toEqual({ addr: "127.0.0.1:50051", executorAddr: "127.0.0.1:50054" });
+  it("gives the CLI the TenantService, ExecutorService and QueueService addresses", () => {
+    expect(loadCliConfig({})).toEqual({
+      addr: "127.0.0.1:50051",
+      executorAddr: "127.0.0.1:50054",
+      queueAddr: "127.0.0.1:50053",
+    });
     expect(
       loadCliConfig({
         STEPLINE_EVENT_API_GRPC_ADDR: "10.0.0.1:7000",
         STEPLINE_EXECUTOR_GRPC_ADDR: "10.0.0.2:7001",
+        STEPLINE_QUEUE_GRPC_ADDR: "10.0.0.3:7002",
       }),
-    ).toEqual({ addr: "10.0.0.1:7000", executorAddr: "10.0.0.2:7001" });
+    ).toEqual({ addr: "10.0.0.1:7000", executorAddr: "10.0.0.2:7001", queueAddr: "10.0.0.3:7002" });
   });
 });

@@ -37,10 +37,19 @@ export function loadEventApiConfig(env: NodeJS.ProcessEnv) {
 const cliSchema = {
   STEPLINE_EVENT_API_GRPC_ADDR: envAddr("127.0.0.1:50051"),
   STEPLINE_EXECUTOR_GRPC_ADDR: envAddr("127.0.0.1:50054"),
+  STEPLINE_QUEUE_GRPC_ADDR: envAddr("127.0.0.1:50053"),
 };
 
-/** The CLI's configuration: the TenantService and ExecutorService addresses, from `env`. */
-export function loadCliConfig(env: NodeJS.ProcessEnv = process.env): { addr: string; executorAddr: string } {
+/** The CLI's configuration: the TenantService, ExecutorService and QueueService addresses, from `env`. */
+export function loadCliConfig(env: NodeJS.ProcessEnv = process.env): {
+  addr: string;
+  executorAddr: string;
+  queueAddr: string;
+} {
   const c = loadConfig(cliSchema, env);
-  return { addr: c.STEPLINE_EVENT_API_GRPC_ADDR, executorAddr: c.STEPLINE_EXECUTOR_GRPC_ADDR };
+  return {
+    addr: c.STEPLINE_EVENT_API_GRPC_ADDR,
+    executorAddr: c.STEPLINE_EXECUTOR_GRPC_ADDR,
+    queueAddr: c.STEPLINE_QUEUE_GRPC_ADDR,
+  };
 }

@@ -131,10 +131,18 @@ describe("history consumer", () => {
         outputJson: '{"hello":"world"}',
         errorJson: "",
       });
-      const listed = await callUnary(client.listEventRuns.bind(client), {
-        environmentId: "env_grpc",
-        eventId: first.eventId,
-      });
+      // Each table of a batch is its own insert, so the event index may land a moment later.
+      const listed = await waitFor(
+        "the run listed under its event",
+        async () => {
+          const r = await callUnary(client.listEventRuns.bind(client), {
+            environmentId: "env_grpc",
+            eventId: first.eventId,
+          });
+          return r.runs.length > 0 ? r : undefined;
+        },
+        WAIT,
+      );
       expect(listed.runs.map((r) => r.runId)).toEqual([first.runId]);
       expect(await t.store.listSteps("env_grpc", first.runId)).toHaveLength(1);
       await expect(

@@ -1,39 +1,84 @@
-// A small benchmark (not part of the service): one in-process queue replica and one executor
-// stream on the same Node process, against a real Redis, in a fresh key namespace.
-// Usage: node services/queue/dist/bench.js redis://127.0.0.1:26379 [items=20000] [accounts=10]
-// Prints enqueue rate, lease->complete rate, and a chain (complete enqueues the next step).
+// `npm run bench:queue`: the queue's enqueue -> lease -> ack loop against BullMQ's on the same
+// Redis, in one run, with no-op work (not part of the service).
+//
+//   1. Stepline vs BullMQ, 10 accounts x 3 functions: items/s from the first enqueue to the last
+//      ack, and the ratio (fairness is always on in Stepline: every claim goes through DRR).
+//   2. The same with 1,000 accounts and 10,000 functions.
+//   3. Noisy neighbour: one account floods (100,000 items queued at once) while a quiet account
+//      enqueues one item every 20 ms; the quiet items' start delay (enqueue call -> leased), p50/p99.
+//
+// Both systems run in this process with their client (one queue replica and one executor stream;
+// one BullMQ Worker), so the figures include the client's cost. Redis is a private redis-server
+// started here (no persistence) unless --redis names one.
+// Usage: node services/queue/dist/bench.js [--items 20000] [--noisy 100000] [--redis redis://...]
+import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
+import { parseArgs } from "node:util";
 import { callUnary, createClient } from "@stepline/internal/grpc";
 import { createLogger } from "@stepline/internal/log";
+import { waitFor } from "@stepline/internal/testing";
 import type { NewItem, WorkRequest, WorkResponse } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind, QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { Queue as BullQueue, Worker as BullWorker } from "bullmq";
 import { Redis } from "ioredis";
 import { staticLimitsSource } from "./limits.js";
 import { startQueueService } from "./service.js";
 
-const [url = "redis://127.0.0.1:6379", itemsArg = "20000", accountsArg = "10"] = process.argv.slice(2);
-const total = Number(itemsArg);
-const accounts = Number(accountsArg);
+const { values: args } = parseArgs({
+  options: {
+    items: { type: "string", default: "20000" },
+    noisy: { type: "string", default: "100000" },
+    redis: { type: "string" },
+  },
+});
+const ITEMS = Number(args.items);
+const NOISY = Number(args.noisy);
+const BATCH = 500;
+const CREDITS = 512;
 const log = createLogger("queue-bench", "warn");
-const redis = new Redis(url);
-const namespace = `bench${randomBytes(4).toString("hex")}:`;
 
-function item(id: string, n: number, step = 0): NewItem {
-  return {
-    id,
-    runId: `run-${n}`,
-    accountId: `acct-${n % accounts}`,
-    environmentId: "env",
-    functionId: `fn-${n % 3}`,
-    kind: step === 0 ? ItemKind.ITEM_KIND_START : ItemKind.ITEM_KIND_STEP,
-    delayMs: 0,
-    runAtMs: 0,
-    attempt: 0,
-    payload: JSON.stringify({ stepId: `s${step}` }),
-    flow: undefined,
-  };
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
+/** A private redis-server (no persistence), or the one named by --redis. */
+async function startRedis(): Promise<{ url: string; child?: ChildProcess }> {
+  if (args.redis) return { url: args.redis };
+  const port = await freePort();
+  const child = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    {
+      stdio: "ignore",
+    },
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  probe.on("error", () => {}); // refused until the server listens: waitFor retries
+  await waitFor("redis-server", async () => {
+    try {
+      if (probe.status !== "ready") await probe.connect();
+      return (await probe.ping()) === "PONG";
+    } catch {
+      return false;
+    }
+  });
+  probe.disconnect();
+  return { url, child };
+}
+
+const redisServer = await startRedis();
+const redis = new Redis(redisServer.url);
+const namespace = `bench${randomBytes(4).toString("hex")}:`;
 const service = await startQueueService(
   redis,
   {
@@ -52,81 +97,225 @@ const service = await startQueueService(
 );
 const client = createClient(QueueServiceClient, `127.0.0.1:${service.port}`);
 
-async function enqueueAll(items: NewItem[]): Promise<number> {
-  const t0 = performance.now();
+function item(id: string, accountId: string, functionId: string): NewItem {
+  return {
+    id,
+    runId: id,
+    accountId,
+    environmentId: "env",
+    functionId,
+    kind: ItemKind.ITEM_KIND_START,
+    delayMs: 0,
+    runAtMs: 0,
+    attempt: 0,
+    payload: "{}",
+    flow: undefined,
+  };
+}
+
+/** N items over `accounts` accounts with `fns` functions each. */
+function spread(prefix: string, n: number, accounts: number, fns: number): NewItem[] {
+  return Array.from({ length: n }, (_, i) => {
+    const a = i % accounts;
+    return item(`${prefix}-${i}`, `acct-${a}`, `fn-${Math.floor(i / accounts) % fns}`);
+  });
+}
+
+async function enqueueAll(items: NewItem[]): Promise<void> {
   const batches: NewItem[][] = [];
-  for (let i = 0; i < items.length; i += 500) batches.push(items.slice(i, i + 500));
-  // A few enqueue calls in flight, like several runner consumers.
+  for (let i = 0; i < items.length; i += BATCH) batches.push(items.slice(i, i + BATCH));
+  // A few calls in flight, like several runner and executor replicas.
   for (let i = 0; i < batches.length; i += 4) {
     await Promise.all(
       batches.slice(i, i + 4).map((b) => callUnary(client.enqueue.bind(client), { items: b })),
     );
   }
-  return performance.now() - t0;
 }
 
-/** Works until `expected` completions were acknowledged; `steps` > 1 chains next items. */
-function work(expected: number, steps: number, credits = 512): Promise<number> {
-  return new Promise((resolve) => {
-    const t0 = performance.now();
-    const stream = client.work();
-    let done = 0;
-    let batchId = 0;
-    const send = (req: WorkRequest) => stream.write(req);
-    stream.on("data", (res: WorkResponse) => {
-      if (res.response?.$case === "items") {
-        const items = res.response.value.items.map((l) => {
-          const it = l.item as NewItem;
-          const step = Number(it.id.split(":s")[1] ?? 0);
-          const n = Number(it.runId.slice(4));
-          const next = step + 1 < steps ? [item(`${it.runId}:s${step + 1}`, n, step + 1)] : [];
-          const lease = {
-            itemId: it.id,
-            accountId: it.accountId,
-            generation: l.generation,
-            partitionId: l.partitionId,
-          };
-          return { lease, next };
-        });
-        send({ request: { $case: "complete", value: { batchId: ++batchId, items } } });
-      } else if (res.response?.$case === "results") {
-        const n = res.response.value.results.length;
-        done += n;
-        send({ request: { $case: "credits", value: { count: n } } });
-        if (done >= expected) {
-          stream.end();
-          resolve(performance.now() - t0);
+/**
+ * An executor stream: acks every leased item at once (no-op work) and grants the credit back.
+ * `onLeased` sees each item as it arrives.
+ */
+function worker(onLeased: (items: NewItem[]) => void = () => {}) {
+  const stream = client.work();
+  let batchId = 0;
+  let acked = 0;
+  const waiters: Array<{ n: number; resolve: () => void }> = [];
+  stream.on("data", (res: WorkResponse) => {
+    if (res.response?.$case === "items") {
+      const leased = res.response.value.items;
+      onLeased(leased.flatMap((l) => (l.item ? [l.item] : [])));
+      const items = leased.map((l) => ({
+        lease: {
+          itemId: l.item?.id ?? "",
+          accountId: l.item?.accountId ?? "",
+          generation: l.generation,
+          partitionId: l.partitionId,
+        },
+        next: [],
+      }));
+      stream.write({
+        request: { $case: "complete", value: { batchId: ++batchId, items } },
+      } satisfies WorkRequest);
+    } else if (res.response?.$case === "results") {
+      const n = res.response.value.results.length;
+      acked += n;
+      stream.write({ request: { $case: "credits", value: { count: n } } } satisfies WorkRequest);
+      for (const w of [...waiters]) {
+        if (acked >= w.n) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve();
         }
       }
-    });
-    send({ request: { $case: "credits", value: { count: credits } } });
+    }
   });
+  stream.write({ request: { $case: "credits", value: { count: CREDITS } } } satisfies WorkRequest);
+  return {
+    /** Resolves once `n` acks in all were answered. */
+    acked: (n: number) =>
+      new Promise<void>((resolve) => {
+        if (acked >= n) resolve();
+        else waiters.push({ n, resolve });
+      }),
+    close: () => stream.end(),
+  };
 }
 
-const flat = Array.from({ length: total }, (_, i) => item(`run-${i}:s0`, i));
-const enqMs = await enqueueAll(flat);
-const workMs = await work(total, 1);
-const runs = Math.floor(total / 5);
-const chainEnqMs = await enqueueAll(
-  Array.from({ length: runs }, (_, i) => item(`run-${total + i}:s0`, total + i)),
-);
-const chainMs = await work(runs * 5, 5);
-const rate = (n: number, ms: number) => Math.round((n / ms) * 1000);
-process.stdout.write(
-  `${JSON.stringify({
-    items: total,
-    accounts,
-    enqueuePerSec: rate(total, enqMs),
-    leaseCompletePerSec: rate(total, workMs),
-    chain: { runs, steps: 5, stepsPerSec: rate(runs * 5, chainMs), enqueueMs: Math.round(chainEnqMs) },
-  })}\n`,
-);
-client.close();
-await service.stop();
-let cursor = "0";
-do {
-  const [next, keys] = await redis.scan(cursor, "MATCH", `q:{${namespace}*`, "COUNT", 1000);
-  cursor = next;
-  if (keys.length > 0) await redis.del(...keys);
-} while (cursor !== "0");
-await redis.quit();
+/** Stepline: items/s from the first enqueue to the last ack. */
+async function stepline(items: NewItem[]): Promise<number> {
+  const w = worker();
+  const t0 = performance.now();
+  await enqueueAll(items);
+  await w.acked(items.length);
+  const ms = performance.now() - t0;
+  w.close();
+  return rate(items.length, ms);
+}
+
+/** BullMQ: the same loop (addBulk in batches, one Worker acking at once) on the same Redis. */
+async function bullmq(n: number): Promise<number> {
+  const connection = { url: redisServer.url, maxRetriesPerRequest: null };
+  const name = `bench-${randomBytes(4).toString("hex")}`;
+  const queue = new BullQueue(name, { connection });
+  let done = 0;
+  let finish: () => void = () => {};
+  const all = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const w = new BullWorker(name, async () => undefined, {
+    connection,
+    concurrency: CREDITS,
+    removeOnComplete: { count: 0 },
+  });
+  w.on("completed", () => {
+    if (++done >= n) finish();
+  });
+  await w.waitUntilReady();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i += BATCH * 4) {
+    const calls: Array<Promise<unknown>> = [];
+    for (let j = i; j < Math.min(n, i + BATCH * 4); j += BATCH) {
+      const jobs = Array.from({ length: Math.min(BATCH, n - j) }, (_, k) => ({
+        name: "job",
+        data: { n: j + k },
+        opts: { removeOnComplete: true },
+      }));
+      calls.push(queue.addBulk(jobs));
+    }
+    await Promise.all(calls);
+  }
+  await all;
+  const ms = performance.now() - t0;
+  await w.close();
+  await queue.obliterate({ force: true });
+  await queue.close();
+  return rate(n, ms);
+}
+
+/** The quiet account's start delays while the noisy one's backlog drains. */
+async function noisyNeighbour(): Promise<{ p50: number; p99: number; quiet: number; noisyPerSec: number }> {
+  const sentAt = new Map<string, number>();
+  const delays: number[] = [];
+  let noisyDone = 0;
+  const w = worker((items) => {
+    const now = performance.now();
+    for (const it of items) {
+      const t = sentAt.get(it.id);
+      if (t !== undefined) delays.push(now - t);
+      else noisyDone++;
+    }
+  });
+  await enqueueAll(Array.from({ length: NOISY }, (_, i) => item(`noisy-${i}`, "noisy", `fn-${i % 5}`)));
+  const t0 = performance.now();
+  const before = noisyDone;
+  let q = 0;
+  while (performance.now() - t0 < 5_000) {
+    const id = `quiet-${q++}`;
+    sentAt.set(id, performance.now());
+    await callUnary(client.enqueue.bind(client), { items: [item(id, "quiet", "fn-q")] });
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await waitFor("the quiet items", () => delays.length >= q, { timeoutMs: 60_000 });
+  const noisyPerSec = rate(noisyDone - before, performance.now() - t0);
+  w.close();
+  delays.sort((a, b) => a - b);
+  const pct = (p: number) =>
+    Math.round((delays[Math.min(delays.length - 1, Math.floor(p * delays.length))] ?? 0) * 10) / 10;
+  return { p50: pct(0.5), p99: pct(0.99), quiet: delays.length, noisyPerSec };
+}
+
+function rate(n: number, ms: number): number {
+  return Math.round((n / ms) * 1000);
+}
+
+function print(line: object): void {
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+}
+
+try {
+  // A warm-up of each, so neither pays for script loading or JIT in the measured run.
+  await stepline(spread("warm", 2_000, 10, 3));
+  await bullmq(2_000);
+
+  const s1 = await stepline(spread("a", ITEMS, 10, 3));
+  const b1 = await bullmq(ITEMS);
+  print({
+    case: "10 accounts x 3 functions",
+    items: ITEMS,
+    steplinePerSec: s1,
+    bullmqPerSec: b1,
+    ratio: Math.round((s1 / b1) * 100) / 100,
+  });
+
+  const s2 = await stepline(spread("b", ITEMS, 1_000, 10));
+  const b2 = await bullmq(ITEMS);
+  print({
+    case: "1,000 accounts x 10 functions",
+    items: ITEMS,
+    steplinePerSec: s2,
+    bullmqPerSec: b2,
+    ratio: Math.round((s2 / b2) * 100) / 100,
+  });
+
+  const n = await noisyNeighbour();
+  print({
+    case: "noisy neighbour",
+    noisyQueued: NOISY,
+    quietItems: n.quiet,
+    quietStartDelayMs: { p50: n.p50, p99: n.p99 },
+    noisyPerSec: n.noisyPerSec,
+  });
+} finally {
+  client.close();
+  await service.stop();
+  if (redisServer.child) redisServer.child.kill("SIGKILL");
+  else {
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `q:{${namespace}*`, "COUNT", 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== "0");
+  }
+  redis.disconnect();
+}

@@ -108,10 +108,10 @@ async function grant(sink: RecordingSink, scheduler: Scheduler, n: number) {
 }
 
 describe("Scheduler", () => {
-  it("does not let an account with 10,000 items starve one with a single item", async () => {
+  it("does not let an account with 100,000 items starve one with a single item", async () => {
     const { queue, sink, scheduler } = await setup();
-    const flood = Array.from({ length: 10_000 }, (_, i) => item(`big-${i}`, "big"));
-    await queue.enqueue(flood);
+    const flood = Array.from({ length: 100_000 }, (_, i) => item(`big-${i}`, "big"));
+    for (let i = 0; i < flood.length; i += 10_000) await queue.enqueue(flood.slice(i, i + 10_000));
     await queue.enqueue([item("small-0", "small")]);
     scheduler.start();
     await grant(sink, scheduler, 16);
@@ -128,6 +128,24 @@ describe("Scheduler", () => {
     scheduler.start();
     await grant(sink, scheduler, 16);
     expect(sink.got.slice(0, 16).some((g) => g.functionId === "fn-trickle")).toBe(true);
+  });
+
+  it("does not let a function at its concurrency limit hold back another function of the account", async () => {
+    const limited = { concurrency: [{ scope: "f" as const, keyed: false, limit: 2 }], throttle: null };
+    const { queue, sink, scheduler } = await setup({ limits: { "fn-limited": limited } });
+    const flow = {
+      concurrency: [{ scope: 1, keyHash: "" }],
+      throttled: false,
+      throttleKeyHash: "",
+      priorityS: 0,
+    };
+    await queue.enqueue(Array.from({ length: 50 }, (_, i) => item(`l-${i}`, "acct", "fn-limited", { flow })));
+    await queue.enqueue(Array.from({ length: 10 }, (_, i) => item(`o-${i}`, "acct", "fn-other")));
+    scheduler.start();
+    await grant(sink, scheduler, 12);
+    // Two of the limited function (its limit), and every item of the other.
+    expect(sink.got.filter((g) => g.functionId === "fn-limited")).toHaveLength(2);
+    expect(sink.got.filter((g) => g.functionId === "fn-other")).toHaveLength(10);
   });
 
   it("shares credits evenly between two busy accounts", async () => {
