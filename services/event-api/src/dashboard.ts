@@ -18,6 +18,7 @@ code{background:#f2f2f2;padding:0 .25rem;border-radius:3px}</style></head>
 <li><code>POST /e/&lt;event key&gt;</code>: send one event or an array of events</li>
 <li><code>POST /fn/register</code>: sync an app's functions (the SDK calls it after a <code>PUT</code> to the app)</li>
 <li><code>GET /v1/events/&lt;event id&gt;/runs</code>: the runs an event started</li>
+<li><code>GET /v1/events/&lt;event id&gt;/skips</code>: the functions an event started no run of, and why</li>
 <li><code>GET /v1/runs/&lt;run id&gt;</code>: one run</li>
 </ul>
 <p>Accounts, environments and keys are managed with <code>npm run stepline -- accounts|envs|keys ...</code>.</p>
