@@ -16,7 +16,7 @@ import type { PauseStore } from "./pauses.js";
 import { NEVER } from "./pauses.js";
 import { runRecord } from "./records.js";
 import type { SingletonLocks } from "./singleton.js";
-import type { CancelOnDef, NewRun, RunStore } from "./state.js";
+import type { CancelOnDef, NewRun, RunStatus, RunStore } from "./state.js";
 
 /** A run to schedule, as the runner describes it. */
 export interface RunSpecInput {
@@ -87,13 +87,18 @@ export class Scheduler {
 
   /** Schedules each run once; ValidationError for a bad spec, UnavailableError for anything else. */
   async schedule(specs: RunSpecInput[]): Promise<ScheduleResult[]> {
-    const all = specs.map((s) => this.validate(s));
+    const checked = specs.map((s) => this.validate(s));
+    const runs = checked.map((c) => c.run);
     try {
-      // Singleton runs whose key has a running run are skipped (mode "skip") before any state.
-      const skipped = await Promise.all(all.map((c, i) => this.singletonSkip(c, specs[i]?.singleton)));
-      const checked = all.filter((_, i) => !skipped[i]);
-      const runs = checked.map((c) => c.run);
       const created = await Promise.all(runs.map((r) => this.deps.store.create(r)));
+      // Singleton runs decide, one at a time, once their state exists (so a run that takes a lock
+      // is always visible to the next one): a skipped run never starts.
+      for (const [i, c] of checked.entries()) {
+        const singleton = specs[i]?.singleton;
+        const cur = created[i];
+        if (!singleton || cur?.status !== "running" || cur.calls !== 0) continue;
+        if (await this.singletonSkip(c, singleton)) created[i] = { ...cur, status: "skipped" as RunStatus };
+      }
       // Indexed before the start item exists, so a run can be cancelled from its first call on.
       await this.deps.live.add(
         runs.flatMap((r, i) =>
@@ -144,8 +149,10 @@ export class Scheduler {
       });
       await this.deps.produce(records);
       if (toStart.length > 0) await this.deps.enqueue(toStart.map(startItem));
-      const createdById = new Map(runs.map((r, i) => [r.runId, created[i]?.created ?? false]));
-      return all.map((c) => ({ runId: c.run.runId, created: createdById.get(c.run.runId) ?? false }));
+      return runs.map((r, i) => ({
+        runId: r.runId,
+        created: (created[i]?.status as string) !== "skipped" && (created[i]?.created ?? false),
+      }));
     } catch (err) {
       throw err instanceof UnavailableError
         ? err
@@ -154,46 +161,44 @@ export class Scheduler {
   }
 
   /**
-   * For a singleton run: takes its key's lock, taking over a lock whose holder is not running, and
-   * in mode "cancel" cancelling a running holder. True when the run must be skipped (mode "skip"
-   * with a running holder): it is then remembered as skipped and the skip recorded. A run that
-   * exists already (a repeated call) keeps whatever it was.
+   * For a singleton run just created and not started: takes its key's lock, taking over a lock
+   * whose holder is not running, and in mode "cancel" cancelling a running holder first (so a
+   * retry after a failure cancels again). True when the run must be skipped (mode "skip" with a
+   * running holder): the skip is recorded, then the run is marked skipped, so a repeated call
+   * finds it and starts nothing.
    */
-  private async singletonSkip(
-    c: { run: NewRun; eventId: string },
-    singleton: Singleton | undefined,
-  ): Promise<boolean> {
-    if (!singleton) return false;
+  private async singletonSkip(c: { run: NewRun; eventId: string }, singleton: Singleton): Promise<boolean> {
     const run = c.run;
     const ref = { environmentId: run.environmentId, functionId: run.functionId, keyHash: singleton.keyHash };
-    if ((await this.deps.store.status(run.runId)) !== null) return false;
     for (let tries = 0; tries < 5; tries++) {
       const holder = await this.deps.singletons.take(ref, run.runId);
       if (holder === null) return false;
-      const running = (await this.deps.store.status(holder)) === "running";
-      if (running && singleton.mode !== SingletonMode.SINGLETON_MODE_CANCEL) {
-        await this.deps.store.markSkipped(run.runId, run.environmentId, this.deps.skipTtlMs);
-        await this.deps.produce([
-          {
-            $case: "skip",
-            value: {
-              accountId: run.accountId,
-              environmentId: run.environmentId,
-              eventId: c.eventId,
-              functionId: run.functionId,
-              reason: SkipReason.SKIP_REASON_SINGLETON,
-              atMs: this.deps.clock.now(),
-              detail: `run ${holder} with the same singleton key is running`,
-            },
+      // A holder's state exists before it takes the lock, so "not running" means ended or gone.
+      if ((await this.deps.store.status(holder)) !== "running") {
+        if (await this.deps.singletons.swap(ref, holder, run.runId)) return false;
+        continue;
+      }
+      if (singleton.mode === SingletonMode.SINGLETON_MODE_CANCEL) {
+        // Its end gives the lock back (finalize); the next turn takes it.
+        await this.deps.cancel(holder, `singleton: replaced by run ${run.runId}`);
+        continue;
+      }
+      await this.deps.produce([
+        {
+          $case: "skip",
+          value: {
+            accountId: run.accountId,
+            environmentId: run.environmentId,
+            eventId: c.eventId,
+            functionId: run.functionId,
+            reason: SkipReason.SKIP_REASON_SINGLETON,
+            atMs: this.deps.clock.now(),
+            detail: `run ${holder} with the same singleton key is running`,
           },
-        ]);
-        return true;
-      }
-      // Not running (its end was never finalized), or to be replaced: the lock moves to this run.
-      if (await this.deps.singletons.swap(ref, holder, run.runId)) {
-        if (running) await this.deps.cancel(holder, `singleton: replaced by run ${run.runId}`);
-        return false;
-      }
+        },
+      ]);
+      await this.deps.store.markSkipped(run.runId, this.deps.skipTtlMs);
+      return true;
     }
     throw new UnavailableError(`singleton key of run ${run.runId} is contended; retry`);
   }

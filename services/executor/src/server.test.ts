@@ -251,6 +251,22 @@ describe("ExecutorService.ScheduleRuns with singleton", () => {
     expect((await schedule([third])).results).toEqual([{ runId: third.runId, created: true }]);
   });
 
+  it("starts one run of a key when several come in one call, whatever the mode", async () => {
+    for (const [mode, key] of [
+      [SingletonMode.SINGLETON_MODE_SKIP, "1111"],
+      [SingletonMode.SINGLETON_MODE_CANCEL, "2222"],
+    ] as const) {
+      const a = spec({ ...single(mode, key), functionId: "app-single" });
+      const b = spec({ ...single(mode, key), functionId: "app-single" });
+      await schedule([a, b]);
+      const statuses = await Promise.all([a, b].map(async (r) => (await store.load(r.runId))?.status));
+      expect(
+        statuses.filter((st) => st === "running"),
+        `mode ${mode}`,
+      ).toHaveLength(1);
+    }
+  });
+
   it("cancels the key's running run and starts the new one (mode cancel)", async () => {
     const old = spec({ ...single(SingletonMode.SINGLETON_MODE_CANCEL, "ef56"), functionId: "app-single" });
     const fresh = spec({ ...single(SingletonMode.SINGLETON_MODE_CANCEL, "ef56"), functionId: "app-single" });

@@ -15,7 +15,7 @@ declare module "ioredis" {
     steplineFinishRun(...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
     steplineSetReqVersion(meta: string, reqVersion: number): Result<unknown, Context>;
     steplineMarkFinalized(meta: string): Result<unknown, Context>;
-    steplineMarkSkipped(meta: string, environmentId: string, ttlMs: number): Result<unknown, Context>;
+    steplineMarkSkipped(meta: string, ttlMs: number): Result<unknown, Context>;
   }
 }
 
@@ -27,9 +27,9 @@ const SET_REQ_VERSION_LUA =
 const MARK_FINALIZED_LUA =
   "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'fin', 1) end return 1";
 
-// KEYS[1] meta; ARGV[1] environment id, ARGV[2] TTL ms. A "skipped" stub unless the run exists.
+// KEYS[1] meta; ARGV[1] TTL ms. Marks a created, never-called run skipped (it then expires).
 const MARK_SKIPPED_LUA =
-  "if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('HSET', KEYS[1], 'status', 'skipped', 'env', ARGV[1]) redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 1";
+  "if redis.call('HGET', KEYS[1], 'status') == 'running' and tonumber(redis.call('HGET', KEYS[1], 'calls')) == 0 then redis.call('HSET', KEYS[1], 'status', 'skipped') redis.call('PEXPIRE', KEYS[1], ARGV[1]) return 1 end return 0";
 
 export type RunStatus = "running" | "completed" | "failed" | "cancelled";
 
@@ -301,12 +301,13 @@ export class RunStore {
   }
 
   /**
-   * Records that a run was skipped (singleton), unless it exists: a later ScheduleRuns of the same
-   * run id (a redelivery) then finds it and starts nothing. Expires with the runner's 24 h window.
+   * Marks a run created but never called as skipped (singleton): a later ScheduleRuns of the same
+   * run id (a redelivery) finds it and starts nothing. It expires after `ttlMs` (the runner's 24 h
+   * window).
    */
-  async markSkipped(runId: string, environmentId: string, ttlMs: number): Promise<void> {
+  async markSkipped(runId: string, ttlMs: number): Promise<void> {
     const k = runKeys(this.prefix, runId);
-    await wrap(() => this.redis.steplineMarkSkipped(k.meta, environmentId, ttlMs));
+    await wrap(() => this.redis.steplineMarkSkipped(k.meta, ttlMs));
   }
 
   /** Marks that everything following the run's end was done; a no-op for unknown state. */

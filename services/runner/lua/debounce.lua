@@ -10,7 +10,8 @@
 -- ARGV[2]  the event (JSON)          ARGV[3] its ts (epoch ms)
 -- ARGV[4]  period, ms                ARGV[5] timeout, ms (0 = none)
 -- ARGV[6]  decision TTL, s
--- Returns: { debounce id, due ms }: the item `debounce:<id>` must be queued for that moment.
+-- Returns: { debounce id, due ms }: the item `debounce:<id>` must be queued for that moment;
+-- { "", 0 } when the event was decided otherwise before (it started a run: the config changed).
 
 local rec, decisionKey = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
@@ -20,6 +21,7 @@ local period, timeout = tonumber(ARGV[4]), tonumber(ARGV[5])
 local cur = redis.call('HMGET', rec, 'id', 'status', 'ts', 'deadline', 'due')
 local prior = redis.call('GET', decisionKey)
 if prior then
+  if string.sub(prior, 1, 9) ~= 'debounce:' then return { '', 0 } end
   local id = string.sub(prior, 10)
   if cur[1] == id then return { id, tonumber(cur[5]) } end
   return { id, now }

@@ -28,7 +28,11 @@ export interface AdmissionPair {
   event: unknown;
 }
 
-export type Admission = { kind: "run"; runId: string } | { kind: "skip"; reason: SkipReason; detail: string };
+export type Admission =
+  | { kind: "run"; runId: string }
+  | { kind: "skip"; reason: SkipReason; detail: string }
+  /** Buffered before (a debounce or batch; the function's config changed since): nothing to do. */
+  | { kind: "buffered" };
 
 /** Decides pairs with admit.lua on one Redis client. */
 export class Admitter {
@@ -81,6 +85,7 @@ export class Admitter {
 }
 
 function decode(decision: string): Admission {
+  if (decision.startsWith("debounce:") || decision.startsWith("batch:")) return { kind: "buffered" };
   if (!decision.startsWith("skip:")) return { kind: "run", runId: decision };
   const [, reason, a = "", b = ""] = decision.split(":");
   if (reason === "idempotent") {

@@ -8,6 +8,7 @@ import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { Admitter } from "./admission.js";
 import type { BufferedEvent } from "./buffers.js";
 import { Buffers, buffers } from "./buffers.js";
 import type { FlowConfig, StoredFunction } from "./model.js";
@@ -135,6 +136,29 @@ describe("debounce", () => {
     });
     await b.add([ev(fn, { user: "a" }), ev(fn, { user: "b" }), ev(fn, { user: "a" })]);
     expect(new Set(enqueued.map((i) => i.id)).size).toBe(2);
+  });
+});
+
+describe("a function whose config changed between deliveries of an event", () => {
+  it("keeps the first decision: a run is not also debounced, a debounced event starts no second run", async () => {
+    const plain = await fnWith("changing", {});
+    const e = ev(plain, { n: 1 });
+    const admitter = new Admitter(redis);
+    const [first] = await admitter.admit([
+      { environmentId: env, fn: plain.fn, eventId: e.eventId, event: e.event },
+    ]);
+    expect(first?.kind).toBe("run");
+    const debounced = await fnWith("changing", { debounce: { periodMs: 1_000, timeoutMs: 0, key: "" } });
+    await b.add([{ ...e, fn: debounced }]);
+    expect(enqueued).toEqual([]);
+
+    const other = ev(debounced, { n: 2 });
+    await b.add([other]);
+    expect(enqueued).toHaveLength(1);
+    const again = await admitter.admit([
+      { environmentId: env, fn: plain.fn, eventId: other.eventId, event: other.event },
+    ]);
+    expect(again).toEqual([{ kind: "buffered" }]);
   });
 });
 

@@ -107,7 +107,7 @@ export class Buffers {
     // One at a time: events of one buffer must apply in order (the latest event wins a debounce).
     for (const e of events) {
       const flow = flowConfig(e.fn.fn);
-      if (flow.debounce) items.push(await this.debounce(e, flow.debounce));
+      if (flow.debounce) items.push(...(await this.debounce(e, flow.debounce)));
       else if (flow.batchEvents) items.push(...(await this.batch(e, flow.batchEvents)));
     }
     if (items.length > 0) await this.deps.enqueue(items);
@@ -116,7 +116,7 @@ export class Buffers {
   private async debounce(
     e: BufferedEvent,
     d: NonNullable<ReturnType<typeof flowConfig>["debounce"]>,
-  ): Promise<NewItem> {
+  ): Promise<NewItem[]> {
     const key = d.key ? keyHash(d.key, e.event) : "";
     const ts = (e.event as { ts?: unknown } | null)?.ts;
     const [id, due] = await this.deps.redis.runnerDebounce(
@@ -129,10 +129,13 @@ export class Buffers {
       d.timeoutMs,
       IDEMPOTENCY_TTL_S,
     );
-    return bufferItem(e, ItemKind.ITEM_KIND_DEBOUNCE, `debounce:${e.fn.fn.id}:${id}`, Number(due), {
-      id: String(id),
-      keyHash: key,
-    });
+    if (id === "") return [];
+    return [
+      bufferItem(e, ItemKind.ITEM_KIND_DEBOUNCE, `debounce:${e.fn.fn.id}:${id}`, Number(due), {
+        id: String(id),
+        keyHash: key,
+      }),
+    ];
   }
 
   private async batch(
@@ -162,7 +165,9 @@ export class Buffers {
       let size = Number(r[1]);
       let created = Number(r[2]);
       if (r[0] === "dup") {
-        // Appended before (a redelivery): owe its items again, in case they were never queued.
+        // Decided before: a run (the config changed since) owes nothing; an append (a redelivery)
+        // owes its items again, in case they were never queued.
+        if (!String(r[1]).startsWith("batch:")) return [];
         batchId = String(r[1]).slice("batch:".length);
         const [c, n] = await Promise.all([
           this.deps.redis.hget(batchMetaKey(env, fnId, batchId), "created"),

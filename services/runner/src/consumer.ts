@@ -263,7 +263,7 @@ export class EventConsumer {
           });
           return;
         }
-        if (!d || runs.has(d.runId)) return;
+        if (!d || d.kind === "buffered" || runs.has(d.runId)) return;
         runs.set(d.runId, runSpecOf(fn, record.environmentId, d.runId, record.eventJson, event));
       });
       if (skips.size > 0) {

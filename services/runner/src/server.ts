@@ -56,18 +56,15 @@ export function runnerService(log: Logger, registry: Registry, crons: Crons, buf
         if (req.functions.length > MAX_LIMITS_PER_CALL) {
           throw new ValidationError(`at most ${MAX_LIMITS_PER_CALL} functions per call`);
         }
-        const refs = req.functions.map((f) => {
-          if (!f.accountId || !isEnvironmentId(f.environmentId) || !f.functionId) {
-            throw new ValidationError(
-              "every function needs account_id, a valid environment_id and function_id",
-            );
-          }
-          return f;
-        });
-        const fns = await registry.getMany(refs);
+        // An entry no registry can hold is simply not found: it must not fail the others.
+        const valid = req.functions.filter(
+          (f) => f.accountId && isEnvironmentId(f.environmentId) && f.functionId,
+        );
+        const found = await registry.getMany(valid);
+        const byRef = new Map(valid.map((f, i) => [f, found[i]]));
         return {
-          functions: refs.map((f, i) => {
-            const fn = fns[i];
+          functions: req.functions.map((f) => {
+            const fn = byRef.get(f);
             return fn
               ? { function: f, found: true, ...flowLimits(fn.fn) }
               : { function: f, found: false, concurrency: [], throttle: undefined };
