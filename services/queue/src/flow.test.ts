@@ -200,6 +200,30 @@ describe("concurrency", () => {
     await expectConsistentShard(redis, keys);
   });
 
+  it("shares an account-scoped limit across the account's environments and functions", async () => {
+    const acct: FlowInput = { ...FN_LIMIT, concurrency: [{ scope: 3, keyHash: "ee55" }] };
+    const a = flowItem("a1", acct, { environmentId: "prod" });
+    const b = flowItem("b1", acct, { environmentId: "staging", functionId: "fn-b" });
+    await enqueueItems(s, keys, [a, b]);
+    const accountLimit = limit(1, "a", true);
+    const claimBoth = () =>
+      claimItems(s, keys, {
+        token: TOKEN,
+        leaseMs: LEASE,
+        maxDeliveries: 5,
+        accountId: "acct-1",
+        partitions: [
+          { pid: pidOf(a), cap: 10, limits: accountLimit },
+          { pid: pidOf(b), cap: 10, limits: accountLimit },
+        ],
+        maxItems: 10,
+      });
+    expect((await claimBoth()).leased.map((l) => l.id)).toEqual(["a1"]);
+    await completeItems(s, keys, 60_000, [done(a, 1)]);
+    expect((await claimBoth()).leased.map((l) => l.id)).toEqual(["b1"]);
+    await expectConsistentShard(redis, keys);
+  });
+
   it("applies the limits passed in, not ones remembered from an earlier claim", async () => {
     const items = ["a", "b", "c"].map((id) => flowItem(id, FN_LIMIT));
     await enqueueItems(s, keys, items);
