@@ -94,6 +94,7 @@ async function main() {
   );
   // tsc -b builds only shipped code; this covers every test and test helper too.
   await phase("type-check tests", () => check(bin("tsc"), ["-p", "tsconfig.tests.json"]));
+  await phase("type-check load tests (k6)", () => check(bin("tsc"), ["-p", "loadtest/tsconfig.json"]));
   await phase("contracts (buf lint, generated code current)", checkContracts);
   if (!(await phase("install infrastructure", ensureInstalled)).ok) return finish();
   await phase("docker-compose.yml valid", checkCompose);
