@@ -132,7 +132,11 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     runnerReplicas.push({ grpcPort: await freePort(), adminPort: await freePort() });
   }
   const common = { PATH: process.env.PATH ?? "" };
-  const logLevel = { STEPLINE_LOG_LEVEL: process.env.STEPLINE_TEST_LOG_LEVEL ?? "info" };
+  // History's group commit waits a second in production; tests read history back sooner.
+  const logLevel = {
+    STEPLINE_LOG_LEVEL: process.env.STEPLINE_TEST_LOG_LEVEL ?? "info",
+    STEPLINE_HISTORY_FLUSH_MS: "200",
+  };
   const instances: Instance[] = SERVICE_NAMES.flatMap((service): Instance[] => {
     if (service === "queue") {
       // Each replica listens on its own address; the other services keep the first one.

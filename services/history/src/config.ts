@@ -23,6 +23,11 @@ export const configSchema = {
   STEPLINE_HISTORY_BATCH_MIN_BYTES: envInt(64 * 1024, 1, 64 * MIB),
   /** Upper bound of one batch (one partition's fetch), hence of one ClickHouse insert. */
   STEPLINE_HISTORY_BATCH_MAX_BYTES: envInt(4 * MIB, 64 * 1024, 256 * MIB),
+  /**
+   * Group commit: the longest rows wait before they are written. Every partition's batches share
+   * one flush, so ClickHouse gets about one insert per table per this period whatever the load.
+   */
+  STEPLINE_HISTORY_FLUSH_MS: envInt(1_000, 0, 60_000),
   /** Longest pause between attempts while ClickHouse refuses inserts (backoff starts at 100 ms). */
   STEPLINE_HISTORY_RETRY_MAX_MS: envInt(10_000, 100, 600_000),
 };

@@ -62,6 +62,8 @@ function startConsumer(store: HistoryStore, group = groupName(prefix, "history")
     batchWaitMs: 100,
     batchMinBytes: 1,
     batchMaxBytes: 1024 * 1024,
+    flushMs: 50,
+    partitionsConsumedConcurrently: 4,
     retryMaxMs: 200,
   });
   running.push(consumer);

@@ -1,7 +1,10 @@
-// The `<prefix>history` consumer: each Kafka batch (one partition's fetch) becomes at most one
-// ClickHouse insert per table. Offsets are resolved only after ClickHouse accepted every insert of
-// the batch, and committed by kafkajs right after; while ClickHouse is down the batch is retried
-// with backoff (heartbeating, so the group keeps the partition) and nothing is committed.
+// The `<prefix>history` consumer, with group commit: the batches of every partition (consumed
+// concurrently) gather in one buffer that is written at most every `flushMs` (or once it holds
+// `batchMaxBytes`), as one ClickHouse insert per table, so ClickHouse sees a few large inserts a
+// second whatever the load (small frequent inserts cost it CPU and merges). A batch's offset is
+// resolved only after the flush holding its rows succeeded, and committed by kafkajs right after;
+// while ClickHouse is down the flush is retried with backoff (the waiting batches heartbeat, so the
+// group keeps their partitions) and nothing is committed.
 import type { createKafka } from "@stepline/internal/kafka";
 import type { Logger } from "@stepline/internal/log";
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
@@ -26,6 +29,10 @@ export interface ConsumerOptions {
   batchWaitMs: number;
   batchMinBytes: number;
   batchMaxBytes: number;
+  /** Longest time rows wait in the group-commit buffer before they are written. */
+  flushMs: number;
+  /** Partitions consumed at once (their batches share a flush). */
+  partitionsConsumedConcurrently: number;
   retryMaxMs: number;
   /** Called when kafkajs gives up on the consumer (a crash it will not restart from). */
   onFatal?: (err: Error) => void;
@@ -85,7 +92,11 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
   });
 
   /** Inserts every non-empty table of `rows`, retrying the failed ones; false if told to stop. */
-  async function write(rows: Rows, p: EachBatchPayload): Promise<boolean> {
+  async function write(
+    rows: Rows,
+    heartbeat: () => Promise<void>,
+    shouldContinue: () => boolean,
+  ): Promise<boolean> {
     const pending = new Set<TableName>((Object.keys(rows) as TableName[]).filter((t) => rows[t].length > 0));
     return retry(
       async () => {
@@ -100,17 +111,35 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
       {
         signal: stopping.signal,
         log,
-        what: `clickhouse insert (${p.batch.topic}[${p.batch.partition}] @${p.batch.firstOffset()})`,
+        what: "clickhouse insert",
         maxDelayMs: o.retryMaxMs,
-        shouldContinue: () => p.isRunning() && !p.isStale(),
-        beforeAttempt: () => p.heartbeat(),
+        shouldContinue,
+        beforeAttempt: heartbeat,
       },
     );
   }
 
-  async function eachBatch(p: EachBatchPayload): Promise<void> {
-    const { batch } = p;
-    const { rows, rejected } = rowsOf(decode(batch.messages, log));
+  /** The group-commit buffer: records of waiting batches, and how to tell each batch the outcome. */
+  let buffer: {
+    records: HistoryRecord[];
+    bytes: number;
+    waiters: Array<{ p: EachBatchPayload; settle: (stored: boolean) => void }>;
+    timer: NodeJS.Timeout;
+  } | null = null;
+
+  function flushSoon(): void {
+    const b = buffer;
+    if (!b) return;
+    clearTimeout(b.timer);
+    buffer = null;
+    void flush(b.records, b.waiters);
+  }
+
+  async function flush(
+    records: HistoryRecord[],
+    waiters: Array<{ p: EachBatchPayload; settle: (stored: boolean) => void }>,
+  ): Promise<void> {
+    const { rows, rejected } = rowsOf(records);
     for (const r of rejected)
       log.warn(
         {
@@ -119,18 +148,37 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
         },
         "dropping malformed history record",
       );
+    // Every waiting batch heartbeats while ClickHouse is retried, so the group keeps its partition.
+    const heartbeat = async () => {
+      await Promise.all(
+        waiters.map((w) => (w.p.isRunning() && !w.p.isStale() ? w.p.heartbeat() : undefined)),
+      );
+    };
+    let stored = false;
+    try {
+      // Retried while any batch of the flush still belongs to this member.
+      stored = await write(rows, heartbeat, () => waiters.some((w) => w.p.isRunning() && !w.p.isStale()));
+    } catch (err) {
+      log.warn({ err }, "history flush stopped");
+    }
+    for (const w of waiters) w.settle(stored);
+    log.debug({ batches: waiters.length, runs: rows.runs.length, steps: rows.steps.length }, "flush stored");
+  }
+
+  async function eachBatch(p: EachBatchPayload): Promise<void> {
+    const { batch } = p;
+    const records = decode(batch.messages, log);
+    const bytes = batch.messages.reduce((n, m) => n + (m.value?.length ?? 0), 0);
+    const stored = await new Promise<boolean>((settle) => {
+      buffer ??= { records: [], bytes: 0, waiters: [], timer: setTimeout(flushSoon, o.flushMs) };
+      buffer.records.push(...records);
+      buffer.bytes += bytes;
+      buffer.waiters.push({ p, settle });
+      if (buffer.bytes >= o.batchMaxBytes) flushSoon();
+    });
     // Not resolving leaves the batch uncommitted: it is fetched again by whoever owns the partition.
-    if (!(await write(rows, p))) return;
+    if (!stored || !p.isRunning() || p.isStale()) return;
     p.resolveOffset(batch.lastOffset());
-    log.debug(
-      {
-        partition: batch.partition,
-        messages: batch.messages.length,
-        runs: rows.runs.length,
-        steps: rows.steps.length,
-      },
-      "batch stored",
-    );
   }
 
   return {
@@ -139,7 +187,12 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
         await consumer.connect();
         await consumer.subscribe({ topics: [o.topic], fromBeginning: true });
         // autoCommit commits the resolved offsets right after each batch; nothing resolves early.
-        await consumer.run({ autoCommit: true, eachBatchAutoResolve: false, eachBatch });
+        await consumer.run({
+          autoCommit: true,
+          eachBatchAutoResolve: false,
+          partitionsConsumedConcurrently: o.partitionsConsumedConcurrently,
+          eachBatch,
+        });
       } catch (err) {
         // Leave a clean client behind so `start` can simply be called again.
         await consumer.disconnect().catch(() => undefined);
@@ -148,6 +201,7 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
     },
     async stop() {
       stopping.abort();
+      flushSoon();
       await consumer.disconnect();
     },
     joined: () => isJoined,

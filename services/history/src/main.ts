@@ -45,6 +45,9 @@ async function main(): Promise<void> {
     batchWaitMs: config.STEPLINE_HISTORY_BATCH_WAIT_MS,
     batchMinBytes: config.STEPLINE_HISTORY_BATCH_MIN_BYTES,
     batchMaxBytes: config.STEPLINE_HISTORY_BATCH_MAX_BYTES,
+    flushMs: config.STEPLINE_HISTORY_FLUSH_MS,
+    // Every partition of the topic at once, so their batches share a flush.
+    partitionsConsumedConcurrently: 16,
     retryMaxMs: config.STEPLINE_HISTORY_RETRY_MAX_MS,
     onFatal: (err) => {
       log.fatal({ err }, "kafka consumer stopped for good; exiting so the process is restarted");
