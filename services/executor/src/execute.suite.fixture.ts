@@ -97,6 +97,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       live,
       enqueue: async (items) => void enqueued.push(...items),
       produce: async (e) => void history.push(...e),
+      record: async (e) => void history.push(...e),
       clock: systemClock,
       defaultMaxAttempts: 5,
       singletons: new SingletonLocks(redis, prefix),

@@ -184,7 +184,7 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
         if (adv.resolution === "discover") run = await deps.store.load(run.runId);
         if (run && adv.resolution !== "lost") {
           const value = resumedStep(run, payload.op, payload.name ?? payload.op, deps.clock.now());
-          await deps.history.record([{ $case: "step", value }]);
+          void deps.history.record([{ $case: "step", value }]);
         }
         if (adv.resolution !== "discover" || run?.status !== "running") {
           await ctx.complete([]);
@@ -346,7 +346,10 @@ async function apply(
       } else if (adv.resolution === "discover") {
         next.push(callItem(run, `d:${stepId}`, { stepId: "step" }));
       }
-      await deps.history.record(records);
+      // Step records are sent in the background (never awaited on the hot path): the saved state
+      // is the truth; a record lost in a crash only thins the history. The run's final record
+      // is strict (finalize.ts), and goes after these on the same producer.
+      void deps.history.record(records);
       const status = await ctx.complete(next);
       log.debug({ next: next.map((n) => n.id), saved: adv.saved, status }, "call settled");
       return;
@@ -362,7 +365,7 @@ async function apply(
           now,
           decision.errorJson,
         );
-        await deps.history.record([{ $case: "step", value }]);
+        void deps.history.record([{ $case: "step", value }]);
       }
       log.info(
         { reason: decision.reason, nextAttempt: decision.attempt, inMs: decision.runAtMs - now },

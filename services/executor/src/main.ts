@@ -120,6 +120,7 @@ const scheduler = new Scheduler({
   live,
   enqueue,
   produce: (entries) => history.produce(entries),
+  record: (entries) => history.record(entries),
   clock: systemClock,
   defaultMaxAttempts: config.STEPLINE_EXECUTOR_DEFAULT_MAX_ATTEMPTS,
   singletons,

@@ -110,7 +110,7 @@ export class Resumer {
         }
       }),
     );
-    await this.deps.history.record(records);
+    void this.deps.history.record(records);
     if (next.length > 0) await this.deps.enqueue(next);
     // Only now, with the run carried on, may the wait leave the index: a retry of this call must
     // still find a wait whose discovery call was not enqueued yet.

@@ -53,6 +53,8 @@ export interface SchedulerDeps {
   enqueue(items: NewItem[]): Promise<void>;
   /** Strict history produce (rejects when Kafka did not acknowledge). */
   produce(entries: HistoryEntry[]): Promise<void>;
+  /** History in the background (never rejects; a crash may lose what it had not sent). */
+  record(entries: HistoryEntry[]): Promise<void>;
   clock: Clock;
   defaultMaxAttempts: number;
   singletons: SingletonLocks;
@@ -147,7 +149,9 @@ export class Scheduler {
         } as const;
         records.push({ $case: "run", value: runRecord(run, outcome, checked[i]?.eventId) });
       });
-      await this.deps.produce(records);
+      // Not awaited: the run's state is the truth, and its final record is strict (finalize.ts);
+      // should this one be lost in a crash, history learns of the run when it ends.
+      void this.deps.record(records);
       if (toStart.length > 0) await this.deps.enqueue(toStart.map(startItem));
       return runs.map((r, i) => ({
         runId: r.runId,

@@ -87,6 +87,7 @@ beforeAll(async () => {
     live,
     enqueue,
     produce: async (entries) => void produced.push(...entries),
+    record: async (entries) => void produced.push(...entries),
     clock: systemClock,
     defaultMaxAttempts: 5,
     singletons,
