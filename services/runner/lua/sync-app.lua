@@ -5,6 +5,8 @@
 -- KEYS[1]  r:{<envId>}:fns     hash: function id -> entry JSON {accountId, appId, fn}
 -- KEYS[2]  r:{<envId>}:owners  hash: function id -> app id
 -- KEYS[3]  r:{<envId>}:apps    hash: app id -> app JSON {accountId, url, sdk, framework}
+-- KEYS[4]  r:{<envId>}:ver     string: a counter, incremented by every sync that changes anything
+--                              (readers cache the environment's functions by it)
 -- ARGV[1]  app id
 -- ARGV[2]  app JSON (compared byte for byte with the stored one)
 -- ARGV[3..] pairs: function id, entry JSON (compared byte for byte; the caller builds it
@@ -56,4 +58,5 @@ if redis.call('HGET', appsKey, appId) ~= appJson then
   modified = 1
 end
 
+if modified == 1 then redis.call('INCR', KEYS[4]) end
 return {modified}

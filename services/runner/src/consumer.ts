@@ -22,6 +22,7 @@ import { buffers } from "./buffers.js";
 import { RETRY_JITTER_MAX } from "./config.js";
 import type { FunctionIndex, MatchableEvent } from "./match.js";
 import { buildIndex, INVOKED, invokedFunction, invokeTarget, matchEvent } from "./match.js";
+import type { StoredFunction } from "./model.js";
 import type { PauseIndex, WaitCandidate } from "./pauses.js";
 import { matchPauses, pauseQueries } from "./pauses.js";
 import type { Registry } from "./registry.js";
@@ -105,6 +106,7 @@ export class EventConsumer {
   private readonly wakers = new Set<() => void>();
   private readonly log: Logger;
   private readonly admitter: Admitter;
+  private readonly indexOf = new WeakMap<StoredFunction[], FunctionIndex>();
 
   constructor(private readonly opts: ConsumerOptions) {
     this.log = opts.log.child({ component: "consumer" });
@@ -206,7 +208,15 @@ export class EventConsumer {
     }
     if (missing.size > 0) {
       const loaded = await this.opts.registry.loadMany(missing);
-      for (const [env, fns] of loaded) indexes.set(env, buildIndex(fns));
+      for (const [env, fns] of loaded) {
+        // The registry hands back the same array while an environment is unchanged: so is its index.
+        let index = this.indexOf.get(fns);
+        if (!index) {
+          index = buildIndex(fns);
+          this.indexOf.set(fns, index);
+        }
+        indexes.set(env, index);
+      }
     }
 
     const pairs: Array<{ record: EventRecord; event: unknown; fn: ReturnType<typeof matchEvent>[number] }> =

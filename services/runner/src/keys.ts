@@ -6,6 +6,8 @@
 export const fnsKey = (envId: string) => `r:{${envId}}:fns`;
 /** Function id -> owning app id. */
 export const ownersKey = (envId: string) => `r:{${envId}}:owners`;
+/** A counter every sync that changes the environment's registry increments (caches key on it). */
+export const versionKey = (envId: string) => `r:{${envId}}:ver`;
 /** App id -> app JSON {accountId, url, sdk, framework}. */
 export const appsKey = (envId: string) => `r:{${envId}}:apps`;
 /** The run id an (event, function) pair started; expires after 24 h. */

@@ -136,6 +136,20 @@ describe("Registry", () => {
     const env = newEnv();
     await registry.syncApp(app(env, "shop", ["shop-a"]));
     const keys = (await redis.keys(`*${env}*`)).sort();
-    expect(keys).toEqual([`r:{${env}}:apps`, `r:{${env}}:fns`, `r:{${env}}:owners`]);
+    expect(keys).toEqual([`r:{${env}}:apps`, `r:{${env}}:fns`, `r:{${env}}:owners`, `r:{${env}}:ver`]);
+  });
+
+  it("reads an unchanged environment once, and sees a sync made by another runner at once", async () => {
+    const env = newEnv();
+    const other = new Registry(redis);
+    await registry.syncApp(app(env, "shop", ["shop-a"]));
+    const first = (await registry.loadMany([env])).get(env);
+    expect((await registry.loadMany([env])).get(env)).toBe(first);
+    await other.syncApp(app(env, "shop", ["shop-a", "shop-b"]));
+    const after = (await registry.loadMany([env])).get(env);
+    expect(after?.map((f) => f.fn.id)).toEqual(["shop-a", "shop-b"]);
+    // A sync that changes nothing keeps the cached functions.
+    await other.syncApp(app(env, "shop", ["shop-a", "shop-b"]));
+    expect((await registry.loadMany([env])).get(env)).toBe(after);
   });
 });
