@@ -193,6 +193,12 @@ async function main() {
 
   const minimal = await startMinimalApp({ appId: "bench-min", steps: STEPS, onDone: done });
   const sdk = await startSdkApp({ appId: "bench-sdk", baseUrl: BASE, onDone: done });
+  const sdkOneStep = await startSdkApp({
+    appId: "bench-sdk1",
+    baseUrl: BASE,
+    checkpointing: false,
+    onDone: done,
+  });
   const reg = await fetch(`${BASE}/fn/register`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -201,6 +207,7 @@ async function main() {
   if (reg.status !== 200)
     throw new Error(`sync of the minimal app answered ${reg.status}: ${await reg.text()}`);
   await sdk.sync();
+  await sdkOneStep.sync();
 
   // The engine's idle CPU rate, subtracted from each scenario's window.
   const idle0 = cpuSeconds(procs);
@@ -217,16 +224,17 @@ async function main() {
   // Warm-up: JIT, connections, scripts.
   await runLoad("warm-up", "bench-min/run", 4, procs, idleRate);
   print(await ingest(Number(args.connections)));
-  for (const [label, app] of [
-    ["minimal app", minimal],
-    ["SDK v4 app", sdk],
+  for (const [label, event] of [
+    ["minimal app", "bench-min/run"],
+    ["SDK v4 app", "bench-sdk/run"],
+    ["SDK v4 app, checkpointing off", "bench-sdk1/run"],
   ]) {
     if (args.only && !label.toLowerCase().startsWith(args.only)) continue;
-    const event = app === minimal ? "bench-min/run" : "bench-sdk/run";
     for (const c of CONCURRENCY) print(await runLoad(label, event, c, procs, idleRate));
   }
   await minimal.close();
   await sdk.close();
+  await sdkOneStep.close();
 
   process.stdout.write(
     "\n| scenario | clients | events/s or runs/s | p50 ms | p99 ms | engine CPU ms/step | biggest (ms/step) |\n",

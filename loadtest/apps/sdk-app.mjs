@@ -1,5 +1,6 @@
-// An app on the official SDK (v4): a function of three sequential `step.run`s, served over
-// node:http the way a user's app would be, synced with the SDK's own PUT flow.
+// An app on the official SDK (v4, its defaults: checkpointing on unless `checkpointing: false`): a
+// function of three sequential `step.run`s, served over node:http the way a user's app would be,
+// synced with the SDK's own PUT flow.
 import { createServer } from "node:http";
 import { Inngest } from "inngest";
 import { serve } from "inngest/node";

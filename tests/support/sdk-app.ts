@@ -22,6 +22,8 @@ export interface SdkAppOptions {
   eventKey?: string;
   /** The fetch the SDK sends events with (tests use it to lose answers on purpose). */
   fetch?: typeof fetch;
+  /** SDK v4 only: let it checkpoint (run steps inside one call); off unless set. */
+  checkpointing?: boolean;
 }
 
 export interface SdkApp {
@@ -43,7 +45,11 @@ export function makeClient(opts: SdkAppOptions): any {
     ...(opts.fetch ? { fetch: opts.fetch } : {}),
   };
   if (opts.sdk === "v4") {
-    return new Inngest4({ ...common, signingKey: opts.signingKey, checkpointing: false } as any);
+    return new Inngest4({
+      ...common,
+      signingKey: opts.signingKey,
+      checkpointing: opts.checkpointing ?? false,
+    } as any);
   }
   return new Inngest3({ ...common, signingKey: opts.signingKey } as any);
 }

@@ -4,7 +4,7 @@
 
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { NotFoundError, UnavailableError, ValidationError } from "@stepline/internal/errors";
+import { ConflictError, NotFoundError, UnavailableError, ValidationError } from "@stepline/internal/errors";
 import type { GrpcServer } from "@stepline/internal/grpc";
 import { createClient, startGrpcServer, unary } from "@stepline/internal/grpc";
 import { createKafka } from "@stepline/internal/kafka";
@@ -56,7 +56,15 @@ const runControl = {
     live.set(`${environmentId}/${runId}`, "cancelled");
     return { cancelled: true, status: "cancelled" };
   },
+  async checkpoint(environmentId: string, runId: string, queueItemId: string, stepsJson: string) {
+    const status = live.get(`${environmentId}/${runId}`);
+    if (!status) throw new NotFoundError(`run ${runId} not found`);
+    if (status !== "running") throw new ConflictError(`run ${runId} has ended`);
+    checkpoints.push({ environmentId, runId, queueItemId, steps: JSON.parse(stepsJson) });
+  },
 };
+/** What the checkpoint endpoint handed on. */
+const checkpoints: Array<{ environmentId: string; runId: string; queueItemId: string; steps: unknown }> = [];
 
 let redis: Redis;
 let store: TenancyStore;
@@ -438,6 +446,38 @@ describe("the REST API", () => {
     expect(ended.statusCode).toBe(409);
     expect(ended.json().error).toContain("already ended (completed)");
     expect((await del("/v1/runs/bad{id}", env.signingKey)).statusCode).toBe(400);
+  });
+
+  it("takes an SDK's checkpoint for a running run of the key's environment, and answers 409 once it ended", async () => {
+    live.set(`${env.id}/01HRUN0000000000000000000D`, "running");
+    live.set(`${env.id}/01HRUN0000000000000000000A`, "completed");
+    const post = (runId: string, body: unknown, token?: string) =>
+      prod.app.inject({
+        method: "POST",
+        url: `/v1/checkpoint/${runId}/async`,
+        headers: {
+          "content-type": "application/json",
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
+        payload: JSON.stringify(body),
+      });
+    const steps = [{ id: "a1", op: "StepRun", data: 1 }];
+    const body = { run_id: "01HRUN0000000000000000000D", fn_id: "app-fn", qi_id: "q1", steps };
+    expect((await post("01HRUN0000000000000000000D", body)).statusCode).toBe(401);
+    expect((await post("01HRUN0000000000000000000D", body, otherEnv.signingKey)).statusCode).toBe(404);
+    const ok = await post("01HRUN0000000000000000000D", body, env.signingKey);
+    expect(ok.statusCode).toBe(200);
+    expect(checkpoints.at(-1)).toEqual({
+      environmentId: env.id,
+      runId: "01HRUN0000000000000000000D",
+      queueItemId: "q1",
+      steps,
+    });
+    const stale = await post("01HRUN0000000000000000000A", { ...body, run_id: undefined }, env.signingKey);
+    expect(stale.statusCode).toBe(409);
+    const bad = await post("01HRUN0000000000000000000D", { steps: "nope" }, env.signingKey);
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error).toContain("`steps`, a list of ops");
   });
 
   it("answers 503 when history is unavailable", async () => {

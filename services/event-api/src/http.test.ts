@@ -26,7 +26,10 @@ const noHistory: HistoryReader = {
   listEventRuns: () => Promise.reject(new Error("not in this test")),
   listEventSkips: () => Promise.reject(new Error("not in this test")),
 };
-const noRuns: RunControl = { cancelRun: () => Promise.reject(new Error("not in this test")) };
+const noRuns: RunControl = {
+  cancelRun: () => Promise.reject(new Error("not in this test")),
+  checkpoint: () => Promise.reject(new Error("not in this test")),
+};
 
 let redis: Redis;
 let store: TenancyStore;

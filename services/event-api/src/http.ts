@@ -224,6 +224,38 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     return reply.send({ data: { run_id: req.params.runId, status: "Cancelled" } });
   });
 
+  // SDK v4 checkpointing: the steps an SDK ran inside one call, saved before it goes on
+  // (docs/sdk-protocol.md, "Checkpointing"). 409 tells the SDK its dispatch is stale.
+  app.post<{ Params: { runId: string } }>("/v1/checkpoint/:runId/async", async (req, reply) => {
+    const ref = await bySigningKey(req, "a checkpoint needs the environment's signing key");
+    const problem = runIdProblem(req.params.runId);
+    if (problem) throw new ValidationError(problem);
+    const body = parseJsonBody(req.body as Buffer | undefined) as {
+      steps?: unknown;
+      qi_id?: unknown;
+      run_id?: unknown;
+    } | null;
+    if (!body || typeof body !== "object" || !Array.isArray(body.steps)) {
+      throw new ValidationError("the body must be a JSON object with `steps`, a list of ops");
+    }
+    if (body.run_id !== undefined && body.run_id !== req.params.runId) {
+      throw new ValidationError("run_id in the body is not the run of the URL");
+    }
+    try {
+      await deps.runs.checkpoint(
+        ref.environmentId,
+        req.params.runId,
+        typeof body.qi_id === "string" ? body.qi_id : "",
+        JSON.stringify(body.steps),
+      );
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new NotFoundError(`run ${req.params.runId} not found`);
+      if (err instanceof ConflictError) throw new ConflictError(`run ${req.params.runId} has ended`);
+      throw err;
+    }
+    return reply.send({});
+  });
+
   app.get("/", async (_req, reply) =>
     reply.type("text/html; charset=utf-8").send(dashboardHtml(deps.devTenant !== null)),
   );

@@ -22,7 +22,7 @@ const keyPrefix = `test-producer-${tag}:{t}:`;
 const unused = () => Promise.reject(new Error("not in this test"));
 const registry: AppRegistry = { syncApp: unused };
 const history: HistoryReader = { getRun: unused, listEventRuns: unused, listEventSkips: unused };
-const unusedRuns: RunControl = { cancelRun: unused };
+const unusedRuns: RunControl = { cancelRun: unused, checkpoint: unused };
 
 let redis: Redis;
 let store: TenancyStore;

@@ -21,10 +21,15 @@ export interface HistoryReader {
   listEventSkips(environmentId: string, eventId: string): Promise<Skip[]>;
 }
 
-/** Cancelling runs (ExecutorService), scoped to one environment. */
+/** Cancelling runs and saving an SDK's checkpoints (ExecutorService), scoped to one environment. */
 export interface RunControl {
   /** Cancels a run; NotFoundError when the environment has no such live or recent run. */
   cancelRun(environmentId: string, runId: string): Promise<{ cancelled: boolean; status: string }>;
+  /**
+   * Saves the steps an SDK ran inside a call (`steps`: its ops as JSON). NotFoundError for an
+   * unknown run, ConflictError for one that ended (a stale dispatch), ValidationError for bad ops.
+   */
+  checkpoint(environmentId: string, runId: string, queueItemId: string, stepsJson: string): Promise<void>;
 }
 
 /** RunControl over ExecutorService gRPC. */
@@ -32,6 +37,13 @@ export function runControlOverGrpc(client: ExecutorServiceClient, deadlineMs: nu
   return {
     cancelRun: (environmentId, runId) =>
       callUnary(client.cancelRun.bind(client), { environmentId, runId }, deadlineMs),
+    checkpoint: async (environmentId, runId, queueItemId, stepsJson) => {
+      await callUnary(
+        client.checkpoint.bind(client),
+        { environmentId, runId, queueItemId, stepsJson },
+        deadlineMs,
+      );
+    },
   };
 }
 

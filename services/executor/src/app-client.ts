@@ -22,13 +22,18 @@ export interface CallBodyInput {
   reqVersion: number;
   /** Whether the SDK must plan steps rather than run them (after parallel steps). */
   disableImmediate?: boolean;
+  /**
+   * Set to let SDK v4 checkpoint (docs/sdk-protocol.md, "Checkpointing"): the function's id and
+   * the call's queue item id, which the SDK echoes on /v1/checkpoint/<run>/async.
+   */
+  checkpoint?: { functionId: string; queueItemId: string } | undefined;
 }
 
 /**
  * The request body `{ctx, event, events, steps, version}` as canonical JSON. It is assembled from
  * fragments that are canonical already (stored memos and events), so large states are not parsed
- * and re-serialized on every call. `ctx.fn_id` is left out on purpose: it would switch SDK v4 to
- * checkpointing, which Stepline does not serve yet (docs/sdk-protocol.md).
+ * and re-serialized on every call. `ctx.fn_id` and `ctx.qi_id` are sent only with `checkpoint`:
+ * they switch SDK v4 to checkpointing (docs/sdk-protocol.md).
  */
 export function buildCallBody(input: CallBodyInput): string {
   const events = JSON.parse(input.eventsJson) as unknown[];
@@ -40,6 +45,7 @@ export function buildCallBody(input: CallBodyInput): string {
     disable_immediate_execution: input.disableImmediate ?? false,
     use_api: false,
     stack: { stack: [...input.stack], current: input.stack.length },
+    ...(input.checkpoint ? { fn_id: input.checkpoint.functionId, qi_id: input.checkpoint.queueItemId } : {}),
   });
   const ids = [...input.steps.keys()].sort();
   const steps = ids.map((id) => `${JSON.stringify(id)}:${input.steps.get(id)}`).join(",");

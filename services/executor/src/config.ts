@@ -63,6 +63,11 @@ export const configSchema = {
   STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS: envInt(5_000, 100, 600_000),
   /** How long a completion or retry may wait for the queue before the item is given up. */
   STEPLINE_EXECUTOR_OP_TIMEOUT_MS: envInt(30_000, 100, 600_000),
+  /**
+   * 1: send `ctx.fn_id` and `ctx.qi_id`, so SDK v4 checkpoints (runs steps inside one call and
+   * POSTs them to /v1/checkpoint/<run>/async); 0: one step per call for every SDK.
+   */
+  STEPLINE_EXECUTOR_CHECKPOINTING: envInt(1, 0, 1),
   /** On SIGTERM, how long calls in flight may finish before they are released to the queue. */
   STEPLINE_EXECUTOR_SHUTDOWN_GRACE_MS: envInt(10_000, 0, 600_000),
 };

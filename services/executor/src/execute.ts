@@ -37,6 +37,8 @@ export interface ExecuteDeps extends FinalizeDeps {
   app: AppClient;
   /** Null in dev mode: calls are not signed. */
   keys: SigningKeys | null;
+  /** Let SDK v4 checkpoint (STEPLINE_EXECUTOR_CHECKPOINTING). */
+  checkpointing?: boolean;
   /**
    * `record` may leave records to a background retry (step records); `produce` resolves only once
    * Kafka has them: a run's final record goes that way, before its last item is acked, so a crash
@@ -210,6 +212,7 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
       maxAttempts: run.maxAttempts,
       reqVersion: run.reqVersion,
       disableImmediate: run.disableImmediate,
+      checkpoint: deps.checkpointing ? { functionId: run.functionId, queueItemId: item.id } : undefined,
     });
     let outcome: Awaited<ReturnType<AppClient["call"]>>;
     const endTimer = callSeconds.startTimer();

@@ -18,6 +18,7 @@ import { AnyReplica } from "./any-replica.js";
 import { AppClient } from "./app-client.js";
 import type { BufferFire } from "./buffer-fire.js";
 import { Canceller } from "./cancel.js";
+import { Checkpointer } from "./checkpoint.js";
 import { loadExecutorConfig } from "./config.js";
 import { createItemHandler } from "./execute.js";
 import { HistoryProducer } from "./history.js";
@@ -135,6 +136,7 @@ const pool = new WorkPool(
   createItemHandler({
     ...ends,
     fireCron,
+    checkpointing: config.STEPLINE_EXECUTOR_CHECKPOINTING === 1,
     fireDebounce,
     fireBatch,
     app,
@@ -166,6 +168,7 @@ const grpcServer = await startGrpcServer(config.STEPLINE_EXECUTOR_GRPC_ADDR, [
         log: log.child({ component: "resume" }),
       }),
       canceller,
+      new Checkpointer({ store, history, clock: systemClock }),
       log,
     ),
   },

@@ -16,6 +16,7 @@ import { RunStatus, SkipReason } from "@stepline/proto/stepline/stream/v1/histor
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Canceller } from "./cancel.js";
+import { Checkpointer } from "./checkpoint.js";
 import type { HistoryEntry } from "./history.js";
 import { LiveRuns } from "./live-runs.js";
 import { PauseStore } from "./pauses.js";
@@ -123,7 +124,17 @@ beforeAll(async () => {
   server = await startGrpcServer("127.0.0.1:0", [
     {
       definition: ExecutorServiceService,
-      implementation: executorService(scheduler, resumer, canceller, log),
+      implementation: executorService(
+        scheduler,
+        resumer,
+        canceller,
+        new Checkpointer({
+          store,
+          history: { record: async (entries) => void produced.push(...entries) },
+          clock: systemClock,
+        }),
+        log,
+      ),
     },
   ]);
   client = createClient(ExecutorServiceClient, `127.0.0.1:${server.port}`);
@@ -284,6 +295,38 @@ describe("ExecutorService.ScheduleRuns with singleton", () => {
     await store.finish(gone.runId, "completed", { output: "null" }, Date.now());
     const next = spec({ ...single(SingletonMode.SINGLETON_MODE_SKIP, "0f0f"), functionId: "app-single" });
     expect((await schedule([next])).results).toEqual([{ runId: next.runId, created: true }]);
+  });
+});
+
+describe("ExecutorService.Checkpoint", () => {
+  const checkpoint = (runId: string, steps: unknown, environmentId = "env") =>
+    callUnary(client.checkpoint.bind(client), {
+      environmentId,
+      runId,
+      queueItemId: `${runId}:start`,
+      stepsJson: typeof steps === "string" ? steps : JSON.stringify(steps),
+    });
+
+  it("saves the steps an SDK ran inside a call, first writer wins, and refuses what it cannot take", async () => {
+    const run = spec();
+    await callUnary(client.scheduleRuns.bind(client), { runs: [run] });
+    const ops = [
+      { id: "a1", op: "StepRun", name: "first", data: { n: 1 } },
+      { id: "b2", op: "StepPlanned", name: "next" },
+    ];
+    expect(await checkpoint(run.runId, ops)).toEqual({ saved: 1 });
+    expect(await checkpoint(run.runId, [{ id: "a1", op: "StepRun", data: { n: 2 } }])).toEqual({ saved: 0 });
+    const state = await store.load(run.runId);
+    expect(state?.steps.get("a1")).toBe('{"data":{"n":1}}');
+    expect(state?.stack).toEqual(["a1"]);
+    await expect(checkpoint(run.runId, [{ id: "s", op: "Sleep", name: "1s" }])).rejects.toThrow(
+      /cannot carry a Sleep op/,
+    );
+    await expect(checkpoint(run.runId, "{")).rejects.toBeInstanceOf(ValidationError);
+    await expect(checkpoint(run.runId, ops, "other-env")).rejects.toBeInstanceOf(NotFoundError);
+    await callUnary(client.cancelRun.bind(client), { environmentId: "env", runId: run.runId });
+    // The run ended: the SDK's dispatch is stale.
+    await expect(checkpoint(run.runId, ops)).rejects.toMatchObject({ name: "ConflictError" });
   });
 });
 

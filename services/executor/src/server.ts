@@ -8,6 +8,8 @@ import type {
   CancelFunctionRunsResponse,
   CancelRunRequest,
   CancelRunResponse,
+  CheckpointRequest,
+  CheckpointResponse,
   ExecutorServiceServer,
   ListPausesRequest,
   ListPausesResponse,
@@ -17,6 +19,7 @@ import type {
   ScheduleRunsResponse,
 } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type { Canceller } from "./cancel.js";
+import type { Checkpointer } from "./checkpoint.js";
 import type { Resumer } from "./resume.js";
 import type { Scheduler } from "./schedule.js";
 
@@ -25,9 +28,20 @@ export function executorService(
   scheduler: Scheduler,
   resumer: Resumer,
   canceller: Canceller,
+  checkpointer: Checkpointer,
   log: Logger,
 ): ExecutorServiceServer {
   return {
+    checkpoint: unary<CheckpointRequest, CheckpointResponse>(log, async (req) => {
+      if (!req.environmentId || !req.runId)
+        throw new ValidationError("environment_id and run_id are required");
+      const saved = await checkpointer.checkpoint({
+        environmentId: req.environmentId,
+        runId: req.runId,
+        stepsJson: req.stepsJson,
+      });
+      return { saved };
+    }),
     scheduleRuns: unary<ScheduleRunsRequest, ScheduleRunsResponse>(log, async (req) => {
       const results = await scheduler.schedule(
         req.runs.map((r) => ({

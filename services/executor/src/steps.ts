@@ -4,6 +4,7 @@
 import { parse } from "@bufbuild/cel";
 import { celComplexityProblem } from "@stepline/internal/cel-limits";
 import { parseDuration } from "@stepline/internal/duration";
+import { ValidationError } from "@stepline/internal/errors";
 import canonicalize from "canonicalize";
 
 /** An HTTP answer from the app; header names are lower case. */
@@ -335,6 +336,35 @@ function badOp(o: Op, problem: string): Decision {
 
 function isStepOp(op: string): boolean {
   return op === "StepRun" || op === "StepError" || op === "StepFailed" || op === "StepPlanned";
+}
+
+/** Ops an SDK may checkpoint: step results, and ops that only inform (planned steps, defers). */
+const CHECKPOINTABLE = new Set(["StepRun", "StepPlanned", "DeferAdd", "DeferAbort"]);
+
+/**
+ * The step results of a checkpoint (SDK v4: the `steps` it POSTs to /v1/checkpoint/<run>/async):
+ * one per `StepRun` op. Throws ValidationError for a body that is not a list of ops, or for an op
+ * that a checkpoint must not carry (sleeps, waits, invokes, errors end the call instead).
+ */
+export function checkpointedSteps(stepsJson: string): StepResult[] {
+  const parsed = parseJson(stepsJson);
+  if (!parsed.ok || !Array.isArray(parsed.value))
+    throw new ValidationError("steps must be a JSON array of ops");
+  const out: StepResult[] = [];
+  for (const [i, raw] of parsed.value.entries()) {
+    const o = raw as Partial<Op> | null;
+    if (!o || typeof o !== "object" || typeof o.op !== "string" || typeof o.id !== "string" || !o.id) {
+      throw new ValidationError(`steps[${i}] is not an op with an id`);
+    }
+    if (!CHECKPOINTABLE.has(o.op)) {
+      throw new ValidationError(`steps[${i}]: a checkpoint cannot carry a ${o.op} op; answer it instead`);
+    }
+    if (o.op !== "StepRun") continue;
+    const step = completedStep(o as Op);
+    if (!step) throw new ValidationError(`steps[${i}]: its data cannot be put in canonical JSON`);
+    out.push(step);
+  }
+  return out;
 }
 
 function completedStep(o: Op): StepResult | null {

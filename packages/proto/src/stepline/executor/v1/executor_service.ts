@@ -221,6 +221,20 @@ export interface ResumePausesResponse {
   results: ResumePauseResult[];
 }
 
+export interface CheckpointRequest {
+  environmentId: string;
+  runId: string;
+  /** The `qi_id` Stepline sent in the call's ctx (the queue item of the call), echoed by the SDK. */
+  queueItemId: string;
+  /** The SDK's `steps`: a JSON array of ops. */
+  stepsJson: string;
+}
+
+export interface CheckpointResponse {
+  /** Steps saved by this call (0 when every one was saved before). */
+  saved: number;
+}
+
 function createBaseCancelOn(): CancelOn {
   return { event: "", expression: "", timeoutMs: 0 };
 }
@@ -2329,6 +2343,206 @@ export const ResumePausesResponse: MessageFns<ResumePausesResponse> = {
   },
 };
 
+function createBaseCheckpointRequest(): CheckpointRequest {
+  return { environmentId: "", runId: "", queueItemId: "", stepsJson: "" };
+}
+
+export const CheckpointRequest: MessageFns<CheckpointRequest> = {
+  encode(message: CheckpointRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.runId !== "") {
+      writer.uint32(18).string(message.runId);
+    }
+    if (message.queueItemId !== "") {
+      writer.uint32(26).string(message.queueItemId);
+    }
+    if (message.stepsJson !== "") {
+      writer.uint32(34).string(message.stepsJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.queueItemId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.stepsJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      queueItemId: isSet(object.queueItemId)
+        ? globalThis.String(object.queueItemId)
+        : isSet(object.queue_item_id)
+        ? globalThis.String(object.queue_item_id)
+        : "",
+      stepsJson: isSet(object.stepsJson)
+        ? globalThis.String(object.stepsJson)
+        : isSet(object.steps_json)
+        ? globalThis.String(object.steps_json)
+        : "",
+    };
+  },
+
+  toJSON(message: CheckpointRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.queueItemId !== "") {
+      obj.queueItemId = message.queueItemId;
+    }
+    if (message.stepsJson !== "") {
+      obj.stepsJson = message.stepsJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CheckpointRequest>, I>>(base?: I): CheckpointRequest {
+    return CheckpointRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CheckpointRequest>, I>>(object: I): CheckpointRequest {
+    const message = createBaseCheckpointRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.runId = object.runId ?? "";
+    message.queueItemId = object.queueItemId ?? "";
+    message.stepsJson = object.stepsJson ?? "";
+    return message;
+  },
+};
+
+function createBaseCheckpointResponse(): CheckpointResponse {
+  return { saved: 0 };
+}
+
+export const CheckpointResponse: MessageFns<CheckpointResponse> = {
+  encode(message: CheckpointResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.saved !== 0) {
+      writer.uint32(8).int32(message.saved);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.saved = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointResponse {
+    return { saved: isSet(object.saved) ? globalThis.Number(object.saved) : 0 };
+  },
+
+  toJSON(message: CheckpointResponse): unknown {
+    const obj: any = {};
+    if (message.saved !== 0) {
+      obj.saved = Math.round(message.saved);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CheckpointResponse>, I>>(base?: I): CheckpointResponse {
+    return CheckpointResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CheckpointResponse>, I>>(object: I): CheckpointResponse {
+    const message = createBaseCheckpointResponse();
+    message.saved = object.saved ?? 0;
+    return message;
+  },
+};
+
 /** ExecutorService owns run state (Redis, `s:` prefix) and the step protocol with apps. */
 export type ExecutorServiceService = typeof ExecutorServiceService;
 export const ExecutorServiceService = {
@@ -2411,6 +2625,23 @@ export const ExecutorServiceService = {
       Buffer.from(CancelFunctionRunsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CancelFunctionRunsResponse => CancelFunctionRunsResponse.decode(value),
   },
+  /**
+   * Checkpoint saves the steps an SDK ran inside one call (SDK v4 checkpointing: it POSTs them to
+   * event-api's /v1/checkpoint/<run>/async after each step and goes on), before it answers:
+   * each `StepRun` op's data is saved first-writer-wins, exactly as if the call had answered it.
+   * Idempotent. Errors: INVALID_ARGUMENT (not a list of ops, or an op that is not a step's
+   * result), NOT_FOUND (no such run in the environment), FAILED_PRECONDITION (the run has ended:
+   * the SDK's dispatch is stale).
+   */
+  checkpoint: {
+    path: "/stepline.executor.v1.ExecutorService/Checkpoint" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CheckpointRequest): Buffer => Buffer.from(CheckpointRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CheckpointRequest => CheckpointRequest.decode(value),
+    responseSerialize: (value: CheckpointResponse): Buffer => Buffer.from(CheckpointResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CheckpointResponse => CheckpointResponse.decode(value),
+  },
 } as const;
 
 export interface ExecutorServiceServer extends UntypedServiceImplementation {
@@ -2449,6 +2680,15 @@ export interface ExecutorServiceServer extends UntypedServiceImplementation {
    * again). Idempotent. Errors: INVALID_ARGUMENT, UNAVAILABLE.
    */
   cancelFunctionRuns: handleUnaryCall<CancelFunctionRunsRequest, CancelFunctionRunsResponse>;
+  /**
+   * Checkpoint saves the steps an SDK ran inside one call (SDK v4 checkpointing: it POSTs them to
+   * event-api's /v1/checkpoint/<run>/async after each step and goes on), before it answers:
+   * each `StepRun` op's data is saved first-writer-wins, exactly as if the call had answered it.
+   * Idempotent. Errors: INVALID_ARGUMENT (not a list of ops, or an op that is not a step's
+   * result), NOT_FOUND (no such run in the environment), FAILED_PRECONDITION (the run has ended:
+   * the SDK's dispatch is stale).
+   */
+  checkpoint: handleUnaryCall<CheckpointRequest, CheckpointResponse>;
 }
 
 export interface ExecutorServiceClient extends Client {
@@ -2556,6 +2796,29 @@ export interface ExecutorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CancelFunctionRunsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Checkpoint saves the steps an SDK ran inside one call (SDK v4 checkpointing: it POSTs them to
+   * event-api's /v1/checkpoint/<run>/async after each step and goes on), before it answers:
+   * each `StepRun` op's data is saved first-writer-wins, exactly as if the call had answered it.
+   * Idempotent. Errors: INVALID_ARGUMENT (not a list of ops, or an op that is not a step's
+   * result), NOT_FOUND (no such run in the environment), FAILED_PRECONDITION (the run has ended:
+   * the SDK's dispatch is stale).
+   */
+  checkpoint(
+    request: CheckpointRequest,
+    callback: (error: ServiceError | null, response: CheckpointResponse) => void,
+  ): ClientUnaryCall;
+  checkpoint(
+    request: CheckpointRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CheckpointResponse) => void,
+  ): ClientUnaryCall;
+  checkpoint(
+    request: CheckpointRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CheckpointResponse) => void,
   ): ClientUnaryCall;
 }
 

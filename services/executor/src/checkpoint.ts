@@ -1,0 +1,43 @@
+// SDK v4 checkpointing (docs/sdk-protocol.md, "Checkpointing"): the SDK runs steps inside one call
+// and, after each, POSTs their results to event-api's /v1/checkpoint/<run>/async, which calls
+// ExecutorService.Checkpoint before it answers. The results are saved exactly as if the call had
+// answered them (first writer wins), so they are durable before the SDK moves on, and a retried or
+// redelivered call finds them in its memo and never runs them again.
+import type { Clock } from "@stepline/internal/clock";
+import { ConflictError, NotFoundError } from "@stepline/internal/errors";
+import type { HistoryEntry } from "./history.js";
+import { stepRecord } from "./records.js";
+import type { RunStore } from "./state.js";
+import { checkpointedSteps } from "./steps.js";
+
+export interface CheckpointDeps {
+  store: RunStore;
+  history: { record(e: HistoryEntry[]): Promise<void> };
+  clock: Clock;
+}
+
+export class Checkpointer {
+  constructor(private readonly deps: CheckpointDeps) {}
+
+  /**
+   * Saves the step results of a checkpoint; the number saved now. NotFoundError for a run of
+   * another environment or none, ConflictError for a run that has ended (a stale dispatch).
+   */
+  async checkpoint(req: { environmentId: string; runId: string; stepsJson: string }): Promise<number> {
+    const steps = checkpointedSteps(req.stepsJson);
+    const run = await this.deps.store.load(req.runId);
+    if (!run || run.environmentId !== req.environmentId)
+      throw new NotFoundError(`run ${req.runId} not found`);
+    if (run.status !== "running") throw new ConflictError(`run ${req.runId} has ended (${run.status})`);
+    if (steps.length === 0) return 0;
+    const adv = await this.deps.store.advance(req.runId, {
+      saves: steps.map((s) => ({ stepId: s.stepId, memoJson: s.memoJson })),
+    });
+    const now = this.deps.clock.now();
+    const records: HistoryEntry[] = steps
+      .filter((_, i) => adv.saved[i])
+      .map((s) => ({ $case: "step", value: stepRecord(run, s, 0, now) }));
+    void this.deps.history.record(records);
+    return records.length;
+  }
+}
