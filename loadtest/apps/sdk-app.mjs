@@ -7,15 +7,18 @@ import { serve } from "inngest/node";
 
 const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 
-/** Serves `<appId>-steps`; `onDone(k)` runs in its last step (`k` is the event's `data.k`). */
-export async function startSdkApp({ appId, baseUrl, onDone = () => {} }) {
+/**
+ * Serves `<appId>-steps`; `onDone(k)` runs in its last step (`k` is the event's `data.k`).
+ * `checkpointing: false` makes the SDK take one step per request.
+ */
+export async function startSdkApp({ appId, baseUrl, checkpointing = true, onDone = () => {} }) {
   const client = new Inngest({
     id: appId,
     baseUrl,
     isDev: true,
     eventKey: "bench",
     logger: quiet,
-    checkpointing: false,
+    checkpointing,
   });
   const fn = client.createFunction(
     { id: "steps", triggers: [{ event: `${appId}/run` }], retries: 0 },
