@@ -116,6 +116,7 @@ export function item(id: string, attempt = 0): NewItem {
     attempt,
     payload: '{"stepId":"step"}',
     flow: undefined,
+    runStartedAtMs: 0,
   };
 }
 

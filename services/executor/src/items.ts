@@ -48,6 +48,7 @@ export function callItem(run: RunState, suffix: string, payload: ItemPayload, ru
     attempt: 0,
     payload: JSON.stringify(payload),
     flow: run.flow,
+    runStartedAtMs: run.createdAtMs,
   };
 }
 

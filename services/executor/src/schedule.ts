@@ -80,6 +80,7 @@ export function startItem(run: NewRun): NewItem {
     attempt: 0,
     payload: JSON.stringify({ stepId: "step" }),
     flow: run.flow,
+    runStartedAtMs: run.createdAtMs,
   };
 }
 

@@ -177,6 +177,8 @@ describe("ExecutorService.ScheduleRuns", () => {
         runAtMs: 0,
         attempt: 0,
         payload: '{"stepId":"step"}',
+        // The queue scores a run's items from its start.
+        runStartedAtMs: expect.any(Number),
       },
       expect.objectContaining({ id: `${b.runId}:start` }),
     ]);

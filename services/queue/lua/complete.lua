@@ -20,7 +20,7 @@
 -- ARGV[2]        tombstone TTL, ms
 -- ARGV[3]        completion count n
 -- then per completion c: itemId, generation, pid (its partition), accountId, set count s,
---   next count m, then 8 args per next item (as in enqueue.lua)
+--   next count m, then 9 args per next item (as in enqueue.lua)
 --
 -- Returns: { nowMs, dueBeforeMs, dueAfterMs, { result_1..result_n } }, result =
 --    1 OK        completed now (and its next items enqueued, unless their ids exist)
@@ -60,9 +60,9 @@ for c = 1, n do
         end
       end
       for j = 1, m do
-        local kj, aj = k + (j - 1) * 3, a + (j - 1) * 8
+        local kj, aj = k + (j - 1) * 3, a + (j - 1) * 9
         addItem(itemsKey, KEYS[kj + 1], KEYS[kj + 2], KEYS[kj + 3], shardKey, forcedKey, now,
-          ARGV[aj + 1], ARGV[aj + 2], ARGV[aj + 3], ARGV[aj + 4], ARGV[aj + 5], ARGV[aj + 6], ARGV[aj + 7], ARGV[aj + 8])
+          ARGV[aj + 1], ARGV[aj + 2], ARGV[aj + 3], ARGV[aj + 4], ARGV[aj + 5], ARGV[aj + 6], ARGV[aj + 7], ARGV[aj + 8], ARGV[aj + 9])
       end
       results[c] = 1
     end
@@ -71,7 +71,7 @@ for c = 1, n do
   else
     results[c] = -1
   end
-  a, k = a + m * 8, k + m * 3
+  a, k = a + m * 9, k + m * 3
 end
 seqSave()
 return { now, before, shardDue(shardKey), results }

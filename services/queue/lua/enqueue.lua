@@ -12,11 +12,12 @@
 --
 -- ARGV[1]        now override, epoch ms (0 = Redis TIME; tests only)
 -- ARGV[2]        item count n
--- then per item i (8 args, from ARGV[3]):
+-- then per item i (9 args, from ARGV[3]):
 --   itemId, pid, accountId,
 --   runAt        absolute due time, epoch ms (0 = use delay)
 --   delay        ms after now
 --   attempt      attempt number (count)
+--   runStart     when the item's run started, epoch ms (0 = none): an item due now is scored from it
 --   shift        ms to score the item earlier by when it is due now (priority; may be negative)
 --   body         the producer's fields as JSON (run, acct, env, fn, pid, kind, pl), stored as is
 --
@@ -34,9 +35,9 @@ local before = shardDue(shardKey)
 seqLoad(KEYS[2], now)
 local statuses = {}
 for i = 1, n do
-  local k, a = 4 + (i - 1) * 3, 2 + (i - 1) * 8
+  local k, a = 4 + (i - 1) * 3, 2 + (i - 1) * 9
   statuses[i] = addItem(itemsKey, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], shardKey, forcedKey, now,
-    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
+    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9])
 end
 seqSave()
 return { now, before, shardDue(shardKey), statuses }

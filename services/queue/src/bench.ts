@@ -110,6 +110,7 @@ function item(id: string, accountId: string, functionId: string): NewItem {
     attempt: 0,
     payload: "{}",
     flow: undefined,
+    runStartedAtMs: 0,
   };
 }
 

@@ -313,6 +313,23 @@ describe("priority", () => {
   });
 });
 
+describe("run start order", () => {
+  it("hands a started run's next step out ahead of newer runs' first calls", async () => {
+    const startOf = (id: string, runStartedAtMs: number) => item(id, { kind: 1, runStartedAtMs });
+    // Two new runs queue up while an older run (started 5 s ago) is between steps.
+    await enqueueItems(s, keys, [startOf("new-1", now), startOf("new-2", now)]);
+    now += 100;
+    await enqueueItems(s, keys, [item("old-step", { kind: 2, runStartedAtMs: T0 - 5_000 })]);
+    // A future item (a sleep's end) keeps its due time whatever its run's start.
+    await enqueueItems(s, keys, [
+      item("old-sleep", { kind: 2, runStartedAtMs: T0 - 5_000, delayMs: 60_000 }),
+    ]);
+    const got = await claimFrom([item("x")], null);
+    expect(got.leased.map((l) => l.id)).toEqual(["old-step", "new-1", "new-2"]);
+    await expectConsistentShard(redis, keys);
+  });
+});
+
 describe("pause and resume", () => {
   const fn = { accountId: "acct-1", environmentId: "env", functionId: "fn-a" };
 

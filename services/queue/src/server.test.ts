@@ -43,6 +43,7 @@ function newItem(id: string, over: Partial<NewItem> = {}): NewItem {
     attempt: 0,
     payload: JSON.stringify({ stepId: id }),
     flow: undefined,
+    runStartedAtMs: 0,
     ...over,
   };
 }

@@ -235,6 +235,7 @@ function toProtoLeased(i: LeasedItem): ProtoLeasedItem {
       attempt: i.attempt,
       payload: i.payload,
       flow: undefined,
+      runStartedAtMs: 0,
     },
     generation: i.generation,
     leaseExpiresAtMs: i.leaseExpiresAtMs,

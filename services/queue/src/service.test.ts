@@ -65,6 +65,7 @@ it("on stop ends the executor streams, releases every shard and leaves the membe
         runAtMs: 0,
         attempt: 0,
         flow: undefined,
+        runStartedAtMs: 0,
         payload: "{}",
       },
     ],

@@ -25,6 +25,8 @@ export interface ItemInput {
   payload: string;
   /** Absent = no flow control. */
   flow?: FlowInput | undefined;
+  /** When the item's run started (epoch ms; 0/absent = score from the due time). */
+  runStartedAtMs?: number | undefined;
 }
 
 /** The producer's fields of an item, stored as JSON after the record's header (common.lua). */
@@ -125,14 +127,14 @@ export const ACQUIRED = 1;
 export const RENEWED = 2;
 export const HELD = -1;
 
-/** Item kind of a run's first call (proto ITEM_KIND_START): the only kind throttle and priority apply to. */
+/** Item kind of a run's first call (proto ITEM_KIND_START): the only kind throttle applies to. */
 const KIND_START = 1;
 
 /** The keys and args one new item adds to an enqueue or complete call. */
 function itemLayout(keys: ShardKeys, item: ItemInput): { keys: string[]; args: Array<string | number> } {
   const isStart = item.kind === KIND_START;
   const pid = partitionOf(item.environmentId, item.functionId, item.flow, isStart);
-  const shiftMs = isStart && item.flow ? item.flow.priorityS * 1000 : 0;
+  const shiftMs = item.flow ? item.flow.priorityS * 1000 : 0;
   const body: ItemBody = {
     run: item.runId,
     acct: item.accountId,
@@ -151,6 +153,7 @@ function itemLayout(keys: ShardKeys, item: ItemInput): { keys: string[]; args: A
       item.runAtMs,
       item.delayMs,
       item.attempt,
+      item.runStartedAtMs ?? 0,
       shiftMs,
       JSON.stringify(body),
     ],

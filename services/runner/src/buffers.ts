@@ -283,5 +283,6 @@ function bufferItem(
     attempt: 0,
     payload: JSON.stringify(payload),
     flow: undefined,
+    runStartedAtMs: 0,
   };
 }

@@ -116,5 +116,6 @@ export function cronItem(
     attempt: 0,
     payload: JSON.stringify({ cron, tickMs } satisfies CronPayload),
     flow: undefined,
+    runStartedAtMs: 0,
   };
 }

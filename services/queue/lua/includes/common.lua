@@ -147,16 +147,23 @@ local function bodyPlace(it)
 end
 
 -- Adds a new item unless its id is known (queued, leased, dead-lettered or recently completed).
--- An item due now is scored `shift` ms earlier (priority; later when negative). Returns 1 added,
--- 0 exists.
-local function addItem(itemsKey, seenKey, partKey, acctKey, shardKey, forcedKey, now, id, pid, acct, runAt, delay, attempt, shift, body)
+-- An item due now is scored from its run's start (`runStart`, when earlier), so a started run's
+-- next step goes ahead of newer runs' first calls, and `shift` ms earlier (priority; later when
+-- negative). Returns 1 added, 0 exists.
+local function addItem(itemsKey, seenKey, partKey, acctKey, shardKey, forcedKey, now, id, pid, acct, runAt, delay, attempt, runStart, shift, body)
   if redis.call('HEXISTS', itemsKey, id) == 1 or redis.call('EXISTS', seenKey) == 1 then return 0 end
   local due = tonumber(runAt)
   local d = tonumber(delay) or 0
   if not due or due <= 0 then due = now + d end
-  local s = tonumber(shift) or 0
   local score
-  if due <= now and s ~= 0 then score = newScore(due - s) else score = newScore(due) end
+  if due <= now then
+    local base = due
+    local rs = tonumber(runStart) or 0
+    if rs > 0 and rs < base then base = rs end
+    score = newScore(base - (tonumber(shift) or 0))
+  else
+    score = newScore(due)
+  end
   local it = { st = 'r', gen = 0, del = 0, exp = 0, att = tonumber(attempt), due = due, sc = score, body = body }
   redis.call('HSET', itemsKey, id, formatItem(it))
   redis.call('ZADD', partKey, score, id)
