@@ -25,10 +25,13 @@ export class Checkpointer {
    */
   async checkpoint(req: { environmentId: string; runId: string; stepsJson: string }): Promise<number> {
     const steps = checkpointedSteps(req.stepsJson);
-    const run = await this.deps.store.load(req.runId);
-    if (!run || run.environmentId !== req.environmentId)
+    // One HMGET, not the run's whole state: a checkpoint comes after every step.
+    const brief = await this.deps.store.brief(req.runId);
+    if (!brief || brief.environmentId !== req.environmentId) {
       throw new NotFoundError(`run ${req.runId} not found`);
-    if (run.status !== "running") throw new ConflictError(`run ${req.runId} has ended (${run.status})`);
+    }
+    if (brief.status !== "running") throw new ConflictError(`run ${req.runId} has ended (${brief.status})`);
+    const run = { runId: req.runId, accountId: brief.accountId, environmentId: brief.environmentId };
     if (steps.length === 0) return 0;
     const adv = await this.deps.store.advance(req.runId, {
       saves: steps.map((s) => ({ stepId: s.stepId, memoJson: s.memoJson })),

@@ -37,7 +37,12 @@ export function runRecord(
   };
 }
 
-export function stepRecord(run: RunState, s: StepResult, attempt: number, atMs: number): StepRecord {
+export function stepRecord(
+  run: Pick<RunState, "runId" | "accountId" | "environmentId">,
+  s: StepResult,
+  attempt: number,
+  atMs: number,
+): StepRecord {
   return {
     ...stepBase(run, s.stepId, s.name, atMs),
     status: s.status === "completed" ? StepStatus.STEP_STATUS_COMPLETED : StepStatus.STEP_STATUS_FAILED,

@@ -294,6 +294,14 @@ export class RunStore {
     };
   }
 
+  /** A run's status, environment and account (one HMGET), or null when it does not exist. */
+  async brief(runId: string): Promise<{ status: string; environmentId: string; accountId: string } | null> {
+    const k = runKeys(this.prefix, runId);
+    const [status, env, account] = await wrap(() => this.redis.hmget(k.meta, "status", "env", "account"));
+    if (!status) return null;
+    return { status, environmentId: env ?? "", accountId: account ?? "" };
+  }
+
   /** The run's status, or null when it does not exist ("skipped" for a run singleton skipped). */
   async status(runId: string): Promise<string | null> {
     const k = runKeys(this.prefix, runId);
