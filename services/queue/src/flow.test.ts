@@ -20,12 +20,10 @@ import {
   expiredLeases,
   extendLeases,
   OK,
-  pausedFunctions,
-  pauseFunction,
   reclaimLeases,
-  resumeFunction,
   retryItems,
 } from "./store.js";
+import { pausedFunctions, pauseFunction, resumeFunction } from "./store-pauses.js";
 import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 import { expectConsistentShard, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";
 
