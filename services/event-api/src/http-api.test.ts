@@ -2,7 +2,6 @@
 // HistoryService are other services: here they are small in-process gRPC servers that record what
 // they are asked. Tenancy is real Redis; events go to real Kafka.
 
-import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { ConflictError, NotFoundError, UnavailableError, ValidationError } from "@stepline/internal/errors";
 import type { GrpcServer } from "@stepline/internal/grpc";
@@ -20,9 +19,6 @@ import { RunnerServiceClient, RunnerServiceService } from "@stepline/proto/stepl
 import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { FastifyInstance } from "fastify";
 import { Inngest } from "inngest";
-import { serve } from "inngest/node";
-import { Inngest as Inngest3 } from "inngest-v3";
-import { serve as serve3 } from "inngest-v3/node";
 import { Redis } from "ioredis";
 import type { Admin } from "kafkajs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -30,6 +26,7 @@ import { buildHttpApp } from "./http.js";
 import { hashSigningKey } from "./keys.js";
 import { EventProducer } from "./producer.js";
 import { historyOverGrpc, registryOverGrpc } from "./rest.js";
+import { quiet, syncWithSdk } from "./sdk-sync.fixture.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
 
@@ -39,7 +36,6 @@ const log = createLogger("event-api-test", "silent");
 const tag = uniqueTag();
 const keyPrefix = `test-api-${tag}:{t}:`;
 const topic = `test-eventapi-${tag}-api.events`;
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 
 // What the runner double was asked, and how it answers.
 const synced: SyncAppRequest[] = [];
@@ -91,46 +87,6 @@ async function listen(devMode: boolean, runnerPort: number, historyPort: number)
   });
   await app.listen({ port: 0, host: "127.0.0.1" });
   return { app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
-}
-
-/** Serves one function with the SDK (v4 or v3) and syncs it by PUT, as a user would. */
-async function syncWithSdk(opts: { sdk: "v4" | "v3"; baseUrl: string; signingKey?: string; id: string }) {
-  const common = { id: opts.id, baseUrl: opts.baseUrl, isDev: !opts.signingKey, logger: quiet };
-  const client: any =
-    opts.sdk === "v4"
-      ? new Inngest({ ...common, signingKey: opts.signingKey, checkpointing: false } as any)
-      : new Inngest3({ ...common, signingKey: opts.signingKey } as any);
-  const fn =
-    opts.sdk === "v4"
-      ? client.createFunction(
-          { id: "greet", retries: 2, triggers: [{ event: "demo/greet" }] },
-          async () => "hi",
-        )
-      : client.createFunction({ id: "greet", retries: 2 }, { event: "demo/greet" }, async () => "hi");
-  let handler: any;
-  const server = createServer((req, res) => handler(req, res));
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const serveFn: any = opts.sdk === "v4" ? serve : serve3;
-  handler = serveFn({
-    client,
-    functions: [fn],
-    signingKey: opts.signingKey,
-    baseUrl: opts.baseUrl,
-    servePath: "/api/inngest",
-    ...(opts.sdk === "v4" ? { serveOrigin: origin } : { serveHost: origin }),
-  });
-  try {
-    const res = await fetch(`${origin}/api/inngest`, { method: "PUT" });
-    return {
-      status: res.status,
-      body: (await res.json()) as { message?: string; modified?: boolean },
-      origin,
-    };
-  } finally {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-  }
 }
 
 beforeAll(async () => {
