@@ -7,11 +7,10 @@ import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
 import type { WriteStream } from "node:fs";
 import { createWriteStream, mkdirSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@clickhouse/client";
-import { requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
+import { freePort, requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import { ensureTopics } from "../../scripts/infra/kafka.mjs";
 import type { ServicePorts } from "../../scripts/services.mjs";
@@ -54,17 +53,6 @@ export interface Cluster {
   stop(): Promise<void>;
   /** Everything the services wrote to stdout and stderr so far (complete once stop() resolved). */
   logs(): string;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Picks a Redis DB for this cluster and empties it (the test Redis belongs to the tests). */

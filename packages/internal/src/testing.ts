@@ -2,6 +2,7 @@
 // reading the STEPLINE_TEST_* servers `npm test` started, and names that isolate one test from
 // another. No service imports this at run time.
 import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
 
 /** A probe's answer that means "not yet": undefined, null or false. Anything else (0 and "" too) is done. */
 type NotYet = undefined | null | false;
@@ -66,4 +67,19 @@ export function uniqueTag(prefix?: string): string {
   counter = (counter + 1) % 36 ** 3;
   const unique = `${Date.now().toString(36)}${counter.toString(36).padStart(3, "0")}${randomBytes(3).toString("hex")}`;
   return prefix ? `${prefix}_${unique}` : unique;
+}
+
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it; the caller binds it soon
+ * after, so another process may rarely take it first).
+ */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
 }

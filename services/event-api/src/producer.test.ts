@@ -1,9 +1,6 @@
-// When Kafka cannot take the events, POST /e answers 5xx (never a false 200); when Kafka finds a
-// batch too large, 413. Real Kafka (or a closed port), no stand-ins.
-import { createServer } from "node:net";
 import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
-import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
+import { freePort, requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import type { Admin, Kafka } from "kafkajs";
 import { Kafka as KafkaClient, logLevel } from "kafkajs";
@@ -31,17 +28,6 @@ let kafka: Kafka;
 let admin: Admin;
 const topics: string[] = [];
 const stops: Array<() => Promise<unknown>> = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function appWith(producer: EventProducer) {
   const app = buildHttpApp({

@@ -1,20 +1,4 @@
-// `npm run bench:queue`: the queue's enqueue -> lease -> ack loop against BullMQ's on the same
-// Redis, in one run, with no-op work (not part of the service).
-//
-//   1. Stepline vs BullMQ, 10 accounts x 3 functions: items/s from the first enqueue to the last
-//      ack, and the ratio (fairness is always on in Stepline: every claim goes through DRR).
-//   2. The same with 1,000 accounts and 10,000 functions.
-//   3. Noisy neighbour: one account floods (100,000 items queued at once) while a quiet account
-//      enqueues one item every 20 ms; the quiet items' start delay (enqueue call -> leased), p50/p99.
-//
-// Both systems run in this process with their client (one queue replica and one executor stream;
-// one BullMQ Worker), so the figures include the client's cost. Redis is a private redis-server
-// started here (no persistence) unless --redis names one.
-// Usage: node services/queue/dist/bench.js [--items 20000] [--noisy 100000] [--redis redis://...]
-import type { ChildProcess } from "node:child_process";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:net";
 import { parseArgs } from "node:util";
 import { callUnary, createClient } from "@stepline/internal/grpc";
 import { createLogger } from "@stepline/internal/log";
@@ -24,6 +8,7 @@ import { ItemKind, QueueServiceClient } from "@stepline/proto/stepline/queue/v1/
 import { Queue as BullQueue, Worker as BullWorker } from "bullmq";
 import { Redis } from "ioredis";
 import { staticLimitsSource } from "./limits.js";
+import { dropNamespace, startRedisServer } from "./redis-server.js";
 import { startQueueService } from "./service.js";
 
 const { values: args } = parseArgs({
@@ -39,45 +24,10 @@ const BATCH = 500;
 const CREDITS = 512;
 const log = createLogger("queue-bench", "warn");
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** A private redis-server (no persistence), or the one named by --redis. */
-async function startRedis(): Promise<{ url: string; child?: ChildProcess }> {
-  if (args.redis) return { url: args.redis };
-  const port = await freePort();
-  const child = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    {
-      stdio: "ignore",
-    },
-  );
-  const url = `redis://127.0.0.1:${port}`;
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  probe.on("error", () => {}); // refused until the server listens: waitFor retries
-  await waitFor("redis-server", async () => {
-    try {
-      if (probe.status !== "ready") await probe.connect();
-      return (await probe.ping()) === "PONG";
-    } catch {
-      return false;
-    }
-  });
-  probe.disconnect();
-  return { url, child };
-}
-
-const redisServer = await startRedis();
-const redis = new Redis(redisServer.url);
+// A private redis-server, or the one named by --redis.
+const ownRedis = args.redis ? null : await startRedisServer();
+const redisUrl = args.redis ?? ownRedis?.url ?? "";
+const redis = new Redis(redisUrl);
 const namespace = `bench${randomBytes(4).toString("hex")}:`;
 const service = await startQueueService(
   redis,
@@ -195,7 +145,7 @@ async function stepline(items: NewItem[]): Promise<number> {
 
 /** BullMQ: the same loop (addBulk in batches, one Worker acking at once) on the same Redis. */
 async function bullmq(n: number): Promise<number> {
-  const connection = { url: redisServer.url, maxRetriesPerRequest: null };
+  const connection = { url: redisUrl, maxRetriesPerRequest: null };
   const name = `bench-${randomBytes(4).toString("hex")}`;
   const queue = new BullQueue(name, { connection });
   let done = 0;
@@ -309,14 +259,7 @@ try {
 } finally {
   client.close();
   await service.stop();
-  if (redisServer.child) redisServer.child.kill("SIGKILL");
-  else {
-    let cursor = "0";
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `q:{${namespace}*`, "COUNT", 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== "0");
-  }
+  if (ownRedis) ownRedis.stop();
+  else await dropNamespace(redis, namespace);
   redis.disconnect();
 }

@@ -1,11 +1,5 @@
-// Every queue script on a real Redis Cluster: three masters on loopback, started here from the
-// installed redis-server, with the 16384 slots spread over them. Items of many accounts (so many
-// shards, so every master) go through every script, flow control included; none may fail with
-// CROSSSLOT, and the test first shows that a call mixing two shards' keys does fail.
-import type { ChildProcess } from "node:child_process";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitFor } from "@stepline/internal/testing";
@@ -21,7 +15,8 @@ import type { ScriptName } from "./scripts.js";
 import { Scripts } from "./scripts.js";
 import type { ItemInput, LeasedItem } from "./store.js";
 import { acquireOwner, releaseOwner } from "./store.js";
-import { testNamespace } from "./testing/redis.js";
+import type { RedisServer } from "./testing/redis.js";
+import { startRedisServer, testNamespace } from "./testing/redis.js";
 
 const TOKEN = "cluster-test";
 const SHARDS = 16;
@@ -44,21 +39,10 @@ const LIMITS: FunctionLimits = {
 };
 
 let dir: string;
-const nodes: ChildProcess[] = [];
+const nodes: RedisServer[] = [];
 let cluster: Cluster;
 let queue: Queue;
 const calls: Array<{ name: ScriptName; keys: readonly string[] }> = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function item(id: string, accountId: string, over: Partial<ItemInput> = {}): ItemInput {
   return {
@@ -78,43 +62,18 @@ function item(id: string, accountId: string, over: Partial<ItemInput> = {}): Ite
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "stepline-cluster-"));
-  const ports = [await freePort(), await freePort(), await freePort()];
-  for (const port of ports) {
-    const child = spawn(
-      "redis-server",
-      [
-        "--port",
-        String(port),
-        "--bind",
-        "127.0.0.1",
-        "--cluster-enabled",
-        "yes",
-        "--cluster-config-file",
-        join(dir, `nodes-${port}.conf`),
-        "--dir",
-        dir,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-      ],
-      { stdio: "ignore" },
-    );
-    nodes.push(child);
+  for (let i = 0; i < 3; i++) {
+    const node = await startRedisServer([
+      "--cluster-enabled",
+      "yes",
+      "--cluster-config-file",
+      join(dir, `nodes-${i}.conf`),
+      "--dir",
+      dir,
+    ]);
+    nodes.push(node);
   }
-  for (const port of ports) {
-    await waitFor(`redis-server on ${port}`, () => {
-      try {
-        return (
-          execFileSync("redis-cli", ["-p", String(port), "ping"])
-            .toString()
-            .trim() === "PONG"
-        );
-      } catch {
-        return false;
-      }
-    });
-  }
+  const ports = nodes.map((n) => n.port);
   execFileSync("redis-cli", [
     "--cluster",
     "create",
@@ -151,7 +110,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await cluster?.quit().catch(() => undefined);
-  for (const n of nodes) n.kill("SIGKILL");
+  for (const n of nodes) n.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Admitter } from "./admission.js";
 import type { BufferedEvent } from "./buffers.js";
 import { Buffers, buffers } from "./buffers.js";
+import { NO_FLOW } from "./flow.js";
 import type { FlowConfig, StoredFunction } from "./model.js";
 import { Registry } from "./registry.js";
 import { validateSync } from "./validate.js";
@@ -22,17 +23,6 @@ let registry: Registry;
 let b: Buffers;
 let enqueued: NewItem[];
 let scheduled: RunSpec[];
-
-const NONE: FlowConfig = {
-  concurrency: [],
-  throttle: null,
-  rateLimit: null,
-  debounce: null,
-  batchEvents: null,
-  priority: "",
-  singleton: null,
-  idempotency: "",
-};
 
 /** A synced function with the given flow control (ms periods below the sync minimum, for speed). */
 async function fnWith(id: string, flow: Partial<FlowConfig>): Promise<StoredFunction> {
@@ -56,7 +46,7 @@ async function fnWith(id: string, flow: Partial<FlowConfig>): Promise<StoredFunc
   });
   const def = sync.functions[0];
   if (!def) throw new Error("no function");
-  const fn = { ...def, flow: { ...NONE, ...flow } };
+  const fn = { ...def, flow: { ...NO_FLOW, ...flow } };
   await registry.syncApp({ ...sync, appId: id, functions: [fn] });
   return { accountId: "acct1", appId: id, fn };
 }

@@ -20,7 +20,8 @@ export const SCOPE: Record<ConcurrencyScopeName, ConcurrencyScope> = {
 /** The highest priority.run factor, in seconds (Inngest's documented range is -600..600). */
 export const MAX_PRIORITY_S = 600;
 
-const NONE: FlowConfig = {
+/** No flow control: what a function without any of the options has. */
+export const NO_FLOW: FlowConfig = {
   concurrency: [],
   throttle: null,
   rateLimit: null,
@@ -33,7 +34,7 @@ const NONE: FlowConfig = {
 
 /** A function's flow config (registries synced before flow control have none). */
 export function flowConfig(fn: FunctionDef): FlowConfig {
-  return fn.flow ?? NONE;
+  return fn.flow ?? NO_FLOW;
 }
 
 /** The FlowControl of a run of `fn` triggered by `event`; undefined when the function has none. */

@@ -18,12 +18,5 @@ export function testNamespace(): string {
   return `t${uniqueTag()}:`;
 }
 
-/** Deletes every key of `namespace`. */
-export async function dropNamespace(redis: Redis, namespace: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `q:{${namespace}*`, "COUNT", 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== "0");
-}
+export type { RedisServer } from "../redis-server.js";
+export { dropNamespace, startRedisServer } from "../redis-server.js";
