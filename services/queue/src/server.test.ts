@@ -154,6 +154,21 @@ describe("QueueService over gRPC", () => {
     ).rejects.toBeInstanceOf(ValidationError);
   });
 
+  it("pauses and resumes a function over gRPC, and refuses a function without its ids", async () => {
+    const fn = { accountId: "acct-grpc", environmentId: "env", functionId: "paused-fn" };
+    expect(await callUnary(client.pauseFunction.bind(client), { function: fn })).toEqual({ changed: true });
+    const state = await callUnary(client.getFunctionPauses.bind(client), { functions: [fn] });
+    expect(state.functions).toEqual([{ function: fn, paused: true }]);
+    expect(await callUnary(client.resumeFunction.bind(client), { function: fn })).toEqual({ changed: true });
+    for (const bad of [undefined, { ...fn, functionId: "" }, { ...fn, accountId: "" }]) {
+      const err = await callUnary(client.pauseFunction.bind(client), { function: bad }).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ValidationError);
+      expect((err as Error).message).toMatch(/^function: (account_id|function_id) is required$/);
+    }
+  });
+
   it("runs enqueue -> lease -> complete with next -> next leased -> complete over one Work stream", async () => {
     const run = { runId: "run-chain", accountId: "acct-chain" };
     await callUnary(client.enqueue.bind(client), { items: [newItem("run-chain:start", run)] });

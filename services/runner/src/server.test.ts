@@ -212,6 +212,37 @@ describe("cron triggers", () => {
     expect(mixed.functions.map((f) => f.found)).toEqual([false, true]);
   });
 
+  it("refuses FireDebounce and FireBatch without their environment, function or buffer id, or with a bad key hash", async () => {
+    const cases = [
+      () =>
+        callUnary(client.fireDebounce.bind(client), {
+          environmentId: env,
+          functionId: "f",
+          debounceId: "",
+          keyHash: "",
+        }),
+      () =>
+        callUnary(client.fireBatch.bind(client), {
+          environmentId: "",
+          functionId: "f",
+          batchId: "b",
+          keyHash: "",
+        }),
+      () =>
+        callUnary(client.fireBatch.bind(client), {
+          environmentId: env,
+          functionId: "f",
+          batchId: "b",
+          keyHash: "NOT HEX",
+        }),
+    ];
+    for (const call of cases) {
+      const err = await call().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ValidationError);
+      expect((err as Error).message).toMatch(/required|hex/);
+    }
+  });
+
   it("refuses flow control it cannot enforce at sync, naming the function and the field", async () => {
     const err = await syncApp([fn({ rawJson: '{"throttle":{"limit":1,"period":"30d"}}' })]).catch(
       (e: unknown) => e,
