@@ -16,10 +16,11 @@ export async function sendEvents(
   apiUrl: string,
   key: string,
   body: unknown,
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; body: any }> {
   const res = await fetch(`${apiUrl}/e/${key}`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...headers },
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
   return { status: res.status, body: await res.json().catch(() => null) };

@@ -41,7 +41,12 @@ afterAll(async () => {
 });
 
 const send = (eventsJson: string[]) =>
-  callUnary(client.sendEvents.bind(client), { accountId: "acct", environmentId: "env", eventsJson });
+  callUnary(client.sendEvents.bind(client), {
+    accountId: "acct",
+    environmentId: "env",
+    eventsJson,
+    traceParent: "",
+  });
 
 describe("EventService.SendEvents", () => {
   it("produces Stepline's own events, inngest/ names included, keyed by account, keeping given ids", async () => {
@@ -63,7 +68,12 @@ describe("EventService.SendEvents", () => {
     await expect(send([JSON.stringify({ name: "" })])).rejects.toBeInstanceOf(ValidationError);
     await expect(send([])).rejects.toBeInstanceOf(ValidationError);
     await expect(
-      callUnary(client.sendEvents.bind(client), { accountId: "", environmentId: "env", eventsJson: ["{}"] }),
+      callUnary(client.sendEvents.bind(client), {
+        accountId: "",
+        environmentId: "env",
+        eventsJson: ["{}"],
+        traceParent: "",
+      }),
     ).rejects.toThrow(/account_id and environment_id are required/);
     expect(produced).toEqual([]);
   });

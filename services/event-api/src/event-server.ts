@@ -5,6 +5,7 @@ import type { Clock } from "@stepline/internal/clock";
 import { ValidationError } from "@stepline/internal/errors";
 import { unary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
+import { SpanKind, withSpan } from "@stepline/internal/telemetry";
 import type { EventServiceServer } from "@stepline/proto/stepline/eventapi/v1/event_service";
 import { EventServiceService } from "@stepline/proto/stepline/eventapi/v1/event_service";
 import { buildRecords, encodeRecord, prepareEvents } from "./events.js";
@@ -28,8 +29,13 @@ export function eventService(sink: EventSink, clock: Clock, newId: () => string,
       const receivedAt = clock.now();
       const events = prepareEvents(parsed, receivedAt, newId, true);
       const ref = { accountId: req.accountId, environmentId: req.environmentId };
-      const records = buildRecords(ref, events, receivedAt);
-      await sink.produce(records.map((r) => ({ key: r.accountId, value: encodeRecord(r) })));
+      // Events a run sends (invoke, finished) join the run's trace; others start one of their own.
+      const parent = req.traceParent || undefined;
+      const attributes = { "stepline.environment_id": req.environmentId, "stepline.events": events.length };
+      await withSpan("event.ingest", { parent, kind: SpanKind.SERVER, attributes }, async (span) => {
+        const records = buildRecords(ref, events, receivedAt, span.traceParent);
+        await sink.produce(records.map((r) => ({ key: r.accountId, value: encodeRecord(r) })));
+      });
       return { ids: events.map((e) => e.id) };
     }),
   };

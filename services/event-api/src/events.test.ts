@@ -164,7 +164,8 @@ describe("buildRecords", () => {
       NOW,
       ids,
     );
-    const records = buildRecords({ accountId: "ACC", environmentId: "ENV" }, events, NOW);
+    const traceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const records = buildRecords({ accountId: "ACC", environmentId: "ENV" }, events, NOW, traceParent);
     const decoded = EventRecord.decode(encodeRecord(records[1] as EventRecord));
     expect(decoded).toEqual({
       accountId: "ACC",
@@ -172,6 +173,7 @@ describe("buildRecords", () => {
       eventId: "e2",
       receivedAtMs: NOW,
       eventJson: events[1]?.json,
+      traceParent,
     });
   });
 });

@@ -1,6 +1,7 @@
 // Validation of POST /e bodies and building of the Kafka records. Pure: no I/O, so every rule
 // is tested directly. Every error message names the event (its index) and the field at fault.
 import { TooLargeError, ValidationError } from "@stepline/internal/errors";
+import type { TraceParent } from "@stepline/internal/telemetry";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { EnvRef } from "./tenancy.js";
 
@@ -144,14 +145,20 @@ function checkName(name: unknown, at: string, allowReserved: boolean): string {
   return name;
 }
 
-/** The Kafka records of a request's events, in order. */
-export function buildRecords(ref: EnvRef, events: PreparedEvent[], receivedAtMs: number): EventRecord[] {
+/** The Kafka records of a request's events, in order; `traceParent` is the receiving span's. */
+export function buildRecords(
+  ref: EnvRef,
+  events: PreparedEvent[],
+  receivedAtMs: number,
+  traceParent: TraceParent,
+): EventRecord[] {
   return events.map((e) => ({
     accountId: ref.accountId,
     environmentId: ref.environmentId,
     eventId: e.id,
     receivedAtMs,
     eventJson: e.json,
+    traceParent,
   }));
 }
 

@@ -16,6 +16,7 @@ import {
 } from "@stepline/internal/errors";
 import { newId as defaultNewId } from "@stepline/internal/ids";
 import type { Logger } from "@stepline/internal/log";
+import { SpanKind, withSpan } from "@stepline/internal/telemetry";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import Fastify from "fastify";
 import { dashboardHtml } from "./dashboard.js";
@@ -140,8 +141,13 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     const ids =
       token !== null ? derivedIds(token) : (seededIds(headerOf(req, "x-inngest-event-id-seed")) ?? newId);
     const events = prepareEvents(parseJsonBody(req.body as Buffer | undefined), receivedAt, ids);
-    const records = buildRecords(ref, events, receivedAt);
-    await deps.sink.produce(records.map((r) => ({ key: r.accountId, value: encodeRecord(r) })));
+    // A caller's own traceparent (an app traced with OpenTelemetry) makes this part of its trace.
+    const parent = headerOf(req, "traceparent") || undefined;
+    const attributes = { "stepline.environment_id": ref.environmentId, "stepline.events": events.length };
+    await withSpan("event.ingest", { parent, kind: SpanKind.SERVER, attributes }, async (span) => {
+      const records = buildRecords(ref, events, receivedAt, span.traceParent);
+      await deps.sink.produce(records.map((r) => ({ key: r.accountId, value: encodeRecord(r) })));
+    });
     return reply.send({ ids: events.map((e) => e.id), status: 200 });
   };
 

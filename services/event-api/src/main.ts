@@ -10,6 +10,7 @@ import { createKafka, topicNames } from "@stepline/internal/kafka";
 import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
+import { startTelemetry } from "@stepline/internal/telemetry";
 import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { HistoryServiceClient } from "@stepline/proto/stepline/history/v1/history_service";
 import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const log = createLogger("event-api", config.STEPLINE_LOG_LEVEL);
+  const stopTelemetry = startTelemetry("stepline-event-api", process.env);
 
   const redis = createRedis(config.STEPLINE_REDIS_URL, log);
   const tenancy = new TenancyStore(redis);
@@ -84,6 +86,7 @@ async function main(): Promise<void> {
     executor.close();
     await admin.close();
     redis.disconnect();
+    await stopTelemetry();
   });
 }
 

@@ -14,6 +14,7 @@
 -- ARGV[12] timeouts.finish (ms, 0 = none)
 -- ARGV[13] flow control every item of the run carries (JSON of the queue's FlowControl; "" = none)
 -- ARGV[14] singleton lock the run holds ("k:<key hash>"; "" = none)
+-- ARGV[15] W3C traceparent the run's spans hang under ("" = not traced; then no field is kept)
 -- Returns: {created (1|0), status, calls, version, createdAt} of the run as it is after the call;
 -- an existing run is left untouched. No errors.
 local meta = KEYS[1]
@@ -34,4 +35,5 @@ redis.call("HSET", meta,
   "status", "running", "calls", 0, "version", 1, "reqVersion", -1,
   "cancelOn", cancelOn, "startTimeout", startTimeout, "finishTimeout", finishTimeout, "flow", flow,
   "singleton", singleton)
+if ARGV[15] ~= "" then redis.call("HSET", meta, "tp", ARGV[15]) end
 return {1, "running", 0, 1, tonumber(createdAt)}

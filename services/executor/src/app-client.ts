@@ -117,6 +117,8 @@ export interface AppCall {
    * retried call (the same token) sends the same ids (docs: event-api README).
    */
   sendToken?: string;
+  /** The call's span (a traced run): sent as `traceparent`, so a traced app continues the trace. */
+  traceParent?: string;
 }
 
 /** The `tracestate` value that carries a call's send token (W3C list member `stepline=`). */
@@ -148,6 +150,7 @@ export class AppClient {
       "x-inngest-step-id": c.stepId,
     };
     if (c.sendToken) headers.tracestate = sendTokenHeader(c.sendToken);
+    if (c.traceParent) headers.traceparent = c.traceParent;
     if (c.signingKey) headers["x-inngest-signature"] = signBody(c.body, c.signingKey, Date.now() / 1000);
     const timeout = AbortSignal.timeout(this.opts.timeoutMs);
     const signal = AbortSignal.any([c.signal, timeout]);

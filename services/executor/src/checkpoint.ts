@@ -9,6 +9,7 @@ import type { HistoryEntry } from "./history.js";
 import { stepRecord } from "./records.js";
 import type { RunStore } from "./state.js";
 import { checkpointedSteps } from "./steps.js";
+import { stepSpan } from "./tracing.js";
 
 export interface CheckpointDeps {
   store: RunStore;
@@ -24,6 +25,7 @@ export class Checkpointer {
    * another environment or none, ConflictError for a run that has ended (a stale dispatch).
    */
   async checkpoint(req: { environmentId: string; runId: string; stepsJson: string }): Promise<number> {
+    const startMs = this.deps.clock.now();
     const steps = checkpointedSteps(req.stepsJson);
     // One HMGET, not the run's whole state: a checkpoint comes after every step.
     const brief = await this.deps.store.brief(req.runId);
@@ -37,9 +39,15 @@ export class Checkpointer {
       saves: steps.map((s) => ({ stepId: s.stepId, memoJson: s.memoJson })),
     });
     const now = this.deps.clock.now();
+    // The SDK's own timing places each step; without it a step spans this checkpoint alone.
+    const trace = { parent: brief.traceParent, startMs };
     const records: HistoryEntry[] = steps
       .filter((_, i) => adv.saved[i])
-      .map((s) => ({ $case: "step", value: stepRecord(run, s, 0, now) }));
+      .map((s) => ({
+        $case: "step",
+        value: stepRecord(run, s, 0, now),
+        traceParent: stepSpan(trace, s, 0, now),
+      }));
     void this.deps.history.record(records);
     return records.length;
   }

@@ -121,6 +121,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
         cancelOn: [],
         startTimeoutMs: 0,
         finishTimeoutMs: 0,
+        traceParent: "",
         ...spec,
       },
     ]);

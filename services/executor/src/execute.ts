@@ -6,6 +6,7 @@
 import type { Clock } from "@stepline/internal/clock";
 import { ConflictError, NotFoundError } from "@stepline/internal/errors";
 import type { Logger } from "@stepline/internal/log";
+import { SpanKind, type TraceParent, withSpan } from "@stepline/internal/telemetry";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { AppClient } from "./app-client.js";
@@ -28,6 +29,7 @@ import type { RunState, RunStore } from "./state.js";
 import type { BackoffPolicy, Decision } from "./steps.js";
 import { backoffDelayMs, interpret } from "./steps.js";
 import { isStartItem, timeLimit } from "./time-limits.js";
+import { type CallTrace, stepSpan } from "./tracing.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
 import { SHUTDOWN } from "./work-loop.js";
 
@@ -73,7 +75,25 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
   const canceller = new Canceller(deps);
   const systemDelay = (attempt: number) => deps.clock.now() + backoffDelayMs(attempt, deps.backoff, random());
 
-  return async (item, ctx) => {
+  // A traced run's item is one span; its app call and its steps hang under it (docs/telemetry.md).
+  const handler: ItemHandler = (item, ctx) =>
+    withSpan(
+      "executor.item",
+      {
+        parent: item.traceParent,
+        attributes: {
+          "stepline.run_id": item.runId,
+          "stepline.item_id": item.id,
+          "stepline.attempt": item.attempt,
+          "stepline.function_id": item.functionId,
+        },
+      },
+      (span) => handle(item, ctx, span.traceParent),
+    );
+  return handler;
+
+  async function handle(item: NewItem, ctx: ItemContext, traceParent: TraceParent): Promise<void> {
+    const trace: CallTrace = { parent: traceParent, startMs: deps.clock.now() };
     const log = deps.log.child({ runId: item.runId, itemId: item.id, attempt: item.attempt });
     if (item.kind === ItemKind.ITEM_KIND_CRON) {
       await fireCronTick(deps, item, ctx, log, systemDelay);
@@ -99,7 +119,7 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
           reason: message,
           errorJson: JSON.stringify({ name: "Error", message }),
         } as const;
-        await settle(deps, run, item, ctx, decision, undefined, log, systemDelay);
+        await settle(deps, run, item, ctx, decision, undefined, log, systemDelay, trace);
         return;
       }
       // Our dependencies failed, not the app: try again later without spending an attempt.
@@ -166,7 +186,7 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
       // must not be requested again: the SDK would run it a second time. Resolve it as the lost
       // completion did (the same answer, recorded per resolver) and move on from there.
       const decision: Decision = { type: "advance", saves: [], plans: [], disableImmediate: false };
-      await settle(deps, run, item, ctx, decision, undefined, log, systemDelay);
+      await settle(deps, run, item, ctx, decision, undefined, log, systemDelay, trace);
       return;
     }
 
@@ -216,18 +236,30 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
     });
     let outcome: Awaited<ReturnType<AppClient["call"]>>;
     const endTimer = callSeconds.startTimer();
+    const call = {
+      url: run.url,
+      stepId,
+      body,
+      reqVersion: run.reqVersion,
+      signingKey,
+      signal: ctx.signal,
+      // Names the step this call may run, the same across its retries: a planned step's item
+      // runs only that step; a discovery item runs the step after those saved so far.
+      sendToken: stepId === "step" ? `${item.id}:${run.stack.length}` : item.id,
+    };
+    const callAttributes = { "url.full": run.url, "stepline.step_id": stepId };
     try {
-      outcome = await deps.app.call({
-        url: run.url,
-        stepId,
-        body,
-        reqVersion: run.reqVersion,
-        signingKey,
-        signal: ctx.signal,
-        // Names the step this call may run, the same across its retries: a planned step's item
-        // runs only that step; a discovery item runs the step after those saved so far.
-        sendToken: stepId === "step" ? `${item.id}:${run.stack.length}` : item.id,
-      });
+      outcome = await withSpan(
+        "app.call",
+        { parent: trace.parent, kind: SpanKind.CLIENT, attributes: callAttributes },
+        async (span) => {
+          const out = await deps.app.call({ ...call, traceParent: span.traceParent });
+          if (out.kind === "response")
+            span.setAttributes({ "http.response.status_code": out.response.status });
+          else span.setAttributes({ "error.type": out.message });
+          return out;
+        },
+      );
     } catch (err) {
       if (ctx.signal.reason === SHUTDOWN) {
         await ctx.retry(0, item.attempt);
@@ -258,8 +290,8 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
       random: random(),
     });
     callsTotal.inc({ decision: decision.type });
-    await settle(deps, run, item, ctx, decision, reqVersion, log, systemDelay);
-  };
+    await settle(deps, run, item, ctx, decision, reqVersion, log, systemDelay, trace);
+  }
 }
 
 /** Applies a decision; a run that ended meanwhile just acks the item, a store failure releases it. */
@@ -272,9 +304,10 @@ async function settle(
   reqVersion: number | undefined,
   log: Logger,
   systemDelay: (attempt: number) => number,
+  trace: CallTrace,
 ): Promise<void> {
   try {
-    await apply(deps, run, item, ctx, decision, reqVersion, log);
+    await apply(deps, run, item, ctx, decision, reqVersion, log, trace);
   } catch (err) {
     if (err instanceof ConflictError || err instanceof NotFoundError) {
       log.info("run ended meanwhile; dropping the item");
@@ -303,6 +336,7 @@ async function apply(
   decision: Decision,
   reqVersion: number | undefined,
   log: Logger,
+  trace: CallTrace,
 ): Promise<void> {
   const now = deps.clock.now();
   const changedVersion = reqVersion !== undefined && reqVersion !== run.reqVersion ? reqVersion : undefined;
@@ -324,7 +358,13 @@ async function apply(
       });
       const records = decision.saves
         .filter((_, i) => adv.saved[i])
-        .map((s): HistoryEntry => ({ $case: "step", value: stepRecord(run, s, item.attempt, now) }));
+        .map(
+          (s): HistoryEntry => ({
+            $case: "step",
+            value: stepRecord(run, s, item.attempt, now),
+            traceParent: stepSpan(trace, s, item.attempt, now),
+          }),
+        );
       const next: NewItem[] = [];
       const starts: Promise<void>[] = [];
       const invoked: object[] = [];
@@ -339,7 +379,8 @@ async function apply(
         if (p.kind === "invoke") invoked.push(invokedEvent(run, p, now));
       });
       // A wait is indexed, and an invoke's function started, before the timeout item exists.
-      if (invoked.length > 0) starts.push(deps.events.send(run.accountId, run.environmentId, invoked));
+      if (invoked.length > 0)
+        starts.push(deps.events.send(run.accountId, run.environmentId, invoked, run.traceParent));
       await Promise.all(starts);
       if (stepId === "step") {
         // A discovery call that saved a step (and planned nothing) discovers again.
@@ -368,7 +409,9 @@ async function apply(
           now,
           decision.errorJson,
         );
-        void deps.history.record([{ $case: "step", value }]);
+        const step = { ...decision.step, status: "errored" };
+        const traceParent = stepSpan(trace, step, item.attempt, now, decision.reason);
+        void deps.history.record([{ $case: "step", value, traceParent }]);
       }
       log.info(
         { reason: decision.reason, nextAttempt: decision.attempt, inMs: decision.runAtMs - now },

@@ -117,6 +117,7 @@ export function item(id: string, attempt = 0): NewItem {
     payload: '{"stepId":"step"}',
     flow: undefined,
     runStartedAtMs: 0,
+    traceParent: "",
   };
 }
 

@@ -39,8 +39,10 @@ export async function finalizeRun(
   outcome: Pick<FinishResult, "status" | "version" | "endedAtMs" | "output" | "error">,
 ): Promise<void> {
   // Strict: when Kafka fails, the item is released and its next delivery records again.
-  await deps.history.produce([{ $case: "run", value: runRecord(run, outcome) }]);
-  await deps.events.send(run.accountId, run.environmentId, endEvents(run, outcome));
+  await deps.history.produce([
+    { $case: "run", value: runRecord(run, outcome), traceParent: run.traceParent },
+  ]);
+  await deps.events.send(run.accountId, run.environmentId, endEvents(run, outcome), run.traceParent);
   await reportToParent(deps, run, outcome);
   await dropLeftovers(deps, run);
   await deps.store.markFinalized(run.runId);

@@ -8,10 +8,14 @@ import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record
 import type { Kafka, Message, Producer } from "kafkajs";
 import { Partitioners } from "kafkajs";
 
-export type HistoryEntry =
+export type HistoryEntry = (
   | { $case: "run"; value: RunRecord }
   | { $case: "step"; value: StepRecord }
-  | { $case: "skip"; value: SkipRecord };
+  | { $case: "skip"; value: SkipRecord }
+) & {
+  /** The span the record belongs under (history's write joins the run's trace); absent = none. */
+  traceParent?: string | undefined;
+};
 
 export interface HistoryOptions {
   topic: string;
@@ -169,6 +173,9 @@ export class HistoryProducer {
 function toMessage(entry: HistoryEntry): Message {
   return {
     key: entry.$case === "skip" ? entry.value.eventId : entry.value.runId,
-    value: Buffer.from(HistoryRecord.encode({ record: entry }).finish()),
+    // The oneof encoder reads only $case and value.
+    value: Buffer.from(
+      HistoryRecord.encode({ record: entry, traceParent: entry.traceParent ?? "" }).finish(),
+    ),
   };
 }

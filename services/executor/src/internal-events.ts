@@ -5,22 +5,28 @@
 // their ids are deterministic, so sending one again after a crash starts nothing twice.
 
 import { callUnary } from "@stepline/internal/grpc";
+import { type TraceParent, unsampledParent } from "@stepline/internal/telemetry";
 import type { EventServiceClient } from "@stepline/proto/stepline/eventapi/v1/event_service";
 import type { RunState } from "./state.js";
 import type { PlannedOp } from "./steps.js";
 
 /** Sends events of one environment; resolves once Kafka has them. */
 export interface EventSender {
-  send(accountId: string, environmentId: string, events: object[]): Promise<void>;
+  /**
+   * `traceParent`: the run's, so the events (and the runs they start) join its trace; "" for an
+   * untraced run, whose events then stay untraced too.
+   */
+  send(accountId: string, environmentId: string, events: object[], traceParent: TraceParent): Promise<void>;
 }
 
 /** EventSender over EventService.SendEvents with a deadline per call. */
 export function grpcEventSender(client: EventServiceClient, deadlineMs: number): EventSender {
   return {
-    async send(accountId, environmentId, events) {
+    async send(accountId, environmentId, events, traceParent) {
       if (events.length === 0) return;
       const eventsJson = events.map((e) => JSON.stringify(e));
-      await callUnary(client.sendEvents.bind(client), { accountId, environmentId, eventsJson }, deadlineMs);
+      const req = { accountId, environmentId, eventsJson, traceParent: traceParent || unsampledParent() };
+      await callUnary(client.sendEvents.bind(client), req, deadlineMs);
     },
   };
 }

@@ -49,6 +49,7 @@ export function callItem(run: RunState, suffix: string, payload: ItemPayload, ru
     payload: JSON.stringify(payload),
     flow: run.flow,
     runStartedAtMs: run.createdAtMs,
+    traceParent: run.traceParent,
   };
 }
 

@@ -8,6 +8,7 @@ import { createKafka, topicNames } from "@stepline/internal/kafka";
 import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
+import { startTelemetry } from "@stepline/internal/telemetry";
 import { EventServiceClient } from "@stepline/proto/stepline/eventapi/v1/event_service";
 import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { ExecutorServiceService } from "@stepline/proto/stepline/executor/v1/executor_service";
@@ -44,6 +45,7 @@ try {
 
 const dev = config.STEPLINE_DEV;
 const log = createLogger("executor", config.STEPLINE_LOG_LEVEL);
+const stopTelemetry = startTelemetry("stepline-executor", process.env);
 const redis = createRedis(config.STEPLINE_REDIS_URL, log.child({ component: "redis" }));
 const store = new RunStore(redis, config.STEPLINE_EXECUTOR_STATE_TTL_MS);
 const pauses = new PauseStore(redis);
@@ -193,6 +195,7 @@ onShutdown(
     eventApi.close();
     runner.close();
     await redis.quit();
+    await stopTelemetry();
     await admin.close();
   },
   config.STEPLINE_EXECUTOR_SHUTDOWN_GRACE_MS + 8_000,

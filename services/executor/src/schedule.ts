@@ -37,6 +37,8 @@ export interface RunSpecInput {
   flow?: FlowControl | undefined;
   /** `singleton`; absent = none. */
   singleton?: Singleton | undefined;
+  /** The W3C traceparent the run's spans hang under; "" = not traced. */
+  traceParent: string;
 }
 
 export interface ScheduleResult {
@@ -65,6 +67,7 @@ export interface SchedulerDeps {
 }
 
 const ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const TRACE_PARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 /** The start item of a run: deterministic id, so a repeated enqueue collapses. */
 export function startItem(run: NewRun): NewItem {
@@ -81,6 +84,7 @@ export function startItem(run: NewRun): NewItem {
     payload: JSON.stringify({ stepId: "step" }),
     flow: run.flow,
     runStartedAtMs: run.createdAtMs,
+    traceParent: run.traceParent,
   };
 }
 
@@ -148,7 +152,8 @@ export class Scheduler {
           output: "",
           error: "",
         } as const;
-        records.push({ $case: "run", value: runRecord(run, outcome, checked[i]?.eventId) });
+        const value = runRecord(run, outcome, checked[i]?.eventId);
+        records.push({ $case: "run", value, traceParent: r.traceParent });
       });
       // Not awaited: the run's state is the truth, and its final record is strict (finalize.ts);
       // should this one be lost in a crash, history learns of the run when it ends.
@@ -264,6 +269,11 @@ export class Scheduler {
         throw new ValidationError(`${where}: flow.priority_s must be an integer from -600 to 600`);
       }
     }
+    if (s.traceParent && !TRACE_PARENT.test(s.traceParent)) {
+      throw new ValidationError(
+        `${where}: trace_parent must be a W3C traceparent (00-<trace>-<span>-<flags>)`,
+      );
+    }
     if (s.singleton && !/^[0-9a-f]{0,64}$/.test(s.singleton.keyHash)) {
       throw new ValidationError(`${where}: singleton.key_hash must be hex`);
     }
@@ -284,6 +294,7 @@ export class Scheduler {
       finishTimeoutMs: Math.max(0, s.finishTimeoutMs),
       flow: s.flow,
       singletonKey: s.singleton ? s.singleton.keyHash : undefined,
+      traceParent: s.traceParent,
     };
     return { run, eventId: typeof firstId === "string" ? firstId : "" };
   }

@@ -140,6 +140,7 @@ export async function startExecutorHarness(): Promise<ExecutorHarness> {
         finishTimeoutMs: 0,
         flow: undefined,
         singleton: undefined,
+        traceParent: "",
         ...over,
       };
     },

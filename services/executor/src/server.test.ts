@@ -43,6 +43,8 @@ describe("ExecutorService.ScheduleRuns", () => {
         payload: '{"stepId":"step"}',
         // The queue scores a run's items from its start.
         runStartedAtMs: expect.any(Number),
+        flow: undefined,
+        traceParent: "",
       },
       expect.objectContaining({ id: `${b.runId}:start` }),
     ]);

@@ -59,6 +59,7 @@ export function executorService(
           finishTimeoutMs: r.finishTimeoutMs,
           flow: r.flow,
           singleton: r.singleton,
+          traceParent: r.traceParent,
         })),
       );
       return { results };

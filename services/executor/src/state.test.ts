@@ -30,6 +30,7 @@ function newRun(over: Partial<NewRun> = {}): NewRun {
     cancelOn: [],
     startTimeoutMs: 0,
     finishTimeoutMs: 0,
+    traceParent: "",
     ...over,
   };
 }

@@ -62,6 +62,8 @@ export interface NewRun {
   flow?: FlowControl | undefined;
   /** `singleton`: the hash of its key, when the function has one (the run holds that lock). */
   singletonKey?: string | undefined;
+  /** W3C traceparent the run's spans hang under ("" = not traced). */
+  traceParent: string;
 }
 
 /** A run as loaded for a call: metadata, memoized steps and the completion-order stack. */
@@ -202,6 +204,7 @@ export class RunStore {
         run.finishTimeoutMs,
         run.flow ? JSON.stringify(FlowControl.toJSON(run.flow)) : "",
         run.singletonKey === undefined ? "" : `k:${run.singletonKey}`,
+        run.traceParent,
       ),
     );
     return {
@@ -239,6 +242,7 @@ export class RunStore {
       finishTimeoutMs: Number(meta.finishTimeout ?? 0),
       flow: meta.flow ? FlowControl.fromJSON(JSON.parse(meta.flow)) : undefined,
       singletonKey: meta.singleton?.startsWith("k:") ? meta.singleton.slice(2) : undefined,
+      traceParent: meta.tp ?? "",
       finalized: meta.fin === "1",
       status: meta.status as RunStatus,
       version: Number(meta.version ?? 1),
@@ -294,12 +298,16 @@ export class RunStore {
     };
   }
 
-  /** A run's status, environment and account (one HMGET), or null when it does not exist. */
-  async brief(runId: string): Promise<{ status: string; environmentId: string; accountId: string } | null> {
+  /** A run's status, environment, account and trace (one HMGET), or null when it does not exist. */
+  async brief(
+    runId: string,
+  ): Promise<{ status: string; environmentId: string; accountId: string; traceParent: string } | null> {
     const k = runKeys(this.prefix, runId);
-    const [status, env, account] = await wrap(() => this.redis.hmget(k.meta, "status", "env", "account"));
+    const [status, env, account, tp] = await wrap(() =>
+      this.redis.hmget(k.meta, "status", "env", "account", "tp"),
+    );
     if (!status) return null;
-    return { status, environmentId: env ?? "", accountId: account ?? "" };
+    return { status, environmentId: env ?? "", accountId: account ?? "", traceParent: tp ?? "" };
   }
 
   /** The run's status, or null when it does not exist ("skipped" for a run singleton skipped). */

@@ -67,6 +67,22 @@ describe("interpreting the app's answer", () => {
     });
   });
 
+  it("keeps the SDK's timing of a step (ns since the epoch, and ns long) in ms, and ignores a bad one", () => {
+    const timing = { a: String(NOW * 1e6), b: 2_500_000 };
+    const { decision } = run(answer(206, [op({ op: "StepRun", data: 1, timing })]));
+    expect(decision.type === "advance" && decision.saves[0]?.timing).toEqual({
+      startMs: NOW,
+      endMs: NOW + 2.5,
+    });
+    for (const bad of [{ a: "x", b: 1 }, { a: 1e18 }, "soon", { a: -5, b: 1 }]) {
+      const r = run(answer(206, [op({ op: "StepRun", data: 1, timing: bad })]));
+      expect(
+        r.decision.type === "advance" && r.decision.saves[0]?.timing,
+        JSON.stringify(bad),
+      ).toBeUndefined();
+    }
+  });
+
   it("stores null for a StepRun without data", () => {
     const { decision } = run(answer(206, [{ id: "h1", op: "StepRun", name: "a" }]));
     expect(decision.type === "advance" && decision.saves[0]?.memoJson).toBe('{"data":null}');

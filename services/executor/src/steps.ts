@@ -47,6 +47,8 @@ export interface StepResult {
   memoJson: string;
   /** The value (completed) or the serialized error (failed), as JSON text. */
   resultJson: string;
+  /** When the SDK ran it, from the op's `timing` (epoch ms), when the SDK said. */
+  timing?: { startMs: number; endMs: number } | undefined;
 }
 
 /** An op the answer planned, which the run now waits for (docs: README "Pending ops"). */
@@ -120,6 +122,19 @@ interface Op {
   opts?: unknown;
   data?: unknown;
   error?: unknown;
+  /** `a`: start, ns since the epoch; `b`: duration, ns (numbers or strings, as the SDK sends). */
+  timing?: unknown;
+}
+
+/** An op's `timing` in epoch ms; undefined when absent or not two finite numbers. */
+function timingOf(o: Op): StepResult["timing"] {
+  const t = o.timing;
+  if (!t || typeof t !== "object") return undefined;
+  const { a, b } = t as { a?: unknown; b?: unknown };
+  const start = Number(a) / 1e6;
+  const duration = Number(b) / 1e6;
+  if (!Number.isFinite(start) || !Number.isFinite(duration) || start <= 0 || duration < 0) return undefined;
+  return { startMs: start, endMs: start + duration };
 }
 
 /** Decides what to do with the outcome of one call. */
@@ -376,6 +391,7 @@ function completedStep(o: Op): StepResult | null {
     status: "completed",
     memoJson,
     resultJson: JSON.stringify(o.data ?? null),
+    timing: timingOf(o),
   };
 }
 
@@ -383,7 +399,14 @@ function failedStep(o: Op): StepResult | null {
   const error = o.error ?? { name: "Error", message: "Unknown error" };
   const memoJson = safeCanonical({ error });
   if (memoJson === null) return null;
-  return { stepId: o.id, name: nameOf(o), status: "failed", memoJson, resultJson: JSON.stringify(error) };
+  return {
+    stepId: o.id,
+    name: nameOf(o),
+    status: "failed",
+    memoJson,
+    resultJson: JSON.stringify(error),
+    timing: timingOf(o),
+  };
 }
 
 /** A result that cannot be put in canonical JSON (e.g. a lone surrogate) can never be replayed. */

@@ -105,9 +105,9 @@ describe("history consumer", () => {
       };
       const step = stepRecord({ runId: first.runId, environmentId: "env_grpc" });
       await produce(
-        { record: { $case: "run", value: first } },
-        { record: { $case: "step", value: step } },
-        { record: { $case: "run", value: done } },
+        { traceParent: "", record: { $case: "run", value: first } },
+        { traceParent: "", record: { $case: "step", value: step } },
+        { traceParent: "", record: { $case: "run", value: done } },
       );
 
       const res = await waitFor(
@@ -169,7 +169,7 @@ describe("history consumer", () => {
     const down = startConsumer(deadStore, group);
     await down.start();
     const record = runRecord({ environmentId: "env_outage" });
-    await produce({ record: { $case: "run", value: record } });
+    await produce({ traceParent: "", record: { $case: "run", value: record } });
 
     await waitFor("several failed insert attempts", async () => deadStore.attempts >= 3, WAIT);
     expect(await committedOffsets(group)).toBe(0);

@@ -7,6 +7,7 @@
 // group keeps their partitions) and nothing is committed.
 import type { createKafka } from "@stepline/internal/kafka";
 import type { Logger } from "@stepline/internal/log";
+import { recordSpan } from "@stepline/internal/telemetry";
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { retry } from "./retry.js";
 import type { Rows } from "./rows.js";
@@ -59,6 +60,21 @@ function decode(messages: KafkaMessage[], log: Logger): HistoryRecord[] {
     }
   }
   return out;
+}
+
+/** A traced record's span: from its arrival in the group-commit buffer to its stored insert. */
+function traceWrites(records: HistoryRecord[], sinceMs: number): void {
+  const endMs = Date.now();
+  for (const r of records) {
+    if (!r.traceParent || !r.record) continue;
+    const id = r.record.$case === "skip" ? r.record.value.eventId : r.record.value.runId;
+    recordSpan("history.write", {
+      parent: r.traceParent,
+      startMs: sinceMs,
+      endMs,
+      attributes: { "stepline.record": r.record.$case, "stepline.record_id": id },
+    });
+  }
 }
 
 /** Creates the consumer; nothing connects until `start`. */
@@ -125,6 +141,8 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
     bytes: number;
     waiters: Array<{ p: EachBatchPayload; settle: (stored: boolean) => void }>;
     timer: NodeJS.Timeout;
+    /** When the buffer's first batch arrived (epoch ms). */
+    sinceMs: number;
   } | null = null;
 
   function flushSoon(): void {
@@ -132,12 +150,13 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
     if (!b) return;
     clearTimeout(b.timer);
     buffer = null;
-    void flush(b.records, b.waiters);
+    void flush(b.records, b.waiters, b.sinceMs);
   }
 
   async function flush(
     records: HistoryRecord[],
     waiters: Array<{ p: EachBatchPayload; settle: (stored: boolean) => void }>,
+    sinceMs: number,
   ): Promise<void> {
     const { rows, rejected } = rowsOf(records);
     for (const r of rejected)
@@ -162,6 +181,7 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
       log.warn({ err }, "history flush stopped");
     }
     for (const w of waiters) w.settle(stored);
+    if (stored) traceWrites(records, sinceMs);
     log.debug({ batches: waiters.length, runs: rows.runs.length, steps: rows.steps.length }, "flush stored");
   }
 
@@ -170,7 +190,13 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
     const records = decode(batch.messages, log);
     const bytes = batch.messages.reduce((n, m) => n + (m.value?.length ?? 0), 0);
     const stored = await new Promise<boolean>((settle) => {
-      buffer ??= { records: [], bytes: 0, waiters: [], timer: setTimeout(flushSoon, o.flushMs) };
+      buffer ??= {
+        records: [],
+        bytes: 0,
+        waiters: [],
+        timer: setTimeout(flushSoon, o.flushMs),
+        sinceMs: Date.now(),
+      };
       buffer.records.push(...records);
       buffer.bytes += bytes;
       buffer.waiters.push({ p, settle });

@@ -8,6 +8,7 @@ import { startGrpcServer } from "@stepline/internal/grpc";
 import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
 import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
+import { startTelemetry } from "@stepline/internal/telemetry";
 import { HistoryServiceService } from "@stepline/proto/stepline/history/v1/history_service";
 import type { Config } from "./config.js";
 import { configSchema } from "./config.js";
@@ -30,6 +31,7 @@ function readConfig(): Config {
 async function main(): Promise<void> {
   const config = readConfig();
   const log = createLogger("history", config.STEPLINE_LOG_LEVEL);
+  const stopTelemetry = startTelemetry("stepline-history", process.env);
   const database = config.STEPLINE_CLICKHOUSE_DATABASE;
   const prefix = config.STEPLINE_KAFKA_TOPIC_PREFIX;
 
@@ -68,6 +70,7 @@ async function main(): Promise<void> {
     await consumer.stop();
     await admin.close();
     await ch.close();
+    await stopTelemetry();
   });
 
   const retryStart = (what: string, attempt: () => Promise<void>) =>

@@ -9,7 +9,10 @@ describe("rowsOf", () => {
     const v1 = runRecord();
     const v3 = { ...v1, status: RunStatus.RUN_STATUS_COMPLETED, version: 3 };
     const v2 = { ...v1, version: 2 };
-    const records: HistoryRecord[] = [v1, v3, v2, v3].map((value) => ({ record: { $case: "run", value } }));
+    const records: HistoryRecord[] = [v1, v3, v2, v3].map((value) => ({
+      traceParent: "",
+      record: { $case: "run", value },
+    }));
 
     const { rows, rejected } = rowsOf(records);
 
@@ -31,19 +34,21 @@ describe("rowsOf", () => {
   });
 
   it("writes no event link for a run without a triggering event (e.g. cron)", () => {
-    const { rows } = rowsOf([{ record: { $case: "run", value: runRecord({ eventId: "" }) } }]);
+    const { rows } = rowsOf([
+      { traceParent: "", record: { $case: "run", value: runRecord({ eventId: "" }) } },
+    ]);
     expect(rows.runs).toHaveLength(1);
     expect(rows.event_runs).toEqual([]);
   });
 
   it("rejects empty records and records with missing or malformed ids instead of storing them", () => {
     const bad: HistoryRecord[] = [
-      { record: undefined },
-      { record: { $case: "run", value: runRecord({ runId: "" }) } },
-      { record: { $case: "run", value: runRecord({ environmentId: "env'1" }) } },
-      { record: { $case: "step", value: stepRecord({ runId: "a b" }) } },
+      { traceParent: "", record: undefined },
+      { traceParent: "", record: { $case: "run", value: runRecord({ runId: "" }) } },
+      { traceParent: "", record: { $case: "run", value: runRecord({ environmentId: "env'1" }) } },
+      { traceParent: "", record: { $case: "step", value: stepRecord({ runId: "a b" }) } },
     ];
-    const good: HistoryRecord = { record: { $case: "step", value: stepRecord() } };
+    const good: HistoryRecord = { traceParent: "", record: { $case: "step", value: stepRecord() } };
 
     const { rows, rejected } = rowsOf([...bad, good]);
 
@@ -54,7 +59,7 @@ describe("rowsOf", () => {
 
   it("clamps negative times to zero rather than letting ClickHouse refuse the batch", () => {
     const { rows } = rowsOf([
-      { record: { $case: "run", value: runRecord({ startedAtMs: -5, endedAtMs: -1 }) } },
+      { traceParent: "", record: { $case: "run", value: runRecord({ startedAtMs: -5, endedAtMs: -1 }) } },
     ]);
     expect(rows.runs[0]).toMatchObject({ started_at_ms: 0, ended_at_ms: 0 });
   });

@@ -27,7 +27,10 @@ async function tableNames(): Promise<string[]> {
 describe("schema", () => {
   it("can be created again over an existing schema without error or data loss", async () => {
     const run = runRecord();
-    await t.store.insert("runs", rowsOf([{ record: { $case: "run", value: run } }]).rows.runs);
+    await t.store.insert(
+      "runs",
+      rowsOf([{ traceParent: "", record: { $case: "run", value: run } }]).rows.runs,
+    );
     await ensureSchema(t.ch, t.database);
     await ensureSchema(t.ch, t.database);
     expect(await tableNames()).toEqual([...TABLES].sort());
@@ -37,7 +40,9 @@ describe("schema", () => {
   it("drops whole months older than the cutoff and keeps newer ones", async () => {
     const old = runRecord({ environmentId: "env_retention", startedAtMs: Date.UTC(2023, 0, 5) });
     const recent = runRecord({ environmentId: "env_retention", startedAtMs: Date.UTC(2023, 2, 5) });
-    const { rows } = rowsOf([old, recent].map((value) => ({ record: { $case: "run" as const, value } })));
+    const { rows } = rowsOf(
+      [old, recent].map((value) => ({ traceParent: "", record: { $case: "run" as const, value } })),
+    );
     await t.store.insert("runs", rows.runs);
     await t.store.insert("event_runs", rows.event_runs);
 
@@ -75,7 +80,9 @@ describe("sqlString", () => {
     const records = awkward
       .filter((v) => v !== "")
       .map((eventId) => runRecord({ environmentId: "env_escape", eventId }));
-    const { rows } = rowsOf(records.map((value) => ({ record: { $case: "run" as const, value } })));
+    const { rows } = rowsOf(
+      records.map((value) => ({ traceParent: "", record: { $case: "run" as const, value } })),
+    );
     await t.store.insert("runs", rows.runs);
     await t.store.insert("event_runs", rows.event_runs);
     for (const r of records) {

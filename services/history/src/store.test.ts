@@ -17,7 +17,7 @@ afterAll(async () => {
   await t?.drop();
 });
 
-const asRun = (value: RunRecord): HistoryRecord => ({ record: { $case: "run", value } });
+const asRun = (value: RunRecord): HistoryRecord => ({ traceParent: "", record: { $case: "run", value } });
 
 /** Writes records the way the consumer does: one insert per table for the whole batch. */
 async function writeBatch(records: HistoryRecord[]): Promise<void> {
@@ -128,7 +128,10 @@ describe("HistoryStore steps", () => {
       errorJson: "{}",
     });
     const retried = stepRecord({ runId, attempt: 1, atMs: errored.atMs + 1_000 });
-    const step = (value: typeof errored): HistoryRecord => ({ record: { $case: "step", value } });
+    const step = (value: typeof errored): HistoryRecord => ({
+      traceParent: "",
+      record: { $case: "step", value },
+    });
     await writeBatch([step(errored), step(retried)]);
     await writeBatch([step(retried), step(errored)]);
 
@@ -144,6 +147,7 @@ describe("HistoryStore steps", () => {
 describe("HistoryStore skips", () => {
   it("lists why an event started no run of a function, once per function however often it was recorded", async () => {
     const skip = (functionId: string, reason: SkipReason, atMs: number): HistoryRecord => ({
+      traceParent: "",
       record: {
         $case: "skip",
         value: {

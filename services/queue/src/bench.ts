@@ -61,6 +61,7 @@ function item(id: string, accountId: string, functionId: string): NewItem {
     payload: "{}",
     flow: undefined,
     runStartedAtMs: 0,
+    traceParent: "",
   };
 }
 

@@ -4,6 +4,7 @@ import { createClient } from "@stepline/internal/grpc";
 import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
+import { startTelemetry } from "@stepline/internal/telemetry";
 import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { configSchema } from "./config.js";
 import { grpcLimitsSource } from "./limits.js";
@@ -19,6 +20,7 @@ const config = (() => {
   }
 })();
 const log = createLogger("queue", config.STEPLINE_LOG_LEVEL);
+const stopTelemetry = startTelemetry("stepline-queue", process.env);
 const redis = createRedis(config.STEPLINE_REDIS_URL, log);
 const runner = createClient(RunnerServiceClient, config.STEPLINE_RUNNER_GRPC_ADDR);
 
@@ -48,4 +50,5 @@ onShutdown(log, async () => {
   await admin.close();
   await redis.quit();
   runner.close();
+  await stopTelemetry();
 });

@@ -44,6 +44,7 @@ function newItem(id: string, over: Partial<NewItem> = {}): NewItem {
     payload: JSON.stringify({ stepId: id }),
     flow: undefined,
     runStartedAtMs: 0,
+    traceParent: "",
     ...over,
   };
 }
@@ -171,6 +172,7 @@ describe("QueueService over gRPC", () => {
 
   it("runs enqueue -> lease -> complete with next -> next leased -> complete over one Work stream", async () => {
     const run = { runId: "run-chain", accountId: "acct-chain" };
+    const traceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     await callUnary(client.enqueue.bind(client), { items: [newItem("run-chain:start", run)] });
     const ex = new Executor();
     ex.credits(1);
@@ -178,13 +180,16 @@ describe("QueueService over gRPC", () => {
     expect(start?.item).toMatchObject({ id: "run-chain:start", accountId: "acct-chain", attempt: 0 });
     expect(start?.generation).toBe(1);
     expect(start?.leaseExpiresAtMs).toBeGreaterThan(Date.now());
+    expect(start?.item?.traceParent).toBe("");
 
     // No credits left: the next item is enqueued by the completion but not handed out.
     const done = await ex.op({
       $case: "complete",
       value: {
         batchId: 0,
-        items: [{ lease: ex.lease(start as LeasedItem), next: [newItem("run-chain:c1", run)] }],
+        items: [
+          { lease: ex.lease(start as LeasedItem), next: [newItem("run-chain:c1", { ...run, traceParent })] },
+        ],
       },
     });
     expect(done.results).toEqual([
@@ -195,6 +200,8 @@ describe("QueueService over gRPC", () => {
     ex.credits(1);
     const [, next] = await ex.waitItems(2);
     expect(next?.item?.id).toBe("run-chain:c1");
+    // A traced run's item keeps its trace through the queue.
+    expect(next?.item?.traceParent).toBe(traceParent);
     // The same completion again (a network retry) is answered OK without doing anything twice.
     const repeat = await ex.op({
       $case: "complete",

@@ -5,6 +5,7 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { toGrpcError } from "@stepline/internal/errors";
 import { unary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
+import { recordSpan } from "@stepline/internal/telemetry";
 import type {
   EnqueueRequest,
   EnqueueResponse,
@@ -221,7 +222,16 @@ function leaseRef(lease: Lease | undefined): LeaseRef {
   };
 }
 
+/** Converts a leased item for the stream; a traced run's item records its wait in the queue. */
 function toProtoLeased(i: LeasedItem): ProtoLeasedItem {
+  if (i.traceParent) {
+    recordSpan("queue.wait", {
+      parent: i.traceParent,
+      startMs: Math.min(i.dueMs, Date.now()),
+      endMs: Date.now(),
+      attributes: { "stepline.item_id": i.id, "stepline.item_kind": i.kind, "stepline.attempt": i.attempt },
+    });
+  }
   return {
     item: {
       id: i.id,
@@ -236,6 +246,7 @@ function toProtoLeased(i: LeasedItem): ProtoLeasedItem {
       payload: i.payload,
       flow: undefined,
       runStartedAtMs: 0,
+      traceParent: i.traceParent,
     },
     generation: i.generation,
     leaseExpiresAtMs: i.leaseExpiresAtMs,

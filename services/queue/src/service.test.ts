@@ -66,6 +66,7 @@ it("on stop ends the executor streams, releases every shard and leaves the membe
         attempt: 0,
         flow: undefined,
         runStartedAtMs: 0,
+        traceParent: "",
         payload: "{}",
       },
     ],

@@ -27,6 +27,8 @@ export interface ItemInput {
   flow?: FlowInput | undefined;
   /** When the item's run started (epoch ms; 0/absent = score from the due time). */
   runStartedAtMs?: number | undefined;
+  /** W3C traceparent of the item's run (""/absent = not traced). */
+  traceParent?: string | undefined;
 }
 
 /** The producer's fields of an item, stored as JSON after the record's header (common.lua). */
@@ -38,6 +40,8 @@ interface ItemBody {
   pid: string;
   kind: number;
   pl: string;
+  /** The run's traceparent, only when it is traced. */
+  tp?: string;
 }
 
 /** An item record as the scripts keep it: `<st>:<gen>:<del>:<exp>:<att>:<due>:<sc>|<body JSON>`. */
@@ -78,6 +82,8 @@ export interface LeasedItem {
   kind: number;
   attempt: number;
   payload: string;
+  /** The run's traceparent ("" = not traced). */
+  traceParent: string;
   dueMs: number;
   generation: number;
   leaseExpiresAtMs: number;
@@ -144,6 +150,7 @@ function itemLayout(keys: ShardKeys, item: ItemInput): { keys: string[]; args: A
     kind: item.kind,
     pl: item.payload,
   };
+  if (item.traceParent) body.tp = item.traceParent;
   return {
     keys: [keys.seen(item.id), keys.partition(item.accountId, pid), keys.account(item.accountId)],
     args: [
@@ -195,6 +202,7 @@ function toLeased(id: string, raw: string): LeasedItem {
     kind: r.body.kind,
     attempt: r.attempt,
     payload: r.body.pl,
+    traceParent: r.body.tp ?? "",
     dueMs: r.dueMs,
     generation: r.generation,
     leaseExpiresAtMs: r.leaseExpiresAtMs,

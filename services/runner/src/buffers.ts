@@ -28,7 +28,7 @@ import {
 } from "./keys.js";
 import type { StoredFunction } from "./model.js";
 import type { Registry } from "./registry.js";
-import { runSpecOf } from "./runs.js";
+import { runSpan, runSpecOf } from "./runs.js";
 
 declare module "ioredis" {
   interface RedisCommander<Context> {
@@ -243,11 +243,13 @@ export class Buffers {
     bufferId: string,
     eventsJson: string[],
   ): Promise<string> {
+    const startMs = Date.now();
     const [runId] = await claimRunIds(this.deps.redis, [
       { environmentId: env, functionId: fn.fn.id, eventId: bufferId },
     ]);
     const first = eventsJson[0] ?? "{}";
-    const spec = runSpecOf(fn, env, runId as string, first, JSON.parse(first) as unknown);
+    const trace = runSpan(fn, runId as string, "buffer", undefined, startMs);
+    const spec = runSpecOf(fn, env, runId as string, first, JSON.parse(first) as unknown, trace);
     await this.deps.schedule([{ ...spec, eventsJson }]);
     return runId as string;
   }
@@ -284,5 +286,6 @@ function bufferItem(
     payload: JSON.stringify(payload),
     flow: undefined,
     runStartedAtMs: 0,
+    traceParent: "",
   };
 }

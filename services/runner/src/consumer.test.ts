@@ -115,6 +115,7 @@ async function produce(
       eventId,
       receivedAtMs: Date.now(),
       eventJson,
+      traceParent: "",
     }).finish(),
   );
   const [meta] = await producer.send({ topic, acks: -1, messages: [{ key: "acct1", value, partition }] });
@@ -227,6 +228,9 @@ describe("EventConsumer", () => {
       startTimeoutMs: 0,
       finishTimeoutMs: 0,
       flow: undefined,
+      singleton: undefined,
+      // The test's events carry no trace, so the run has none.
+      traceParent: "",
     });
   }, 60_000);
 

@@ -26,7 +26,7 @@ import type { StoredFunction } from "./model.js";
 import type { PauseIndex, WaitCandidate } from "./pauses.js";
 import { matchPauses, pauseQueries } from "./pauses.js";
 import type { Registry } from "./registry.js";
-import { runSpecOf } from "./runs.js";
+import { runSpan, runSpecOf } from "./runs.js";
 import type { SkipSink } from "./skips.js";
 import { countSkips } from "./skips.js";
 
@@ -202,6 +202,7 @@ export class EventConsumer {
     indexes: Map<string, FunctionIndex>,
     p: EachBatchPayload,
   ): Promise<void> {
+    const chunkStartMs = Date.now();
     const missing = new Set<string>();
     for (const it of chunk) {
       if (it.event && !indexes.has(it.event.environmentId)) missing.add(it.event.environmentId);
@@ -274,7 +275,8 @@ export class EventConsumer {
           return;
         }
         if (!d || d.kind === "buffered" || runs.has(d.runId)) return;
-        runs.set(d.runId, runSpecOf(fn, record.environmentId, d.runId, record.eventJson, event));
+        const trace = runSpan(fn, d.runId, "event", record.traceParent, chunkStartMs);
+        runs.set(d.runId, runSpecOf(fn, record.environmentId, d.runId, record.eventJson, event, trace));
       });
       if (skips.size > 0) {
         await this.opts.skips([...skips.values()]);

@@ -17,7 +17,7 @@ import { cronEventId, cronItemId, parseCron } from "./cron.js";
 import { claimRunIds } from "./idempotency.js";
 import type { AppSync } from "./model.js";
 import type { Registry } from "./registry.js";
-import { runSpecOf } from "./runs.js";
+import { runSpan, runSpecOf } from "./runs.js";
 
 /** How far back missed ticks are still fired (each once) after an outage. */
 export const CATCH_UP_MS = 10 * 60_000;
@@ -62,6 +62,7 @@ export class Crons {
     cron: string;
     tickMs: number;
   }): Promise<{ current: boolean; nextTickMs: number; runId: string; next: NewItem | undefined }> {
+    const startMs = Date.now();
     if (!req.environmentId || !req.functionId || !req.cron || req.tickMs <= 0) {
       throw new ValidationError("environment_id, function_id, cron and tick_ms are required");
     }
@@ -79,8 +80,9 @@ export class Crons {
       { environmentId: req.environmentId, functionId: fn.fn.id, eventId },
     ]);
     const event = { name: "inngest/scheduled.timer", id: eventId, ts: req.tickMs, data: { cron: req.cron } };
+    const trace = runSpan(fn, runId as string, "cron", undefined, startMs);
     await this.deps.schedule([
-      runSpecOf(fn, req.environmentId, runId as string, JSON.stringify(event), event),
+      runSpecOf(fn, req.environmentId, runId as string, JSON.stringify(event), event, trace),
     ]);
     // Ticks missed during a short outage fire late, each once; after a long one the chain goes
     // on from now rather than firing a burst of stale ticks.
@@ -117,5 +119,6 @@ export function cronItem(
     payload: JSON.stringify({ cron, tickMs } satisfies CronPayload),
     flow: undefined,
     runStartedAtMs: 0,
+    traceParent: "",
   };
 }

@@ -9,6 +9,7 @@ import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
 import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
+import { startTelemetry } from "@stepline/internal/telemetry";
 import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
@@ -32,6 +33,7 @@ try {
 }
 
 const log = createLogger("runner", config.STEPLINE_LOG_LEVEL);
+const stopTelemetry = startTelemetry("stepline-runner", process.env);
 const prefix = config.STEPLINE_KAFKA_TOPIC_PREFIX;
 
 const redis = createRedis(config.STEPLINE_REDIS_URL, log);
@@ -94,6 +96,7 @@ onShutdown(log, async () => {
   executor.close();
   queue.close();
   await redis.quit();
+  await stopTelemetry();
 });
 
 grpc = await startGrpcServer(config.STEPLINE_RUNNER_GRPC_ADDR, [

@@ -1,18 +1,41 @@
 // The RunSpec of a run of a synced function: what ExecutorService.ScheduleRuns needs, built in one
 // place for event triggers (consumer.ts) and cron ticks (crons.ts).
+import { recordSpan, type TraceParent } from "@stepline/internal/telemetry";
 import type { RunSpec } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { runFlow, runSingleton } from "./flow.js";
 import type { StoredFunction } from "./model.js";
 
-/** `event` is `eventJson` parsed (the caller has it already). */
+/**
+ * The span a run's trace hangs under (docs/telemetry.md): a child of the span that received its
+ * event, or, for a run no traced event started (cron, debounce, batch: `parent` undefined), the
+ * root of a trace of its own. "" = the run is not traced.
+ */
+export function runSpan(
+  fn: StoredFunction,
+  runId: string,
+  trigger: string,
+  parent: TraceParent | undefined,
+  startMs: number,
+): TraceParent {
+  return recordSpan("run.trigger", {
+    parent,
+    startMs,
+    endMs: Date.now(),
+    attributes: { "stepline.run_id": runId, "stepline.function_id": fn.fn.id, "stepline.trigger": trigger },
+  });
+}
+
+/** `event` is `eventJson` parsed (the caller has it already); `traceParent` is the run's runSpan. */
 export function runSpecOf(
   fn: StoredFunction,
   environmentId: string,
   runId: string,
   eventJson: string,
   event: unknown,
+  traceParent: TraceParent,
 ): RunSpec {
   return {
+    traceParent,
     runId,
     accountId: fn.accountId,
     environmentId,

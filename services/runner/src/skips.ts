@@ -58,7 +58,9 @@ export class KafkaSkipSink {
       acks: -1,
       messages: skips.map((s) => ({
         key: s.eventId,
-        value: Buffer.from(HistoryRecord.encode({ record: { $case: "skip", value: s } }).finish()),
+        value: Buffer.from(
+          HistoryRecord.encode({ record: { $case: "skip", value: s }, traceParent: "" }).finish(),
+        ),
       })),
     });
   };

@@ -28,6 +28,11 @@ export interface SendEventsRequest {
   environmentId: string;
   /** Each a JSON object {name, data, id?, ts?, v?, user?}. */
   eventsJson: string[];
+  /**
+   * W3C traceparent of the caller's span (a run's, for its internal events): the events and the
+   * runs they start join that trace. Empty = a trace of their own (sampled like any event).
+   */
+  traceParent: string;
 }
 
 export interface SendEventsResponse {
@@ -36,7 +41,7 @@ export interface SendEventsResponse {
 }
 
 function createBaseSendEventsRequest(): SendEventsRequest {
-  return { accountId: "", environmentId: "", eventsJson: [] };
+  return { accountId: "", environmentId: "", eventsJson: [], traceParent: "" };
 }
 
 export const SendEventsRequest: MessageFns<SendEventsRequest> = {
@@ -49,6 +54,9 @@ export const SendEventsRequest: MessageFns<SendEventsRequest> = {
     }
     for (const v of message.eventsJson) {
       writer.uint32(26).string(v!);
+    }
+    if (message.traceParent !== "") {
+      writer.uint32(34).string(message.traceParent);
     }
     return writer;
   },
@@ -90,6 +98,14 @@ export const SendEventsRequest: MessageFns<SendEventsRequest> = {
             message.eventsJson.push(reader.string());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.traceParent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -119,6 +135,11 @@ export const SendEventsRequest: MessageFns<SendEventsRequest> = {
         : globalThis.Array.isArray(object?.events_json)
         ? object.events_json.map((e: any) => globalThis.String(e))
         : [],
+      traceParent: isSet(object.traceParent)
+        ? globalThis.String(object.traceParent)
+        : isSet(object.trace_parent)
+        ? globalThis.String(object.trace_parent)
+        : "",
     };
   },
 
@@ -133,6 +154,9 @@ export const SendEventsRequest: MessageFns<SendEventsRequest> = {
     if (message.eventsJson?.length) {
       obj.eventsJson = message.eventsJson;
     }
+    if (message.traceParent !== "") {
+      obj.traceParent = message.traceParent;
+    }
     return obj;
   },
 
@@ -144,6 +168,7 @@ export const SendEventsRequest: MessageFns<SendEventsRequest> = {
     message.accountId = object.accountId ?? "";
     message.environmentId = object.environmentId ?? "";
     message.eventsJson = object.eventsJson?.map((e) => e) || [];
+    message.traceParent = object.traceParent ?? "";
     return message;
   },
 };

@@ -135,7 +135,14 @@ export interface RunSpec {
     | FlowControl
     | undefined;
   /** `singleton`: at most one running run per key; absent = none. */
-  singleton: Singleton | undefined;
+  singleton:
+    | Singleton
+    | undefined;
+  /**
+   * W3C traceparent the run's spans hang under (the runner's span that started it); empty = the
+   * run is not traced. Kept in the run's state and carried by its queue items.
+   */
+  traceParent: string;
 }
 
 export interface Singleton {
@@ -772,6 +779,7 @@ function createBaseRunSpec(): RunSpec {
     finishTimeoutMs: 0,
     flow: undefined,
     singleton: undefined,
+    traceParent: "",
   };
 }
 
@@ -818,6 +826,9 @@ export const RunSpec: MessageFns<RunSpec> = {
     }
     if (message.singleton !== undefined) {
       Singleton.encode(message.singleton, writer.uint32(114).fork()).join();
+    }
+    if (message.traceParent !== "") {
+      writer.uint32(122).string(message.traceParent);
     }
     return writer;
   },
@@ -947,6 +958,14 @@ export const RunSpec: MessageFns<RunSpec> = {
             message.singleton = Singleton.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.traceParent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1019,6 +1038,11 @@ export const RunSpec: MessageFns<RunSpec> = {
         : 0,
       flow: isSet(object.flow) ? FlowControl.fromJSON(object.flow) : undefined,
       singleton: isSet(object.singleton) ? Singleton.fromJSON(object.singleton) : undefined,
+      traceParent: isSet(object.traceParent)
+        ? globalThis.String(object.traceParent)
+        : isSet(object.trace_parent)
+        ? globalThis.String(object.trace_parent)
+        : "",
     };
   },
 
@@ -1066,6 +1090,9 @@ export const RunSpec: MessageFns<RunSpec> = {
     if (message.singleton !== undefined) {
       obj.singleton = Singleton.toJSON(message.singleton);
     }
+    if (message.traceParent !== "") {
+      obj.traceParent = message.traceParent;
+    }
     return obj;
   },
 
@@ -1092,6 +1119,7 @@ export const RunSpec: MessageFns<RunSpec> = {
     message.singleton = (object.singleton !== undefined && object.singleton !== null)
       ? Singleton.fromPartial(object.singleton)
       : undefined;
+    message.traceParent = object.traceParent ?? "";
     return message;
   },
 };

@@ -370,6 +370,11 @@ export interface NewItem {
    * it, so a started run's next step goes ahead of newer runs' first calls (Inngest's rule).
    */
   runStartedAtMs: number;
+  /**
+   * W3C traceparent of the item's run; empty = not traced. The queue records the item's wait
+   * as a span under it when it hands the item out.
+   */
+  traceParent: string;
 }
 
 export interface EnqueueRequest {
@@ -1637,6 +1642,7 @@ function createBaseNewItem(): NewItem {
     payload: "",
     flow: undefined,
     runStartedAtMs: 0,
+    traceParent: "",
   };
 }
 
@@ -1677,6 +1683,9 @@ export const NewItem: MessageFns<NewItem> = {
     }
     if (message.runStartedAtMs !== 0) {
       writer.uint32(96).int64(message.runStartedAtMs);
+    }
+    if (message.traceParent !== "") {
+      writer.uint32(106).string(message.traceParent);
     }
     return writer;
   },
@@ -1790,6 +1799,14 @@ export const NewItem: MessageFns<NewItem> = {
             message.runStartedAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.traceParent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1844,6 +1861,11 @@ export const NewItem: MessageFns<NewItem> = {
         : isSet(object.run_started_at_ms)
         ? globalThis.Number(object.run_started_at_ms)
         : 0,
+      traceParent: isSet(object.traceParent)
+        ? globalThis.String(object.traceParent)
+        : isSet(object.trace_parent)
+        ? globalThis.String(object.trace_parent)
+        : "",
     };
   },
 
@@ -1885,6 +1907,9 @@ export const NewItem: MessageFns<NewItem> = {
     if (message.runStartedAtMs !== 0) {
       obj.runStartedAtMs = Math.round(message.runStartedAtMs);
     }
+    if (message.traceParent !== "") {
+      obj.traceParent = message.traceParent;
+    }
     return obj;
   },
 
@@ -1907,6 +1932,7 @@ export const NewItem: MessageFns<NewItem> = {
       ? FlowControl.fromPartial(object.flow)
       : undefined;
     message.runStartedAtMs = object.runStartedAtMs ?? 0;
+    message.traceParent = object.traceParent ?? "";
     return message;
   },
 };

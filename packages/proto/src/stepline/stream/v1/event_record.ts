@@ -22,10 +22,12 @@ export interface EventRecord {
   receivedAtMs: number;
   /** The whole event as JSON {name, data, id, ts, v?, user?}, with id and ts filled in. */
   eventJson: string;
+  /** W3C traceparent of the span that received the event; empty = not traced (docs/telemetry.md). */
+  traceParent: string;
 }
 
 function createBaseEventRecord(): EventRecord {
-  return { accountId: "", environmentId: "", eventId: "", receivedAtMs: 0, eventJson: "" };
+  return { accountId: "", environmentId: "", eventId: "", receivedAtMs: 0, eventJson: "", traceParent: "" };
 }
 
 export const EventRecord: MessageFns<EventRecord> = {
@@ -44,6 +46,9 @@ export const EventRecord: MessageFns<EventRecord> = {
     }
     if (message.eventJson !== "") {
       writer.uint32(42).string(message.eventJson);
+    }
+    if (message.traceParent !== "") {
+      writer.uint32(50).string(message.traceParent);
     }
     return writer;
   },
@@ -101,6 +106,14 @@ export const EventRecord: MessageFns<EventRecord> = {
             message.eventJson = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.traceParent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -140,6 +153,11 @@ export const EventRecord: MessageFns<EventRecord> = {
         : isSet(object.event_json)
         ? globalThis.String(object.event_json)
         : "",
+      traceParent: isSet(object.traceParent)
+        ? globalThis.String(object.traceParent)
+        : isSet(object.trace_parent)
+        ? globalThis.String(object.trace_parent)
+        : "",
     };
   },
 
@@ -160,6 +178,9 @@ export const EventRecord: MessageFns<EventRecord> = {
     if (message.eventJson !== "") {
       obj.eventJson = message.eventJson;
     }
+    if (message.traceParent !== "") {
+      obj.traceParent = message.traceParent;
+    }
     return obj;
   },
 
@@ -173,6 +194,7 @@ export const EventRecord: MessageFns<EventRecord> = {
     message.eventId = object.eventId ?? "";
     message.receivedAtMs = object.receivedAtMs ?? 0;
     message.eventJson = object.eventJson ?? "";
+    message.traceParent = object.traceParent ?? "";
     return message;
   },
 };

@@ -224,10 +224,13 @@ export interface SkipRecord {
 }
 
 export interface HistoryRecord {
-  record: { $case: "run"; value: RunRecord } | { $case: "step"; value: StepRecord } | {
-    $case: "skip";
-    value: SkipRecord;
-  } | undefined;
+  record:
+    | { $case: "run"; value: RunRecord }
+    | { $case: "step"; value: StepRecord }
+    | { $case: "skip"; value: SkipRecord }
+    | undefined;
+  /** W3C traceparent of the span that produced the record; empty = not traced. */
+  traceParent: string;
 }
 
 function createBaseRunRecord(): RunRecord {
@@ -945,7 +948,7 @@ export const SkipRecord: MessageFns<SkipRecord> = {
 };
 
 function createBaseHistoryRecord(): HistoryRecord {
-  return { record: undefined };
+  return { record: undefined, traceParent: "" };
 }
 
 export const HistoryRecord: MessageFns<HistoryRecord> = {
@@ -960,6 +963,9 @@ export const HistoryRecord: MessageFns<HistoryRecord> = {
       case "skip":
         SkipRecord.encode(message.record.value, writer.uint32(26).fork()).join();
         break;
+    }
+    if (message.traceParent !== "") {
+      writer.uint32(34).string(message.traceParent);
     }
     return writer;
   },
@@ -1001,6 +1007,14 @@ export const HistoryRecord: MessageFns<HistoryRecord> = {
             message.record = { $case: "skip", value: SkipRecord.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.traceParent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1022,6 +1036,11 @@ export const HistoryRecord: MessageFns<HistoryRecord> = {
         : isSet(object.skip)
         ? { $case: "skip", value: SkipRecord.fromJSON(object.skip) }
         : undefined,
+      traceParent: isSet(object.traceParent)
+        ? globalThis.String(object.traceParent)
+        : isSet(object.trace_parent)
+        ? globalThis.String(object.trace_parent)
+        : "",
     };
   },
 
@@ -1033,6 +1052,9 @@ export const HistoryRecord: MessageFns<HistoryRecord> = {
       obj.step = StepRecord.toJSON(message.record.value);
     } else if (message.record?.$case === "skip") {
       obj.skip = SkipRecord.toJSON(message.record.value);
+    }
+    if (message.traceParent !== "") {
+      obj.traceParent = message.traceParent;
     }
     return obj;
   },
@@ -1062,6 +1084,7 @@ export const HistoryRecord: MessageFns<HistoryRecord> = {
         break;
       }
     }
+    message.traceParent = object.traceParent ?? "";
     return message;
   },
 };
