@@ -58,13 +58,13 @@ const KEPT_LINES = 30;
  * Starts `node services/<name>/dist/main.js`, echoing each output line as "[name] line" and keeping
  * the last lines for the report when it dies. Returns startProcess's handle plus lastLines().
  */
-export function launchService(name, env, width = name.length) {
+export function launchService(name, env, width = name.length, nodeArgs = []) {
   const recent = [];
   const prefix = `[${name}]`.padEnd(width + 2);
   const proc = startProcess({
     name,
     cmd: process.execPath,
-    args: [serviceMain(name)],
+    args: [...nodeArgs, serviceMain(name)],
     env,
     onLine: (line) => {
       console.log(`${prefix} ${line}`);

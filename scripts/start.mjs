@@ -10,10 +10,15 @@ const READY_TIMEOUT_MS = 60_000;
 // Services finish or release in-flight work on SIGTERM; past this they are killed.
 const STOP_TIMEOUT_MS = 15_000;
 
-function startServices(infra, dev) {
+function startServices(infra, dev, cpuProfDir) {
   const envs = serviceEnv(infra, { dev });
   const width = Math.max(...SERVICES.map((s) => s.name.length));
-  const running = SERVICES.map((spec) => ({ spec, proc: launchService(spec.name, envs[spec.name], width) }));
+  // V8 CPU profiles (written when a service stops), for finding where a step's CPU goes.
+  const nodeArgs = cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : [];
+  const running = SERVICES.map((spec) => ({
+    spec,
+    proc: launchService(spec.name, envs[spec.name], width, nodeArgs),
+  }));
   let stopping = false;
   onShutdown(async () => {
     stopping = true;
@@ -76,7 +81,9 @@ function printBanner(infra, running, dev) {
 }
 
 async function main() {
-  const { values } = parseArgs({ options: { dev: { type: "boolean", default: false } } });
+  const { values } = parseArgs({
+    options: { dev: { type: "boolean", default: false }, "cpu-prof": { type: "string" } },
+  });
   await ensureNodeDeps();
   await ensureBuilt();
   await ensureInstalled();
@@ -85,7 +92,7 @@ async function main() {
   await ensureTopics(infra.kafkaBrokers, "");
 
   phase("starting services…");
-  const { running, died } = startServices(infra, values.dev);
+  const { running, died } = startServices(infra, values.dev, values["cpu-prof"]);
   let ready = false;
   await Promise.race([
     waitAllReady(running),

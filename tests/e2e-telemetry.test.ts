@@ -1,6 +1,7 @@
 // OpenTelemetry end to end: with an OTLP endpoint configured, one event's run yields one connected
 // trace across the five services (event-api, runner, queue, executor, history), with a span per
-// step, and a step.invoke's child run joins it. A caller's unsampled traceparent makes no spans.
+// step; the runs it starts (a step.invoke's child, a step.sendEvent's listener) join it. A caller's
+// unsampled traceparent makes no span anywhere, not even for the events its run sends.
 
 import { randomBytes } from "node:crypto";
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from "@stepline/internal/otlp-receiver";
@@ -17,16 +18,21 @@ function functions(client: any) {
     { id: "child", triggers: [{ event: "otel/child" }] },
     async ({ step }: any) => step.run("child-step", () => "from child"),
   );
+  const listener = client.createFunction(
+    { id: "listener", triggers: [{ event: "otel/sent" }] },
+    async ({ step }: any) => step.run("heard", () => "heard"),
+  );
   const traced = client.createFunction(
     { id: "traced", triggers: [{ event: "otel/traced" }] },
     async ({ step }: any) => {
       const a = await step.run("first", () => 1);
       await step.sleep("nap", "1s");
       const fromChild = await step.invoke("call-child", { function: child, data: {} });
+      await step.sendEvent("tell", { name: "otel/sent", data: {} });
       return step.run("second", () => ({ a, fromChild }));
     },
   );
-  return [child, traced];
+  return [child, listener, traced];
 }
 
 let receiver: OtlpReceiver;
@@ -76,7 +82,7 @@ const inTrace = (traceId: string) => receiver.spans().filter((s) => s.traceId ==
 const named = (spans: ReceivedSpan[], name: string) => spans.filter((s) => s.name === name);
 
 describe("OpenTelemetry traces", () => {
-  it("gives a run one connected trace through every service, a span per step, and its invoked child", async () => {
+  it("gives a run one connected trace through every service, a span per step, and the runs it starts", async () => {
     // First a run whose caller did not sample its trace: it must make no span anywhere.
     const unsampledTrace = hex(16);
     const unsampledRun = await runTraced(`00-${unsampledTrace}-${hex(8)}-00`);
@@ -86,40 +92,52 @@ describe("OpenTelemetry traces", () => {
     const callerSpan = hex(8);
     const runId = await runTraced(`00-${traceId}-${callerSpan}-01`);
 
-    // Spans arrive in batches from five processes: wait until every part of the run has reported,
-    // its history included (the run's final record is written after its last step).
+    // Spans arrive in batches from five processes (a child span may come before its parent): wait
+    // until every part of the run has reported, its history included (the run's final record is
+    // written after its last step), and the trace is whole.
+    const stepNames = ["first", "nap", "second", "child-step", "heard"];
+    const whole = (t: ReceivedSpan[]) => {
+      const ids = new Set(t.map((s) => s.spanId));
+      return t.filter((s) => !ids.has(s.parentSpanId));
+    };
     const spans = await waitFor(
-      "the run's trace from all five services",
+      "the run's trace from all five services, whole",
       () => {
         const t = inTrace(traceId);
         const services = new Set(t.map((s) => s.service));
         const finalWrite = named(t, "history.write").some(
           (s) => s.attributes["stepline.record"] === "run" && s.attributes["stepline.record_id"] === runId,
         );
-        const allSteps = ["first", "second", "child-step"].every((n) =>
+        const allSteps = stepNames.every((n) =>
           named(t, "step").some((s) => s.attributes["stepline.step_name"] === n),
         );
-        return finalWrite && allSteps && SERVICE_NAMES.every((n) => services.has(`stepline-${n}`))
-          ? t
-          : undefined;
+        const allServices = SERVICE_NAMES.every((n) => services.has(`stepline-${n}`));
+        return finalWrite && allSteps && allServices && whole(t).length === 1 ? t : undefined;
       },
       { timeoutMs: 30_000, intervalMs: 100 },
     );
 
-    // Connected: the root is the event's ingest, a child of the caller's span; every other span's
-    // parent is in the trace.
-    const ids = new Set(spans.map((s) => s.spanId));
-    const roots = spans.filter((s) => !ids.has(s.parentSpanId));
+    // Connected: the one root is the event's ingest, a child of the caller's span.
+    const roots = whole(spans);
     expect(roots.map((s) => `${s.service}/${s.name}`)).toEqual(["stepline-event-api/event.ingest"]);
     expect(roots[0]?.parentSpanId).toBe(callerSpan);
 
-    // The run and its invoked child each start under a runner span of this trace.
+    // The run, its invoked child and the listener of the event it sent each start under a runner
+    // span of this trace (the SDK forwards the call's traceparent when it sends the event).
     const triggers = named(spans, "run.trigger");
     expect(triggers.some((s) => s.attributes["stepline.run_id"] === runId)).toBe(true);
-    expect(triggers.some((s) => s.attributes["stepline.function_id"] === "otel-app-child")).toBe(true);
+    for (const fn of ["otel-app-child", "otel-app-listener"]) {
+      expect(
+        triggers.filter((s) => s.attributes["stepline.function_id"] === fn),
+        fn,
+      ).toHaveLength(1);
+    }
 
-    // Each step once, completed, under an executor span; the app calls and queue waits are there.
-    for (const name of ["first", "second", "child-step"]) {
+    // The sleep spans its second; each step.run once, completed, under an executor span.
+    const nap = named(spans, "step").find((s) => s.attributes["stepline.step_status"] === "sleeping");
+    expect(nap?.attributes["stepline.step_name"]).toBe("nap");
+    expect((nap?.endMs ?? 0) - (nap?.startMs ?? 0)).toBeGreaterThanOrEqual(900);
+    for (const name of ["first", "second", "child-step", "heard"]) {
       const steps = named(spans, "step").filter((s) => s.attributes["stepline.step_name"] === name);
       expect(steps, name).toHaveLength(1);
       expect(steps[0]?.attributes["stepline.step_status"]).toBe("completed");
@@ -135,10 +153,12 @@ describe("OpenTelemetry traces", () => {
     ).toBe(true);
     const waits = named(spans, "queue.wait");
     expect(waits.length).toBeGreaterThanOrEqual(named(spans, "executor.item").length);
-    for (const s of spans) expect(s.endMs).toBeGreaterThanOrEqual(s.startMs);
 
-    // The unsampled caller's run made no span in any service.
-    expect(inTrace(unsampledTrace)).toEqual([]);
+    // The unsampled caller's run (which sent events and invoked a child too) made no span in any
+    // service, and started no trace of its own: every span received is of the sampled trace.
+    // Its spans, had there been any, would have been exported before the later run's by each
+    // service, and every service has reported the later run's by now.
     expect(receiver.spans().filter((s) => s.attributes["stepline.run_id"] === unsampledRun)).toEqual([]);
+    expect(new Set(receiver.spans().map((s) => s.traceId))).toEqual(new Set([traceId]));
   });
 });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type OtlpReceiver, startOtlpReceiver } from "./otlp-receiver.js";
-import { recordSpan, startTelemetry, tracingEnabled, withSpan } from "./telemetry.js";
+import { recordSpan, startTelemetry, tracingEnabled, unsampledParent, withSpan } from "./telemetry.js";
 import { waitFor } from "./testing.js";
 
 describe("telemetry", () => {
@@ -12,7 +12,7 @@ describe("telemetry", () => {
     process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
     process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "http/json";
     process.env.OTEL_BSP_SCHEDULE_DELAY = "50";
-    stop = startTelemetry("telemetry-test", process.env);
+    stop = await startTelemetry("telemetry-test", process.env);
   });
 
   afterAll(async () => {
@@ -37,9 +37,14 @@ describe("telemetry", () => {
     await expect(
       withSpan("failing", { parent: root }, async () => Promise.reject(new Error("boom"))),
     ).rejects.toThrow("boom");
-    // An untraced parent makes no span at all.
-    expect(await withSpan("untraced", { parent: "" }, async (span) => span.traceParent)).toBe("");
-    expect(recordSpan("untraced", { parent: "", endMs: Date.now() })).toBe("");
+    // An untraced parent ("") or an unsampled one (flags 00) makes no span at all.
+    const unsampled = unsampledParent();
+    expect(unsampled).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+    expect(unsampledParent()).not.toBe(unsampled);
+    for (const parent of ["", unsampled]) {
+      expect(await withSpan("untraced", { parent }, async (span) => span.traceParent)).toBe("");
+      expect(recordSpan("untraced", { parent, endMs: Date.now() })).toBe("");
+    }
 
     const spans = await waitFor("the four spans at the receiver", () => {
       const got = receiver.spans();

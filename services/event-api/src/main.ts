@@ -32,7 +32,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const log = createLogger("event-api", config.STEPLINE_LOG_LEVEL);
-  const stopTelemetry = startTelemetry("stepline-event-api", process.env);
+  const stopTelemetry = await startTelemetry("stepline-event-api", process.env);
 
   const redis = createRedis(config.STEPLINE_REDIS_URL, log);
   const tenancy = new TenancyStore(redis);

@@ -6,7 +6,13 @@
 import type { Clock } from "@stepline/internal/clock";
 import { ConflictError, NotFoundError } from "@stepline/internal/errors";
 import type { Logger } from "@stepline/internal/log";
-import { SpanKind, type TraceParent, withSpan } from "@stepline/internal/telemetry";
+import {
+  SpanKind,
+  type TraceParent,
+  tracingEnabled,
+  unsampledParent,
+  withSpan,
+} from "@stepline/internal/telemetry";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { AppClient } from "./app-client.js";
@@ -29,7 +35,7 @@ import type { RunState, RunStore } from "./state.js";
 import type { BackoffPolicy, Decision } from "./steps.js";
 import { backoffDelayMs, interpret } from "./steps.js";
 import { isStartItem, timeLimit } from "./time-limits.js";
-import { type CallTrace, stepSpan } from "./tracing.js";
+import { type CallTrace, pendingSpan, resolvedSpan, stepSpan } from "./tracing.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
 import { SHUTDOWN } from "./work-loop.js";
 
@@ -205,8 +211,10 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
         }
         if (adv.resolution === "discover") run = await deps.store.load(run.runId);
         if (run && adv.resolution !== "lost") {
-          const value = resumedStep(run, payload.op, payload.name ?? payload.op, deps.clock.now());
-          void deps.history.record([{ $case: "step", value }]);
+          const name = payload.name ?? payload.op;
+          const value = resumedStep(run, payload.op, name, deps.clock.now());
+          const traceParent = resolvedSpan(trace.parent, payload.op, name, value.atMs);
+          void deps.history.record([{ $case: "step", value, traceParent }]);
         }
         if (adv.resolution !== "discover" || run?.status !== "running") {
           await ctx.complete([]);
@@ -253,7 +261,10 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
         "app.call",
         { parent: trace.parent, kind: SpanKind.CLIENT, attributes: callAttributes },
         async (span) => {
-          const out = await deps.app.call({ ...call, traceParent: span.traceParent });
+          // An untraced run's call says so when tracing is on, so the events the app sends from it
+          // (step.sendEvent forwards the header) stay untraced instead of starting traces.
+          const traceParent = span.traceParent || (tracingEnabled() ? unsampledParent() : "");
+          const out = await deps.app.call({ ...call, traceParent });
           if (out.kind === "response")
             span.setAttributes({ "http.response.status_code": out.response.status });
           else span.setAttributes({ "error.type": out.message });
@@ -374,7 +385,7 @@ async function apply(
         // Started once, by the call that planned it (or that call's redelivery).
         if (adv.planned[i] !== "start") return;
         const pending = pendingStep(run, p, now);
-        if (pending) records.push({ $case: "step", value: pending });
+        if (pending) records.push({ $case: "step", value: pending, traceParent: pendingSpan(trace, p, now) });
         if (p.kind === "wait") starts.push(deps.pauses.add(pauseOf(run, p, now)));
         if (p.kind === "invoke") invoked.push(invokedEvent(run, p, now));
       });

@@ -17,6 +17,7 @@ import type { PauseStore } from "./pauses.js";
 import { resumedStep, runRecord } from "./records.js";
 import type { SingletonLocks } from "./singleton.js";
 import type { FinishResult, RunState, RunStore } from "./state.js";
+import { resolvedSpan } from "./tracing.js";
 
 export interface FinalizeDeps {
   store: RunStore;
@@ -97,9 +98,9 @@ async function reportToParent(
     const parent = await deps.store.load(c.parentRunId);
     if (!parent) return;
     const output = "data" in value ? JSON.stringify(value.data) : "null";
-    await deps.history.record([
-      { $case: "step", value: resumedStep(parent, c.opId, c.opId, deps.clock.now(), output) },
-    ]);
+    const step = resumedStep(parent, c.opId, c.opId, deps.clock.now(), output);
+    const traceParent = resolvedSpan(parent.traceParent, c.opId, c.opId, step.atMs);
+    await deps.history.record([{ $case: "step", value: step, traceParent }]);
     if (adv.resolution === "discover")
       await deps.enqueue([callItem(parent, `d:${c.opId}`, { stepId: "step" })]);
   } catch (err) {

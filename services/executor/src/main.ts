@@ -45,7 +45,7 @@ try {
 
 const dev = config.STEPLINE_DEV;
 const log = createLogger("executor", config.STEPLINE_LOG_LEVEL);
-const stopTelemetry = startTelemetry("stepline-executor", process.env);
+const stopTelemetry = await startTelemetry("stepline-executor", process.env);
 const redis = createRedis(config.STEPLINE_REDIS_URL, log.child({ component: "redis" }));
 const store = new RunStore(redis, config.STEPLINE_EXECUTOR_STATE_TTL_MS);
 const pauses = new PauseStore(redis);
@@ -195,8 +195,8 @@ onShutdown(
     eventApi.close();
     runner.close();
     await redis.quit();
-    await stopTelemetry();
     await admin.close();
+    await stopTelemetry();
   },
   config.STEPLINE_EXECUTOR_SHUTDOWN_GRACE_MS + 8_000,
 );

@@ -15,6 +15,7 @@ import { callItem } from "./items.js";
 import type { Pause, PauseStore } from "./pauses.js";
 import { resumedStep } from "./records.js";
 import type { RunStore } from "./state.js";
+import { resolvedSpan } from "./tracing.js";
 
 export interface PauseResume {
   runId: string;
@@ -101,7 +102,8 @@ export class Resumer {
           const run = await this.deps.store.load(r.runId);
           if (!run) return "gone";
           const output = r.errorJson ? "null" : r.eventJson;
-          records.push({ $case: "step", value: resumedStep(run, r.opId, r.opId, now, output) });
+          const traceParent = resolvedSpan(run.traceParent, r.opId, r.opId, now);
+          records.push({ $case: "step", value: resumedStep(run, r.opId, r.opId, now, output), traceParent });
           if (adv.resolution === "discover") next.push(callItem(run, `d:${r.opId}`, { stepId: "step" }));
           return "won";
         } catch (err) {

@@ -62,7 +62,7 @@ function decode(messages: KafkaMessage[], log: Logger): HistoryRecord[] {
   return out;
 }
 
-/** A traced record's span: from its arrival in the group-commit buffer to its stored insert. */
+/** A traced record's span: from its batch's arrival to the stored insert that holds it. */
 function traceWrites(records: HistoryRecord[], sinceMs: number): void {
   const endMs = Date.now();
   for (const r of records) {
@@ -141,8 +141,6 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
     bytes: number;
     waiters: Array<{ p: EachBatchPayload; settle: (stored: boolean) => void }>;
     timer: NodeJS.Timeout;
-    /** When the buffer's first batch arrived (epoch ms). */
-    sinceMs: number;
   } | null = null;
 
   function flushSoon(): void {
@@ -150,13 +148,12 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
     if (!b) return;
     clearTimeout(b.timer);
     buffer = null;
-    void flush(b.records, b.waiters, b.sinceMs);
+    void flush(b.records, b.waiters);
   }
 
   async function flush(
     records: HistoryRecord[],
     waiters: Array<{ p: EachBatchPayload; settle: (stored: boolean) => void }>,
-    sinceMs: number,
   ): Promise<void> {
     const { rows, rejected } = rowsOf(records);
     for (const r of rejected)
@@ -181,28 +178,23 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
       log.warn({ err }, "history flush stopped");
     }
     for (const w of waiters) w.settle(stored);
-    if (stored) traceWrites(records, sinceMs);
     log.debug({ batches: waiters.length, runs: rows.runs.length, steps: rows.steps.length }, "flush stored");
   }
 
   async function eachBatch(p: EachBatchPayload): Promise<void> {
     const { batch } = p;
+    const arrivedMs = Date.now();
     const records = decode(batch.messages, log);
     const bytes = batch.messages.reduce((n, m) => n + (m.value?.length ?? 0), 0);
     const stored = await new Promise<boolean>((settle) => {
-      buffer ??= {
-        records: [],
-        bytes: 0,
-        waiters: [],
-        timer: setTimeout(flushSoon, o.flushMs),
-        sinceMs: Date.now(),
-      };
+      buffer ??= { records: [], bytes: 0, waiters: [], timer: setTimeout(flushSoon, o.flushMs) };
       buffer.records.push(...records);
       buffer.bytes += bytes;
       buffer.waiters.push({ p, settle });
       if (buffer.bytes >= o.batchMaxBytes) flushSoon();
     });
     // Not resolving leaves the batch uncommitted: it is fetched again by whoever owns the partition.
+    if (stored) traceWrites(records, arrivedMs);
     if (!stored || !p.isRunning() || p.isStale()) return;
     p.resolveOffset(batch.lastOffset());
   }

@@ -31,7 +31,7 @@ function readConfig(): Config {
 async function main(): Promise<void> {
   const config = readConfig();
   const log = createLogger("history", config.STEPLINE_LOG_LEVEL);
-  const stopTelemetry = startTelemetry("stepline-history", process.env);
+  const stopTelemetry = await startTelemetry("stepline-history", process.env);
   const database = config.STEPLINE_CLICKHOUSE_DATABASE;
   const prefix = config.STEPLINE_KAFKA_TOPIC_PREFIX;
 

@@ -20,7 +20,7 @@ const config = (() => {
   }
 })();
 const log = createLogger("queue", config.STEPLINE_LOG_LEVEL);
-const stopTelemetry = startTelemetry("stepline-queue", process.env);
+const stopTelemetry = await startTelemetry("stepline-queue", process.env);
 const redis = createRedis(config.STEPLINE_REDIS_URL, log);
 const runner = createClient(RunnerServiceClient, config.STEPLINE_RUNNER_GRPC_ADDR);
 

@@ -33,7 +33,7 @@ try {
 }
 
 const log = createLogger("runner", config.STEPLINE_LOG_LEVEL);
-const stopTelemetry = startTelemetry("stepline-runner", process.env);
+const stopTelemetry = await startTelemetry("stepline-runner", process.env);
 const prefix = config.STEPLINE_KAFKA_TOPIC_PREFIX;
 
 const redis = createRedis(config.STEPLINE_REDIS_URL, log);
