@@ -6,7 +6,6 @@
 // `recordSpan`, and trace context crosses process boundaries as a W3C `traceparent` string (in
 // Kafka headers, gRPC fields, queue items and run state), never as an implicit context.
 
-import { randomBytes } from "node:crypto";
 import {
   type Context,
   type ContextManager,
@@ -134,7 +133,15 @@ function traceParentOf(span: Span): TraceParent {
  * sends): passed on, it keeps that work untraced instead of letting it start traces of its own.
  */
 export function unsampledParent(): TraceParent {
-  return `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-00`;
+  // Math.random, as OpenTelemetry's own id generator: ids need to be unique, not secret, and this
+  // runs once per app call of every untraced run.
+  return `00-${randomHex(32)}-${randomHex(16)}-00`;
+}
+
+function randomHex(digits: number): string {
+  let out = "";
+  while (out.length < digits) out += Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, "0");
+  return out.slice(0, digits);
 }
 
 /** What `withSpan` hands its callback: the span's context to pass on, and a way to annotate it. */

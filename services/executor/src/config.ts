@@ -68,6 +68,11 @@ export const configSchema = {
    * POSTs them to /v1/checkpoint/<run>/async); 0: one step per call for every SDK.
    */
   STEPLINE_EXECUTOR_CHECKPOINTING: envInt(1, 0, 1),
+  /**
+   * 1: a run's next call due now is handed straight back to this executor by the completion
+   * (Completion.hand_off); 0: every call goes through the queue's fair scheduling round.
+   */
+  STEPLINE_EXECUTOR_HAND_OFF: envInt(1, 0, 1),
   /** On SIGTERM, how long calls in flight may finish before they are released to the queue. */
   STEPLINE_EXECUTOR_SHUTDOWN_GRACE_MS: envInt(10_000, 0, 600_000),
 };

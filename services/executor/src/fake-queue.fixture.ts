@@ -25,6 +25,8 @@ type Bodies = { [R in Req as R["$case"]]: R["value"] };
 export class FakeQueue {
   credits = 0;
   creditsGranted = 0;
+  /** Completions that asked for a hand-off: each counts as one credit here (no item is handed off). */
+  handOffs = 0;
   requests: WorkRequest[] = [];
   waiting: LeasedItem[] = [];
   connections = 0;
@@ -81,6 +83,9 @@ export class FakeQueue {
     if (r.$case === "complete") {
       if (!this.answerCompletions) return;
       results = r.value.items.map((c) => ok(c.lease?.itemId ?? ""));
+      const handOffs = r.value.items.filter((c) => c.handOff).length;
+      this.handOffs += handOffs;
+      this.credits += handOffs;
     } else if (r.$case === "retry") {
       results = r.value.items.map((c) => ok(c.lease?.itemId ?? ""));
     } else {
@@ -91,6 +96,7 @@ export class FakeQueue {
       }));
     }
     call.write({ response: { $case: "results", value: { batchId: r.value.batchId, results } } });
+    this.pump();
   }
 
   private pump(): void {

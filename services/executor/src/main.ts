@@ -149,7 +149,11 @@ const pool = new WorkPool(
       maxMs: config.STEPLINE_EXECUTOR_BACKOFF_MAX_MS,
     },
   }),
-  { concurrency: config.STEPLINE_EXECUTOR_CONCURRENCY, opTimeoutMs: config.STEPLINE_EXECUTOR_OP_TIMEOUT_MS },
+  {
+    concurrency: config.STEPLINE_EXECUTOR_CONCURRENCY,
+    opTimeoutMs: config.STEPLINE_EXECUTOR_OP_TIMEOUT_MS,
+    handOff: config.STEPLINE_EXECUTOR_HAND_OFF === 1,
+  },
   log.child({ component: "work" }),
   systemClock,
 );

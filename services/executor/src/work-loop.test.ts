@@ -28,9 +28,15 @@ afterEach(async () => {
   await served.close();
 });
 
-function start(handler: ItemHandler, concurrency = 4, opTimeoutMs = 5_000): WorkPool {
+function start(handler: ItemHandler, concurrency = 4, opTimeoutMs = 5_000, handOff = true): WorkPool {
   const client = served.client;
-  loop = new WorkPool([() => client.work()], handler, { concurrency, opTimeoutMs }, log, systemClock);
+  loop = new WorkPool(
+    [() => client.work()],
+    handler,
+    { concurrency, opTimeoutMs, handOff },
+    log,
+    systemClock,
+  );
   loop.start();
   return loop;
 }
@@ -52,8 +58,32 @@ describe("the Work stream", () => {
       ["r1:start", 1, ["r1:c1"]],
       ["r2:start", 1, ["r2:c1"]],
     ]);
-    // Each finished item gives its slot back as a credit.
-    await waitFor("credits returned", () => fake.creditsGranted === 6);
+    // Each finished item keeps its slot for its run's next call (due now): a hand-off each, which
+    // the queue answers with that item or a credit; no credit is granted for them on top.
+    expect(completed.every((c) => c.handOff)).toBe(true);
+    expect(fake.handOffs).toBe(2);
+    expect(fake.creditsGranted).toBe(4);
+  });
+
+  it("asks for no hand-off when the run's next call is not due now, and grants the slot back instead", async () => {
+    start(async (it, ctx) => {
+      await ctx.complete(
+        it.id.endsWith(":start") ? [{ ...item(`${it.runId}:s1`), runAtMs: Date.now() + 60_000 }] : [],
+      );
+    }, 2);
+    await waitFor("initial credits", () => fake.creditsGranted === 2);
+    fake.offer(item("r1:start"));
+    await waitFor("the slot back as a credit", () => fake.creditsGranted === 3);
+    expect(fake.of("complete").flatMap((c) => c.items.map((i) => i.handOff))).toEqual([false]);
+    expect(fake.handOffs).toBe(0);
+  });
+
+  it("asks for no hand-off when hand-offs are off (STEPLINE_EXECUTOR_HAND_OFF=0)", async () => {
+    start(async (it, ctx) => void (await ctx.complete([item(`${it.runId}:c1`)])), 2, 5_000, false);
+    await waitFor("initial credits", () => fake.creditsGranted === 2);
+    fake.offer(item("r1:start"));
+    await waitFor("the slot back as a credit", () => fake.creditsGranted === 3);
+    expect(fake.of("complete").flatMap((c) => c.items.map((i) => i.handOff))).toEqual([false]);
   });
 
   it("never holds more items than its concurrency", async () => {

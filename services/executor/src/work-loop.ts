@@ -3,6 +3,11 @@
 // and extensions out in batches, each answered per item. Every held item has a lease keeper that
 // extends it every lease/3 and aborts the work (signal reason LEASE_LOST) when the lease is lost
 // or cannot be confirmed in time.
+//
+// Hand-off: a completion whose next items include one due now asks the queue to lease it to this
+// stream at once (Completion.hand_off), keeping the slot for the run's next call instead of
+// giving it back to the queue's scheduling round. Such a completion counts as one credit sent:
+// the queue answers it with the item, or with that credit.
 
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import type { Clock } from "@stepline/internal/clock";
@@ -40,6 +45,8 @@ export type ItemHandler = (item: NewItem, ctx: ItemContext) => Promise<void>;
 export interface WorkLoopOptions {
   /** How long a completion or retry may wait for the queue (reconnects included) before it counts as stale. */
   opTimeoutMs: number;
+  /** Ask for hand-offs (see the module comment); false: every call goes through the queue's round. */
+  handOff: boolean;
 }
 
 type Op =
@@ -331,7 +338,12 @@ export class WorkLoop {
       if (list.length === 0) continue;
       const batchId = this.nextBatchId++;
       this.sent.set(batchId, list);
-      call.write(toRequest(kind as Op["kind"], batchId, list));
+      // Decided per send (a resend after a reconnect counts again on the new stream); a
+      // stopping loop takes nothing new.
+      const asking = kind === "complete" && this.opts.handOff && !this.stopping;
+      const handOffs = asking ? list.filter((p) => wantsHandOff(p.op)) : [];
+      this.outstanding += handOffs.length;
+      call.write(toRequest(kind as Op["kind"], batchId, list, new Set(handOffs)));
     }
   }
 
@@ -350,11 +362,21 @@ export class WorkLoop {
   }
 }
 
-function toRequest(kind: Op["kind"], batchId: number, list: PendingOp[]): WorkRequest {
+/** A completion whose next items include one due now (run_at and delay 0): the run goes on at once. */
+function wantsHandOff(op: Op): boolean {
+  return op.kind === "complete" && op.next.some((n) => n.runAtMs <= 0 && n.delayMs <= 0);
+}
+
+function toRequest(
+  kind: Op["kind"],
+  batchId: number,
+  list: PendingOp[],
+  handOffs: Set<PendingOp>,
+): WorkRequest {
   if (kind === "complete") {
     const items = list.map((p) => {
       const op = p.op as Extract<Op, { kind: "complete" }>;
-      return { lease: op.lease, next: op.next };
+      return { lease: op.lease, next: op.next, handOff: handOffs.has(p) };
     });
     return { request: { $case: "complete", value: { batchId, items } } };
   }

@@ -28,6 +28,8 @@ export interface WorkPoolOptions {
   concurrency: number;
   /** How long a completion or retry may wait for the queue (reconnects included) before it counts as stale. */
   opTimeoutMs: number;
+  /** Ask for hand-offs (STEPLINE_EXECUTOR_HAND_OFF). */
+  handOff: boolean;
 }
 
 /** What the allocation sees of one stream. */
@@ -90,7 +92,7 @@ export class WorkPool {
         new WorkLoop(
           o,
           handler,
-          { opTimeoutMs: opts.opTimeoutMs },
+          { opTimeoutMs: opts.opTimeoutMs, handOff: opts.handOff },
           () => this.rebalance(),
           log.child({ stream: i }),
           clock,

@@ -5,11 +5,18 @@
 -- completion is recognised and a re-enqueue of the same id is refused for the TTL. It frees the
 -- item's concurrency slots and wakes the partitions blocked on them.
 --
+-- Hand-off: a completion may name one of its next items (due now, of the completed item's
+-- partition) to lease at once to the completing holder. The new item is created leased
+-- (generation 1, one delivery) and takes over the completed item's concurrency slots, so the
+-- limits hold and nothing blocked is woken for them; it never enters the ready sets. It is not
+-- handed off (but enqueued as usual) when its function is paused or its id exists.
+--
 -- KEYS[1]        q:{<ns>s<N>}:it                 HASH   itemId -> item record (common.lua)
 -- KEYS[2]        q:{<ns>s<N>}:L                  ZSET   leased itemId -> lease expiry ms
 -- KEYS[3]        q:{<ns>s<N>}:seq                STRING "<ms>:<n>" score sequence
 -- KEYS[4]        q:{<ns>s<N>}:A                  ZSET   account -> earliest score
 -- KEYS[5]        q:{<ns>s<N>}:pm                 HASH   "<acct>\n<pid>" -> forceAt ms
+-- KEYS[6]        q:{<ns>s<N>}:fp                 SET    paused functions "<acct>\n<env>\n<fn>"
 -- then per completion c: 2 keys, 2 per concurrency set of its partition, 3 per next item:
 --   seen         q:{<ns>s<N>}:seen:<itemId>      STRING tombstone of the completed item
 --   account      q:{<ns>s<N>}:a:<acct>           ZSET   pid -> earliest score
@@ -19,10 +26,13 @@
 -- ARGV[1]        now override, epoch ms (0 = Redis TIME; tests only)
 -- ARGV[2]        tombstone TTL, ms
 -- ARGV[3]        completion count n
+-- ARGV[4]        lease duration of handed-off items, ms
 -- then per completion c: itemId, generation, pid (its partition), accountId, set count s,
---   next count m, then 9 args per next item (as in enqueue.lua)
+--   next count m, hand-off index h (1..m; 0 = none), its function "<acct>\n<env>\n<fn>",
+--   then 9 args per next item (as in enqueue.lua)
 --
--- Returns: { nowMs, dueBeforeMs, dueAfterMs, { result_1..result_n } }, result =
+-- Returns: { nowMs, dueBeforeMs, dueAfterMs, { result_1..result_n }, { c, itemId, item record,
+-- ... (handed off) } }, result =
 --    1 OK        completed now (and its next items enqueued, unless their ids exist)
 --    2 ALREADY   completed before with this same generation (nothing done)
 --   -1 STALE     not leased with this generation (lease lost); nothing done
@@ -30,21 +40,39 @@
 
 -- @include "common"
 
-local itemsKey, leasedKey, shardKey, forcedKey = KEYS[1], KEYS[2], KEYS[4], KEYS[5]
+local itemsKey, leasedKey, shardKey, forcedKey, pausedKey = KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[6]
 local now = nowMs(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
+local expiry = now + tonumber(ARGV[4])
+
+-- Creates next item `id` leased (see the header); returns its record, or nil when the id exists.
+local function leaseNew(seenKey, id, attempt, runStart, shift, body)
+  if redis.call('HEXISTS', itemsKey, id) == 1 or redis.call('EXISTS', seenKey) == 1 then return nil end
+  -- Scored as addItem scores an item due now, should the lease expire and the item go back.
+  local base = now
+  local rs = tonumber(runStart) or 0
+  if rs > 0 and rs < base then base = rs end
+  local it = { st = 'l', gen = 1, del = 1, exp = expiry, att = tonumber(attempt), due = now,
+    sc = newScore(base - (tonumber(shift) or 0)), body = body }
+  local rec = formatItem(it)
+  redis.call('HSET', itemsKey, id, rec)
+  redis.call('ZADD', leasedKey, expiry, id)
+  return rec
+end
 
 local before = shardDue(shardKey)
 seqLoad(KEYS[3], now)
 local results = {}
-local k, a = 5, 3
+local handed = {}
+local k, a = 6, 4
 for c = 1, n do
   local id, gen, pid, acct = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4]
   local sets, m = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local h, fnMember = tonumber(ARGV[a + 7]), ARGV[a + 8]
   local seenKey, acctKey = KEYS[k + 1], KEYS[k + 2]
   local setBase = k + 2
-  a, k = a + 6, k + 2 + sets * 2
+  a, k = a + 8, k + 2 + sets * 2
   local raw = redis.call('HGET', itemsKey, id)
   local item = raw and parseItem(raw)
   if item and item.st == 'l' and item.gen == gen then
@@ -54,15 +82,42 @@ for c = 1, n do
       redis.call('HDEL', itemsKey, id)
       redis.call('ZREM', leasedKey, id)
       redis.call('SET', seenKey, gen, 'PX', ttl)
-      for g = 1, sets do
-        if redis.call('ZREM', KEYS[setBase + (g - 1) * 2 + 1], id) == 1 then
-          wakeBlocked(KEYS[setBase + (g - 1) * 2 + 2], acctKey, shardKey, forcedKey, acct, now)
-        end
+      -- The hand-off candidate must be of this partition and not paused; due now is the caller's
+      -- promise (no run-at, no delay), checked again here.
+      if h > 0 and h <= m then
+        local ah = a + (h - 1) * 9
+        local dueNow = tonumber(ARGV[ah + 4]) <= 0 and tonumber(ARGV[ah + 5]) <= 0
+        if ARGV[ah + 2] ~= pid or not dueNow or redis.call('SISMEMBER', pausedKey, fnMember) == 1 then h = 0 end
+      else
+        h = 0
       end
+      local newId
       for j = 1, m do
         local kj, aj = k + (j - 1) * 3, a + (j - 1) * 9
-        addItem(itemsKey, KEYS[kj + 1], KEYS[kj + 2], KEYS[kj + 3], shardKey, forcedKey, now,
-          ARGV[aj + 1], ARGV[aj + 2], ARGV[aj + 3], ARGV[aj + 4], ARGV[aj + 5], ARGV[aj + 6], ARGV[aj + 7], ARGV[aj + 8], ARGV[aj + 9])
+        local rec = j == h and leaseNew(KEYS[kj + 1], ARGV[aj + 1], ARGV[aj + 6], ARGV[aj + 7], ARGV[aj + 8], ARGV[aj + 9])
+        if rec then
+          newId = ARGV[aj + 1]
+          handed[#handed + 1] = c
+          handed[#handed + 1] = newId
+          handed[#handed + 1] = rec
+        else
+          addItem(itemsKey, KEYS[kj + 1], KEYS[kj + 2], KEYS[kj + 3], shardKey, forcedKey, now,
+            ARGV[aj + 1], ARGV[aj + 2], ARGV[aj + 3], ARGV[aj + 4], ARGV[aj + 5], ARGV[aj + 6], ARGV[aj + 7], ARGV[aj + 8], ARGV[aj + 9])
+        end
+      end
+      for g = 1, sets do
+        local setKey = KEYS[setBase + (g - 1) * 2 + 1]
+        if redis.call('ZREM', setKey, id) == 1 then
+          if newId then
+            -- The handed-off item takes the slot over: the set's size does not change.
+            redis.call('ZADD', setKey, expiry, newId)
+          else
+            wakeBlocked(KEYS[setBase + (g - 1) * 2 + 2], acctKey, shardKey, forcedKey, acct, now)
+          end
+        elseif newId then
+          -- The slot had lapsed (an expired lease's member is dropped by the sweep): count the new one.
+          redis.call('ZADD', setKey, expiry, newId)
+        end
       end
       results[c] = 1
     end
@@ -74,4 +129,4 @@ for c = 1, n do
   a, k = a + m * 9, k + m * 3
 end
 seqSave()
-return { now, before, shardDue(shardKey), results }
+return { now, before, shardDue(shardKey), results, handed }

@@ -105,6 +105,7 @@ function worker(onLeased: (items: NewItem[]) => void = () => {}) {
           partitionId: l.partitionId,
         },
         next: [],
+        handOff: false,
       }));
       stream.write({
         request: { $case: "complete", value: { batchId: ++batchId, items } },

@@ -8,7 +8,7 @@ import type { ShardKeys } from "./keys.js";
 import { shardKeys } from "./keys.js";
 import type { FunctionLimits } from "./limits.js";
 import type { FlowInput } from "./partitions.js";
-import { partitionOf } from "./partitions.js";
+import { concurrencySetId, parsePartition, partitionOf } from "./partitions.js";
 import { Scripts } from "./scripts.js";
 import type { ItemInput } from "./store.js";
 import {
@@ -104,7 +104,9 @@ describe("concurrency", () => {
     await expectConsistentShard(redis, keys);
 
     now += 100;
-    expect((await completeItems(s, keys, 60_000, [done(items[0] as ItemInput, 1)])).codes).toEqual([OK]);
+    expect((await completeItems(s, keys, 60_000, 30_000, [done(items[0] as ItemInput, 1)])).codes).toEqual([
+      OK,
+    ]);
     expect(await readyPids()).toEqual([pidOf(items[0] as ItemInput)]);
     const second = await claimFrom(items, limit(2));
     expect(second.leased.map((l) => l.id)).toEqual(["c"]);
@@ -162,7 +164,7 @@ describe("concurrency", () => {
     const got = await claimFrom(items, limit(1, "f", true));
     expect(got.leased.map((l) => l.id).sort()).toEqual(["x1", "y1"]);
     // x's partition is blocked; y's completes and its next item goes at once.
-    await completeItems(s, keys, 60_000, [done(items[3] as ItemInput, 1)]);
+    await completeItems(s, keys, 60_000, 30_000, [done(items[3] as ItemInput, 1)]);
     expect((await claimFrom(items, limit(1, "f", true))).leased.map((l) => l.id)).toEqual(["y2"]);
     await expectConsistentShard(redis, keys);
   });
@@ -217,7 +219,7 @@ describe("concurrency", () => {
         maxItems: 10,
       });
     expect((await claimBoth()).leased.map((l) => l.id)).toEqual(["a1"]);
-    await completeItems(s, keys, 60_000, [done(a, 1)]);
+    await completeItems(s, keys, 60_000, 30_000, [done(a, 1)]);
     expect((await claimBoth()).leased.map((l) => l.id)).toEqual(["b1"]);
     await expectConsistentShard(redis, keys);
   });
@@ -350,6 +352,118 @@ describe("pause and resume", () => {
     expect((await resumeFunction(s, keys, fn)).changed).toBe(true);
     expect((await resumeFunction(s, keys, fn)).changed).toBe(false);
     expect((await claimFrom(items, null)).leased.map((l) => l.id)).toEqual(["a", "b", "c"]);
+    await expectConsistentShard(redis, keys);
+  });
+});
+
+describe("hand-off", () => {
+  const FN_A_REF = { accountId: "acct-1", environmentId: "env", functionId: "fn-a" };
+  /** A completion of `i` (leased with `generation`) whose next items are `next`, asking for a hand-off. */
+  const handOff = (i: ItemInput, generation: number, next: ItemInput[]) => ({
+    ...done(i, generation),
+    next,
+    handOff: true,
+  });
+
+  it("leases the run's next item to the completing holder at once, in the completed item's slot", async () => {
+    // A limit of 1, full with "a"; "b" of another run waits behind it, blocked.
+    const a = flowItem("a", FN_LIMIT, { runId: "run-a" });
+    const b = flowItem("b", FN_LIMIT, { runId: "run-b" });
+    await enqueueItems(s, keys, [a, b]);
+    expect((await claimFrom([a], limit(1))).leased.map((l) => l.id)).toEqual(["a"]);
+    expect(await readyPids()).toEqual([]);
+
+    now += 10;
+    const a2 = flowItem("a:c1", FN_LIMIT, { runId: "run-a" });
+    const r = await completeItems(s, keys, 60_000, LEASE, [handOff(a, 1, [a2])]);
+    expect(r.codes).toEqual([OK]);
+    const handed = r.handedOff.get(0);
+    expect(handed).toMatchObject({
+      id: "a:c1",
+      runId: "run-a",
+      generation: 1,
+      leaseExpiresAtMs: now + LEASE,
+    });
+    // It took "a"'s slot: the set still holds one lease, "b" stays blocked, nothing is ready.
+    const spec = parsePartition(pidOf(a));
+    const group = spec?.groups[0];
+    if (!spec || !group) throw new Error("no concurrency group");
+    const set = keys.concurrency("acct-1", concurrencySetId(spec, group));
+    expect(await redis.zrange(set, "0", "-1")).toEqual(["a:c1"]);
+    expect(await readyPids()).toEqual([]);
+    await expectConsistentShard(redis, keys);
+
+    // It behaves as any lease: extended, then completed without a hand-off, which frees the slot.
+    expect((await extendLeases(s, keys, LEASE, [done(a2, 1)])).results).toEqual([now + LEASE]);
+    expect((await completeItems(s, keys, 60_000, LEASE, [done(a2, 1)])).codes).toEqual([OK]);
+    expect(await readyPids()).toEqual([pidOf(b)]);
+    expect((await claimFrom([b], limit(1))).leased.map((l) => l.id)).toEqual(["b"]);
+    await expectConsistentShard(redis, keys);
+  });
+
+  it("enqueues instead when the next item is not due now, of another partition, paused, or known", async () => {
+    const cases: Array<{ why: string; next: ItemInput; before?: () => Promise<unknown> }> = [
+      { why: "delayed", next: flowItem("n1", FN_LIMIT, { delayMs: 5_000 }) },
+      { why: "run at a time", next: flowItem("n2", FN_LIMIT, { runAtMs: T0 + 60_000 }) },
+      { why: "another function", next: flowItem("n3", FN_LIMIT, { functionId: "fn-b" }) },
+      {
+        why: "paused",
+        next: flowItem("n4", FN_LIMIT),
+        before: () => pauseFunction(s, keys, FN_A_REF),
+      },
+    ];
+    for (const [n, c] of cases.entries()) {
+      const cur = flowItem(`cur${n}`, FN_LIMIT);
+      await enqueueItems(s, keys, [cur]);
+      const leased = (await claimFrom([cur], null)).leased;
+      expect(
+        leased.map((l) => l.id),
+        c.why,
+      ).toEqual([cur.id]);
+      await c.before?.();
+      const r = await completeItems(s, keys, 60_000, LEASE, [handOff(cur, 1, [c.next])]);
+      expect(r.codes, c.why).toEqual([OK]);
+      expect(r.handedOff.size, c.why).toBe(0);
+      // Enqueued as usual.
+      expect(await redis.hexists(keys.items, c.next.id), c.why).toBe(1);
+      expect(await redis.zscore(keys.leased, c.next.id), c.why).toBeNull();
+      await expectConsistentShard(redis, keys);
+    }
+
+    // A next item whose id is known (a repeated decision) is neither handed off nor enqueued twice;
+    // a stale completion hands nothing off.
+    await resumeFunction(s, keys, FN_A_REF);
+    const cur = flowItem("cur-x", FN_LIMIT, { functionId: "fn-c" });
+    const known = flowItem("known", FN_LIMIT, { functionId: "fn-c" });
+    await enqueueItems(s, keys, [cur, known]);
+    const leased = await claimFrom([cur], null, 1);
+    expect(leased.leased.map((l) => l.id)).toEqual(["cur-x"]);
+    const x2 = flowItem("x2", FN_LIMIT, { functionId: "fn-c" });
+    const stale = await completeItems(s, keys, 60_000, LEASE, [handOff(cur, 7, [x2])]);
+    expect(stale.codes).toEqual([-1]);
+    expect(stale.handedOff.size).toBe(0);
+    const r = await completeItems(s, keys, 60_000, LEASE, [handOff(cur, 1, [known])]);
+    expect(r.codes).toEqual([OK]);
+    expect(r.handedOff.size).toBe(0);
+    expect(await redis.zscore(keys.leased, "known")).toBeNull();
+    await expectConsistentShard(redis, keys);
+  });
+
+  it("returns a handed-off item whose lease expires to the queue, like any lease", async () => {
+    const a = flowItem("ha", FN_LIMIT);
+    await enqueueItems(s, keys, [a]);
+    await claimFrom([a], limit(1));
+    const a2 = flowItem("ha:c1", FN_LIMIT);
+    const r = await completeItems(s, keys, 60_000, LEASE, [handOff(a, 1, [a2])]);
+    expect(r.handedOff.get(0)?.id).toBe("ha:c1");
+    now += LEASE + 1;
+    const exp = await expiredLeases(s, keys, 10);
+    expect(exp.leases.map((l) => l.itemId)).toEqual(["ha:c1"]);
+    await reclaimLeases(s, keys, TOKEN, exp.leases);
+    const again = await claimFrom([a2], limit(1));
+    // Fenced like any reclaimed lease: a new generation.
+    expect(again.leased.map((l) => l.id)).toEqual(["ha:c1"]);
+    expect(again.leased[0]?.generation).toBeGreaterThan(1);
     await expectConsistentShard(redis, keys);
   });
 });

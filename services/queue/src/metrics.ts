@@ -20,6 +20,12 @@ export const opsTotal = new Counter({
   labelNames: ["op", "result"] as const,
   registers,
 });
+export const handOffsTotal = new Counter({
+  name: "stepline_queue_hand_offs_total",
+  help: "Completions that asked for a hand-off, by outcome: handed (the next item leased at once) or credit.",
+  labelNames: ["outcome"] as const,
+  registers,
+});
 export const reclaimedTotal = new Counter({
   name: "stepline_queue_reclaimed_total",
   help: "Expired leases returned to ready.",

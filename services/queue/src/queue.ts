@@ -69,6 +69,8 @@ export interface OpOutcome {
   leaseExpiresAtMs: number;
   /** Set when the op was refused as invalid without being tried (its lease is untouched). */
   invalid?: string;
+  /** A completion's next item, leased to the completing holder at once (hand-off). */
+  handedOff?: LeasedItem;
 }
 
 /** What became of an item Remove named. */
@@ -138,7 +140,10 @@ export class Queue {
    * Completes leases, enqueuing each one's next items atomically with it. An invalid op is
    * refused on its own (`invalid`); the others still run.
    */
-  async complete(ops: Array<{ lease: LeaseRef; next: ItemInput[] }>): Promise<OpOutcome[]> {
+  /** Completes leases; see complete.lua (and its hand-off, asked for with `handOff`). */
+  async complete(
+    ops: Array<{ lease: LeaseRef; next: ItemInput[]; handOff?: boolean | undefined }>,
+  ): Promise<OpOutcome[]> {
     const out = new Array<OpOutcome>(ops.length);
     const valid = screen(ops, out, (op) => {
       validateLease(op.lease);
@@ -167,11 +172,19 @@ export class Queue {
           // An item that is gone gets no pid: the script answers ALREADY or STALE without it.
           pid: places[j]?.pid ?? "",
           next: b.value.op.next,
+          handOff: b.value.op.handOff,
         }));
-        const r = await completeItems(this.scripts, this.keys(shard), this.options.seenTtlMs, comps);
+        const r = await completeItems(
+          this.scripts,
+          this.keys(shard),
+          this.options.seenTtlMs,
+          this.options.leaseMs,
+          comps,
+        );
         this.onDue(r.due);
         r.codes.forEach((c, j) => {
-          out[batch[j]?.value.index ?? 0] = c > 0 ? DONE : LOST;
+          const handedOff = r.handedOff.get(j);
+          out[batch[j]?.value.index ?? 0] = c <= 0 ? LOST : handedOff ? { ...DONE, handedOff } : DONE;
         });
       },
       (o) => o.op.next.length,

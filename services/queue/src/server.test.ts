@@ -188,7 +188,11 @@ describe("QueueService over gRPC", () => {
       value: {
         batchId: 0,
         items: [
-          { lease: ex.lease(start as LeasedItem), next: [newItem("run-chain:c1", { ...run, traceParent })] },
+          {
+            lease: ex.lease(start as LeasedItem),
+            next: [newItem("run-chain:c1", { ...run, traceParent })],
+            handOff: false,
+          },
         ],
       },
     });
@@ -205,12 +209,12 @@ describe("QueueService over gRPC", () => {
     // The same completion again (a network retry) is answered OK without doing anything twice.
     const repeat = await ex.op({
       $case: "complete",
-      value: { batchId: 0, items: [{ lease: ex.lease(start as LeasedItem), next: [] }] },
+      value: { batchId: 0, items: [{ lease: ex.lease(start as LeasedItem), next: [], handOff: false }] },
     });
     expect(repeat.results[0]?.status).toBe(OpStatus.OP_STATUS_OK);
     const finish = await ex.op({
       $case: "complete",
-      value: { batchId: 0, items: [{ lease: ex.lease(next as LeasedItem), next: [] }] },
+      value: { batchId: 0, items: [{ lease: ex.lease(next as LeasedItem), next: [], handOff: false }] },
     });
     expect(finish.results[0]?.status).toBe(OpStatus.OP_STATUS_OK);
     ex.stream.end();
@@ -242,7 +246,7 @@ describe("QueueService over gRPC", () => {
     expect(retried.results[0]?.status).toBe(OpStatus.OP_STATUS_OK);
     const late = await ex.op({
       $case: "complete",
-      value: { batchId: 0, items: [{ lease: ex.lease(got[2] as LeasedItem), next: [] }] },
+      value: { batchId: 0, items: [{ lease: ex.lease(got[2] as LeasedItem), next: [], handOff: false }] },
     });
     expect(late.results[0]?.status).toBe(OpStatus.OP_STATUS_STALE);
 
@@ -251,6 +255,43 @@ describe("QueueService over gRPC", () => {
     const again = all.slice(3).find((i) => i.item?.id === got[2]?.item?.id);
     expect(again?.item?.attempt).toBe(1);
     expect(again?.generation).toBe(3);
+    ex.stream.end();
+  });
+
+  it("hands a run's next item to the completing stream at once, or gives its credit back", async () => {
+    const run = { runId: "run-hand", accountId: "acct-hand" };
+    await callUnary(client.enqueue.bind(client), { items: [newItem("run-hand:start", run)] });
+    const ex = new Executor();
+    ex.credits(1);
+    const [start] = await ex.waitItems(1);
+
+    // No credits are left, yet the next step comes at once: the completion carried the slot.
+    const done = await ex.op({
+      $case: "complete",
+      value: {
+        batchId: 0,
+        items: [{ lease: ex.lease(start as LeasedItem), next: [newItem("run-hand:c1", run)], handOff: true }],
+      },
+    });
+    expect(done.results[0]?.status).toBe(OpStatus.OP_STATUS_OK);
+    const [, c1] = await ex.waitItems(2);
+    expect(c1?.item?.id).toBe("run-hand:c1");
+    expect(c1?.generation).toBe(1);
+
+    // A completion whose next call is not due now gives the slot back as a credit: another
+    // account's item, enqueued after, is handed out with no credit sent.
+    const later = { ...newItem("run-hand:s1", run), runAtMs: Date.now() + 60_000 };
+    const slept = await ex.op({
+      $case: "complete",
+      value: { batchId: 0, items: [{ lease: ex.lease(c1 as LeasedItem), next: [later], handOff: true }] },
+    });
+    expect(slept.results[0]?.status).toBe(OpStatus.OP_STATUS_OK);
+    await callUnary(client.enqueue.bind(client), {
+      items: [newItem("other:start", { accountId: "acct-hand-2" })],
+    });
+    const [, , other] = await ex.waitItems(3);
+    expect(other?.item?.id).toBe("other:start");
+    expect(ex.items).toHaveLength(3);
     ex.stream.end();
   });
 
@@ -284,9 +325,9 @@ describe("QueueService over gRPC", () => {
       value: {
         batchId: 0,
         items: [
-          { lease: ex.lease(a), next: [newItem("x-3", { accountId: other })] },
-          { lease: ex.lease(b), next: [newItem("x-4", x)] },
-          { lease: undefined, next: [] },
+          { lease: ex.lease(a), next: [newItem("x-3", { accountId: other })], handOff: false },
+          { lease: ex.lease(b), next: [newItem("x-4", x)], handOff: false },
+          { lease: undefined, next: [], handOff: false },
         ],
       },
     });

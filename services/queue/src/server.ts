@@ -26,7 +26,7 @@ import type {
 } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { EnqueueStatus, OpStatus, RemoveStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Dispatcher } from "./lease-stream.js";
-import { enqueuedTotal, opsTotal } from "./metrics.js";
+import { enqueuedTotal, handOffsTotal, leasedTotal, opsTotal } from "./metrics.js";
 import type { FunctionRef, LeaseRef, OpOutcome, Queue, RemoveOutcome } from "./queue.js";
 import type { LeasedItem } from "./store.js";
 
@@ -145,18 +145,48 @@ function workStream(
     );
   };
 
+  // Each completion that asked for a hand-off yields its next item on this stream, or one credit
+  // (the slot the executor kept for it), whatever became of the completion.
+  const settleHandOffs = (ops: Array<{ handOff: boolean }>, outcomes: OpOutcome[]) => {
+    const items: LeasedItem[] = [];
+    let credits = 0;
+    ops.forEach((o, i) => {
+      if (!o.handOff) return;
+      const handed = outcomes[i]?.handedOff;
+      if (handed) items.push(handed);
+      else credits++;
+    });
+    if (items.length > 0) {
+      handOffsTotal.inc({ outcome: "handed" }, items.length);
+      leasedTotal.inc(items.length);
+      if (handle.open) handle.send(items);
+    }
+    if (credits > 0) {
+      handOffsTotal.inc({ outcome: "credit" }, credits);
+      dispatcher.grant(handle, credits);
+    }
+  };
+
   const onRequest = (r: NonNullable<WorkRequest["request"]>) => {
     switch (r.$case) {
       case "credits":
         dispatcher.grant(handle, r.value.count);
         break;
       case "complete": {
-        const ops = r.value.items.map((c) => ({ lease: leaseRef(c.lease), next: c.next }));
+        const ops = r.value.items.map((c) => ({
+          lease: leaseRef(c.lease),
+          next: c.next,
+          handOff: c.handOff,
+        }));
         answer(
           r.value.batchId,
           "complete",
           ops.map((o) => o.lease.itemId),
-          () => queue.complete(ops),
+          async () => {
+            const outcomes = await queue.complete(ops);
+            settleHandOffs(ops, outcomes);
+            return outcomes;
+          },
         );
         break;
       }

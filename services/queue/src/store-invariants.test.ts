@@ -67,7 +67,7 @@ describe("key layout", () => {
     await claim();
     await claim(10, "other", [partitionId("env", "x{y}")]);
     await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1, ...FN_A }]);
-    await completeItems(s, keys, 1_000, [
+    await completeItems(s, keys, 1_000, 30_000, [
       { itemId: "i1", generation: 1, ...FN_A, next: [item("n1", { accountId: "a{b" })] },
     ]);
     await retryItems(s, keys, [
@@ -101,7 +101,8 @@ describe("invariants not covered above", () => {
     // One completion fanning out to 1,100 next items: the sequence passes 1023 within T0.
     const fan = Array.from({ length: 1_100 }, (_, i) => item(`n${String(i).padStart(4, "0")}`));
     expect(
-      (await completeItems(s, keys, 60_000, [{ itemId: "s1", generation: 1, ...FN_A, next: fan }])).codes,
+      (await completeItems(s, keys, 60_000, 30_000, [{ itemId: "s1", generation: 1, ...FN_A, next: fan }]))
+        .codes,
     ).toEqual([OK]);
     now = T0 + 1;
     await enqueueItems(s, keys, [item("later")]);
@@ -119,7 +120,8 @@ describe("invariants not covered above", () => {
       EXPIRED,
     ]);
     expect(
-      (await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 1, ...FN_A, next: [] }])).codes,
+      (await completeItems(s, keys, 60_000, 30_000, [{ itemId: "i1", generation: 1, ...FN_A, next: [] }]))
+        .codes,
     ).toEqual([OK]);
     expect((await expiredLeases(s, keys, 10)).leases).toEqual([]);
     await expectConsistent();
@@ -203,6 +205,7 @@ describe("invariants not covered above", () => {
     const live = new Set<string>();
     const done = new Set<string>();
     let next = 0;
+    let handedOff = 0;
     const newItem = () => {
       const id = `r${next++}`;
       const over = { accountId: accounts[rnd(3)] as string, functionId: fns[rnd(2)] as string };
@@ -232,13 +235,14 @@ describe("invariants not covered above", () => {
         const h = held.get(id) as { gen: number; acct: string; fn: string };
         const stale = rnd(5) === 0;
         const kids = Array.from({ length: rnd(3) }, () => ({ ...newItem(), accountId: h.acct }));
-        const r = await completeItems(s, keys, 60_000, [
+        const r = await completeItems(s, keys, 60_000, LEASE, [
           {
             itemId: id,
             generation: stale ? h.gen - 1 : h.gen,
             accountId: h.acct,
             pid: partitionId("env", h.fn),
             next: kids,
+            handOff: rnd(2) === 0,
           },
         ]);
         if (r.codes[0] === OK) {
@@ -246,6 +250,13 @@ describe("invariants not covered above", () => {
           live.delete(id);
           done.add(id);
           for (const k of kids) live.add(k.id);
+          const handed = r.handedOff.get(0);
+          if (handed) {
+            handedOff++;
+            held.set(handed.id, { gen: handed.generation, acct: h.acct, fn: handed.functionId });
+          }
+        } else {
+          expect(r.handedOff.size).toBe(0);
         }
       } else if (op === 5 && held.size > 0) {
         const ids = [...held.keys()];
@@ -296,5 +307,6 @@ describe("invariants not covered above", () => {
       expect(stored.slice(live.size, live.size + done.size).filter((v) => v !== null)).toEqual([]);
     }
     expect(done.size).toBeGreaterThan(10);
+    expect(handedOff).toBeGreaterThan(0);
   });
 });

@@ -80,7 +80,8 @@ describe("enqueue.lua", () => {
     await enqueueItems(s, keys, [item("i1")]);
     const c = await claim();
     expect(
-      (await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 1, ...FN_A, next: [] }])).codes,
+      (await completeItems(s, keys, 60_000, 30_000, [{ itemId: "i1", generation: 1, ...FN_A, next: [] }]))
+        .codes,
     ).toEqual([OK]);
     expect(c.leased).toHaveLength(1);
     expect((await enqueueItems(s, keys, [item("i1")])).codes).toEqual([EXISTS]);
@@ -220,12 +221,12 @@ describe("complete.lua", () => {
   it("completes a leased item, answers a repeat with ALREADY and a wrong generation with STALE", async () => {
     await enqueueItems(s, keys, [item("i1"), item("i2")]);
     await claim();
-    const r = await completeItems(s, keys, 60_000, [
+    const r = await completeItems(s, keys, 60_000, 30_000, [
       { itemId: "i1", generation: 1, ...FN_A, next: [] },
       { itemId: "i2", generation: 5, ...FN_A, next: [] },
     ]);
     expect(r.codes).toEqual([OK, STALE]);
-    const again = await completeItems(s, keys, 60_000, [
+    const again = await completeItems(s, keys, 60_000, 30_000, [
       { itemId: "i1", generation: 1, ...FN_A, next: [] },
       { itemId: "i1", generation: 2, ...FN_A, next: [] },
       { itemId: "never", generation: 1, ...FN_A, next: [] },
@@ -243,12 +244,14 @@ describe("complete.lua", () => {
     await reclaimLeases(s, keys, TOKEN, (await expiredLeases(s, keys, 10)).leases);
     const second = await claim();
     expect(second.leased[0]?.generation).toBe(3);
-    const late = await completeItems(s, keys, 60_000, [
+    const late = await completeItems(s, keys, 60_000, 30_000, [
       { itemId: "i1", generation: first.leased[0]?.generation ?? 0, ...FN_A, next: [item("n1")] },
     ]);
     expect(late.codes).toEqual([STALE]);
     expect(await redis.hexists(keys.items, "n1")).toBe(0);
-    const ok = await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 3, ...FN_A, next: [] }]);
+    const ok = await completeItems(s, keys, 60_000, 30_000, [
+      { itemId: "i1", generation: 3, ...FN_A, next: [] },
+    ]);
     expect(ok.codes).toEqual([OK]);
     await expectConsistent();
   });
@@ -256,7 +259,7 @@ describe("complete.lua", () => {
   it("enqueues the next items in the same atomic step as the completion", async () => {
     await enqueueItems(s, keys, [item("s1")]);
     await claim();
-    const r = await completeItems(s, keys, 60_000, [
+    const r = await completeItems(s, keys, 60_000, 30_000, [
       { itemId: "s1", generation: 1, ...FN_A, next: [item("s2"), item("s3", { delayMs: 1_000 })] },
     ]);
     expect(r.codes).toEqual([OK]);
@@ -270,7 +273,8 @@ describe("complete.lua", () => {
   it("refuses to complete an item that was never leased", async () => {
     await enqueueItems(s, keys, [item("i1")]);
     expect(
-      (await completeItems(s, keys, 60_000, [{ itemId: "i1", generation: 0, ...FN_A, next: [] }])).codes,
+      (await completeItems(s, keys, 60_000, 30_000, [{ itemId: "i1", generation: 0, ...FN_A, next: [] }]))
+        .codes,
     ).toEqual([STALE]);
   });
 });

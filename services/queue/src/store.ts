@@ -324,32 +324,63 @@ export async function extendLeases(
 }
 
 /** Completes leased items and enqueues their next items (complete.lua); OK, ALREADY or STALE. */
+/** The next item a completion may hand off: the first due now, of the completed item's partition. */
+function handOffCandidate(pid: string, next: ItemInput[]): number {
+  return next.findIndex(
+    (n) =>
+      n.runAtMs <= 0 &&
+      n.delayMs <= 0 &&
+      partitionOf(n.environmentId, n.functionId, n.flow, n.kind === KIND_START) === pid,
+  );
+}
+
+/** A completion's outcome codes, and the items handed off (by completion index). */
+export interface CompleteResult extends MutationResult {
+  handedOff: Map<number, LeasedItem>;
+}
+
+/**
+ * Acks leased items and enqueues their next items (complete.lua); codes OK, ALREADY, STALE or
+ * WRONG_PARTITION. A completion with `handOff` leases its candidate next item at once (for
+ * `leaseMs`) when the script allows it; see complete.lua.
+ */
 export async function completeItems(
   s: Scripts,
   keys: ShardKeys,
   seenTtlMs: number,
+  leaseMs: number,
   completions: Array<{
     itemId: string;
     generation: number;
     accountId: string;
     pid: string;
     next: ItemInput[];
+    handOff?: boolean | undefined;
   }>,
-): Promise<MutationResult> {
-  const k = [keys.items, keys.leased, keys.seq, keys.accounts, keys.forced];
-  const a: Array<string | number> = [s.now(), seenTtlMs, completions.length];
+): Promise<CompleteResult> {
+  const k = [keys.items, keys.leased, keys.seq, keys.accounts, keys.forced, keys.paused];
+  const a: Array<string | number> = [s.now(), seenTtlMs, completions.length, leaseMs];
   for (const c of completions) {
     const sets = setKeys(keys, c.accountId, c.pid);
     k.push(keys.seen(c.itemId), keys.account(c.accountId));
     for (const set of sets) k.push(set.set, set.blocked);
-    a.push(c.itemId, c.generation, c.pid, c.accountId, sets.length, c.next.length);
+    const h = c.handOff && c.pid ? handOffCandidate(c.pid, c.next) : -1;
+    const target = c.next[h];
+    const member = target ? pausedMember(target.accountId, target.environmentId, target.functionId) : "";
+    a.push(c.itemId, c.generation, c.pid, c.accountId, sets.length, c.next.length, h + 1, member);
     for (const item of c.next) {
       const l = itemLayout(keys, item);
       k.push(...l.keys);
       a.push(...l.args);
     }
   }
-  return mutation(keys.shard, await s.run("complete", k, a), "complete");
+  const reply = asList(await s.run("complete", k, a), "complete");
+  const handed = asList(reply[4] ?? [], "complete");
+  const handedOff = new Map<number, LeasedItem>();
+  for (let i = 0; i + 2 < handed.length; i += 3) {
+    handedOff.set(asInt(handed[i], "complete") - 1, toLeased(String(handed[i + 1]), String(handed[i + 2])));
+  }
+  return { ...mutation(keys.shard, reply, "complete"), handedOff };
 }
 
 /**

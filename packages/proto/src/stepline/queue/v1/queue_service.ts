@@ -420,6 +420,14 @@ export interface Completion {
     | undefined;
   /** Items to enqueue atomically with the completion (the run's next call). */
   next: NewItem[];
+  /**
+   * Hand-off: the holder keeps the slot this item used for the run's next call. The first item of
+   * `next` that is due now, of the same partition and not paused, is leased to this stream in the
+   * same atomic step (it takes over the completed item's concurrency slots) and sent as a
+   * LeasedItem; when there is none, the completion counts as one credit of this stream instead.
+   * So every completion with hand_off yields exactly one item or one credit, whatever its status.
+   */
+  handOff: boolean;
 }
 
 export interface Completions {
@@ -2486,7 +2494,7 @@ export const Credits: MessageFns<Credits> = {
 };
 
 function createBaseCompletion(): Completion {
-  return { lease: undefined, next: [] };
+  return { lease: undefined, next: [], handOff: false };
 }
 
 export const Completion: MessageFns<Completion> = {
@@ -2496,6 +2504,9 @@ export const Completion: MessageFns<Completion> = {
     }
     for (const v of message.next) {
       NewItem.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.handOff !== false) {
+      writer.uint32(24).bool(message.handOff);
     }
     return writer;
   },
@@ -2529,6 +2540,14 @@ export const Completion: MessageFns<Completion> = {
             message.next.push(NewItem.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.handOff = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2545,6 +2564,11 @@ export const Completion: MessageFns<Completion> = {
     return {
       lease: isSet(object.lease) ? Lease.fromJSON(object.lease) : undefined,
       next: globalThis.Array.isArray(object?.next) ? object.next.map((e: any) => NewItem.fromJSON(e)) : [],
+      handOff: isSet(object.handOff)
+        ? globalThis.Boolean(object.handOff)
+        : isSet(object.hand_off)
+        ? globalThis.Boolean(object.hand_off)
+        : false,
     };
   },
 
@@ -2556,6 +2580,9 @@ export const Completion: MessageFns<Completion> = {
     if (message.next?.length) {
       obj.next = message.next.map((e) => NewItem.toJSON(e));
     }
+    if (message.handOff !== false) {
+      obj.handOff = message.handOff;
+    }
     return obj;
   },
 
@@ -2566,6 +2593,7 @@ export const Completion: MessageFns<Completion> = {
     const message = createBaseCompletion();
     message.lease = (object.lease !== undefined && object.lease !== null) ? Lease.fromPartial(object.lease) : undefined;
     message.next = object.next?.map((e) => NewItem.fromPartial(e)) || [];
+    message.handOff = object.handOff ?? false;
     return message;
   },
 };
