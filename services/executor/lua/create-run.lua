@@ -15,6 +15,7 @@
 -- ARGV[13] flow control every item of the run carries (JSON of the queue's FlowControl; "" = none)
 -- ARGV[14] singleton lock the run holds ("k:<key hash>"; "" = none)
 -- ARGV[15] W3C traceparent the run's spans hang under ("" = not traced; then no field is kept)
+-- ARGV[16] length of the first event's text inside ARGV[8] (calls slice it out rather than parse)
 -- Returns: {created (1|0), status, calls, version, createdAt} of the run as it is after the call;
 -- an existing run is left untouched. No errors.
 local meta = KEYS[1]
@@ -36,4 +37,5 @@ redis.call("HSET", meta,
   "cancelOn", cancelOn, "startTimeout", startTimeout, "finishTimeout", finishTimeout, "flow", flow,
   "singleton", singleton)
 if ARGV[15] ~= "" then redis.call("HSET", meta, "tp", ARGV[15]) end
+if ARGV[16] ~= "" then redis.call("HSET", meta, "e0", ARGV[16]) end
 return {1, "running", 0, 1, tonumber(createdAt)}

@@ -3,7 +3,14 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import canonicalize from "canonicalize";
 import { describe, expect, it } from "vitest";
-import { AppClient, buildCallBody, signBody, signingSecret, verifySignature } from "./app-client.js";
+import {
+  AppClient,
+  buildCallBody,
+  firstEventLength,
+  signBody,
+  signingSecret,
+  verifySignature,
+} from "./app-client.js";
 import { describeAgainstSdk } from "./app-client.suite.fixture.js";
 import { testSigningKey } from "./sdk-app.fixture.js";
 
@@ -69,6 +76,22 @@ describe("call body", () => {
       version: 2,
     });
     expect(parsed.ctx).not.toHaveProperty("fn_id");
+  });
+
+  it("slices the first event out of the events by its kept length, and parses when it has none", () => {
+    const input = { runId: "r", steps: new Map(), stack: [], attempt: 0, maxAttempts: 1, reqVersion: 2 };
+    const many = canonicalize([{ name: "a", data: { z: [1, "]"] } }, { name: "b" }]) as string;
+    const parsedFirst = JSON.parse(buildCallBody({ ...input, eventsJson: many })).event;
+    expect(parsedFirst).toEqual({ name: "a", data: { z: [1, "]"] } });
+    const length = firstEventLength(JSON.parse(many));
+    const sliced = buildCallBody({ ...input, eventsJson: many, firstEventLength: length });
+    expect(sliced).toBe(buildCallBody({ ...input, eventsJson: many }));
+    // No kept length (an older run), or one that cannot be right: parsed instead.
+    for (const wrong of [undefined, 0, many.length + 5]) {
+      expect(
+        JSON.parse(buildCallBody({ ...input, eventsJson: many, firstEventLength: wrong })).event,
+      ).toEqual(parsedFirst);
+    }
   });
 
   it("is canonical for an empty memo too", () => {

@@ -12,6 +12,11 @@ export interface CallBodyInput {
   runId: string;
   /** The trigger events as a canonical JSON array (the first one is `event`). */
   eventsJson: string;
+  /**
+   * The length of the first event's text inside `eventsJson` (state keeps it), so the call does
+   * not parse every event to find it; absent = parse (runs created before it was kept).
+   */
+  firstEventLength?: number | undefined;
   /** Hashed step id -> canonical memo JSON. */
   steps: ReadonlyMap<string, string>;
   /** Hashed ids in completion order. */
@@ -36,8 +41,7 @@ export interface CallBodyInput {
  * they switch SDK v4 to checkpointing (docs/sdk-protocol.md).
  */
 export function buildCallBody(input: CallBodyInput): string {
-  const events = JSON.parse(input.eventsJson) as unknown[];
-  const event = canonicalize(events[0] ?? {}) ?? "{}";
+  const event = firstEventOf(input.eventsJson, input.firstEventLength);
   const ctx = canonicalize({
     run_id: input.runId,
     attempt: input.attempt,
@@ -54,6 +58,24 @@ export function buildCallBody(input: CallBodyInput): string {
   const version = requestVersionHeader(input.reqVersion);
   // Keys in JCS order: ctx < event < events < steps < version.
   return `{"ctx":${ctx},"event":${event},"events":${input.eventsJson},"steps":{${steps}},"version":${version}}`;
+}
+
+/**
+ * The first event of a canonical JSON array of events: `[<first>,<second>...]` holds it verbatim at
+ * offset 1, so its length is all that is needed (canonical arrays have no spaces).
+ */
+function firstEventOf(eventsJson: string, length: number | undefined): string {
+  if (length !== undefined && length > 1) {
+    const after = eventsJson[1 + length];
+    if (after === "," || after === "]") return eventsJson.slice(1, 1 + length);
+  }
+  const events = JSON.parse(eventsJson) as unknown[];
+  return canonicalize(events[0] ?? {}) ?? "{}";
+}
+
+/** The length of `firstEventOf`'s answer, computed once when the run is created. */
+export function firstEventLength(events: readonly unknown[]): number {
+  return (canonicalize(events[0] ?? {}) ?? "{}").length;
 }
 
 /** The request version to send: the SDK's last answer (1 or 2), else -1 ("SDK decides"); never 0. */

@@ -234,6 +234,7 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
     const body = buildCallBody({
       runId: run.runId,
       eventsJson: run.eventsJson,
+      firstEventLength: run.firstEventLength,
       steps: run.steps,
       stack: run.stack,
       attempt: item.attempt,

@@ -10,6 +10,7 @@ import type { FlowControl, NewItem } from "@stepline/proto/stepline/queue/v1/que
 import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
 import canonicalize from "canonicalize";
+import { firstEventLength } from "./app-client.js";
 import type { HistoryEntry } from "./history.js";
 import type { LiveRuns } from "./live-runs.js";
 import type { PauseStore } from "./pauses.js";
@@ -288,6 +289,7 @@ export class Scheduler {
       url: s.url,
       maxAttempts: s.maxAttempts > 0 ? s.maxAttempts : this.deps.defaultMaxAttempts,
       eventsJson,
+      firstEventLength: firstEventLength(events),
       createdAtMs: this.deps.clock.now(),
       cancelOn: s.cancelOn.map((c) => ({ event: c.event, expression: c.expression, timeoutMs: c.timeoutMs })),
       startTimeoutMs: Math.max(0, s.startTimeoutMs),

@@ -77,12 +77,17 @@ describe("run state in Redis", () => {
   });
 
   it("loads what was created, with an empty memo, and null for an unknown run", async () => {
-    const run = newRun();
+    const traceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const run = newRun({ firstEventLength: 33, traceParent });
     await store.create(run);
     const s = await store.load(run.runId);
     expect(s).toMatchObject({ ...run, status: "running", version: 1, calls: 0, reqVersion: -1, stack: [] });
     expect(s?.steps.size).toBe(0);
     expect(await store.load("no-such-run")).toBeNull();
+    // What older runs lack reads as absent.
+    const bare = newRun();
+    await store.create(bare);
+    expect(await store.load(bare.runId)).toMatchObject({ firstEventLength: undefined, traceParent: "" });
   });
 
   it("keeps the first result saved for a step and pushes each step on the stack once, in order", async () => {

@@ -53,6 +53,8 @@ export interface NewRun {
   maxAttempts: number;
   /** The trigger events as one canonical JSON array. */
   eventsJson: string;
+  /** The first event's length inside `eventsJson` (undefined for runs created before it was kept). */
+  firstEventLength?: number | undefined;
   createdAtMs: number;
   cancelOn: CancelOnDef[];
   /** `timeouts.start` / `timeouts.finish` in ms; 0 = none. */
@@ -205,6 +207,7 @@ export class RunStore {
         run.flow ? JSON.stringify(FlowControl.toJSON(run.flow)) : "",
         run.singletonKey === undefined ? "" : `k:${run.singletonKey}`,
         run.traceParent,
+        run.firstEventLength ?? "",
       ),
     );
     return {
@@ -236,6 +239,7 @@ export class RunStore {
       url: meta.url ?? "",
       maxAttempts: Number(meta.maxAttempts ?? 1),
       eventsJson: meta.events ?? "[]",
+      firstEventLength: meta.e0 ? Number(meta.e0) : undefined,
       createdAtMs: Number(meta.createdAt ?? 0),
       cancelOn: parseCancelOn(meta.cancelOn),
       startTimeoutMs: Number(meta.startTimeout ?? 0),
