@@ -25,8 +25,10 @@ type Bodies = { [R in Req as R["$case"]]: R["value"] };
 export class FakeQueue {
   credits = 0;
   creditsGranted = 0;
-  /** Completions that asked for a hand-off: each counts as one credit here (no item is handed off). */
+  /** Completions that asked for a hand-off. */
   handOffs = 0;
+  /** True: a hand-off leases its first due-now next item to the stream, as the queue does; false: never. */
+  handOver = true;
   requests: WorkRequest[] = [];
   waiting: LeasedItem[] = [];
   connections = 0;
@@ -82,10 +84,23 @@ export class FakeQueue {
     let results: OpResult[];
     if (r.$case === "complete") {
       if (!this.answerCompletions) return;
-      results = r.value.items.map((c) => ok(c.lease?.itemId ?? ""));
-      const handOffs = r.value.items.filter((c) => c.handOff).length;
-      this.handOffs += handOffs;
-      this.credits += handOffs;
+      const handed: LeasedItem[] = [];
+      results = r.value.items.map((c) => {
+        if (!c.handOff) return ok(c.lease?.itemId ?? "");
+        this.handOffs++;
+        const next = this.handOver ? c.next.find((n) => n.runAtMs <= 0 && n.delayMs <= 0) : undefined;
+        if (next) {
+          handed.push({
+            item: next,
+            generation: 1,
+            leaseExpiresAtMs: Date.now() + this.leaseMs,
+            partitionId: "fn:env:fn",
+          });
+        }
+        return { ...ok(c.lease?.itemId ?? ""), handedOff: next !== undefined };
+      });
+      // The queue sends handed-off items before the results.
+      if (handed.length > 0) call.write({ response: { $case: "items", value: { items: handed } } });
     } else if (r.$case === "retry") {
       results = r.value.items.map((c) => ok(c.lease?.itemId ?? ""));
     } else {
@@ -93,6 +108,7 @@ export class FakeQueue {
         itemId: l.itemId,
         status: this.extendStatus,
         leaseExpiresAtMs: Date.now() + this.leaseMs,
+        handedOff: false,
       }));
     }
     call.write({ response: { $case: "results", value: { batchId: r.value.batchId, results } } });
@@ -107,7 +123,12 @@ export class FakeQueue {
   }
 }
 
-const ok = (itemId: string): OpResult => ({ itemId, status: OpStatus.OP_STATUS_OK, leaseExpiresAtMs: 0 });
+const ok = (itemId: string): OpResult => ({
+  itemId,
+  status: OpStatus.OP_STATUS_OK,
+  leaseExpiresAtMs: 0,
+  handedOff: false,
+});
 
 export function item(id: string, attempt = 0): NewItem {
   return {

@@ -45,24 +45,38 @@ describe("the Work stream", () => {
   it("grants credits for its free slots, runs leased items and completes them with their next item", async () => {
     const outcomes: string[] = [];
     start(async (it, ctx) => {
-      outcomes.push(await ctx.complete([item(`${it.runId}:c1`)]));
+      outcomes.push(await ctx.complete(it.id.endsWith(":start") ? [item(`${it.runId}:c1`)] : []));
     }, 4);
     await waitFor("initial credits", () => fake.creditsGranted === 4);
     fake.offer(item("r1:start"), item("r2:start"));
-    await waitFor("two completions", () => outcomes.length === 2);
-    expect(outcomes).toEqual(["ok", "ok"]);
+    // Each start's next call is due now: handed off, so it runs with no credit granted for it.
+    await waitFor("four completions", () => outcomes.length === 4);
+    expect(outcomes).toEqual(["ok", "ok", "ok", "ok"]);
     const completed = fake.of("complete").flatMap((c) => c.items);
-    expect(
-      completed.map((c) => [c.lease?.itemId, c.lease?.generation, c.next.map((n) => n.id)]).sort(),
-    ).toEqual([
-      ["r1:start", 1, ["r1:c1"]],
-      ["r2:start", 1, ["r2:c1"]],
+    expect(completed.map((c) => [c.lease?.itemId, c.handOff, c.next.map((n) => n.id)]).sort()).toEqual([
+      ["r1:c1", false, []],
+      ["r1:start", true, ["r1:c1"]],
+      ["r2:c1", false, []],
+      ["r2:start", true, ["r2:c1"]],
     ]);
-    // Each finished item keeps its slot for its run's next call (due now): a hand-off each, which
-    // the queue answers with that item or a credit; no credit is granted for them on top.
-    expect(completed.every((c) => c.handOff)).toBe(true);
     expect(fake.handOffs).toBe(2);
-    expect(fake.creditsGranted).toBe(4);
+    // The hand-offs kept their slots; the two last completions give theirs back as credits.
+    await waitFor("credits returned", () => fake.creditsGranted === 6);
+    expect(loop?.inFlight()).toBe(0);
+  });
+
+  it("gives a hand-off's slot back when the queue hands nothing off (an older replica, say)", async () => {
+    fake.handOver = false;
+    const outcomes: string[] = [];
+    start(async (it, ctx) => {
+      outcomes.push(await ctx.complete([item(`${it.runId}:c1`)]));
+    }, 2);
+    await waitFor("initial credits", () => fake.creditsGranted === 2);
+    fake.offer(item("r1:start"));
+    await waitFor("the completion", () => outcomes.length === 1);
+    expect(fake.of("complete").flatMap((c) => c.items.map((i) => i.handOff))).toEqual([true]);
+    // Counted as a credit while unanswered; answered without an item, the slot is granted again.
+    await waitFor("the slot back as a credit", () => fake.creditsGranted === 3);
   });
 
   it("asks for no hand-off when the run's next call is not due now, and grants the slot back instead", async () => {

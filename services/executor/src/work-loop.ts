@@ -6,8 +6,9 @@
 //
 // Hand-off: a completion whose next items include one due now asks the queue to lease it to this
 // stream at once (Completion.hand_off), keeping the slot for the run's next call instead of
-// giving it back to the queue's scheduling round. Such a completion counts as one credit sent:
-// the queue answers it with the item, or with that credit.
+// giving it back to the queue's scheduling round. While it is unanswered it counts as one credit
+// sent (the item may arrive first); its result says whether the item came (OpResult.handed_off),
+// and when it did not (or the answer never comes) the slot goes back to the pool.
 
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import type { Clock } from "@stepline/internal/clock";
@@ -58,6 +59,8 @@ interface PendingOp {
   op: Op;
   deadlineMs: number;
   resolve(result: OpResult | null): void;
+  /** A completion sent asking for a hand-off on the current stream: one credit counted for it. */
+  handOffCounted?: boolean;
 }
 
 interface Held {
@@ -174,7 +177,11 @@ export class WorkLoop {
     call.on("error", (err: Error) => this.onBroken(call, err));
     call.on("end", () => this.onBroken(call));
     // Operations sent on a broken stream went unanswered; send them again (all are idempotent).
-    for (const ops of this.sent.values()) this.queued.push(...ops);
+    // Their hand-off credits went with the old stream's count.
+    for (const ops of this.sent.values()) {
+      for (const p of ops) p.handOffCounted = false;
+      this.queued.push(...ops);
+    }
     this.sent.clear();
     this.scheduleFlush();
     this.changed();
@@ -205,11 +212,16 @@ export class WorkLoop {
       if (!ops) return;
       this.sent.delete(batchId);
       const byId = new Map(results.map((r) => [r.itemId, r]));
+      let returned = 0;
       for (const p of ops) {
         const r = byId.get(p.op.lease.itemId);
         if (!r) this.log.warn({ batchId, itemId: p.op.lease.itemId }, "queue answered no result for an op");
+        // A hand-off that brought no item (none was due, or an older replica) gives its slot back.
+        if (p.handOffCounted && !r?.handedOff) returned++;
+        p.handOffCounted = false;
         p.resolve(r ?? null);
       }
+      this.uncount(returned);
     }
   }
 
@@ -342,9 +354,17 @@ export class WorkLoop {
       // stopping loop takes nothing new.
       const asking = kind === "complete" && this.opts.handOff && !this.stopping;
       const handOffs = asking ? list.filter((p) => wantsHandOff(p.op)) : [];
+      for (const p of handOffs) p.handOffCounted = true;
       this.outstanding += handOffs.length;
       call.write(toRequest(kind as Op["kind"], batchId, list, new Set(handOffs)));
     }
+  }
+
+  /** Hand-off credits that will not bring an item: their slots go back to the pool. */
+  private uncount(n: number): void {
+    if (n <= 0) return;
+    this.outstanding = Math.max(0, this.outstanding - n);
+    this.changed();
   }
 
   /** Ops past their deadline (queue unreachable) count as stale. */
@@ -354,7 +374,9 @@ export class WorkLoop {
     for (const p of this.queued.filter(expired)) p.resolve(null);
     this.queued = this.queued.filter((p) => !expired(p));
     for (const [id, list] of this.sent) {
-      for (const p of list.filter(expired)) p.resolve(null);
+      const gone = list.filter(expired);
+      this.uncount(gone.filter((p) => p.handOffCounted).length);
+      for (const p of gone) p.resolve(null);
       const left = list.filter((p) => !expired(p));
       if (left.length === 0) this.sent.delete(id);
       else this.sent.set(id, left);

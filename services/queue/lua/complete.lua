@@ -82,12 +82,20 @@ for c = 1, n do
       redis.call('HDEL', itemsKey, id)
       redis.call('ZREM', leasedKey, id)
       redis.call('SET', seenKey, gen, 'PX', ttl)
-      -- The hand-off candidate must be of this partition and not paused; due now is the caller's
-      -- promise (no run-at, no delay), checked again here.
+      -- The hand-off candidate must be due now (no run-at, no delay), of this account and
+      -- partition, and not paused; and the completed item must still hold its slots (a lease that
+      -- expired may have had its slot given to another item by claim: taking it again would put
+      -- the set over its limit).
       if h > 0 and h <= m then
         local ah = a + (h - 1) * 9
         local dueNow = tonumber(ARGV[ah + 4]) <= 0 and tonumber(ARGV[ah + 5]) <= 0
-        if ARGV[ah + 2] ~= pid or not dueNow or redis.call('SISMEMBER', pausedKey, fnMember) == 1 then h = 0 end
+        if ARGV[ah + 2] ~= pid or ARGV[ah + 3] ~= acct or not dueNow or item.exp <= now
+          or redis.call('SISMEMBER', pausedKey, fnMember) == 1 then
+          h = 0
+        end
+        for g = 1, sets do
+          if h > 0 and not redis.call('ZSCORE', KEYS[setBase + (g - 1) * 2 + 1], id) then h = 0 end
+        end
       else
         h = 0
       end
@@ -114,9 +122,6 @@ for c = 1, n do
           else
             wakeBlocked(KEYS[setBase + (g - 1) * 2 + 2], acctKey, shardKey, forcedKey, acct, now)
           end
-        elseif newId then
-          -- The slot had lapsed (an expired lease's member is dropped by the sweep): count the new one.
-          redis.call('ZADD', setKey, expiry, newId)
         end
       end
       results[c] = 1

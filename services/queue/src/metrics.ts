@@ -22,7 +22,7 @@ export const opsTotal = new Counter({
 });
 export const handOffsTotal = new Counter({
   name: "stepline_queue_hand_offs_total",
-  help: "Completions that asked for a hand-off, by outcome: handed (the next item leased at once) or credit.",
+  help: "Completions that asked for a hand-off, by outcome: handed (the next item leased to the stream), enqueued (no item could be), released (the stream had closed).",
   labelNames: ["outcome"] as const,
   registers,
 });

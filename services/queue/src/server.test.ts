@@ -197,7 +197,7 @@ describe("QueueService over gRPC", () => {
       },
     });
     expect(done.results).toEqual([
-      { itemId: "run-chain:start", status: OpStatus.OP_STATUS_OK, leaseExpiresAtMs: 0 },
+      { itemId: "run-chain:start", status: OpStatus.OP_STATUS_OK, leaseExpiresAtMs: 0, handedOff: false },
     ]);
     expect(ex.items).toHaveLength(1);
 
@@ -258,7 +258,7 @@ describe("QueueService over gRPC", () => {
     ex.stream.end();
   });
 
-  it("hands a run's next item to the completing stream at once, or gives its credit back", async () => {
+  it("hands a run's next item to the completing stream at once, before the result that says so", async () => {
     const run = { runId: "run-hand", accountId: "acct-hand" };
     await callUnary(client.enqueue.bind(client), { items: [newItem("run-hand:start", run)] });
     const ex = new Executor();
@@ -273,25 +273,24 @@ describe("QueueService over gRPC", () => {
         items: [{ lease: ex.lease(start as LeasedItem), next: [newItem("run-hand:c1", run)], handOff: true }],
       },
     });
-    expect(done.results[0]?.status).toBe(OpStatus.OP_STATUS_OK);
-    const [, c1] = await ex.waitItems(2);
-    expect(c1?.item?.id).toBe("run-hand:c1");
-    expect(c1?.generation).toBe(1);
+    expect(done.results[0]).toMatchObject({ status: OpStatus.OP_STATUS_OK, handedOff: true });
+    // Already here when the result came: sent first, and leased by the completion itself.
+    expect(ex.items.map((i) => [i.item?.id, i.generation])).toEqual([
+      ["run-hand:start", 1],
+      ["run-hand:c1", 1],
+    ]);
 
-    // A completion whose next call is not due now gives the slot back as a credit: another
-    // account's item, enqueued after, is handed out with no credit sent.
+    // A completion whose next call is not due now hands nothing off: it is queued as usual.
+    const c1 = ex.items[1] as LeasedItem;
     const later = { ...newItem("run-hand:s1", run), runAtMs: Date.now() + 60_000 };
     const slept = await ex.op({
       $case: "complete",
-      value: { batchId: 0, items: [{ lease: ex.lease(c1 as LeasedItem), next: [later], handOff: true }] },
+      value: { batchId: 0, items: [{ lease: ex.lease(c1), next: [later], handOff: true }] },
     });
-    expect(slept.results[0]?.status).toBe(OpStatus.OP_STATUS_OK);
-    await callUnary(client.enqueue.bind(client), {
-      items: [newItem("other:start", { accountId: "acct-hand-2" })],
-    });
-    const [, , other] = await ex.waitItems(3);
-    expect(other?.item?.id).toBe("other:start");
-    expect(ex.items).toHaveLength(3);
+    expect(slept.results[0]).toMatchObject({ status: OpStatus.OP_STATUS_OK, handedOff: false });
+    const keys = service.queue.keys(service.queue.shardOf("acct-hand"));
+    expect(await redis.zscore(keys.leased, "run-hand:s1")).toBeNull();
+    expect(await redis.hexists(keys.items, "run-hand:s1")).toBe(1);
     ex.stream.end();
   });
 

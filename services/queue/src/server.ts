@@ -130,6 +130,7 @@ function workStream(
             itemId: ids[i] ?? "",
             status: o.ok ? OpStatus.OP_STATUS_OK : OpStatus.OP_STATUS_STALE,
             leaseExpiresAtMs: o.leaseExpiresAtMs,
+            handedOff: o.handedOff !== undefined,
           };
         });
         opsTotal.inc({ op, result: "ok" }, outcomes.filter((o) => o.ok).length);
@@ -145,26 +146,26 @@ function workStream(
     );
   };
 
-  // Each completion that asked for a hand-off yields its next item on this stream, or one credit
-  // (the slot the executor kept for it), whatever became of the completion.
-  const settleHandOffs = (ops: Array<{ handOff: boolean }>, outcomes: OpOutcome[]) => {
+  // Handed-off items go out on this stream before the ops' results (which say handed_off), so the
+  // executor never sees the result first. On a stream that closed meanwhile they are released at
+  // once rather than left leased to nobody until the lease expires.
+  const settleHandOffs = async (ops: Array<{ handOff: boolean }>, outcomes: OpOutcome[]) => {
     const items: LeasedItem[] = [];
-    let credits = 0;
     ops.forEach((o, i) => {
-      if (!o.handOff) return;
       const handed = outcomes[i]?.handedOff;
       if (handed) items.push(handed);
-      else credits++;
+      else if (o.handOff) handOffsTotal.inc({ outcome: "enqueued" });
     });
-    if (items.length > 0) {
+    if (items.length === 0) return;
+    if (handle.open) {
       handOffsTotal.inc({ outcome: "handed" }, items.length);
       leasedTotal.inc(items.length);
-      if (handle.open) handle.send(items);
+      handle.send(items);
+      return;
     }
-    if (credits > 0) {
-      handOffsTotal.inc({ outcome: "credit" }, credits);
-      dispatcher.grant(handle, credits);
-    }
+    handOffsTotal.inc({ outcome: "released" }, items.length);
+    await queue.release(items);
+    for (const o of outcomes) delete o.handedOff;
   };
 
   const onRequest = (r: NonNullable<WorkRequest["request"]>) => {
@@ -184,7 +185,7 @@ function workStream(
           ops.map((o) => o.lease.itemId),
           async () => {
             const outcomes = await queue.complete(ops);
-            settleHandOffs(ops, outcomes);
+            await settleHandOffs(ops, outcomes);
             return outcomes;
           },
         );

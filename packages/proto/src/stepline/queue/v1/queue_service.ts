@@ -422,10 +422,10 @@ export interface Completion {
   next: NewItem[];
   /**
    * Hand-off: the holder keeps the slot this item used for the run's next call. The first item of
-   * `next` that is due now, of the same partition and not paused, is leased to this stream in the
-   * same atomic step (it takes over the completed item's concurrency slots) and sent as a
-   * LeasedItem; when there is none, the completion counts as one credit of this stream instead.
-   * So every completion with hand_off yields exactly one item or one credit, whatever its status.
+   * `next` that is due now, of the same account and partition, of a function not paused, is leased
+   * to this stream in the same atomic step (it takes over the completed item's concurrency slots,
+   * when the completed item still held them) and sent as a LeasedItem before this op's result,
+   * which then says handed_off. Otherwise it is enqueued as usual and the holder gets its slot back.
    */
   handOff: boolean;
 }
@@ -473,6 +473,11 @@ export interface OpResult {
   status: OpStatus;
   /** For extensions: the new expiry. */
   leaseExpiresAtMs: number;
+  /**
+   * For a completion with hand_off: its next item was leased to this stream and sent before this
+   * result. False (or a replica that predates hand-offs): nothing was handed off.
+   */
+  handedOff: boolean;
 }
 
 export interface OpResults {
@@ -3183,7 +3188,7 @@ export const LeasedItems: MessageFns<LeasedItems> = {
 };
 
 function createBaseOpResult(): OpResult {
-  return { itemId: "", status: 0, leaseExpiresAtMs: 0 };
+  return { itemId: "", status: 0, leaseExpiresAtMs: 0, handedOff: false };
 }
 
 export const OpResult: MessageFns<OpResult> = {
@@ -3196,6 +3201,9 @@ export const OpResult: MessageFns<OpResult> = {
     }
     if (message.leaseExpiresAtMs !== 0) {
       writer.uint32(24).int64(message.leaseExpiresAtMs);
+    }
+    if (message.handedOff !== false) {
+      writer.uint32(32).bool(message.handedOff);
     }
     return writer;
   },
@@ -3237,6 +3245,14 @@ export const OpResult: MessageFns<OpResult> = {
             message.leaseExpiresAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.handedOff = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3262,6 +3278,11 @@ export const OpResult: MessageFns<OpResult> = {
         : isSet(object.lease_expires_at_ms)
         ? globalThis.Number(object.lease_expires_at_ms)
         : 0,
+      handedOff: isSet(object.handedOff)
+        ? globalThis.Boolean(object.handedOff)
+        : isSet(object.handed_off)
+        ? globalThis.Boolean(object.handed_off)
+        : false,
     };
   },
 
@@ -3276,6 +3297,9 @@ export const OpResult: MessageFns<OpResult> = {
     if (message.leaseExpiresAtMs !== 0) {
       obj.leaseExpiresAtMs = Math.round(message.leaseExpiresAtMs);
     }
+    if (message.handedOff !== false) {
+      obj.handedOff = message.handedOff;
+    }
     return obj;
   },
 
@@ -3287,6 +3311,7 @@ export const OpResult: MessageFns<OpResult> = {
     message.itemId = object.itemId ?? "";
     message.status = object.status ?? 0;
     message.leaseExpiresAtMs = object.leaseExpiresAtMs ?? 0;
+    message.handedOff = object.handedOff ?? false;
     return message;
   },
 };
