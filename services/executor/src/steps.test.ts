@@ -1,13 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { backoffDelayMs, parseRetryAfter } from "./backoff.js";
 import type { AppResponse, InterpretInput } from "./steps.js";
-import {
-  backoffDelayMs,
-  COMPLETE_OP_ID,
-  interpret,
-  parseRetryAfter,
-  requestVersionOf,
-  timeFrom,
-} from "./steps.js";
+import { COMPLETE_OP_ID, interpret, requestVersionOf, timeFrom } from "./steps.js";
 
 const NOW = 1_700_000_000_000;
 const SDK = { "x-inngest-sdk": "inngest-js:v4.24.0", "x-inngest-req-version": "2" };

@@ -6,6 +6,7 @@ import { celComplexityProblem } from "@stepline/internal/cel-limits";
 import { parseDuration } from "@stepline/internal/duration";
 import { ValidationError } from "@stepline/internal/errors";
 import canonicalize from "canonicalize";
+import { type BackoffPolicy, backoffDelayMs, parseRetryAfter } from "./backoff.js";
 
 /** An HTTP answer from the app; header names are lower case. */
 export interface AppResponse {
@@ -18,12 +19,6 @@ export interface AppResponse {
 export type CallOutcome =
   | { kind: "response"; response: AppResponse }
   | { kind: "failure"; message: string; retriable: boolean };
-
-export interface BackoffPolicy {
-  /** Delay before the second attempt; doubles with each attempt. */
-  baseMs: number;
-  maxMs: number;
-}
 
 export interface InterpretInput {
   outcome: CallOutcome;
@@ -430,20 +425,6 @@ function retryOrFail(
   const after = retryAfter === undefined ? undefined : parseRetryAfter(retryAfter, input.nowMs);
   const runAtMs = after ?? input.nowMs + backoffDelayMs(input.attempt, input.backoff, input.random);
   return { type: "retry", attempt, runAtMs, reason, errorJson: errJson };
-}
-
-/** Exponential backoff with jitter: about base·2^attempt (half fixed, half random), capped. */
-export function backoffDelayMs(attempt: number, policy: BackoffPolicy, random: number): number {
-  const full = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.min(attempt, 30));
-  return Math.round(full / 2 + (random * full) / 2);
-}
-
-/** `retry-after` as seconds or an HTTP/ISO date, as an epoch ms no earlier than now. */
-export function parseRetryAfter(value: string, nowMs: number): number | undefined {
-  const v = value.trim();
-  if (/^\d+(\.\d+)?$/.test(v)) return nowMs + Math.round(Number(v) * 1000);
-  const at = Date.parse(v);
-  return Number.isNaN(at) ? undefined : Math.max(nowMs, at);
 }
 
 /** The request version the SDK answered, when it is one we may echo (1 or 2; never 0). */

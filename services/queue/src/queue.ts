@@ -6,7 +6,7 @@ import { TooLargeError, ValidationError } from "@stepline/internal/errors";
 import { shardOf, VIRTUAL_SHARDS } from "@stepline/internal/shards";
 import type { ShardKeys } from "./keys.js";
 import { shardKeys } from "./keys.js";
-
+import { perShard } from "./per-shard.js";
 import type { Scripts } from "./scripts.js";
 import type { ClaimPartition, ClaimResult, DueChange, ExpiredLease, ItemInput, LeasedItem } from "./store.js";
 import {
@@ -460,42 +460,20 @@ export class Queue {
     return out;
   }
 
-  /**
-   * Groups `values` by shard, then runs `fn` on chunks of at most `chunk` values (and, with
-   * `itemsOf`, at most ITEMS_PER_CALL items they add, unless one value alone adds more), all in
-   * flight at once.
-   */
-  private async perShard<T>(
+  /** `perShard` (per-shard.ts) over this queue's shards, at most ITEMS_PER_CALL items per call. */
+  private perShard<T>(
     values: T[],
     accountOf: (v: T) => string,
     chunk: number,
     fn: (shard: number, batch: Array<{ index: number; value: T }>) => Promise<void>,
     itemsOf?: (v: T) => number,
   ): Promise<void> {
-    const groups = new Map<number, Array<{ index: number; value: T }>>();
-    values.forEach((value, index) => {
-      const shard = this.shardOf(accountOf(value));
-      const g = groups.get(shard);
-      if (g) g.push({ index, value });
-      else groups.set(shard, [{ index, value }]);
-    });
-    const calls: Array<Promise<void>> = [];
-    // Calls on one connection run in the order sent, so chunks of one shard keep their order.
-    for (const [shard, g] of groups) {
-      let batch: Array<{ index: number; value: T }> = [];
-      let items = 0;
-      for (const v of g) {
-        const n = itemsOf?.(v.value) ?? 0;
-        if (batch.length > 0 && (batch.length >= chunk || items + n > ITEMS_PER_CALL)) {
-          calls.push(fn(shard, batch));
-          batch = [];
-          items = 0;
-        }
-        batch.push(v);
-        items += n;
-      }
-      if (batch.length > 0) calls.push(fn(shard, batch));
-    }
-    await Promise.all(calls);
+    return perShard(
+      values,
+      (v) => this.shardOf(accountOf(v)),
+      { chunk, itemsPerCall: ITEMS_PER_CALL },
+      fn,
+      itemsOf,
+    );
   }
 }

@@ -1,6 +1,8 @@
 // Typed wrappers over the Lua scripts, one per script, for one shard at a time: they build the
 // KEYS/ARGV layout each script's header documents and decode its reply. Negative whole-call
 // codes become errors (NOT_OWNER -> NotOwnerError); per-item codes are returned as results.
+
+import { type ItemBody, parseRecord } from "./item-record.js";
 import type { ShardKeys } from "./keys.js";
 import type { FunctionLimits } from "./limits.js";
 import { claimLimits } from "./limits.js";
@@ -29,47 +31,6 @@ export interface ItemInput {
   runStartedAtMs?: number | undefined;
   /** W3C traceparent of the item's run (""/absent = not traced). */
   traceParent?: string | undefined;
-}
-
-/** The producer's fields of an item, stored as JSON after the record's header (common.lua). */
-interface ItemBody {
-  run: string;
-  acct: string;
-  env: string;
-  fn: string;
-  pid: string;
-  kind: number;
-  pl: string;
-  /** The run's traceparent, only when it is traced. */
-  tp?: string;
-}
-
-/** An item record as the scripts keep it: `<st>:<gen>:<del>:<exp>:<att>:<due>:<sc>|<body JSON>`. */
-export interface ItemRecord {
-  state: "r" | "l" | "d";
-  generation: number;
-  deliveries: number;
-  leaseExpiresAtMs: number;
-  attempt: number;
-  dueMs: number;
-  body: ItemBody;
-}
-
-const RECORD = /^([rld]):(\d+):(\d+):(\d+):(\d+):(\d+):(\d+)\|/;
-
-/** Parses an item record (throws on a malformed one: the scripts never write such). */
-export function parseRecord(raw: string): ItemRecord {
-  const m = RECORD.exec(raw);
-  if (!m) throw new ScriptReplyError(`malformed item record: ${raw.slice(0, 80)}`);
-  return {
-    state: m[1] as ItemRecord["state"],
-    generation: Number(m[2]),
-    deliveries: Number(m[3]),
-    leaseExpiresAtMs: Number(m[4]),
-    attempt: Number(m[5]),
-    dueMs: Number(m[6]),
-    body: JSON.parse(raw.slice(m[0].length)) as ItemBody,
-  };
 }
 
 /** An item handed out under a lease. */

@@ -3,9 +3,9 @@
 // one place, no parent pointer later than its child's earliest score (or forceAt) and none to an
 // empty child, and every leased member of a concurrency set scored with its lease expiry.
 import type { Redis } from "ioredis";
+import { parseRecord } from "../item-record.js";
 import type { ShardKeys } from "../keys.js";
 import { SCORE_SCALE } from "../queue.js";
-import { parseRecord } from "../store.js";
 
 interface Item {
   id: string;
