@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { waitFor } from "@stepline/internal/testing";
+import { freePort, waitFor } from "@stepline/internal/testing";
 import type { Redis } from "ioredis";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -63,7 +63,11 @@ function item(id: string, accountId: string, over: Partial<ItemInput> = {}): Ite
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "stepline-cluster-"));
   for (let i = 0; i < 3; i++) {
+    // The bus port must be named: the default (port + 10000) is past 65535 for a port above 55535,
+    // which freePort may well return, and the server then fails to start.
     const node = await startRedisServer([
+      "--cluster-port",
+      String(await freePort()),
       "--cluster-enabled",
       "yes",
       "--cluster-config-file",
