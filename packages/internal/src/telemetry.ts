@@ -169,6 +169,18 @@ export interface SpanOptions {
   startMs?: number;
 }
 
+/** Starts a span under `opts.parent` (a new trace's root when undefined). */
+function startSpan(name: string, opts: SpanOptions, startMs: number | undefined): Span {
+  const parentCtx = opts.parent === undefined ? ROOT_CONTEXT : parentContext(opts.parent);
+  return trace
+    .getTracer(TRACER)
+    .startSpan(
+      name,
+      { kind: opts.kind ?? SpanKind.INTERNAL, attributes: opts.attributes, startTime: startMs },
+      parentCtx,
+    );
+}
+
 /**
  * Runs `fn` inside a span. `fn` receives a handle (an untraced one when no span is made) to pass
  * the span's `traceParent` on and add attributes. A throw marks the span as an error and is rethrown.
@@ -179,14 +191,7 @@ export async function withSpan<T>(
   fn: (span: SpanHandle) => Promise<T>,
 ): Promise<T> {
   if (!sdk || opts.parent === "") return fn(UNTRACED);
-  const parentCtx = opts.parent === undefined ? ROOT_CONTEXT : parentContext(opts.parent);
-  const span = trace
-    .getTracer(TRACER)
-    .startSpan(
-      name,
-      { kind: opts.kind ?? SpanKind.INTERNAL, attributes: opts.attributes, startTime: opts.startMs },
-      parentCtx,
-    );
+  const span = startSpan(name, opts, opts.startMs);
   if (!span.isRecording()) {
     span.end();
     return fn(UNTRACED);
@@ -215,16 +220,7 @@ export function recordSpan(
   opts: SpanOptions & { endMs: number; error?: string | undefined },
 ): TraceParent {
   if (!sdk || opts.parent === "") return "";
-  const parentCtx = opts.parent === undefined ? ROOT_CONTEXT : parentContext(opts.parent);
-  const span = trace.getTracer(TRACER).startSpan(
-    name,
-    {
-      kind: opts.kind ?? SpanKind.INTERNAL,
-      attributes: opts.attributes,
-      startTime: opts.startMs ?? opts.endMs,
-    },
-    parentCtx,
-  );
+  const span = startSpan(name, opts, opts.startMs ?? opts.endMs);
   if (opts.error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: opts.error });
   const traceParent = traceParentOf(span); // before end: an ended span is no longer recording
   span.end(opts.endMs);

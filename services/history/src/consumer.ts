@@ -7,7 +7,7 @@
 // group keeps their partitions) and nothing is committed.
 import type { createKafka } from "@stepline/internal/kafka";
 import type { Logger } from "@stepline/internal/log";
-import { recordSpan } from "@stepline/internal/telemetry";
+import { recordSpan, tracingEnabled } from "@stepline/internal/telemetry";
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { retry } from "./retry.js";
 import type { Rows } from "./rows.js";
@@ -64,6 +64,7 @@ function decode(messages: KafkaMessage[], log: Logger): HistoryRecord[] {
 
 /** A traced record's span: from its batch's arrival to the stored insert that holds it. */
 function traceWrites(records: HistoryRecord[], sinceMs: number): void {
+  if (!tracingEnabled()) return;
   const endMs = Date.now();
   for (const r of records) {
     if (!r.traceParent || !r.record) continue;
