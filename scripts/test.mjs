@@ -51,20 +51,44 @@ function vitest(args, env) {
   return exited.finally(unregister);
 }
 
-/** "N passed, N failed, N skipped" from vitest's JSON report; a file that failed outside its tests counts once. */
-function testCounts() {
-  let report;
+function readReport() {
   try {
-    report = JSON.parse(fs.readFileSync(REPORT, "utf8"));
+    return JSON.parse(fs.readFileSync(REPORT, "utf8"));
   } catch {
     return null;
   }
+}
+
+/** "N passed, N failed, N skipped" from vitest's JSON report; a file that failed outside its tests counts once. */
+function testCounts(report) {
   const failed = report.testResults.reduce((sum, file) => {
     const tests = file.assertionResults.filter((a) => a.status === "failed").length;
     return sum + (tests === 0 && file.status === "failed" ? 1 : tests);
   }, 0);
   const skipped = report.numPendingTests + report.numTodoTests;
   return `${report.numPassedTests} passed, ${failed} failed, ${skipped} skipped`;
+}
+
+/**
+ * One line per failed or skipped test (and per file that failed outside its tests), with the first
+ * line of its error: CI keeps only the tail of the output, so the summary must name what broke.
+ */
+function testProblems(report) {
+  const firstLine = (text) =>
+    String(text ?? "")
+      .trim()
+      .split("\n")[0]
+      .slice(0, 300);
+  const lines = [];
+  for (const file of report.testResults) {
+    const where = path.relative(ROOT, file.name);
+    const bad = file.assertionResults.filter((a) => a.status !== "passed");
+    for (const a of bad)
+      lines.push(`${a.status.padEnd(7)} ${where} > ${a.fullName}: ${firstLine(a.failureMessages?.[0])}`);
+    if (file.status === "failed" && !bad.some((a) => a.status === "failed"))
+      lines.push(`failed  ${where}: ${firstLine(file.message)}`);
+  }
+  return lines;
 }
 
 /** Regenerates packages/proto and fails if that changed anything: a proto edited without `npm run gen`. */
@@ -121,8 +145,11 @@ function finish(vitestExit = 0) {
   console.log("\n==> summary");
   for (const r of results)
     console.log(`    ${r.ok ? "ok  " : "FAIL"} ${r.label.padEnd(28)} ${seconds(r.ms)}`);
-  const counts = testCounts();
-  if (counts) console.log(`tests: ${counts}`);
+  const report = readReport();
+  if (report) {
+    for (const line of testProblems(report)) console.log(`    ${line}`);
+    console.log(`tests: ${testCounts(report)}`);
+  }
   const failed = results.some((r) => !r.ok);
   return shutdown(vitestExit || (failed ? 1 : 0));
 }
