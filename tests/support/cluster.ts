@@ -191,7 +191,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       `${inst.id} to be ready (log: .stepline/test/logs/${tag}-${inst.id}.log)`,
       async () => {
         const child = procs.get(inst.id);
-        if (child?.exitCode !== null) throw new Error(`${inst.id} exited with ${child?.exitCode}`);
+        if (child?.exitCode !== null)
+          throw new Error(`${inst.id} exited with ${child?.exitCode}: ${logTail(`${tag}-${inst.id}`)}`);
         return (await fetch(`http://127.0.0.1:${inst.adminPort}/readyz`)).status === 200;
       },
       { timeoutMs: 60_000, intervalMs: 100 },
@@ -202,6 +203,19 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       if (child.exitCode !== null || child.signalCode !== null) return resolve();
       child.once("exit", () => resolve());
     });
+
+  // CI keeps only the test output: a service that died at start says why there.
+  const logTail = (name: string) => {
+    try {
+      return readFileSync(join(logDir, `${name}.log`), "utf8")
+        .trim()
+        .split("\n")
+        .slice(-5)
+        .join("\n");
+    } catch {
+      return "(no log)";
+    }
+  };
 
   for (const inst of instances) launch(inst);
   try {

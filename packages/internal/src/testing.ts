@@ -69,17 +69,31 @@ export function uniqueTag(prefix?: string): string {
   return prefix ? `${prefix}_${unique}` : unique;
 }
 
+// Ports handed out by this process: never twice, even after the probe socket closed.
+const handedOut = new Set<number>();
+
 /**
- * A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it; the caller binds it soon
- * after, so another process may rarely take it first).
+ * A TCP port on 127.0.0.1 that was free a moment ago; the caller binds it soon after. It is drawn
+ * below Linux's ephemeral range (32768-60999): a port the OS picked for listen(0) is also one it
+ * may pick next as the local end of an outgoing connection (Kafka, Redis and HTTP clients open
+ * many), which then takes it before the service under test binds it.
  */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 200; tries++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error("no free port in 20000-31999 after 200 tries");
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
   });
 }

@@ -63,8 +63,7 @@ function item(id: string, accountId: string, over: Partial<ItemInput> = {}): Ite
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "stepline-cluster-"));
   for (let i = 0; i < 3; i++) {
-    // The bus port must be named: the default (port + 10000) is past 65535 for a port above 55535,
-    // which freePort may well return, and the server then fails to start.
+    // The bus port is named, as the data port is: the default (port + 10000) may be taken.
     const node = await startRedisServer([
       "--cluster-port",
       String(await freePort()),
