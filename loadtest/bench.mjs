@@ -9,11 +9,15 @@
 //            rate subtracted), for a minimal protocol app and for an app on the official SDK.
 //
 // Usage: npm run bench -- [--url http://127.0.0.1:8288] [--duration 10] [--concurrency 1,16,64]
-//                         [--connections 64] [--profile dev] [--redis-port 6379] [--only min|sdk]
+//                         [--connections 64] [--profile dev] [--redis-port 6379] [--only ingest,min,sdk]
+//                         [--restate]
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
+import { AppClient, buildCallBody } from "../services/executor/dist/app-client.js";
 import { startMinimalApp } from "./apps/minimal-app.mjs";
 import { startSdkApp } from "./apps/sdk-app.mjs";
 
@@ -26,9 +30,13 @@ const { values: args } = parseArgs({
     profile: { type: "string", default: "dev" },
     "redis-port": { type: "string", default: "6379" },
     only: { type: "string" },
+    restate: { type: "boolean", default: false },
   },
 });
 const BASE = args.url;
+/** `--only ingest,min`: the scenarios whose label starts with one of these (all by default). */
+const wanted = (label) =>
+  !args.only || args.only.split(",").some((w) => label.toLowerCase().startsWith(w.trim().toLowerCase()));
 const DURATION_MS = Number(args.duration) * 1000;
 const CONCURRENCY = args.concurrency.split(",").map(Number);
 const STEPS = 3;
@@ -103,8 +111,12 @@ const done = (k) => {
   }
 };
 
-/** Closed-loop runs of `event` with `clients` clients for DURATION_MS. */
-async function runLoad(label, event, clients, procs, idleRate) {
+/**
+ * Closed-loop runs with `clients` clients for DURATION_MS: `startRun(k)` starts one (sends its
+ * event, or for Restate makes the whole request) and the run counts as done when its last step
+ * reports `k`; a client starts its next run once both happened.
+ */
+async function runLoad(label, startRun, clients, procs, idleRate) {
   const latencies = [];
   let failed = 0;
   let seq = 0;
@@ -114,11 +126,11 @@ async function runLoad(label, event, clients, procs, idleRate) {
     Array.from({ length: clients }, async () => {
       while (performance.now() - t0 < DURATION_MS) {
         const k = `${label}-${clients}-${seq++}`;
-        const finished = new Promise((resolve) => waiters.set(k, resolve));
+        const finished = new Promise((resolve) => waiters.set(k, () => resolve(performance.now())));
         const start = performance.now();
-        await send(event, { k });
-        const ok = await Promise.race([finished.then(() => true), sleep(60_000).then(() => false)]);
-        if (ok) latencies.push(performance.now() - start);
+        await startRun(k);
+        const doneAt = await Promise.race([finished, sleep(60_000).then(() => null)]);
+        if (doneAt !== null) latencies.push(doneAt - start);
         else {
           waiters.delete(k);
           failed++;
@@ -150,6 +162,98 @@ async function runLoad(label, event, clients, procs, idleRate) {
     engineCpuPerStepMs: steps > 0 ? round((total / steps) * 1000, 3) : 0,
     perProcessMs: perStepMs,
   };
+}
+
+/**
+ * Stands in for the engine's checkpoint endpoint and answers at once, so in the ceiling scenario
+ * the SDK app alone sets the pace.
+ */
+async function startNullEngine() {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => res.writeHead(200, { "content-type": "application/json" }).end("{}"));
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/**
+ * The SDK app's own ceiling: closed-loop runs with the engine taken out. Each client sends the
+ * first call of a run the way the executor does (its own HTTP client and request body, with the
+ * checkpointing fields), straight to the app, whose checkpoints reach `startNullEngine`; a run is
+ * that one call answering RunComplete.
+ */
+async function sdkCeiling(app, clients) {
+  const client = new AppClient({ timeoutMs: 60_000, maxResponseBytes: 4 << 20, serverKind: "dev" });
+  const latencies = [];
+  let failed = 0;
+  let seq = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() - t0 < DURATION_MS) {
+        const runId = randomBytes(13).toString("hex").toUpperCase();
+        const event = { data: { k: `ceiling-${seq++}` }, id: runId, name: app.event, ts: Date.now() };
+        const body = buildCallBody({
+          runId,
+          eventsJson: JSON.stringify([event]),
+          steps: new Map(),
+          stack: [],
+          attempt: 0,
+          maxAttempts: 1,
+          reqVersion: -1,
+          checkpoint: { functionId: app.fnId, queueItemId: `${runId}:start` },
+        });
+        const start = performance.now();
+        const out = await client.call({
+          url: `${app.url}?fnId=${app.fnId}&stepId=step`,
+          stepId: "step",
+          body,
+          reqVersion: -1,
+          signal: AbortSignal.timeout(60_000),
+        });
+        const ended =
+          out.kind === "response" && out.response.status === 206 && out.response.body.includes("RunComplete");
+        if (ended) latencies.push(performance.now() - start);
+        else failed++;
+      }
+    }),
+  );
+  const elapsed = (performance.now() - t0) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    scenario: "runs (SDK v4 app alone: its ceiling)",
+    concurrency: clients,
+    runsPerSec: round(latencies.length / elapsed),
+    p50Ms: round(pct(latencies, 0.5)),
+    p99Ms: round(pct(latencies, 0.99)),
+    failed,
+  };
+}
+
+/** The same closed-loop runs against Restate (loadtest/restate.mjs), its server's CPU counted. */
+async function restateRuns() {
+  const { startRestate, SERVER_VERSION } = await import("./restate.mjs");
+  const restate = await startRestate({ onDone: done });
+  const rows = [];
+  try {
+    const procs = new Map([["restate-server", [restate.pid]]]);
+    const idle0 = cpuSeconds(procs);
+    await sleep(2_000);
+    const idleRate = {
+      "restate-server": (cpuSeconds(procs)["restate-server"] - idle0["restate-server"]) / 2,
+    };
+    const label = `Restate ${SERVER_VERSION}`;
+    await runLoad("restate warm-up", (k) => restate.run(k), 4, procs, idleRate);
+    for (const c of CONCURRENCY) rows.push(await runLoad(label, (k) => restate.run(k), c, procs, idleRate));
+  } finally {
+    await restate.close();
+  }
+  return rows;
 }
 
 async function ingest(connections) {
@@ -222,19 +326,33 @@ async function main() {
     process.stdout.write(`${JSON.stringify(row)}\n`);
   };
   // Warm-up: JIT, connections, scripts.
-  await runLoad("warm-up", "bench-min/run", 4, procs, idleRate);
-  print(await ingest(Number(args.connections)));
+  await runLoad("warm-up", (k) => send("bench-min/run", { k }), 4, procs, idleRate);
+  if (wanted("ingest")) print(await ingest(Number(args.connections)));
+  const ceilings = new Map();
   for (const [label, event] of [
     ["minimal app", "bench-min/run"],
     ["SDK v4 app", "bench-sdk/run"],
     ["SDK v4 app, checkpointing off", "bench-sdk1/run"],
   ]) {
-    if (args.only && !label.toLowerCase().startsWith(args.only)) continue;
-    for (const c of CONCURRENCY) print(await runLoad(label, event, c, procs, idleRate));
+    if (!wanted(label)) continue;
+    for (const c of CONCURRENCY) print(await runLoad(label, (k) => send(event, { k }), c, procs, idleRate));
+    if (label === "SDK v4 app") {
+      // The same app code with the engine taken out, right after: the ceiling the target is against.
+      const nullEngine = await startNullEngine();
+      const alone = await startSdkApp({ appId: "bench-sdk-alone", baseUrl: nullEngine.url });
+      for (const c of CONCURRENCY) {
+        const row = await sdkCeiling({ ...alone, event: "bench-sdk-alone/run" }, c);
+        ceilings.set(c, row.runsPerSec);
+        print(row);
+      }
+      await alone.close();
+      await nullEngine.close();
+    }
   }
   await minimal.close();
   await sdk.close();
   await sdkOneStep.close();
+  if (args.restate) for (const row of await restateRuns()) print(row);
 
   process.stdout.write(
     "\n| scenario | clients | events/s or runs/s | p50 ms | p99 ms | engine CPU ms/step | biggest (ms/step) |\n",
@@ -252,6 +370,22 @@ async function main() {
     process.stdout.write(
       `| ${r.scenario} | ${r.concurrency} | ${rate} | ${r.p50Ms} | ${r.p99Ms} | ${r.engineCpuPerStepMs ?? ""} | ${top} |\n`,
     );
+  }
+  for (const r of rows.filter((row) => row.scenario.startsWith("runs (Restate"))) {
+    const ours = rows.find(
+      (row) => row.scenario === "runs (minimal app)" && row.concurrency === r.concurrency,
+    );
+    if (ours && r.runsPerSec > 0 && ours.engineCpuPerStepMs > 0)
+      process.stdout.write(
+        `minimal app vs Restate, ${r.concurrency} clients: ${round(ours.runsPerSec / r.runsPerSec, 2)}× the runs/s, ${round(ours.engineCpuPerStepMs / r.engineCpuPerStepMs, 2)}× the engine CPU per step\n`,
+      );
+  }
+  for (const r of rows.filter((row) => row.scenario === "runs (SDK v4 app)")) {
+    const ceiling = ceilings.get(r.concurrency);
+    if (ceiling)
+      process.stdout.write(
+        `SDK v4 app, ${r.concurrency} clients: ${r.runsPerSec} runs/s through Stepline = ${round((100 * r.runsPerSec) / ceiling)} % of the app's own ceiling (${ceiling} runs/s)\n`,
+      );
   }
 }
 
