@@ -2,7 +2,7 @@
 // a real request, so a failure elsewhere is not a broken Kafka, Redis or ClickHouse in disguise.
 import { randomBytes } from "node:crypto";
 import { createClient } from "@clickhouse/client";
-import { requiredEnv } from "@stepline/internal/testing";
+import { createReadyTopics, requiredEnv } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import { Kafka, logLevel, Partitioners } from "kafkajs";
 import { describe, expect, it } from "vitest";
@@ -54,7 +54,7 @@ describe("test infrastructure", () => {
     const consumer = kafka.consumer({ groupId: topic });
     await admin.connect();
     try {
-      await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+      await createReadyTopics(admin, [{ topic, numPartitions: 1 }]);
       await producer.connect();
       await producer.send({ topic, acks: -1, messages: [{ key: "k1", value: "hello stepline" }] });
 

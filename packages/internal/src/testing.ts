@@ -3,6 +3,7 @@
 // another. No service imports this at run time.
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
+import type { Admin, ITopicConfig } from "kafkajs";
 
 /** A probe's answer that means "not yet": undefined, null or false. Anything else (0 and "" too) is done. */
 type NotYet = undefined | null | false;
@@ -96,4 +97,20 @@ function canListen(port: number): Promise<boolean> {
     s.once("error", () => resolve(false));
     s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
   });
+}
+
+/**
+ * Creates topics and waits until each partition's leader answers for it: just after creation a
+ * broker may still tell a producer or consumer it "does not host this topic-partition", which
+ * failed a test's set-up now and then.
+ */
+export async function createReadyTopics(admin: Admin, topics: ITopicConfig[]): Promise<void> {
+  await admin.createTopics({ topics, waitForLeaders: true });
+  for (const t of topics) {
+    await waitFor(
+      `topic ${t.topic} to be served`,
+      async () => (await admin.fetchTopicOffsets(t.topic)).length === (t.numPartitions ?? 1),
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+  }
 }

@@ -8,7 +8,7 @@ import type { GrpcServer } from "@stepline/internal/grpc";
 import { createClient, startGrpcServer, unary } from "@stepline/internal/grpc";
 import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
-import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
+import { createReadyTopics, requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import type { Run } from "@stepline/proto/stepline/history/v1/history_service";
 import {
   HistoryServiceClient,
@@ -98,7 +98,7 @@ beforeAll(async () => {
   const kafka = createKafka(brokers, "event-api-test", log);
   admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+  await createReadyTopics(admin, [{ topic, numPartitions: 1 }]);
   producer = new EventProducer(kafka, { topic, timeoutMs: 10_000, log });
   producer.start();
   await producer.whenConnected();

@@ -2,7 +2,7 @@
 // account, as EventRecords; what is rejected produces nothing.
 import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
-import { requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
+import { createReadyTopics, requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
@@ -43,7 +43,7 @@ const closers: Array<() => Promise<unknown>> = [];
 async function setup(opts: { dev?: boolean } = {}) {
   const topic = `test-eventapi-${tag}-${topics.length}.events`;
   topics.push(topic);
-  await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+  await createReadyTopics(admin, [{ topic, numPartitions: 2 }]);
   const producer = new EventProducer(kafka, { topic, timeoutMs: 10_000, log });
   producer.start();
   await producer.whenConnected();

@@ -1,6 +1,6 @@
 import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
-import { freePort, requiredEnv, uniqueTag } from "@stepline/internal/testing";
+import { createReadyTopics, freePort, requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import type { Admin, Kafka } from "kafkajs";
 import { Kafka as KafkaClient, logLevel } from "kafkajs";
@@ -116,10 +116,9 @@ describe("EventProducer when Kafka fails", () => {
   it("answers 413 when Kafka rejects the batch as too large, and keeps working afterwards", async () => {
     const topic = `test-eventapi-${tag}-small.events`;
     topics.push(topic);
-    await admin.createTopics({
-      topics: [{ topic, numPartitions: 1, configEntries: [{ name: "max.message.bytes", value: "20000" }] }],
-      waitForLeaders: true,
-    });
+    await createReadyTopics(admin, [
+      { topic, numPartitions: 1, configEntries: [{ name: "max.message.bytes", value: "20000" }] },
+    ]);
     const producer = new EventProducer(kafka, { topic, timeoutMs: 10_000, log });
     producer.start();
     await producer.whenConnected();

@@ -142,6 +142,9 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
   ) {
     const pending = [first];
     const enqueued = new Set([first.id]);
+    // As the queue does, a completion's first next item due now is leased to the completer at once
+    // (handed off): it runs next, marked so, before anything else queued.
+    const handedOff = new Set<string>();
     const ops: QueueOp[] = [];
     let stale = typeof staleCompletions === "number" ? staleCompletions : 0;
     const staleWhen = typeof staleCompletions === "function" ? staleCompletions : () => false;
@@ -150,6 +153,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       const ctx: ItemContext = {
         lease: { itemId: item.id, accountId: item.accountId, generation: 1, partitionId: "" },
         signal: new AbortController().signal,
+        handedOff: handedOff.delete(item.id),
         complete: async (next): Promise<OpOutcome> => {
           ops.push({ op: "complete", item, next });
           // The state must already hold what this completion moves past: a numbered call is the
@@ -172,10 +176,15 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
             return "stale";
           }
           // Like the queue, an id enqueued before is not enqueued again.
+          let handing = true;
           for (const n of next) {
             if (enqueued.has(n.id)) continue;
             enqueued.add(n.id);
-            pending.push(n);
+            if (handing && n.runAtMs <= 0 && n.delayMs <= 0) {
+              handing = false;
+              handedOff.add(n.id);
+              pending.unshift(n);
+            } else pending.push(n);
           }
           return "ok";
         },
@@ -265,6 +274,25 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
         ["b", StepStatus.STEP_STATUS_COMPLETED, "4"],
         ["c", StepStatus.STEP_STATUS_COMPLETED, '"4!"'],
       ]);
+    });
+
+    it("starts a handed-off call from the state its completion left: a sequential run is loaded once", async () => {
+      const before = ["a", "b", "c"].map((k) => app.counts.get(k) ?? 0);
+      const start = await schedule(app, "three", { name: EVENTS.three, data: { n: 2 } });
+      let loads = 0;
+      const counting = Object.create(store) as RunStore;
+      counting.load = (runId) => {
+        loads++;
+        return store.load(runId);
+      };
+      await drive(createItemHandler(deps({ store: counting })), start);
+      // The start item is loaded; c1, c2 and c3 came as hand-offs. Had a kept state lacked a
+      // saved step, the SDK would have run that step again.
+      expect(loads).toBe(1);
+      expect(["a", "b", "c"].map((k, i) => (app.counts.get(k) ?? 0) - (before[i] ?? 0))).toEqual([1, 1, 1]);
+      const s = await store.load(start.runId);
+      expect(s?.status).toBe("completed");
+      expect(JSON.parse(s?.output ?? "")).toEqual({ a: 3, b: 6, c: "6!" });
     });
 
     it("never runs a saved step again when its item is handed out again after a lost completion", async () => {

@@ -24,6 +24,7 @@ import { Canceller } from "./cancel.js";
 import { fireCronTick } from "./cron-tick.js";
 import type { FinalizeDeps } from "./finalize.js";
 import { finalizeRun } from "./finalize.js";
+import { HandOffStates } from "./hand-off-states.js";
 import type { HistoryEntry } from "./history.js";
 import type { EventSender } from "./internal-events.js";
 import { invokedEvent } from "./internal-events.js";
@@ -42,6 +43,8 @@ import { SHUTDOWN } from "./work-loop.js";
 
 export interface ExecuteDeps extends FinalizeDeps {
   store: RunStore;
+  /** Run states kept for handed-off items (one made per handler when absent). */
+  handOffs?: HandOffStates;
   pauses: PauseStore;
   app: AppClient;
   /** Null in dev mode: calls are not signed. */
@@ -76,8 +79,9 @@ export interface ExecuteDeps extends FinalizeDeps {
   random?: () => number;
 }
 
-/** The Work-stream handler that runs items with `deps`. */
-export function createItemHandler(deps: ExecuteDeps): ItemHandler {
+/** The Work-stream handler that runs items with `input`. */
+export function createItemHandler(input: ExecuteDeps): ItemHandler {
+  const deps = { ...input, handOffs: input.handOffs ?? new HandOffStates(input.clock) };
   const random = deps.random ?? Math.random;
   const canceller = new Canceller(deps);
   const systemDelay = (attempt: number) => deps.clock.now() + backoffDelayMs(attempt, deps.backoff, random());
@@ -115,7 +119,8 @@ export function createItemHandler(deps: ExecuteDeps): ItemHandler {
     let run: RunState | null = null;
     let signingKey: string | undefined;
     try {
-      run = await deps.store.load(item.runId);
+      // A hand-off starts from the state its completion left (hand-off-states.ts).
+      run = (ctx.handedOff ? deps.handOffs.take(item.id) : undefined) ?? (await deps.store.load(item.runId));
       if (run?.status === "running" && deps.keys) signingKey = await deps.keys.get(run.environmentId);
     } catch (err) {
       if (err instanceof NotFoundError && run) {
@@ -407,6 +412,18 @@ async function apply(
       // is the truth; a record lost in a crash only thins the history. The run's final record
       // is strict (finalize.ts), and goes after these on the same producer.
       void deps.history.record(records);
+      const handOffs = deps.handOffs;
+      const onlyNext = next.length === 1 ? next[0]?.id : undefined;
+      if (handOffs && onlyNext) {
+        const call = {
+          stepId,
+          saves: decision.saves,
+          planned: decision.plans.length,
+          disableImmediate: decision.disableImmediate,
+          reqVersion: changedVersion,
+        };
+        handOffs.keepAfter(run, call, adv, onlyNext);
+      }
       const status = await ctx.complete(next);
       log.debug({ next: next.map((n) => n.id), saved: adv.saved, status }, "call settled");
       return;

@@ -55,6 +55,7 @@ export class FakeQueue {
         generation: 1,
         leaseExpiresAtMs: now + this.leaseMs,
         partitionId: "fn:env:fn",
+        handedOff: false,
       })),
     );
     this.pump();
@@ -95,6 +96,7 @@ export class FakeQueue {
             generation: 1,
             leaseExpiresAtMs: Date.now() + this.leaseMs,
             partitionId: "fn:env:fn",
+            handedOff: true,
           });
         }
         return { ...ok(c.lease?.itemId ?? ""), handedOff: next !== undefined };

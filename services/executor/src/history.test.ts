@@ -1,5 +1,5 @@
 import { createLogger } from "@stepline/internal/log";
-import { requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
+import { createReadyTopics, requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { HistoryRecord, RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Consumer } from "kafkajs";
 import { Kafka, logLevel } from "kafkajs";
@@ -19,7 +19,7 @@ let consumer: Consumer;
 beforeAll(async () => {
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+  await createReadyTopics(admin, [{ topic, numPartitions: 2 }]);
   await admin.disconnect();
   consumer = kafka.consumer({ groupId: `${prefix}reader` });
   await consumer.connect();

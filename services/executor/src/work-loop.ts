@@ -35,6 +35,8 @@ export interface ItemContext {
   lease: Lease;
   /** Aborted with reason LEASE_LOST or SHUTDOWN. */
   signal: AbortSignal;
+  /** Leased as the hand-off of this executor's own completion (LeasedItem.handed_off). */
+  handedOff?: boolean;
   /** Acks the item and enqueues `next` atomically; stops the lease keeper first. */
   complete(next: NewItem[]): Promise<OpOutcome>;
   /** Hands the item out again at `runAtMs` (0 = now) with `attempt`; stops the keeper first. */
@@ -257,6 +259,7 @@ export class WorkLoop {
     const ctx: ItemContext = {
       lease,
       signal: controller.signal,
+      handedOff: li.handedOff,
       complete: (next) => this.finishOp(held, { kind: "complete", lease, next }),
       retry: (runAtMs, attempt) => this.finishOp(held, { kind: "retry", lease, runAtMs, attempt }),
     };

@@ -3,7 +3,7 @@ import { NotFoundError } from "@stepline/internal/errors";
 import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
-import { requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
+import { createReadyTopics, requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import {
   HistoryServiceClient,
   HistoryServiceService,
@@ -37,10 +37,7 @@ const groups = new Set<string>();
 beforeAll(async () => {
   t = await createTestDatabase(clickhouseUrl);
   await admin.connect();
-  await admin.createTopics({
-    topics: [{ topic, numPartitions: 2, replicationFactor: 1 }],
-    waitForLeaders: true,
-  });
+  await createReadyTopics(admin, [{ topic, numPartitions: 2, replicationFactor: 1 }]);
   await producer.connect();
 });
 afterAll(async () => {

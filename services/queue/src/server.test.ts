@@ -275,9 +275,10 @@ describe("QueueService over gRPC", () => {
     });
     expect(done.results[0]).toMatchObject({ status: OpStatus.OP_STATUS_OK, handedOff: true });
     // Already here when the result came: sent first, and leased by the completion itself.
-    expect(ex.items.map((i) => [i.item?.id, i.generation])).toEqual([
-      ["run-hand:start", 1],
-      ["run-hand:c1", 1],
+    // ...and marked as a hand-off, unlike the item claimed in a round.
+    expect(ex.items.map((i) => [i.item?.id, i.generation, i.handedOff])).toEqual([
+      ["run-hand:start", 1, false],
+      ["run-hand:c1", 1, true],
     ]);
 
     // A completion whose next call is not due now hands nothing off: it is queued as usual.

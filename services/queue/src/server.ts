@@ -153,7 +153,7 @@ function workStream(
     const items: LeasedItem[] = [];
     ops.forEach((o, i) => {
       const handed = outcomes[i]?.handedOff;
-      if (handed) items.push(handed);
+      if (handed) items.push({ ...handed, handedOff: true });
       else if (o.handOff) handOffsTotal.inc({ outcome: "enqueued" });
     });
     if (items.length === 0) return;
@@ -282,5 +282,6 @@ function toProtoLeased(i: LeasedItem): ProtoLeasedItem {
     generation: i.generation,
     leaseExpiresAtMs: i.leaseExpiresAtMs,
     partitionId: i.partitionId,
+    handedOff: i.handedOff === true,
   };
 }

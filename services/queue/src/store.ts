@@ -50,6 +50,8 @@ export interface LeasedItem {
   leaseExpiresAtMs: number;
   /** The item's partition id (a lease echoes it, naming the concurrency sets it counts against). */
   partitionId: string;
+  /** Leased as the hand-off of a completion on the same stream (LeasedItem.handed_off). */
+  handedOff?: boolean;
 }
 
 /** The shard's earliest due time around a mutating call (-1 = the shard holds nothing). */

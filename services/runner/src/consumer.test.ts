@@ -7,7 +7,7 @@ import { createClient, startGrpcServer, unary } from "@stepline/internal/grpc";
 import { newId } from "@stepline/internal/ids";
 import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
-import { requiredEnv, waitFor } from "@stepline/internal/testing";
+import { createReadyTopics, requiredEnv, waitFor } from "@stepline/internal/testing";
 import type {
   ListPausesRequest,
   ListPausesResponse,
@@ -155,7 +155,7 @@ beforeAll(async () => {
   kafka = createKafka(BROKERS, "runner-test", log);
   admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+  await createReadyTopics(admin, [{ topic, numPartitions: 2 }]);
   producer = kafka.producer({ idempotent: true });
   await producer.connect();
 

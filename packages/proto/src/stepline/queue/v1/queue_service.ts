@@ -408,6 +408,12 @@ export interface LeasedItem {
   leaseExpiresAtMs: number;
   /** Opaque; send it back in every Lease of this item. */
   partitionId: string;
+  /**
+   * Sent as the hand-off of this stream's own completion (Completion.hand_off), not claimed in a
+   * round: nothing else held the item since that completion, so the holder may run it from what
+   * it knows of the run instead of loading it again (the executor's README, "Hand-off").
+   */
+  handedOff: boolean;
 }
 
 export interface Credits {
@@ -2307,7 +2313,7 @@ export const Lease: MessageFns<Lease> = {
 };
 
 function createBaseLeasedItem(): LeasedItem {
-  return { item: undefined, generation: 0, leaseExpiresAtMs: 0, partitionId: "" };
+  return { item: undefined, generation: 0, leaseExpiresAtMs: 0, partitionId: "", handedOff: false };
 }
 
 export const LeasedItem: MessageFns<LeasedItem> = {
@@ -2323,6 +2329,9 @@ export const LeasedItem: MessageFns<LeasedItem> = {
     }
     if (message.partitionId !== "") {
       writer.uint32(34).string(message.partitionId);
+    }
+    if (message.handedOff !== false) {
+      writer.uint32(40).bool(message.handedOff);
     }
     return writer;
   },
@@ -2372,6 +2381,14 @@ export const LeasedItem: MessageFns<LeasedItem> = {
             message.partitionId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.handedOff = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2398,6 +2415,11 @@ export const LeasedItem: MessageFns<LeasedItem> = {
         : isSet(object.partition_id)
         ? globalThis.String(object.partition_id)
         : "",
+      handedOff: isSet(object.handedOff)
+        ? globalThis.Boolean(object.handedOff)
+        : isSet(object.handed_off)
+        ? globalThis.Boolean(object.handed_off)
+        : false,
     };
   },
 
@@ -2415,6 +2437,9 @@ export const LeasedItem: MessageFns<LeasedItem> = {
     if (message.partitionId !== "") {
       obj.partitionId = message.partitionId;
     }
+    if (message.handedOff !== false) {
+      obj.handedOff = message.handedOff;
+    }
     return obj;
   },
 
@@ -2427,6 +2452,7 @@ export const LeasedItem: MessageFns<LeasedItem> = {
     message.generation = object.generation ?? 0;
     message.leaseExpiresAtMs = object.leaseExpiresAtMs ?? 0;
     message.partitionId = object.partitionId ?? "";
+    message.handedOff = object.handedOff ?? false;
     return message;
   },
 };
