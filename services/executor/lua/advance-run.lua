@@ -16,6 +16,9 @@
 -- ARGV[6]  planner: the item whose call made the plans below ("" when there are none)
 -- ARGV[7]  save count n, then n pairs (hashed step id, memo JSON `{"data":..}` or `{"error":..}`)
 -- then     plan count m, then m pairs (hashed op id, mode)
+-- then     optionally, the environment the run must belong to (a checkpoint names it): a run of
+--          another environment answers "NORUN", and the reply ends with the run's account and
+--          traceparent
 -- Returns: {call number (>= 1), stack length, resolution, n saved flags (1 = saved now, 0 = an
 -- earlier writer's result was kept), m plan flags (1 = pending and planned by this planner: start
 -- it (index its wait, send its invoke) and schedule it; 2 = pending, planned by another call:
@@ -30,8 +33,14 @@ local meta, steps, stack, pending, resolved = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local reqVersion, setDie, op, resolver, resumeMemo = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local planner = ARGV[6]
 
+local n = tonumber(ARGV[7])
+local base = 8 + 2 * n
+local m = tonumber(ARGV[base])
+local expectEnv = ARGV[base + 1 + 2 * m]
+
 local status = redis.call("HGET", meta, "status")
 if not status then return redis.error_reply("NORUN") end
+if expectEnv and redis.call("HGET", meta, "env") ~= expectEnv then return redis.error_reply("NORUN") end
 if status ~= "running" then return redis.error_reply("ENDED") end
 
 local function save(id, memo)
@@ -57,7 +66,6 @@ if op ~= "" then
 end
 
 local result = {0, 0, 0}
-local n = tonumber(ARGV[7])
 for i = 0, n - 1 do
   result[#result + 1] = save(ARGV[8 + 2 * i], ARGV[9 + 2 * i])
 end
@@ -81,8 +89,6 @@ if op ~= "" and resolution == -1 then
   redis.call("HSET", resolved, op, resolution .. ":" .. resolver)
 end
 
-local base = 8 + 2 * n
-local m = tonumber(ARGV[base])
 for i = 0, m - 1 do
   local id, mode = ARGV[base + 1 + 2 * i], ARGV[base + 2 + 2 * i]
   -- An op saved already (it resolved meanwhile) is not pending again.
@@ -98,4 +104,8 @@ end
 result[1] = redis.call("HINCRBY", meta, "calls", 1)
 result[2] = redis.call("LLEN", stack)
 result[3] = resolution
+if expectEnv then
+  result[#result + 1] = redis.call("HGET", meta, "account") or ""
+  result[#result + 1] = redis.call("HGET", meta, "tp") or ""
+end
 return result

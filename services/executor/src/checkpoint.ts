@@ -27,20 +27,30 @@ export class Checkpointer {
   async checkpoint(req: { environmentId: string; runId: string; stepsJson: string }): Promise<number> {
     const startMs = this.deps.clock.now();
     const steps = checkpointedSteps(req.stepsJson);
-    // One HMGET, not the run's whole state: a checkpoint comes after every step.
-    const brief = await this.deps.store.brief(req.runId);
-    if (!brief || brief.environmentId !== req.environmentId) {
-      throw new NotFoundError(`run ${req.runId} not found`);
+    if (steps.length === 0) {
+      // Nothing to save: only say whether the run is there and going.
+      const brief = await this.deps.store.brief(req.runId);
+      if (!brief || brief.environmentId !== req.environmentId) throw notFound(req.runId);
+      if (brief.status !== "running") throw new ConflictError(`run ${req.runId} has ended (${brief.status})`);
+      return 0;
     }
-    if (brief.status !== "running") throw new ConflictError(`run ${req.runId} has ended (${brief.status})`);
-    const run = { runId: req.runId, accountId: brief.accountId, environmentId: brief.environmentId };
-    if (steps.length === 0) return 0;
-    const adv = await this.deps.store.advance(req.runId, {
-      saves: steps.map((s) => ({ stepId: s.stepId, memoJson: s.memoJson })),
-    });
+    // One script call, not the run's state: a checkpoint comes after every step. It checks the
+    // environment and that the run is going, and answers the run's account and trace.
+    let adv: Awaited<ReturnType<RunStore["advance"]>>;
+    try {
+      adv = await this.deps.store.advance(req.runId, {
+        saves: steps.map((s) => ({ stepId: s.stepId, memoJson: s.memoJson })),
+        environmentId: req.environmentId,
+      });
+    } catch (err) {
+      if (err instanceof NotFoundError) throw notFound(req.runId);
+      if (err instanceof ConflictError) throw new ConflictError(`run ${req.runId} has ended`);
+      throw err;
+    }
+    const run = { runId: req.runId, accountId: adv.run?.accountId ?? "", environmentId: req.environmentId };
     const now = this.deps.clock.now();
     // The SDK's own timing places each step; without it a step spans this checkpoint alone.
-    const trace = { parent: brief.traceParent, startMs };
+    const trace = { parent: adv.run?.traceParent ?? "", startMs };
     const records: HistoryEntry[] = steps
       .filter((_, i) => adv.saved[i])
       .map((s) => ({
@@ -52,3 +62,5 @@ export class Checkpointer {
     return records.length;
   }
 }
+
+const notFound = (runId: string) => new NotFoundError(`run ${runId} not found`);

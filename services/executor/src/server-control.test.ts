@@ -107,7 +107,12 @@ describe("ExecutorService.Checkpoint", () => {
       { id: "a1", op: "StepRun", name: "first", data: { n: 1 } },
       { id: "b2", op: "StepPlanned", name: "next" },
     ];
+    h.reset();
     expect(await checkpoint(run.runId, ops)).toEqual({ saved: 1 });
+    // The step's record names the run's account, which the checkpoint's one script call answered.
+    expect(
+      h.rec.produced.flatMap((e) => (e.$case === "step" ? [[e.value.stepId, e.value.accountId]] : [])),
+    ).toEqual([["a1", "acct"]]);
     expect(await checkpoint(run.runId, [{ id: "a1", op: "StepRun", data: { n: 2 } }])).toEqual({ saved: 0 });
     const state = await h.store.load(run.runId);
     expect(state?.steps.get("a1")).toBe('{"data":{"n":1}}');
@@ -116,7 +121,10 @@ describe("ExecutorService.Checkpoint", () => {
       /cannot carry a Sleep op/,
     );
     await expect(checkpoint(run.runId, "{")).rejects.toBeInstanceOf(ValidationError);
-    await expect(checkpoint(run.runId, ops, "other-env")).rejects.toBeInstanceOf(NotFoundError);
+    // Another environment's checkpoint finds no run, and saves nothing in it.
+    const foreign = [{ id: "c3", op: "StepRun", name: "foreign", data: 3 }];
+    await expect(checkpoint(run.runId, foreign, "other-env")).rejects.toBeInstanceOf(NotFoundError);
+    expect((await h.store.load(run.runId))?.steps.has("c3")).toBe(false);
     await callUnary(h.client.cancelRun.bind(h.client), { environmentId: "env", runId: run.runId });
     // The run ended: the SDK's dispatch is stale.
     await expect(checkpoint(run.runId, ops)).rejects.toMatchObject({ name: "ConflictError" });

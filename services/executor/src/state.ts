@@ -119,6 +119,11 @@ export interface AdvanceInput {
   plans?: Array<{ opId: string; race: boolean; waitEvent?: string }>;
   /** The item whose call made the plans (required with plans). */
   planner?: string;
+  /**
+   * The environment the run must belong to (a checkpoint, which names it): a run of another one is
+   * NotFoundError, and the result carries the run's account and traceparent.
+   */
+  environmentId?: string;
 }
 
 export interface AdvanceResult {
@@ -133,6 +138,8 @@ export interface AdvanceResult {
    * `schedule` (pending, planned by another call: its item only), `none` (saved already).
    */
   planned: Array<"start" | "schedule" | "none">;
+  /** With `environmentId` in the input: the run's account and traceparent. */
+  run?: { accountId: string; traceParent: string };
 }
 
 const RESOLUTIONS: Record<string, Resolution> = { "-1": "none", "0": "quiet", "1": "discover", "-2": "lost" };
@@ -288,9 +295,11 @@ export class RunStore {
     const plans = input.plans ?? [];
     args.push(plans.length);
     for (const p of plans) args.push(p.opId, p.race ? "race" : p.waitEvent ? `w:${p.waitEvent}` : "");
+    if (input.environmentId !== undefined) args.push(input.environmentId);
     const r = await wrap(() => this.redis.steplineAdvanceRun(...allKeys(this.prefix, runId), ...args));
     const resolution = RESOLUTIONS[String(r[2])] ?? "none";
-    const flags = r.slice(3).map(Number);
+    const flagsEnd = 3 + input.saves.length + plans.length;
+    const flags = r.slice(3, flagsEnd).map(Number);
     return {
       callNumber: Number(r[0]),
       stackLength: Number(r[1]),
@@ -299,6 +308,9 @@ export class RunStore {
       planned: flags
         .slice(input.saves.length)
         .map((f) => (f === 1 ? "start" : f === 2 ? "schedule" : "none")),
+      ...(input.environmentId !== undefined
+        ? { run: { accountId: String(r[flagsEnd] ?? ""), traceParent: String(r[flagsEnd + 1] ?? "") } }
+        : {}),
     };
   }
 
