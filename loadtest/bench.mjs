@@ -10,7 +10,7 @@
 //
 // Usage: npm run bench -- [--url http://127.0.0.1:8288] [--duration 10] [--concurrency 1,16,64]
 //                         [--connections 64] [--profile dev] [--redis-port 6379] [--only ingest,min,sdk]
-//                         [--restate]
+//                         [--restate] [--warm-up 20]
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
@@ -31,6 +31,7 @@ const { values: args } = parseArgs({
     "redis-port": { type: "string", default: "6379" },
     only: { type: "string" },
     restate: { type: "boolean", default: false },
+    "warm-up": { type: "string", default: "20" },
   },
 });
 const BASE = args.url;
@@ -38,6 +39,7 @@ const BASE = args.url;
 const wanted = (label) =>
   !args.only || args.only.split(",").some((w) => label.toLowerCase().startsWith(w.trim().toLowerCase()));
 const DURATION_MS = Number(args.duration) * 1000;
+const WARM_UP_MS = Number(args["warm-up"]) * 1000;
 const CONCURRENCY = args.concurrency.split(",").map(Number);
 const STEPS = 3;
 const EVENT_KEY = "bench-key"; // dev mode takes any key
@@ -116,7 +118,7 @@ const done = (k) => {
  * event, or for Restate makes the whole request) and the run counts as done when its last step
  * reports `k`; a client starts its next run once both happened.
  */
-async function runLoad(label, startRun, clients, procs, idleRate) {
+async function runLoad(label, startRun, clients, procs, idleRate, durationMs = DURATION_MS) {
   const latencies = [];
   let failed = 0;
   let seq = 0;
@@ -124,7 +126,7 @@ async function runLoad(label, startRun, clients, procs, idleRate) {
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: clients }, async () => {
-      while (performance.now() - t0 < DURATION_MS) {
+      while (performance.now() - t0 < durationMs) {
         const k = `${label}-${clients}-${seq++}`;
         const finished = new Promise((resolve) => waiters.set(k, () => resolve(performance.now())));
         const start = performance.now();
@@ -248,7 +250,7 @@ async function restateRuns() {
       "restate-server": (cpuSeconds(procs)["restate-server"] - idle0["restate-server"]) / 2,
     };
     const label = `Restate ${SERVER_VERSION}`;
-    await runLoad("restate warm-up", (k) => restate.run(k), 4, procs, idleRate);
+    await runLoad("restate warm-up", (k) => restate.run(k), 16, procs, idleRate, WARM_UP_MS);
     for (const c of CONCURRENCY) rows.push(await runLoad(label, (k) => restate.run(k), c, procs, idleRate));
   } finally {
     await restate.close();
@@ -325,8 +327,8 @@ async function main() {
     rows.push(row);
     process.stdout.write(`${JSON.stringify(row)}\n`);
   };
-  // Warm-up: JIT, connections, scripts.
-  await runLoad("warm-up", (k) => send("bench-min/run", { k }), 4, procs, idleRate);
+  // Warm-up: JIT (Kafka's JVM takes tens of seconds to reach its steady cost), connections, scripts.
+  await runLoad("warm-up", (k) => send("bench-min/run", { k }), 16, procs, idleRate, WARM_UP_MS);
   if (wanted("ingest")) print(await ingest(Number(args.connections)));
   const ceilings = new Map();
   for (const [label, event] of [
