@@ -17,7 +17,6 @@ import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
-import { AppClient, buildCallBody } from "../services/executor/dist/app-client.js";
 import { startMinimalApp } from "./apps/minimal-app.mjs";
 import { startSdkApp } from "./apps/sdk-app.mjs";
 
@@ -93,6 +92,15 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
 const round = (n, d = 1) => Math.round(n * 10 ** d) / 10 ** d;
 
+/** CPU seconds per second each process group uses while nothing is sent (measured over 2 s). */
+async function idleRates(procs) {
+  // The last runs' ends (history, end events) settle first.
+  await sleep(1_000);
+  const idle0 = cpuSeconds(procs);
+  await sleep(2_000);
+  return Object.fromEntries(Object.entries(diff(idle0, cpuSeconds(procs))).map(([k, v]) => [k, v / 2]));
+}
+
 async function send(name, data) {
   const res = await fetch(`${BASE}/e/${EVENT_KEY}`, {
     method: "POST",
@@ -130,7 +138,15 @@ async function runLoad(label, startRun, clients, procs, idleRate, durationMs = D
         const k = `${label}-${clients}-${seq++}`;
         const finished = new Promise((resolve) => waiters.set(k, () => resolve(performance.now())));
         const start = performance.now();
-        await startRun(k);
+        try {
+          await startRun(k);
+        } catch (err) {
+          // A refused or failed start counts as a failed run; the scenario goes on.
+          process.stderr.write(`bench: a run of ${label} failed to start: ${err.message}\n`);
+          waiters.delete(k);
+          failed++;
+          continue;
+        }
         const doneAt = await Promise.race([finished, sleep(60_000).then(() => null)]);
         if (doneAt !== null) latencies.push(doneAt - start);
         else {
@@ -190,6 +206,8 @@ async function startNullEngine() {
  * that one call answering RunComplete.
  */
 async function sdkCeiling(app, clients) {
+  // The executor's own client and body (built by `npm start`), loaded only for this scenario.
+  const { AppClient, buildCallBody } = await import("../services/executor/dist/app-client.js");
   const client = new AppClient({ timeoutMs: 60_000, maxResponseBytes: 4 << 20, serverKind: "dev" });
   const latencies = [];
   let failed = 0;
@@ -244,13 +262,9 @@ async function restateRuns() {
   const rows = [];
   try {
     const procs = new Map([["restate-server", [restate.pid]]]);
-    const idle0 = cpuSeconds(procs);
-    await sleep(2_000);
-    const idleRate = {
-      "restate-server": (cpuSeconds(procs)["restate-server"] - idle0["restate-server"]) / 2,
-    };
     const label = `Restate ${SERVER_VERSION}`;
-    await runLoad("restate warm-up", (k) => restate.run(k), 16, procs, idleRate, WARM_UP_MS);
+    await runLoad("restate warm-up", (k) => restate.run(k), 16, procs, {}, WARM_UP_MS);
+    const idleRate = await idleRates(procs);
     for (const c of CONCURRENCY) rows.push(await runLoad(label, (k) => restate.run(k), c, procs, idleRate));
   } finally {
     await restate.close();
@@ -315,20 +329,15 @@ async function main() {
   await sdk.sync();
   await sdkOneStep.sync();
 
-  // The engine's idle CPU rate, subtracted from each scenario's window.
-  const idle0 = cpuSeconds(procs);
-  await sleep(2_000);
-  const idleRate = Object.fromEntries(
-    Object.entries(diff(idle0, cpuSeconds(procs))).map(([k, v]) => [k, v / 2]),
-  );
-
   const rows = [];
   const print = (row) => {
     rows.push(row);
     process.stdout.write(`${JSON.stringify(row)}\n`);
   };
   // Warm-up: JIT (Kafka's JVM takes tens of seconds to reach its steady cost), connections, scripts.
-  await runLoad("warm-up", (k) => send("bench-min/run", { k }), 16, procs, idleRate, WARM_UP_MS);
+  await runLoad("warm-up", (k) => send("bench-min/run", { k }), 16, procs, {}, WARM_UP_MS);
+  // The engine's idle CPU rate once warm, subtracted from each scenario's window.
+  const idleRate = await idleRates(procs);
   if (wanted("ingest")) print(await ingest(Number(args.connections)));
   const ceilings = new Map();
   for (const [label, event] of [
@@ -377,7 +386,7 @@ async function main() {
     const ours = rows.find(
       (row) => row.scenario === "runs (minimal app)" && row.concurrency === r.concurrency,
     );
-    if (ours && r.runsPerSec > 0 && ours.engineCpuPerStepMs > 0)
+    if (ours && r.runsPerSec > 0 && ours.engineCpuPerStepMs > 0 && r.engineCpuPerStepMs > 0)
       process.stdout.write(
         `minimal app vs Restate, ${r.concurrency} clients: ${round(ours.runsPerSec / r.runsPerSec, 2)}× the runs/s, ${round(ours.engineCpuPerStepMs / r.engineCpuPerStepMs, 2)}× the engine CPU per step\n`,
       );

@@ -295,6 +295,25 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       expect(JSON.parse(s?.output ?? "")).toEqual({ a: 3, b: 6, c: "6!" });
     });
 
+    it("calls nothing for a handed-off item of a run cancelled after the completion that handed it off", async () => {
+      const before = ["a", "b", "c"].map((k) => app.counts.get(k) ?? 0);
+      const start = await schedule(app, "three", { name: EVENTS.three, data: { n: 3 } });
+      // The cancel lands between the first call's completion and the handed-off second call.
+      let cancelled = false;
+      const racing = Object.create(store) as RunStore;
+      racing.progress = async (runId) => {
+        if (!cancelled) {
+          cancelled = true;
+          await store.finish(runId, "cancelled", {}, Date.now());
+        }
+        return store.progress(runId);
+      };
+      await drive(createItemHandler(deps({ store: racing })), start);
+      expect(cancelled).toBe(true);
+      expect(["a", "b", "c"].map((k, i) => (app.counts.get(k) ?? 0) - (before[i] ?? 0))).toEqual([1, 0, 0]);
+      expect((await store.load(start.runId))?.status).toBe("cancelled");
+    });
+
     it("never runs a saved step again when its item is handed out again after a lost completion", async () => {
       const before = app.counts.get("a") ?? 0;
       const start = await schedule(app, "three", { name: EVENTS.three, data: { n: 1 } });

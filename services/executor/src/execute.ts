@@ -103,6 +103,18 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
     );
   return handler;
 
+  /**
+   * A hand-off starts from the state its completion left (hand-off-states.ts) when the run is
+   * still going and no advance came after that completion's (a cancel, or a checkpoint of an
+   * abandoned call): one HMGET instead of loading the events, memos and stack.
+   */
+  async function keptState(item: NewItem): Promise<RunState | undefined> {
+    const kept = deps.handOffs.take(item.id);
+    if (!kept) return undefined;
+    const now = await deps.store.progress(item.runId);
+    return now?.status === "running" && now.calls === kept.calls ? kept : undefined;
+  }
+
   async function handle(item: NewItem, ctx: ItemContext, traceParent: TraceParent): Promise<void> {
     const trace: CallTrace = { parent: traceParent, startMs: deps.clock.now() };
     const log = deps.log.child({ runId: item.runId, itemId: item.id, attempt: item.attempt });
@@ -119,8 +131,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
     let run: RunState | null = null;
     let signingKey: string | undefined;
     try {
-      // A hand-off starts from the state its completion left (hand-off-states.ts).
-      run = (ctx.handedOff ? deps.handOffs.take(item.id) : undefined) ?? (await deps.store.load(item.runId));
+      run = (ctx.handedOff ? await keptState(item) : undefined) ?? (await deps.store.load(item.runId));
       if (run?.status === "running" && deps.keys) signingKey = await deps.keys.get(run.environmentId);
     } catch (err) {
       if (err instanceof NotFoundError && run) {

@@ -82,14 +82,25 @@ describe("HandOffStates", () => {
     expect(states.size()).toBe(0);
   });
 
-  it("forgets stale and overflowing entries", () => {
+  it("forgets stale entries, and the oldest past its entry or byte budget", () => {
     const states = new HandOffStates(clock, 2, 5_000);
     states.keepAfter(run(), call, adv(), "old");
     now += 6_000;
     expect(states.take("old")).toBeUndefined();
+    states.keepAfter(run(), call, adv(), "stale");
+    now += 6_000;
+    // Made later, it sweeps the stale one out.
+    states.keepAfter(run(), call, adv(), "fresh");
+    expect(states.size()).toBe(1);
     for (const id of ["p", "q", "r"]) states.keepAfter(run(), call, adv(), id);
     expect(states.size()).toBe(2);
     expect(states.take("p")).toBeUndefined();
     expect(states.take("r")?.stack).toEqual(["s1", "s2"]);
+
+    // Each entry holds "[{}]" and two memos: 24 bytes; a budget of 30 keeps one.
+    const small = new HandOffStates(clock, 100, 5_000, 30);
+    small.keepAfter(run(), call, adv(), "x");
+    small.keepAfter(run(), call, adv(), "y");
+    expect([small.size(), small.take("x"), small.take("y")?.calls]).toEqual([1, undefined, 2]);
   });
 });

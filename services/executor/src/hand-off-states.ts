@@ -2,29 +2,32 @@
 // this executor as a hand-off (services/executor/README.md, "Hand-off"). The queue leases the next
 // item to the completing stream in the completion itself, so nothing else has held it in between:
 // when the item arrives marked handed_off, its handler starts from this state instead of loading
-// the run again, one Redis round trip less per step.
+// the run again (the events, every memo, the stack), once one HMGET has shown that the run is still
+// going and no advance came since (execute.ts).
 //
 // Only plain sequential progress is kept: a discovery call whose saves all landed, that planned
 // nothing, with no op pending, and whose saves lengthened the stack by exactly their own number.
-// Then no other item of the run exists that could write to it (a cancel only ends it, and the next
-// save finds it ended); anything else loads as before.
+// Then no other item of the run exists that could write to it; anything else loads as before.
 
 import type { Clock } from "@stepline/internal/clock";
 import type { AdvanceResult, RunState, StepSave } from "./state.js";
 
 export class HandOffStates {
-  private readonly states = new Map<string, { state: RunState; atMs: number }>();
+  private readonly states = new Map<string, { state: RunState; atMs: number; bytes: number }>();
+  private bytes = 0;
 
   /**
    * An entry is taken by its handed-off item within milliseconds. One whose item did not come that
    * way (no item was due, the stream broke, a replica without hand-offs) is never taken: only a
-   * completion that lists an item id can hand it off, and each id is listed by one call. `max`
-   * bounds what such entries hold, oldest out first; one older than `maxAgeMs` is not used.
+   * completion that lists an item id can hand it off, and each id is listed by one call. Such
+   * entries go once older than `maxAgeMs`, or oldest first past `max` entries or `maxBytes` (the
+   * events and memos they hold).
    */
   constructor(
     private readonly clock: Clock,
     private readonly max = 1_000,
-    private readonly maxAgeMs = 10_000,
+    private readonly maxAgeMs = 5_000,
+    private readonly maxBytes = 64 * 1024 * 1024,
   ) {}
 
   /**
@@ -62,19 +65,33 @@ export class HandOffStates {
       reqVersion: call.reqVersion ?? run.reqVersion,
       disableImmediate: run.disableImmediate || call.disableImmediate,
     };
-    if (this.states.size >= this.max) {
-      const oldest = this.states.keys().next().value;
-      if (oldest !== undefined) this.states.delete(oldest);
+    let bytes = state.eventsJson.length;
+    for (const memo of steps.values()) bytes += memo.length;
+    const now = this.clock.now();
+    // Entries are kept in the order they were made: the oldest are first.
+    for (const [id, e] of this.states) {
+      const full = this.states.size >= this.max || this.bytes + bytes > this.maxBytes;
+      if (!full && now - e.atMs <= this.maxAgeMs) break;
+      this.remove(id);
     }
-    this.states.set(nextItemId, { state, atMs: this.clock.now() });
+    this.states.set(nextItemId, { state, atMs: now, bytes });
+    this.bytes += bytes;
   }
 
   /** The state kept for a handed-off item (once), or undefined: then the run must be loaded. */
   take(itemId: string): RunState | undefined {
-    const entry = this.states.get(itemId);
+    const entry = this.remove(itemId);
     if (!entry) return undefined;
-    this.states.delete(itemId);
     return this.clock.now() - entry.atMs <= this.maxAgeMs ? entry.state : undefined;
+  }
+
+  private remove(itemId: string) {
+    const entry = this.states.get(itemId);
+    if (entry) {
+      this.states.delete(itemId);
+      this.bytes -= entry.bytes;
+    }
+    return entry;
   }
 
   /** Entries kept (tests). */

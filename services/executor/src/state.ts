@@ -326,6 +326,13 @@ export class RunStore {
     return { status, environmentId: env ?? "", accountId: account ?? "", traceParent: tp ?? "" };
   }
 
+  /** The run's status and call counter (one HMGET), or null when it does not exist. */
+  async progress(runId: string): Promise<{ status: string; calls: number } | null> {
+    const k = runKeys(this.prefix, runId);
+    const [status, calls] = await wrap(() => this.redis.hmget(k.meta, "status", "calls"));
+    return status ? { status, calls: Number(calls ?? 0) } : null;
+  }
+
   /** The run's status, or null when it does not exist ("skipped" for a run singleton skipped). */
   async status(runId: string): Promise<string | null> {
     const k = runKeys(this.prefix, runId);
