@@ -100,12 +100,21 @@ function canListen(port: number): Promise<boolean> {
 }
 
 /**
- * Creates topics and waits until each partition's leader answers for it: just after creation a
- * broker may still tell a producer or consumer it "does not host this topic-partition", which
- * failed a test's set-up now and then.
+ * Creates topics and waits until each partition's leader answers for it. A broker that has just
+ * started, or a topic just created, may still answer "does not host this topic-partition" (to
+ * createTopics' own wait for leaders, to a producer, to a consumer), which failed a test's set-up
+ * now and then; each attempt is safe to repeat (a topic that exists is left as it is).
  */
 export async function createReadyTopics(admin: Admin, topics: ITopicConfig[]): Promise<void> {
-  await admin.createTopics({ topics, waitForLeaders: true });
+  const names = topics.map((t) => t.topic).join(", ");
+  await waitFor(
+    `topics ${names} to be created`,
+    async () => {
+      await admin.createTopics({ topics, waitForLeaders: true });
+      return true;
+    },
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
   for (const t of topics) {
     await waitFor(
       `topic ${t.topic} to be served`,

@@ -19,14 +19,15 @@ import { describeDurableExecution } from "./execute-durable.suite.fixture.js";
 import type { HistoryEntry } from "./history.js";
 import { LiveRuns } from "./live-runs.js";
 import { PauseStore } from "./pauses.js";
+import { driveQueue } from "./queue-driver.fixture.js";
 import type { RunSpecInput } from "./schedule.js";
 import { Scheduler } from "./schedule.js";
 import type { FixtureApp, Sdk } from "./sdk-app.fixture.js";
 import { EVENTS, startFixtureApp, testSigningKey } from "./sdk-app.fixture.js";
 import { SigningKeys } from "./signing-keys.js";
 import { SingletonLocks } from "./singleton.js";
-import { RunStore, runKeys } from "./state.js";
-import type { ItemContext, ItemHandler, OpOutcome } from "./work-loop.js";
+import { RunStore } from "./state.js";
+import type { ItemContext, ItemHandler } from "./work-loop.js";
 import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
 
 /** The executor's item handler against a real SDK app of major `sdk`. */
@@ -130,74 +131,11 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
     return start;
   }
 
-  /**
-   * Plays the queue: handles items until the run has no next item. `staleCompletions` is how many
-   * of the first completions come back STALE, or a predicate picking them (each is then handed
-   * out again, as the queue does after a lost lease).
-   */
-  async function drive(
+  const drive = (
     handler: ItemHandler,
     first: NewItem,
     staleCompletions: number | ((item: NewItem) => boolean) = 0,
-  ) {
-    const pending = [first];
-    const enqueued = new Set([first.id]);
-    // As the queue does, a completion's first next item due now is leased to the completer at once
-    // (handed off): it runs next, marked so, before anything else queued.
-    const handedOff = new Set<string>();
-    const ops: QueueOp[] = [];
-    let stale = typeof staleCompletions === "number" ? staleCompletions : 0;
-    const staleWhen = typeof staleCompletions === "function" ? staleCompletions : () => false;
-    while (pending.length > 0 && ops.length < 40) {
-      const item = pending.shift() as NewItem;
-      const ctx: ItemContext = {
-        lease: { itemId: item.id, accountId: item.accountId, generation: 1, partitionId: "" },
-        signal: new AbortController().signal,
-        handedOff: handedOff.delete(item.id),
-        complete: async (next): Promise<OpOutcome> => {
-          ops.push({ op: "complete", item, next });
-          // The state must already hold what this completion moves past: a numbered call is the
-          // last one numbered, and a run is left without a next item only when it ended or
-          // waits on pending ops.
-          const s = await store.load(item.runId);
-          for (const n of next) {
-            expect(n.id.startsWith(`${item.runId}:`)).toBe(true);
-            if (/:c\d+$/.test(n.id)) expect(n.id).toBe(`${item.runId}:c${s?.calls}`);
-          }
-          if (next.length === 0 && s?.status === "running") {
-            // ... or the item resolved its op while another one was pending (that one goes on).
-            const keys = runKeys(prefix, item.runId);
-            const quiet = Object.values(await redis.hgetall(keys.resolved)).includes(`0:${item.id}`);
-            expect(quiet || (await redis.hlen(keys.pending)) > 0).toBe(true);
-          }
-          if (stale > 0 || staleWhen(item)) {
-            stale = Math.max(0, stale - 1);
-            pending.push(item); // lease lost: the queue hands the same item out again
-            return "stale";
-          }
-          // Like the queue, an id enqueued before is not enqueued again.
-          let handing = true;
-          for (const n of next) {
-            if (enqueued.has(n.id)) continue;
-            enqueued.add(n.id);
-            if (handing && n.runAtMs <= 0 && n.delayMs <= 0) {
-              handing = false;
-              handedOff.add(n.id);
-              pending.unshift(n);
-            } else pending.push(n);
-          }
-          return "ok";
-        },
-        retry: async (runAtMs, attempt): Promise<OpOutcome> => {
-          ops.push({ op: "retry", item, runAtMs, attempt });
-          pending.push({ ...item, attempt });
-          return "ok";
-        },
-      };
-      await handler(item, ctx);
-    }
-    return ops;
-  }
+  ) => driveQueue({ store, redis, prefix }, handler, first, staleCompletions);
 
   const runs = (runId: string) =>
     history
