@@ -111,6 +111,21 @@ async function send(name, data) {
   await res.arrayBuffer();
 }
 
+/**
+ * Per-hop latency, from the minimal app's side: when a run's event was sent, and when each of its
+ * calls arrived. The app answers as it receives a call, so the gap between two calls of a run is
+ * "one step's answer -> the next call reaches the app".
+ */
+const hops = { sentAt: new Map(), lastCallAt: new Map(), firstCall: [], nextCall: [] };
+const callSeen = (k, n) => {
+  const now = performance.now();
+  const sent = hops.sentAt.get(k);
+  if (sent === undefined) return;
+  if (n === 0) hops.firstCall.push(now - sent);
+  else hops.nextCall.push(now - (hops.lastCallAt.get(k) ?? now));
+  hops.lastCallAt.set(k, now);
+};
+
 /** Waiters for runs by key: the apps call `done(k)` from the run's last step. */
 const waiters = new Map();
 const done = (k) => {
@@ -130,6 +145,10 @@ async function runLoad(label, startRun, clients, procs, idleRate, durationMs = D
   const latencies = [];
   let failed = 0;
   let seq = 0;
+  hops.sentAt.clear();
+  hops.lastCallAt.clear();
+  hops.firstCall = [];
+  hops.nextCall = [];
   const cpu0 = cpuSeconds(procs);
   const t0 = performance.now();
   await Promise.all(
@@ -138,6 +157,7 @@ async function runLoad(label, startRun, clients, procs, idleRate, durationMs = D
         const k = `${label}-${clients}-${seq++}`;
         const finished = new Promise((resolve) => waiters.set(k, () => resolve(performance.now())));
         const start = performance.now();
+        hops.sentAt.set(k, start);
         try {
           await startRun(k);
         } catch (err) {
@@ -179,8 +199,21 @@ async function runLoad(label, startRun, clients, procs, idleRate, durationMs = D
     failed,
     engineCpuPerStepMs: steps > 0 ? round((total / steps) * 1000, 3) : 0,
     perProcessMs: perStepMs,
+    // Only the minimal app reports its calls.
+    ...(hops.firstCall.length > 0
+      ? {
+          eventToFirstCallP50Ms: round(median(hops.firstCall)),
+          answerToNextCallP50Ms: round(median(hops.nextCall)),
+        }
+      : {}),
   };
 }
+
+const median = (values) =>
+  pct(
+    [...values].sort((a, b) => a - b),
+    0.5,
+  );
 
 /**
  * Stands in for the engine's checkpoint endpoint and answers at once, so in the ceiling scenario
@@ -311,7 +344,7 @@ async function main() {
   if (missing.length > 0)
     process.stderr.write(`note: no process found for ${missing.join(", ")}; their CPU is not counted\n`);
 
-  const minimal = await startMinimalApp({ appId: "bench-min", steps: STEPS, onDone: done });
+  const minimal = await startMinimalApp({ appId: "bench-min", steps: STEPS, onCall: callSeen, onDone: done });
   const sdk = await startSdkApp({ appId: "bench-sdk", baseUrl: BASE, onDone: done });
   const sdkOneStep = await startSdkApp({
     appId: "bench-sdk1",
@@ -380,6 +413,11 @@ async function main() {
     const rate = r.eventsPerSec ?? r.runsPerSec;
     process.stdout.write(
       `| ${r.scenario} | ${r.concurrency} | ${rate} | ${r.p50Ms} | ${r.p99Ms} | ${r.engineCpuPerStepMs ?? ""} | ${top} |\n`,
+    );
+  }
+  for (const r of rows.filter((row) => row.eventToFirstCallP50Ms !== undefined && row.concurrency === 1)) {
+    process.stdout.write(
+      `minimal app, 1 client: event sent -> first call reaches the app, median ${r.eventToFirstCallP50Ms} ms; one step's answer -> the next call, median ${r.answerToNextCallP50Ms} ms\n`,
     );
   }
   for (const r of rows.filter((row) => row.scenario.startsWith("runs (Restate"))) {
