@@ -15,9 +15,10 @@ import { execFileSync, spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttp2Server } from "node:http2";
 import { createRequire } from "node:module";
-import { createServer as createNetServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+// The project's test helpers: ports drawn below the ephemeral range, and one polling loop.
+import { freePort, waitFor } from "@stepline/internal/testing";
 
 export const SERVER_VERSION = "1.7.12";
 // The newest SDK line that the SDK's own compatibility table lists for server 1.7 (1.17.2's README
@@ -27,11 +28,6 @@ export const SDK_VERSION = "1.16.9";
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..");
 const BENCH_DIR = join(REPO, ".stepline", "bench");
 const INSTALL_DIR = join(BENCH_DIR, "restate");
-// Ports the project's own services and the other benchmarks use: never handed to Restate.
-const RESERVED = new Set([
-  6379, 9092, 9093, 8123, 9000, 8288, 8301, 8302, 8303, 8304, 8305, 50051, 50052, 50053, 50054, 50055, 16379,
-  19092, 19093, 18123, 19000,
-]);
 const SERVICE = "bench";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -63,20 +59,6 @@ function install() {
     bin: require.resolve(`${binPkg}/bin/restate-server`),
     sdk: () => require("@restatedev/restate-sdk"),
   };
-}
-
-/** `n` distinct loopback ports the OS says are free, none of them reserved. */
-async function freePorts(n) {
-  const held = [];
-  const ports = [];
-  while (ports.length < n) {
-    const s = createNetServer();
-    await new Promise((resolve, reject) => s.once("error", reject).listen(0, "127.0.0.1", resolve));
-    held.push(s); // held open until all are picked, so the OS cannot hand one out twice
-    if (!RESERVED.has(s.address().port)) ports.push(s.address().port);
-  }
-  await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
-  return ports;
 }
 
 /**
@@ -125,7 +107,7 @@ export async function startRestate({ onDone }) {
   const h2 = createHttp2Server(restate.createEndpointHandler({ services: [service], logger }));
   await new Promise((resolve) => h2.listen(0, "127.0.0.1", resolve));
 
-  const [ingress, admin, fabric] = await freePorts(3);
+  const [ingress, admin, fabric] = [await freePort(), await freePort(), await freePort()];
   mkdirSync(BENCH_DIR, { recursive: true });
   const dataDir = mkdtempSync(join(BENCH_DIR, "restate-run-"));
   const logFile = join(dataDir, "server.log");
@@ -193,23 +175,20 @@ bind-address = "127.0.0.1:${ingress}"
 
   const adminUrl = `http://127.0.0.1:${admin}`;
   const ingressUrl = `http://127.0.0.1:${ingress}`;
-  /** Retries `attempt` (true = done) until it succeeds, the server dies, or 60 s pass. */
-  const until = async (what, attempt) => {
-    const deadline = Date.now() + 60_000;
-    let last = "";
-    while (Date.now() < deadline) {
-      if (exitedWith !== undefined) break;
-      try {
-        if (await attempt()) return;
-      } catch (err) {
-        last = err.message;
-      }
-      await sleep(100);
+  /** Waits until `probe` answers true (a throw is retried) for up to 60 s, unless the server dies. */
+  const until = async (what, probe) => {
+    try {
+      await Promise.race([
+        waitFor(what, probe, { timeoutMs: 60_000, intervalMs: 100 }),
+        exited.then((why) => {
+          throw new Error(`restate-server exited (${why})`);
+        }),
+      ]);
+    } catch (err) {
+      const log = readFileSync(logFile, "utf8").trimEnd().split("\n").slice(-30).join("\n"); // before close()
+      await close().catch(() => {});
+      throw new Error(`restate: ${what}: ${err.message}; server log ends:\n${log}`);
     }
-    const why = exitedWith !== undefined ? `restate-server exited (${exitedWith})` : `timed out (${last})`;
-    const log = readFileSync(logFile, "utf8").trimEnd().split("\n").slice(-30).join("\n"); // before close()
-    await close().catch(() => {});
-    throw new Error(`restate: ${what}: ${why}; server log ends:\n${log}`);
   };
   // Plain fetch: Node's default pool keeps connections alive and has no per-origin cap.
   const post = (url, body, timeoutMs = 5_000) =>

@@ -1,6 +1,6 @@
 // Helpers for tests only (service tests and tests/): waiting on a condition with a deadline,
 // reading the STEPLINE_TEST_* servers `npm test` started, and names that isolate one test from
-// another. No service imports this at run time.
+// another. The bench (loadtest/) uses it too; no service imports it at run time.
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
 import type { Admin, ITopicConfig } from "kafkajs";
