@@ -53,6 +53,8 @@ export interface Cluster {
   stop(): Promise<void>;
   /** Everything the services wrote to stdout and stderr so far (complete once stop() resolved). */
   logs(): string;
+  /** The value of a counter or gauge on a service's /metrics (its first replica); 0 when absent. */
+  metric(name: ServiceName, metric: string): Promise<number>;
 }
 
 /** Picks a Redis DB for this cluster and empties it (the test Redis belongs to the tests). */
@@ -245,6 +247,12 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     },
     logs() {
       return [...logFiles].map((f) => readFileSync(f, "utf8")).join("\n");
+    },
+    async metric(name, metric) {
+      const inst = instancesOf(name)[0];
+      const text = await (await fetch(`http://127.0.0.1:${inst?.adminPort}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith(`${metric} `));
+      return line ? Number(line.slice(metric.length + 1)) : 0;
     },
     async stop() {
       if (stopped) return;

@@ -10,7 +10,8 @@ import { callUnary, createClient } from "@stepline/internal/grpc";
 import type { Account, Environment } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
-import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
+import type { DeadLetter } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { ItemKind, QueueServiceClient, RedriveStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { loadCliConfig } from "./config.js";
 
 export const USAGE = `usage: stepline [--addr host:port] [--executor host:port] [--queue host:port] [--json] <command>
@@ -29,12 +30,17 @@ commands:
   functions pause <envId> <functionId>   stop handing out the function's work (it stays queued)
   functions resume <envId> <functionId>  hand it out again, in order
   functions status <envId> <functionId>  say whether the function is paused
+  dead-letters list [--account <accountId>] [--limit <n>]
+                                    list queue items given up after too many deliveries that
+                                    ended in a lost lease, oldest first (default limit 100)
+  dead-letters redrive <accountId> <itemId>...
+                                    put dead-lettered items back in line, due now
 
 options:
   --addr host:port   event-api's gRPC address (default: $STEPLINE_EVENT_API_GRPC_ADDR or 127.0.0.1:50051)
   --executor host:port  the executor's gRPC address, for runs commands
                      (default: $STEPLINE_EXECUTOR_GRPC_ADDR or 127.0.0.1:50054)
-  --queue host:port  a queue replica's gRPC address, for functions commands
+  --queue host:port  a queue replica's gRPC address, for functions and dead-letters commands
                      (default: $STEPLINE_QUEUE_GRPC_ADDR or 127.0.0.1:50053)
   --json             print JSON instead of a table
   -h, --help         show this help
@@ -53,6 +59,8 @@ interface Parsed {
   queue: string | null;
   from: string | null;
   to: string | null;
+  account: string | null;
+  limit: string | null;
   json: boolean;
   help: boolean;
   args: string[];
@@ -71,6 +79,8 @@ function parseArgs(argv: string[]): Parsed {
         queue: { type: "string" },
         from: { type: "string" },
         to: { type: "string" },
+        account: { type: "string" },
+        limit: { type: "string" },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -85,6 +95,8 @@ function parseArgs(argv: string[]): Parsed {
     queue: str(values.queue),
     from: str(values.from),
     to: str(values.to),
+    account: str(values.account),
+    limit: str(values.limit),
     json: values.json === true,
     help: values.help === true || positionals[0] === "help",
     args: positionals[0] === "help" ? positionals.slice(1) : positionals,
@@ -136,6 +148,32 @@ function envText(envs: Environment[]): string {
     )
     .join("\n\n")
     .concat(envs.length > 0 ? "\n" : "(no environments)\n");
+}
+
+const KIND_NAMES: Partial<Record<ItemKind, string>> = {
+  [ItemKind.ITEM_KIND_START]: "start",
+  [ItemKind.ITEM_KIND_STEP]: "step",
+  [ItemKind.ITEM_KIND_CRON]: "cron",
+  [ItemKind.ITEM_KIND_DEBOUNCE]: "debounce",
+  [ItemKind.ITEM_KIND_BATCH]: "batch",
+  [ItemKind.ITEM_KIND_DEAD_LETTER]: "notice",
+};
+
+function deadLetterRows(items: DeadLetter[], more: boolean): string {
+  if (items.length === 0) return "(no dead letters)\n";
+  const rows = table(
+    ["DEAD SINCE", "ACCOUNT", "ITEM", "KIND", "RUN", "FUNCTION", "DELIVERIES"],
+    items.map((d) => [
+      iso(d.deadLetteredAtMs),
+      d.accountId,
+      d.itemId,
+      KIND_NAMES[d.kind] ?? String(d.kind),
+      d.runId || "-",
+      d.functionId,
+      String(d.deliveries),
+    ]),
+  );
+  return more ? `${rows}(more: raise --limit, or filter by --account)\n` : rows;
 }
 
 /** A time option as epoch ms: ISO 8601 or a number of ms. */
@@ -281,6 +319,36 @@ export async function runCli(
         print({ paused }, `${functionId} is ${paused ? "paused" : "running"}\n`);
         break;
       }
+      case "dead-letters list": {
+        need(rest, 0, "dead-letters list [--account <accountId>] [--limit <n>]");
+        const limit = parsed.limit === null ? 100 : Number(parsed.limit);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+          throw new UsageError(`--limit must be a whole number from 1 to 1000, got "${parsed.limit}"`);
+        const res = await callUnary(queue.listDeadLetters.bind(queue), {
+          accountId: parsed.account ?? "",
+          limit,
+        });
+        print(res, deadLetterRows(res.items, res.more));
+        break;
+      }
+      case "dead-letters redrive": {
+        const [accountId, ...itemIds] = rest;
+        if (!accountId || itemIds.length === 0)
+          throw new UsageError("expected: dead-letters redrive <accountId> <itemId>...");
+        const res = await callUnary(queue.redriveDeadLetters.bind(queue), {
+          items: itemIds.map((itemId) => ({ itemId, accountId })),
+        });
+        const redriven = res.results.filter((r) => r.status === RedriveStatus.REDRIVE_STATUS_REDRIVEN);
+        const missing = res.results.filter((r) => r.status !== RedriveStatus.REDRIVE_STATUS_REDRIVEN);
+        print(
+          res,
+          `${redriven.length} of ${itemIds.length} items redriven\n${missing
+            .map((r) => `not a dead letter of ${accountId}: ${r.itemId}\n`)
+            .join("")}`,
+        );
+        if (missing.length > 0) return 1;
+        break;
+      }
       default:
         throw new UsageError(`unknown command "${parsed.args.join(" ")}"`);
     }
@@ -296,7 +364,9 @@ export async function runCli(
         ? `the executor running at ${executorAddr}`
         : parsed.args[0] === "functions"
           ? `event-api running at ${addr}, and a queue replica at ${queueAddr}`
-          : `event-api running at ${addr}`;
+          : parsed.args[0] === "dead-letters"
+            ? `a queue replica running at ${queueAddr}`
+            : `event-api running at ${addr}`;
     const hint = e.name === "UnavailableError" ? ` (is ${where}?)` : "";
     io.stderr(`stepline: ${e.message}${hint}\n`);
     return 1;

@@ -147,6 +147,9 @@ describe("the stepline CLI", () => {
       ["frobnicate", "x"],
       ["--bogus"],
       ["--addr", "nope"],
+      ["dead-letters", "list", "--limit", "0"],
+      ["dead-letters", "list", "--limit", "many"],
+      ["dead-letters", "redrive", "acct-1"],
     ]) {
       const r = await cli(...argv);
       expect(r.code, argv.join(" ")).toBe(2);
@@ -167,5 +170,8 @@ describe("the stepline CLI", () => {
     const r = await cli("--addr", "127.0.0.1:1", "accounts", "list");
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/is event-api running at 127\.0\.0\.1:1\?/);
+    const dead = await cli("--queue", "127.0.0.1:1", "dead-letters", "list");
+    expect(dead.code).toBe(1);
+    expect(dead.err).toMatch(/is a queue replica running at 127\.0\.0\.1:1\?/);
   });
 });

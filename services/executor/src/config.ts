@@ -53,6 +53,12 @@ export const configSchema = {
   STEPLINE_EXECUTOR_BACKOFF_BASE_MS: envInt(1_000, 1, 3_600_000),
   /** Cap of the retry backoff. */
   STEPLINE_EXECUTOR_BACKOFF_MAX_MS: envInt(300_000, 1, DAY_MS),
+  /**
+   * Cap of the release backoff: an item handed back because the engine's own dependencies failed
+   * (Redis, Kafka, the signing-key lookup) waits the retry backoff's base, doubling with each
+   * release in a row, up to this. Releases never spend attempts or count toward dead-lettering.
+   */
+  STEPLINE_EXECUTOR_RELEASE_BACKOFF_MAX_MS: envInt(60_000, 1, DAY_MS),
   /** Attempts per call when the run spec carries none (4 retries, like Inngest). */
   STEPLINE_EXECUTOR_DEFAULT_MAX_ATTEMPTS: envInt(5, 1, 1_000),
   /** How long a run's state is kept after the run ended. */

@@ -4,6 +4,7 @@
 
 import type { Logger } from "@stepline/internal/log";
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { RunRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import { expect, it } from "vitest";
@@ -25,7 +26,7 @@ export interface SentEvent {
 
 /** One thing the in-test queue was told. */
 export interface QueueOp {
-  op: "complete" | "retry";
+  op: "complete" | "retry" | "release";
   item: NewItem;
   next?: NewItem[];
   runAtMs?: number;
@@ -91,6 +92,27 @@ export function describeDurableExecution(h: ExecuteHarness): void {
     expect(sent.every((s) => s.accountId === "acct" && s.environmentId === "env-1")).toBe(true);
   });
 
+  it("fails a run whose item the queue dead-lettered (the notice), without calling the app", async () => {
+    const start = await schedule(h.app, "three", { name: EVENTS.three, data: { n: 1 } });
+    const calls = () => [...h.app.counts.values()].reduce((a, b) => a + b, 0);
+    const before = calls();
+    const notice: NewItem = { ...start, id: `${start.id}~dead`, kind: ItemKind.ITEM_KIND_DEAD_LETTER };
+    expect(await drive(createItemHandler(deps()), notice)).toEqual([
+      { op: "complete", item: notice, next: [] },
+    ]);
+    const s = await h.store.load(start.runId);
+    expect(s?.status).toBe("failed");
+    expect(s?.error).toContain(`its queue item ${start.id} was delivered too many times`);
+    expect(runs(start.runId).at(-1)?.status).toBe(RunStatus.RUN_STATUS_FAILED);
+    const failed = sent.find((e) => e.event.id === `${start.runId}.failed`);
+    expect(failed?.event.data.error?.message).toContain("STEPLINE_QUEUE_MAX_DELIVERIES");
+    // The dead item itself, should it be redriven now, is acked without a call.
+    expect(await drive(createItemHandler(deps()), start)).toEqual([
+      { op: "complete", item: start, next: [] },
+    ]);
+    expect(calls()).toBe(before);
+  });
+
   it("drops a cancelled run's sleep item without calling the app, and makes no further call", async () => {
     const start = await schedule(h.app, "sleeper", { name: EVENTS.sleeper, data: {} });
     const handler = createItemHandler(deps());
@@ -103,6 +125,7 @@ export function describeDurableExecution(h: ExecuteHarness): void {
         return "ok";
       },
       retry: async () => "ok",
+      release: async () => "ok",
     });
     const wake = pending[0] as NewItem;
     expect(wake.id).toContain(":s:");
@@ -150,6 +173,7 @@ export function describeDurableExecution(h: ExecuteHarness): void {
       signal: new AbortController().signal,
       complete: async () => "ok",
       retry: async () => "ok",
+      release: async () => "ok",
     });
     const deadline = enqueuedOutside.find((i) => i.id === `${start.runId}:deadline`) as NewItem;
     expect(deadline.runAtMs).toBeGreaterThanOrEqual(t0 + 60_000);

@@ -142,12 +142,12 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
           reason: message,
           errorJson: JSON.stringify({ name: "Error", message }),
         } as const;
-        await settle(deps, run, item, ctx, decision, undefined, log, systemDelay, trace);
+        await settle(deps, run, item, ctx, decision, undefined, log, trace);
         return;
       }
       // Our dependencies failed, not the app: try again later without spending an attempt.
       log.warn({ err: String(err) }, "cannot prepare call; releasing item");
-      await ctx.retry(systemDelay(item.attempt), item.attempt);
+      await ctx.release();
       return;
     }
     if (!run) {
@@ -162,13 +162,21 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
         if (!run.finalized) await finalizeRun(deps, run, run);
       } catch (err) {
         log.warn({ err: String(err) }, "cannot record the run's outcome; releasing item");
-        await ctx.retry(systemDelay(item.attempt), item.attempt);
+        await ctx.release();
         return;
       }
       await ctx.complete([]);
       return;
     }
 
+    if (item.kind === ItemKind.ITEM_KIND_DEAD_LETTER) {
+      // The queue gave up on one of the run's items: every delivery of it ended in a lost lease
+      // (it crashed or stalled its executor). The run fails instead of waiting forever.
+      const message = `Stepline gave up on this run: its queue item ${item.id.replace(/~dead$/, "")} was delivered too many times without an answer (each delivery crashed or stalled an executor; see STEPLINE_QUEUE_MAX_DELIVERIES, and list it with: stepline dead-letters list)`;
+      const errorJson = JSON.stringify({ name: "Error", message });
+      await settle(deps, run, item, ctx, { type: "fail", reason: message, errorJson }, undefined, log, trace);
+      return;
+    }
     const limit = timeLimit(run, item, payload, deps.clock.now());
     if (limit) {
       try {
@@ -176,7 +184,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
         await ctx.complete([]);
       } catch (err) {
         log.warn({ err: String(err) }, "cannot cancel the run; releasing item");
-        await ctx.retry(systemDelay(item.attempt), item.attempt);
+        await ctx.release();
       }
       return;
     }
@@ -199,7 +207,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
         ]);
       } catch (err) {
         log.warn({ err: String(err) }, "cannot enqueue the run's finish deadline; releasing item");
-        await ctx.retry(systemDelay(item.attempt), item.attempt);
+        await ctx.release();
         return;
       }
     }
@@ -209,7 +217,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
       // must not be requested again: the SDK would run it a second time. Resolve it as the lost
       // completion did (the same answer, recorded per resolver) and move on from there.
       const decision: Decision = { type: "advance", saves: [], plans: [], disableImmediate: false };
-      await settle(deps, run, item, ctx, decision, undefined, log, systemDelay, trace);
+      await settle(deps, run, item, ctx, decision, undefined, log, trace);
       return;
     }
 
@@ -243,7 +251,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
           return;
         }
         log.warn({ err: String(err) }, "cannot resume the run; releasing item");
-        await ctx.retry(systemDelay(item.attempt), item.attempt);
+        await ctx.release();
         return;
       }
     }
@@ -294,7 +302,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
         await ctx.retry(0, item.attempt);
       } else if (!ctx.signal.aborted) {
         log.error({ err }, "call failed unexpectedly; releasing item");
-        await ctx.retry(systemDelay(item.attempt), item.attempt);
+        await ctx.release();
       }
       // Lease lost: another executor owns the item now; do nothing.
       return;
@@ -319,7 +327,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
       random: random(),
     });
     callsTotal.inc({ decision: decision.type });
-    await settle(deps, run, item, ctx, decision, reqVersion, log, systemDelay, trace);
+    await settle(deps, run, item, ctx, decision, reqVersion, log, trace);
   }
 }
 
@@ -332,7 +340,6 @@ async function settle(
   decision: Decision,
   reqVersion: number | undefined,
   log: Logger,
-  systemDelay: (attempt: number) => number,
   trace: CallTrace,
 ): Promise<void> {
   try {
@@ -346,14 +353,14 @@ async function settle(
         if (ended && ended.status !== "running" && !ended.finalized) await finalizeRun(deps, ended, ended);
       } catch (e) {
         log.warn({ err: String(e) }, "cannot finish the end of the run; releasing item");
-        await ctx.retry(systemDelay(item.attempt), item.attempt);
+        await ctx.release();
         return;
       }
       await ctx.complete([]);
       return;
     }
     log.warn({ err: String(err) }, "cannot save the outcome; releasing item");
-    await ctx.retry(systemDelay(item.attempt), item.attempt);
+    await ctx.release();
   }
 }
 

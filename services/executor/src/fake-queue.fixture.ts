@@ -48,6 +48,11 @@ export class FakeQueue {
   }
 
   offer(...items: NewItem[]): void {
+    this.offerReleased(0, ...items);
+  }
+
+  /** Offers items that were released `releases` times in a row before (LeasedItem.releases). */
+  offerReleased(releases: number, ...items: NewItem[]): void {
     const now = Date.now();
     this.waiting.push(
       ...items.map((item) => ({
@@ -56,6 +61,7 @@ export class FakeQueue {
         leaseExpiresAtMs: now + this.leaseMs,
         partitionId: "fn:env:fn",
         handedOff: false,
+        releases,
       })),
     );
     this.pump();
@@ -97,6 +103,7 @@ export class FakeQueue {
             leaseExpiresAtMs: Date.now() + this.leaseMs,
             partitionId: "fn:env:fn",
             handedOff: true,
+            releases: 0,
           });
         }
         return { ...ok(c.lease?.itemId ?? ""), handedOff: next !== undefined };

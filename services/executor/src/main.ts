@@ -153,6 +153,10 @@ const pool = new WorkPool(
     concurrency: config.STEPLINE_EXECUTOR_CONCURRENCY,
     opTimeoutMs: config.STEPLINE_EXECUTOR_OP_TIMEOUT_MS,
     handOff: config.STEPLINE_EXECUTOR_HAND_OFF === 1,
+    releaseBackoff: {
+      baseMs: config.STEPLINE_EXECUTOR_BACKOFF_BASE_MS,
+      maxMs: config.STEPLINE_EXECUTOR_RELEASE_BACKOFF_MAX_MS,
+    },
   },
   log.child({ component: "work" }),
   systemClock,

@@ -26,6 +26,13 @@ export const runsEndedTotal = new Counter({
   registers: [metrics],
 });
 
+/** Items handed back without spending an attempt (ItemContext.release). */
+export const releasesTotal = new Counter({
+  name: "stepline_executor_releases_total",
+  help: "Items released to the queue with their attempt unchanged because the engine's own dependencies failed",
+  registers: [metrics],
+});
+
 /** Items held from the queue right now. */
 export const itemsInFlight = new Gauge({
   name: "stepline_executor_items_in_flight",

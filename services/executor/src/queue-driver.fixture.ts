@@ -1,6 +1,6 @@
 // Plays the queue for the executor's item-handler suites: each completion's next items are
 // handled in turn (the first one due now at once, marked handed off, as the queue hands it off),
-// a retry hands the same item back, and a STALE completion hands the item out again.
+// a retry or a release hands the same item back, and a STALE completion hands the item out again.
 
 import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Redis } from "ioredis";
@@ -79,6 +79,11 @@ export async function driveQueue(
       retry: async (runAtMs, attempt): Promise<OpOutcome> => {
         ops.push({ op: "retry", item, runAtMs, attempt });
         pending.push({ ...item, attempt });
+        return "ok";
+      },
+      release: async (): Promise<OpOutcome> => {
+        ops.push({ op: "release", item });
+        pending.push(item);
         return "ok";
       },
     };

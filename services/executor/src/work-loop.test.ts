@@ -13,6 +13,7 @@ import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
 import { WorkPool } from "./work-pool.js";
 
 const log = createLogger("executor-test", "silent");
+const RELEASE_BACKOFF = { baseMs: 1_000, maxMs: 60_000 };
 let fake: FakeQueue;
 let served: Awaited<ReturnType<typeof serveFakeQueue>>;
 let loop: WorkPool | undefined;
@@ -33,7 +34,8 @@ function start(handler: ItemHandler, concurrency = 4, opTimeoutMs = 5_000, handO
   loop = new WorkPool(
     [() => client.work()],
     handler,
-    { concurrency, opTimeoutMs, handOff },
+    // random 0: a release waits exactly half its backoff step (base·2^releases / 2).
+    { concurrency, opTimeoutMs, handOff, releaseBackoff: RELEASE_BACKOFF, random: () => 0 },
     log,
     systemClock,
   );
@@ -168,6 +170,43 @@ describe("the Work stream", () => {
     fake.offer(item("r:start"));
     await waitFor("stale outcome", () => outcome !== undefined, { timeoutMs: 5_000 });
     expect(outcome).toBe("stale");
+  });
+
+  it("releases an item whose handler throws at once, keeping its attempt, instead of waiting out its lease", async () => {
+    start(async () => {
+      throw new Error("a bug in the handler");
+    }, 2);
+    const before = Date.now();
+    fake.offer(item("boom", 3));
+    await waitFor("the release", () => (fake.of("retry").length > 0 ? true : undefined));
+    const [release] = fake.of("retry").flatMap((r) => r.items);
+    expect(release?.lease?.itemId).toBe("boom");
+    expect(release?.attempt).toBe(3);
+    // Half of the first backoff step (random 0), from about now: not the lease's 30 s.
+    expect(release?.runAtMs).toBeGreaterThanOrEqual(before + 500);
+    expect(release?.runAtMs).toBeLessThan(Date.now() + 600);
+  });
+
+  it("backs a release off further with each release in a row, up to the cap", async () => {
+    start(async (_it, ctx) => {
+      await ctx.release();
+    }, 4);
+    const t0 = Date.now();
+    fake.offerReleased(0, item("r0"));
+    fake.offerReleased(3, item("r3"));
+    fake.offerReleased(20, item("r20"));
+    const releases = () => fake.of("retry").flatMap((b) => b.items);
+    await waitFor("three releases", () => (releases().length >= 3 ? true : undefined));
+    const byId = new Map(releases().map((r) => [r.lease?.itemId, r]));
+    const delay = (id: string) => (byId.get(id)?.runAtMs ?? 0) - t0;
+    expect(delay("r0")).toBeGreaterThanOrEqual(500);
+    expect(delay("r0")).toBeLessThan(1_500);
+    expect(delay("r3")).toBeGreaterThanOrEqual(4_000);
+    expect(delay("r3")).toBeLessThan(5_000);
+    // base·2^20 is past the cap: half the cap.
+    expect(delay("r20")).toBeGreaterThanOrEqual(30_000);
+    expect(delay("r20")).toBeLessThan(31_000);
+    expect(byId.get("r3")?.attempt).toBe(0);
   });
 
   it("on stop asks for no more work, lets quick items finish and releases slow ones with their attempt", async () => {

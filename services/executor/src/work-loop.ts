@@ -22,6 +22,8 @@ import type {
   WorkResponse,
 } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { type BackoffPolicy, backoffDelayMs } from "./backoff.js";
+import { releasesTotal } from "./metrics.js";
 
 /** Abort reason: the lease is gone; drop the work without acting on the queue. */
 export const LEASE_LOST = "lease-lost";
@@ -41,6 +43,12 @@ export interface ItemContext {
   complete(next: NewItem[]): Promise<OpOutcome>;
   /** Hands the item out again at `runAtMs` (0 = now) with `attempt`; stops the keeper first. */
   retry(runAtMs: number, attempt: number): Promise<OpOutcome>;
+  /**
+   * Hands the item back without spending an attempt, because something other than the app failed
+   * (a dependency of the engine). It comes back after the release backoff, which grows with each
+   * release in a row (LeasedItem.releases), and the queue does not count it as a delivery.
+   */
+  release(): Promise<OpOutcome>;
 }
 
 export type ItemHandler = (item: NewItem, ctx: ItemContext) => Promise<void>;
@@ -50,6 +58,9 @@ export interface WorkLoopOptions {
   opTimeoutMs: number;
   /** Ask for hand-offs (see the module comment); false: every call goes through the queue's round. */
   handOff: boolean;
+  /** The delay of a release (ItemContext.release), by the releases in a row before it. */
+  releaseBackoff: BackoffPolicy;
+  random?: () => number;
 }
 
 type Op =
@@ -71,6 +82,8 @@ interface Held {
   controller: AbortController;
   keeper: NodeJS.Timeout | undefined;
   keeping: boolean;
+  /** The handler asked the queue to complete, retry or release the item. */
+  settled: boolean;
   done: Promise<void>;
 }
 
@@ -251,25 +264,42 @@ export class WorkLoop {
       controller,
       keeper: undefined,
       keeping: true,
+      settled: false,
       done: Promise.resolve(),
     };
     this.held.set(item.id, held);
     this.changed();
     this.keep(held);
+    const retry = (runAtMs: number, attempt: number) =>
+      this.finishOp(held, { kind: "retry", lease, runAtMs, attempt });
+    const release = () => {
+      releasesTotal.inc();
+      const random = this.opts.random ?? Math.random;
+      return retry(
+        this.clock.now() + backoffDelayMs(li.releases, this.opts.releaseBackoff, random()),
+        item.attempt,
+      );
+    };
     const ctx: ItemContext = {
       lease,
       signal: controller.signal,
       handedOff: li.handedOff,
       complete: (next) => this.finishOp(held, { kind: "complete", lease, next }),
-      retry: (runAtMs, attempt) => this.finishOp(held, { kind: "retry", lease, runAtMs, attempt }),
+      retry,
+      release,
     };
     const run = this.stopping ? ctx.retry(0, item.attempt).then(() => undefined) : this.handler(item, ctx);
     held.done = run
-      .catch((err: unknown) => this.log.error({ err, itemId: item.id }, "item handler failed"))
-      .finally(() => this.release(held));
+      .catch(async (err: unknown) => {
+        this.log.error({ err, itemId: item.id }, "item handler failed; releasing the item");
+        // Released at once rather than left to its lease's expiry (unless the handler settled it
+        // before throwing, or the lease is gone).
+        if (!held.settled && controller.signal.reason !== LEASE_LOST) await release();
+      })
+      .finally(() => this.forget(held));
   }
 
-  private release(held: Held): void {
+  private forget(held: Held): void {
     this.stopKeeping(held);
     if (this.held.get(held.lease.itemId) === held) this.held.delete(held.lease.itemId);
     this.changed();
@@ -315,6 +345,7 @@ export class WorkLoop {
   private async finishOp(held: Held, op: Op): Promise<OpOutcome> {
     // The keeper stops before the ack, so a late extension can never race the completion.
     this.stopKeeping(held);
+    held.settled = true;
     const r = await this.enqueueOp(op, this.clock.now() + this.opts.opTimeoutMs);
     return r?.status === OpStatus.OP_STATUS_OK ? "ok" : "stale";
   }

@@ -113,7 +113,7 @@ describe("two queue replicas sharing one executor's slots", () => {
     pool = new WorkPool(
       replicas.map((r) => () => r.client.work()),
       handler,
-      { concurrency, opTimeoutMs: 5_000, handOff: true },
+      { concurrency, opTimeoutMs: 5_000, handOff: true, releaseBackoff: { baseMs: 1_000, maxMs: 60_000 } },
       log,
       systemClock,
     );

@@ -20,16 +20,13 @@ import type { Clock } from "@stepline/internal/clock";
 import type { Logger } from "@stepline/internal/log";
 import type { WorkRequest, WorkResponse } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { itemsInFlight } from "./metrics.js";
-import type { ItemHandler } from "./work-loop.js";
+import type { ItemHandler, WorkLoopOptions } from "./work-loop.js";
 import { WorkLoop } from "./work-loop.js";
 
-export interface WorkPoolOptions {
+/** Each stream's options (WorkLoopOptions), and how many items the pool holds at most. */
+export interface WorkPoolOptions extends WorkLoopOptions {
   /** Most items held at once across every stream. */
   concurrency: number;
-  /** How long a completion or retry may wait for the queue (reconnects included) before it counts as stale. */
-  opTimeoutMs: number;
-  /** Ask for hand-offs (STEPLINE_EXECUTOR_HAND_OFF). */
-  handOff: boolean;
 }
 
 /** What the allocation sees of one stream. */
@@ -88,15 +85,7 @@ export class WorkPool {
     if (opts.concurrency < open.length) throw new Error("concurrency must be at least the number of streams");
     this.standing = standingCredit(opts.concurrency, open.length);
     this.loops = open.map(
-      (o, i) =>
-        new WorkLoop(
-          o,
-          handler,
-          { opTimeoutMs: opts.opTimeoutMs, handOff: opts.handOff },
-          () => this.rebalance(),
-          log.child({ stream: i }),
-          clock,
-        ),
+      (o, i) => new WorkLoop(o, handler, opts, () => this.rebalance(), log.child({ stream: i }), clock),
     );
   }
 

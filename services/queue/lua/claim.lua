@@ -1,7 +1,10 @@
 -- claim: the owner leases up to maxItems due items of one account, taking from the given
 -- partitions in order (first pass up to each partition's cap, second pass fills what is left),
 -- fenced by the shard's owner token. Each leased item gets generation += 1 and deliveries += 1;
--- an item past maxDeliveries is dead-lettered instead of leased.
+-- an item past maxDeliveries is dead-lettered instead of leased. A dead-lettered item of a run
+-- (start or step kind) leaves a notice in its place: a new ready item "<id>~dead" of kind 6
+-- (DEAD_LETTER) with the same body, which an executor takes to fail the run, so a run never
+-- stays Running on an item nobody will hand out again.
 --
 -- Flow control, with limits passed in ARGV (never read from Redis):
 -- - a partition of a paused function is pushed back (forced) and remembered for resume;
@@ -70,7 +73,7 @@ do
   end
 end
 
-local leased, dead = {}, {}
+local leased, dead, notices = {}, {}, {}
 local hsetArgs, leaseArgs, dlqArgs = {}, {}, {}
 -- Per concurrency set: slots in use (expired members trimmed on first look) and members to add.
 local used, joins = {}, {}
@@ -129,7 +132,7 @@ local function take(p, n)
     -- A member without a ready record is a leftover: removing it is the repair.
     local item = raws[i] and parseItem(raws[i])
     if item and item.st == 'r' then
-      if p.tlimit > 0 and item.att == 0 and item.del == 0 then
+      if p.tlimit > 0 and item.att == 0 and item.del == 0 and item.rel == 0 then
         local wait = throttleWait(p)
         if wait > 0 then
           p.forceAt, p.done = now + wait, true
@@ -141,6 +144,7 @@ local function take(p, n)
       if item.del > maxDel then
         item.st = 'd'
         dead[#dead + 1] = id
+        notices[#notices + 1] = { p = p, id = id, item = item }
         dlqArgs[#dlqArgs + 1] = now
         dlqArgs[#dlqArgs + 1] = id
       else
@@ -211,6 +215,19 @@ end
 for tkey, tat in pairs(tats) do
   if tat > now then
     redis.call('SET', tkey, string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1)
+  end
+end
+-- Added after the passes (take removes a partition's first ranks by count), at the dead item's
+-- score: the notice goes where the item stood.
+for _, d in ipairs(notices) do
+  local body = cjson.decode(d.item.body)
+  local noticeId = d.id .. '~dead'
+  if (body.kind == KIND_START or body.kind == KIND_STEP) and redis.call('HEXISTS', itemsKey, noticeId) == 0 then
+    body.kind = KIND_DEAD_LETTER
+    local it = { st = 'r', gen = 0, del = 0, exp = 0, att = d.item.att, due = now, sc = d.item.sc, rel = 0,
+      body = cjson.encode(body) }
+    redis.call('HSET', itemsKey, noticeId, formatItem(it))
+    redis.call('ZADD', d.p.key, string.format('%d', d.item.sc), noticeId)
   end
 end
 for _, p in ipairs(parts) do

@@ -1,7 +1,10 @@
 -- retry: puts leased items back to ready, fenced by generation, at max(now, runAt) with the
 -- attempt number the next delivery carries (unchanged = a release). generation += 1 fences the
--- old holder. A counted retry (attempt grew) resets deliveries: the executor handled the item,
--- so it is not a poison item. Frees the item's concurrency slots and wakes partitions blocked on them.
+-- old holder. A counted retry (attempt grew) resets deliveries and releases: the executor handled
+-- the item, so it is not a poison item. A release takes back the delivery its claim counted (the
+-- holder answered, so the item did not kill it; only deliveries that end in a lost lease count
+-- toward dead-lettering) and counts one more release, which the next lease reports so the holder
+-- can back off further. Frees the item's concurrency slots and wakes partitions blocked on them.
 --
 -- KEYS[1]        q:{<ns>s<N>}:it                 HASH   itemId -> item record (common.lua)
 -- KEYS[2]        q:{<ns>s<N>}:L                  ZSET   leased itemId -> lease expiry ms
@@ -57,7 +60,11 @@ for i = 1, n do
       item.sc = newScore(item.due)
     end
     local score = item.sc
-    if attempt > item.att then item.del = 0 end
+    if attempt > item.att then
+      item.del, item.rel = 0, 0
+    else
+      item.del, item.rel = math.max(0, item.del - 1), item.rel + 1
+    end
     item.att = attempt
     item.gen = item.gen + 1
     item.st = 'r'

@@ -15,18 +15,24 @@ export interface ItemBody {
   tp?: string;
 }
 
-/** An item record as the scripts keep it: `<st>:<gen>:<del>:<exp>:<att>:<due>:<sc>|<body JSON>`. */
+/**
+ * An item record as the scripts keep it: `<st>:<gen>:<del>:<exp>:<att>:<due>:<sc>:<rel>|<body JSON>`
+ * (a record from before `rel` existed has 7 header fields and reads as 0 releases).
+ */
 export interface ItemRecord {
   state: "r" | "l" | "d";
   generation: number;
+  /** Deliveries that counted toward dead-lettering (claims not answered by a release). */
   deliveries: number;
   leaseExpiresAtMs: number;
   attempt: number;
   dueMs: number;
+  /** Releases (Retry with the attempt unchanged) since the current attempt began. */
+  releases: number;
   body: ItemBody;
 }
 
-const RECORD = /^([rld]):(\d+):(\d+):(\d+):(\d+):(\d+):(\d+)\|/;
+const RECORD = /^([rld]):(\d+):(\d+):(\d+):(\d+):(\d+):(\d+)(?::(\d+))?\|/;
 
 /** Parses an item record (throws on a malformed one: the scripts never write such). */
 export function parseRecord(raw: string): ItemRecord {
@@ -39,6 +45,7 @@ export function parseRecord(raw: string): ItemRecord {
     leaseExpiresAtMs: Number(m[4]),
     attempt: Number(m[5]),
     dueMs: Number(m[6]),
+    releases: Number(m[8] ?? 0),
     body: JSON.parse(raw.slice(m[0].length)) as ItemBody,
   };
 }

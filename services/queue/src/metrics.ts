@@ -36,6 +36,11 @@ export const deadLetteredTotal = new Counter({
   help: "Items dead-lettered after too many deliveries.",
   registers,
 });
+export const redrivenTotal = new Counter({
+  name: "stepline_queue_redriven_total",
+  help: "Dead-lettered items put back in line by RedriveDeadLetters.",
+  registers,
+});
 export const ownedShards = new Gauge({
   name: "stepline_queue_owned_shards",
   help: "Virtual shards this replica schedules.",

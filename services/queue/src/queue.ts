@@ -7,8 +7,17 @@ import { shardOf, VIRTUAL_SHARDS } from "@stepline/internal/shards";
 import type { ShardKeys } from "./keys.js";
 import { shardKeys } from "./keys.js";
 import { perShard } from "./per-shard.js";
+import type { FunctionRef, LeaseRef, OpOutcome, QueueOptions, RemoveOutcome } from "./queue-types.js";
 import type { Scripts } from "./scripts.js";
-import type { ClaimPartition, ClaimResult, DueChange, ExpiredLease, ItemInput, LeasedItem } from "./store.js";
+import type {
+  ClaimPartition,
+  ClaimResult,
+  DueChange,
+  ExpiredLease,
+  ItemInput,
+  LeasedItem,
+  MutationResult,
+} from "./store.js";
 import {
   claimItems,
   completeItems,
@@ -23,6 +32,7 @@ import {
   removeItems,
   retryItems,
 } from "./store.js";
+import { type DeadLetterView, redriveItems, shardDeadLetters } from "./store-dead-letters.js";
 import { pausedFunctions, pauseFunction, resumeFunction } from "./store-pauses.js";
 import { MAX_DUE_MS, screen, validateFunctionRef, validateItem, validateLease } from "./validate.js";
 
@@ -34,47 +44,11 @@ const ITEMS_PER_CALL = 256;
 const OPS_PER_CALL = 128;
 const MAX_BATCH = 10_000;
 const MAX_NEXT = 100;
+const MAX_DEAD_LETTERS = 1_000;
 /** Score units per millisecond (see lua/includes/common.lua). */
 export const SCORE_SCALE = 1024;
 
-export interface QueueOptions {
-  /** Key namespace inside the hash tag ("" in production). */
-  namespace: string;
-  leaseMs: number;
-  maxDeliveries: number;
-  seenTtlMs: number;
-  /** Number of virtual shards (tests may use fewer). */
-  shards?: number;
-}
-
-/** A lease as an executor names it. */
-export interface LeaseRef {
-  itemId: string;
-  accountId: string;
-  generation: number;
-  /** The partition id the lease was handed out with; absent = read it from the item. */
-  partitionId?: string | undefined;
-}
-
-/** A function of an account's environment (pause, resume). */
-export interface FunctionRef {
-  accountId: string;
-  environmentId: string;
-  functionId: string;
-}
-
-/** The result of one completion, retry or extension (`leaseExpiresAtMs` for extensions). */
-export interface OpOutcome {
-  ok: boolean;
-  leaseExpiresAtMs: number;
-  /** Set when the op was refused as invalid without being tried (its lease is untouched). */
-  invalid?: string;
-  /** A completion's next item, leased to the completing holder at once (hand-off). */
-  handedOff?: LeasedItem;
-}
-
-/** What became of an item Remove named. */
-export type RemoveOutcome = "removed" | "absent" | "leased";
+export type { FunctionRef, LeaseRef, OpOutcome, QueueOptions, RemoveOutcome } from "./queue-types.js";
 
 const DONE: OpOutcome = { ok: true, leaseExpiresAtMs: 0 };
 const LOST: OpOutcome = { ok: false, leaseExpiresAtMs: 0 };
@@ -137,10 +111,10 @@ export class Queue {
   }
 
   /**
-   * Completes leases, enqueuing each one's next items atomically with it. An invalid op is
-   * refused on its own (`invalid`); the others still run.
+   * Completes leases, enqueuing each one's next items atomically with it (complete.lua, and its
+   * hand-off, asked for with `handOff`). An invalid op is refused on its own (`invalid`); the
+   * others still run.
    */
-  /** Completes leases; see complete.lua (and its hand-off, asked for with `handOff`). */
   async complete(
     ops: Array<{ lease: LeaseRef; next: ItemInput[]; handOff?: boolean | undefined }>,
   ): Promise<OpOutcome[]> {
@@ -246,11 +220,50 @@ export class Queue {
    * Idempotent; an id is then refused by enqueue for the tombstone TTL.
    */
   async remove(items: Array<{ itemId: string; accountId: string }>): Promise<RemoveOutcome[]> {
+    const codes = await this.perItem(items, (keys, known) =>
+      removeItems(this.scripts, keys, this.options.seenTtlMs, known),
+    );
+    return codes.map((c) => (c === 1 ? "removed" : c === -1 ? "leased" : "absent"));
+  }
+
+  /**
+   * Dead-lettered items, oldest first across shards (of one account when `accountId` is not ""),
+   * at most `limit`, and whether more match.
+   */
+  async deadLetters(accountId: string, limit: number): Promise<{ items: DeadLetterView[]; more: boolean }> {
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_DEAD_LETTERS)
+      throw new ValidationError(`limit must be 1..${MAX_DEAD_LETTERS}`);
+    const shards = accountId ? [this.shardOf(accountId)] : [...this.keyCache.keys()];
+    const per = await Promise.all(
+      shards.map((sh) => shardDeadLetters(this.scripts, this.keys(sh), accountId, limit)),
+    );
+    const all = per.flatMap((p) => p.items).sort((a, b) => a.deadLetteredAtMs - b.deadLetteredAtMs);
+    return { items: all.slice(0, limit), more: all.length > limit || per.some((p) => p.more) };
+  }
+
+  /** Puts dead-lettered items back in line, due now (redrive.lua); true for each one redriven. */
+  async redrive(items: Array<{ itemId: string; accountId: string }>): Promise<boolean[]> {
+    const codes = await this.perItem(items, (keys, known) => redriveItems(this.scripts, keys, known));
+    return codes.map((c) => c === 1);
+  }
+
+  /**
+   * Runs a per-item script over items named by id and account, with each one's partition read
+   * from its record; an item of another account is left alone (ids are not secrets, accounts
+   * are). One code per item, 0 for those not found.
+   */
+  private async perItem(
+    items: Array<{ itemId: string; accountId: string }>,
+    run: (
+      keys: ShardKeys,
+      known: Array<{ itemId: string; accountId: string; pid: string }>,
+    ) => Promise<MutationResult>,
+  ): Promise<number[]> {
     if (items.length > MAX_BATCH) throw new TooLargeError(`at most ${MAX_BATCH} items per call`);
     for (const i of items) {
       if (!i.itemId || !i.accountId) throw new ValidationError("every item needs item_id and account_id");
     }
-    const out = new Array<RemoveOutcome>(items.length).fill("absent");
+    const out = new Array<number>(items.length).fill(0);
     await this.perShard(
       items,
       (i) => i.accountId,
@@ -262,7 +275,6 @@ export class Queue {
           keys,
           batch.map((b) => b.value.itemId),
         );
-        // An item of another account is left alone: ids are not secrets, accounts are.
         const known = batch.flatMap((b, j) => {
           const p = parts[j];
           return p && p.accountId === b.value.accountId
@@ -270,10 +282,10 @@ export class Queue {
             : [];
         });
         if (known.length === 0) return;
-        const r = await removeItems(this.scripts, keys, this.options.seenTtlMs, known);
+        const r = await run(keys, known);
         this.onDue(r.due);
         r.codes.forEach((c, j) => {
-          out[known[j]?.index ?? 0] = c === 1 ? "removed" : c === -1 ? "leased" : "absent";
+          out[known[j]?.index ?? 0] = c;
         });
       },
     );

@@ -25,6 +25,7 @@ const SCRIPTS = {
   "owner-release": "stepqOwnerRelease",
   pause: "stepqPause",
   resume: "stepqResume",
+  redrive: "stepqRedrive",
 } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;
@@ -43,6 +44,7 @@ declare module "ioredis" {
     stepqOwnerRelease(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
     stepqPause(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
     stepqResume(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
+    stepqRedrive(numKeys: number, ...args: ScriptArg[]): Result<unknown, Context>;
   }
 }
 

@@ -15,6 +15,7 @@ import {
   ItemKind,
   OpStatus,
   QueueServiceClient,
+  RedriveStatus,
   RemoveStatus,
 } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Redis } from "ioredis";
@@ -152,6 +153,27 @@ describe("QueueService over gRPC", () => {
     expect(late.results[0]?.status).toBe(EnqueueStatus.ENQUEUE_STATUS_EXISTS);
     await expect(
       callUnary(client.remove.bind(client), { items: [{ itemId: "", accountId: account }] }),
+    ).rejects.toBeInstanceOf(ValidationError);
+  });
+
+  it("lists and redrives dead letters over gRPC, and refuses a bad limit or an item without ids", async () => {
+    const listed = await callUnary(client.listDeadLetters.bind(client), { accountId: "acct-none", limit: 0 });
+    expect(listed).toEqual({ items: [], more: false });
+    for (const limit of [-1, 1_001]) {
+      const err = await callUnary(client.listDeadLetters.bind(client), { accountId: "", limit }).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ValidationError);
+      expect((err as Error).message).toBe("limit must be 1..1000");
+    }
+    const redriven = await callUnary(client.redriveDeadLetters.bind(client), {
+      items: [{ itemId: "never-dead", accountId: "acct-none" }],
+    });
+    expect(redriven.results).toEqual([
+      { itemId: "never-dead", status: RedriveStatus.REDRIVE_STATUS_NOT_DEAD },
+    ]);
+    await expect(
+      callUnary(client.redriveDeadLetters.bind(client), { items: [{ itemId: "x", accountId: "" }] }),
     ).rejects.toBeInstanceOf(ValidationError);
   });
 

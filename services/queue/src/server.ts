@@ -12,11 +12,15 @@ import type {
   GetFunctionPausesRequest,
   GetFunctionPausesResponse,
   Lease,
+  ListDeadLettersRequest,
+  ListDeadLettersResponse,
   PauseFunctionRequest,
   PauseFunctionResponse,
   FunctionRef as ProtoFunctionRef,
   LeasedItem as ProtoLeasedItem,
   QueueServiceServer,
+  RedriveDeadLettersRequest,
+  RedriveDeadLettersResponse,
   RemoveRequest,
   RemoveResponse,
   ResumeFunctionRequest,
@@ -24,9 +28,14 @@ import type {
   WorkRequest,
   WorkResponse,
 } from "@stepline/proto/stepline/queue/v1/queue_service";
-import { EnqueueStatus, OpStatus, RemoveStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
+import {
+  EnqueueStatus,
+  OpStatus,
+  RedriveStatus,
+  RemoveStatus,
+} from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Dispatcher } from "./lease-stream.js";
-import { enqueuedTotal, handOffsTotal, leasedTotal, opsTotal } from "./metrics.js";
+import { enqueuedTotal, handOffsTotal, leasedTotal, opsTotal, redrivenTotal } from "./metrics.js";
 import type { FunctionRef, LeaseRef, OpOutcome, Queue, RemoveOutcome } from "./queue.js";
 import type { LeasedItem } from "./store.js";
 
@@ -73,6 +82,23 @@ export function queueService(queue: Queue, dispatcher: Dispatcher, log: Logger):
       async (req: GetFunctionPausesRequest): Promise<GetFunctionPausesResponse> => {
         const flags = await queue.paused(req.functions.map(functionRef));
         return { functions: req.functions.map((f, i) => ({ function: f, paused: flags[i] ?? false })) };
+      },
+    ),
+    listDeadLetters: unary(log, async (req: ListDeadLettersRequest): Promise<ListDeadLettersResponse> => {
+      const { items, more } = await queue.deadLetters(req.accountId, req.limit === 0 ? 100 : req.limit);
+      return { items, more };
+    }),
+    redriveDeadLetters: unary(
+      log,
+      async (req: RedriveDeadLettersRequest): Promise<RedriveDeadLettersResponse> => {
+        const done = await queue.redrive(req.items);
+        redrivenTotal.inc(done.filter(Boolean).length);
+        return {
+          results: req.items.map((item, i) => ({
+            itemId: item.itemId,
+            status: done[i] ? RedriveStatus.REDRIVE_STATUS_REDRIVEN : RedriveStatus.REDRIVE_STATUS_NOT_DEAD,
+          })),
+        };
       },
     ),
     work: (call) => workStream(call, queue, dispatcher, log),
@@ -283,5 +309,6 @@ function toProtoLeased(i: LeasedItem): ProtoLeasedItem {
     leaseExpiresAtMs: i.leaseExpiresAtMs,
     partitionId: i.partitionId,
     handedOff: i.handedOff === true,
+    releases: i.releases,
   };
 }

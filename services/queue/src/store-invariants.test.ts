@@ -127,34 +127,38 @@ describe("invariants not covered above", () => {
     await expectConsistent();
   });
 
-  it("resets the delivery count on a counted retry but not on a release", async () => {
+  it("never dead-letters for releases: a release takes its claim's delivery back and counts itself", async () => {
     const pid = partitionId("env", "fn-a");
     await enqueueItems(s, keys, [item("i1")]);
-    const retry = async (attempt: number) => {
+    const handBack = async (attempt: number) => {
       const [l] = (await claim()).leased;
-      expect(l).toBeDefined();
+      expect(l?.id).toBe("i1");
       const r = await retryItems(s, keys, [
         { itemId: "i1", generation: l?.generation ?? 0, accountId: "acct-1", pid, runAtMs: 0, attempt },
       ]);
       expect(r.codes).toEqual([OK]);
+      return l;
     };
-    // maxDeliveries is 3: three releases, then the fourth claim dead-letters ...
-    await retry(0);
-    await retry(0);
-    await retry(0);
-    expect((await claim()).deadLettered).toEqual(["i1"]);
+    // maxDeliveries is 3: ten releases in a row (an outage of the engine's own dependencies) ...
+    const releases: number[] = [];
+    for (let i = 0; i < 10; i++) releases.push((await handBack(0))?.releases ?? -1);
+    // ... each lease reporting how many came before it, so the holder backs off further.
+    expect(releases).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    // A counted retry (attempt grows) resets the count.
+    expect((await handBack(1))?.releases).toBe(10);
+    const [l] = (await claim()).leased;
+    expect([l?.id, l?.attempt, l?.releases]).toEqual(["i1", 1, 0]);
+    await expectConsistent();
+  });
 
-    await enqueueItems(s, keys, [item("i2")]);
-    const retry2 = async (attempt: number) => {
-      const [l] = (await claim()).leased;
-      expect(l?.id).toBe("i2");
-      await retryItems(s, keys, [
-        { itemId: "i2", generation: l?.generation ?? 0, accountId: "acct-1", pid, runAtMs: 0, attempt },
-      ]);
-    };
-    // ... while counted retries (attempt grows) never run into the delivery limit.
-    for (let attempt = 1; attempt <= 6; attempt++) await retry2(attempt);
-    expect((await claim()).leased.map((i) => [i.id, i.attempt])).toEqual([["i2", 6]]);
+  it("reads a record written before the release count existed (7 header fields) as 0 releases", async () => {
+    await enqueueItems(s, keys, [item("i1")]);
+    const raw = (await redis.hget(keys.items, "i1")) ?? "";
+    const old = raw.replace(/^(\w(?::\d+){6}):\d+\|/, "$1|");
+    expect(old).not.toBe(raw);
+    await redis.hset(keys.items, "i1", old);
+    const [l] = (await claim()).leased;
+    expect([l?.id, l?.releases, l?.generation]).toEqual(["i1", 0, 1]);
     await expectConsistent();
   });
 

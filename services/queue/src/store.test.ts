@@ -184,8 +184,37 @@ describe("claim.lua", () => {
     expect(last.leased).toEqual([]);
     expect(last.deadLettered).toEqual(["poison"]);
     expect(await redis.zscore(keys.dlq, "poison")).toBe(String(now));
-    expect(last.dueMs).toBe(-1);
     expect((await enqueueItems(s, keys, [item("poison")])).codes).toEqual([EXISTS]);
+    // A run's item leaves a notice in its place (where it stood in line), which an executor
+    // takes to fail the run.
+    expect(last.dueMs).toBe(T0);
+    const [notice] = (await claim()).leased;
+    expect(notice).toMatchObject({
+      id: "poison~dead",
+      runId: "run-poison",
+      kind: 6,
+      payload: JSON.stringify({ stepId: "poison" }),
+      partitionId: FN_A.pid,
+    });
+    const done = await completeItems(s, keys, 60_000, LEASE, [
+      { itemId: "poison~dead", generation: notice?.generation ?? 0, ...FN_A, next: [] },
+    ]);
+    expect(done.codes).toEqual([OK]);
+    expect(done.due.afterMs).toBe(-1);
+    await expectConsistent();
+  });
+
+  it("leaves no notice for a dead-lettered item that belongs to no run (a cron tick)", async () => {
+    await enqueueItems(s, keys, [item("tick", { kind: 3, runId: "" })]);
+    for (let d = 1; d <= 3; d++) {
+      await claim();
+      now += LEASE;
+      await reclaimLeases(s, keys, TOKEN, (await expiredLeases(s, keys, 100)).leases);
+    }
+    const last = await claim();
+    expect(last.deadLettered).toEqual(["tick"]);
+    expect(last.dueMs).toBe(-1);
+    expect(await redis.hexists(keys.items, "tick~dead")).toBe(0);
     await expectConsistent();
   });
 

@@ -52,6 +52,8 @@ export interface LeasedItem {
   partitionId: string;
   /** Leased as the hand-off of a completion on the same stream (LeasedItem.handed_off). */
   handedOff?: boolean;
+  /** Releases since the item's attempt began (LeasedItem.releases). */
+  releases: number;
 }
 
 /** The shard's earliest due time around a mutating call (-1 = the shard holds nothing). */
@@ -149,7 +151,8 @@ function dueChange(shard: number, reply: unknown[], what: string): DueChange {
   };
 }
 
-function mutation(shard: number, reply: unknown, what: string): MutationResult {
+/** Decodes the `{ nowMs, dueBeforeMs, dueAfterMs, { result... } }` reply of a mutating script. */
+export function mutation(shard: number, reply: unknown, what: string): MutationResult {
   const list = asList(reply, what);
   return { codes: asInts(list[3], what), due: dueChange(shard, list, what) };
 }
@@ -170,6 +173,7 @@ function toLeased(id: string, raw: string): LeasedItem {
     generation: r.generation,
     leaseExpiresAtMs: r.leaseExpiresAtMs,
     partitionId: r.body.pid,
+    releases: r.releases,
   };
 }
 

@@ -5,6 +5,9 @@
 
 local SCALE = 1024
 
+-- Item kinds (proto ItemKind) the scripts tell apart.
+local KIND_START, KIND_STEP, KIND_DEAD_LETTER = 1, 2, 6
+
 -- Now in epoch ms: Redis TIME, unless a positive override is given (tests only).
 local function nowMs(override)
   local o = tonumber(override)
@@ -122,22 +125,29 @@ local function resetAccountPointer(acctKey, shardKey, acct)
   end
 end
 
--- An item record is "<st>:<gen>:<del>:<exp>:<att>:<due>:<sc>|<body>": a small header the scripts
--- update (st = r ready, l leased, d dead-lettered; gen generation; del deliveries; exp lease
--- expiry ms; att attempt; due due ms; sc score) and the producer's JSON body, which the hot
--- path never parses. Returns nil for a malformed record.
+-- An item record is "<st>:<gen>:<del>:<exp>:<att>:<due>:<sc>:<rel>|<body>": a small header the
+-- scripts update (st = r ready, l leased, d dead-lettered; gen generation; del deliveries that
+-- counted; exp lease expiry ms; att attempt; due due ms; sc score; rel releases since the attempt
+-- began) and the producer's JSON body, which the hot path never parses. A record written before
+-- `rel` existed (7 header fields) reads as rel 0. Returns nil for a malformed record.
 local function parseItem(raw)
-  local st, gen, del, exp, att, due, sc, at =
-    string.match(raw, '^(%a):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+)|()')
+  local st, gen, del, exp, att, due, sc, rest =
+    string.match(raw, '^(%a):(%d+):(%d+):(%d+):(%d+):(%d+):(%d+)()')
   if not st then return nil end
+  local rel, at = string.match(raw, '^:(%d+)|()', rest)
+  if not rel then
+    rel, at = '0', string.match(raw, '^|()', rest)
+    if not at then return nil end
+  end
   return {
     st = st, gen = tonumber(gen), del = tonumber(del), exp = tonumber(exp), att = tonumber(att),
-    due = tonumber(due), sc = tonumber(sc), body = string.sub(raw, at),
+    due = tonumber(due), sc = tonumber(sc), rel = tonumber(rel), body = string.sub(raw, at),
   }
 end
 
 local function formatItem(it)
-  return string.format('%s:%d:%d:%d:%d:%d:%d|', it.st, it.gen, it.del, it.exp, it.att, it.due, it.sc) .. it.body
+  return string.format('%s:%d:%d:%d:%d:%d:%d:%d|', it.st, it.gen, it.del, it.exp, it.att, it.due, it.sc,
+    it.rel or 0) .. it.body
 end
 
 -- The account and partition named in an item's body (rare paths only: retry, reclaim, expired).

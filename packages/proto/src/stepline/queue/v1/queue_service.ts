@@ -25,6 +25,46 @@ export const protobufPackage = "stepline.queue.v1";
 
 export const protobufFileName = "stepline/queue/v1/queue_service.proto";
 
+export enum RedriveStatus {
+  REDRIVE_STATUS_UNSPECIFIED = 0,
+  REDRIVE_STATUS_REDRIVEN = 1,
+  /** REDRIVE_STATUS_NOT_DEAD - No dead-lettered item by that id and account (never was, or redriven before). */
+  REDRIVE_STATUS_NOT_DEAD = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function redriveStatusFromJSON(object: any): RedriveStatus {
+  switch (object) {
+    case 0:
+    case "REDRIVE_STATUS_UNSPECIFIED":
+      return RedriveStatus.REDRIVE_STATUS_UNSPECIFIED;
+    case 1:
+    case "REDRIVE_STATUS_REDRIVEN":
+      return RedriveStatus.REDRIVE_STATUS_REDRIVEN;
+    case 2:
+    case "REDRIVE_STATUS_NOT_DEAD":
+      return RedriveStatus.REDRIVE_STATUS_NOT_DEAD;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RedriveStatus.UNRECOGNIZED;
+  }
+}
+
+export function redriveStatusToJSON(object: RedriveStatus): string {
+  switch (object) {
+    case RedriveStatus.REDRIVE_STATUS_UNSPECIFIED:
+      return "REDRIVE_STATUS_UNSPECIFIED";
+    case RedriveStatus.REDRIVE_STATUS_REDRIVEN:
+      return "REDRIVE_STATUS_REDRIVEN";
+    case RedriveStatus.REDRIVE_STATUS_NOT_DEAD:
+      return "REDRIVE_STATUS_NOT_DEAD";
+    case RedriveStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * Who shares a concurrency limit: the function's runs, every function of the environment, or
  * every function of the account (each narrowed by the limit's key, when it has one).
@@ -133,6 +173,11 @@ export enum ItemKind {
   ITEM_KIND_DEBOUNCE = 4,
   /** ITEM_KIND_BATCH - A batch's timeout, or its filling up (no run yet: it starts one with the batch's events). */
   ITEM_KIND_BATCH = 5,
+  /**
+   * ITEM_KIND_DEAD_LETTER - Made by the queue, never enqueued: a run's item was dead-lettered, and the executor that takes
+   * this notice fails the run. Its id is the dead item's id + "~dead"; the rest is the dead item's.
+   */
+  ITEM_KIND_DEAD_LETTER = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -156,6 +201,9 @@ export function itemKindFromJSON(object: any): ItemKind {
     case 5:
     case "ITEM_KIND_BATCH":
       return ItemKind.ITEM_KIND_BATCH;
+    case 6:
+    case "ITEM_KIND_DEAD_LETTER":
+      return ItemKind.ITEM_KIND_DEAD_LETTER;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -177,6 +225,8 @@ export function itemKindToJSON(object: ItemKind): string {
       return "ITEM_KIND_DEBOUNCE";
     case ItemKind.ITEM_KIND_BATCH:
       return "ITEM_KIND_BATCH";
+    case ItemKind.ITEM_KIND_DEAD_LETTER:
+      return "ITEM_KIND_DEAD_LETTER";
     case ItemKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -260,6 +310,52 @@ export function opStatusToJSON(object: OpStatus): string {
     default:
       return "UNRECOGNIZED";
   }
+}
+
+export interface ListDeadLettersRequest {
+  /** Only this account's items; empty = every account. */
+  accountId: string;
+  /** At most this many (1..1000; 0 = 100). */
+  limit: number;
+}
+
+export interface DeadLetter {
+  itemId: string;
+  runId: string;
+  accountId: string;
+  environmentId: string;
+  functionId: string;
+  kind: ItemKind;
+  /** The attempt the item was on. */
+  attempt: number;
+  /** Deliveries counted when it was dead-lettered. */
+  deliveries: number;
+  deadLetteredAtMs: number;
+}
+
+export interface ListDeadLettersResponse {
+  items: DeadLetter[];
+  /** More dead letters match than were listed. */
+  more: boolean;
+}
+
+export interface DeadLetterRef {
+  itemId: string;
+  /** The account the item belongs to (an item of another account is never touched). */
+  accountId: string;
+}
+
+export interface RedriveDeadLettersRequest {
+  items: DeadLetterRef[];
+}
+
+export interface RedriveResult {
+  itemId: string;
+  status: RedriveStatus;
+}
+
+export interface RedriveDeadLettersResponse {
+  results: RedriveResult[];
 }
 
 /** One function of one account's environment. */
@@ -414,6 +510,11 @@ export interface LeasedItem {
    * it knows of the run instead of loading it again (the executor's README, "Hand-off").
    */
   handedOff: boolean;
+  /**
+   * Releases (Retry with the attempt unchanged) since the item's current attempt began: the holder
+   * backs off further with each one. Releases never count toward dead-lettering.
+   */
+  releases: number;
 }
 
 export interface Credits {
@@ -494,6 +595,733 @@ export interface OpResults {
 export interface WorkResponse {
   response: { $case: "items"; value: LeasedItems } | { $case: "results"; value: OpResults } | undefined;
 }
+
+function createBaseListDeadLettersRequest(): ListDeadLettersRequest {
+  return { accountId: "", limit: 0 };
+}
+
+export const ListDeadLettersRequest: MessageFns<ListDeadLettersRequest> = {
+  encode(message: ListDeadLettersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).int32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListDeadLettersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListDeadLettersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListDeadLettersRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: ListDeadLettersRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListDeadLettersRequest>, I>>(base?: I): ListDeadLettersRequest {
+    return ListDeadLettersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListDeadLettersRequest>, I>>(object: I): ListDeadLettersRequest {
+    const message = createBaseListDeadLettersRequest();
+    message.accountId = object.accountId ?? "";
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeadLetter(): DeadLetter {
+  return {
+    itemId: "",
+    runId: "",
+    accountId: "",
+    environmentId: "",
+    functionId: "",
+    kind: 0,
+    attempt: 0,
+    deliveries: 0,
+    deadLetteredAtMs: 0,
+  };
+}
+
+export const DeadLetter: MessageFns<DeadLetter> = {
+  encode(message: DeadLetter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.itemId !== "") {
+      writer.uint32(10).string(message.itemId);
+    }
+    if (message.runId !== "") {
+      writer.uint32(18).string(message.runId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(26).string(message.accountId);
+    }
+    if (message.environmentId !== "") {
+      writer.uint32(34).string(message.environmentId);
+    }
+    if (message.functionId !== "") {
+      writer.uint32(42).string(message.functionId);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(48).int32(message.kind);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(56).int32(message.attempt);
+    }
+    if (message.deliveries !== 0) {
+      writer.uint32(64).int32(message.deliveries);
+    }
+    if (message.deadLetteredAtMs !== 0) {
+      writer.uint32(72).int64(message.deadLetteredAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeadLetter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeadLetter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.itemId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.functionId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.attempt = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.deliveries = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.deadLetteredAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeadLetter {
+    return {
+      itemId: isSet(object.itemId)
+        ? globalThis.String(object.itemId)
+        : isSet(object.item_id)
+        ? globalThis.String(object.item_id)
+        : "",
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      functionId: isSet(object.functionId)
+        ? globalThis.String(object.functionId)
+        : isSet(object.function_id)
+        ? globalThis.String(object.function_id)
+        : "",
+      kind: isSet(object.kind) ? itemKindFromJSON(object.kind) : 0,
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      deliveries: isSet(object.deliveries) ? globalThis.Number(object.deliveries) : 0,
+      deadLetteredAtMs: isSet(object.deadLetteredAtMs)
+        ? globalThis.Number(object.deadLetteredAtMs)
+        : isSet(object.dead_lettered_at_ms)
+        ? globalThis.Number(object.dead_lettered_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: DeadLetter): unknown {
+    const obj: any = {};
+    if (message.itemId !== "") {
+      obj.itemId = message.itemId;
+    }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.functionId !== "") {
+      obj.functionId = message.functionId;
+    }
+    if (message.kind !== 0) {
+      obj.kind = itemKindToJSON(message.kind);
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.deliveries !== 0) {
+      obj.deliveries = Math.round(message.deliveries);
+    }
+    if (message.deadLetteredAtMs !== 0) {
+      obj.deadLetteredAtMs = Math.round(message.deadLetteredAtMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeadLetter>, I>>(base?: I): DeadLetter {
+    return DeadLetter.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeadLetter>, I>>(object: I): DeadLetter {
+    const message = createBaseDeadLetter();
+    message.itemId = object.itemId ?? "";
+    message.runId = object.runId ?? "";
+    message.accountId = object.accountId ?? "";
+    message.environmentId = object.environmentId ?? "";
+    message.functionId = object.functionId ?? "";
+    message.kind = object.kind ?? 0;
+    message.attempt = object.attempt ?? 0;
+    message.deliveries = object.deliveries ?? 0;
+    message.deadLetteredAtMs = object.deadLetteredAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseListDeadLettersResponse(): ListDeadLettersResponse {
+  return { items: [], more: false };
+}
+
+export const ListDeadLettersResponse: MessageFns<ListDeadLettersResponse> = {
+  encode(message: ListDeadLettersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      DeadLetter.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.more !== false) {
+      writer.uint32(16).bool(message.more);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListDeadLettersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListDeadLettersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(DeadLetter.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.more = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListDeadLettersResponse {
+    return {
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => DeadLetter.fromJSON(e)) : [],
+      more: isSet(object.more) ? globalThis.Boolean(object.more) : false,
+    };
+  },
+
+  toJSON(message: ListDeadLettersResponse): unknown {
+    const obj: any = {};
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => DeadLetter.toJSON(e));
+    }
+    if (message.more !== false) {
+      obj.more = message.more;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListDeadLettersResponse>, I>>(base?: I): ListDeadLettersResponse {
+    return ListDeadLettersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListDeadLettersResponse>, I>>(object: I): ListDeadLettersResponse {
+    const message = createBaseListDeadLettersResponse();
+    message.items = object.items?.map((e) => DeadLetter.fromPartial(e)) || [];
+    message.more = object.more ?? false;
+    return message;
+  },
+};
+
+function createBaseDeadLetterRef(): DeadLetterRef {
+  return { itemId: "", accountId: "" };
+}
+
+export const DeadLetterRef: MessageFns<DeadLetterRef> = {
+  encode(message: DeadLetterRef, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.itemId !== "") {
+      writer.uint32(10).string(message.itemId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeadLetterRef {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeadLetterRef();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.itemId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeadLetterRef {
+    return {
+      itemId: isSet(object.itemId)
+        ? globalThis.String(object.itemId)
+        : isSet(object.item_id)
+        ? globalThis.String(object.item_id)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+    };
+  },
+
+  toJSON(message: DeadLetterRef): unknown {
+    const obj: any = {};
+    if (message.itemId !== "") {
+      obj.itemId = message.itemId;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeadLetterRef>, I>>(base?: I): DeadLetterRef {
+    return DeadLetterRef.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeadLetterRef>, I>>(object: I): DeadLetterRef {
+    const message = createBaseDeadLetterRef();
+    message.itemId = object.itemId ?? "";
+    message.accountId = object.accountId ?? "";
+    return message;
+  },
+};
+
+function createBaseRedriveDeadLettersRequest(): RedriveDeadLettersRequest {
+  return { items: [] };
+}
+
+export const RedriveDeadLettersRequest: MessageFns<RedriveDeadLettersRequest> = {
+  encode(message: RedriveDeadLettersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      DeadLetterRef.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedriveDeadLettersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedriveDeadLettersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(DeadLetterRef.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedriveDeadLettersRequest {
+    return {
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => DeadLetterRef.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: RedriveDeadLettersRequest): unknown {
+    const obj: any = {};
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => DeadLetterRef.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedriveDeadLettersRequest>, I>>(base?: I): RedriveDeadLettersRequest {
+    return RedriveDeadLettersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedriveDeadLettersRequest>, I>>(object: I): RedriveDeadLettersRequest {
+    const message = createBaseRedriveDeadLettersRequest();
+    message.items = object.items?.map((e) => DeadLetterRef.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRedriveResult(): RedriveResult {
+  return { itemId: "", status: 0 };
+}
+
+export const RedriveResult: MessageFns<RedriveResult> = {
+  encode(message: RedriveResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.itemId !== "") {
+      writer.uint32(10).string(message.itemId);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).int32(message.status);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedriveResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedriveResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.itemId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedriveResult {
+    return {
+      itemId: isSet(object.itemId)
+        ? globalThis.String(object.itemId)
+        : isSet(object.item_id)
+        ? globalThis.String(object.item_id)
+        : "",
+      status: isSet(object.status) ? redriveStatusFromJSON(object.status) : 0,
+    };
+  },
+
+  toJSON(message: RedriveResult): unknown {
+    const obj: any = {};
+    if (message.itemId !== "") {
+      obj.itemId = message.itemId;
+    }
+    if (message.status !== 0) {
+      obj.status = redriveStatusToJSON(message.status);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedriveResult>, I>>(base?: I): RedriveResult {
+    return RedriveResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedriveResult>, I>>(object: I): RedriveResult {
+    const message = createBaseRedriveResult();
+    message.itemId = object.itemId ?? "";
+    message.status = object.status ?? 0;
+    return message;
+  },
+};
+
+function createBaseRedriveDeadLettersResponse(): RedriveDeadLettersResponse {
+  return { results: [] };
+}
+
+export const RedriveDeadLettersResponse: MessageFns<RedriveDeadLettersResponse> = {
+  encode(message: RedriveDeadLettersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      RedriveResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedriveDeadLettersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedriveDeadLettersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(RedriveResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedriveDeadLettersResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => RedriveResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RedriveDeadLettersResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => RedriveResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedriveDeadLettersResponse>, I>>(base?: I): RedriveDeadLettersResponse {
+    return RedriveDeadLettersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedriveDeadLettersResponse>, I>>(object: I): RedriveDeadLettersResponse {
+    const message = createBaseRedriveDeadLettersResponse();
+    message.results = object.results?.map((e) => RedriveResult.fromPartial(e)) || [];
+    return message;
+  },
+};
 
 function createBaseFunctionRef(): FunctionRef {
   return { accountId: "", environmentId: "", functionId: "" };
@@ -2313,7 +3141,7 @@ export const Lease: MessageFns<Lease> = {
 };
 
 function createBaseLeasedItem(): LeasedItem {
-  return { item: undefined, generation: 0, leaseExpiresAtMs: 0, partitionId: "", handedOff: false };
+  return { item: undefined, generation: 0, leaseExpiresAtMs: 0, partitionId: "", handedOff: false, releases: 0 };
 }
 
 export const LeasedItem: MessageFns<LeasedItem> = {
@@ -2332,6 +3160,9 @@ export const LeasedItem: MessageFns<LeasedItem> = {
     }
     if (message.handedOff !== false) {
       writer.uint32(40).bool(message.handedOff);
+    }
+    if (message.releases !== 0) {
+      writer.uint32(48).int32(message.releases);
     }
     return writer;
   },
@@ -2389,6 +3220,14 @@ export const LeasedItem: MessageFns<LeasedItem> = {
             message.handedOff = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.releases = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2420,6 +3259,7 @@ export const LeasedItem: MessageFns<LeasedItem> = {
         : isSet(object.handed_off)
         ? globalThis.Boolean(object.handed_off)
         : false,
+      releases: isSet(object.releases) ? globalThis.Number(object.releases) : 0,
     };
   },
 
@@ -2440,6 +3280,9 @@ export const LeasedItem: MessageFns<LeasedItem> = {
     if (message.handedOff !== false) {
       obj.handedOff = message.handedOff;
     }
+    if (message.releases !== 0) {
+      obj.releases = Math.round(message.releases);
+    }
     return obj;
   },
 
@@ -2453,6 +3296,7 @@ export const LeasedItem: MessageFns<LeasedItem> = {
     message.leaseExpiresAtMs = object.leaseExpiresAtMs ?? 0;
     message.partitionId = object.partitionId ?? "";
     message.handedOff = object.handedOff ?? false;
+    message.releases = object.releases ?? 0;
     return message;
   },
 };
@@ -3621,6 +4465,40 @@ export const QueueServiceService = {
       Buffer.from(GetFunctionPausesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetFunctionPausesResponse => GetFunctionPausesResponse.decode(value),
   },
+  /**
+   * ListDeadLetters lists dead-lettered items (delivered more than STEPLINE_QUEUE_MAX_DELIVERIES
+   * times without an answer), oldest first. Any replica answers for every shard.
+   * Errors: INVALID_ARGUMENT (limit out of range), UNAVAILABLE (Redis down).
+   */
+  listDeadLetters: {
+    path: "/stepline.queue.v1.QueueService/ListDeadLetters" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListDeadLettersRequest): Buffer =>
+      Buffer.from(ListDeadLettersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListDeadLettersRequest => ListDeadLettersRequest.decode(value),
+    responseSerialize: (value: ListDeadLettersResponse): Buffer =>
+      Buffer.from(ListDeadLettersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListDeadLettersResponse => ListDeadLettersResponse.decode(value),
+  },
+  /**
+   * RedriveDeadLetters puts dead-lettered items back in line, due now, with their delivery count
+   * reset; a run's item whose notice (ITEM_KIND_DEAD_LETTER) has not been taken yet goes on as
+   * if it had never died (the notice is dropped). An item of a run that has ended meanwhile is
+   * acked by the executor without a call. Idempotent.
+   * Errors: INVALID_ARGUMENT (missing ids), UNAVAILABLE (Redis down).
+   */
+  redriveDeadLetters: {
+    path: "/stepline.queue.v1.QueueService/RedriveDeadLetters" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RedriveDeadLettersRequest): Buffer =>
+      Buffer.from(RedriveDeadLettersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RedriveDeadLettersRequest => RedriveDeadLettersRequest.decode(value),
+    responseSerialize: (value: RedriveDeadLettersResponse): Buffer =>
+      Buffer.from(RedriveDeadLettersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RedriveDeadLettersResponse => RedriveDeadLettersResponse.decode(value),
+  },
 } as const;
 
 export interface QueueServiceServer extends UntypedServiceImplementation {
@@ -3653,6 +4531,20 @@ export interface QueueServiceServer extends UntypedServiceImplementation {
   resumeFunction: handleUnaryCall<ResumeFunctionRequest, ResumeFunctionResponse>;
   /** GetFunctionPauses says which of the given functions are paused. Errors as above. */
   getFunctionPauses: handleUnaryCall<GetFunctionPausesRequest, GetFunctionPausesResponse>;
+  /**
+   * ListDeadLetters lists dead-lettered items (delivered more than STEPLINE_QUEUE_MAX_DELIVERIES
+   * times without an answer), oldest first. Any replica answers for every shard.
+   * Errors: INVALID_ARGUMENT (limit out of range), UNAVAILABLE (Redis down).
+   */
+  listDeadLetters: handleUnaryCall<ListDeadLettersRequest, ListDeadLettersResponse>;
+  /**
+   * RedriveDeadLetters puts dead-lettered items back in line, due now, with their delivery count
+   * reset; a run's item whose notice (ITEM_KIND_DEAD_LETTER) has not been taken yet goes on as
+   * if it had never died (the notice is dropped). An item of a run that has ended meanwhile is
+   * acked by the executor without a call. Idempotent.
+   * Errors: INVALID_ARGUMENT (missing ids), UNAVAILABLE (Redis down).
+   */
+  redriveDeadLetters: handleUnaryCall<RedriveDeadLettersRequest, RedriveDeadLettersResponse>;
 }
 
 export interface QueueServiceClient extends Client {
@@ -3756,6 +4648,48 @@ export interface QueueServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetFunctionPausesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ListDeadLetters lists dead-lettered items (delivered more than STEPLINE_QUEUE_MAX_DELIVERIES
+   * times without an answer), oldest first. Any replica answers for every shard.
+   * Errors: INVALID_ARGUMENT (limit out of range), UNAVAILABLE (Redis down).
+   */
+  listDeadLetters(
+    request: ListDeadLettersRequest,
+    callback: (error: ServiceError | null, response: ListDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  listDeadLetters(
+    request: ListDeadLettersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  listDeadLetters(
+    request: ListDeadLettersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * RedriveDeadLetters puts dead-lettered items back in line, due now, with their delivery count
+   * reset; a run's item whose notice (ITEM_KIND_DEAD_LETTER) has not been taken yet goes on as
+   * if it had never died (the notice is dropped). An item of a run that has ended meanwhile is
+   * acked by the executor without a call. Idempotent.
+   * Errors: INVALID_ARGUMENT (missing ids), UNAVAILABLE (Redis down).
+   */
+  redriveDeadLetters(
+    request: RedriveDeadLettersRequest,
+    callback: (error: ServiceError | null, response: RedriveDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  redriveDeadLetters(
+    request: RedriveDeadLettersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RedriveDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  redriveDeadLetters(
+    request: RedriveDeadLettersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RedriveDeadLettersResponse) => void,
   ): ClientUnaryCall;
 }
 
