@@ -1,5 +1,5 @@
 import { ConflictError, NotFoundError, ValidationError } from "@stepline/internal/errors";
-import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
+import { requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventKeyDigest, hashSigningKey } from "./keys.js";
@@ -66,6 +66,38 @@ describe("TenancyStore", () => {
     await store.createEnvironment(a.id, "staging");
     await expect(store.createEnvironment(a.id, "Staging")).rejects.toThrow(ConflictError);
     await expect(store.createEnvironment(b.id, "staging")).resolves.toMatchObject({ name: "staging" });
+  });
+
+  it("creates one environment when a replica creates a name another replica is still creating", async () => {
+    const a = await store.createAccount("racy");
+    // A slow replica: once its create has sent its first write (the one that claims the name),
+    // its connection stalls: every later command waits until the fast replica is done.
+    const slowConnection = new Redis(redisUrl);
+    await slowConnection.ping();
+    let wrote = false;
+    let unstall: () => void = () => {};
+    const stalled = new Promise<void>((resolve) => {
+      unstall = resolve;
+    });
+    const send = slowConnection.sendCommand.bind(slowConnection);
+    slowConnection.sendCommand = ((...args: Parameters<typeof send>) => {
+      if (!wrote) {
+        wrote = !["hgetall", "hget", "exists", "lrange", "script"].includes(args[0].name);
+        return send(...args);
+      }
+      void stalled.then(() => send(...args));
+      return args[0].promise;
+    }) as typeof send;
+    const slow = new TenancyStore(slowConnection, { prefix }).createEnvironment(a.id, "prod");
+    await waitFor("the slow replica to claim the name", async () =>
+      (await redis.hexists(`${prefix}acct:${a.id}:envnames`, "prod")) === 1 ? true : undefined,
+    );
+    const fast = await store.createEnvironment(a.id, "prod").catch((e: unknown) => e);
+    unstall();
+    const results = [await slow.catch((e: unknown) => e), fast];
+    slowConnection.disconnect();
+    expect(results.filter((r) => r instanceof ConflictError)).toHaveLength(1);
+    expect((await store.listEnvironments(a.id)).map((e) => e.name)).toEqual(["prod"]);
   });
 
   it("takes over a name reserved by a create that never wrote its environment", async () => {

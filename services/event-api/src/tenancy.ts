@@ -7,7 +7,7 @@ import type { Clock } from "@stepline/internal/clock";
 import { systemClock } from "@stepline/internal/clock";
 import { ConflictError, NotFoundError, ValidationError } from "@stepline/internal/errors";
 import { isUlid, newId } from "@stepline/internal/ids";
-import type { Redis } from "ioredis";
+import type { Redis, Result } from "ioredis";
 import { eventKeyDigest, hashSigningKey, isSigningKeyShaped, newEventKey, newSigningKey } from "./keys.js";
 
 export interface Account {
@@ -65,6 +65,34 @@ interface CacheEntry {
 
 const CACHE_MAX = 10_000;
 
+/**
+ * Creates an environment and claims its name in one atomic step, so two creates of one name at
+ * once yield one environment. A name held by an id whose environment does not exist (left by a
+ * create that crashed before this was one script) is taken over. Returns 1, or 0 when the name
+ * is taken. The holder's key is built from ARGV[3] (the env key prefix, same hash tag as KEYS).
+ * KEYS: account's name hash, env hash, account's env zset, env's event-key list, event-key index,
+ * signing-key index. ARGV: name field, env id, env key prefix, account id, name, signing key,
+ * created ms, event key, event-key digest, signing-key hash.
+ */
+const CREATE_ENVIRONMENT_LUA = `
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and redis.call('EXISTS', ARGV[3] .. holder) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'id', ARGV[2], 'accountId', ARGV[4], 'name', ARGV[5], 'signingKey', ARGV[6],
+  'createdAtMs', ARGV[7])
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[2])
+redis.call('RPUSH', KEYS[4], ARGV[8])
+redis.call('HSET', KEYS[5], ARGV[9], ARGV[2])
+redis.call('HSET', KEYS[6], ARGV[10], ARGV[2])
+return 1
+`;
+
+declare module "ioredis" {
+  interface RedisCommander<Context> {
+    steplineCreateEnvironment(...args: string[]): Result<number, Context>;
+  }
+}
+
 /** The Redis-backed tenancy store. */
 export class TenancyStore {
   private readonly p: string;
@@ -77,6 +105,9 @@ export class TenancyStore {
     private readonly redis: Redis,
     opts: TenancyOptions = {},
   ) {
+    // Defined once per client (several stores may share one).
+    if (typeof redis.steplineCreateEnvironment !== "function")
+      redis.defineCommand("steplineCreateEnvironment", { numberOfKeys: 6, lua: CREATE_ENVIRONMENT_LUA });
     this.p = opts.prefix ?? DEFAULT_PREFIX;
     this.clock = opts.clock ?? systemClock;
     this.ttl = opts.cacheTtlMs ?? 60_000;
@@ -134,41 +165,28 @@ export class TenancyStore {
       signingKey: newSigningKey(clean),
       createdAtMs: this.clock.now(),
     };
-    await this.reserveName(accountId, clean, env.id);
-    await this.writeEnvironment(env);
-    return env;
-  }
-
-  // HSETNX makes the name check atomic; a reservation whose environment was never written (a
-  // create that crashed in between) is taken over rather than blocking the name forever.
-  private async reserveName(accountId: string, name: string, envId: string): Promise<void> {
-    const names = this.k.accountEnvNames(accountId);
-    const field = name.toLowerCase();
-    if ((await this.redis.hsetnx(names, field, envId)) === 1) return;
-    const holder = await this.redis.hget(names, field);
-    if (holder && (await this.redis.exists(this.k.env(holder))) === 1) {
-      throw new ConflictError(`environment "${name}" already exists in account ${accountId}`);
-    }
-    await this.redis.hset(names, field, envId);
-  }
-
-  private async writeEnvironment(env: Environment): Promise<void> {
     const key = env.eventKeys[0] ?? "";
-    await this.redis
-      .multi()
-      .hset(this.k.env(env.id), {
-        id: env.id,
-        accountId: env.accountId,
-        name: env.name,
-        signingKey: env.signingKey,
-        createdAtMs: String(env.createdAtMs),
-      })
-      .zadd(this.k.accountEnvs(env.accountId), String(env.createdAtMs), env.id)
-      .rpush(this.k.envEventKeys(env.id), key)
-      .hset(this.k.eventKeyIndex(), eventKeyDigest(key), env.id)
-      .hset(this.k.signingKeyIndex(), hashSigningKey(env.signingKey) ?? "", env.id)
-      .exec()
-      .then(checkExec);
+    const created = await this.redis.steplineCreateEnvironment(
+      this.k.accountEnvNames(accountId),
+      this.k.env(env.id),
+      this.k.accountEnvs(accountId),
+      this.k.envEventKeys(env.id),
+      this.k.eventKeyIndex(),
+      this.k.signingKeyIndex(),
+      clean.toLowerCase(),
+      env.id,
+      this.k.env(""),
+      accountId,
+      clean,
+      env.signingKey,
+      String(env.createdAtMs),
+      key,
+      eventKeyDigest(key),
+      hashSigningKey(env.signingKey) ?? "",
+    );
+    if (created !== 1)
+      throw new ConflictError(`environment "${name}" already exists in account ${accountId}`);
+    return env;
   }
 
   /** An account's environments with their keys, oldest first. */

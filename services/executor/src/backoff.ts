@@ -13,10 +13,19 @@ export function backoffDelayMs(attempt: number, policy: BackoffPolicy, random: n
   return Math.round(full / 2 + (random * full) / 2);
 }
 
-/** `retry-after` as seconds or an HTTP/ISO date, as an epoch ms no earlier than now. */
+/**
+ * The latest an app's `retry-after` (or `RetryAfterError`) may push a retry: a run that waits
+ * longer holds its state and its place for nothing, and a wrong header must not park it for years.
+ * `step.sleep` is the way to wait longer.
+ */
+export const MAX_RETRY_AFTER_MS = 24 * 60 * 60 * 1000;
+
+/** `retry-after` as seconds or an HTTP/ISO date, as an epoch ms from now to MAX_RETRY_AFTER_MS ahead. */
 export function parseRetryAfter(value: string, nowMs: number): number | undefined {
   const v = value.trim();
-  if (/^\d+(\.\d+)?$/.test(v)) return nowMs + Math.round(Number(v) * 1000);
-  const at = Date.parse(v);
-  return Number.isNaN(at) ? undefined : Math.max(nowMs, at);
+  let at: number;
+  if (/^\d+(\.\d+)?$/.test(v)) at = nowMs + Math.round(Number(v) * 1000);
+  else at = Date.parse(v);
+  if (Number.isNaN(at)) return undefined;
+  return Math.min(Math.max(nowMs, at), nowMs + MAX_RETRY_AFTER_MS);
 }

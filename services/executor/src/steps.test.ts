@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffDelayMs, parseRetryAfter } from "./backoff.js";
+import { backoffDelayMs, MAX_RETRY_AFTER_MS, parseRetryAfter } from "./backoff.js";
 import type { AppResponse, InterpretInput } from "./steps.js";
 import { COMPLETE_OP_ID, interpret, requestVersionOf, timeFrom } from "./steps.js";
 
@@ -427,6 +427,10 @@ describe("backoff", () => {
     expect(parseRetryAfter("2023-11-14T22:15:00.000Z", NOW)).toBe(Date.parse("2023-11-14T22:15:00.000Z"));
     expect(parseRetryAfter("2000-01-01T00:00:00Z", NOW)).toBe(NOW);
     expect(parseRetryAfter("soon", NOW)).toBeUndefined();
+    // At most a day ahead, however far the app asks (seconds, a date, or more than a float holds).
+    expect(parseRetryAfter("86401", NOW)).toBe(NOW + MAX_RETRY_AFTER_MS);
+    expect(parseRetryAfter("2999-01-01T00:00:00Z", NOW)).toBe(NOW + MAX_RETRY_AFTER_MS);
+    expect(parseRetryAfter("9".repeat(400), NOW)).toBe(NOW + MAX_RETRY_AFTER_MS);
   });
 });
 
