@@ -20,6 +20,15 @@ describe("configuration", () => {
     );
   });
 
+  it("binds loopback by default in dev mode outside a container, and every interface otherwise", () => {
+    const host = (env: NodeJS.ProcessEnv, inContainer: boolean) =>
+      loadEventApiConfig(env, inContainer).STEPLINE_EVENT_API_HTTP_HOST;
+    expect(host({ STEPLINE_DEV: "1" }, false)).toBe("127.0.0.1");
+    expect(host({ STEPLINE_DEV: "1" }, true)).toBe("0.0.0.0");
+    expect(host({}, false)).toBe("0.0.0.0");
+    expect(host({ STEPLINE_DEV: "1", STEPLINE_EVENT_API_HTTP_HOST: "0.0.0.0" }, false)).toBe("0.0.0.0");
+  });
+
   it("gives the CLI the TenantService, ExecutorService and QueueService addresses", () => {
     expect(loadCliConfig({})).toEqual({
       addr: "127.0.0.1:50051",

@@ -1,5 +1,6 @@
 // event-api's configuration: the shared fragments plus the HTTP listener and produce deadline.
 // Also the CLI's tiny configuration, so that `process.env` is read only here and in main.ts.
+import { existsSync } from "node:fs";
 import {
   commonSchema,
   envAddr,
@@ -19,8 +20,12 @@ export const configSchema = {
   STEPLINE_ADMIN_PORT: envInt(8301, 0, 65535),
   /** The public HTTP API (events, sync, REST, dashboard). */
   STEPLINE_HTTP_PORT: envInt(8288, 0, 65535),
-  /** Interface the public HTTP API binds to; 0.0.0.0 so SDK apps in containers can reach it. */
-  STEPLINE_EVENT_API_HTTP_HOST: z.string().min(1).default("0.0.0.0"),
+  /**
+   * Interface the public HTTP API binds to. Unset: 127.0.0.1 in dev mode outside a container (a
+   * developer's machine, where dev mode accepts any event key), else 0.0.0.0 (so SDK apps in
+   * other containers or hosts can reach it).
+   */
+  STEPLINE_EVENT_API_HTTP_HOST: z.string().min(1).optional(),
   /** How long POST /e waits for Kafka to acknowledge before answering 503. */
   STEPLINE_EVENT_API_PRODUCE_TIMEOUT_MS: envInt(10_000, 100, 120_000),
   /** Deadline of calls to runner (sync) and history (REST reads). */
@@ -29,9 +34,20 @@ export const configSchema = {
 
 export type Config = ReturnType<typeof loadEventApiConfig>;
 
-/** Parses event-api's configuration from `env` (throws ConfigError listing every bad variable). */
-export function loadEventApiConfig(env: NodeJS.ProcessEnv) {
-  return loadConfig(configSchema, env);
+/**
+ * Parses event-api's configuration from `env` (throws ConfigError listing every bad variable).
+ * `inContainer` picks the HTTP host's default (see STEPLINE_EVENT_API_HTTP_HOST).
+ */
+export function loadEventApiConfig(env: NodeJS.ProcessEnv, inContainer = runsInContainer()) {
+  const config = loadConfig(configSchema, env);
+  const host =
+    config.STEPLINE_EVENT_API_HTTP_HOST ?? (config.STEPLINE_DEV && !inContainer ? "127.0.0.1" : "0.0.0.0");
+  return { ...config, STEPLINE_EVENT_API_HTTP_HOST: host };
+}
+
+/** Docker and Podman leave these files in every container. */
+function runsInContainer(): boolean {
+  return existsSync("/.dockerenv") || existsSync("/run/.containerenv");
 }
 
 const cliSchema = {

@@ -40,7 +40,7 @@ const topics: string[] = [];
 const closers: Array<() => Promise<unknown>> = [];
 
 /** A fresh topic, producer and app (prod or dev mode) for one test. */
-async function setup(opts: { dev?: boolean } = {}) {
+async function setup(opts: { dev?: boolean; loopbackOnly?: boolean } = {}) {
   const topic = `test-eventapi-${tag}-${topics.length}.events`;
   topics.push(topic);
   await createReadyTopics(admin, [{ topic, numPartitions: 2 }]);
@@ -52,6 +52,7 @@ async function setup(opts: { dev?: boolean } = {}) {
     log,
     tenants: store,
     devTenant: dev ? { accountId: dev.accountId, environmentId: dev.id } : null,
+    loopbackOnly: opts.loopbackOnly ?? false,
     sink: producer,
     registry: noRegistry,
     history: noHistory,
@@ -270,6 +271,54 @@ describe("POST /e/:key", () => {
     expect(byId["dev-1"]?.record).toMatchObject({ accountId: dev?.accountId, environmentId: dev?.id });
     expect(byId["dev-1"]?.key).toBe(dev?.accountId);
     expect(byId["known-1"]?.record).toMatchObject({ accountId: env.accountId, environmentId: env.id });
+  });
+});
+
+describe("browser requests in dev mode", () => {
+  const send = (app: FastifyInstance, headers: Record<string, string>, id: string) =>
+    app.inject({
+      method: "POST",
+      url: "/e/any-key",
+      headers: { "content-type": "text/plain", ...headers },
+      payload: JSON.stringify({ name: "a", id }),
+    });
+
+  it("refuses a cross-origin browser request, and takes same-origin ones and those without an Origin", async () => {
+    const { app, topic } = await setup({ dev: true });
+    const evil = await send(app, { origin: "https://evil.example", host: "localhost:8288" }, "evil-1");
+    expect(evil.statusCode).toBe(403);
+    expect(evil.json().error).toMatch(
+      /^cross-origin browser requests are refused in dev mode \(Origin https:\/\/evil\.example/,
+    );
+    expect((await send(app, { origin: "null", host: "localhost:8288" }, "evil-2")).statusCode).toBe(403);
+    const own = { origin: "http://localhost:8288", host: "localhost:8288" };
+    expect((await send(app, own, "own-1")).statusCode).toBe(200);
+    expect((await send(app, { host: "localhost:8288" }, "curl-1")).statusCode).toBe(200);
+    const got = await consume(topic, 2);
+    expect(got.map((g) => g.record.eventId).sort()).toEqual(["curl-1", "own-1"]);
+    expect(await recordCount(topic)).toBe(2);
+  });
+
+  it("refuses a request naming a host that is not loopback when bound to loopback (DNS rebinding)", async () => {
+    const { app } = await setup({ dev: true, loopbackOnly: true });
+    const rebound = { origin: "http://rebound.example:8288", host: "rebound.example:8288" };
+    const res = await send(app, rebound, "rebound-1");
+    expect(res.statusCode).toBe(403);
+    expect(res.json().error).toContain(
+      'only requests to a loopback host (localhost or 127.0.0.1), not "rebound.example:8288"',
+    );
+    expect((await send(app, { host: "127.0.0.1:8288" }, "local-1")).statusCode).toBe(200);
+  });
+
+  it("leaves production mode to its keys: a browser may send events with an event key", async () => {
+    const { app } = await setup();
+    const res = await app.inject({
+      method: "POST",
+      url: `/e/${env.eventKeys[0]}`,
+      headers: { "content-type": "application/json", origin: "https://shop.example", host: "events.example" },
+      payload: JSON.stringify({ name: "a" }),
+    });
+    expect(res.statusCode).toBe(200);
   });
 });
 

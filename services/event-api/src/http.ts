@@ -19,6 +19,7 @@ import type { Logger } from "@stepline/internal/log";
 import { SpanKind, withSpan } from "@stepline/internal/telemetry";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import Fastify from "fastify";
+import { browserProblem } from "./browser-guard.js";
 import { dashboardHtml } from "./dashboard.js";
 import {
   buildRecords,
@@ -46,6 +47,8 @@ export interface HttpDeps {
   tenants: TenantResolver;
   /** Dev mode's default tenant: unknown or missing keys land here. Null in production. */
   devTenant: EnvRef | null;
+  /** Bound to a loopback interface (dev mode then also refuses non-loopback Host headers). */
+  loopbackOnly?: boolean;
   sink: EventSink;
   registry: AppRegistry;
   history: HistoryReader;
@@ -95,6 +98,14 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
       .status(404)
       .send({ error: `no such endpoint: ${req.method} (see GET / for the list)`, status: 404 });
   });
+  if (deps.devTenant) {
+    // Dev mode's open API is for the developer's own tools, not for pages in their browser.
+    const loopbackOnly = deps.loopbackOnly ?? false;
+    app.addHook("onRequest", async (req, reply) => {
+      const problem = browserProblem(req.headers.origin, req.headers.host, loopbackOnly);
+      if (problem) return reply.status(403).send({ error: problem, status: 403 });
+    });
+  }
   app.addHook("onResponse", async (req, reply) => {
     log.debug(
       { method: req.method, route: req.routeOptions.url, status: reply.statusCode, ms: reply.elapsedTime },

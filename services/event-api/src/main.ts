@@ -60,6 +60,7 @@ async function main(): Promise<void> {
     log,
     tenants: tenancy,
     devTenant: devTenant ? { accountId: devTenant.accountId, environmentId: devTenant.id } : null,
+    loopbackOnly: /^(127\.|localhost$|::1$)/.test(config.STEPLINE_EVENT_API_HTTP_HOST),
     sink: producer,
     registry: registryOverGrpc(runner, rpcTimeout),
     history: historyOverGrpc(history, rpcTimeout),

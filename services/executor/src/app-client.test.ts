@@ -32,12 +32,30 @@ describe("request signing", () => {
 
   it("accepts its own signature and rejects a changed body, another key or a missing header", () => {
     const key = testSigningKey();
-    const sig = signBody("hello", key, Date.now() / 1000);
-    expect(verifySignature("hello", sig, key)).toBe(true);
-    expect(verifySignature("hello!", sig, key)).toBe(false);
-    expect(verifySignature("hello", sig, testSigningKey())).toBe(false);
-    expect(verifySignature("hello", undefined, key)).toBe(false);
-    expect(verifySignature("hello", "t=1", key)).toBe(false);
+    const now = Date.now() / 1000;
+    const sig = signBody("hello", key, now);
+    expect(verifySignature("hello", sig, key, now)).toBe(true);
+    expect(verifySignature("hello!", sig, key, now)).toBe(false);
+    expect(verifySignature("hello", sig, testSigningKey(), now)).toBe(false);
+    expect(verifySignature("hello", undefined, key, now)).toBe(false);
+    expect(verifySignature("hello", "t=1", key, now)).toBe(false);
+  });
+
+  it("rejects a signature made more than 5 minutes from now, either way (a replayed answer)", () => {
+    const key = testSigningKey();
+    const now = 1_700_000_000;
+    for (const [madeAt, ok] of [
+      [now - 300, true],
+      [now + 300, true],
+      [now - 301, false],
+      [now + 301, false],
+    ] as const) {
+      expect(verifySignature("hello", signBody("hello", key, madeAt), key, now), String(madeAt - now)).toBe(
+        ok,
+      );
+    }
+    const forged = signBody("hello", key, now).replace(/^t=\d+/, "t=1e9");
+    expect(verifySignature("hello", forged, key, now)).toBe(false);
   });
 });
 

@@ -99,13 +99,26 @@ export function signBody(body: string, signingKey: string, nowSeconds: number): 
   return `t=${t}&s=${hmacHex(signingKey, body, t)}`;
 }
 
-/** True when `header` is a valid signature of the raw `body` with `signingKey` (constant time). */
-export function verifySignature(body: string, header: string | undefined, signingKey: string): boolean {
+/** How far a signature's timestamp may be from now: the SDK allows Stepline's requests as much. */
+export const SIGNATURE_MAX_SKEW_S = 5 * 60;
+
+/**
+ * True when `header` is a valid signature of the raw `body` with `signingKey` (constant time),
+ * made within SIGNATURE_MAX_SKEW_S of `nowSeconds`: an answer recorded once and replayed later
+ * is refused.
+ */
+export function verifySignature(
+  body: string,
+  header: string | undefined,
+  signingKey: string,
+  nowSeconds: number,
+): boolean {
   if (!header) return false;
   const params = new URLSearchParams(header);
   const t = params.get("t");
   const s = params.get("s");
-  if (!t || !s) return false;
+  if (!t || !s || !/^\d{1,12}$/.test(t) || Math.abs(nowSeconds - Number(t)) > SIGNATURE_MAX_SKEW_S)
+    return false;
   const expected = Buffer.from(hmacHex(signingKey, body, t), "utf8");
   const given = Buffer.from(s, "utf8");
   return expected.length === given.length && timingSafeEqual(expected, given);
@@ -196,11 +209,11 @@ export class AppClient {
       if (
         c.signingKey &&
         res.statusCode !== 401 &&
-        !verifySignature(body, h["x-inngest-signature"], c.signingKey)
+        !verifySignature(body, h["x-inngest-signature"], c.signingKey, Date.now() / 1000)
       ) {
         return {
           kind: "failure",
-          message: `app answer (${res.statusCode}) has a missing or invalid x-inngest-signature`,
+          message: `app answer (${res.statusCode}) has a missing, invalid or stale x-inngest-signature (its t must be within ${SIGNATURE_MAX_SKEW_S} s of now)`,
           retriable: true,
         };
       }
