@@ -13,10 +13,12 @@ const COMPLETE_MARKER = path.join(KAFKA_HOME, ".complete");
 
 /** Topics the services expect, with their partition counts (docs/architecture.md, "Kafka topics"). */
 // Partitions and topic configs. A request to the event API may carry 3 MiB of events, produced as
-// one batch, hence the larger message limit on `events`.
+// one batch, hence the larger message limit on `events`. A history record may hold a step's whole
+// output (the executor leaves out outputs that would make it larger than 6 MiB) and the executor
+// sends at most 4 MiB at once, hence 8 MiB on `history`.
 export const TOPICS = {
   events: { partitions: 16, configEntries: [{ name: "max.message.bytes", value: "4194304" }] },
-  history: { partitions: 8, configEntries: [] },
+  history: { partitions: 8, configEntries: [{ name: "max.message.bytes", value: "8388608" }] },
 };
 
 const POM = `<?xml version="1.0" encoding="UTF-8"?>

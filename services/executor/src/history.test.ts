@@ -5,12 +5,14 @@ import type { Consumer } from "kafkajs";
 import { Kafka, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HistoryEntry } from "./history.js";
-import { HistoryProducer } from "./history.js";
+import { HISTORY_RECORD_MAX_BYTES, HistoryProducer } from "./history.js";
 
 const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
 
 const prefix = `test.exec.${uniqueTag()}.`;
 const topic = `${prefix}history`;
+/** A topic that takes messages up to 100 kB only, so a record of 200 kB is refused for its size. */
+const smallTopic = `${prefix}small`;
 const kafka = new Kafka({ brokers: brokers.split(","), logLevel: logLevel.NOTHING });
 const log = createLogger("executor-test", "silent");
 const received: Array<{ key: string; record: HistoryRecord }> = [];
@@ -19,11 +21,15 @@ let consumer: Consumer;
 beforeAll(async () => {
   const admin = kafka.admin();
   await admin.connect();
-  await createReadyTopics(admin, [{ topic, numPartitions: 2 }]);
+  await createReadyTopics(admin, [
+    // As scripts/infra/kafka.mjs makes the history topic.
+    { topic, numPartitions: 2, configEntries: [{ name: "max.message.bytes", value: "8388608" }] },
+    { topic: smallTopic, numPartitions: 1, configEntries: [{ name: "max.message.bytes", value: "100000" }] },
+  ]);
   await admin.disconnect();
   consumer = kafka.consumer({ groupId: `${prefix}reader` });
   await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.subscribe({ topics: [topic, smallTopic], fromBeginning: true });
   await consumer.run({
     eachMessage: async ({ message }) => {
       if (!message.value) return;
@@ -36,9 +42,33 @@ afterAll(async () => {
   await consumer?.disconnect();
   const admin = kafka.admin();
   await admin.connect();
-  await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+  await admin.deleteTopics({ topics: [topic, smallTopic] }).catch(() => undefined);
   await admin.disconnect();
 });
+
+function step(runId: string, stepId: string, outputJson: string): HistoryEntry {
+  return {
+    $case: "step",
+    value: {
+      runId,
+      accountId: "a",
+      environmentId: "e",
+      stepId,
+      name: stepId,
+      status: StepStatus.STEP_STATUS_COMPLETED,
+      attempt: 0,
+      atMs: 5,
+      outputJson,
+      errorJson: "",
+    },
+  };
+}
+
+const big = (bytes: number) => JSON.stringify("x".repeat(bytes));
+const stepsOf = (runId: string) =>
+  received.flatMap((r) =>
+    r.key === runId && r.record.record?.$case === "step" ? [r.record.record.value] : [],
+  );
 
 function run(runId: string, version: number): HistoryEntry {
   return {
@@ -61,7 +91,11 @@ function run(runId: string, version: number): HistoryEntry {
 
 describe("history producer", () => {
   it("produces run and step records keyed by run id, decodable as HistoryRecord", async () => {
-    const producer = new HistoryProducer(kafka, { topic, timeoutMs: 10_000, maxBacklog: 100 }, log);
+    const producer = new HistoryProducer(
+      kafka,
+      { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000 },
+      log,
+    );
     await producer.start();
     const step: HistoryEntry = {
       $case: "step",
@@ -97,13 +131,69 @@ describe("history producer", () => {
   }, 60_000);
 
   it("does not hold callers up while Kafka is unreachable, and sends the records once it is back", async () => {
-    const producer = new HistoryProducer(kafka, { topic, timeoutMs: 500, maxBacklog: 100 }, log);
+    const producer = new HistoryProducer(kafka, { topic, timeoutMs: 500, maxBacklogBytes: 1_000_000 }, log);
     // Not connected yet: the send fails, record() still returns, and the records wait in the backlog.
     const t0 = Date.now();
     await producer.record([run("late-1", 2)]);
     expect(Date.now() - t0).toBeLessThan(2_000);
     await producer.start();
     await waitFor("the late record", () => received.some((r) => r.key === "late-1"), { timeoutMs: 30_000 });
+    await producer.stop();
+  }, 60_000);
+
+  it("sends outputs of 3 MiB whole, several in a row, in sends the topic takes", async () => {
+    const producer = new HistoryProducer(
+      kafka,
+      { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000 },
+      log,
+    );
+    await producer.start();
+    // One key, so one partition: the three sent while the first is in flight would make one batch
+    // of 9 MiB, past the topic's limit, were sends not capped in bytes.
+    const ids = ["s1", "s2", "s3", "s4"];
+    await Promise.all(ids.map((id) => producer.produce([step("large-run", id, big(3 << 20))])));
+    await waitFor("four large steps", () => stepsOf("large-run").length >= 4, { timeoutMs: 30_000 });
+    expect(stepsOf("large-run").map((s) => [s.stepId, s.outputJson.length])).toEqual(
+      ids.map((id) => [id, (3 << 20) + 2]),
+    );
+    await producer.stop();
+  }, 60_000);
+
+  it("leaves out an output that would make a record larger than history keeps, and says so", async () => {
+    const producer = new HistoryProducer(
+      kafka,
+      { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000 },
+      log,
+    );
+    await producer.start();
+    await producer.produce([step("huge-run", "huge", big(HISTORY_RECORD_MAX_BYTES))]);
+    await waitFor("the huge step's record", () => stepsOf("huge-run").length >= 1, { timeoutMs: 30_000 });
+    const [got] = stepsOf("huge-run");
+    expect(JSON.parse(got?.outputJson ?? "")).toEqual({
+      stepline_omitted: `this output (${HISTORY_RECORD_MAX_BYTES + 2} bytes) is larger than history keeps; the run's state had it`,
+    });
+    expect(got?.status).toBe(StepStatus.STEP_STATUS_COMPLETED);
+    await producer.stop();
+  }, 60_000);
+
+  it("sets a record Kafka refuses aside and sends the others, however it was sent", async () => {
+    const producer = new HistoryProducer(
+      kafka,
+      { topic: smallTopic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000 },
+      log,
+    );
+    await producer.start();
+    // Strict: resolves (the refused record can never be sent), and the fine ones are in Kafka.
+    await producer.produce([step("refused-run", "ok-1", "1"), step("refused-run", "too-big", big(200_000))]);
+    // Background: the refused record never blocks the ones after it.
+    await producer.record([step("refused-run", "too-big-2", big(200_000)), step("refused-run", "ok-2", "2")]);
+    await producer.record([step("refused-run", "ok-3", "3")]);
+    await waitFor("the three fine records", () => stepsOf("refused-run").length >= 3, { timeoutMs: 30_000 });
+    expect(
+      stepsOf("refused-run")
+        .map((s) => s.stepId)
+        .sort(),
+    ).toEqual(["ok-1", "ok-2", "ok-3"]);
     await producer.stop();
   }, 60_000);
 });

@@ -7,6 +7,7 @@ import type { RunRecord, SkipRecord, StepRecord } from "@stepline/proto/stepline
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Kafka, Message, Producer } from "kafkajs";
 import { Partitioners } from "kafkajs";
+import { historyDroppedTotal } from "./metrics.js";
 
 export type HistoryEntry = (
   | { $case: "run"; value: RunRecord }
@@ -21,23 +22,37 @@ export interface HistoryOptions {
   topic: string;
   /** How long `record` waits for Kafka before it leaves the records to the background retry. */
   timeoutMs: number;
-  /** Most records kept for the background retry; the oldest are dropped (and logged) past it. */
-  maxBacklog: number;
+  /** Most bytes kept for the background retry; the oldest records are dropped (and logged) past it. */
+  maxBacklogBytes: number;
 }
+
+/**
+ * A record larger than this is sent with its output and error left out (replaced by a note of
+ * their size): the history topic takes messages up to 8 MiB (`max.message.bytes`), and one record
+ * Kafka refuses must never hold up the others.
+ */
+export const HISTORY_RECORD_MAX_BYTES = 6 * 1024 * 1024;
+/**
+ * Most bytes of records per send. Kafka takes a send's records for one partition as one batch,
+ * which the topic's `max.message.bytes` bounds; a record larger than this goes alone.
+ */
+export const HISTORY_SEND_MAX_BYTES = 4 * 1024 * 1024;
 
 interface Pending {
   messages: Message[];
+  bytes: number;
   resolve(): void;
   reject(err: unknown): void;
 }
 
-/** Produces history records; sends issued while one is in flight are merged into the next batch. */
+/** Produces history records; sends issued while one is in flight are merged into the next batches. */
 export class HistoryProducer {
   private readonly producer: Producer;
   private queue: Pending[] = [];
   private sending = false;
   private connected = false;
   private backlog: Message[] = [];
+  private backlogBytes = 0;
   private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -63,13 +78,20 @@ export class HistoryProducer {
     return this.connected;
   }
 
-  /** Sends entries and resolves once Kafka acknowledged them (acks=all); rejects on failure. */
-  produce(entries: HistoryEntry[]): Promise<void> {
-    if (entries.length === 0) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ messages: entries.map(toMessage), resolve, reject });
-      if (!this.sending) void this.flush();
-    });
+  /**
+   * Sends entries and resolves once Kafka acknowledged them (acks=all); rejects when Kafka cannot
+   * be reached, so the caller tries again later. Records Kafka refuses for what they are are set
+   * aside (see `isolate`) instead: no later attempt could send them.
+   */
+  async produce(entries: HistoryEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const messages = entries.map((e) => toMessage(e, this.log));
+    try {
+      await this.send(messages);
+    } catch (err) {
+      if (!isPermanent(err)) throw err;
+      await this.isolate(messages);
+    }
   }
 
   /**
@@ -79,9 +101,10 @@ export class HistoryProducer {
    */
   async record(entries: HistoryEntry[]): Promise<void> {
     if (entries.length === 0) return;
+    const messages = entries.map((e) => toMessage(e, this.log));
     // While earlier records wait for Kafka, do not make every run wait for the timeout too.
     if (this.backlog.length > 0) {
-      this.defer(entries.map(toMessage));
+      this.defer(messages);
       return;
     }
     let timer: NodeJS.Timeout | undefined;
@@ -91,17 +114,22 @@ export class HistoryProducer {
         this.opts.timeoutMs,
       );
     });
-    const sent = this.produce(entries);
+    const sent = this.send(messages);
     try {
       await Promise.race([sent, deadline]);
     } catch (err) {
       // The send may still succeed later; a second copy from the retry is harmless (versions).
       sent.catch(() => undefined);
-      this.log.warn(
-        { err: String(err), records: entries.length },
-        "history unavailable; will retry in background",
-      );
-      this.defer(entries.map(toMessage));
+      if (isPermanent(err)) {
+        // Kafka refuses these records for what they are: retrying them would only block the rest.
+        await this.isolate(messages);
+      } else {
+        this.log.warn(
+          { err: String(err), records: entries.length },
+          "history unavailable; will retry in background",
+        );
+        this.defer(messages);
+      }
     } finally {
       clearTimeout(timer);
     }
@@ -118,10 +146,25 @@ export class HistoryProducer {
     await this.producer.disconnect();
   }
 
+  private send(messages: Message[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ messages, bytes: bytesOf(messages), resolve, reject });
+      if (!this.sending) void this.flush();
+    });
+  }
+
+  /** Sends what is queued, in sends of at most HISTORY_SEND_MAX_BYTES (whole callers each). */
   private async flush(): Promise<void> {
     this.sending = true;
     while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.queue.length);
+      let bytes = 0;
+      let n = 0;
+      for (const p of this.queue) {
+        if (n > 0 && bytes + p.bytes > HISTORY_SEND_MAX_BYTES) break;
+        bytes += p.bytes;
+        n++;
+      }
+      const batch = this.queue.splice(0, n);
       try {
         await this.producer.send({
           topic: this.opts.topic,
@@ -138,10 +181,15 @@ export class HistoryProducer {
 
   private defer(messages: Message[]): void {
     this.backlog.push(...messages);
-    const excess = this.backlog.length - this.opts.maxBacklog;
-    if (excess > 0) {
-      this.backlog.splice(0, excess);
-      this.log.error({ dropped: excess }, "history backlog full; oldest records dropped");
+    this.backlogBytes += bytesOf(messages);
+    let dropped = 0;
+    while (this.backlogBytes > this.opts.maxBacklogBytes && this.backlog.length > 0) {
+      this.backlogBytes -= bytesOf(this.backlog.splice(0, 1));
+      dropped++;
+    }
+    if (dropped > 0) {
+      historyDroppedTotal.inc({ reason: "backlog_full" }, dropped);
+      this.log.error({ dropped }, "history backlog full; oldest records dropped");
     }
     this.scheduleRetry();
   }
@@ -156,26 +204,91 @@ export class HistoryProducer {
   }
 
   private async retryBacklog(): Promise<void> {
-    const batch = this.backlog.splice(0, 1_000);
+    let n = 0;
+    let bytes = 0;
+    for (const m of this.backlog) {
+      if (n > 0 && bytes + sizeOf(m) > HISTORY_SEND_MAX_BYTES) break;
+      bytes += sizeOf(m);
+      n++;
+    }
+    const batch = this.backlog.splice(0, n);
+    this.backlogBytes -= bytes;
     if (batch.length === 0) return;
     try {
-      await new Promise<void>((resolve, reject) => {
-        this.queue.push({ messages: batch, resolve, reject });
-        if (!this.sending) void this.flush();
-      });
+      await this.send(batch);
       this.log.info({ records: batch.length }, "history backlog sent");
-    } catch {
+    } catch (err) {
+      if (isPermanent(err)) {
+        await this.isolate(batch);
+        return;
+      }
       this.backlog.unshift(...batch);
+      this.backlogBytes += bytes;
+    }
+  }
+
+  /**
+   * Kafka refused a send for its content: sends its records one by one, so only the ones it
+   * refuses are set aside (logged with their run, counted); the others go, or wait for the retry.
+   */
+  private async isolate(messages: Message[]): Promise<void> {
+    for (const m of messages) {
+      try {
+        await this.send([m]);
+      } catch (err) {
+        if (!isPermanent(err)) {
+          this.defer([m]);
+          continue;
+        }
+        historyDroppedTotal.inc({ reason: "refused" });
+        this.log.error(
+          { err: String(err), runId: String(m.key), bytes: sizeOf(m) },
+          "history record refused by Kafka; set aside (dropped)",
+        );
+      }
     }
   }
 }
 
-function toMessage(entry: HistoryEntry): Message {
-  return {
-    key: entry.$case === "skip" ? entry.value.eventId : entry.value.runId,
-    // The oneof encoder reads only $case and value.
-    value: Buffer.from(
-      HistoryRecord.encode({ record: entry, traceParent: entry.traceParent ?? "" }).finish(),
-    ),
-  };
+/** Kafka refused the records themselves (too large, corrupt): sending them again cannot help. */
+function isPermanent(err: unknown): boolean {
+  return (err as { retriable?: unknown } | null)?.retriable === false;
+}
+
+function sizeOf(m: Message): number {
+  return (m.value as Buffer).length + String(m.key ?? "").length;
+}
+
+function bytesOf(messages: Message[]): number {
+  return messages.reduce((n, m) => n + sizeOf(m), 0);
+}
+
+function encode(entry: HistoryEntry): Buffer {
+  // The oneof encoder reads only $case and value.
+  return Buffer.from(HistoryRecord.encode({ record: entry, traceParent: entry.traceParent ?? "" }).finish());
+}
+
+/** A note history keeps in place of an output or error too large for it. */
+function omitted(what: string, json: string): string {
+  if (json === "") return "";
+  return JSON.stringify({
+    stepline_omitted: `this ${what} (${Buffer.byteLength(json)} bytes) is larger than history keeps; the run's state had it`,
+  });
+}
+
+function toMessage(entry: HistoryEntry, log: Logger): Message {
+  const key = entry.$case === "skip" ? entry.value.eventId : entry.value.runId;
+  let value = encode(entry);
+  if (value.length > HISTORY_RECORD_MAX_BYTES && entry.$case !== "skip") {
+    log.warn({ runId: key, bytes: value.length }, "history record too large; output and error left out");
+    historyDroppedTotal.inc({ reason: "too_large_payload" });
+    const v = entry.value;
+    const slim = {
+      ...v,
+      outputJson: omitted("output", v.outputJson),
+      errorJson: omitted("error", v.errorJson),
+    };
+    value = encode({ ...entry, value: slim } as HistoryEntry);
+  }
+  return { key, value };
 }

@@ -56,7 +56,7 @@ const history = new HistoryProducer(
   {
     topic: topicNames(config.STEPLINE_KAFKA_TOPIC_PREFIX).history,
     timeoutMs: config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS,
-    maxBacklog: 100_000,
+    maxBacklogBytes: 64 * 1024 * 1024,
   },
   log.child({ component: "history" }),
 );

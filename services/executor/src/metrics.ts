@@ -33,6 +33,14 @@ export const releasesTotal = new Counter({
   registers: [metrics],
 });
 
+/** History records not sent whole: set aside, dropped from a full backlog, or sent without their payload. */
+export const historyDroppedTotal = new Counter({
+  name: "stepline_executor_history_records_dropped_total",
+  help: "History records Kafka refused (refused), dropped from a full backlog (backlog_full), or sent with their output and error left out (too_large_payload)",
+  labelNames: ["reason"] as const,
+  registers: [metrics],
+});
+
 /** Items held from the queue right now. */
 export const itemsInFlight = new Gauge({
   name: "stepline_executor_items_in_flight",
