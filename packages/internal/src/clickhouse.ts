@@ -35,3 +35,24 @@ export function sqlIdent(value: string): string {
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(value)) throw new ValidationError(`bad identifier: ${value}`);
   return value;
 }
+
+/**
+ * ClickHouse error codes that say the server refused the data itself (it cannot parse or hold a
+ * value): sending the same rows again can never succeed. Anything else (the network, a timeout,
+ * too many parts, memory) may pass on a later try.
+ */
+const REJECTION_CODES = new Set([6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 349]);
+
+/**
+ * True when `err` is ClickHouse refusing the inserted data (see REJECTION_CODES; also "too many
+ * partitions for single INSERT block", which only a smaller insert avoids). The code is read from
+ * the message too: ClickHouse 18.16's format ("Code: 131, e.displayText() = ...") is not one the
+ * client parses into a ClickHouseError.
+ */
+export function isDataRejection(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const message = typeof e?.message === "string" ? e.message : "";
+  const code = Number(typeof e?.code === "string" ? e.code : /Code: (\d+)/.exec(message)?.[1]);
+  if (code === 252) return /partitions for single INSERT block/i.test(message);
+  return REJECTION_CODES.has(code);
+}

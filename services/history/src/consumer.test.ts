@@ -37,7 +37,9 @@ const groups = new Set<string>();
 beforeAll(async () => {
   t = await createTestDatabase(clickhouseUrl);
   await admin.connect();
-  await createReadyTopics(admin, [{ topic, numPartitions: 2, replicationFactor: 1 }]);
+  // As scripts/infra/kafka.mjs makes the history topic.
+  const configEntries = [{ name: "max.message.bytes", value: "8388608" }];
+  await createReadyTopics(admin, [{ topic, numPartitions: 2, replicationFactor: 1, configEntries }]);
   await producer.connect();
 });
 afterAll(async () => {
@@ -159,6 +161,26 @@ describe("history consumer", () => {
     }
   });
 
+  it("stores a record of 5 MiB, larger than one fetch", async () => {
+    const consumer = startConsumer(t.store, groupName(`${prefix}large.`, "history"));
+    await consumer.start();
+    const output = JSON.stringify("x".repeat(5 << 20));
+    const run = runRecord({
+      environmentId: "env_large",
+      status: RunStatus.RUN_STATUS_COMPLETED,
+      outputJson: output,
+      version: 2,
+    });
+    await produce({ traceParent: "", record: { $case: "run", value: run } });
+    const stored = await waitFor(
+      "the large run",
+      () => t.store.getRun("env_large", run.runId).then((r) => r ?? undefined),
+      WAIT,
+    );
+    expect(stored.outputJson.length).toBe(output.length);
+    await consumer.stop();
+  });
+
   it("while ClickHouse refuses inserts it commits nothing, and another member later stores the batch", async () => {
     const group = groupName(`${prefix}outage.`, "history");
     // A real outage: nothing listens on this port.
@@ -182,6 +204,82 @@ describe("history consumer", () => {
     );
     expect(stored.runId).toBe(record.runId);
     await up.stop();
+  });
+});
+
+describe("a row ClickHouse refuses", () => {
+  let narrow: TestDatabase;
+  beforeAll(async () => {
+    narrow = await createTestDatabase(clickhouseUrl);
+    // A real refusal: this database keeps step names in 8 bytes, so a longer name is refused
+    // (Code 131, too large value for FixedString) while every other row is fine.
+    await narrow.ch.command({
+      query: `ALTER TABLE ${narrow.database}.steps MODIFY COLUMN name FixedString(8)`,
+    });
+  });
+  afterAll(async () => {
+    await narrow?.drop();
+  });
+
+  const count = async (query: string) => {
+    const rs = await narrow.ch.query({ query, format: "JSONEachRow" });
+    return Number((await rs.json<{ n: string }>())[0]?.n ?? 0);
+  };
+
+  it("is set aside in dead_letters; the rest of its batch is stored, its offset committed, and later batches go on", async () => {
+    const group = groupName(`${prefix}poison.`, "history");
+    const consumer = startConsumer(narrow.store, group);
+    await consumer.start();
+    const run = runRecord({ environmentId: "env_poison" });
+    const step = (name: string, stepId: string) =>
+      ({
+        traceParent: "",
+        record: { $case: "step", value: stepRecord({ runId: run.runId, name, stepId }) },
+      }) as const;
+    const records: HistoryRecord[] = [
+      { traceParent: "", record: { $case: "run", value: run } },
+      step("ok-1", "s1"),
+      step("ok-2", "s2"),
+      step("much-too-long-a-name", "s3"),
+      step("ok-4", "s4"),
+      step("ok-5", "s5"),
+    ];
+    await produce(...records);
+    const db = narrow.database;
+    await waitFor(
+      "the good steps and the set-aside one",
+      async () =>
+        (await count(`SELECT count() AS n FROM ${db}.steps WHERE run_id = '${run.runId}'`)) === 4 &&
+        (await count(`SELECT count() AS n FROM ${db}.dead_letters`)) === 1,
+      WAIT,
+    );
+    const rs = await narrow.ch.query({
+      query: `SELECT table_name, row_json, error FROM ${db}.dead_letters`,
+      format: "JSONEachRow",
+    });
+    const [dead] = await rs.json<{ table_name: string; row_json: string; error: string }>();
+    expect(dead?.table_name).toBe("steps");
+    expect(JSON.parse(dead?.row_json ?? "{}")).toMatchObject({
+      run_id: run.runId,
+      step_id: "s3",
+      name: "much-too-long-a-name",
+    });
+    expect(dead?.error).toMatch(/131|FixedString/);
+    expect(await narrow.store.getRun("env_poison", run.runId)).toMatchObject({ runId: run.runId });
+    await waitFor(
+      "the batch's offsets committed",
+      async () => (await committedOffsets(group)) >= records.length,
+      WAIT,
+    );
+
+    const later = runRecord({ environmentId: "env_poison" });
+    await produce({ traceParent: "", record: { $case: "run", value: later } });
+    await waitFor(
+      "a later batch",
+      () => narrow.store.getRun("env_poison", later.runId).then((r) => r ?? undefined),
+      WAIT,
+    );
+    await consumer.stop();
   });
 });
 

@@ -5,10 +5,12 @@
 // resolved only after the flush holding its rows succeeded, and committed by kafkajs right after;
 // while ClickHouse is down the flush is retried with backoff (the waiting batches heartbeat, so the
 // group keeps their partitions) and nothing is committed.
+import { isDataRejection } from "@stepline/internal/clickhouse";
 import type { createKafka } from "@stepline/internal/kafka";
 import type { Logger } from "@stepline/internal/log";
 import { recordSpan, tracingEnabled } from "@stepline/internal/telemetry";
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
+import { deadLettersTotal } from "./metrics.js";
 import { retry } from "./retry.js";
 import type { Rows } from "./rows.js";
 import { rowsOf } from "./rows.js";
@@ -108,6 +110,42 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
     if (!payload.restart && !stopping.signal.aborted) o.onFatal?.(payload.error);
   });
 
+  /**
+   * Inserts `rows` into `table`. When ClickHouse refuses the data itself (isDataRejection), the
+   * rows are halved until the refused ones stand alone; each of those is set aside in the
+   * dead-letter table, so one bad row never holds up the rest or its partition. Any other error
+   * (ClickHouse unreachable) is thrown for the caller's retry.
+   */
+  async function insertOrSetAside(table: TableName, rows: Rows[TableName]): Promise<void> {
+    try {
+      await o.store.insert(table, rows);
+    } catch (err) {
+      if (!isDataRejection(err)) throw err;
+      if (rows.length > 1) {
+        const mid = rows.length >> 1;
+        await insertOrSetAside(table, rows.slice(0, mid) as Rows[TableName]);
+        await insertOrSetAside(table, rows.slice(mid) as Rows[TableName]);
+        return;
+      }
+      const row = rows[0] as Rows[TableName][number];
+      const error = String((err as Error).message).slice(0, 4_096);
+      const id = "run_id" in row ? row.run_id : row.event_id;
+      deadLettersTotal.inc({ table });
+      log.error({ table, id, error }, "history row refused by ClickHouse; set aside in dead_letters");
+      try {
+        await o.store.insertDeadLetter({
+          at_ms: Date.now(),
+          table_name: table,
+          row_json: JSON.stringify(row),
+          error,
+        });
+      } catch (e) {
+        if (!isDataRejection(e)) throw e;
+        log.error({ table, id, error: String(e) }, "dead-letter row refused too; dropped");
+      }
+    }
+  }
+
   /** Inserts every non-empty table of `rows`, retrying the failed ones; false if told to stop. */
   async function write(
     rows: Rows,
@@ -118,7 +156,7 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
     return retry(
       async () => {
         const tables = [...pending];
-        const results = await Promise.allSettled(tables.map((t) => o.store.insert(t, rows[t])));
+        const results = await Promise.allSettled(tables.map((t) => insertOrSetAside(t, rows[t])));
         results.forEach((r, i) => {
           if (r.status === "fulfilled") pending.delete(tables[i] as TableName);
         });

@@ -2,7 +2,7 @@ import { sqlString } from "@stepline/internal/clickhouse";
 import { requiredEnv } from "@stepline/internal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rowsOf } from "./rows.js";
-import { dropPartitionsBefore, ensureSchema, TABLES } from "./schema.js";
+import { DEAD_LETTERS, dropPartitionsBefore, ensureSchema, TABLES } from "./schema.js";
 import type { TestDatabase } from "./test-support.js";
 import { createTestDatabase, runRecord } from "./test-support.js";
 
@@ -33,7 +33,7 @@ describe("schema", () => {
     );
     await ensureSchema(t.ch, t.database);
     await ensureSchema(t.ch, t.database);
-    expect(await tableNames()).toEqual([...TABLES].sort());
+    expect(await tableNames()).toEqual([...TABLES, DEAD_LETTERS].sort());
     expect((await t.store.getRun(run.environmentId, run.runId))?.runId).toBe(run.runId);
   });
 

@@ -13,6 +13,9 @@ const month = (column: string) => `toYYYYMM(toDateTime(intDiv(${column}, 1000)))
 export const TABLES = ["runs", "event_runs", "steps", "skips"] as const;
 export type TableName = (typeof TABLES)[number];
 
+/** Rows ClickHouse refused (one by one, as the consumer found them), kept for an operator to read. */
+export const DEAD_LETTERS = "dead_letters";
+
 function createStatements(db: string): string[] {
   return [
     `CREATE DATABASE IF NOT EXISTS ${db}`,
@@ -72,6 +75,16 @@ function createStatements(db: string): string[] {
     ) ENGINE = ReplacingMergeTree(at_ms)
     PARTITION BY ${month("at_ms")}
     ORDER BY (environment_id, event_id, function_id)`,
+    // A row of another table that ClickHouse refused, as JSON, with the error; never read by the
+    // service (an operator's table), partitioned by month like the rest.
+    `CREATE TABLE IF NOT EXISTS ${db}.${DEAD_LETTERS} (
+      at_ms UInt64,
+      table_name String,
+      row_json String,
+      error String
+    ) ENGINE = MergeTree()
+    PARTITION BY ${month("at_ms")}
+    ORDER BY (table_name, at_ms)`,
   ];
 }
 
@@ -90,7 +103,7 @@ export async function dropPartitionsBefore(
   beforeMonth: number,
 ): Promise<string[]> {
   const db = sqlIdent(database);
-  const tables = TABLES.map((t) => `'${t}'`).join(", ");
+  const tables = [...TABLES, DEAD_LETTERS].map((t) => `'${t}'`).join(", ");
   const rs = await ch.query({
     query: `SELECT DISTINCT table, partition FROM system.parts
       WHERE database = ${sqlString(db)} AND table IN (${tables}) AND active AND toUInt32(partition) < ${sqlInt(beforeMonth)}`,

@@ -7,6 +7,7 @@ import type { RunStatus, SkipReason, StepStatus } from "@stepline/proto/stepline
 import type { Rows } from "./rows.js";
 import { isEventId, isId } from "./rows.js";
 import type { ClickHouse, TableName } from "./schema.js";
+import { DEAD_LETTERS } from "./schema.js";
 
 /** A run as history last saw it. */
 export interface RunView {
@@ -112,6 +113,11 @@ export class HistoryStore {
   }
 
   /** Inserts one table's rows in one request (JSONEachRow). Redelivered rows are harmless. */
+  /** Keeps a row ClickHouse refused, with why, in the dead-letter table. */
+  async insertDeadLetter(row: { at_ms: number; table_name: TableName; row_json: string; error: string }) {
+    await this.ch.insert({ table: `${this.db}.${DEAD_LETTERS}`, values: [row], format: "JSONEachRow" });
+  }
+
   async insert<T extends TableName>(table: T, rows: Rows[T]): Promise<void> {
     if (rows.length === 0) return;
     await this.ch.insert<Rows[T][number]>({
