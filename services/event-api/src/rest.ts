@@ -115,7 +115,7 @@ export function runView(run: Run): RunView {
 /** A function an event matched without starting a run of it, as the REST API shows it. */
 export interface SkipView {
   function_id: string;
-  reason: "rate_limited" | "idempotent" | "singleton" | "unknown";
+  reason: "rate_limited" | "idempotent" | "singleton" | "refused" | "unknown";
   skipped_at: string;
   detail: string;
 }
@@ -124,6 +124,7 @@ const REASON: Record<number, SkipView["reason"]> = {
   [SkipReason.SKIP_REASON_RATE_LIMITED]: "rate_limited",
   [SkipReason.SKIP_REASON_IDEMPOTENT]: "idempotent",
   [SkipReason.SKIP_REASON_SINGLETON]: "singleton",
+  [SkipReason.SKIP_REASON_REFUSED]: "refused",
 };
 
 export function skipView(skip: Skip): SkipView {

@@ -1,7 +1,7 @@
 // The consumer against real Kafka and Redis, with an in-process ExecutorService double (a real
 // gRPC server on port 0 that records ScheduleRuns calls and can be told to fail).
 
-import { UnavailableError } from "@stepline/internal/errors";
+import { UnavailableError, ValidationError } from "@stepline/internal/errors";
 import type { GrpcServer } from "@stepline/internal/grpc";
 import { createClient, startGrpcServer, unary } from "@stepline/internal/grpc";
 import { newId } from "@stepline/internal/ids";
@@ -164,8 +164,12 @@ beforeAll(async () => {
       definition: ExecutorServiceService,
       implementation: {
         scheduleRuns: unary<ScheduleRunsRequest, ScheduleRunsResponse>(log, async (req) => {
-          const ok = !executor.failing;
+          // A run of an event whose data says `poison` is refused, as the executor refuses a
+          // RunSpec it cannot take, failing the whole call.
+          const poisoned = req.runs.some((r) => JSON.parse(r.eventsJson[0] ?? "{}").data?.poison === true);
+          const ok = !executor.failing && !poisoned;
           executor.calls.push({ ok, runs: req.runs });
+          if (poisoned) throw new ValidationError("runs[0]: the executor cannot take this run");
           if (!ok) throw new UnavailableError("executor double is failing on purpose");
           return { results: req.runs.map((r) => ({ runId: r.runId, created: true })) };
         }),
@@ -404,6 +408,31 @@ describe("EventConsumer", () => {
       const bytes = call.runs.reduce((n, r) => n + r.eventsJson.reduce((m, e) => m + e.length, 0), 0);
       expect(bytes).toBeLessThanOrEqual(SCHEDULE_MAX_BYTES);
     }
+  }, 60_000);
+
+  it("sets an event the executor refuses aside, records why, and starts the rest of its chunk", async () => {
+    const before = await committed(0);
+    const [good1, bad, good2] = [{ n: 1 }, { poison: true }, { n: 2 }];
+    const first = await produce(envA, "test/hello", 0, newId(), good1);
+    const poison = await produce(envA, "test/hello", 0, newId(), bad);
+    const last = await produce(envA, "test/hello", 0, newId(), good2);
+    expect(before).toBeLessThanOrEqual(first.offset);
+    await waitFor(
+      "the offsets past the poison event to be committed",
+      async () => (await committed(0)) > last.offset,
+      WAIT,
+    );
+    expect(runsFor(first.eventId)).toHaveLength(1);
+    expect(runsFor(last.eventId)).toHaveLength(1);
+    expect(runsFor(poison.eventId)).toHaveLength(0);
+    expect(skipped.filter((s) => s.eventId === poison.eventId)).toEqual([
+      expect.objectContaining({
+        environmentId: envA,
+        functionId: "shop-on-hello",
+        reason: SkipReason.SKIP_REASON_REFUSED,
+        detail: "refused by the executor: runs[0]: the executor cannot take this run",
+      }),
+    ]);
   }, 60_000);
 
   it("skips an undecodable record instead of blocking its partition", async () => {

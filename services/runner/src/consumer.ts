@@ -1,8 +1,9 @@
 // The `events` consumer: for each Kafka batch, match the events to their environment's functions,
 // give each (event, function) pair its run id, ask the executor to create the runs, and only then
-// resolve the offsets. A failure retries the same messages with backoff; nothing is skipped and
-// nothing is committed before its runs exist.
+// resolve the offsets. A failure retries the same messages with backoff; nothing is committed
+// before its runs exist. Only an event the executor refuses as invalid is set aside (setAside).
 
+import { ValidationError } from "@stepline/internal/errors";
 import { callUnary } from "@stepline/internal/grpc";
 import { metrics } from "@stepline/internal/lifecycle";
 import type { Logger } from "@stepline/internal/log";
@@ -13,6 +14,7 @@ import type {
 } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { SkipRecord } from "@stepline/proto/stepline/stream/v1/history_record";
+import { SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Redis } from "ioredis";
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
 import { Counter } from "prom-client";
@@ -72,7 +74,7 @@ export interface ConsumerOptions {
 
 const eventsCounter = new Counter({
   name: "stepline_runner_events_total",
-  help: "Events consumed, by outcome (matched: started at least one function; unmatched; invalid).",
+  help: "Events consumed, by outcome (matched: started at least one function; unmatched; invalid: undecodable; refused: the executor refused their runs, set aside).",
   labelNames: ["outcome"],
   registers: [metrics],
 });
@@ -188,7 +190,15 @@ export class EventConsumer {
     const indexes = new Map<string, FunctionIndex>();
     for (let i = 0; i < items.length; i += this.opts.chunkSize) {
       const chunk = items.slice(i, i + this.opts.chunkSize);
-      const done = await this.retrying(p, () => this.processChunk(chunk, indexes, p));
+      // A chunk the executor refuses (INVALID_ARGUMENT) is taken one event at a time instead, so
+      // only the refused events are set aside and the rest start as usual.
+      const oneByOne = async () => {
+        for (const item of chunk) {
+          const each = () => this.processChunk([item], indexes, p);
+          if (!(await this.retrying(p, each, (err) => this.setAside(item, err, indexes)))) return;
+        }
+      };
+      const done = await this.retrying(p, () => this.processChunk(chunk, indexes, p), oneByOne);
       if (!done) return; // stopping or rebalanced: leave the rest unresolved for redelivery
       const last = chunk[chunk.length - 1];
       if (last) p.resolveOffset(last.offset);
@@ -321,18 +331,65 @@ export class EventConsumer {
   }
 
   /**
+   * An event the executor refused for what it is: retrying cannot help, so it is set aside with a
+   * log line and a metric, and each function it matched records a skip that says why (GET
+   * /v1/events/<id>/skips), instead of blocking its partition.
+   */
+  private async setAside(
+    item: Item,
+    err: ValidationError,
+    indexes: Map<string, FunctionIndex>,
+  ): Promise<void> {
+    const { record, event } = item;
+    eventsCounter.inc({ outcome: "refused" });
+    this.log.error(
+      {
+        eventId: record?.eventId,
+        environmentId: record?.environmentId,
+        offset: item.offset,
+        err: err.message,
+      },
+      "the executor refused this event's runs; setting the event aside (its skips say why)",
+    );
+    if (!record || !event) return;
+    const skips: SkipRecord[] = matchEvent(indexes, event).map((fn) => ({
+      accountId: record.accountId,
+      environmentId: record.environmentId,
+      eventId: record.eventId,
+      functionId: fn.fn.id,
+      reason: SkipReason.SKIP_REASON_REFUSED,
+      atMs: Date.now(),
+      detail: `refused by the executor: ${err.message}`.slice(0, 1_000),
+    }));
+    if (skips.length === 0) return;
+    await this.opts.skips(skips);
+    countSkips(skips);
+  }
+
+  /**
    * Runs `work` until it succeeds (true), or until the consumer stops or the partition is taken
    * away (false). Kafka errors (a rebalance seen by heartbeat) propagate so kafkajs can rejoin.
+   * When `work` is refused as invalid (ValidationError: INVALID_ARGUMENT from the executor), that
+   * cannot pass on a retry: `onRefused` runs instead (and is retried while it fails otherwise).
    */
-  private async retrying(p: EachBatchPayload, work: () => Promise<void>): Promise<boolean> {
+  private async retrying(
+    p: EachBatchPayload,
+    work: () => Promise<void>,
+    onRefused?: (err: ValidationError) => Promise<void>,
+  ): Promise<boolean> {
     let delay = this.opts.retryMinMs;
+    let current = work;
     for (let attempt = 1; ; attempt++) {
       if (!this.running || !p.isRunning() || p.isStale()) return false;
       try {
-        await work();
+        await current();
         return true;
       } catch (err) {
         if (isKafkaError(err)) throw err;
+        if (err instanceof ValidationError && onRefused && current === work) {
+          current = () => onRefused(err);
+          continue;
+        }
         retriesCounter.inc();
         this.log.warn(
           { err, attempt, delayMs: delay, partition: p.batch.partition, firstOffset: p.batch.firstOffset() },

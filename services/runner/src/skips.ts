@@ -24,6 +24,7 @@ const REASON_LABEL: Partial<Record<SkipReason, string>> = {
   [SkipReason.SKIP_REASON_RATE_LIMITED]: "rate_limited",
   [SkipReason.SKIP_REASON_IDEMPOTENT]: "idempotent",
   [SkipReason.SKIP_REASON_SINGLETON]: "singleton",
+  [SkipReason.SKIP_REASON_REFUSED]: "refused",
 };
 
 /** Counts skips by reason (once each is recorded). */

@@ -138,6 +138,11 @@ export enum SkipReason {
   SKIP_REASON_IDEMPOTENT = 2,
   /** SKIP_REASON_SINGLETON - singleton mode "skip": a run with the same singleton key was still running. */
   SKIP_REASON_SINGLETON = 3,
+  /**
+   * SKIP_REASON_REFUSED - The engine refused to start it: the executor answered INVALID_ARGUMENT for the event's runs
+   * (the detail has its message). The event is set aside, so its partition goes on.
+   */
+  SKIP_REASON_REFUSED = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -155,6 +160,9 @@ export function skipReasonFromJSON(object: any): SkipReason {
     case 3:
     case "SKIP_REASON_SINGLETON":
       return SkipReason.SKIP_REASON_SINGLETON;
+    case 4:
+    case "SKIP_REASON_REFUSED":
+      return SkipReason.SKIP_REASON_REFUSED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -172,6 +180,8 @@ export function skipReasonToJSON(object: SkipReason): string {
       return "SKIP_REASON_IDEMPOTENT";
     case SkipReason.SKIP_REASON_SINGLETON:
       return "SKIP_REASON_SINGLETON";
+    case SkipReason.SKIP_REASON_REFUSED:
+      return "SKIP_REASON_REFUSED";
     case SkipReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
