@@ -58,6 +58,8 @@ export interface HttpDeps {
 }
 
 const MAX_PARAM_LENGTH = 1024;
+/** Seconds a client is told to wait before retrying a 503. */
+const RETRY_AFTER_S = 1;
 const REQUEST_LIMIT_TEXT = `the request body exceeds the 3 MiB limit (${MAX_REQUEST_BYTES} bytes); send fewer events per request`;
 
 /** Builds the fastify app (not listening; call `listen` or `inject`). */
@@ -91,6 +93,8 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     if (status >= 500 && !(err instanceof UnavailableError)) {
       log.error({ err, route: req.routeOptions.url, method: req.method }, "request failed");
     }
+    // A 503 is a moment's overload or outage: say when to come back (the SDKs and proxies honour it).
+    if (status === 503) void reply.header("retry-after", String(RETRY_AFTER_S));
     void reply.status(status).send({ error: errorMessage(err, status), status });
   });
   app.setNotFoundHandler((req, reply) => {

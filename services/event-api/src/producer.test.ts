@@ -1,6 +1,6 @@
 import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
-import { createReadyTopics, freePort, requiredEnv, uniqueTag } from "@stepline/internal/testing";
+import { createReadyTopics, freePort, requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import type { Admin, Kafka } from "kafkajs";
 import { Kafka as KafkaClient, logLevel } from "kafkajs";
@@ -92,7 +92,36 @@ describe("EventProducer when Kafka fails", () => {
     const res = await post(app, { name: "shop/order.placed" });
     expect(res.statusCode).toBe(503);
     expect(res.json()).toEqual({ error: expect.stringMatching(/Kafka\) is unavailable/), status: 503 });
+    expect(res.headers["retry-after"]).toBe("1");
     expect(producer.connected()).toBe(false);
+  });
+
+  it("refuses at once with 503 and Retry-After once the events waiting for Kafka pass the byte bound", async () => {
+    // Kafka never acknowledges (the topic does not exist), so requests pile up behind the first.
+    const producer = new EventProducer(kafka, {
+      topic: `test-eventapi-${tag}-missing-2.events`,
+      timeoutMs: 3_000,
+      log,
+      maxQueuedBytes: 100_000,
+      retry: { retries: 5, initialRetryTime: 300 },
+    });
+    producer.start();
+    await producer.whenConnected();
+    const app = appWith(producer);
+    const event = (n: number) => ({ name: "shop/bulk", data: { n, blob: "x".repeat(60_000) } });
+    // One goes out (and is never acknowledged); the other waits behind it: 60 kB of the 100 kB.
+    const first = post(app, event(1));
+    const second = post(app, event(2));
+    await waitFor("one request waiting behind the other", () => producer.waitingBytes() > 60_000);
+    const started = Date.now();
+    const third = await post(app, event(3)); // would make 120 kB wait
+    expect(third.statusCode).toBe(503);
+    expect(third.headers["retry-after"]).toBe("1");
+    expect(third.json().error).toMatch(/too many events are waiting for the event stream/);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    // The earlier two wait for Kafka and then time out, as any unacknowledged request does.
+    expect((await first).statusCode).toBe(503);
+    expect((await second).statusCode).toBe(503);
   });
 
   it("answers 503 when Kafka does not acknowledge within the produce timeout", async () => {

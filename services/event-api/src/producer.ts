@@ -18,6 +18,8 @@ export interface ProducerOptions {
   maxBatchBytes?: number;
   /** Requests allowed to wait for a send before new ones are refused with 503. */
   maxQueued?: number;
+  /** Bytes of events allowed to wait for a send before new requests are refused with 503. */
+  maxQueuedBytes?: number;
   /** Delay between connection attempts while Kafka is unreachable. */
   reconnectMs?: number;
   /** kafkajs retries of one send; bounded so a send during an outage ends (its request got a 503). */
@@ -49,6 +51,9 @@ export class EventProducer implements EventSink {
   private readonly maxBatchBytes: number;
   private readonly reconnectMs: number;
   private readonly maxQueued: number;
+  private readonly maxQueuedBytes: number;
+  /** Bytes of the requests in `queue` (timed-out ones until they are dropped from it). */
+  private queuedBytes = 0;
   private connectedWaiters: Array<() => void> = [];
 
   constructor(
@@ -58,6 +63,7 @@ export class EventProducer implements EventSink {
     this.maxBatchBytes = opts.maxBatchBytes ?? 512 * 1024;
     this.reconnectMs = opts.reconnectMs ?? 1_000;
     this.maxQueued = opts.maxQueued ?? 10_000;
+    this.maxQueuedBytes = opts.maxQueuedBytes ?? 64 * 1024 * 1024;
     this.producer = kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
@@ -79,6 +85,11 @@ export class EventProducer implements EventSink {
   /** True once connected (readiness). */
   connected(): boolean {
     return this.isConnected;
+  }
+
+  /** Bytes of events waiting for a send (not counting the send in flight). */
+  waitingBytes(): number {
+    return this.queuedBytes;
   }
 
   /** Resolves when the producer is connected (tests and startup logs). */
@@ -111,13 +122,14 @@ export class EventProducer implements EventSink {
     if (!this.isConnected) {
       return Promise.reject(new UnavailableError("the event stream (Kafka) is unavailable; retry later"));
     }
-    // Backpressure: when Kafka is slow, refuse at once rather than hold ever more requests.
-    if (this.queue.length >= this.maxQueued) {
+    // Backpressure: when Kafka is slow, refuse at once rather than hold ever more requests (or
+    // bytes: a few thousand requests of 3 MiB would exhaust memory long before the count limit).
+    const bytes = messages.reduce((n, m) => n + (m.value?.length ?? 0) + 64, 0);
+    if (this.queue.length >= this.maxQueued || this.queuedBytes + bytes > this.maxQueuedBytes) {
       return Promise.reject(
-        new UnavailableError("too many requests are waiting for the event stream; retry"),
+        new UnavailableError("too many events are waiting for the event stream; retry shortly"),
       );
     }
-    const bytes = messages.reduce((n, m) => n + (m.value?.length ?? 0) + 64, 0);
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         if (p.settled) return;
@@ -144,6 +156,7 @@ export class EventProducer implements EventSink {
         },
       };
       this.queue.push(p);
+      this.queuedBytes += bytes;
       this.pump();
     });
   }
@@ -158,12 +171,14 @@ export class EventProducer implements EventSink {
       const next = this.queue[0] as Pending;
       if (next.settled) {
         this.queue.shift();
+        this.queuedBytes -= next.bytes;
         continue;
       }
       if (batch.length > 0 && bytes + next.bytes > this.maxBatchBytes) break;
       batch.push(next);
       bytes += next.bytes;
       this.queue.shift();
+      this.queuedBytes -= next.bytes;
     }
     if (batch.length === 0) return;
     this.inFlight = this.send(batch).finally(() => {
@@ -195,6 +210,7 @@ export class EventProducer implements EventSink {
     this.reconnectTimer = null;
     await this.inFlight;
     for (const p of this.queue.splice(0)) p.reject(new UnavailableError("event-api is shutting down; retry"));
+    this.queuedBytes = 0;
     await this.producer.disconnect().catch(() => undefined);
   }
 }

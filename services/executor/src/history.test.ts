@@ -142,11 +142,7 @@ describe("history producer", () => {
   }, 60_000);
 
   it("sends outputs of 3 MiB whole, several in a row, in sends the topic takes", async () => {
-    const producer = new HistoryProducer(
-      kafka,
-      { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000 },
-      log,
-    );
+    const producer = new HistoryProducer(kafka, { topic, timeoutMs: 10_000, maxBacklogBytes: 64 << 20 }, log);
     await producer.start();
     // One key, so one partition: the three sent while the first is in flight would make one batch
     // of 9 MiB, past the topic's limit, were sends not capped in bytes.
@@ -194,6 +190,17 @@ describe("history producer", () => {
         .map((s) => s.stepId)
         .sort(),
     ).toEqual(["ok-1", "ok-2", "ok-3"]);
+    await producer.stop();
+  }, 60_000);
+
+  it("keeps at most its byte bound for the background retry, dropping the oldest records", async () => {
+    const producer = new HistoryProducer(kafka, { topic, timeoutMs: 500, maxBacklogBytes: 1_000 }, log);
+    // Not connected: each record waits for the retry; three of ~600 bytes do not fit in 1,000.
+    for (const id of ["b1", "b2", "b3"]) await producer.record([step("bounded-run", id, big(500))]);
+    await producer.start();
+    await waitFor("the newest record", () => stepsOf("bounded-run").length >= 1, { timeoutMs: 30_000 });
+    // One run, one partition: older records would have arrived before it.
+    expect(stepsOf("bounded-run").map((s) => s.stepId)).toEqual(["b3"]);
     await producer.stop();
   }, 60_000);
 });

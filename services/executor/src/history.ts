@@ -2,6 +2,7 @@
 // Each record is a full snapshot with a version, so duplicates and reordering are harmless; that is
 // why a failed send may simply be tried again later.
 
+import { UnavailableError } from "@stepline/internal/errors";
 import type { Logger } from "@stepline/internal/log";
 import type { RunRecord, SkipRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
@@ -22,7 +23,10 @@ export interface HistoryOptions {
   topic: string;
   /** How long `record` waits for Kafka before it leaves the records to the background retry. */
   timeoutMs: number;
-  /** Most bytes kept for the background retry; the oldest records are dropped (and logged) past it. */
+  /**
+   * Most bytes kept for the background retry (the oldest records are dropped, and logged, past
+   * it), and most bytes waiting to be sent (a send past it is refused at once: Kafka is behind).
+   */
   maxBacklogBytes: number;
 }
 
@@ -49,6 +53,7 @@ interface Pending {
 export class HistoryProducer {
   private readonly producer: Producer;
   private queue: Pending[] = [];
+  private queueBytes = 0;
   private sending = false;
   private connected = false;
   private backlog: Message[] = [];
@@ -147,8 +152,13 @@ export class HistoryProducer {
   }
 
   private send(messages: Message[]): Promise<void> {
+    const bytes = bytesOf(messages);
+    if (this.queue.length > 0 && this.queueBytes + bytes > this.opts.maxBacklogBytes) {
+      return Promise.reject(new UnavailableError("history records are waiting for Kafka; try again later"));
+    }
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ messages, bytes: bytesOf(messages), resolve, reject });
+      this.queue.push({ messages, bytes, resolve, reject });
+      this.queueBytes += bytes;
       if (!this.sending) void this.flush();
     });
   }
@@ -165,6 +175,7 @@ export class HistoryProducer {
         n++;
       }
       const batch = this.queue.splice(0, n);
+      this.queueBytes -= bytes;
       try {
         await this.producer.send({
           topic: this.opts.topic,
