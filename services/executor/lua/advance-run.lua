@@ -14,7 +14,9 @@
 -- ARGV[4]  resolver: who resolves it (a queue item id, or "e:<eventId>"); ARGV[3] set only
 -- ARGV[5]  memo to save under ARGV[3] first ("" = none; a resume's `{"data":null}` etc.)
 -- ARGV[6]  planner: the item whose call made the plans below ("" when there are none)
--- ARGV[7]  save count n, then n pairs (hashed step id, memo JSON `{"data":..}` or `{"error":..}`)
+-- ARGV[7]  limits "<steps>:<state bytes>:<step bytes>:<calls>" (each 0 = none): the most saved
+--          steps, bytes of saved memos, bytes of one memo, and calls a run may have
+-- ARGV[8]  save count n, then n pairs (hashed step id, memo JSON `{"data":..}` or `{"error":..}`)
 -- then     plan count m, then m pairs (hashed op id, mode)
 -- then     optionally, the environment the run must belong to (a checkpoint names it): a run of
 --          another environment answers "NORUN", and the reply ends with the run's account and
@@ -28,13 +30,17 @@
 -- resolution: -1 nothing to resolve; 0 resolved by this resolver, no discovery call follows;
 -- 1 resolved by this resolver, a discovery call follows; -2 another resolver resolved it first
 -- (the caller drops its work). A resolver asking again gets its first answer (idempotent).
--- Errors: "NORUN" (no such run), "ENDED" (the run has already ended; nothing is written).
+-- Errors: "NORUN" (no such run), "ENDED" (the run has already ended; nothing is written),
+-- "LIMIT <name> <value>" (this call would take the run past a limit of ARGV[7]: steps, state,
+-- step or calls; nothing is written, and the caller fails the run).
 local meta, steps, stack, pending, resolved = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local reqVersion, setDie, op, resolver, resumeMemo = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local planner = ARGV[6]
 
-local n = tonumber(ARGV[7])
-local base = 8 + 2 * n
+local maxSteps, maxState, maxStep, maxCalls = string.match(ARGV[7], "^(%d+):(%d+):(%d+):(%d+)$")
+maxSteps, maxState, maxStep, maxCalls = tonumber(maxSteps), tonumber(maxState), tonumber(maxStep), tonumber(maxCalls)
+local n = tonumber(ARGV[8])
+local base = 9 + 2 * n
 local m = tonumber(ARGV[base])
 local expectEnv = ARGV[base + 1 + 2 * m]
 
@@ -43,10 +49,36 @@ if not status then return redis.error_reply("NORUN") end
 if expectEnv and redis.call("HGET", meta, "env") ~= expectEnv then return redis.error_reply("NORUN") end
 if status ~= "running" then return redis.error_reply("ENDED") end
 
+-- Limits, checked before anything is written.
+if maxCalls > 0 and tonumber(redis.call("HGET", meta, "calls") or "0") >= maxCalls then
+  return redis.error_reply("LIMIT calls " .. maxCalls)
+end
+local newSteps, newBytes = 0, 0
+local function counts(id, memo)
+  if maxStep > 0 and #memo > maxStep then return false end
+  if redis.call("HEXISTS", steps, id) == 0 then
+    newSteps, newBytes = newSteps + 1, newBytes + #memo
+  end
+  return true
+end
+if op ~= "" and resumeMemo ~= "" and not counts(op, resumeMemo) then
+  return redis.error_reply("LIMIT step " .. maxStep)
+end
+for i = 0, n - 1 do
+  if not counts(ARGV[9 + 2 * i], ARGV[10 + 2 * i]) then return redis.error_reply("LIMIT step " .. maxStep) end
+end
+if maxSteps > 0 and redis.call("LLEN", stack) + newSteps > maxSteps then
+  return redis.error_reply("LIMIT steps " .. maxSteps)
+end
+if maxState > 0 and tonumber(redis.call("HGET", meta, "bytes") or "0") + newBytes > maxState then
+  return redis.error_reply("LIMIT state " .. maxState)
+end
+
 local function save(id, memo)
   -- A step saved once is never overwritten: a replayed or duplicated call cannot change history.
   if redis.call("HSETNX", steps, id, memo) == 1 then
     redis.call("RPUSH", stack, id)
+    redis.call("HINCRBY", meta, "bytes", #memo)
     return 1
   end
   return 0
@@ -67,7 +99,7 @@ end
 
 local result = {0, 0, 0}
 for i = 0, n - 1 do
-  result[#result + 1] = save(ARGV[8 + 2 * i], ARGV[9 + 2 * i])
+  result[#result + 1] = save(ARGV[9 + 2 * i], ARGV[10 + 2 * i])
 end
 
 if reqVersion ~= "" then redis.call("HSET", meta, "reqVersion", reqVersion) end

@@ -8,6 +8,7 @@ import { ConflictError, NotFoundError } from "@stepline/internal/errors";
 import type { HistoryEntry } from "./history.js";
 import { stepRecord } from "./records.js";
 import type { RunStore } from "./state.js";
+import { RunLimitError } from "./state.js";
 import { checkpointedSteps } from "./steps.js";
 import { stepSpan } from "./tracing.js";
 
@@ -15,6 +16,8 @@ export interface CheckpointDeps {
   store: RunStore;
   history: { record(e: HistoryEntry[]): Promise<void> };
   clock: Clock;
+  /** Fails a running run with a message, and does what follows its end (finalize.ts failRun). */
+  failRun(runId: string, message: string): Promise<void>;
 }
 
 export class Checkpointer {
@@ -45,6 +48,12 @@ export class Checkpointer {
     } catch (err) {
       if (err instanceof NotFoundError) throw notFound(req.runId);
       if (err instanceof ConflictError) throw new ConflictError(`run ${req.runId} has ended`);
+      if (err instanceof RunLimitError) {
+        // The run fails here; the 409 stops the SDK (a stale dispatch), and the call's answer
+        // then finds the run ended.
+        await this.deps.failRun(req.runId, err.message);
+        throw new ConflictError(`run ${req.runId} has ended: ${err.message}`);
+      }
       throw err;
     }
     const run = { runId: req.runId, accountId: adv.run?.accountId ?? "", environmentId: req.environmentId };

@@ -61,6 +61,14 @@ export const configSchema = {
   STEPLINE_EXECUTOR_RELEASE_BACKOFF_MAX_MS: envInt(60_000, 1, DAY_MS),
   /** Attempts per call when the run spec carries none (4 retries, like Inngest). */
   STEPLINE_EXECUTOR_DEFAULT_MAX_ATTEMPTS: envInt(5, 1, 1_000),
+  /** Steps a run may save (results, resolved sleeps, waits, invokes); past it the run fails. */
+  STEPLINE_EXECUTOR_MAX_STEPS_PER_RUN: envInt(1_000, 1, 1_000_000),
+  /** Bytes of saved step results a run may hold; past it the run fails. */
+  STEPLINE_EXECUTOR_MAX_STATE_BYTES: envInt(32 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  /** Bytes of one step's saved result; a larger one fails the run. */
+  STEPLINE_EXECUTOR_MAX_STEP_OUTPUT_BYTES: envInt(4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+  /** Calls a run may take: bounds a function that loops (plans and re-plans without finishing). */
+  STEPLINE_EXECUTOR_MAX_CALLS_PER_RUN: envInt(10_000, 10, 10_000_000),
   /** How long a run's state is kept after the run ended. */
   STEPLINE_EXECUTOR_STATE_TTL_MS: envInt(7 * DAY_MS, 1_000, 365 * DAY_MS),
   /** How long an environment's signing key is cached. */

@@ -26,7 +26,7 @@ import type { FixtureApp, Sdk } from "./sdk-app.fixture.js";
 import { EVENTS, startFixtureApp, testSigningKey } from "./sdk-app.fixture.js";
 import { SigningKeys } from "./signing-keys.js";
 import { SingletonLocks } from "./singleton.js";
-import { RunStore } from "./state.js";
+import { DEFAULT_RUN_LIMITS, RunStore } from "./state.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
 import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
 
@@ -439,6 +439,21 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       await handled;
       expect(ops).toEqual([]);
       expect((await store.load(start.runId))?.stack).toEqual([]);
+    });
+
+    // Last: it runs steps of "three", whose counts the tests above check.
+    it("fails a run that passes its limit of steps, naming the limit, without saving the step past it", async () => {
+      const limited = new RunStore(redis, 60_000, prefix, { ...DEFAULT_RUN_LIMITS, maxSteps: 2 });
+      const start = await schedule(app, "three", { name: EVENTS.three, data: { n: 1 } });
+      const ops = await drive(createItemHandler(deps({ store: limited })), start);
+      expect(ops.at(-1)).toMatchObject({ op: "complete", next: [] });
+      const s = await store.load(start.runId);
+      expect(s?.status).toBe("failed");
+      expect(s?.error).toContain(
+        "the run reached its limit of 2 steps (STEPLINE_EXECUTOR_MAX_STEPS_PER_RUN)",
+      );
+      expect(s?.steps.size).toBe(2);
+      expect(runs(start.runId).at(-1)?.status).toBe(RunStatus.RUN_STATUS_FAILED);
     });
   });
 }

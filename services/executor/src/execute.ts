@@ -34,6 +34,7 @@ import type { PauseStore } from "./pauses.js";
 import { erroredStep, pendingStep, resumedStep, stepRecord } from "./records.js";
 import type { SigningKeys } from "./signing-keys.js";
 import type { RunState, RunStore } from "./state.js";
+import { RunLimitError } from "./state.js";
 import type { Decision } from "./steps.js";
 import { interpret } from "./steps.js";
 import { isStartItem, timeLimit } from "./time-limits.js";
@@ -228,6 +229,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
         const adv = await deps.store.advance(run.runId, {
           saves: [],
           resolve: { opId: payload.op, resolver: item.id, memoJson: payload.memo ?? '{"data":null}' },
+          limits: false,
         });
         // Only the winner drops the wait's index entry: an event that won may still need it
         // until its discovery call is enqueued (resume.ts).
@@ -345,6 +347,21 @@ async function settle(
   try {
     await apply(deps, run, item, ctx, decision, reqVersion, log, trace);
   } catch (err) {
+    if (err instanceof RunLimitError) {
+      // Nothing of the call was saved: the run fails instead, naming the limit.
+      const errorJson = JSON.stringify({ name: "Error", message: err.message });
+      await settle(
+        deps,
+        run,
+        item,
+        ctx,
+        { type: "fail", reason: err.message, errorJson },
+        reqVersion,
+        log,
+        trace,
+      );
+      return;
+    }
     if (err instanceof ConflictError || err instanceof NotFoundError) {
       log.info("run ended meanwhile; dropping the item");
       try {

@@ -49,6 +49,18 @@ export async function finalizeRun(
   await deps.store.markFinalized(run.runId);
 }
 
+/**
+ * Fails a running run outside of a call (a checkpoint past one of the run's limits), with
+ * `message` as its error, and does what follows the end. Nothing when the run is not running.
+ */
+export async function failRun(deps: FinalizeDeps, runId: string, message: string): Promise<void> {
+  const run = await deps.store.load(runId);
+  if (!run || run.status !== "running") return;
+  const error = JSON.stringify({ name: "Error", message });
+  const fin = await deps.store.finish(runId, "failed", { error }, deps.clock.now());
+  await finalizeRun(deps, run, fin);
+}
+
 /** Queued items, waits and `cancelOn` entries a run leaves behind when it ends early. */
 async function dropLeftovers(deps: FinalizeDeps, run: RunState): Promise<void> {
   // Only what may be queued: most runs end with nothing pending, and then cost no Remove call.
@@ -93,6 +105,7 @@ async function reportToParent(
     const adv = await deps.store.advance(c.parentRunId, {
       saves: [],
       resolve: { opId: c.opId, resolver: `c:${run.runId}`, memoJson },
+      limits: false,
     });
     if (adv.resolution === "lost") return;
     const parent = await deps.store.load(c.parentRunId);

@@ -22,6 +22,7 @@ import { Canceller } from "./cancel.js";
 import { Checkpointer } from "./checkpoint.js";
 import { loadExecutorConfig } from "./config.js";
 import { createItemHandler } from "./execute.js";
+import { failRun } from "./finalize.js";
 import { HistoryProducer } from "./history.js";
 import { grpcEventSender } from "./internal-events.js";
 import { LiveRuns } from "./live-runs.js";
@@ -47,7 +48,12 @@ const dev = config.STEPLINE_DEV;
 const log = createLogger("executor", config.STEPLINE_LOG_LEVEL);
 const stopTelemetry = await startTelemetry("stepline-executor", process.env);
 const redis = createRedis(config.STEPLINE_REDIS_URL, log.child({ component: "redis" }));
-const store = new RunStore(redis, config.STEPLINE_EXECUTOR_STATE_TTL_MS);
+const store = new RunStore(redis, config.STEPLINE_EXECUTOR_STATE_TTL_MS, undefined, {
+  maxSteps: config.STEPLINE_EXECUTOR_MAX_STEPS_PER_RUN,
+  maxStateBytes: config.STEPLINE_EXECUTOR_MAX_STATE_BYTES,
+  maxStepBytes: config.STEPLINE_EXECUTOR_MAX_STEP_OUTPUT_BYTES,
+  maxCalls: config.STEPLINE_EXECUTOR_MAX_CALLS_PER_RUN,
+});
 const pauses = new PauseStore(redis);
 const live = new LiveRuns(redis);
 const kafka = createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-executor", log);
@@ -178,7 +184,12 @@ const grpcServer = await startGrpcServer(config.STEPLINE_EXECUTOR_GRPC_ADDR, [
         log: log.child({ component: "resume" }),
       }),
       canceller,
-      new Checkpointer({ store, history, clock: systemClock }),
+      new Checkpointer({
+        store,
+        history,
+        clock: systemClock,
+        failRun: (runId, message) => failRun(ends, runId, message),
+      }),
       log,
     ),
   },

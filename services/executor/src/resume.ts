@@ -97,6 +97,7 @@ export class Resumer {
           const adv = await this.deps.store.advance(r.runId, {
             saves: [],
             resolve: { opId: r.opId, resolver: `e:${r.eventId}`, memoJson: memos[i] },
+            limits: false,
           });
           if (adv.resolution === "lost") return "lost";
           const run = await this.deps.store.load(r.runId);

@@ -129,6 +129,21 @@ describe("ExecutorService.Checkpoint", () => {
     // The run ended: the SDK's dispatch is stale.
     await expect(checkpoint(run.runId, ops)).rejects.toMatchObject({ name: "ConflictError" });
   });
+
+  it("fails the run when a checkpoint would pass one of its limits, and tells the SDK to stop (409)", async () => {
+    const run = h.spec();
+    await callUnary(h.client.scheduleRuns.bind(h.client), { runs: [run] });
+    h.reset();
+    const huge = [{ id: "big", op: "StepRun", name: "big", data: "x".repeat(4 * 1024 * 1024) }];
+    const err = await checkpoint(run.runId, huge).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: "ConflictError" });
+    expect((err as Error).message).toContain("a step result is larger than the limit of 4194304 bytes");
+    const state = await h.store.load(run.runId);
+    expect(state?.status).toBe("failed");
+    expect(state?.steps.has("big")).toBe(false);
+    expect(state?.error).toContain("STEPLINE_EXECUTOR_MAX_STEP_OUTPUT_BYTES");
+    expect(h.rec.sent.map((e) => e.name)).toContain("inngest/function.failed");
+  });
 });
 
 describe("ExecutorService.CancelRun and CancelFunctionRuns", () => {

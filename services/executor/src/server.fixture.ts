@@ -16,6 +16,8 @@ import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { Redis } from "ioredis";
 import { Canceller } from "./cancel.js";
 import { Checkpointer } from "./checkpoint.js";
+import type { FinalizeDeps } from "./finalize.js";
+import { failRun } from "./finalize.js";
 import type { HistoryEntry } from "./history.js";
 import { LiveRuns } from "./live-runs.js";
 import { PauseStore } from "./pauses.js";
@@ -85,7 +87,8 @@ export async function startExecutorHarness(): Promise<ExecutorHarness> {
     },
     skipTtlMs: 60_000,
   });
-  canceller = new Canceller({
+  // What follows a run's end, recorded.
+  const ends: FinalizeDeps = {
     store,
     pauses,
     live,
@@ -95,8 +98,8 @@ export async function startExecutorHarness(): Promise<ExecutorHarness> {
     history: { record, produce: record },
     singletons,
     clock: systemClock,
-    log,
-  });
+  };
+  canceller = new Canceller({ ...ends, log });
   const resumer = new Resumer({
     store,
     pauses,
@@ -106,7 +109,12 @@ export async function startExecutorHarness(): Promise<ExecutorHarness> {
     clock: systemClock,
     log,
   });
-  const checkpointer = new Checkpointer({ store, history: { record }, clock: systemClock });
+  const checkpointer = new Checkpointer({
+    store,
+    history: { record },
+    clock: systemClock,
+    failRun: (runId, message) => failRun(ends, runId, message),
+  });
   const server: GrpcServer = await startGrpcServer("127.0.0.1:0", [
     {
       definition: ExecutorServiceService,

@@ -4,7 +4,7 @@ import calculateSlot from "cluster-key-slot";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NewRun } from "./state.js";
-import { RunStore, runKeys } from "./state.js";
+import { RunLimitError, RunStore, runKeys } from "./state.js";
 
 const url = requiredEnv("STEPLINE_TEST_REDIS_URL");
 
@@ -292,5 +292,75 @@ describe("run state in Redis", () => {
     expect((await store.load(run.runId))?.reqVersion).toBe(1);
     await store.setRequestVersion("ghost", 2);
     expect(await redis.exists(runKeys(prefix, "ghost").meta)).toBe(0);
+  });
+});
+
+describe("run limits", () => {
+  const limited = () =>
+    new RunStore(redis, TTL, prefix, { maxSteps: 3, maxStateBytes: 100, maxStepBytes: 40, maxCalls: 5 });
+  const save = (stepId: string, bytes: number) => ({
+    stepId,
+    memoJson: `{"data":"${"x".repeat(bytes - 11)}"}`,
+  });
+
+  it("refuses a call that would pass a limit, naming it, and writes nothing of it", async () => {
+    const s = limited();
+    const run = newRun();
+    await s.create(run);
+    await s.advance(run.runId, { saves: [save("a", 20), save("b", 20)] });
+    // A fourth step.
+    await expect(s.advance(run.runId, { saves: [save("c", 20), save("d", 20)] })).rejects.toThrow(
+      "the run reached its limit of 3 steps (STEPLINE_EXECUTOR_MAX_STEPS_PER_RUN)",
+    );
+    // One result of 41 bytes.
+    const big = s.advance(run.runId, { saves: [save("c", 41)] });
+    await expect(big).rejects.toBeInstanceOf(RunLimitError);
+    await expect(big).rejects.toThrow("a step result is larger than the limit of 40 bytes");
+    // A result of exactly 40 bytes is fine.
+    await s.advance(run.runId, { saves: [save("c", 40)] });
+    const loaded = await s.load(run.runId);
+    expect([...(loaded?.steps.keys() ?? [])]).toEqual(["a", "b", "c"]);
+    expect(loaded?.calls).toBe(2);
+    const state = limited();
+    const other = newRun();
+    await state.create(other);
+    await state.advance(other.runId, { saves: [save("a", 40), save("b", 40)] });
+    await expect(state.advance(other.runId, { saves: [save("c", 21)] })).rejects.toThrow(
+      "the run's saved step results reached their limit of 100 bytes",
+    );
+    // A result saved already costs nothing again (a redelivered call).
+    await expect(state.advance(other.runId, { saves: [save("a", 40)] })).resolves.toMatchObject({
+      saved: [false],
+    });
+  });
+
+  it("fails a run that loops: past its calls, every further call is refused", async () => {
+    const s = limited();
+    const run = newRun();
+    await s.create(run);
+    for (let i = 0; i < 5; i++) await s.advance(run.runId, { saves: [] });
+    const err = await s.advance(run.runId, { saves: [] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RunLimitError);
+    expect((err as RunLimitError).limit).toBe("calls");
+    expect((err as Error).message).toContain("limit of 5 calls without finishing, which points to a loop");
+  });
+
+  it("never refuses a resume (a sleep's end, an event, an invoke's result): the next call fails instead", async () => {
+    const s = limited();
+    const run = newRun();
+    await s.create(run);
+    await s.advance(run.runId, {
+      saves: [save("a", 20), save("b", 20)],
+      planner: "i1",
+      plans: [{ opId: "w", race: false, waitEvent: "e" }],
+    });
+    await s.advance(run.runId, { saves: [save("c", 20)] });
+    const resumed = await s.advance(run.runId, {
+      saves: [],
+      resolve: { opId: "w", resolver: "e:1", memoJson: `{"data":"${"y".repeat(60)}"}` },
+      limits: false,
+    });
+    expect(resumed.resolution).toBe("discover");
+    await expect(s.advance(run.runId, { saves: [] })).rejects.toThrow("limit of 3 steps");
   });
 });

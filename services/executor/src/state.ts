@@ -91,6 +91,46 @@ export interface RunState extends NewRun {
   finalized: boolean;
 }
 
+/** What one run may hold; 0 = no limit. Inngest's own limits are the defaults (config.ts). */
+export interface RunLimits {
+  /** Saved steps (step results, resolved sleeps, waits and invokes). */
+  maxSteps: number;
+  /** Bytes of all saved step results together. */
+  maxStateBytes: number;
+  /** Bytes of one saved step result. */
+  maxStepBytes: number;
+  /** Calls (and resumes) of the run: bounds an app that loops without finishing. */
+  maxCalls: number;
+}
+
+export const DEFAULT_RUN_LIMITS: RunLimits = {
+  maxSteps: 1_000,
+  maxStateBytes: 32 * 1024 * 1024,
+  maxStepBytes: 4 * 1024 * 1024,
+  maxCalls: 10_000,
+};
+
+const LIMIT_TEXT: Record<RunLimitError["limit"], (n: number) => string> = {
+  steps: (n) => `the run reached its limit of ${n} steps (STEPLINE_EXECUTOR_MAX_STEPS_PER_RUN)`,
+  state: (n) =>
+    `the run's saved step results reached their limit of ${n} bytes (STEPLINE_EXECUTOR_MAX_STATE_BYTES)`,
+  step: (n) =>
+    `a step result is larger than the limit of ${n} bytes (STEPLINE_EXECUTOR_MAX_STEP_OUTPUT_BYTES)`,
+  calls: (n) =>
+    `the run reached its limit of ${n} calls without finishing, which points to a loop in the function (STEPLINE_EXECUTOR_MAX_CALLS_PER_RUN)`,
+};
+
+/** A call would take the run past one of its limits: the run fails with this message. */
+export class RunLimitError extends Error {
+  override name = "RunLimitError";
+  constructor(
+    readonly limit: "steps" | "state" | "step" | "calls",
+    readonly value: number,
+  ) {
+    super(LIMIT_TEXT[limit](value));
+  }
+}
+
 export interface CreateResult {
   created: boolean;
   status: RunStatus;
@@ -124,6 +164,11 @@ export interface AdvanceInput {
    * NotFoundError, and the result carries the run's account and traceparent.
    */
   environmentId?: string;
+  /**
+   * False for a resume (a sleep's end, an event, an invoked run's result): it is never refused
+   * for the run's limits; a run it takes past one fails at its next call.
+   */
+  limits?: boolean;
 }
 
 export interface AdvanceResult {
@@ -184,6 +229,8 @@ export class RunStore {
     private readonly redis: Redis,
     private readonly ttlAfterEndMs: number,
     private readonly prefix = "s:",
+    /** What one run may hold (advance refuses past it with RunLimitError). */
+    private readonly limits: RunLimits = DEFAULT_RUN_LIMITS,
   ) {
     redis.defineCommand("steplineCreateRun", { numberOfKeys: 1, lua: lua("create-run") });
     redis.defineCommand("steplineAdvanceRun", { numberOfKeys: 5, lua: lua("advance-run") });
@@ -289,6 +336,9 @@ export class RunStore {
       input.resolve?.resolver ?? "",
       input.resolve?.memoJson ?? "",
       input.planner ?? "",
+      input.limits === false
+        ? "0:0:0:0"
+        : `${this.limits.maxSteps}:${this.limits.maxStateBytes}:${this.limits.maxStepBytes}:${this.limits.maxCalls}`,
       input.saves.length,
     ];
     for (const s of input.saves) args.push(s.stepId, s.memoJson);
@@ -408,6 +458,8 @@ async function wrap<T>(fn: () => Promise<T>): Promise<T> {
     // Script errors arrive as "NORUN" or "ERR NORUN" depending on the Redis version.
     if (/^(ERR )?NORUN/.test(message)) throw new NotFoundError("run not found");
     if (/^(ERR )?ENDED/.test(message)) throw new ConflictError("run has already ended");
+    const limit = /^(?:ERR )?LIMIT (\w+) (\d+)/.exec(message);
+    if (limit) throw new RunLimitError(limit[1] as RunLimitError["limit"], Number(limit[2]));
     throw new UnavailableError(`redis: ${message}`);
   }
 }
