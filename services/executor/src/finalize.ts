@@ -55,7 +55,7 @@ export async function finalizeRun(
  */
 export async function failRun(deps: FinalizeDeps, runId: string, message: string): Promise<void> {
   const run = await deps.store.load(runId);
-  if (!run || run.status !== "running") return;
+  if (run?.status !== "running") return;
   const error = JSON.stringify({ name: "Error", message });
   const fin = await deps.store.finish(runId, "failed", { error }, deps.clock.now());
   await finalizeRun(deps, run, fin);
