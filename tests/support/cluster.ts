@@ -126,6 +126,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const logLevel = {
     STEPLINE_LOG_LEVEL: process.env.STEPLINE_TEST_LOG_LEVEL ?? "info",
     STEPLINE_HISTORY_FLUSH_MS: "200",
+    // The tests' apps listen on loopback, which production mode does not call unless allowed.
+    STEPLINE_EXECUTOR_EGRESS_ALLOW: "127.0.0.1",
   };
   const instances: Instance[] = SERVICE_NAMES.flatMap((service): Instance[] => {
     if (service === "queue") {

@@ -3,8 +3,11 @@
 // with a size cap and its signature checked (production mode).
 
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { isIP } from "node:net";
 import canonicalize from "canonicalize";
 import { Agent, request } from "undici";
+import type { EgressPolicy } from "./egress.js";
+import { guardedLookup, refusedMessage } from "./egress.js";
 import type { CallOutcome } from "./steps.js";
 
 /** What a call body is built from. */
@@ -131,6 +134,8 @@ export interface AppClientOptions {
   maxResponseBytes: number;
   /** "cloud" in production, "dev" in dev mode (sent as x-inngest-server-kind). */
   serverKind: "cloud" | "dev";
+  /** Which addresses may be called (egress.ts); absent = any. */
+  egress?: EgressPolicy;
 }
 
 export interface AppCall {
@@ -170,7 +175,10 @@ export class AppClient {
       keepAliveTimeout: 30_000,
       headersTimeout: opts.timeoutMs,
       bodyTimeout: opts.timeoutMs,
-      connect: { timeout: Math.min(opts.timeoutMs, 10_000) },
+      connect: {
+        timeout: Math.min(opts.timeoutMs, 10_000),
+        ...(opts.egress ? { lookup: guardedLookup(opts.egress) } : {}),
+      },
     });
   }
 
@@ -178,6 +186,14 @@ export class AppClient {
   async call(c: AppCall): Promise<CallOutcome> {
     const url = new URL(c.url);
     url.searchParams.set("stepId", c.stepId);
+    // An address in the URL is never looked up, so the connect-time check does not see it.
+    const literal = url.hostname.replace(/^\[(.*)\]$/, "$1");
+    const refused =
+      this.opts.egress && isIP(literal) && !this.opts.egress.allowsHost(literal)
+        ? this.opts.egress.refusal(literal)
+        : null;
+    if (refused)
+      return { kind: "failure", message: refusedMessage(literal, literal, refused), retriable: false };
     const headers: Record<string, string> = {
       "content-type": "application/json",
       "x-inngest-req-version": requestVersionHeader(c.reqVersion),
@@ -220,6 +236,8 @@ export class AppClient {
       return { kind: "response", response: { status: res.statusCode, headers: h, body } };
     } catch (err) {
       if (c.signal.aborted) throw err;
+      const egress = egressRefusal(err);
+      if (egress) return { kind: "failure", message: egress, retriable: false };
       if (timeout.aborted) {
         return {
           kind: "failure",
@@ -264,4 +282,17 @@ function describe(err: unknown): string {
   const code = (err as { code?: unknown }).code;
   const cause = err.cause instanceof Error ? `: ${err.cause.message}` : "";
   return `${typeof code === "string" ? `${code} ` : ""}${err.message}${cause}`;
+}
+
+/** The message of an egress refusal somewhere in `err`'s causes, if it is one. */
+function egressRefusal(err: unknown): string | undefined {
+  for (
+    let e = err as { name?: string; message?: string; cause?: unknown } | undefined, depth = 0;
+    e && depth < 5;
+    depth++
+  ) {
+    if (e.name === "EgressRefusedError") return e.message;
+    e = e.cause as typeof e;
+  }
+  return undefined;
 }

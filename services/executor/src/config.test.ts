@@ -17,7 +17,8 @@ describe("configuration", () => {
       (k) => k.startsWith("STEPLINE_EXECUTOR_") && k !== "STEPLINE_EXECUTOR_GRPC_ADDR",
     );
     expect([...rows.keys()].sort()).toEqual(own.sort());
-    for (const k of own) expect(rows.get(k), k).toBe(String(defaults[k]));
+    const shown = (k: string) => (String(defaults[k]) === "" ? "empty" : String(defaults[k]));
+    for (const k of own) expect(rows.get(k), k).toBe(shown(k));
   });
 
   it("rejects a bad value by name", () => {

@@ -9,6 +9,7 @@ import {
   redisSchema,
 } from "@stepline/internal/config";
 import { z } from "zod";
+import { egressPolicy } from "./egress.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const ADDR = /^[^\s:,]+:\d{1,5}$/;
@@ -87,6 +88,24 @@ export const configSchema = {
    * (Completion.hand_off); 0: every call goes through the queue's fair scheduling round.
    */
   STEPLINE_EXECUTOR_HAND_OFF: envInt(1, 0, 1),
+  /**
+   * Hosts, addresses and CIDR ranges (comma-separated) the executor may call even though the
+   * egress policy refuses them (production mode: loopback, private, link-local and metadata
+   * addresses; dev mode: link-local and metadata ones). E.g. `localhost,10.1.0.0/16`.
+   */
+  STEPLINE_EXECUTOR_EGRESS_ALLOW: z
+    .string()
+    .default("")
+    .superRefine((value, ctx) => {
+      try {
+        egressPolicy({ dev: false, allow: value });
+      } catch (err) {
+        ctx.addIssue({
+          code: "custom",
+          message: `not a list of hosts, addresses or CIDR ranges: ${(err as Error).message}`,
+        });
+      }
+    }),
   /** On SIGTERM, how long calls in flight may finish before they are released to the queue. */
   STEPLINE_EXECUTOR_SHUTDOWN_GRACE_MS: envInt(10_000, 0, 600_000),
 };

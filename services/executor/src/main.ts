@@ -21,6 +21,7 @@ import type { BufferFire } from "./buffer-fire.js";
 import { Canceller } from "./cancel.js";
 import { Checkpointer } from "./checkpoint.js";
 import { loadExecutorConfig } from "./config.js";
+import { egressPolicy } from "./egress.js";
 import { createItemHandler } from "./execute.js";
 import { failRun } from "./finalize.js";
 import { HistoryProducer } from "./history.js";
@@ -108,6 +109,7 @@ const app = new AppClient({
   timeoutMs: config.STEPLINE_EXECUTOR_REQUEST_TIMEOUT_MS,
   maxResponseBytes: config.STEPLINE_EXECUTOR_MAX_RESPONSE_BYTES,
   serverKind: dev ? "dev" : "cloud",
+  egress: egressPolicy({ dev, allow: config.STEPLINE_EXECUTOR_EGRESS_ALLOW }),
 });
 
 /** How long a run id skipped by `singleton` is remembered: the runner's 24 h idempotency window. */

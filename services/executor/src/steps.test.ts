@@ -353,12 +353,33 @@ describe("interpreting the app's answer", () => {
     });
   });
 
-  it("wraps a non-JSON error body in a serialized error", () => {
-    const { decision } = run({ status: 502, headers: {}, body: "Bad Gateway" });
+  it("wraps an SDK's non-JSON error body in a serialized error", () => {
+    const { decision } = run(answer(502, "Bad Gateway"));
     expect(decision.type === "retry" && JSON.parse(decision.errorJson)).toEqual({
       name: "Error",
       message: "app answered 502: Bad Gateway",
     });
+  });
+
+  it("never copies the body of an answer that is not from an SDK into the run's error", () => {
+    // The URL points at some internal JSON service: its answer must not be readable in the run.
+    const secret = { AccessKeyId: "AKIA...", SecretAccessKey: "do-not-leak" };
+    for (const res of <AppResponse[]>[
+      { status: 200, headers: { "content-type": "application/json" }, body: JSON.stringify(secret) },
+      {
+        status: 500,
+        headers: { "content-type": "application/json; charset=utf-8" },
+        body: JSON.stringify(secret),
+      },
+      { status: 502, headers: {}, body: "Bad Gateway do-not-leak" },
+    ]) {
+      const { decision } = run(res);
+      const errorJson = decision.type === "retry" || decision.type === "fail" ? decision.errorJson : "";
+      expect(errorJson).not.toContain("do-not-leak");
+      expect(JSON.parse(errorJson).message).toMatch(
+        /^app answered \d+ without an x-inngest-sdk header, so not from an SDK \((application\/json|no content type), \d+ bytes, not kept\); check the app's URL$/,
+      );
+    }
   });
 
   it("retries a malformed 206 and an unexpected 2xx status", () => {

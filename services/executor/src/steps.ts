@@ -459,8 +459,18 @@ function messageOf(err: unknown): string {
   return typeof err === "string" ? err : "unknown error";
 }
 
-/** The serialized error in an error answer's body, or one made from the status and text. */
+/**
+ * The serialized error in an error answer's body, or one made from the status and text. Only an
+ * answer from the SDK (x-inngest-sdk) is trusted to carry an error: anything else (a wrong URL, a
+ * proxy, or a service the URL was pointed at to read its answer back) is described, never copied.
+ */
 function bodyError(res: AppResponse): string {
+  if (!res.headers["x-inngest-sdk"]) {
+    const type = res.headers["content-type"]?.split(";")[0] || "no content type";
+    return errorJson(
+      `app answered ${res.status} without an x-inngest-sdk header, so not from an SDK (${type}, ${Buffer.byteLength(res.body)} bytes, not kept); check the app's URL`,
+    );
+  }
   const parsed = parseJson(res.body);
   if (parsed.ok && parsed.value && typeof parsed.value === "object" && !Array.isArray(parsed.value)) {
     return JSON.stringify(parsed.value);
