@@ -4,7 +4,7 @@ import { ROOT, startProcess, waitFor } from "./lib.mjs";
 
 /** Default ports of each service (grpc: its gRPC server; admin: /healthz /readyz /metrics). */
 export const SERVICES = [
-  { name: "event-api", grpcPort: 50051, adminPort: 8301, httpPort: 8288 },
+  { name: "event-api", grpcPort: 50051, adminPort: 8301, httpPort: 8288, controlPort: 50056 },
   { name: "runner", grpcPort: 50052, adminPort: 8302 },
   { name: "queue", grpcPort: 50053, adminPort: 8303 },
   { name: "executor", grpcPort: 50054, adminPort: 8304 },
@@ -23,10 +23,17 @@ function grpcAddrVar(name) {
  */
 export function serviceEnv(
   infra,
-  { dev = false, services = SERVICES, topicPrefix = "", clickhouseDatabase = "stepline" } = {},
+  {
+    dev = false,
+    services = SERVICES,
+    topicPrefix = "",
+    clickhouseDatabase = "stepline",
+    internalToken = "",
+  } = {},
 ) {
   const shared = {
     STEPLINE_DEV: dev ? "1" : "0",
+    STEPLINE_INTERNAL_TOKEN: internalToken,
     STEPLINE_LOG_LEVEL: "info",
     STEPLINE_KAFKA_BROKERS: infra.kafkaBrokers,
     STEPLINE_KAFKA_TOPIC_PREFIX: topicPrefix,
@@ -36,6 +43,8 @@ export function serviceEnv(
   };
   // Every service listens on its own address and dials the others', so each gets all five.
   for (const s of services) shared[grpcAddrVar(s.name)] = `127.0.0.1:${s.grpcPort}`;
+  const control = services.find((s) => s.controlPort);
+  if (control) shared.STEPLINE_EVENT_API_CONTROL_ADDR = `127.0.0.1:${control.controlPort}`;
   return Object.fromEntries(
     services.map((s) => [
       s.name,

@@ -1,17 +1,34 @@
 // `npm start` (`npm start -- --dev` for dev mode): installs and builds what is missing, starts Kafka,
 // Redis and ClickHouse (profile dev), then the five services, and stops it all in order on Ctrl-C.
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { parseArgs } from "node:util";
 import { ensureBuilt, ensureNodeDeps } from "./deps.mjs";
 import { ensureInstalled, ensureTopics, startInfra } from "./infra.mjs";
-import { onShutdown, phase, seconds, shutdown, UserError } from "./lib.mjs";
+import { onShutdown, phase, STATE_DIR, seconds, shutdown, UserError } from "./lib.mjs";
 import { launchService, SERVICES, serviceEnv, waitReady } from "./services.mjs";
 
 const READY_TIMEOUT_MS = 60_000;
 // Services finish or release in-flight work on SIGTERM; past this they are killed.
 const STOP_TIMEOUT_MS = 15_000;
 
+/**
+ * The internal gRPC token (STEPLINE_INTERNAL_TOKEN): the environment's, or one made once and kept
+ * in .stepline/internal-token (readable by this user only), where the CLI finds it too.
+ */
+function internalToken() {
+  if (process.env.STEPLINE_INTERNAL_TOKEN) return process.env.STEPLINE_INTERNAL_TOKEN;
+  const file = path.join(STATE_DIR, "internal-token");
+  if (!existsSync(file)) {
+    mkdirSync(STATE_DIR, { recursive: true });
+    writeFileSync(file, randomBytes(32).toString("hex"), { mode: 0o600 });
+  }
+  return readFileSync(file, "utf8").trim();
+}
+
 function startServices(infra, dev, cpuProfDir) {
-  const envs = serviceEnv(infra, { dev });
+  const envs = serviceEnv(infra, { dev, internalToken: internalToken() });
   const width = Math.max(...SERVICES.map((s) => s.name.length));
   // V8 CPU profiles (written when a service stops), for finding where a step's CPU goes.
   const nodeArgs = cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : [];

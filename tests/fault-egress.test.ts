@@ -1,10 +1,16 @@
-// Fault test for the egress policy, in production mode with no allow-list: an app whose synced URL
-// points at the cluster's own ClickHouse is never called; its run fails at once, saying why.
+// Fault tests of what a tenant or a stranger can reach, in production mode with no allow-list: an
+// app whose synced URL points at the cluster's own ClickHouse is never called (its run fails at
+// once, saying why), and an internal gRPC call without the cluster's token is refused.
 
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { credentials } from "@grpc/grpc-js";
+import { UnauthenticatedError } from "@stepline/internal/errors";
+import { callUnary, createClient } from "@stepline/internal/grpc";
 import { requiredEnv } from "@stepline/internal/testing";
 import type { Environment } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
+import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
+import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { serve } from "inngest/node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { sendEvents, waitForEndedRuns } from "./support/api.js";
@@ -58,4 +64,28 @@ it("never calls an app URL that points at the cluster's ClickHouse, and fails it
     "egress policy: the executor does not call 127.0.0.1, a loopback address; allow it with STEPLINE_EXECUTOR_EGRESS_ALLOW",
   );
   expect(ran).toBe(0);
+});
+
+it("refuses an internal gRPC call without the cluster's token, and serves TenantService on the control address only", async () => {
+  const fn = { accountId: env.accountId, environmentId: env.id, functionId: "sneaky-peek" };
+  const bare = new QueueServiceClient(cluster.queueAddrs[0] ?? "", credentials.createInsecure());
+  const refused = await callUnary(bare.getFunctionPauses.bind(bare), { functions: [fn] }).catch(
+    (e: unknown) => e,
+  );
+  expect(refused).toBeInstanceOf(UnauthenticatedError);
+  bare.close();
+  const queue = createClient(QueueServiceClient, cluster.queueAddrs[0] ?? "");
+  expect(await callUnary(queue.getFunctionPauses.bind(queue), { functions: [fn] })).toEqual({
+    functions: [{ function: fn, paused: false }],
+  });
+  queue.close();
+  // The data-plane listener does not serve TenantService (which can list every key).
+  const dataPlane = createClient(TenantServiceClient, cluster.eventApiAddr);
+  await expect(callUnary(dataPlane.listAccounts.bind(dataPlane), {})).rejects.toThrow(
+    /does not implement the method/,
+  );
+  dataPlane.close();
+  const control = createClient(TenantServiceClient, cluster.tenantAddr);
+  expect((await callUnary(control.listAccounts.bind(control), {})).accounts.length).toBeGreaterThan(0);
+  control.close();
 });

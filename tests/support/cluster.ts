@@ -10,6 +10,7 @@ import { createWriteStream, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@clickhouse/client";
+import { useInternalToken } from "@stepline/internal/grpc";
 import { freePort, requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import { ensureTopics } from "../../scripts/infra/kafka.mjs";
@@ -17,6 +18,15 @@ import type { ServicePorts } from "../../scripts/services.mjs";
 import { SERVICES, serviceEnv } from "../../scripts/services.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/**
+ * Every test cluster's internal gRPC token (STEPLINE_INTERNAL_TOKEN). One value for all, so test
+ * files running side by side never disagree: this process's own clients send it, and so does
+ * every CLI the tests run (it inherits the environment).
+ */
+export const INTERNAL_TOKEN = "stepline-tests-internal-token";
+useInternalToken(INTERNAL_TOKEN);
+process.env.STEPLINE_INTERNAL_TOKEN = INTERNAL_TOKEN;
 export const SERVICE_NAMES = ["event-api", "runner", "queue", "executor", "history"] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
@@ -36,8 +46,10 @@ export interface ClusterOptions {
 export interface Cluster {
   /** The event API base, e.g. http://127.0.0.1:41234. */
   apiUrl: string;
-  /** gRPC address of event-api (TenantService). */
+  /** gRPC control address of event-api (TenantService). */
   tenantAddr: string;
+  /** gRPC data-plane address of event-api (EventService). */
+  eventApiAddr: string;
   /** gRPC address of the executor (ExecutorService). */
   executorAddr: string;
   /** Kafka topic prefix of this cluster. */
@@ -91,11 +103,18 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       grpcPort: await freePort(),
       adminPort: await freePort(),
       ...(s.httpPort ? { httpPort: await freePort() } : {}),
+      ...(s.controlPort ? { controlPort: await freePort() } : {}),
     });
   }
   const envs = serviceEnv(
     { kafkaBrokers: brokers, redisUrl, clickhouseUrl },
-    { dev: opts.dev, services: ports, topicPrefix, clickhouseDatabase: database },
+    {
+      dev: opts.dev,
+      services: ports,
+      topicPrefix,
+      clickhouseDatabase: database,
+      internalToken: INTERNAL_TOKEN,
+    },
   );
   const portsOf = (name: ServiceName) => {
     const p = ports.find((s) => s.name === name);
@@ -232,7 +251,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   let stopped = false;
   return {
     apiUrl: `http://127.0.0.1:${portsOf("event-api").httpPort}`,
-    tenantAddr: `127.0.0.1:${portsOf("event-api").grpcPort}`,
+    tenantAddr: `127.0.0.1:${portsOf("event-api").controlPort}`,
+    eventApiAddr: `127.0.0.1:${portsOf("event-api").grpcPort}`,
     executorAddr: `127.0.0.1:${portsOf("executor").grpcPort}`,
     topicPrefix,
     redisUrl,

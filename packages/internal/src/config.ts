@@ -28,7 +28,27 @@ export const commonSchema = {
   STEPLINE_ADMIN_PORT: envInt(0, 0, 65535),
   /** Interface the admin port binds to (0.0.0.0 in containers, so probes can reach it). */
   STEPLINE_ADMIN_HOST: z.string().min(1).default("127.0.0.1"),
+  /**
+   * The secret every service and the CLI send on internal gRPC calls (grpc.ts); each server
+   * refuses a call without it. Required in production mode (16 characters or more); empty in dev
+   * mode leaves internal calls unauthenticated.
+   */
+  STEPLINE_INTERNAL_TOKEN: z.string().default(""),
 };
+
+/** Checks the internal token production mode requires (see STEPLINE_INTERNAL_TOKEN). */
+export function checkInternalToken(config: {
+  STEPLINE_DEV: boolean;
+  STEPLINE_INTERNAL_TOKEN: string;
+}): string {
+  const token = config.STEPLINE_INTERNAL_TOKEN;
+  if (!config.STEPLINE_DEV && token.length < 16) {
+    throw new ConfigError(
+      "invalid configuration:\n  STEPLINE_INTERNAL_TOKEN: production mode needs a secret of at least 16 characters, the same for every service and the CLI (npm start makes one in .stepline/internal-token)",
+    );
+  }
+  return token;
+}
 
 export const kafkaSchema = {
   STEPLINE_KAFKA_BROKERS: z.string().min(1).default("127.0.0.1:9092"),
@@ -54,6 +74,8 @@ export const clickhouseSchema = {
 /** gRPC addresses of every service: each listens on its own and dials the others. */
 export const grpcAddrSchema = {
   STEPLINE_EVENT_API_GRPC_ADDR: envAddr("127.0.0.1:50051"),
+  /** event-api's control listener: TenantService (accounts, environments, every key), for the CLI and the executor. */
+  STEPLINE_EVENT_API_CONTROL_ADDR: envAddr("127.0.0.1:50056"),
   STEPLINE_RUNNER_GRPC_ADDR: envAddr("127.0.0.1:50052"),
   STEPLINE_QUEUE_GRPC_ADDR: envAddr("127.0.0.1:50053"),
   STEPLINE_EXECUTOR_GRPC_ADDR: envAddr("127.0.0.1:50054"),

@@ -1,16 +1,23 @@
 // gRPC plumbing shared by every service: one way to serve handlers (errors mapped once, callback
 // called exactly once) and one way to call (promises, deadlines, errors mapped back).
+//
+// Internal calls are authenticated with a shared token (STEPLINE_INTERNAL_TOKEN, docs/architecture.md
+// "Internal gRPC"): once a process calls `useInternalToken`, its clients send the token in the
+// `x-stepline-token` metadata of every call, and its servers refuse any call without it
+// (UNAUTHENTICATED). mTLS is the production option for encrypting the traffic as well.
+import { timingSafeEqual } from "node:crypto";
 
 import type {
   ChannelOptions,
   Client,
+  Interceptor,
   ServerUnaryCall,
   ServiceDefinition,
   ServiceError,
   sendUnaryData,
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
+import { credentials, InterceptingCall, Metadata, Server, ServerCredentials, status } from "@grpc/grpc-js";
 import { fromGrpcError, toGrpcError } from "./errors.js";
 import type { Logger } from "./log.js";
 
@@ -53,13 +60,76 @@ export interface GrpcServer {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Binds a server on `addr` (host:port) with the given services. */
+const TOKEN_HEADER = "x-stepline-token";
+let internalToken = "";
+
+/**
+ * Turns internal authentication on for this process: clients created afterwards send `token`,
+ * servers started afterwards require it. An empty token leaves calls unauthenticated (dev mode).
+ */
+export function useInternalToken(token: string): void {
+  internalToken = token;
+}
+
+function tokenMatches(metadata: Metadata, token: string): boolean {
+  const given = Buffer.from(String(metadata.get(TOKEN_HEADER)[0] ?? ""));
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+const UNAUTHENTICATED = {
+  code: status.UNAUTHENTICATED,
+  details: "internal call without the cluster's token (STEPLINE_INTERNAL_TOKEN)",
+  metadata: new Metadata(),
+};
+
+type AnyHandler = (
+  call: { metadata: Metadata; emit(e: string, v: unknown): boolean },
+  cb?: (e: unknown) => void,
+) => void;
+
+/** Wraps every handler of a service so a call without `token` is refused before it runs. */
+function requireToken(
+  definition: ServiceDefinition,
+  implementation: UntypedServiceImplementation,
+  token: string,
+): UntypedServiceImplementation {
+  const out: UntypedServiceImplementation = {};
+  for (const [name, handler] of Object.entries(implementation)) {
+    const streaming = definition[name]?.requestStream || definition[name]?.responseStream;
+    const h = handler as unknown as AnyHandler;
+    const wrapped: AnyHandler = (call, callback) => {
+      if (tokenMatches(call.metadata, token)) return h(call, callback);
+      if (streaming) call.emit("error", UNAUTHENTICATED);
+      else callback?.(UNAUTHENTICATED);
+    };
+    out[name] = wrapped as unknown as UntypedServiceImplementation[string];
+  }
+  return out;
+}
+
+/** Adds the internal token to every call of a client (read when the call starts). */
+const sendToken: Interceptor = (options, nextCall) =>
+  new InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      if (internalToken) metadata.set(TOKEN_HEADER, internalToken);
+      next(metadata, listener);
+    },
+  });
+
+/** Binds a server on `addr` (host:port) with the given services (requiring the internal token, if set). */
 export async function startGrpcServer(
   addr: string,
   services: Array<{ definition: ServiceDefinition; implementation: UntypedServiceImplementation }>,
 ): Promise<GrpcServer> {
   const server = new Server(CHANNEL_OPTIONS);
-  for (const s of services) server.addService(s.definition, s.implementation);
+  const token = internalToken;
+  for (const s of services) {
+    server.addService(
+      s.definition,
+      token ? requireToken(s.definition, s.implementation, token) : s.implementation,
+    );
+  }
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(addr, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });
@@ -82,12 +152,12 @@ export async function startGrpcServer(
 type ClientCtor<C> = new (
   address: string,
   creds: ReturnType<typeof credentials.createInsecure>,
-  options?: ChannelOptions,
+  options?: ChannelOptions & { interceptors?: Interceptor[] },
 ) => C;
 
-/** Creates a generated client for `addr` with the project's channel options. */
+/** Creates a generated client for `addr` with the project's channel options and the internal token. */
 export function createClient<C extends Client>(ctor: ClientCtor<C>, addr: string): C {
-  return new ctor(addr, credentials.createInsecure(), CHANNEL_OPTIONS);
+  return new ctor(addr, credentials.createInsecure(), { ...CHANNEL_OPTIONS, interceptors: [sendToken] });
 }
 
 type UnaryMethod<Req, Res> = (

@@ -4,7 +4,29 @@
 import type { Server } from "node:http";
 import { createServer } from "node:http";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import { ConfigError, checkInternalToken } from "./config.js";
+import { useInternalToken } from "./grpc.js";
 import type { Logger } from "./log.js";
+
+/**
+ * A service's configuration, read with `load`: on a bad one the process prints every problem and
+ * exits 1 (never a half-configured service). Then internal gRPC authentication is turned on with
+ * its STEPLINE_INTERNAL_TOKEN, which production mode requires.
+ */
+export function serviceConfig<C extends { STEPLINE_DEV: boolean; STEPLINE_INTERNAL_TOKEN: string }>(
+  name: string,
+  load: () => C,
+): C {
+  try {
+    const config = load();
+    useInternalToken(checkInternalToken(config));
+    return config;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${name}: ${err.message}\n`);
+    process.exit(1);
+  }
+}
 
 /** One metrics registry per process; services register their own metrics on it. */
 export const metrics = new Registry();

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // The operator's CLI over TenantService gRPC (accounts, environments and event keys),
-// ExecutorService gRPC (cancelling runs) and QueueService gRPC (pausing functions).
+// ExecutorService gRPC (cancelling runs) and QueueService gRPC (pausing functions, dead letters).
+// Internal calls carry STEPLINE_INTERNAL_TOKEN (or the token `npm start` keeps in .stepline/).
 // Exit codes: 0 done, 1 the call failed (the server answered an error or cannot be reached),
 // 2 bad usage. Output is a small table, or JSON with --json.
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs as parseOptions } from "node:util";
-import { callUnary, createClient } from "@stepline/internal/grpc";
+import { callUnary, createClient, useInternalToken } from "@stepline/internal/grpc";
 import type { Account, Environment } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
@@ -37,7 +38,8 @@ commands:
                                     put dead-lettered items back in line, due now
 
 options:
-  --addr host:port   event-api's gRPC address (default: $STEPLINE_EVENT_API_GRPC_ADDR or 127.0.0.1:50051)
+  --addr host:port   event-api's control address, TenantService
+                     (default: $STEPLINE_EVENT_API_CONTROL_ADDR or 127.0.0.1:50056)
   --executor host:port  the executor's gRPC address, for runs commands
                      (default: $STEPLINE_EXECUTOR_GRPC_ADDR or 127.0.0.1:50054)
   --queue host:port  a queue replica's gRPC address, for functions and dead-letters commands
@@ -380,17 +382,16 @@ export async function runCli(
 /** The CLI's entry: parses process arguments, runs, and sets the exit code. */
 export async function cliMain(argv: string[] = process.argv.slice(2)): Promise<number> {
   const io: CliIo = { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) };
-  let addr: string;
-  let executorAddr: string;
-  let queueAddr: string;
+  let config: ReturnType<typeof loadCliConfig>;
   try {
-    ({ addr, executorAddr, queueAddr } = loadCliConfig());
+    config = loadCliConfig();
   } catch (err) {
     io.stderr(`stepline: ${(err as Error).message}\n`);
     process.exitCode = 2;
     return 2;
   }
-  const code = await runCli(argv, io, addr, executorAddr, queueAddr);
+  useInternalToken(config.token);
+  const code = await runCli(argv, io, config.addr, config.executorAddr, config.queueAddr);
   process.exitCode = code;
   return code;
 }

@@ -29,18 +29,30 @@ describe("configuration", () => {
     expect(host({ STEPLINE_DEV: "1", STEPLINE_EVENT_API_HTTP_HOST: "0.0.0.0" }, false)).toBe("0.0.0.0");
   });
 
-  it("gives the CLI the TenantService, ExecutorService and QueueService addresses", () => {
-    expect(loadCliConfig({})).toEqual({
-      addr: "127.0.0.1:50051",
+  it("gives the CLI the TenantService (control), ExecutorService and QueueService addresses and the token", () => {
+    expect(loadCliConfig({}, () => "")).toEqual({
+      addr: "127.0.0.1:50056",
       executorAddr: "127.0.0.1:50054",
       queueAddr: "127.0.0.1:50053",
+      token: "",
     });
     expect(
-      loadCliConfig({
-        STEPLINE_EVENT_API_GRPC_ADDR: "10.0.0.1:7000",
-        STEPLINE_EXECUTOR_GRPC_ADDR: "10.0.0.2:7001",
-        STEPLINE_QUEUE_GRPC_ADDR: "10.0.0.3:7002",
-      }),
-    ).toEqual({ addr: "10.0.0.1:7000", executorAddr: "10.0.0.2:7001", queueAddr: "10.0.0.3:7002" });
+      loadCliConfig(
+        {
+          STEPLINE_EVENT_API_CONTROL_ADDR: "10.0.0.1:7000",
+          STEPLINE_EXECUTOR_GRPC_ADDR: "10.0.0.2:7001",
+          STEPLINE_QUEUE_GRPC_ADDR: "10.0.0.3:7002",
+          STEPLINE_INTERNAL_TOKEN: "from-the-environment",
+        },
+        () => "from-the-file",
+      ),
+    ).toEqual({
+      addr: "10.0.0.1:7000",
+      executorAddr: "10.0.0.2:7001",
+      queueAddr: "10.0.0.3:7002",
+      token: "from-the-environment",
+    });
+    // Without the variable, the token npm start keeps in .stepline/internal-token.
+    expect(loadCliConfig({}, () => "from-the-file").token).toBe("from-the-file");
   });
 });

@@ -1,6 +1,6 @@
 // event-api's configuration: the shared fragments plus the HTTP listener and produce deadline.
 // Also the CLI's tiny configuration, so that `process.env` is read only here and in main.ts.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import {
   commonSchema,
   envAddr,
@@ -51,21 +51,34 @@ function runsInContainer(): boolean {
 }
 
 const cliSchema = {
-  STEPLINE_EVENT_API_GRPC_ADDR: envAddr("127.0.0.1:50051"),
+  STEPLINE_EVENT_API_CONTROL_ADDR: envAddr("127.0.0.1:50056"),
   STEPLINE_EXECUTOR_GRPC_ADDR: envAddr("127.0.0.1:50054"),
   STEPLINE_QUEUE_GRPC_ADDR: envAddr("127.0.0.1:50053"),
+  STEPLINE_INTERNAL_TOKEN: z.string().default(""),
 };
 
-/** The CLI's configuration: the TenantService, ExecutorService and QueueService addresses, from `env`. */
-export function loadCliConfig(env: NodeJS.ProcessEnv = process.env): {
+/** Where `npm start` keeps the internal token it made (scripts/start.mjs). */
+const TOKEN_FILE = new URL("../../../.stepline/internal-token", import.meta.url);
+
+/**
+ * The CLI's configuration, from `env`: event-api's control address (TenantService), the
+ * ExecutorService and QueueService addresses, and the internal token (STEPLINE_INTERNAL_TOKEN, or
+ * the one `npm start` made in .stepline/internal-token; "" when neither is there).
+ */
+export function loadCliConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  readTokenFile: () => string = () => (existsSync(TOKEN_FILE) ? readFileSync(TOKEN_FILE, "utf8").trim() : ""),
+): {
   addr: string;
   executorAddr: string;
   queueAddr: string;
+  token: string;
 } {
   const c = loadConfig(cliSchema, env);
   return {
-    addr: c.STEPLINE_EVENT_API_GRPC_ADDR,
+    addr: c.STEPLINE_EVENT_API_CONTROL_ADDR,
     executorAddr: c.STEPLINE_EXECUTOR_GRPC_ADDR,
     queueAddr: c.STEPLINE_QUEUE_GRPC_ADDR,
+    token: c.STEPLINE_INTERNAL_TOKEN || readTokenFile(),
   };
 }

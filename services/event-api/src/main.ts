@@ -1,13 +1,12 @@
 // event-api: wiring only. Redis (tenancy), the Kafka producer (events), gRPC clients of runner
-// (sync) and history (REST reads), the TenantService gRPC server, the public HTTP API and the
-// admin port.
+// (sync) and history (REST reads), the EventService gRPC server, the TenantService one on the
+// control address, the public HTTP API and the admin port.
 
 import { systemClock } from "@stepline/internal/clock";
-import { ConfigError } from "@stepline/internal/config";
 import { createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { newId } from "@stepline/internal/ids";
 import { createKafka, topicNames } from "@stepline/internal/kafka";
-import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
+import { onShutdown, serviceConfig, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
 import { startTelemetry } from "@stepline/internal/telemetry";
@@ -23,14 +22,7 @@ import { TenancyStore } from "./tenancy.js";
 import { tenantService } from "./tenant-server.js";
 
 async function main(): Promise<void> {
-  let config: ReturnType<typeof loadEventApiConfig>;
-  try {
-    config = loadEventApiConfig(process.env);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`event-api: ${err.message}\n`);
-    process.exit(1);
-  }
+  const config = serviceConfig("event-api", () => loadEventApiConfig(process.env));
   const log = createLogger("event-api", config.STEPLINE_LOG_LEVEL);
   const stopTelemetry = await startTelemetry("stepline-event-api", process.env);
 
@@ -52,9 +44,13 @@ async function main(): Promise<void> {
   const executor = createClient(ExecutorServiceClient, config.STEPLINE_EXECUTOR_GRPC_ADDR);
   const rpcTimeout = config.STEPLINE_EVENT_API_RPC_TIMEOUT_MS;
 
+  // TenantService can list every key: it gets a listener of its own (the control address), which a
+  // deployment exposes to operators and the executor only, apart from the data plane.
   const grpc = await startGrpcServer(config.STEPLINE_EVENT_API_GRPC_ADDR, [
-    tenantService(tenancy, log),
     eventService(producer, systemClock, newId, log),
+  ]);
+  const control = await startGrpcServer(config.STEPLINE_EVENT_API_CONTROL_ADDR, [
+    tenantService(tenancy, log),
   ]);
   const http = buildHttpApp({
     log,
@@ -73,14 +69,19 @@ async function main(): Promise<void> {
     config.STEPLINE_ADMIN_HOST,
   );
   log.info(
-    { httpPort: config.STEPLINE_HTTP_PORT, grpcPort: grpc.port, adminPort: admin.port },
+    {
+      httpPort: config.STEPLINE_HTTP_PORT,
+      grpcPort: grpc.port,
+      controlPort: control.port,
+      adminPort: admin.port,
+    },
     "event-api listening",
   );
 
   onShutdown(log, async () => {
     // Stop taking requests first; in-flight ones finish (their Kafka sends included).
     await http.close();
-    await grpc.close();
+    await Promise.all([grpc.close(), control.close()]);
     await producer.stop();
     runner.close();
     history.close();

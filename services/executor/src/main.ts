@@ -1,11 +1,10 @@
 // Executor process wiring: config, clients, the ExecutorService gRPC server, the Work streams (one
 // per queue replica) that run leased items, the admin port, and a graceful stop on SIGTERM.
 import { systemClock } from "@stepline/internal/clock";
-import { ConfigError } from "@stepline/internal/config";
 import { NotFoundError } from "@stepline/internal/errors";
 import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createKafka, topicNames } from "@stepline/internal/kafka";
-import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
+import { onShutdown, serviceConfig, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
 import { startTelemetry } from "@stepline/internal/telemetry";
@@ -36,14 +35,7 @@ import { SingletonLocks } from "./singleton.js";
 import { RunStore } from "./state.js";
 import { WorkPool } from "./work-pool.js";
 
-let config: ReturnType<typeof loadExecutorConfig>;
-try {
-  config = loadExecutorConfig(process.env);
-} catch (err) {
-  if (!(err instanceof ConfigError)) throw err;
-  process.stderr.write(`${err.message}\n`);
-  process.exit(1);
-}
+const config = serviceConfig("executor", () => loadExecutorConfig(process.env));
 
 const dev = config.STEPLINE_DEV;
 const log = createLogger("executor", config.STEPLINE_LOG_LEVEL);
@@ -88,7 +80,7 @@ const fireBatch = async (req: BufferFire) =>
     { ...req, batchId: req.id },
     config.STEPLINE_EXECUTOR_OP_TIMEOUT_MS,
   );
-const tenants = dev ? null : createClient(TenantServiceClient, config.STEPLINE_EVENT_API_GRPC_ADDR);
+const tenants = dev ? null : createClient(TenantServiceClient, config.STEPLINE_EVENT_API_CONTROL_ADDR);
 // Stepline's own events (function finished/failed/invoked) go through event-api, like any event.
 const eventApi = createClient(EventServiceClient, config.STEPLINE_EVENT_API_GRPC_ADDR);
 const events = grpcEventSender(eventApi, config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS);

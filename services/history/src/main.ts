@@ -2,11 +2,11 @@
 // admin port, graceful shutdown. ClickHouse or Kafka being down at start delays startup (retried
 // with backoff) rather than crash-looping; readiness stays false until both are in use.
 import { createClickHouse } from "@stepline/internal/clickhouse";
-import { ConfigError, loadConfig } from "@stepline/internal/config";
+import { loadConfig } from "@stepline/internal/config";
 import type { GrpcServer } from "@stepline/internal/grpc";
 import { startGrpcServer } from "@stepline/internal/grpc";
 import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
-import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
+import { onShutdown, serviceConfig, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { startTelemetry } from "@stepline/internal/telemetry";
 import { HistoryServiceService } from "@stepline/proto/stepline/history/v1/history_service";
@@ -19,13 +19,7 @@ import { historyService } from "./server.js";
 import { HistoryStore } from "./store.js";
 
 function readConfig(): Config {
-  try {
-    return loadConfig(configSchema, process.env);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`${err.message}\n`);
-    process.exit(1);
-  }
+  return serviceConfig("history", () => loadConfig(configSchema, process.env));
 }
 
 async function main(): Promise<void> {

@@ -1,7 +1,7 @@
 // Wiring only: config, Redis, the queue replica, the admin server, graceful shutdown.
-import { ConfigError, loadConfig } from "@stepline/internal/config";
+import { loadConfig } from "@stepline/internal/config";
 import { createClient } from "@stepline/internal/grpc";
-import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
+import { onShutdown, serviceConfig, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
 import { startTelemetry } from "@stepline/internal/telemetry";
@@ -10,15 +10,7 @@ import { configSchema } from "./config.js";
 import { grpcLimitsSource } from "./limits.js";
 import { startQueueService } from "./service.js";
 
-const config = (() => {
-  try {
-    return loadConfig(configSchema, process.env);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`${err.message}\n`);
-    process.exit(1);
-  }
-})();
+const config = serviceConfig("queue", () => loadConfig(configSchema, process.env));
 const log = createLogger("queue", config.STEPLINE_LOG_LEVEL);
 const stopTelemetry = await startTelemetry("stepline-queue", process.env);
 const redis = createRedis(config.STEPLINE_REDIS_URL, log);

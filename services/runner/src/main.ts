@@ -2,11 +2,10 @@
 // is down), so SyncApp works before it joins; readiness waits for both Redis and the group join.
 
 import { systemClock } from "@stepline/internal/clock";
-import { ConfigError } from "@stepline/internal/config";
 import type { GrpcServer } from "@stepline/internal/grpc";
 import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
-import { onShutdown, startAdminServer } from "@stepline/internal/lifecycle";
+import { onShutdown, serviceConfig, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
 import { startTelemetry } from "@stepline/internal/telemetry";
@@ -23,14 +22,7 @@ import { Registry } from "./registry.js";
 import { runnerService } from "./server.js";
 import { KafkaSkipSink } from "./skips.js";
 
-let config: RunnerConfig;
-try {
-  config = loadRunnerConfig(process.env);
-} catch (err) {
-  if (!(err instanceof ConfigError)) throw err;
-  process.stderr.write(`runner: ${err.message}\n`);
-  process.exit(1);
-}
+const config: RunnerConfig = serviceConfig("runner", () => loadRunnerConfig(process.env));
 
 const log = createLogger("runner", config.STEPLINE_LOG_LEVEL);
 const stopTelemetry = await startTelemetry("stepline-runner", process.env);
