@@ -1,7 +1,7 @@
 import { createLogger } from "@stepline/internal/log";
 import { waitFor } from "@stepline/internal/testing";
 import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { FunctionLimits } from "./limits.js";
 import { LimitsCache, staticLimitsSource } from "./limits.js";
 import { Queue } from "./queue.js";
@@ -218,14 +218,29 @@ describe("Scheduler", () => {
       };
     }
     sink.credits = 100;
-    scheduler.start();
-    await waitFor("the first sweep and reclaim pass", () => (reads >= 257 ? true : undefined));
-    const settled = reads;
-    // Observing that nothing happens needs a window of time; 300 ms is ample for a polling loop.
-    await new Promise((r) => setTimeout(r, 300));
-    expect(reads - settled).toBeLessThanOrEqual(256);
-    const before = reads;
-    await new Promise((r) => setTimeout(r, 300));
-    expect(reads).toBe(before);
+    // The scheduler's timers are faked from its start, so its clock moves only when the test says.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"] });
+    try {
+      scheduler.start();
+      // Its first sweep and reclaim pass (a read per shard) run on Redis answers: wait until three
+      // Redis round trips in a row (each after 1 ms of its clock) see no new read.
+      let stable = 0;
+      let seen = -1;
+      for (let i = 0; i < 1_000 && stable < 3; i++) {
+        await vi.advanceTimersByTimeAsync(1);
+        await redis.ping();
+        stable = reads === seen ? stable + 1 : 0;
+        seen = reads;
+      }
+      expect(reads).toBeGreaterThanOrEqual(257);
+      // Then 50 s of its clock pass: a polling loop would read on every tick; an idle scheduler
+      // reads nothing before its next sweep (a minute).
+      const before = reads;
+      await vi.advanceTimersByTimeAsync(50_000);
+      await redis.ping();
+      expect(reads).toBe(before);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
