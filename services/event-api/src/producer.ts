@@ -6,6 +6,7 @@
 
 import { TooLargeError, UnavailableError } from "@stepline/internal/errors";
 import type { Logger } from "@stepline/internal/log";
+import { backoffMs } from "@stepline/internal/retry";
 import type { Kafka, Message, Producer, RetryOptions } from "kafkajs";
 import { Partitioners } from "kafkajs";
 
@@ -20,7 +21,7 @@ export interface ProducerOptions {
   maxQueued?: number;
   /** Bytes of events allowed to wait for a send before new requests are refused with 503. */
   maxQueuedBytes?: number;
-  /** Delay between connection attempts while Kafka is unreachable. */
+  /** First delay between connection attempts while Kafka is unreachable (backing off to 10×). */
   reconnectMs?: number;
   /** kafkajs retries of one send; bounded so a send during an outage ends (its request got a 503). */
   retry?: RetryOptions;
@@ -48,6 +49,8 @@ export class EventProducer implements EventSink {
   private isConnected = false;
   private stopping = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  /** Failed connection attempts in a row (the reconnect backoff). */
+  private connectFailures = 0;
   private readonly maxBatchBytes: number;
   private readonly reconnectMs: number;
   private readonly maxQueued: number;
@@ -104,9 +107,11 @@ export class EventProducer implements EventSink {
     try {
       await this.producer.connect();
       this.isConnected = true;
+      this.connectFailures = 0;
       this.opts.log.info({ topic: this.opts.topic }, "kafka producer connected");
       for (const w of this.connectedWaiters.splice(0)) w();
     } catch (err) {
+      this.connectFailures++;
       this.opts.log.warn({ err: (err as Error).message }, "kafka producer cannot connect; retrying");
       this.scheduleConnect();
     }
@@ -114,7 +119,11 @@ export class EventProducer implements EventSink {
 
   private scheduleConnect(): void {
     if (this.reconnectTimer || this.stopping) return;
-    this.reconnectTimer = setTimeout(() => void this.connect(), this.reconnectMs);
+    const delay = backoffMs(Math.max(this.connectFailures, 1), {
+      firstMs: this.reconnectMs,
+      maxMs: 10 * this.reconnectMs,
+    });
+    this.reconnectTimer = setTimeout(() => void this.connect(), delay);
   }
 
   produce(messages: Message[]): Promise<void> {

@@ -1,5 +1,6 @@
 // How long a failed call waits before its next attempt: the function's backoff, and the app's own
 // `retry-after` when it sends one.
+import { backoffMs } from "@stepline/internal/retry";
 
 export interface BackoffPolicy {
   /** Delay before the second attempt; doubles with each attempt. */
@@ -7,10 +8,9 @@ export interface BackoffPolicy {
   maxMs: number;
 }
 
-/** Exponential backoff with jitter: about base·2^attempt (half fixed, half random), capped. */
+/** The wait before the next attempt after attempt `attempt` (0-based) failed: base·2^attempt, capped, jittered (@stepline/internal/retry). */
 export function backoffDelayMs(attempt: number, policy: BackoffPolicy, random: number): number {
-  const full = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.min(attempt, 30));
-  return Math.round(full / 2 + (random * full) / 2);
+  return backoffMs(attempt + 1, { firstMs: policy.baseMs, maxMs: policy.maxMs }, random);
 }
 
 /**

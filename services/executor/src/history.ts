@@ -4,6 +4,7 @@
 
 import { UnavailableError } from "@stepline/internal/errors";
 import type { Logger } from "@stepline/internal/log";
+import { backoffMs } from "@stepline/internal/retry";
 import type { RunRecord, SkipRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Kafka, Message, Producer } from "kafkajs";
@@ -59,6 +60,8 @@ export class HistoryProducer {
   private backlog: Message[] = [];
   private backlogBytes = 0;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Background retries in a row that failed (their backoff). */
+  private retryFailures = 0;
 
   constructor(
     kafka: Kafka,
@@ -207,10 +210,13 @@ export class HistoryProducer {
 
   private scheduleRetry(): void {
     if (this.retryTimer || this.backlog.length === 0) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      void this.retryBacklog().finally(() => this.scheduleRetry());
-    }, 1_000);
+    this.retryTimer = setTimeout(
+      () => {
+        this.retryTimer = undefined;
+        void this.retryBacklog().finally(() => this.scheduleRetry());
+      },
+      backoffMs(this.retryFailures + 1, { firstMs: 1_000, maxMs: 30_000 }),
+    );
     this.retryTimer.unref();
   }
 
@@ -227,8 +233,10 @@ export class HistoryProducer {
     if (batch.length === 0) return;
     try {
       await this.send(batch);
+      this.retryFailures = 0;
       this.log.info({ records: batch.length }, "history backlog sent");
     } catch (err) {
+      this.retryFailures++;
       if (isPermanent(err)) {
         await this.isolate(batch);
         return;

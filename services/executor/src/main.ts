@@ -7,6 +7,7 @@ import { createKafka, topicNames } from "@stepline/internal/kafka";
 import { onShutdown, serviceConfig, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
 import { createRedis } from "@stepline/internal/redis";
+import { retry } from "@stepline/internal/retry";
 import { startTelemetry } from "@stepline/internal/telemetry";
 import { EventServiceClient } from "@stepline/proto/stepline/eventapi/v1/event_service";
 import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
@@ -215,15 +216,12 @@ onShutdown(
 );
 
 // Kafka may come up after us: keep trying; readiness stays false until it is connected.
-for (let delay = 200; !stopping; delay = Math.min(delay * 2, 5_000)) {
-  try {
-    await history.start();
-    break;
-  } catch (err) {
-    log.warn({ err: String(err), retryInMs: delay }, "cannot connect to Kafka yet");
-    await new Promise((r) => setTimeout(r, delay));
-  }
-}
+await retry(() => history.start(), {
+  log,
+  what: "connect to Kafka",
+  backoff: { firstMs: 200, maxMs: 5_000 },
+  shouldContinue: () => !stopping,
+});
 if (!stopping) {
   pool.start();
   log.info(

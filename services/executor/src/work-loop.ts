@@ -13,6 +13,7 @@
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import type { Clock } from "@stepline/internal/clock";
 import type { Logger } from "@stepline/internal/log";
+import { backoffMs } from "@stepline/internal/retry";
 import type {
   Lease,
   LeasedItem,
@@ -93,7 +94,8 @@ export class WorkLoop {
   private connected = false;
   private stopping = false;
   private closed = false;
-  private reconnectMs = 100;
+  /** Stream breaks in a row (reset by the first answer of a new stream): the reconnect backoff. */
+  private breaks = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   /** Credits sent on this stream and not used by the queue yet. */
   private outstanding = 0;
@@ -186,7 +188,7 @@ export class WorkLoop {
     this.outstanding = 0;
     this.creditsToSend = 0;
     call.on("data", (res: WorkResponse) => {
-      this.reconnectMs = 100;
+      this.breaks = 0;
       this.onResponse(res);
     });
     call.on("error", (err: Error) => this.onBroken(call, err));
@@ -212,10 +214,10 @@ export class WorkLoop {
     call.cancel();
     this.changed();
     if (this.closed) return;
-    this.log.warn({ err: err?.message, retryInMs: this.reconnectMs }, "work stream broke; reconnecting");
-    this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectMs);
     // Capped low: a restarted queue should get its executors back within a second.
-    this.reconnectMs = Math.min(this.reconnectMs * 2, 1_000);
+    const delay = backoffMs(++this.breaks, { firstMs: 100, maxMs: 1_000 });
+    this.log.warn({ err: err?.message, retryInMs: delay }, "work stream broke; reconnecting");
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 
   private onResponse(res: WorkResponse): void {

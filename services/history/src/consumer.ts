@@ -8,10 +8,10 @@
 import { isDataRejection } from "@stepline/internal/clickhouse";
 import type { createKafka } from "@stepline/internal/kafka";
 import type { Logger } from "@stepline/internal/log";
+import { retry } from "@stepline/internal/retry";
 import { recordSpan, tracingEnabled } from "@stepline/internal/telemetry";
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { deadLettersTotal } from "./metrics.js";
-import { retry } from "./retry.js";
 import type { Rows } from "./rows.js";
 import { rowsOf } from "./rows.js";
 import type { TableName } from "./schema.js";
@@ -167,7 +167,7 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
         signal: stopping.signal,
         log,
         what: "clickhouse insert",
-        maxDelayMs: o.retryMaxMs,
+        backoff: { firstMs: 100, maxMs: o.retryMaxMs },
         shouldContinue,
         beforeAttempt: heartbeat,
       },

@@ -8,12 +8,12 @@ import { startGrpcServer } from "@stepline/internal/grpc";
 import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
 import { onShutdown, serviceConfig, startAdminServer } from "@stepline/internal/lifecycle";
 import { createLogger } from "@stepline/internal/log";
+import { retry } from "@stepline/internal/retry";
 import { startTelemetry } from "@stepline/internal/telemetry";
 import { HistoryServiceService } from "@stepline/proto/stepline/history/v1/history_service";
 import type { Config } from "./config.js";
 import { configSchema } from "./config.js";
 import { createHistoryConsumer } from "./consumer.js";
-import { retry } from "./retry.js";
 import { ensureSchema } from "./schema.js";
 import { historyService } from "./server.js";
 import { HistoryStore } from "./store.js";
@@ -68,7 +68,12 @@ async function main(): Promise<void> {
   });
 
   const retryStart = (what: string, attempt: () => Promise<void>) =>
-    retry(attempt, { signal: starting.signal, log, what, maxDelayMs: config.STEPLINE_HISTORY_RETRY_MAX_MS });
+    retry(attempt, {
+      signal: starting.signal,
+      log,
+      what,
+      backoff: { firstMs: 100, maxMs: config.STEPLINE_HISTORY_RETRY_MAX_MS },
+    });
   if (!(await retryStart("create clickhouse schema", () => ensureSchema(ch, database)))) return;
   grpc = await startGrpcServer(config.STEPLINE_HISTORY_GRPC_ADDR, [
     { definition: HistoryServiceService, implementation: historyService(store, log) },

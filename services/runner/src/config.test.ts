@@ -35,7 +35,7 @@ describe("configuration", () => {
   });
 
   it("rejects a session timeout that a failed call plus the longest retry wait does not fit in", () => {
-    // Defaults: 10 s deadline + 10 s wait x 1.2 jitter = 22 s, over a 20 s session.
+    // Defaults: 10 s deadline + 10 s wait = 20 s, not under a 20 s session.
     expect(() => loadRunnerConfig({ STEPLINE_RUNNER_SESSION_TIMEOUT_MS: "20000" })).toThrow(
       /STEPLINE_RUNNER_RETRY_MAX_MS.*STEPLINE_RUNNER_SESSION_TIMEOUT_MS/,
     );

@@ -34,9 +34,6 @@ export const configSchema = {
 
 export type RunnerConfig = ReturnType<typeof loadRunnerConfig>;
 
-/** Jitter stretches a retry wait by up to this factor (see EventConsumer.retrying). */
-export const RETRY_JITTER_MAX = 1.2;
-
 /**
  * Parses the runner's configuration from `env`; throws ConfigError listing every bad variable, or
  * naming the variables that cannot work together.
@@ -45,11 +42,11 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv) {
   const config = loadConfig(configSchema, env);
   // While a chunk fails, the consumer goes a failed ScheduleRuns call plus one retry wait without a
   // heartbeat; longer than the session, and the group evicts it and rebalances on every retry.
-  const silentMs =
-    config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS + config.STEPLINE_RUNNER_RETRY_MAX_MS * RETRY_JITTER_MAX;
+  // (The shared backoff's jitter only shortens a wait: @stepline/internal/retry.)
+  const silentMs = config.STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS + config.STEPLINE_RUNNER_RETRY_MAX_MS;
   if (silentMs >= config.STEPLINE_RUNNER_SESSION_TIMEOUT_MS) {
     throw new ConfigError(
-      "invalid configuration:\n  STEPLINE_RUNNER_RETRY_MAX_MS: with its jitter (x1.2) plus " +
+      "invalid configuration:\n  STEPLINE_RUNNER_RETRY_MAX_MS: plus " +
         "STEPLINE_RUNNER_SCHEDULE_DEADLINE_MS it must stay under STEPLINE_RUNNER_SESSION_TIMEOUT_MS " +
         `(${Math.ceil(silentMs)} ms >= ${config.STEPLINE_RUNNER_SESSION_TIMEOUT_MS} ms)`,
     );

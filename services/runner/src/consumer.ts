@@ -7,6 +7,7 @@ import { ValidationError } from "@stepline/internal/errors";
 import { callUnary } from "@stepline/internal/grpc";
 import { metrics } from "@stepline/internal/lifecycle";
 import type { Logger } from "@stepline/internal/log";
+import { type RetryOptions, retry } from "@stepline/internal/retry";
 import type {
   ExecutorServiceClient,
   PauseResume,
@@ -21,7 +22,6 @@ import { Counter } from "prom-client";
 import { Admitter } from "./admission.js";
 import type { Buffers } from "./buffers.js";
 import { buffers } from "./buffers.js";
-import { RETRY_JITTER_MAX } from "./config.js";
 import type { FunctionIndex, MatchableEvent } from "./match.js";
 import { buildIndex, INVOKED, invokedFunction, invokeTarget, matchEvent } from "./match.js";
 import type { StoredFunction } from "./model.js";
@@ -105,7 +105,8 @@ export class EventConsumer {
   private consumer: Consumer | null = null;
   private running = false;
   private joined = false;
-  private readonly wakers = new Set<() => void>();
+  /** Aborted by stop: ends a retry's wait at once. */
+  private stopping = new AbortController();
   private readonly log: Logger;
   private readonly admitter: Admitter;
   private readonly indexOf = new WeakMap<StoredFunction[], FunctionIndex>();
@@ -123,6 +124,7 @@ export class EventConsumer {
   /** Connects, subscribes and consumes in the background, retrying until it succeeds or stops. */
   start(): void {
     this.running = true;
+    this.stopping = new AbortController();
     void this.connectLoop();
   }
 
@@ -130,7 +132,7 @@ export class EventConsumer {
    * disconnecting commits the resolved offsets. */
   async stop(): Promise<void> {
     this.running = false;
-    this.wakeAll();
+    this.stopping.abort();
     const consumer = this.consumer;
     this.consumer = null;
     this.joined = false;
@@ -138,49 +140,54 @@ export class EventConsumer {
   }
 
   private async connectLoop(): Promise<void> {
-    let delay = this.opts.retryMinMs;
-    while (this.running) {
-      // A short fetch wait keeps shutdown quick: disconnecting waits for the fetch in flight.
-      const consumer = this.opts.kafka.consumer({
-        groupId: this.opts.groupId,
-        maxWaitTimeInMs: 1_000,
-        sessionTimeout: this.opts.sessionTimeoutMs,
-        // Several heartbeats per session, so one late heartbeat does not evict a live consumer.
-        heartbeatInterval: Math.min(3_000, Math.floor(this.opts.sessionTimeoutMs / 3)),
+    await retry(() => this.connectOnce(), {
+      log: this.log,
+      what: "start the consumer",
+      backoff: { firstMs: this.opts.retryMinMs, maxMs: this.opts.retryMaxMs },
+      signal: this.stopping.signal,
+      shouldContinue: () => this.running,
+    });
+  }
+
+  /** Connects a fresh consumer and starts consuming; on failure it leaves nothing behind. */
+  private async connectOnce(): Promise<void> {
+    if (!this.running) return;
+    // A short fetch wait keeps shutdown quick: disconnecting waits for the fetch in flight.
+    const consumer = this.opts.kafka.consumer({
+      groupId: this.opts.groupId,
+      maxWaitTimeInMs: 1_000,
+      sessionTimeout: this.opts.sessionTimeoutMs,
+      // Several heartbeats per session, so one late heartbeat does not evict a live consumer.
+      heartbeatInterval: Math.min(3_000, Math.floor(this.opts.sessionTimeoutMs / 3)),
+    });
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      this.joined = true;
+    });
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.joined = false;
+      if (e.payload.restart || !this.running || this.consumer !== consumer) return;
+      // kafkajs gave up on this consumer: start a fresh one (offsets resume from the last commit).
+      this.log.error({ err: e.payload.error }, "consumer crashed; reconnecting");
+      this.consumer = null;
+      void consumer.disconnect().finally(() => {
+        if (this.running) void this.connectLoop();
       });
-      consumer.on(consumer.events.GROUP_JOIN, () => {
-        this.joined = true;
+    });
+    try {
+      this.consumer = consumer;
+      await consumer.connect();
+      await consumer.subscribe({ topics: [this.opts.topic], fromBeginning: true });
+      await consumer.run({
+        autoCommit: true,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: this.opts.partitionConcurrency,
+        eachBatch: (payload) => this.handleBatch(payload),
       });
-      consumer.on(consumer.events.CRASH, (e) => {
-        this.joined = false;
-        if (e.payload.restart || !this.running || this.consumer !== consumer) return;
-        // kafkajs gave up on this consumer: start a fresh one (offsets resume from the last commit).
-        this.log.error({ err: e.payload.error }, "consumer crashed; reconnecting");
-        this.consumer = null;
-        void consumer.disconnect().finally(() => {
-          if (this.running) void this.connectLoop();
-        });
-      });
-      try {
-        this.consumer = consumer;
-        await consumer.connect();
-        await consumer.subscribe({ topics: [this.opts.topic], fromBeginning: true });
-        await consumer.run({
-          autoCommit: true,
-          eachBatchAutoResolve: false,
-          partitionsConsumedConcurrently: this.opts.partitionConcurrency,
-          eachBatch: (payload) => this.handleBatch(payload),
-        });
-        this.log.info({ topic: this.opts.topic, groupId: this.opts.groupId }, "consuming");
-        return;
-      } catch (err) {
-        this.consumer = null;
-        await consumer.disconnect().catch(() => undefined);
-        if (!this.running) return;
-        this.log.warn({ err, delayMs: delay }, "could not start the consumer; retrying");
-        await this.sleep(delay);
-        delay = Math.min(delay * 2, this.opts.retryMaxMs);
-      }
+      this.log.info({ topic: this.opts.topic, groupId: this.opts.groupId }, "consuming");
+    } catch (err) {
+      this.consumer = null;
+      await consumer.disconnect().catch(() => undefined);
+      throw err;
     }
   }
 
@@ -368,37 +375,37 @@ export class EventConsumer {
 
   /**
    * Runs `work` until it succeeds (true), or until the consumer stops or the partition is taken
-   * away (false). Kafka errors (a rebalance seen by heartbeat) propagate so kafkajs can rejoin.
-   * When `work` is refused as invalid (ValidationError: INVALID_ARGUMENT from the executor), that
-   * cannot pass on a retry: `onRefused` runs instead (and is retried while it fails otherwise).
+   * away (false), heartbeating between tries. Kafka errors (a rebalance seen by heartbeat)
+   * propagate so kafkajs can rejoin. When `work` is refused as invalid (ValidationError:
+   * INVALID_ARGUMENT from the executor), which cannot pass on a retry, `onRefused` runs instead
+   * (and is retried while it fails otherwise).
    */
   private async retrying(
     p: EachBatchPayload,
     work: () => Promise<void>,
     onRefused?: (err: ValidationError) => Promise<void>,
   ): Promise<boolean> {
-    let delay = this.opts.retryMinMs;
-    let current = work;
-    for (let attempt = 1; ; attempt++) {
-      if (!this.running || !p.isRunning() || p.isStale()) return false;
-      try {
-        await current();
-        return true;
-      } catch (err) {
-        if (isKafkaError(err)) throw err;
-        if (err instanceof ValidationError && onRefused && current === work) {
-          current = () => onRefused(err);
-          continue;
-        }
-        retriesCounter.inc();
-        this.log.warn(
-          { err, attempt, delayMs: delay, partition: p.batch.partition, firstOffset: p.batch.firstOffset() },
-          "could not schedule the runs of a batch; retrying it",
-        );
-        await this.sleep(delay * (0.8 + Math.random() * (RETRY_JITTER_MAX - 0.8)));
-        delay = Math.min(delay * 2, this.opts.retryMaxMs);
-        if (this.running && p.isRunning()) await p.heartbeat();
-      }
+    const alive = () => this.running && p.isRunning() && !p.isStale();
+    if (!alive()) return false;
+    const transient = (err: unknown) => {
+      if (isKafkaError(err)) return false;
+      retriesCounter.inc();
+      return true;
+    };
+    const options: RetryOptions = {
+      log: this.log,
+      what: `schedule the runs of partition ${p.batch.partition} from offset ${p.batch.firstOffset()}`,
+      backoff: { firstMs: this.opts.retryMinMs, maxMs: this.opts.retryMaxMs },
+      signal: this.stopping.signal,
+      shouldContinue: alive,
+      beforeAttempt: () => p.heartbeat(),
+      isTransient: (err) => !(onRefused && err instanceof ValidationError) && transient(err),
+    };
+    try {
+      return await retry(work, options);
+    } catch (err) {
+      if (!(onRefused && err instanceof ValidationError)) throw err;
+      return retry(() => onRefused(err), { ...options, isTransient: transient });
     }
   }
 
@@ -427,23 +434,6 @@ export class EventConsumer {
       record,
       event: { accountId: record.accountId, environmentId: record.environmentId, name, event: parsed },
     };
-  }
-
-  /** Waits `ms`, or less when the consumer stops. */
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.wakers.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      this.wakers.add(wake);
-    });
-  }
-
-  private wakeAll(): void {
-    for (const wake of [...this.wakers]) wake();
   }
 }
 
