@@ -1,6 +1,7 @@
 // Validation of POST /e bodies and building of the Kafka records. Pure: no I/O, so every rule
 // is tested directly. Every error message names the event (its index) and the field at fault.
 import { TooLargeError, ValidationError } from "@stepline/internal/errors";
+import { isPrintable } from "@stepline/internal/sync-rules";
 import type { TraceParent } from "@stepline/internal/telemetry";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { EnvRef } from "./tenancy.js";
@@ -21,9 +22,6 @@ export interface PreparedEvent {
   json: string;
 }
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
 /**
  * Why `id` is not a usable event id (null when it is): 1 to 256 characters, no control characters.
  * The REST API applies the same rule, so every accepted id can be looked up.
@@ -31,7 +29,7 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 export function eventIdProblem(id: string): string | null {
   if (id.length === 0) return "must not be empty";
   if (id.length > MAX_ID_LENGTH) return `is too long (${id.length} characters; at most ${MAX_ID_LENGTH})`;
-  if (CONTROL.test(id)) return "must not contain control characters";
+  if (!isPrintable(id)) return "must not contain control characters";
   return null;
 }
 

@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { ValidationError } from "@stepline/internal/errors";
+import { SYNC_RULES } from "@stepline/internal/sync-rules";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_RETRIES, translateRegister } from "./sync.js";
+import { translateRegister } from "./sync.js";
 
 // Bodies the official SDK (v4.24.0 and v3.54.2, `inngest/node` serve, dev mode) POSTed to
 // /fn/register after a PUT to the app, captured from a local capture server.
@@ -35,7 +36,7 @@ describe.each(["register-v4.json", "register-v3.json"])(
       expect(hello?.triggers).toEqual([{ event: "demo/hello", expression: "", cron: "" }]);
       expect(hello?.url).toBe(body.functions[0].steps.step.runtime.url);
       expect(hello?.url).toContain("fnId=capture-app-hello&stepId=step");
-      expect(hello?.retries).toBe(DEFAULT_RETRIES);
+      expect(hello?.retries).toBe(SYNC_RULES.defaultRetries);
       expect(flow?.triggers).toEqual([{ event: "demo/flow", expression: "event.data.n > 1", cron: "" }]);
       expect(flow?.retries).toBe(2);
       expect(nightly?.triggers).toEqual([{ event: "", expression: "", cron: "0 3 * * *" }]);

@@ -2,6 +2,7 @@
 // Pure. Errors name the function and the field (`function <id>: <field> ...`): the SDK relays
 // the message to whoever sent the PUT that triggered the sync.
 import { ValidationError } from "@stepline/internal/errors";
+import { isHttpUrl, isPrintable, isRetries, SYNC_RULES } from "@stepline/internal/sync-rules";
 import type {
   FunctionConfig,
   SyncAppRequest,
@@ -9,28 +10,12 @@ import type {
 } from "@stepline/proto/stepline/runner/v1/runner_service";
 import type { EnvRef } from "./tenancy.js";
 
-/** Retries after the first attempt when a function sets none (the SDK's and Inngest's default). */
-export const DEFAULT_RETRIES = 4;
-/** Inngest's ceiling on retries. */
-export const MAX_RETRIES = 20;
-const MAX_ID_LENGTH = 256;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const MAX_ID_LENGTH = SYNC_RULES.idChars;
 
 type Obj = Record<string, unknown>;
 
 function isObj(v: unknown): v is Obj {
   return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-function isHttpUrl(v: unknown): v is string {
-  if (typeof v !== "string") return false;
-  try {
-    const u = new URL(v);
-    return u.protocol === "http:" || u.protocol === "https:";
-  } catch {
-    return false;
-  }
 }
 
 function nonEmptyString(v: unknown): v is string {
@@ -42,7 +27,7 @@ export function translateRegister(body: unknown, ref: EnvRef): SyncAppRequest {
   if (!isObj(body)) throw new ValidationError("the body must be a JSON object");
   if (!isHttpUrl(body.url)) throw new ValidationError("url must be an absolute http(s) URL of the app");
   if (!nonEmptyString(body.appName)) throw new ValidationError("appName is required (a non-empty string)");
-  if (body.appName.length > MAX_ID_LENGTH || CONTROL.test(body.appName)) {
+  if (body.appName.length > MAX_ID_LENGTH || !isPrintable(body.appName)) {
     throw new ValidationError(`appName must be at most ${MAX_ID_LENGTH} printable characters`);
   }
   if (!Array.isArray(body.functions)) throw new ValidationError("functions must be an array");
@@ -70,7 +55,7 @@ function translateFunction(fn: unknown, index: number): FunctionConfig {
     throw new ValidationError(`functions[${index}]: id is required (a non-empty string)`);
   const id = fn.id;
   const fail = (msg: string) => new ValidationError(`function ${id}: ${msg}`);
-  if (id.length > MAX_ID_LENGTH || CONTROL.test(id)) {
+  if (id.length > MAX_ID_LENGTH || !isPrintable(id)) {
     throw fail(`id must be at most ${MAX_ID_LENGTH} printable characters`);
   }
   if (fn.name !== undefined && typeof fn.name !== "string") throw fail("name must be a string");
@@ -119,18 +104,13 @@ function translateSteps(steps: unknown, fail: (m: string) => Error): { url: stri
     throw fail(`${at}.runtime.type ${JSON.stringify(step.runtime.type)} is not supported (only "http")`);
   }
   if (!isHttpUrl(step.runtime.url)) throw fail(`${at}.runtime.url must be an absolute http(s) URL`);
-  let retries = DEFAULT_RETRIES;
+  let retries: number = SYNC_RULES.defaultRetries;
   if (step.retries !== undefined && step.retries !== null) {
     if (!isObj(step.retries)) throw fail(`${at}.retries must be an object {attempts}`);
     const attempts = step.retries.attempts;
     if (attempts !== undefined && attempts !== null) {
-      if (
-        typeof attempts !== "number" ||
-        !Number.isInteger(attempts) ||
-        attempts < 0 ||
-        attempts > MAX_RETRIES
-      ) {
-        throw fail(`${at}.retries.attempts must be an integer from 0 to ${MAX_RETRIES}`);
+      if (!isRetries(attempts)) {
+        throw fail(`${at}.retries.attempts must be an integer from 0 to ${SYNC_RULES.maxRetries}`);
       }
       retries = attempts;
     }

@@ -7,6 +7,7 @@ import type { Clock } from "@stepline/internal/clock";
 import { systemClock } from "@stepline/internal/clock";
 import { ConflictError, NotFoundError, ValidationError } from "@stepline/internal/errors";
 import { isUlid, newId } from "@stepline/internal/ids";
+import { isPrintable } from "@stepline/internal/sync-rules";
 import type { Redis, Result } from "ioredis";
 import { eventKeyDigest, hashSigningKey, isSigningKeyShaped, newEventKey, newSigningKey } from "./keys.js";
 
@@ -44,9 +45,6 @@ export const DEFAULT_PREFIX = "t:{t}:";
 const MAX_ACCOUNT_NAME = 100;
 const MAX_ENV_NAME = 64;
 const ENV_NAME = /^[A-Za-z0-9][A-Za-z0-9 _.-]*$/;
-// Printable characters only: names end up in tables, logs and signing-key slugs.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-const CONTROL = /[\u0000-\u001f\u007f]/;
 
 export interface TenancyOptions {
   /** Key prefix; must contain the hash tag. Tests pass their own to isolate themselves. */
@@ -343,7 +341,7 @@ export function validateAccountName(name: string): string {
   if (clean.length > MAX_ACCOUNT_NAME) {
     throw new ValidationError(`name is too long (${clean.length} characters; at most ${MAX_ACCOUNT_NAME})`);
   }
-  if (CONTROL.test(clean)) throw new ValidationError("name must not contain control characters");
+  if (!isPrintable(clean)) throw new ValidationError("name must not contain control characters");
   return clean;
 }
 

@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { parseDuration } from "@stepline/internal/duration";
 import { ValidationError } from "@stepline/internal/errors";
+import { isHttpUrl, isPrintable, isRetries, SYNC_RULES } from "@stepline/internal/sync-rules";
 import { parseCron } from "./cron.js";
 import { celSyntaxError } from "./expr.js";
 import type { AppSync, CancelDef, FunctionDef, SyncInput, TriggerDef } from "./model.js";
@@ -14,8 +15,8 @@ import { validateFlow } from "./validate-flow.js";
 export const LIMITS = {
   functions: 1_000,
   triggers: 10,
-  retries: 20,
-  idChars: 256,
+  retries: SYNC_RULES.maxRetries,
+  idChars: SYNC_RULES.idChars,
   eventChars: 256,
   expressionChars: 4_096,
   rawJsonBytes: 256 * 1024,
@@ -28,13 +29,12 @@ export const LIMITS = {
 const TENANT_ID = /^[A-Za-z0-9._-]{1,128}$/;
 // Function ids go into Redis keys with ':' as the separator, so ':' and braces are excluded.
 const FUNCTION_ID = /^[^\s:{}\p{Cc}]+$/u;
-const CONTROL = /\p{Cc}/u;
 
 /** Validates and normalises a SyncApp request; throws ValidationError naming the field at fault. */
 export function validateSync(input: SyncInput): AppSync {
   if (!TENANT_ID.test(input.accountId)) fail("account_id must be 1-128 characters of [A-Za-z0-9._-]");
   if (!TENANT_ID.test(input.environmentId)) fail("environment_id must be 1-128 characters of [A-Za-z0-9._-]");
-  if (!input.appId || input.appId.length > LIMITS.idChars || CONTROL.test(input.appId)) {
+  if (!input.appId || input.appId.length > LIMITS.idChars || !isPrintable(input.appId)) {
     fail(`app_id must be 1-${LIMITS.idChars} printable characters`);
   }
   if (!isHttpUrl(input.url)) fail(`app ${input.appId}: url must be an absolute http(s) URL`);
@@ -70,7 +70,7 @@ function validateFunction(fn: SyncInput["functions"][number], index: number): Fu
   if (fn.id.length > LIMITS.idChars || !FUNCTION_ID.test(fn.id)) {
     fail(`${at}: id must be 1-${LIMITS.idChars} characters without whitespace, ':', '{' or '}'`);
   }
-  if (!fn.name || fn.name.length > LIMITS.idChars || CONTROL.test(fn.name)) {
+  if (!fn.name || fn.name.length > LIMITS.idChars || !isPrintable(fn.name)) {
     fail(`${at}: name must be 1-${LIMITS.idChars} printable characters`);
   }
   if (!isHttpUrl(fn.url)) fail(`${at}: url must be an absolute http(s) URL (steps.step.runtime.url)`);
@@ -78,7 +78,7 @@ function validateFunction(fn: SyncInput["functions"][number], index: number): Fu
   // `invoke()` (it filters `inngest/function.invoked` out), and Inngest accepts such functions.
   if (fn.triggers.length > LIMITS.triggers) fail(`${at}: triggers may hold at most ${LIMITS.triggers}`);
   const triggers = fn.triggers.map((t, i) => validateTrigger(t, `${at}: triggers[${i}]`));
-  if (!Number.isInteger(fn.retries) || fn.retries < 0 || fn.retries > LIMITS.retries) {
+  if (!isRetries(fn.retries)) {
     fail(`${at}: retries must be an integer from 0 to ${LIMITS.retries}`);
   }
   const rawJson = canonicalRawJson(fn.rawJson, at);
@@ -115,7 +115,7 @@ function validateTrigger(t: { event: string; expression: string; cron: string },
     return { kind: "cron", cron: t.cron.trim() };
   }
   const event = t.event;
-  if (event.length > LIMITS.eventChars || CONTROL.test(event) || event.trim() !== event) {
+  if (event.length > LIMITS.eventChars || !isPrintable(event) || event.trim() !== event) {
     fail(`${at}.event must be 1-${LIMITS.eventChars} printable characters without surrounding spaces`);
   }
   if (event.includes("*") && !isWildcard(event)) {
@@ -184,12 +184,6 @@ function isWildcard(event: string): boolean {
   if (star !== event.length - 1 || star < 2) return false;
   const sep = event[star - 1];
   return sep === "/" || sep === ".";
-}
-
-function isHttpUrl(s: string): boolean {
-  if (!URL.canParse(s)) return false;
-  const u = new URL(s);
-  return (u.protocol === "http:" || u.protocol === "https:") && u.host !== "";
 }
 
 function canonicalRawJson(raw: string, at: string): string {
