@@ -5,6 +5,7 @@
 
 import { readFileSync } from "node:fs";
 import { ConflictError, NotFoundError, UnavailableError } from "@stepline/internal/errors";
+import { scriptErrorOf } from "@stepline/internal/script-errors";
 import { FlowControl } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Redis, Result } from "ioredis";
 
@@ -454,12 +455,13 @@ async function wrap<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    // Script errors arrive as "NORUN" or "ERR NORUN" depending on the Redis version.
-    if (/^(ERR )?NORUN/.test(message)) throw new NotFoundError("run not found");
-    if (/^(ERR )?ENDED/.test(message)) throw new ConflictError("run has already ended");
-    const limit = /^(?:ERR )?LIMIT (\w+) (\d+)/.exec(message);
-    if (limit) throw new RunLimitError(limit[1] as RunLimitError["limit"], Number(limit[2]));
-    throw new UnavailableError(`redis: ${message}`);
+    const refused = scriptErrorOf(err);
+    if (refused?.code === "NORUN") throw new NotFoundError("run not found");
+    if (refused?.code === "ENDED") throw new ConflictError("run has already ended");
+    if (refused?.code === "LIMIT") {
+      const [limit, value] = refused.detail.split(" ");
+      throw new RunLimitError(limit as RunLimitError["limit"], Number(value));
+    }
+    throw new UnavailableError(`redis: ${err instanceof Error ? err.message : String(err)}`);
   }
 }

@@ -40,14 +40,14 @@
 --   set count s, s limits (0 = none), throttle limit (0 = none), throttle period ms, burst
 --
 -- Returns: { nowMs, shardDueMs (-1 = empty), { itemId, item record, ... (leased) }, { dead-lettered itemId... } }
--- Errors: -1 NOT_OWNER (the token is not the shard's current owner; nothing changed).
+-- Errors: NOT_OWNER (the token is not the shard's current owner; nothing changed).
 
 -- @include "common"
 
 local itemsKey, leasedKey, ownerKey, shardKey, dlqKey, acctKey, forcedKey, pausedKey =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local now = nowMs(ARGV[1])
-if redis.call('GET', ownerKey) ~= ARGV[2] then return -1 end
+if redis.call('GET', ownerKey) ~= ARGV[2] then return redis.error_reply('NOT_OWNER') end
 local leaseMs, maxDel, remaining, acct = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local pausedMs = tonumber(ARGV[7])
 local nowScore = now * SCALE + SCALE - 1

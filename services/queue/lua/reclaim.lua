@@ -20,14 +20,14 @@
 --    1 RECLAIMED
 --    0 SKIPPED   not leased or not expired any more (a leftover member of L is removed)
 --   -2 WRONG_PARTITION  the keys given are not the item's partition; nothing done
--- Errors: -1 NOT_OWNER (the token is not the shard's current owner; nothing changed).
+-- Errors: NOT_OWNER (the token is not the shard's current owner; nothing changed).
 
 -- @include "common"
 
 -- The item's concurrency slots need no freeing: an expired lease no longer counts (claim trims it).
 local itemsKey, leasedKey, ownerKey, shardKey, forcedKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now = nowMs(ARGV[1])
-if redis.call('GET', ownerKey) ~= ARGV[2] then return -1 end
+if redis.call('GET', ownerKey) ~= ARGV[2] then return redis.error_reply('NOT_OWNER') end
 local n = tonumber(ARGV[3])
 
 local before = shardDue(shardKey)

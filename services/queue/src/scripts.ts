@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { ConflictError } from "@stepline/internal/errors";
+import { scriptErrorOf } from "@stepline/internal/script-errors";
 import type { ClientContext, Redis, Result } from "ioredis";
 import { assertOneSlot } from "./keys.js";
 
@@ -92,13 +93,22 @@ export class Scripts {
     return this.options.nowMs?.() ?? 0;
   }
 
-  /** Runs script `name` with `keys` and `args`; the reply is the script's raw answer. */
+  /**
+   * Runs script `name` with `keys` and `args`; the reply is the script's raw answer. A refusal of
+   * the whole call (@stepline/internal/script-errors) becomes its typed error here, once.
+   */
   async run(name: ScriptName, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> {
     if (this.options.assertSlots) assertOneSlot(keys);
     this.options.onCall?.(name, keys);
     const fn = (this.redis as unknown as Record<string, ScriptFn>)[SCRIPTS[name]];
     if (!fn) throw new ScriptReplyError(`script ${name} is not loaded`);
-    return fn.call(this.redis, keys.length, ...keys, ...args);
+    try {
+      return await fn.call(this.redis, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (scriptErrorOf(err)?.code === "NOT_OWNER")
+        throw new NotOwnerError(`${name}: not the owner of the shard`);
+      throw err;
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 // Typed wrappers over the Lua scripts, one per script, for one shard at a time: they build the
-// KEYS/ARGV layout each script's header documents and decode its reply. Negative whole-call
-// codes become errors (NOT_OWNER -> NotOwnerError); per-item codes are returned as results.
+// KEYS/ARGV layout each script's header documents and decode its reply. A refused call is an
+// error (Scripts.run maps NOT_OWNER to NotOwnerError); per-item codes are returned as results.
 
 import { type ItemBody, parseRecord } from "./item-record.js";
 import type { ShardKeys } from "./keys.js";
@@ -9,7 +9,7 @@ import { claimLimits } from "./limits.js";
 import type { FlowInput, PartitionSpec } from "./partitions.js";
 import { concurrencySetId, parsePartition, partitionOf, pausedMember } from "./partitions.js";
 import type { Scripts } from "./scripts.js";
-import { asInt, asInts, asList, asStrings, NotOwnerError, ScriptReplyError } from "./scripts.js";
+import { asInt, asInts, asList, asStrings, ScriptReplyError } from "./scripts.js";
 
 /** What a producer asks to enqueue (the proto NewItem has this shape). */
 export interface ItemInput {
@@ -256,7 +256,6 @@ export async function claimItems(
     a.push(t ? t.limit : 0, t ? t.periodMs : 0, t ? t.burst : 0);
   }
   const reply = await s.run("claim", k, a);
-  if (reply === -1) throw new NotOwnerError(`not the owner of shard ${keys.shard}`);
   const list = asList(reply, "claim");
   return {
     nowMs: asInt(list[0], "claim"),
@@ -428,9 +427,7 @@ export async function reclaimLeases(
     );
     a.push(l.itemId, l.pid);
   }
-  const reply = await s.run("reclaim", k, a);
-  if (reply === -1) throw new NotOwnerError(`not the owner of shard ${keys.shard}`);
-  return mutation(keys.shard, reply, "reclaim");
+  return mutation(keys.shard, await s.run("reclaim", k, a), "reclaim");
 }
 
 /** Takes or renews a shard's owner lease (owner-acquire.lua): ACQUIRED, RENEWED or HELD. */

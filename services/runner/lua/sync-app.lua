@@ -13,8 +13,8 @@
 --           deterministically, so equal configs give equal bytes)
 --
 -- Returns: {1} when anything changed, {0} when the registry already held exactly this.
---          {-1, function id, owner app id} when a function id belongs to another app (nothing
---          written).
+-- Errors: "CONFLICT <function id> <owner app id>" when a function id belongs to another app
+--          (nothing written).
 
 local fnsKey = KEYS[1]
 local ownersKey = KEYS[2]
@@ -27,7 +27,7 @@ for i = 3, #ARGV, 2 do
   local fnId = ARGV[i]
   local owner = redis.call('HGET', ownersKey, fnId)
   if owner and owner ~= appId then
-    return {-1, fnId, owner}
+    return redis.error_reply('CONFLICT ' .. fnId .. ' ' .. owner)
   end
   incoming[fnId] = ARGV[i + 1]
 end

@@ -5,6 +5,7 @@
 
 import { readFileSync } from "node:fs";
 import { ValidationError } from "@stepline/internal/errors";
+import { scriptErrorOf } from "@stepline/internal/script-errors";
 import type { Redis, Result } from "ioredis";
 import { appsKey, fnsKey, ownersKey, versionKey } from "./keys.js";
 import type { AppSync, StoredFunction } from "./model.js";
@@ -17,7 +18,7 @@ declare module "ioredis" {
       apps: string,
       version: string,
       ...args: string[]
-    ): Result<[number] | [number, string, string], Context>;
+    ): Result<[number], Context>;
   }
 }
 
@@ -50,16 +51,21 @@ export class Registry {
       const entry: StoredFunction = { accountId: sync.accountId, appId: sync.appId, fn };
       args.push(fn.id, JSON.stringify(entry));
     }
-    const res = await this.redis.runnerSyncApp(
-      fnsKey(env),
-      ownersKey(env),
-      appsKey(env),
-      versionKey(env),
-      ...args,
-    );
-    if (res[0] === -1) {
+    let res: number[];
+    try {
+      res = await this.redis.runnerSyncApp(
+        fnsKey(env),
+        ownersKey(env),
+        appsKey(env),
+        versionKey(env),
+        ...args,
+      );
+    } catch (err) {
+      const refused = scriptErrorOf(err);
+      if (refused?.code !== "CONFLICT") throw err;
+      const [fnId, owner] = refused.detail.split(" ");
       throw new ValidationError(
-        `function ${res[1]}: id already belongs to app ${res[2]} in this environment; rename it or remove it from that app first`,
+        `function ${fnId}: id already belongs to app ${owner} in this environment; rename it or remove it from that app first`,
       );
     }
     return { modified: res[0] === 1 };
