@@ -28,7 +28,7 @@ import { HandOffStates } from "./hand-off-states.js";
 import type { HistoryEntry } from "./history.js";
 import type { EventSender } from "./internal-events.js";
 import { invokedEvent } from "./internal-events.js";
-import { callItem, parsePayload, pauseOf, planItem } from "./items.js";
+import { callItem, deadLetterFailure, parsePayload, pauseOf, planItem } from "./items.js";
 import { callSeconds, callsTotal, runsEndedTotal } from "./metrics.js";
 import type { PauseStore } from "./pauses.js";
 import { erroredStep, pendingStep, resumedStep, stepRecord } from "./records.js";
@@ -104,18 +104,6 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
     );
   return handler;
 
-  /**
-   * A hand-off starts from the state its completion left (hand-off-states.ts) when the run is
-   * still going and no advance came after that completion's (a cancel, or a checkpoint of an
-   * abandoned call): one HMGET instead of loading the events, memos and stack.
-   */
-  async function keptState(item: NewItem): Promise<RunState | undefined> {
-    const kept = deps.handOffs.take(item.id);
-    if (!kept) return undefined;
-    const now = await deps.store.progress(item.runId);
-    return now?.status === "running" && now.calls === kept.calls ? kept : undefined;
-  }
-
   async function handle(item: NewItem, ctx: ItemContext, traceParent: TraceParent): Promise<void> {
     const trace: CallTrace = { parent: traceParent, startMs: deps.clock.now() };
     const log = deps.log.child({ runId: item.runId, itemId: item.id, attempt: item.attempt });
@@ -132,7 +120,11 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
     let run: RunState | null = null;
     let signingKey: string | undefined;
     try {
-      run = (ctx.handedOff ? await keptState(item) : undefined) ?? (await deps.store.load(item.runId));
+      // A hand-off starts from the state its completion left, after one HMGET (hand-off-states.ts).
+      const kept = ctx.handedOff
+        ? await deps.handOffs.takeCurrent(item.id, () => deps.store.progress(item.runId))
+        : undefined;
+      run = kept ?? (await deps.store.load(item.runId));
       if (run?.status === "running" && deps.keys) signingKey = await deps.keys.get(run.environmentId);
     } catch (err) {
       if (err instanceof NotFoundError && run) {
@@ -171,11 +163,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
     }
 
     if (item.kind === ItemKind.ITEM_KIND_DEAD_LETTER) {
-      // The queue gave up on one of the run's items: every delivery of it ended in a lost lease
-      // (it crashed or stalled its executor). The run fails instead of waiting forever.
-      const message = `Stepline gave up on this run: its queue item ${item.id.replace(/~dead$/, "")} was delivered too many times without an answer (each delivery crashed or stalled an executor; see STEPLINE_QUEUE_MAX_DELIVERIES, and list it with: stepline dead-letters list)`;
-      const errorJson = JSON.stringify({ name: "Error", message });
-      await settle(deps, run, item, ctx, { type: "fail", reason: message, errorJson }, undefined, log, trace);
+      await settle(deps, run, item, ctx, deadLetterFailure(item.id), undefined, log, trace);
       return;
     }
     const limit = timeLimit(run, item, payload, deps.clock.now());

@@ -85,6 +85,21 @@ export class HandOffStates {
     return this.clock.now() - entry.atMs <= this.maxAgeMs ? entry.state : undefined;
   }
 
+  /**
+   * `take`, then checked against the run as it is now (`progress`: one HMGET of its status and
+   * call counter): the kept state is used only while the run is going and no advance came after
+   * that completion's (a cancel, or a checkpoint of an abandoned call).
+   */
+  async takeCurrent(
+    itemId: string,
+    progress: () => Promise<{ status: string; calls: number } | null>,
+  ): Promise<RunState | undefined> {
+    const kept = this.take(itemId);
+    if (!kept) return undefined;
+    const now = await progress();
+    return now?.status === "running" && now.calls === kept.calls ? kept : undefined;
+  }
+
   private remove(itemId: string) {
     const entry = this.states.get(itemId);
     if (entry) {

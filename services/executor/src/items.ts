@@ -116,3 +116,13 @@ export function parsePayload(payload: string): ItemPayload {
   }
   return { stepId: "step" };
 }
+
+/**
+ * The end of a run whose item the queue dead-lettered (its notice, `<item id>~dead`): every
+ * delivery of the item ended in a lost lease (it crashed or stalled its executor), so the run
+ * fails instead of waiting forever.
+ */
+export function deadLetterFailure(noticeId: string): { type: "fail"; reason: string; errorJson: string } {
+  const message = `Stepline gave up on this run: its queue item ${noticeId.replace(/~dead$/, "")} was delivered too many times without an answer (each delivery crashed or stalled an executor; see STEPLINE_QUEUE_MAX_DELIVERIES, and list it with: stepline dead-letters list)`;
+  return { type: "fail", reason: message, errorJson: JSON.stringify({ name: "Error", message }) };
+}
