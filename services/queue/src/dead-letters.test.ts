@@ -10,6 +10,7 @@ import type { ItemInput } from "./store.js";
 import { acquireOwner } from "./store.js";
 import { shardProblems } from "./testing/invariants.js";
 import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
+import { item as fixtureItem } from "./testing/script-fixture.js";
 
 const TOKEN = "dead-letters-test";
 const LEASE_MS = 30_000;
@@ -19,21 +20,9 @@ let scripts: Scripts;
 let queue: Queue;
 let now: number;
 
-function item(id: string, accountId: string, over: Partial<ItemInput> = {}): ItemInput {
-  return {
-    id,
-    runId: `run-${id}`,
-    accountId,
-    environmentId: "env",
-    functionId: `fn-${id}`,
-    kind: 2,
-    delayMs: 0,
-    runAtMs: 0,
-    attempt: 0,
-    payload: "{}",
-    ...over,
-  };
-}
+/** An item of its own function, `fn-<id>` (so each test claims only its own). */
+const item = (id: string, accountId: string, over: Partial<ItemInput> = {}) =>
+  fixtureItem(id, { accountId, functionId: `fn-${id}`, payload: "{}", ...over });
 
 /** A claim of one function's items (each test item has a function of its own: fn-<id>). */
 function claim(accountId: string, id: string) {
