@@ -196,11 +196,15 @@ export class HistoryProducer {
   private defer(messages: Message[]): void {
     this.backlog.push(...messages);
     this.backlogBytes += bytesOf(messages);
+    // The oldest go, in one splice (a full backlog may hold many thousands of records).
     let dropped = 0;
-    while (this.backlogBytes > this.opts.maxBacklogBytes && this.backlog.length > 0) {
-      this.backlogBytes -= bytesOf(this.backlog.splice(0, 1));
+    let freed = 0;
+    while (this.backlogBytes - freed > this.opts.maxBacklogBytes && dropped < this.backlog.length) {
+      freed += sizeOf(this.backlog[dropped] as Message);
       dropped++;
     }
+    this.backlog.splice(0, dropped);
+    this.backlogBytes -= freed;
     if (dropped > 0) {
       historyDroppedTotal.inc({ reason: "backlog_full" }, dropped);
       this.log.error({ dropped }, "history backlog full; oldest records dropped");
