@@ -4,6 +4,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Readable } from "node:stream";
 import { Inngest as Inngest4 } from "inngest";
 import { serve as serve4 } from "inngest/node";
 import { Inngest as Inngest3 } from "inngest-v3";
@@ -24,6 +25,11 @@ export interface SdkAppOptions {
   fetch?: typeof fetch;
   /** SDK v4 only: let it checkpoint (run steps inside one call); off unless set. */
   checkpointing?: boolean;
+  /**
+   * Dev mode only (it breaks signatures): rewrites the JSON body of each call before the SDK reads
+   * it, as a broken proxy in front of an app would.
+   */
+  alterCallBody?: (body: any, url: URL) => any;
 }
 
 export interface SdkApp {
@@ -59,7 +65,21 @@ export async function serveSdkApp(opts: SdkAppOptions, client: any, functions: a
   const serveFn: any = opts.sdk === "v4" ? serve4 : serve3;
   // The serve handler needs its own public origin, known only once the port is bound.
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => res.writeHead(503).end();
-  const server = createServer((req, res) => handler(req, res));
+  const alter = opts.alterCallBody;
+  const server = createServer((req, res) => {
+    if (!alter || req.method !== "POST") return handler(req, res);
+    void readBody(req).then((text) => {
+      const altered = JSON.stringify(alter(JSON.parse(text), new URL(req.url ?? "/", "http://app")));
+      // The SDK reads the body through "data" and "end" and the rest from these fields.
+      const copy = Object.assign(Readable.from([Buffer.from(altered)]), {
+        headers: req.headers,
+        method: req.method,
+        url: req.url,
+        socket: req.socket,
+      });
+      handler(copy as unknown as IncomingMessage, res);
+    });
+  });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const url = `${origin}/api/inngest`;
@@ -88,6 +108,12 @@ export async function serveSdkApp(opts: SdkAppOptions, client: any, functions: a
         server.close(() => resolve());
       }),
   };
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 const noop = () => {};

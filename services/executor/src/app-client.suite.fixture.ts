@@ -52,6 +52,7 @@ async function drive(app: FixtureApp, fnId: string, event: object, client: AppCl
       nowMs: Date.now(),
       backoff: { baseMs: 1, maxMs: 1 },
       random: 0,
+      savedStepIds: steps,
     });
     decisions.push(decision);
     if (answered) {

@@ -217,7 +217,7 @@ export class AppClient {
       if (body === null) {
         return {
           kind: "failure",
-          message: `app answered more than ${this.opts.maxResponseBytes} bytes`,
+          message: `app answered more than ${this.opts.maxResponseBytes} bytes (STEPLINE_EXECUTOR_MAX_RESPONSE_BYTES)`,
           retriable: false,
         };
       }

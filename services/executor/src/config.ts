@@ -48,8 +48,11 @@ export const configSchema = {
   STEPLINE_EXECUTOR_CONCURRENCY: envInt(64, 1, 10_000),
   /** Whole-call deadline for one HTTP call to an app. */
   STEPLINE_EXECUTOR_REQUEST_TIMEOUT_MS: envInt(300_000, 100, 3_600_000),
-  /** Answers larger than this fail the run (a step output that big cannot be replayed sensibly). */
-  STEPLINE_EXECUTOR_MAX_RESPONSE_BYTES: envInt(4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+  /**
+   * Answers larger than this fail the run. The default holds a step result at the default output
+   * limit (4 MiB) with the op around it, so that limit, not this one, is what a big step meets.
+   */
+  STEPLINE_EXECUTOR_MAX_RESPONSE_BYTES: envInt(4 * 1024 * 1024 + 64 * 1024, 1024, 256 * 1024 * 1024),
   /** Retry backoff: this delay before the second attempt, doubling each time, with jitter. */
   STEPLINE_EXECUTOR_BACKOFF_BASE_MS: envInt(1_000, 1, 3_600_000),
   /** Cap of the retry backoff. */

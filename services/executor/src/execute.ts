@@ -315,6 +315,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
       nowMs: deps.clock.now(),
       backoff: deps.backoff,
       random: random(),
+      savedStepIds: run.steps,
     });
     callsTotal.inc({ decision: decision.type });
     await settle(deps, run, item, ctx, decision, reqVersion, log, trace);

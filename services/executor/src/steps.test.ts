@@ -23,6 +23,7 @@ function run(res: AppResponse, over: Partial<InterpretInput> = {}) {
     nowMs: NOW,
     backoff: { baseMs: 1_000, maxMs: 60_000 },
     random: 0.5,
+    savedStepIds: new Set<string>(),
     ...over,
   });
 }
@@ -382,6 +383,27 @@ describe("interpreting the app's answer", () => {
     }
   });
 
+  it("spends an attempt on an op for a step whose saved result the call sent (a plan loop), then fails", () => {
+    const savedStepIds = new Set(["h1"]);
+    for (const [name, extra] of [
+      ["StepPlanned", {}],
+      ["StepRun", { data: 1 }],
+      ["Sleep", { name: "1s", displayName: "a" }],
+    ] as const) {
+      const { decision } = run(answer(206, [op({ op: name, ...extra })]), { savedStepIds });
+      expect(decision).toMatchObject({ type: "retry", attempt: 1 });
+      expect(decision.type === "retry" && decision.reason).toBe(
+        `app answered ${name} for step a, whose saved result it was sent: the function must reach the same steps with the same ids on every call`,
+      );
+    }
+    const last = run(answer(206, [op({ op: "StepPlanned" })]), { savedStepIds, attempt: 2 }).decision;
+    expect(last).toMatchObject({ type: "fail" });
+    expect(last.type === "fail" && JSON.parse(last.errorJson).name).toBe("NonDeterministicStepError");
+    // A step the call did not send is new work, whatever else is saved.
+    const fresh = run(answer(206, [op({ id: "h2", op: "StepPlanned" })]), { savedStepIds }).decision;
+    expect(fresh).toMatchObject({ type: "advance", plans: [{ id: "h2" }] });
+  });
+
   it("retries a malformed 206 and an unexpected 2xx status", () => {
     expect(run(answer(206, "not json")).decision.type).toBe("retry");
     expect(run(answer(206, [{ op: "StepRun" }])).decision.type).toBe("retry");
@@ -396,6 +418,7 @@ describe("interpreting the app's answer", () => {
       nowMs: NOW,
       backoff: { baseMs: 10, maxMs: 10 },
       random: 0,
+      savedStepIds: new Set<string>(),
     };
     const retriable = interpret({
       ...base,

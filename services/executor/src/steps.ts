@@ -31,6 +31,8 @@ export interface InterpretInput {
   backoff: BackoffPolicy;
   /** A number in [0, 1) for backoff jitter. */
   random: number;
+  /** The ids of the steps whose results the call sent the app (its memos). */
+  savedStepIds: { has(stepId: string): boolean };
 }
 
 /** A step result to save, with what history needs to know about it. */
@@ -183,6 +185,14 @@ function decideOps(input: InterpretInput, res: AppResponse): Decision {
 
   const done = real.find((o) => o.op === "RunComplete");
   if (done) return { type: "complete", outputJson: JSON.stringify(done.data ?? null) };
+
+  // An op for a step whose result the call sent: the app ignored its memo, so calling it again
+  // would answer the same (a plan loop). Spend an attempt; the run fails once they are used up.
+  const repeated = real.find((o) => input.savedStepIds.has(o.id));
+  if (repeated) {
+    const message = `app answered ${repeated.op} for step ${nameOf(repeated)}, whose saved result it was sent: the function must reach the same steps with the same ids on every call`;
+    return retryOrFail(input, message, errorJson(message, "NonDeterministicStepError"));
+  }
 
   const noRetry = res.headers["x-inngest-no-retry"] === "true";
   // With lazy ops present, a function-level error travels as a step error on the "complete" id.
