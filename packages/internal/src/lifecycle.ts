@@ -1,5 +1,6 @@
-// Process lifecycle shared by every service: the admin HTTP port (/healthz, /readyz, /metrics)
-// and one graceful shutdown on SIGTERM/SIGINT.
+// Process lifecycle shared by every service: `runService` (config, logger, traces, the admin
+// HTTP port with /healthz, /readyz and /metrics, and one graceful stop on SIGTERM/SIGINT), so each
+// service's main.ts only builds its parts.
 
 import type { Server } from "node:http";
 import { createServer } from "node:http";
@@ -7,16 +8,103 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { ConfigError, checkInternalToken } from "./config.js";
 import { useInternalToken } from "./grpc.js";
 import type { Logger } from "./log.js";
+import { createLogger } from "./log.js";
+import { startTelemetry } from "./telemetry.js";
+
+/** What every service's configuration has (commonSchema in config.ts). */
+interface CommonConfig {
+  STEPLINE_LOG_LEVEL: string;
+  STEPLINE_DEV: boolean;
+  STEPLINE_ADMIN_PORT: number;
+  STEPLINE_ADMIN_HOST: string;
+  STEPLINE_INTERNAL_TOKEN: string;
+}
+
+/** What a service's `start` gets to build its parts with. */
+export interface ServiceParts<C> {
+  config: C;
+  log: Logger;
+  /** Aborted once the process is asked to stop: start-up retries give up on it. */
+  stopping: AbortSignal;
+  /**
+   * Registers how to stop a part that was just built. On SIGTERM the stops run one at a time in
+   * the reverse order of registration, so a part stops before the parts it uses.
+   */
+  onStop(stop: () => unknown): void;
+  /** How /readyz decides; not ready until this is called, nor once the process is stopping. */
+  readyWhen(check: () => boolean | Promise<boolean>): void;
+}
+
+export interface ServiceSpec<C> {
+  /** The service's name, as in its logs and `stepline-<name>` traces. */
+  name: string;
+  /** Reads the configuration from `env`; a ConfigError prints every problem and exits 1. */
+  config: (env: NodeJS.ProcessEnv) => C;
+  /** How long the stops may take before the process exits 1 anyway (20 s unless set). */
+  shutdownDeadlineMs?: (config: C) => number;
+  /**
+   * Builds and starts the service's parts, and returns what the "started" log line shows (its
+   * ports); a rejection exits 1 with its stack.
+   */
+  start(parts: ServiceParts<C>): Promise<Record<string, unknown>>;
+}
+
+/**
+ * Runs a service process: configuration from `env` (with internal gRPC authentication turned on
+ * from STEPLINE_INTERNAL_TOKEN), logger, traces (OTEL_* variables of `env`), the admin port (up before the parts, so /healthz
+ * answers while a dependency is still down), `start`, and the stops on SIGTERM or SIGINT.
+ */
+export function runService<C extends CommonConfig>(spec: ServiceSpec<C>, env: NodeJS.ProcessEnv): void {
+  run(spec, env).catch((err: unknown) => {
+    process.stderr.write(
+      `${spec.name} failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exit(1);
+  });
+}
+
+async function run<C extends CommonConfig>(spec: ServiceSpec<C>, env: NodeJS.ProcessEnv): Promise<void> {
+  const config = serviceConfig(spec.name, () => spec.config(env));
+  const log = createLogger(spec.name, config.STEPLINE_LOG_LEVEL);
+  const stopTelemetry = await startTelemetry(`stepline-${spec.name}`, env);
+  const stopping = new AbortController();
+  const stops: Array<() => unknown> = [];
+  let ready: (() => boolean | Promise<boolean>) | undefined;
+  const admin = await startAdminServer(
+    config.STEPLINE_ADMIN_PORT,
+    () => !stopping.signal.aborted && ready !== undefined && ready(),
+    config.STEPLINE_ADMIN_HOST,
+  );
+  onShutdown(
+    log,
+    async () => {
+      stopping.abort();
+      for (const stop of stops.reverse()) await stop();
+      await admin.close();
+      await stopTelemetry();
+    },
+    spec.shutdownDeadlineMs?.(config),
+  );
+  const started = await spec.start({
+    config,
+    log,
+    stopping: stopping.signal,
+    onStop: (stop) => {
+      stops.push(stop);
+    },
+    readyWhen: (check) => {
+      ready = check;
+    },
+  });
+  if (!stopping.signal.aborted) log.info({ ...started, adminPort: admin.port }, `${spec.name} started`);
+}
 
 /**
  * A service's configuration, read with `load`: on a bad one the process prints every problem and
  * exits 1 (never a half-configured service). Then internal gRPC authentication is turned on with
  * its STEPLINE_INTERNAL_TOKEN, which production mode requires.
  */
-export function serviceConfig<C extends { STEPLINE_DEV: boolean; STEPLINE_INTERNAL_TOKEN: string }>(
-  name: string,
-  load: () => C,
-): C {
+function serviceConfig<C extends CommonConfig>(name: string, load: () => C): C {
   try {
     const config = load();
     useInternalToken(checkInternalToken(config));
@@ -32,7 +120,7 @@ export function serviceConfig<C extends { STEPLINE_DEV: boolean; STEPLINE_INTERN
 export const metrics = new Registry();
 collectDefaultMetrics({ register: metrics });
 
-export interface AdminServer {
+interface AdminServer {
   port: number;
   close(): Promise<void>;
 }
@@ -41,7 +129,7 @@ export interface AdminServer {
  * Serves /healthz (the process is alive), /readyz (the `ready` check passes: dependencies are
  * reachable and the service accepts work) and /metrics (Prometheus text).
  */
-export async function startAdminServer(
+async function startAdminServer(
   port: number,
   ready: () => boolean | Promise<boolean>,
   host = "127.0.0.1",
@@ -85,7 +173,7 @@ export async function startAdminServer(
  * Stop must end in-flight work cleanly: stop taking work, finish or release what is held,
  * commit offsets, close clients.
  */
-export function onShutdown(log: Logger, stop: () => Promise<void>, deadlineMs = 20_000): void {
+function onShutdown(log: Logger, stop: () => Promise<void>, deadlineMs = 20_000): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals) => {
     if (stopping) return;
