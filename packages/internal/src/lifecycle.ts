@@ -51,8 +51,9 @@ export interface ServiceSpec<C> {
 
 /**
  * Runs a service process: configuration from `env` (with internal gRPC authentication turned on
- * from STEPLINE_INTERNAL_TOKEN), logger, traces (OTEL_* variables of `env`), the admin port (up before the parts, so /healthz
- * answers while a dependency is still down), `start`, and the stops on SIGTERM or SIGINT.
+ * from STEPLINE_INTERNAL_TOKEN), logger, traces (the OTEL_* variables of `env`), the admin port
+ * (up before the parts, so /healthz answers while a dependency is still down), `start`, and the
+ * stops on SIGTERM or SIGINT.
  */
 export function runService<C extends CommonConfig>(spec: ServiceSpec<C>, env: NodeJS.ProcessEnv): void {
   run(spec, env).catch((err: unknown) => {
