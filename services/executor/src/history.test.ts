@@ -130,6 +130,47 @@ describe("history producer", () => {
     await producer.stop();
   }, 60_000);
 
+  it("sends records that arrive within the linger in one request, and a strict record at once, taking them along", async () => {
+    // The same Kafka, with the producer's sends counted.
+    const sends: number[] = [];
+    const counting = {
+      producer: (config: Parameters<Kafka["producer"]>[0]) => {
+        const real = kafka.producer(config);
+        const realSend = real.send.bind(real);
+        const send: typeof real.send = (record) => {
+          sends.push(record.messages.length);
+          return realSend(record);
+        };
+        return Object.assign(real, { send });
+      },
+    } as unknown as Kafka;
+    const producer = new HistoryProducer(
+      counting,
+      { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000, lingerMs: 300 },
+      log,
+    );
+    await producer.start();
+    const recorded = Promise.all([
+      producer.record([step("lg1", "a", "1")]),
+      producer.record([step("lg1", "b", "2")]),
+      producer.record([step("lg2", "a", "3")]),
+    ]);
+    // Within the linger nothing goes; the run record does not wait for it, and takes them along.
+    expect(sends).toEqual([]);
+    await producer.produce([run("lg1", 2)]);
+    await recorded;
+    expect(sends).toEqual([4]);
+    await waitFor("the four records", () => received.filter((r) => r.key.startsWith("lg")).length >= 4, {
+      timeoutMs: 30_000,
+    });
+    // A record alone goes once its linger ends; stop sends one that is still waiting.
+    await producer.record([step("lg3", "a", "4")]);
+    expect(sends).toEqual([4, 1]);
+    void producer.record([step("lg4", "a", "5")]);
+    await producer.stop();
+    expect(sends).toEqual([4, 1, 1]);
+  }, 60_000);
+
   it("does not hold callers up while Kafka is unreachable, and sends the records once it is back", async () => {
     const producer = new HistoryProducer(kafka, { topic, timeoutMs: 500, maxBacklogBytes: 1_000_000 }, log);
     // Not connected yet: the send fails, record() still returns, and the records wait in the backlog.

@@ -29,6 +29,11 @@ export interface HistoryOptions {
    * it), and most bytes waiting to be sent (a send past it is refused at once: Kafka is behind).
    */
   maxBacklogBytes: number;
+  /**
+   * How long `record` waits for more records before it sends (0 = at once): step records from
+   * many runs then share one Kafka request. `produce` never waits, and takes them along.
+   */
+  lingerMs?: number;
 }
 
 /**
@@ -56,6 +61,7 @@ export class HistoryProducer {
   private queue: Pending[] = [];
   private queueBytes = 0;
   private sending = false;
+  private lingerTimer: NodeJS.Timeout | undefined;
   private connected = false;
   private backlog: Message[] = [];
   private backlogBytes = 0;
@@ -122,7 +128,7 @@ export class HistoryProducer {
         this.opts.timeoutMs,
       );
     });
-    const sent = this.send(messages);
+    const sent = this.send(messages, this.opts.lingerMs ?? 0);
     try {
       await Promise.race([sent, deadline]);
     } catch (err) {
@@ -145,6 +151,11 @@ export class HistoryProducer {
 
   /** Tries once more to send what is left, then disconnects. */
   async stop(): Promise<void> {
+    if (this.lingerTimer) {
+      clearTimeout(this.lingerTimer);
+      this.lingerTimer = undefined;
+      await this.flush();
+    }
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     if (this.backlog.length > 0) await this.retryBacklog();
@@ -154,7 +165,7 @@ export class HistoryProducer {
     await this.producer.disconnect();
   }
 
-  private send(messages: Message[]): Promise<void> {
+  private send(messages: Message[], lingerMs = 0): Promise<void> {
     const bytes = bytesOf(messages);
     if (this.queue.length > 0 && this.queueBytes + bytes > this.opts.maxBacklogBytes) {
       return Promise.reject(new UnavailableError("history records are waiting for Kafka; try again later"));
@@ -162,12 +173,19 @@ export class HistoryProducer {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ messages, bytes, resolve, reject });
       this.queueBytes += bytes;
-      if (!this.sending) void this.flush();
+      if (this.sending) return; // the send in flight takes these next
+      if (lingerMs > 0) {
+        this.lingerTimer ??= setTimeout(() => void this.flush(), lingerMs);
+        return;
+      }
+      void this.flush();
     });
   }
 
   /** Sends what is queued, in sends of at most HISTORY_SEND_MAX_BYTES (whole callers each). */
   private async flush(): Promise<void> {
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
     this.sending = true;
     while (this.queue.length > 0) {
       let bytes = 0;

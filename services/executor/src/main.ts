@@ -30,6 +30,9 @@ import { SingletonLocks } from "./singleton.js";
 import { RunStore } from "./state.js";
 import { WorkPool } from "./work-pool.js";
 
+/** Step records wait this long for others to share their Kafka request (history.ts). */
+const HISTORY_LINGER_MS = 20;
+
 /** How long a run id skipped by `singleton` is remembered: the runner's 24 h idempotency window. */
 const SKIPPED_RUN_TTL_MS = 24 * 60 * 60 * 1000;
 
@@ -75,6 +78,7 @@ runService(
           topic: topicNames(config.STEPLINE_KAFKA_TOPIC_PREFIX).history,
           timeoutMs: config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS,
           maxBacklogBytes: 64 * 1024 * 1024,
+          lingerMs: HISTORY_LINGER_MS,
         },
         log.child({ component: "history" }),
       );
