@@ -30,6 +30,8 @@ export const configSchema = {
   STEPLINE_RUNNER_SESSION_TIMEOUT_MS: envInt(30_000, 6_000, 300_000),
   /** Kafka partitions processed at the same time by one replica. */
   STEPLINE_RUNNER_PARTITION_CONCURRENCY: envInt(2, 1, 64),
+  /** How often the offsets of handled events are committed (and once more at stop). */
+  STEPLINE_RUNNER_COMMIT_INTERVAL_MS: envInt(1_000, 10, 60_000),
 };
 
 export type RunnerConfig = ReturnType<typeof loadRunnerConfig>;

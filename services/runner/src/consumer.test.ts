@@ -67,7 +67,7 @@ let registry: Registry;
 const skipped: SkipRecord[] = [];
 const buffered: string[] = [];
 
-function newConsumer(): EventConsumer {
+function newConsumer(commitIntervalMs?: number): EventConsumer {
   return new EventConsumer({
     kafka,
     topic,
@@ -90,6 +90,7 @@ function newConsumer(): EventConsumer {
     retryMaxMs: 200,
     partitionConcurrency: 2,
     sessionTimeoutMs: 10_000,
+    ...(commitIntervalMs ? { commitIntervalMs } : {}),
   });
 }
 
@@ -354,6 +355,26 @@ describe("EventConsumer", () => {
     expect(succeeded).toHaveLength(1);
     expect(failedIds).toEqual(new Set([succeeded[0]?.runId]));
   }, 60_000);
+
+  it("commits handled offsets on its interval rather than after every batch, and at stop", async () => {
+    await consumer.stop();
+    consumer = newConsumer(3_600_000);
+    consumer.start();
+    await waitFor("the consumer to join its group", () => consumer.isJoined(), WAIT);
+    const before = await committed(1);
+    const events: Awaited<ReturnType<typeof produce>>[] = [];
+    for (let i = 0; i < 3; i++) events.push(await produce(envA, "test/hello", 1));
+    const last = events[2];
+    if (!last) throw new Error("no event");
+    await waitFor("the three runs", () => events.every((e) => runsFor(e.eventId).length === 1), WAIT);
+    // Several batches handled, none committed: the interval (an hour) has not come round.
+    expect(await committed(1)).toBe(before);
+    await consumer.stop();
+    expect(await committed(1)).toBe(last.offset + 1);
+    consumer = newConsumer();
+    consumer.start();
+    await waitFor("the consumer to join its group", () => consumer.isJoined(), WAIT);
+  }, 90_000);
 
   it("redelivers to a new consumer what a stopped one could not schedule, under the same run id", async () => {
     executor.failing = true;

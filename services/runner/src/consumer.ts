@@ -70,7 +70,15 @@ export interface ConsumerOptions {
   partitionConcurrency: number;
   /** The group's session timeout: how soon a crashed consumer's partitions move to another. */
   sessionTimeoutMs: number;
+  /**
+   * How often the offsets of handled events are committed (and once more at stop). Committing
+   * after every batch cost a Kafka request per batch; a crash in between only redelivers events
+   * whose runs exist already (run ids are stable), so nothing is started twice.
+   */
+  commitIntervalMs?: number;
 }
+
+const DEFAULT_COMMIT_INTERVAL_MS = 1_000;
 
 const eventsCounter = new Counter({
   name: "stepline_runner_events_total",
@@ -110,6 +118,10 @@ export class EventConsumer {
   private readonly log: Logger;
   private readonly admitter: Admitter;
   private readonly indexOf = new WeakMap<StoredFunction[], FunctionIndex>();
+  /** Per partition, the offset after the last handled event, not committed yet. */
+  private readonly handled = new Map<number, string>();
+  private commitTimer: NodeJS.Timeout | undefined;
+  private readonly batches = new Set<Promise<void>>();
 
   constructor(private readonly opts: ConsumerOptions) {
     this.log = opts.log.child({ component: "consumer" });
@@ -128,15 +140,37 @@ export class EventConsumer {
     void this.connectLoop();
   }
 
-  /** Stops consuming: an in-flight batch ends without resolving what it did not finish, and
-   * disconnecting commits the resolved offsets. */
+  /** Stops consuming, commits the offsets of what was handled, and leaves the group. */
   async stop(): Promise<void> {
     this.running = false;
     this.stopping.abort();
+    clearInterval(this.commitTimer);
     const consumer = this.consumer;
     this.consumer = null;
     this.joined = false;
-    await consumer?.disconnect();
+    if (!consumer) return;
+    // The batches in flight end first (without resolving what they did not finish); then what
+    // was handled is committed while the consumer is still in its group.
+    await Promise.allSettled(this.batches);
+    await this.commitHandled(consumer);
+    await consumer.disconnect();
+  }
+
+  /** Commits the offsets handled since the last commit; a failure leaves them for the next one. */
+  private async commitHandled(consumer: Consumer): Promise<void> {
+    if (this.handled.size === 0) return;
+    const offsets = [...this.handled];
+    try {
+      await consumer.commitOffsets(
+        offsets.map(([partition, offset]) => ({ topic: this.opts.topic, partition, offset })),
+      );
+      for (const [partition, offset] of offsets) {
+        if (this.handled.get(partition) === offset) this.handled.delete(partition);
+      }
+    } catch (err) {
+      // A rebalance in progress, or Kafka away: the next round (or the new owner) commits.
+      this.log.debug({ err: String(err) }, "cannot commit offsets yet");
+    }
   }
 
   private async connectLoop(): Promise<void> {
@@ -160,8 +194,11 @@ export class EventConsumer {
       // Several heartbeats per session, so one late heartbeat does not evict a live consumer.
       heartbeatInterval: Math.min(3_000, Math.floor(this.opts.sessionTimeoutMs / 3)),
     });
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
       this.joined = true;
+      // Offsets of partitions that moved to another consumer are that consumer's to commit now.
+      const mine = new Set(e.payload.memberAssignment[this.opts.topic] ?? []);
+      for (const partition of this.handled.keys()) if (!mine.has(partition)) this.handled.delete(partition);
     });
     consumer.on(consumer.events.CRASH, (e) => {
       this.joined = false;
@@ -175,13 +212,29 @@ export class EventConsumer {
     });
     try {
       this.consumer = consumer;
+      // A fresh consumer resumes from the committed offsets: nothing older is left to commit.
+      this.handled.clear();
       await consumer.connect();
       await consumer.subscribe({ topics: [this.opts.topic], fromBeginning: true });
+      clearInterval(this.commitTimer);
+      this.commitTimer = setInterval(
+        () => void this.commitHandled(consumer),
+        this.opts.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS,
+      );
+      this.commitTimer.unref();
       await consumer.run({
-        autoCommit: true,
+        autoCommit: false,
         eachBatchAutoResolve: false,
         partitionsConsumedConcurrently: this.opts.partitionConcurrency,
-        eachBatch: (payload) => this.handleBatch(payload),
+        eachBatch: async (payload) => {
+          const batch = this.handleBatch(payload);
+          this.batches.add(batch);
+          try {
+            await batch;
+          } finally {
+            this.batches.delete(batch);
+          }
+        },
       });
       this.log.info({ topic: this.opts.topic, groupId: this.opts.groupId }, "consuming");
     } catch (err) {
@@ -208,7 +261,10 @@ export class EventConsumer {
       const done = await this.retrying(p, () => this.processChunk(chunk, indexes, p), oneByOne);
       if (!done) return; // stopping or rebalanced: leave the rest unresolved for redelivery
       const last = chunk[chunk.length - 1];
-      if (last) p.resolveOffset(last.offset);
+      if (last) {
+        p.resolveOffset(last.offset);
+        this.handled.set(p.batch.partition, (BigInt(last.offset) + 1n).toString());
+      }
       await p.heartbeat();
     }
   }

@@ -74,6 +74,7 @@ runService(
         retryMaxMs: config.STEPLINE_RUNNER_RETRY_MAX_MS,
         partitionConcurrency: config.STEPLINE_RUNNER_PARTITION_CONCURRENCY,
         sessionTimeoutMs: config.STEPLINE_RUNNER_SESSION_TIMEOUT_MS,
+        commitIntervalMs: config.STEPLINE_RUNNER_COMMIT_INTERVAL_MS,
       });
       // Stopped first: disconnecting commits the offsets of batches whose runs exist.
       onStop(() => consumer.stop());
