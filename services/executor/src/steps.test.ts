@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { backoffDelayMs, MAX_RETRY_AFTER_MS, parseRetryAfter } from "./backoff.js";
 import type { AppResponse, InterpretInput } from "./steps.js";
-import { COMPLETE_OP_ID, interpret, requestVersionOf, timeFrom } from "./steps.js";
+import { COMPLETE_OP_ID, interpret, requestVersionOf } from "./steps.js";
+import { timeFrom } from "./wait-time.js";
 
 const NOW = 1_700_000_000_000;
 const SDK = { "x-inngest-sdk": "inngest-js:v4.24.0", "x-inngest-req-version": "2" };

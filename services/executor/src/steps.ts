@@ -3,10 +3,10 @@
 
 import { parse } from "@bufbuild/cel";
 import { celComplexityProblem } from "@stepline/internal/cel-limits";
-import { parseDuration } from "@stepline/internal/duration";
 import { ValidationError } from "@stepline/internal/errors";
 import canonicalize from "canonicalize";
 import { type BackoffPolicy, backoffDelayMs, parseRetryAfter } from "./backoff.js";
+import { timeFrom } from "./wait-time.js";
 
 /** An HTTP answer from the app; header names are lower case. */
 export interface AppResponse {
@@ -102,8 +102,6 @@ export const COMPLETE_OP_ID = "0737c22d3bfae812339732d14d8c7dbd6dc4e09c";
 const LAZY_OPS = new Set(["DeferAdd", "DeferAbort"]);
 /** Ops that become pending ops besides StepPlanned. */
 const PLANNABLE = new Set(["Sleep", "WaitForEvent", "InvokeFunction"]);
-/** The longest sleep, wait or invoke timeout accepted (a year, leap years included). */
-export const MAX_WAIT_MS = 366 * 24 * 3600 * 1000;
 
 const UNSUPPORTED_OPS: Record<string, string> = {
   WaitForSignal: "step.waitForSignal",
@@ -263,31 +261,6 @@ function decideOps(input: InterpretInput, res: AppResponse): Decision {
   // Several ops at once (parallel steps): from now on the SDK must plan, not run (§3 of the
   // protocol notes); a fan-in resets it (advance-run.lua).
   return { type: "advance", saves, plans, disableImmediate: real.length > 1 };
-}
-
-/**
- * When a sleep or a wait's timeout ends: `value` is a duration as the SDK writes it ("1h30m",
- * "2d", "" for none) or an ISO date (sleepUntil). Returns the epoch ms, never before `nowMs`, or
- * what is wrong with it (phrased to follow "sleep " or "timeout ").
- */
-export function timeFrom(value: unknown, nowMs: number): number | string {
-  if (typeof value !== "string") return "has no duration";
-  const text = value.trim();
-  let until: number;
-  if (text === "") {
-    until = nowMs;
-  } else if (/^\d{4}-\d{2}-\d{2}/.test(text)) {
-    until = Date.parse(text);
-    if (Number.isNaN(until)) return `until ${JSON.stringify(value)}: not a valid date`;
-  } else {
-    const ms = parseDuration(text);
-    if (ms === null) {
-      return `of ${JSON.stringify(value)}: not a duration (like "30s", "1h30m", "2d") or an ISO date`;
-    }
-    until = nowMs + ms;
-  }
-  if (until - nowMs > MAX_WAIT_MS) return `of ${JSON.stringify(value)} is longer than the maximum of a year`;
-  return Math.max(until, nowMs);
 }
 
 /** A WaitForEvent op as a plan: `name` is the event, `opts` has `timeout` and maybe `if`. */

@@ -5,7 +5,6 @@
 
 import { ValidationError } from "@stepline/internal/errors";
 import { callUnary } from "@stepline/internal/grpc";
-import { metrics } from "@stepline/internal/lifecycle";
 import type { Logger } from "@stepline/internal/log";
 import { type RetryOptions, retry } from "@stepline/internal/retry";
 import type {
@@ -18,12 +17,13 @@ import type { SkipRecord } from "@stepline/proto/stepline/stream/v1/history_reco
 import { SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Redis } from "ioredis";
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
-import { Counter } from "prom-client";
 import { Admitter } from "./admission.js";
 import type { Buffers } from "./buffers.js";
 import { buffers } from "./buffers.js";
+import { HandledOffsets } from "./handled-offsets.js";
 import type { FunctionIndex, MatchableEvent } from "./match.js";
 import { buildIndex, INVOKED, invokedFunction, invokeTarget, matchEvent } from "./match.js";
+import { eventsCounter, retriesCounter, runsCounter, waitsCounter } from "./metrics.js";
 import type { StoredFunction } from "./model.js";
 import type { PauseIndex, WaitCandidate } from "./pauses.js";
 import { matchPauses, pauseQueries } from "./pauses.js";
@@ -70,37 +70,11 @@ export interface ConsumerOptions {
   partitionConcurrency: number;
   /** The group's session timeout: how soon a crashed consumer's partitions move to another. */
   sessionTimeoutMs: number;
-  /**
-   * How often the offsets of handled events are committed (and once more at stop). Committing
-   * after every batch cost a Kafka request per batch; a crash in between only redelivers events
-   * whose runs exist already (run ids are stable), so nothing is started twice.
-   */
+  /** How often the offsets of handled events are committed (handled-offsets.ts), and at stop. */
   commitIntervalMs?: number;
 }
 
 const DEFAULT_COMMIT_INTERVAL_MS = 1_000;
-
-const eventsCounter = new Counter({
-  name: "stepline_runner_events_total",
-  help: "Events consumed, by outcome (matched: started at least one function; unmatched; invalid: undecodable; refused: the executor refused their runs, set aside).",
-  labelNames: ["outcome"],
-  registers: [metrics],
-});
-const runsCounter = new Counter({
-  name: "stepline_runner_runs_scheduled_total",
-  help: "Runs handed to ExecutorService.ScheduleRuns (counted once per successful call).",
-  registers: [metrics],
-});
-const waitsCounter = new Counter({
-  name: "stepline_runner_waits_resumed_total",
-  help: "Waits (step.waitForEvent) an event matched and handed to ExecutorService.ResumePauses.",
-  registers: [metrics],
-});
-const retriesCounter = new Counter({
-  name: "stepline_runner_batch_retries_total",
-  help: "Times a batch chunk failed (registry, idempotency or ScheduleRuns) and was retried.",
-  registers: [metrics],
-});
 
 interface Item {
   offset: string;
@@ -118,13 +92,12 @@ export class EventConsumer {
   private readonly log: Logger;
   private readonly admitter: Admitter;
   private readonly indexOf = new WeakMap<StoredFunction[], FunctionIndex>();
-  /** Per partition, the offset after the last handled event, not committed yet. */
-  private readonly handled = new Map<number, string>();
-  private commitTimer: NodeJS.Timeout | undefined;
+  private readonly handled: HandledOffsets;
   private readonly batches = new Set<Promise<void>>();
 
   constructor(private readonly opts: ConsumerOptions) {
     this.log = opts.log.child({ component: "consumer" });
+    this.handled = new HandledOffsets(opts.topic, this.log);
     this.admitter = new Admitter(opts.redis);
   }
 
@@ -144,7 +117,7 @@ export class EventConsumer {
   async stop(): Promise<void> {
     this.running = false;
     this.stopping.abort();
-    clearInterval(this.commitTimer);
+    this.handled.stopTimer();
     const consumer = this.consumer;
     this.consumer = null;
     this.joined = false;
@@ -152,25 +125,8 @@ export class EventConsumer {
     // The batches in flight end first (without resolving what they did not finish); then what
     // was handled is committed while the consumer is still in its group.
     await Promise.allSettled(this.batches);
-    await this.commitHandled(consumer);
+    await this.handled.commit(consumer);
     await consumer.disconnect();
-  }
-
-  /** Commits the offsets handled since the last commit; a failure leaves them for the next one. */
-  private async commitHandled(consumer: Consumer): Promise<void> {
-    if (this.handled.size === 0) return;
-    const offsets = [...this.handled];
-    try {
-      await consumer.commitOffsets(
-        offsets.map(([partition, offset]) => ({ topic: this.opts.topic, partition, offset })),
-      );
-      for (const [partition, offset] of offsets) {
-        if (this.handled.get(partition) === offset) this.handled.delete(partition);
-      }
-    } catch (err) {
-      // A rebalance in progress, or Kafka away: the next round (or the new owner) commits.
-      this.log.debug({ err: String(err) }, "cannot commit offsets yet");
-    }
   }
 
   private async connectLoop(): Promise<void> {
@@ -196,9 +152,7 @@ export class EventConsumer {
     });
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       this.joined = true;
-      // Offsets of partitions that moved to another consumer are that consumer's to commit now.
-      const mine = new Set(e.payload.memberAssignment[this.opts.topic] ?? []);
-      for (const partition of this.handled.keys()) if (!mine.has(partition)) this.handled.delete(partition);
+      this.handled.keepOnly(e.payload.memberAssignment[this.opts.topic] ?? []);
     });
     consumer.on(consumer.events.CRASH, (e) => {
       this.joined = false;
@@ -212,16 +166,9 @@ export class EventConsumer {
     });
     try {
       this.consumer = consumer;
-      // A fresh consumer resumes from the committed offsets: nothing older is left to commit.
-      this.handled.clear();
       await consumer.connect();
       await consumer.subscribe({ topics: [this.opts.topic], fromBeginning: true });
-      clearInterval(this.commitTimer);
-      this.commitTimer = setInterval(
-        () => void this.commitHandled(consumer),
-        this.opts.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS,
-      );
-      this.commitTimer.unref();
+      this.handled.startTimer(consumer, this.opts.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS);
       await consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
@@ -263,7 +210,7 @@ export class EventConsumer {
       const last = chunk[chunk.length - 1];
       if (last) {
         p.resolveOffset(last.offset);
-        this.handled.set(p.batch.partition, (BigInt(last.offset) + 1n).toString());
+        this.handled.mark(p.batch.partition, last.offset);
       }
       await p.heartbeat();
     }
