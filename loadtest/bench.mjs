@@ -10,7 +10,7 @@
 //
 // Usage: npm run bench -- [--url http://127.0.0.1:8288] [--duration 10] [--concurrency 1,16,64]
 //                         [--connections 64] [--profile dev] [--redis-port 6379] [--only ingest,min,sdk]
-//                         [--restate] [--warm-up 20]
+//                         [--restate] [--warm-up 20] [--repeat 1]
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
@@ -31,6 +31,7 @@ const { values: args } = parseArgs({
     only: { type: "string" },
     restate: { type: "boolean", default: false },
     "warm-up": { type: "string", default: "20" },
+    repeat: { type: "string", default: "1" },
   },
 });
 const BASE = args.url;
@@ -40,6 +41,7 @@ const wanted = (label) =>
 const DURATION_MS = Number(args.duration) * 1000;
 const WARM_UP_MS = Number(args["warm-up"]) * 1000;
 const CONCURRENCY = args.concurrency.split(",").map(Number);
+const REPEAT = Math.max(1, Math.floor(Number(args.repeat)) || 1);
 const STEPS = 3;
 const EVENT_KEY = "bench-key"; // dev mode takes any key
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
@@ -206,6 +208,29 @@ async function runLoad(label, startRun, clients, procs, idleRate, durationMs = D
           answerToNextCallP50Ms: round(median(hops.nextCall)),
         }
       : {}),
+  };
+}
+
+/**
+ * Runs a scenario `--repeat` times: the row of the median run (by runs/s), with the spread of the
+ * runs/s and CPU figures over all of them, so a before/after comparison can tell a change from
+ * this machine's noise (a 2-core VM moved the same code's figures 2× between runs).
+ */
+async function repeated(scenario) {
+  if (REPEAT === 1) return scenario();
+  const rows = [];
+  for (let i = 0; i < REPEAT; i++) rows.push(await scenario());
+  const byRate = [...rows].sort((a, b) => a.runsPerSec - b.runsPerSec);
+  const range = (key) => {
+    const values = rows.map((r) => r[key]).sort((a, b) => a - b);
+    return [values[0], values[values.length - 1]];
+  };
+  return {
+    ...byRate[Math.floor((byRate.length - 1) / 2)],
+    repeats: REPEAT,
+    runsPerSecRange: range("runsPerSec"),
+    p50MsRange: range("p50Ms"),
+    engineCpuPerStepMsRange: range("engineCpuPerStepMs"),
   };
 }
 
@@ -379,7 +404,8 @@ async function main() {
     ["SDK v4 app, checkpointing off", "bench-sdk1/run"],
   ]) {
     if (!wanted(label)) continue;
-    for (const c of CONCURRENCY) print(await runLoad(label, (k) => send(event, { k }), c, procs, idleRate));
+    for (const c of CONCURRENCY)
+      print(await repeated(() => runLoad(label, (k) => send(event, { k }), c, procs, idleRate)));
     if (label === "SDK v4 app") {
       // The same app code with the engine taken out, right after: the ceiling the target is against.
       const nullEngine = await startNullEngine();
@@ -410,9 +436,10 @@ async function main() {
           .map(([n, v]) => `${n} ${v}`)
           .join(", ")
       : "";
-    const rate = r.eventsPerSec ?? r.runsPerSec;
+    const spread = (value, range) => (range ? `${value} (${range[0]}–${range[1]})` : `${value ?? ""}`);
+    const rate = r.eventsPerSec ?? spread(r.runsPerSec, r.runsPerSecRange);
     process.stdout.write(
-      `| ${r.scenario} | ${r.concurrency} | ${rate} | ${r.p50Ms} | ${r.p99Ms} | ${r.engineCpuPerStepMs ?? ""} | ${top} |\n`,
+      `| ${r.scenario} | ${r.concurrency} | ${rate} | ${spread(r.p50Ms, r.p50MsRange)} | ${r.p99Ms} | ${spread(r.engineCpuPerStepMs, r.engineCpuPerStepMsRange)} | ${top} |\n`,
     );
   }
   for (const r of rows.filter((row) => row.eventToFirstCallP50Ms !== undefined && row.concurrency === 1)) {
