@@ -36,7 +36,7 @@ import type { SigningKeys } from "./signing-keys.js";
 import type { RunState, RunStore } from "./state.js";
 import { RunLimitError } from "./state.js";
 import type { Decision } from "./steps.js";
-import { interpret } from "./steps.js";
+import { errorJson, interpret } from "./steps.js";
 import { isStartItem, timeLimit } from "./time-limits.js";
 import { type CallTrace, pendingSpan, resolvedSpan, stepSpan } from "./tracing.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
@@ -133,7 +133,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
         const decision = {
           type: "fail",
           reason: message,
-          errorJson: JSON.stringify({ name: "Error", message }),
+          errorJson: errorJson(message),
         } as const;
         await settle(deps, run, item, ctx, decision, undefined, log, trace);
         return;
@@ -338,13 +338,12 @@ async function settle(
   } catch (err) {
     if (err instanceof RunLimitError) {
       // Nothing of the call was saved: the run fails instead, naming the limit.
-      const errorJson = JSON.stringify({ name: "Error", message: err.message });
       await settle(
         deps,
         run,
         item,
         ctx,
-        { type: "fail", reason: err.message, errorJson },
+        { type: "fail", reason: err.message, errorJson: errorJson(err.message) },
         reqVersion,
         log,
         trace,

@@ -17,6 +17,7 @@ import type { PauseStore } from "./pauses.js";
 import { resumedStep, runRecord } from "./records.js";
 import type { SingletonLocks } from "./singleton.js";
 import type { FinishResult, RunState, RunStore } from "./state.js";
+import { errorJson } from "./steps.js";
 import { resolvedSpan } from "./tracing.js";
 
 export interface FinalizeDeps {
@@ -56,8 +57,7 @@ export async function finalizeRun(
 export async function failRun(deps: FinalizeDeps, runId: string, message: string): Promise<void> {
   const run = await deps.store.load(runId);
   if (run?.status !== "running") return;
-  const error = JSON.stringify({ name: "Error", message });
-  const fin = await deps.store.finish(runId, "failed", { error }, deps.clock.now());
+  const fin = await deps.store.finish(runId, "failed", { error: errorJson(message) }, deps.clock.now());
   await finalizeRun(deps, run, fin);
 }
 

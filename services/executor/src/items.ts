@@ -5,7 +5,7 @@ import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import type { Pause } from "./pauses.js";
 import type { RunState } from "./state.js";
-import type { PlannedOp } from "./steps.js";
+import { errorJson, type PlannedOp } from "./steps.js";
 
 /** What a step.invoke resolves with when its function does not finish in time (as Inngest says it). */
 export const INVOKE_TIMEOUT_MEMO = JSON.stringify({
@@ -124,5 +124,5 @@ export function parsePayload(payload: string): ItemPayload {
  */
 export function deadLetterFailure(noticeId: string): { type: "fail"; reason: string; errorJson: string } {
   const message = `Stepline gave up on this run: its queue item ${noticeId.replace(/~dead$/, "")} was delivered too many times without an answer (each delivery crashed or stalled an executor; see STEPLINE_QUEUE_MAX_DELIVERIES, and list it with: stepline dead-letters list)`;
-  return { type: "fail", reason: message, errorJson: JSON.stringify({ name: "Error", message }) };
+  return { type: "fail", reason: message, errorJson: errorJson(message) };
 }

@@ -462,7 +462,8 @@ function bodyError(res: AppResponse): string {
   return errorJson(`app answered ${res.status}${text ? `: ${text}` : ""}`);
 }
 
-function errorJson(message: string, name = "Error"): string {
+/** An error as the SDK serializes one (`{name, message}`), for the engine's own failures. */
+export function errorJson(message: string, name = "Error"): string {
   return JSON.stringify({ name, message });
 }
 

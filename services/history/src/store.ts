@@ -112,12 +112,12 @@ export class HistoryStore {
     this.db = sqlIdent(database);
   }
 
-  /** Inserts one table's rows in one request (JSONEachRow). Redelivered rows are harmless. */
   /** Keeps a row ClickHouse refused, with why, in the dead-letter table. */
   async insertDeadLetter(row: { at_ms: number; table_name: TableName; row_json: string; error: string }) {
     await this.ch.insert({ table: `${this.db}.${DEAD_LETTERS}`, values: [row], format: "JSONEachRow" });
   }
 
+  /** Inserts one table's rows in one request (JSONEachRow). Redelivered rows are harmless. */
   async insert<T extends TableName>(table: T, rows: Rows[T]): Promise<void> {
     if (rows.length === 0) return;
     await this.ch.insert<Rows[T][number]>({
