@@ -402,7 +402,7 @@ async function apply(
         .map(
           (s): HistoryEntry => ({
             $case: "step",
-            value: stepRecord(run, s, item.attempt, now),
+            value: stepRecord(run, s, item.attempt, now, trace.startMs),
             traceParent: stepSpan(trace, s, item.attempt, now),
           }),
         );
@@ -461,6 +461,7 @@ async function apply(
           item.attempt,
           now,
           decision.errorJson,
+          trace.startMs,
         );
         const step = { ...decision.step, status: "errored" };
         const traceParent = stepSpan(trace, step, item.attempt, now, decision.reason);

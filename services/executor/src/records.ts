@@ -42,9 +42,11 @@ export function stepRecord(
   s: StepResult,
   attempt: number,
   atMs: number,
+  /** When the call that ran it began: the attempt's start when the SDK gave no timing. */
+  callStartMs = 0,
 ): StepRecord {
   return {
-    ...stepBase(run, s.stepId, s.name, atMs),
+    ...stepBase(run, s.stepId, s.name, atMs, s.timing?.startMs ?? callStartMs),
     status: s.status === "completed" ? StepStatus.STEP_STATUS_COMPLETED : StepStatus.STEP_STATUS_FAILED,
     attempt,
     outputJson: s.status === "completed" ? s.resultJson : "",
@@ -59,8 +61,14 @@ export function erroredStep(
   attempt: number,
   atMs: number,
   errorJson: string,
+  startedAtMs = 0,
 ): StepRecord {
-  return { ...stepBase(run, stepId, name, atMs), status: StepStatus.STEP_STATUS_ERRORED, attempt, errorJson };
+  return {
+    ...stepBase(run, stepId, name, atMs, startedAtMs),
+    status: StepStatus.STEP_STATUS_ERRORED,
+    attempt,
+    errorJson,
+  };
 }
 
 /** The record of a planned op the run now waits on (null for a plain planned step). */
@@ -70,19 +78,19 @@ export function pendingStep(run: RunState, op: PlannedOp, atMs: number): StepRec
       return null;
     case "sleep":
       return {
-        ...stepBase(run, op.id, op.name, atMs),
+        ...stepBase(run, op.id, op.name, atMs, atMs),
         status: StepStatus.STEP_STATUS_SLEEPING,
         outputJson: JSON.stringify({ until_ms: op.untilMs }),
       };
     case "wait":
       return {
-        ...stepBase(run, op.id, op.name, atMs),
+        ...stepBase(run, op.id, op.name, atMs, atMs),
         status: StepStatus.STEP_STATUS_WAITING,
         outputJson: JSON.stringify({ event: op.event, if: op.expression, timeout_ms: op.timeoutAtMs }),
       };
     case "invoke":
       return {
-        ...stepBase(run, op.id, op.name, atMs),
+        ...stepBase(run, op.id, op.name, atMs, atMs),
         status: StepStatus.STEP_STATUS_INVOKING,
         outputJson: JSON.stringify({ function_id: op.functionId, timeout_ms: op.timeoutAtMs }),
       };
@@ -97,7 +105,8 @@ export function resumedStep(
   atMs: number,
   outputJson = "null",
 ): StepRecord {
-  return { ...stepBase(run, stepId, name, atMs), status: StepStatus.STEP_STATUS_COMPLETED, outputJson };
+  // Its start is the Sleeping/Waiting/Invoking record's; readers pair the two by step id.
+  return { ...stepBase(run, stepId, name, atMs, 0), status: StepStatus.STEP_STATUS_COMPLETED, outputJson };
 }
 
 function stepBase(
@@ -105,6 +114,7 @@ function stepBase(
   stepId: string,
   name: string,
   atMs: number,
+  startedAtMs: number,
 ): StepRecord {
   return {
     runId: run.runId,
@@ -117,6 +127,7 @@ function stepBase(
     atMs,
     outputJson: "",
     errorJson: "",
+    startedAtMs,
   };
 }
 

@@ -1,6 +1,7 @@
 import { createClickHouse } from "@stepline/internal/clickhouse";
 import { NotFoundError } from "@stepline/internal/errors";
 import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
+import { newId } from "@stepline/internal/ids";
 import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
 import { createReadyTopics, requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
@@ -8,6 +9,7 @@ import {
   HistoryServiceClient,
   HistoryServiceService,
 } from "@stepline/proto/stepline/history/v1/history_service";
+import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { RunRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { HistoryRecord, RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -27,6 +29,7 @@ const prefix = `${uniqueTag("t_history")}.`;
 // Kafka group joins and ClickHouse inserts can take a while on a busy machine.
 const WAIT = { timeoutMs: 20_000 };
 const topic = topicNames(prefix).history;
+const eventsTopic = topicNames(prefix).events;
 const kafka = createKafka(brokers, "history-test", log);
 const admin = kafka.admin();
 const producer = kafka.producer();
@@ -39,13 +42,16 @@ beforeAll(async () => {
   await admin.connect();
   // As scripts/infra/kafka.mjs makes the history topic.
   const configEntries = [{ name: "max.message.bytes", value: "8388608" }];
-  await createReadyTopics(admin, [{ topic, numPartitions: 2, replicationFactor: 1, configEntries }]);
+  await createReadyTopics(admin, [
+    { topic, numPartitions: 2, replicationFactor: 1, configEntries },
+    { topic: eventsTopic, numPartitions: 2, replicationFactor: 1 },
+  ]);
   await producer.connect();
 });
 afterAll(async () => {
   for (const c of running) await c.stop();
   await producer.disconnect();
-  await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+  await admin.deleteTopics({ topics: [topic, eventsTopic] }).catch(() => undefined);
   await admin.deleteGroups([...groups]).catch(() => undefined);
   await admin.disconnect();
   await t?.drop();
@@ -57,6 +63,7 @@ function startConsumer(store: HistoryStore, group = groupName(prefix, "history")
     store,
     log,
     topic,
+    eventsTopic,
     groupId: group,
     batchWaitMs: 100,
     batchMinBytes: 1,
@@ -86,6 +93,61 @@ async function committedOffsets(group: string): Promise<number> {
 }
 
 describe("history consumer", () => {
+  it("stores the events topic too: ListEvents and GetEvent over gRPC return what was received", async () => {
+    const consumer = startConsumer(t.store, groupName(prefix, "history-events"));
+    await consumer.start();
+    const server = await startGrpcServer("127.0.0.1:0", [
+      { definition: HistoryServiceService, implementation: historyService(t.store, log) },
+    ]);
+    const client = createClient(HistoryServiceClient, `127.0.0.1:${server.port}`);
+    try {
+      const eventId = newId();
+      const eventJson = JSON.stringify({
+        name: "shop/order.placed",
+        data: { total: 20 },
+        id: eventId,
+        ts: 5,
+      });
+      const record = {
+        accountId: "acct_1",
+        environmentId: "env_ev",
+        eventId,
+        receivedAtMs: 5,
+        eventJson,
+        traceParent: "",
+      };
+      await producer.send({
+        topic: eventsTopic,
+        messages: [{ key: "acct_1", value: Buffer.from(EventRecord.encode(record).finish()) }],
+      });
+      const listed = await waitFor(
+        "the event listed",
+        async () => {
+          const r = await callUnary(client.listEvents.bind(client), {
+            environmentId: "env_ev",
+            name: "",
+            receivedAfterMs: 0,
+            receivedBeforeMs: 0,
+            limit: 10,
+            cursor: "",
+          });
+          return r.events.length > 0 ? r : undefined;
+        },
+        WAIT,
+      );
+      const stored = { eventId, name: "shop/order.placed", receivedAtMs: 5, eventJson };
+      expect(listed).toEqual({ events: [stored], nextCursor: "" });
+      const got = await callUnary(client.getEvent.bind(client), { environmentId: "env_ev", eventId });
+      expect(got.event).toEqual(stored);
+      await expect(
+        callUnary(client.getEvent.bind(client), { environmentId: "env_ev", eventId: "unknown" }),
+      ).rejects.toThrow(/not found/);
+    } finally {
+      client.close();
+      await server.close();
+    }
+  });
+
   it("stores produced records so GetRun and ListEventRuns over gRPC return the newest state", async () => {
     const consumer = startConsumer(t.store);
     await consumer.start();

@@ -10,6 +10,7 @@ import type { createKafka } from "@stepline/internal/kafka";
 import type { Logger } from "@stepline/internal/log";
 import { retry } from "@stepline/internal/retry";
 import { recordSpan, tracingEnabled } from "@stepline/internal/telemetry";
+import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { deadLettersTotal } from "./metrics.js";
 import type { Rows } from "./rows.js";
@@ -28,6 +29,8 @@ export interface ConsumerOptions {
   store: HistoryStore;
   log: Logger;
   topic: string;
+  /** The events topic, also stored (the events table), when set. */
+  eventsTopic?: string;
   groupId: string;
   batchWaitMs: number;
   batchMinBytes: number;
@@ -51,14 +54,14 @@ export interface HistoryConsumer {
 }
 
 /** Decodes a batch's messages; undecodable ones are logged and dropped (retrying cannot fix them). */
-function decode(messages: KafkaMessage[], log: Logger): HistoryRecord[] {
-  const out: HistoryRecord[] = [];
+function decode<T>(messages: KafkaMessage[], type: { decode(b: Uint8Array): T }, log: Logger): T[] {
+  const out: T[] = [];
   for (const m of messages) {
     if (!m.value) continue;
     try {
-      out.push(HistoryRecord.decode(m.value));
+      out.push(type.decode(m.value));
     } catch (err) {
-      log.warn({ err, offset: m.offset }, "dropping undecodable history record");
+      log.warn({ err, offset: m.offset }, "dropping undecodable record");
     }
   }
   return out;
@@ -177,6 +180,7 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
   /** The group-commit buffer: records of waiting batches, and how to tell each batch the outcome. */
   let buffer: {
     records: HistoryRecord[];
+    events: EventRecord[];
     bytes: number;
     waiters: Array<{ p: EachBatchPayload; settle: (stored: boolean) => void }>;
     timer: NodeJS.Timeout;
@@ -187,15 +191,20 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
     if (!b) return;
     clearTimeout(b.timer);
     buffer = null;
-    void flush(b.records, b.waiters);
+    void flush(b.records, b.events, b.waiters);
   }
 
   async function flush(
     records: HistoryRecord[],
+    events: EventRecord[],
     waiters: Array<{ p: EachBatchPayload; settle: (stored: boolean) => void }>,
   ): Promise<void> {
-    const { rows, rejected } = rowsOf(records);
-    for (const r of rejected)
+    const { rows, rejected } = rowsOf(records, events);
+    for (const r of rejected) {
+      if ("eventJson" in r) {
+        log.warn({ record: "event", id: r.eventId.slice(0, 600) }, "dropping malformed event record");
+        continue;
+      }
       log.warn(
         {
           record: r.record?.$case ?? "empty",
@@ -203,6 +212,7 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
         },
         "dropping malformed history record",
       );
+    }
     // Every waiting batch heartbeats while ClickHouse is retried, so the group keeps its partition.
     const heartbeat = async () => {
       await Promise.all(
@@ -223,11 +233,14 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
   async function eachBatch(p: EachBatchPayload): Promise<void> {
     const { batch } = p;
     const arrivedMs = Date.now();
-    const records = decode(batch.messages, log);
+    const isEvents = batch.topic === o.eventsTopic;
+    const records = isEvents ? [] : decode(batch.messages, HistoryRecord, log);
+    const events = isEvents ? decode(batch.messages, EventRecord, log) : [];
     const bytes = batch.messages.reduce((n, m) => n + (m.value?.length ?? 0), 0);
     const stored = await new Promise<boolean>((settle) => {
-      buffer ??= { records: [], bytes: 0, waiters: [], timer: setTimeout(flushSoon, o.flushMs) };
+      buffer ??= { records: [], events: [], bytes: 0, waiters: [], timer: setTimeout(flushSoon, o.flushMs) };
       buffer.records.push(...records);
+      buffer.events.push(...events);
       buffer.bytes += bytes;
       buffer.waiters.push({ p, settle });
       if (buffer.bytes >= o.batchMaxBytes) flushSoon();
@@ -242,7 +255,8 @@ export function createHistoryConsumer(o: ConsumerOptions): HistoryConsumer {
     async start() {
       try {
         await consumer.connect();
-        await consumer.subscribe({ topics: [o.topic], fromBeginning: true });
+        const topics = o.eventsTopic ? [o.topic, o.eventsTopic] : [o.topic];
+        await consumer.subscribe({ topics, fromBeginning: true });
         // autoCommit commits the resolved offsets right after each batch; nothing resolves early.
         await consumer.run({
           autoCommit: true,

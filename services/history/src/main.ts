@@ -1,4 +1,5 @@
-// Wiring only: the ClickHouse schema, the gRPC HistoryService and the `history` topic consumer.
+// Wiring only: the ClickHouse schema, the gRPC HistoryService and the consumer of the `history`
+// and `events` topics.
 // ClickHouse or Kafka being down at start delays startup (retried with backoff) rather than
 // crash-looping; readiness stays false until both are in use.
 import { createClickHouse } from "@stepline/internal/clickhouse";
@@ -20,7 +21,8 @@ runService(
     config: (env) => loadConfig(configSchema, env),
     async start({ config, log, stopping, onStop, readyWhen }) {
       const database = config.STEPLINE_CLICKHOUSE_DATABASE;
-      const topic = topicNames(config.STEPLINE_KAFKA_TOPIC_PREFIX).history;
+      const topics = topicNames(config.STEPLINE_KAFKA_TOPIC_PREFIX);
+      const topic = topics.history;
       // No default database on the client: the schema step creates it, every query names it.
       const ch = createClickHouse(config.STEPLINE_CLICKHOUSE_URL);
       onStop(() => ch.close());
@@ -30,6 +32,7 @@ runService(
         store,
         log,
         topic,
+        eventsTopic: topics.events,
         groupId: groupName(config.STEPLINE_KAFKA_TOPIC_PREFIX, "history"),
         batchWaitMs: config.STEPLINE_HISTORY_BATCH_WAIT_MS,
         batchMinBytes: config.STEPLINE_HISTORY_BATCH_MIN_BYTES,

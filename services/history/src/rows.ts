@@ -1,6 +1,7 @@
 // HistoryRecords -> ClickHouse rows (JSONEachRow objects named like the columns). Pure, so the
 // consumer's batch logic is testable without servers. Rows of one batch are collapsed to what the
 // tables would keep anyway, which keeps inserts small without changing what readers see.
+import type { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type {
   HistoryRecord,
   RunRecord,
@@ -40,6 +41,16 @@ export interface StepRow {
   at_ms: number;
   output_json: string;
   error_json: string;
+  started_at_ms: number;
+}
+
+export interface EventRow {
+  account_id: string;
+  environment_id: string;
+  event_id: string;
+  name: string;
+  received_at_ms: number;
+  event_json: string;
 }
 
 export interface SkipRow {
@@ -58,6 +69,7 @@ export interface Rows {
   event_runs: EventRunRow[];
   steps: StepRow[];
   skips: SkipRow[];
+  events: EventRow[];
 }
 
 const ID = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -103,6 +115,28 @@ function stepRow(s: StepRecord): StepRow {
     at_ms: u64(s.atMs),
     output_json: s.outputJson,
     error_json: s.errorJson,
+    started_at_ms: u64(s.startedAtMs),
+  };
+}
+
+/** The event's name, read from its JSON (event-api wrote it, so it parses; "" if it does not). */
+function eventName(json: string): string {
+  try {
+    const name = (JSON.parse(json) as { name?: unknown }).name;
+    return typeof name === "string" ? name : "";
+  } catch {
+    return "";
+  }
+}
+
+function eventRow(e: EventRecord): EventRow {
+  return {
+    account_id: e.accountId,
+    environment_id: e.environmentId,
+    event_id: e.eventId,
+    name: eventName(e.eventJson),
+    received_at_ms: u64(e.receivedAtMs),
+    event_json: e.eventJson,
   };
 }
 
@@ -121,19 +155,19 @@ function skipRow(s: SkipRecord): SkipRow {
 export interface RowsResult {
   rows: Rows;
   /** Records that cannot be stored (missing or malformed ids): logged and dropped, never retried. */
-  rejected: HistoryRecord[];
+  rejected: Array<HistoryRecord | EventRecord>;
 }
 
 /**
  * Turns one batch of records into rows: per run only its greatest version, one event link per
  * (environment, event, run), per step outcome only its latest `at_ms`.
  */
-export function rowsOf(records: HistoryRecord[]): RowsResult {
+export function rowsOf(records: HistoryRecord[], events: EventRecord[] = []): RowsResult {
   const runs = new Map<string, RunRow>();
   const links = new Map<string, EventRunRow>();
   const steps = new Map<string, StepRow>();
   const skips = new Map<string, SkipRow>();
-  const rejected: HistoryRecord[] = [];
+  const rejected: Array<HistoryRecord | EventRecord> = [];
   for (const rec of records) {
     const r = rec.record;
     if (r?.$case === "run" && isId(r.value.runId) && isId(r.value.environmentId)) {
@@ -163,12 +197,22 @@ export function rowsOf(records: HistoryRecord[]): RowsResult {
       rejected.push(rec);
     }
   }
+  const eventRows = new Map<string, EventRow>();
+  for (const e of events) {
+    if (!isId(e.environmentId) || !isEventId(e.eventId)) {
+      rejected.push(e);
+      continue;
+    }
+    const row = eventRow(e);
+    eventRows.set([row.environment_id, row.received_at_ms, row.event_id].join("\n"), row);
+  }
   return {
     rows: {
       runs: [...runs.values()],
       event_runs: [...links.values()],
       steps: [...steps.values()],
       skips: [...skips.values()],
+      events: [...eventRows.values()],
     },
     rejected,
   };

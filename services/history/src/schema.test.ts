@@ -1,10 +1,11 @@
 import { sqlString } from "@stepline/internal/clickhouse";
 import { requiredEnv } from "@stepline/internal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { StepRow } from "./rows.js";
 import { rowsOf } from "./rows.js";
 import { DEAD_LETTERS, dropPartitionsBefore, ensureSchema, TABLES } from "./schema.js";
 import type { TestDatabase } from "./test-support.js";
-import { createTestDatabase, runRecord } from "./test-support.js";
+import { createTestDatabase, runRecord, stepRecord } from "./test-support.js";
 
 const url = requiredEnv("STEPLINE_TEST_CLICKHOUSE_URL");
 let t: TestDatabase;
@@ -35,6 +36,21 @@ describe("schema", () => {
     await ensureSchema(t.ch, t.database);
     expect(await tableNames()).toEqual([...TABLES, DEAD_LETTERS].sort());
     expect((await t.store.getRun(run.environmentId, run.runId))?.runId).toBe(run.runId);
+  });
+
+  it("adds a column a newer release needs to a table made before it, keeping the rows", async () => {
+    const step = stepRecord({ environmentId: "env_upgrade" });
+    await t.ch.command({ query: `ALTER TABLE ${t.database}.steps DROP COLUMN started_at_ms` });
+    const { started_at_ms: _new, ...oldRow } = rowsOf([
+      { traceParent: "", record: { $case: "step", value: step } },
+    ]).rows.steps[0] as StepRow;
+    await t.ch.insert({ table: `${t.database}.steps`, values: [oldRow], format: "JSONEachRow" });
+
+    await ensureSchema(t.ch, t.database);
+    await ensureSchema(t.ch, t.database);
+
+    const [got] = await t.store.listSteps("env_upgrade", step.runId);
+    expect(got).toMatchObject({ stepId: step.stepId, startedAtMs: 0, atMs: step.atMs });
   });
 
   it("drops whole months older than the cutoff and keeps newer ones", async () => {

@@ -10,7 +10,7 @@ export type ClickHouse = ReturnType<typeof createClickHouse>;
 const month = (column: string) => `toYYYYMM(toDateTime(intDiv(${column}, 1000)))`;
 
 /** Every table history writes, each partitioned by month so retention can drop whole months. */
-export const TABLES = ["runs", "event_runs", "steps", "skips"] as const;
+export const TABLES = ["runs", "event_runs", "steps", "skips", "events"] as const;
 export type TableName = (typeof TABLES)[number];
 
 /** Rows ClickHouse refused (one by one, as the consumer found them), kept for an operator to read. */
@@ -58,10 +58,23 @@ function createStatements(db: string): string[] {
       attempt Int32,
       at_ms UInt64,
       output_json String,
-      error_json String
+      error_json String,
+      started_at_ms UInt64
     ) ENGINE = ReplacingMergeTree(at_ms)
     PARTITION BY ${month("at_ms")}
     ORDER BY (environment_id, run_id, step_id, attempt, status)`,
+    // Every event the environment received (the events topic), for listing and reading them.
+    // Ordered by time for the newest-first list; a redelivered record collapses on merge.
+    `CREATE TABLE IF NOT EXISTS ${db}.events (
+      account_id String,
+      environment_id String,
+      event_id String,
+      name String,
+      received_at_ms UInt64,
+      event_json String
+    ) ENGINE = ReplacingMergeTree()
+    PARTITION BY ${month("received_at_ms")}
+    ORDER BY (environment_id, received_at_ms, event_id)`,
     // Events that matched a function but started no run of it, and why (rate limit, idempotency,
     // singleton). One row per (event, function); a redelivered record collapses on merge.
     `CREATE TABLE IF NOT EXISTS ${db}.skips (
@@ -88,9 +101,33 @@ function createStatements(db: string): string[] {
   ];
 }
 
+/** Columns added after a table's first release: [table, column, type]. */
+const ADDED_COLUMNS: Array<[TableName, string, string]> = [["steps", "started_at_ms", "UInt64"]];
+
+/** ClickHouse's DUPLICATE_COLUMN: another replica added the column first. */
+const DUPLICATE_COLUMN = "15";
+
 /** Creates the database and tables if missing; safe to run any number of times, from any replica. */
 export async function ensureSchema(ch: ClickHouse, database: string): Promise<void> {
-  for (const query of createStatements(sqlIdent(database))) await ch.command({ query });
+  const db = sqlIdent(database);
+  for (const query of createStatements(db)) await ch.command({ query });
+  // 18.16 has no ADD COLUMN IF NOT EXISTS: look first, and accept losing a race to another replica.
+  for (const [table, column, type] of ADDED_COLUMNS) {
+    const rs = await ch.query({
+      query: `SELECT count() AS n FROM system.columns
+        WHERE database = ${sqlString(db)} AND table = ${sqlString(table)} AND name = ${sqlString(column)}`,
+      format: "JSONEachRow",
+    });
+    const [row] = await rs.json<{ n: string | number }>();
+    if (Number(row?.n) > 0) continue;
+    try {
+      await ch.command({
+        query: `ALTER TABLE ${db}.${sqlIdent(table)} ADD COLUMN ${sqlIdent(column)} ${type}`,
+      });
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== DUPLICATE_COLUMN) throw err;
+    }
+  }
 }
 
 /**

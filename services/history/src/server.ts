@@ -1,8 +1,11 @@
 // HistoryService gRPC handlers: proto <-> domain translation only; the store validates and reads.
-import { NotFoundError } from "@stepline/internal/errors";
+import { NotFoundError, ValidationError } from "@stepline/internal/errors";
 import { unary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
 import type {
+  Event,
+  GetEventRequest,
+  GetEventResponse,
   GetRunRequest,
   GetRunResponse,
   HistoryServiceServer,
@@ -10,9 +13,26 @@ import type {
   ListEventRunsResponse,
   ListEventSkipsRequest,
   ListEventSkipsResponse,
+  ListEventsRequest,
+  ListEventsResponse,
+  ListRunStepsRequest,
+  ListRunStepsResponse,
+  ListRunsRequest,
+  ListRunsResponse,
   Run,
 } from "@stepline/proto/stepline/history/v1/history_service";
-import type { HistoryStore, RunView } from "./store.js";
+import type { EventView, HistoryStore, RunView } from "./store.js";
+
+/** A page size: 0 means `fallback`; anything else must be 1..max. */
+function pageSize(limit: number, fallback: number, max: number): number {
+  if (limit === 0) return fallback;
+  if (limit < 1 || limit > max) throw new ValidationError(`limit must be 1..${max}`);
+  return limit;
+}
+
+function toEvent(v: EventView): Event {
+  return { eventId: v.eventId, name: v.name, receivedAtMs: v.receivedAtMs, eventJson: v.eventJson };
+}
 
 function toRun(v: RunView): Run {
   return {
@@ -43,6 +63,38 @@ export function historyService(store: HistoryStore, log: Logger): HistoryService
     }),
     listEventSkips: unary(log, async (req: ListEventSkipsRequest): Promise<ListEventSkipsResponse> => {
       return { skips: await store.listEventSkips(req.environmentId, req.eventId) };
+    }),
+    listRuns: unary(log, async (req: ListRunsRequest): Promise<ListRunsResponse> => {
+      const { runs, nextCursor } = await store.listRuns({
+        environmentId: req.environmentId,
+        statuses: req.statuses,
+        functionId: req.functionId,
+        eventId: req.eventId,
+        startedAfterMs: req.startedAfterMs,
+        startedBeforeMs: req.startedBeforeMs,
+        limit: pageSize(req.limit, 50, 200),
+        cursor: req.cursor,
+      });
+      return { runs: runs.map(toRun), nextCursor };
+    }),
+    listRunSteps: unary(log, async (req: ListRunStepsRequest): Promise<ListRunStepsResponse> => {
+      return { steps: await store.listSteps(req.environmentId, req.runId) };
+    }),
+    listEvents: unary(log, async (req: ListEventsRequest): Promise<ListEventsResponse> => {
+      const { events, nextCursor } = await store.listEvents({
+        environmentId: req.environmentId,
+        name: req.name,
+        receivedAfterMs: req.receivedAfterMs,
+        receivedBeforeMs: req.receivedBeforeMs,
+        limit: pageSize(req.limit, 20, 100),
+        cursor: req.cursor,
+      });
+      return { events: events.map(toEvent), nextCursor };
+    }),
+    getEvent: unary(log, async (req: GetEventRequest): Promise<GetEventResponse> => {
+      const event = await store.getEvent(req.environmentId, req.eventId);
+      if (!event) throw new NotFoundError(`event ${req.eventId} not found`);
+      return { event: toEvent(event) };
     }),
   };
 }

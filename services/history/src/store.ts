@@ -39,6 +39,8 @@ export interface StepView {
   name: string;
   status: StepStatus;
   attempt: number;
+  /** When the attempt began (0 when unknown). */
+  startedAtMs: number;
   atMs: number;
   outputJson: string;
   errorJson: string;
@@ -70,6 +72,7 @@ interface StepResultRow {
   name: string;
   status: number;
   attempt: number;
+  started_at_ms: string | number;
   at_ms: string | number;
   output_json: string;
   error_json: string;
@@ -89,6 +92,66 @@ function runView(r: RunResultRow): RunView {
     errorJson: r.error_json,
     version: Number(r.version),
   };
+}
+
+/** What ListRuns filters on; `limit` is checked by the caller. */
+export interface RunFilter {
+  environmentId: string;
+  statuses: RunStatus[];
+  functionId: string;
+  eventId: string;
+  startedAfterMs: number;
+  startedBeforeMs: number;
+  limit: number;
+  cursor: string;
+}
+
+export interface EventFilter {
+  environmentId: string;
+  name: string;
+  receivedAfterMs: number;
+  receivedBeforeMs: number;
+  limit: number;
+  cursor: string;
+}
+
+/** An event as received. */
+export interface EventView {
+  eventId: string;
+  name: string;
+  receivedAtMs: number;
+  eventJson: string;
+}
+
+interface EventResultRow {
+  event_id: string;
+  name: string;
+  received_at_ms: string | number;
+  event_json: string;
+}
+
+function eventView(r: EventResultRow): EventView {
+  return {
+    eventId: r.event_id,
+    name: r.name,
+    receivedAtMs: Number(r.received_at_ms),
+    eventJson: r.event_json,
+  };
+}
+
+// Cursors are opaque to callers (base64url), so their form can change without breaking clients.
+const encodeCursor = (s: string) => Buffer.from(s, "utf8").toString("base64url");
+
+function decodeCursor(cursor: string): string {
+  if (cursor.length > 1024 || !/^[A-Za-z0-9_-]+$/.test(cursor))
+    throw new ValidationError("cursor is malformed");
+  return Buffer.from(cursor, "base64url").toString("utf8");
+}
+
+/** Function ids are `<app>-<fn>` as the SDK sends them (sqlString escapes them); only bounded. */
+function checkFunctionId(value: string): string {
+  if (value.length > 512) throw new ValidationError("function_id is too long");
+  return value;
 }
 
 function checkId(field: string, value: string): string {
@@ -157,7 +220,7 @@ export class HistoryStore {
   /** A run's step outcomes, oldest first, one row per (step, attempt, status) even before merges. */
   async listSteps(environmentId: string, runId: string): Promise<StepView[]> {
     const rows = await this.select<StepResultRow>(
-      `SELECT step_id, name, status, attempt, at_ms, output_json, error_json FROM (
+      `SELECT step_id, name, status, attempt, started_at_ms, at_ms, output_json, error_json FROM (
          SELECT * FROM ${this.db}.steps
          WHERE environment_id = ${sqlString(checkId("environment_id", environmentId))}
            AND run_id = ${sqlString(checkId("run_id", runId))}
@@ -169,6 +232,7 @@ export class HistoryStore {
       name: r.name,
       status: r.status as StepStatus,
       attempt: r.attempt,
+      startedAtMs: Number(r.started_at_ms),
       atMs: Number(r.at_ms),
       outputJson: r.output_json,
       errorJson: r.error_json,
@@ -192,6 +256,86 @@ export class HistoryStore {
       atMs: Number(r.at_ms),
       detail: r.detail,
     }));
+  }
+
+  /**
+   * A page of an environment's runs, newest first. Run ids are ULIDs, so id order is start order
+   * and the cursor is the last id shown. Two reads: the page's ids from narrow columns (the
+   * current status of each run is its newest version's), then only those runs' rows.
+   */
+  async listRuns(f: RunFilter): Promise<{ runs: RunView[]; nextCursor: string }> {
+    const env = sqlString(checkId("environment_id", f.environmentId));
+    const where = [`environment_id = ${env}`];
+    if (f.functionId) where.push(`function_id = ${sqlString(checkFunctionId(f.functionId))}`);
+    if (f.startedAfterMs > 0) where.push(`started_at_ms >= ${sqlInt(f.startedAfterMs)}`);
+    if (f.startedBeforeMs > 0) where.push(`started_at_ms < ${sqlInt(f.startedBeforeMs)}`);
+    if (f.cursor) where.push(`run_id < ${sqlString(checkId("cursor", decodeCursor(f.cursor)))}`);
+    if (f.eventId) {
+      if (!isEventId(f.eventId)) throw new ValidationError("event_id is too long");
+      where.push(`run_id IN (SELECT run_id FROM ${this.db}.event_runs
+        WHERE environment_id = ${env} AND event_id = ${sqlString(f.eventId)})`);
+    }
+    const statuses = f.statuses.map((st) => sqlInt(st)).join(", ");
+    const ids = await this.select<{ run_id: string }>(
+      `SELECT run_id FROM (
+         SELECT run_id, argMax(status, version) AS current FROM ${this.db}.runs
+         WHERE ${where.join(" AND ")} GROUP BY run_id
+       ) ${statuses ? `WHERE current IN (${statuses})` : ""}
+       ORDER BY run_id DESC LIMIT ${sqlInt(f.limit + 1)}`,
+    );
+    const page = ids.slice(0, f.limit).map((r) => r.run_id);
+    if (page.length === 0) return { runs: [], nextCursor: "" };
+    const rows = await this.select<RunResultRow>(
+      `SELECT ${RUN_COLUMNS} FROM ${this.db}.runs
+       WHERE environment_id = ${env} AND run_id IN (${page.map(sqlString).join(", ")})
+       ORDER BY run_id DESC, version DESC LIMIT 1 BY run_id`,
+    );
+    const last = page[page.length - 1] as string;
+    return { runs: rows.map(runView), nextCursor: ids.length > f.limit ? encodeCursor(last) : "" };
+  }
+
+  /** A page of an environment's events, newest first; the cursor is the last one's (time, id). */
+  async listEvents(f: EventFilter): Promise<{ events: EventView[]; nextCursor: string }> {
+    const where = [`environment_id = ${sqlString(checkId("environment_id", f.environmentId))}`];
+    if (f.name) {
+      if (f.name.length > 512) throw new ValidationError("name is too long");
+      where.push(`name = ${sqlString(f.name)}`);
+    }
+    if (f.receivedAfterMs > 0) where.push(`received_at_ms >= ${sqlInt(f.receivedAfterMs)}`);
+    if (f.receivedBeforeMs > 0) where.push(`received_at_ms < ${sqlInt(f.receivedBeforeMs)}`);
+    if (f.cursor) {
+      const c = decodeCursor(f.cursor);
+      const cut = c.indexOf(":");
+      const atMs = Number(c.slice(0, cut));
+      const id = c.slice(cut + 1);
+      if (cut < 1 || !Number.isSafeInteger(atMs) || !isEventId(id))
+        throw new ValidationError("cursor is malformed");
+      where.push(
+        `(received_at_ms < ${sqlInt(atMs)} OR (received_at_ms = ${sqlInt(atMs)} AND event_id < ${sqlString(id)}))`,
+      );
+    }
+    const rows = await this.select<EventResultRow>(
+      `SELECT event_id, name, received_at_ms, event_json FROM ${this.db}.events
+       WHERE ${where.join(" AND ")}
+       ORDER BY received_at_ms DESC, event_id DESC LIMIT 1 BY received_at_ms, event_id
+       LIMIT ${sqlInt(f.limit + 1)}`,
+    );
+    const events = rows.slice(0, f.limit).map(eventView);
+    const last = events[events.length - 1];
+    const more = rows.length > f.limit && last;
+    return { events, nextCursor: more ? encodeCursor(`${last.receivedAtMs}:${last.eventId}`) : "" };
+  }
+
+  /** The newest event with this id in the environment, or null. */
+  async getEvent(environmentId: string, eventId: string): Promise<EventView | null> {
+    if (!isEventId(eventId)) throw new ValidationError("event_id is missing or too long");
+    const rows = await this.select<EventResultRow>(
+      `SELECT event_id, name, received_at_ms, event_json FROM ${this.db}.events
+       WHERE environment_id = ${sqlString(checkId("environment_id", environmentId))}
+         AND event_id = ${sqlString(eventId)}
+       ORDER BY received_at_ms DESC LIMIT 1`,
+    );
+    return rows[0] ? eventView(rows[0]) : null;
   }
 
   /** True when ClickHouse answers (readiness). */

@@ -40,6 +40,7 @@ export function stepRecord(over: Partial<StepRecord> = {}): StepRecord {
     atMs: Date.UTC(2024, 4, 17, 12, 0, 1),
     outputJson: '{"data":1}',
     errorJson: "",
+    startedAtMs: Date.UTC(2024, 4, 17, 12, 0, 0, 400),
     ...over,
   };
 }

@@ -10,6 +10,8 @@ export const ownersKey = (envId: string) => `r:{${envId}}:owners`;
 export const versionKey = (envId: string) => `r:{${envId}}:ver`;
 /** App id -> app JSON {accountId, url, sdk, framework}. */
 export const appsKey = (envId: string) => `r:{${envId}}:apps`;
+/** App id -> the last sync's outcome {atMs, url, error} (error "" when it was taken). */
+export const syncsKey = (envId: string) => `r:{${envId}}:syncs`;
 /** The run id an (event, function) pair started; expires after 24 h. */
 export const idemKey = (envId: string, fnId: string, eventId: string) =>
   `r:{${envId}}:idem:${fnId}:${eventId}`;

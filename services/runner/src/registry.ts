@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { ValidationError } from "@stepline/internal/errors";
 import { scriptErrorOf } from "@stepline/internal/script-errors";
 import type { Redis, Result } from "ioredis";
-import { appsKey, fnsKey, ownersKey, versionKey } from "./keys.js";
+import { appsKey, fnsKey, ownersKey, syncsKey, versionKey } from "./keys.js";
 import type { AppSync, StoredFunction } from "./model.js";
 
 declare module "ioredis" {
@@ -23,6 +23,24 @@ declare module "ioredis" {
 }
 
 const SYNC_APP_LUA = readFileSync(new URL("../lua/sync-app.lua", import.meta.url), "utf8");
+
+/** A sync's outcome, as the app list shows it. */
+export interface SyncOutcome {
+  atMs: number;
+  url: string;
+  error: string;
+}
+
+/** An app as the app list shows it. */
+export interface AppSummary {
+  appId: string;
+  url: string;
+  sdk: string;
+  framework: string;
+  functions: number;
+  lastSyncAtMs: number;
+  lastSyncError: string;
+}
 
 /** Reads and writes the `r:` registry keys. */
 export class Registry {
@@ -69,6 +87,41 @@ export class Registry {
       );
     }
     return { modified: res[0] === 1 };
+  }
+
+  /**
+   * Notes a sync's outcome for the app list: when, from which URL, and why it was refused ("" when
+   * it was taken). Kept apart from the app's entry, which syncs compare byte for byte.
+   */
+  async recordSync(environmentId: string, appId: string, outcome: SyncOutcome): Promise<void> {
+    await this.redis.hset(syncsKey(environmentId), appId, JSON.stringify(outcome));
+  }
+
+  /** The environment's apps, sorted by id: synced ones, and ones whose only syncs were refused. */
+  async listApps(environmentId: string): Promise<AppSummary[]> {
+    const [apps, syncs, owners] = await Promise.all([
+      this.redis.hgetall(appsKey(environmentId)),
+      this.redis.hgetall(syncsKey(environmentId)),
+      this.redis.hvals(ownersKey(environmentId)),
+    ]);
+    const functions = new Map<string, number>();
+    for (const appId of owners) functions.set(appId, (functions.get(appId) ?? 0) + 1);
+    const ids = [...new Set([...Object.keys(apps), ...Object.keys(syncs)])].sort();
+    return ids.map((appId) => {
+      const app = apps[appId]
+        ? (JSON.parse(apps[appId]) as { url: string; sdk: string; framework: string })
+        : null;
+      const sync = syncs[appId] ? (JSON.parse(syncs[appId]) as SyncOutcome) : null;
+      return {
+        appId,
+        url: app?.url ?? sync?.url ?? "",
+        sdk: app?.sdk ?? "",
+        framework: app?.framework ?? "",
+        functions: functions.get(appId) ?? 0,
+        lastSyncAtMs: sync?.atMs ?? 0,
+        lastSyncError: sync?.error ?? "",
+      };
+    });
   }
 
   /** The environment's functions, sorted by function id. */

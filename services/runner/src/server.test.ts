@@ -100,6 +100,31 @@ describe("RunnerService over gRPC", () => {
     expect((err as Error).message).toBe("function shop-checkout: retries must be an integer from 0 to 20");
   });
 
+  it("lists apps with their function count and last sync, and keeps a refused sync's error", async () => {
+    const listApps = async () => (await callUnary(client.listApps.bind(client), { environmentId: env })).apps;
+    await syncApp([fn(), fn({ id: "shop-refund", name: "refund" })]);
+    const [taken] = await listApps();
+    expect(taken).toEqual({
+      appId: "shop",
+      url: "http://127.0.0.1:3000/api/inngest",
+      sdk: "js:v4.24.0",
+      framework: "nodejs",
+      functions: 2,
+      lastSyncAtMs: expect.any(Number),
+      lastSyncError: "",
+    });
+    expect(taken?.lastSyncAtMs).toBeGreaterThan(0);
+
+    await syncApp([fn({ retries: 99 })]).catch(() => undefined);
+    const [refused] = await listApps();
+    // The refused sync changed nothing but its note: the app keeps its two functions.
+    expect(refused).toMatchObject({ appId: "shop", functions: 2 });
+    expect(refused?.lastSyncError).toBe("function shop-checkout: retries must be an integer from 0 to 20");
+
+    await syncApp([fn()]);
+    expect(await listApps()).toMatchObject([{ functions: 1, lastSyncError: "" }]);
+  });
+
   it("answers INVALID_ARGUMENT for a malformed environment id in ListFunctions", async () => {
     const err = await callUnary(client.listFunctions.bind(client), { environmentId: "" }).catch(
       (e: unknown) => e,

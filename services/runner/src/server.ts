@@ -12,6 +12,8 @@ import type {
   FunctionConfig,
   GetFlowLimitsRequest,
   GetFlowLimitsResponse,
+  ListAppsRequest,
+  ListAppsResponse,
   ListFunctionsRequest,
   ListFunctionsResponse,
   SyncAppRequest,
@@ -21,9 +23,9 @@ import { RunnerServiceService } from "@stepline/proto/stepline/runner/v1/runner_
 import type { Buffers } from "./buffers.js";
 import type { Crons } from "./crons.js";
 import { flowLimits } from "./flow.js";
-import type { FunctionDef } from "./model.js";
+import type { AppSync, FunctionDef } from "./model.js";
 import type { Registry } from "./registry.js";
-import { isEnvironmentId, validateSync } from "./validate.js";
+import { isAppId, isEnvironmentId, validateSync } from "./validate.js";
 
 const MAX_LIMITS_PER_CALL = 10_000;
 
@@ -33,8 +35,27 @@ export function runnerService(log: Logger, registry: Registry, crons: Crons, buf
     definition: RunnerServiceService,
     implementation: {
       syncApp: unary<SyncAppRequest, SyncAppResponse>(log, async (req) => {
-        const sync = validateSync(req);
-        const { modified } = await registry.syncApp(sync);
+        let sync: AppSync;
+        let modified: boolean;
+        try {
+          sync = validateSync(req);
+          ({ modified } = await registry.syncApp(sync));
+        } catch (err) {
+          // A refused sync is shown in the app list, under the app id it named (when it is usable).
+          if (err instanceof ValidationError && isEnvironmentId(req.environmentId) && isAppId(req.appId)) {
+            await registry.recordSync(req.environmentId, req.appId, {
+              atMs: Date.now(),
+              url: req.url.slice(0, 2048),
+              error: err.message,
+            });
+          }
+          throw err;
+        }
+        await registry.recordSync(sync.environmentId, sync.appId, {
+          atMs: Date.now(),
+          url: sync.url,
+          error: "",
+        });
         // Every sync (changed or not) arms its crons: the next tick's item collapses if it exists,
         // so a sync retried after a failure here still arms them.
         await crons.arm(sync);
@@ -70,6 +91,12 @@ export function runnerService(log: Logger, registry: Registry, crons: Crons, buf
               : { function: f, found: false, concurrency: [], throttle: undefined };
           }),
         };
+      }),
+      listApps: unary<ListAppsRequest, ListAppsResponse>(log, async (req) => {
+        if (!isEnvironmentId(req.environmentId)) {
+          throw new ValidationError("environment_id must be 1-128 characters of [A-Za-z0-9._-]");
+        }
+        return { apps: await registry.listApps(req.environmentId) };
       }),
       listFunctions: unary<ListFunctionsRequest, ListFunctionsResponse>(log, async (req) => {
         if (!isEnvironmentId(req.environmentId)) {

@@ -34,9 +34,7 @@ const FUNCTION_ID = /^[^\s:{}\p{Cc}]+$/u;
 export function validateSync(input: SyncInput): AppSync {
   if (!TENANT_ID.test(input.accountId)) fail("account_id must be 1-128 characters of [A-Za-z0-9._-]");
   if (!TENANT_ID.test(input.environmentId)) fail("environment_id must be 1-128 characters of [A-Za-z0-9._-]");
-  if (!input.appId || input.appId.length > LIMITS.idChars || !isPrintable(input.appId)) {
-    fail(`app_id must be 1-${LIMITS.idChars} printable characters`);
-  }
+  if (!isAppId(input.appId)) fail(`app_id must be 1-${LIMITS.idChars} printable characters`);
   if (!isHttpUrl(input.url)) fail(`app ${input.appId}: url must be an absolute http(s) URL`);
   if (input.functions.length > LIMITS.functions) {
     fail(`app ${input.appId}: at most ${LIMITS.functions} functions per app`);
@@ -57,6 +55,11 @@ export function validateSync(input: SyncInput): AppSync {
     framework: input.framework.slice(0, 128),
     functions,
   };
+}
+
+/** True for an app id the registry accepts. */
+export function isAppId(id: string): boolean {
+  return id.length > 0 && id.length <= LIMITS.idChars && isPrintable(id);
 }
 
 /** True for an environment id the registry accepts (used by ListFunctions too). */

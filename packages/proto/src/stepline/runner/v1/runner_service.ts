@@ -174,6 +174,27 @@ export interface RegisteredFunction {
   version: string;
 }
 
+export interface ListAppsRequest {
+  environmentId: string;
+}
+
+export interface App {
+  appId: string;
+  url: string;
+  sdk: string;
+  framework: string;
+  /** Functions the app has now. */
+  functions: number;
+  /** The last sync (epoch ms; 0 when unknown) and, when it was refused, why ("" when it was taken). */
+  lastSyncAtMs: number;
+  lastSyncError: string;
+}
+
+export interface ListAppsResponse {
+  /** Sorted by app id. */
+  apps: App[];
+}
+
 function createBaseFireDebounceRequest(): FireDebounceRequest {
   return { environmentId: "", functionId: "", debounceId: "", keyHash: "" };
 }
@@ -2098,6 +2119,323 @@ export const RegisteredFunction: MessageFns<RegisteredFunction> = {
   },
 };
 
+function createBaseListAppsRequest(): ListAppsRequest {
+  return { environmentId: "" };
+}
+
+export const ListAppsRequest: MessageFns<ListAppsRequest> = {
+  encode(message: ListAppsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAppsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAppsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAppsRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAppsRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAppsRequest>, I>>(base?: I): ListAppsRequest {
+    return ListAppsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAppsRequest>, I>>(object: I): ListAppsRequest {
+    const message = createBaseListAppsRequest();
+    message.environmentId = object.environmentId ?? "";
+    return message;
+  },
+};
+
+function createBaseApp(): App {
+  return { appId: "", url: "", sdk: "", framework: "", functions: 0, lastSyncAtMs: 0, lastSyncError: "" };
+}
+
+export const App: MessageFns<App> = {
+  encode(message: App, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.appId !== "") {
+      writer.uint32(10).string(message.appId);
+    }
+    if (message.url !== "") {
+      writer.uint32(18).string(message.url);
+    }
+    if (message.sdk !== "") {
+      writer.uint32(26).string(message.sdk);
+    }
+    if (message.framework !== "") {
+      writer.uint32(34).string(message.framework);
+    }
+    if (message.functions !== 0) {
+      writer.uint32(40).int32(message.functions);
+    }
+    if (message.lastSyncAtMs !== 0) {
+      writer.uint32(48).int64(message.lastSyncAtMs);
+    }
+    if (message.lastSyncError !== "") {
+      writer.uint32(58).string(message.lastSyncError);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): App {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sdk = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.framework = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.functions = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.lastSyncAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.lastSyncError = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): App {
+    return {
+      appId: isSet(object.appId)
+        ? globalThis.String(object.appId)
+        : isSet(object.app_id)
+        ? globalThis.String(object.app_id)
+        : "",
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      sdk: isSet(object.sdk) ? globalThis.String(object.sdk) : "",
+      framework: isSet(object.framework) ? globalThis.String(object.framework) : "",
+      functions: isSet(object.functions) ? globalThis.Number(object.functions) : 0,
+      lastSyncAtMs: isSet(object.lastSyncAtMs)
+        ? globalThis.Number(object.lastSyncAtMs)
+        : isSet(object.last_sync_at_ms)
+        ? globalThis.Number(object.last_sync_at_ms)
+        : 0,
+      lastSyncError: isSet(object.lastSyncError)
+        ? globalThis.String(object.lastSyncError)
+        : isSet(object.last_sync_error)
+        ? globalThis.String(object.last_sync_error)
+        : "",
+    };
+  },
+
+  toJSON(message: App): unknown {
+    const obj: any = {};
+    if (message.appId !== "") {
+      obj.appId = message.appId;
+    }
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.sdk !== "") {
+      obj.sdk = message.sdk;
+    }
+    if (message.framework !== "") {
+      obj.framework = message.framework;
+    }
+    if (message.functions !== 0) {
+      obj.functions = Math.round(message.functions);
+    }
+    if (message.lastSyncAtMs !== 0) {
+      obj.lastSyncAtMs = Math.round(message.lastSyncAtMs);
+    }
+    if (message.lastSyncError !== "") {
+      obj.lastSyncError = message.lastSyncError;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<App>, I>>(base?: I): App {
+    return App.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<App>, I>>(object: I): App {
+    const message = createBaseApp();
+    message.appId = object.appId ?? "";
+    message.url = object.url ?? "";
+    message.sdk = object.sdk ?? "";
+    message.framework = object.framework ?? "";
+    message.functions = object.functions ?? 0;
+    message.lastSyncAtMs = object.lastSyncAtMs ?? 0;
+    message.lastSyncError = object.lastSyncError ?? "";
+    return message;
+  },
+};
+
+function createBaseListAppsResponse(): ListAppsResponse {
+  return { apps: [] };
+}
+
+export const ListAppsResponse: MessageFns<ListAppsResponse> = {
+  encode(message: ListAppsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.apps) {
+      App.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAppsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAppsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.apps.push(App.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAppsResponse {
+    return { apps: globalThis.Array.isArray(object?.apps) ? object.apps.map((e: any) => App.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListAppsResponse): unknown {
+    const obj: any = {};
+    if (message.apps?.length) {
+      obj.apps = message.apps.map((e) => App.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAppsResponse>, I>>(base?: I): ListAppsResponse {
+    return ListAppsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAppsResponse>, I>>(object: I): ListAppsResponse {
+    const message = createBaseListAppsResponse();
+    message.apps = object.apps?.map((e) => App.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * RunnerService owns the function registry (the synced configs of every app) and decides which
  * functions an event starts. Registry keys live in Redis under the `r:` prefix.
@@ -2129,6 +2467,19 @@ export const RunnerServiceService = {
     responseSerialize: (value: ListFunctionsResponse): Buffer =>
       Buffer.from(ListFunctionsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListFunctionsResponse => ListFunctionsResponse.decode(value),
+  },
+  /**
+   * ListApps lists the apps synced into an environment, with their last sync's time and error (an
+   * app whose first sync was refused is listed with its error). Idempotent.
+   */
+  listApps: {
+    path: "/stepline.runner.v1.RunnerService/ListApps" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAppsRequest): Buffer => Buffer.from(ListAppsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAppsRequest => ListAppsRequest.decode(value),
+    responseSerialize: (value: ListAppsResponse): Buffer => Buffer.from(ListAppsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAppsResponse => ListAppsResponse.decode(value),
   },
   /**
    * FireCron starts the run of one tick of a function's cron trigger (the executor calls it when
@@ -2201,6 +2552,11 @@ export interface RunnerServiceServer extends UntypedServiceImplementation {
   /** ListFunctions lists the functions synced into an environment. Idempotent. */
   listFunctions: handleUnaryCall<ListFunctionsRequest, ListFunctionsResponse>;
   /**
+   * ListApps lists the apps synced into an environment, with their last sync's time and error (an
+   * app whose first sync was refused is listed with its error). Idempotent.
+   */
+  listApps: handleUnaryCall<ListAppsRequest, ListAppsResponse>;
+  /**
    * FireCron starts the run of one tick of a function's cron trigger (the executor calls it when
    * the tick's queue item comes due) and says when the chain's next tick is. A tick of a cron the
    * function no longer has (a re-sync changed or removed it) starts nothing and ends its chain
@@ -2263,6 +2619,25 @@ export interface RunnerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListFunctionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ListApps lists the apps synced into an environment, with their last sync's time and error (an
+   * app whose first sync was refused is listed with its error). Idempotent.
+   */
+  listApps(
+    request: ListAppsRequest,
+    callback: (error: ServiceError | null, response: ListAppsResponse) => void,
+  ): ClientUnaryCall;
+  listApps(
+    request: ListAppsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAppsResponse) => void,
+  ): ClientUnaryCall;
+  listApps(
+    request: ListAppsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAppsResponse) => void,
   ): ClientUnaryCall;
   /**
    * FireCron starts the run of one tick of a function's cron trigger (the executor calls it when

@@ -216,6 +216,8 @@ export interface StepRecord {
   atMs: number;
   outputJson: string;
   errorJson: string;
+  /** When the attempt began (epoch ms; the SDK's op timing, else the call's start; 0 = unknown). */
+  startedAtMs: number;
 }
 
 /**
@@ -532,6 +534,7 @@ function createBaseStepRecord(): StepRecord {
     atMs: 0,
     outputJson: "",
     errorJson: "",
+    startedAtMs: 0,
   };
 }
 
@@ -566,6 +569,9 @@ export const StepRecord: MessageFns<StepRecord> = {
     }
     if (message.errorJson !== "") {
       writer.uint32(82).string(message.errorJson);
+    }
+    if (message.startedAtMs !== 0) {
+      writer.uint32(88).int64(message.startedAtMs);
     }
     return writer;
   },
@@ -663,6 +669,14 @@ export const StepRecord: MessageFns<StepRecord> = {
             message.errorJson = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.startedAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -715,6 +729,11 @@ export const StepRecord: MessageFns<StepRecord> = {
         : isSet(object.error_json)
         ? globalThis.String(object.error_json)
         : "",
+      startedAtMs: isSet(object.startedAtMs)
+        ? globalThis.Number(object.startedAtMs)
+        : isSet(object.started_at_ms)
+        ? globalThis.Number(object.started_at_ms)
+        : 0,
     };
   },
 
@@ -750,6 +769,9 @@ export const StepRecord: MessageFns<StepRecord> = {
     if (message.errorJson !== "") {
       obj.errorJson = message.errorJson;
     }
+    if (message.startedAtMs !== 0) {
+      obj.startedAtMs = Math.round(message.startedAtMs);
+    }
     return obj;
   },
 
@@ -768,6 +790,7 @@ export const StepRecord: MessageFns<StepRecord> = {
     message.atMs = object.atMs ?? 0;
     message.outputJson = object.outputJson ?? "";
     message.errorJson = object.errorJson ?? "";
+    message.startedAtMs = object.startedAtMs ?? 0;
     return message;
   },
 };
