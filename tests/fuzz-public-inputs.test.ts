@@ -66,14 +66,24 @@ beforeAll(async () => {
     // The runner's own validation, into its registry in Redis (crons are not armed here).
     registry: {
       syncApp: async (req) => ({ modified: (await registry.syncApp(validateSync(req))).modified }),
+      listApps: (environmentId) => registry.listApps(environmentId),
+      listFunctions: async () => [],
     },
+    // History is empty: the fuzz checks the API's validation and answers, not stored runs.
     history: {
       getRun: async (_env, runId) => {
         throw new NotFoundError(`run ${runId} not found`);
       },
       listEventRuns: async () => [],
       listEventSkips: async () => [],
+      listRuns: async () => ({ runs: [], nextCursor: "" }),
+      listRunSteps: async () => [],
+      listEvents: async () => ({ events: [], nextCursor: "" }),
+      getEvent: async (_env, eventId) => {
+        throw new NotFoundError(`event ${eventId} not found`);
+      },
     },
+    functions: { pausedOf: async () => new Set(), setPaused: async () => undefined },
     runs: {
       cancelRun: async (_env, runId) => {
         throw new NotFoundError(`run ${runId} not found`);
@@ -282,13 +292,26 @@ describe("fuzzing the public inputs", () => {
 
   it("the REST API answers every request below 500", async () => {
     const segment = fc.oneof(fc.ulid(), anyText, fc.constantFrom("..", "%00", "%", "a/b"));
+    // `{}` is where the fuzzed segment goes (a path segment, or a query value).
     const request = fc.tuple(
       fc.constantFrom(
-        "GET /v1/runs/",
-        "DELETE /v1/runs/",
-        "GET /v1/events/runs",
-        "GET /v1/events/skips",
-        "POST /v1/checkpoint/",
+        "GET /v1/runs/{}",
+        "DELETE /v1/runs/{}",
+        "GET /v1/runs/{}/steps",
+        "GET /v1/runs?status={}",
+        "GET /v1/runs?limit={}&cursor={}",
+        "GET /v1/runs?started_after={}&function_id={}&event_id={}",
+        "GET /v1/events/{}",
+        "GET /v1/events/{}/runs",
+        "GET /v1/events/{}/skips",
+        "GET /v1/events?name={}&limit={}",
+        "GET /v1/events?cursor={}&received_before={}",
+        "POST /v1/events",
+        "GET /v1/apps",
+        "GET /v1/functions",
+        "POST /v1/functions/{}/pause",
+        "GET /v1/environments",
+        "POST /v1/checkpoint/{}/async",
       ),
       segment,
       fc.oneof(fc.constant(`Bearer ${env.signingKey}`), anyText),
@@ -299,15 +322,8 @@ describe("fuzzing the public inputs", () => {
     );
     await fuzz("REST /v1", request, RUNS.rest, async ([route, id, authorization, payload]) => {
       const seg = encodeURIComponent(id).replace(/%2F/gi, "/");
-      const [method, base] = route.split(" ") as [string, string];
-      const url =
-        base === "/v1/events/runs"
-          ? `/v1/events/${seg}/runs`
-          : base === "/v1/events/skips"
-            ? `/v1/events/${seg}/skips`
-            : base === "/v1/checkpoint/"
-              ? `/v1/checkpoint/${seg}/async`
-              : `${base}${seg}`;
+      const [method, template] = route.split(" ") as [string, string];
+      const url = template.replaceAll("{}", seg);
       const res = await app.inject({
         method: method as "GET",
         url,

@@ -1,6 +1,7 @@
 // event-api's configuration: the shared fragments plus the HTTP listener and produce deadline.
 // Also the CLI's tiny configuration, so that `process.env` is read only here and in main.ts.
 import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import {
   commonSchema,
   envAddr,
@@ -30,7 +31,16 @@ export const configSchema = {
   STEPLINE_EVENT_API_PRODUCE_TIMEOUT_MS: envInt(10_000, 100, 120_000),
   /** Deadline of calls to runner (sync) and history (REST reads). */
   STEPLINE_EVENT_API_RPC_TIMEOUT_MS: envInt(10_000, 100, 120_000),
+  /** The built dashboard; empty: packages/dashboard/dist of this checkout. */
+  STEPLINE_EVENT_API_DASHBOARD_DIR: z.string().default(""),
+  /** How long history keeps runs and events (history drops them); the dashboard shows it. */
+  STEPLINE_HISTORY_RETENTION_DAYS: envInt(30, 1, 3650),
 };
+
+/** packages/dashboard/dist, from this file's place in the checkout (or the image). */
+export const DEFAULT_DASHBOARD_DIR = fileURLToPath(
+  new URL("../../../packages/dashboard/dist", import.meta.url),
+);
 
 export type Config = ReturnType<typeof loadEventApiConfig>;
 

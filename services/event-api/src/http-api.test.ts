@@ -29,6 +29,7 @@ import { historyOverGrpc, registryOverGrpc } from "./rest.js";
 import { quiet, syncWithSdk } from "./sdk-sync.fixture.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
+import { unusedFunctions } from "./unused-deps.fixture.js";
 
 const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
 const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
@@ -84,6 +85,7 @@ async function listen(devMode: boolean, runnerPort: number, historyPort: number)
     registry: registryOverGrpc(createClient(RunnerServiceClient, `127.0.0.1:${runnerPort}`), 2_000),
     history: historyOverGrpc(createClient(HistoryServiceClient, `127.0.0.1:${historyPort}`), 2_000),
     runs: runControl,
+    functions: unusedFunctions,
   });
   await app.listen({ port: 0, host: "127.0.0.1" });
   return { app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
@@ -445,6 +447,7 @@ describe("the REST API", () => {
       registry: registryOverGrpc(createClient(RunnerServiceClient, "127.0.0.1:1"), 500),
       history: historyOverGrpc(createClient(HistoryServiceClient, "127.0.0.1:1"), 500),
       runs: runControl,
+      functions: unusedFunctions,
     });
     try {
       const res = await get(app, "/v1/runs/01HRUN0000000000000000000A", env.signingKey);

@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 // POST /e against real Kafka and Redis: what is accepted lands on the events topic, keyed by
 // account, as EventRecords; what is rejected produces nothing.
 import { createKafka } from "@stepline/internal/kafka";
@@ -10,26 +13,15 @@ import type { Admin, Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildHttpApp } from "./http.js";
 import { EventProducer } from "./producer.js";
-import type { AppRegistry, HistoryReader, RunControl } from "./rest.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
+import { unusedFunctions, unusedHistory, unusedRegistry, unusedRuns } from "./unused-deps.fixture.js";
 
 const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
 const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
 const log = createLogger("event-api-test", "silent");
 const tag = uniqueTag();
 const keyPrefix = `test-http-${tag}:{t}:`;
-
-const noRegistry: AppRegistry = { syncApp: () => Promise.reject(new Error("not in this test")) };
-const noHistory: HistoryReader = {
-  getRun: () => Promise.reject(new Error("not in this test")),
-  listEventRuns: () => Promise.reject(new Error("not in this test")),
-  listEventSkips: () => Promise.reject(new Error("not in this test")),
-};
-const noRuns: RunControl = {
-  cancelRun: () => Promise.reject(new Error("not in this test")),
-  checkpoint: () => Promise.reject(new Error("not in this test")),
-};
 
 let redis: Redis;
 let store: TenancyStore;
@@ -40,7 +32,7 @@ const topics: string[] = [];
 const closers: Array<() => Promise<unknown>> = [];
 
 /** A fresh topic, producer and app (prod or dev mode) for one test. */
-async function setup(opts: { dev?: boolean; loopbackOnly?: boolean } = {}) {
+async function setup(opts: { dev?: boolean; loopbackOnly?: boolean; dashboardDir?: string } = {}) {
   const topic = `test-eventapi-${tag}-${topics.length}.events`;
   topics.push(topic);
   await createReadyTopics(admin, [{ topic, numPartitions: 2 }]);
@@ -54,9 +46,11 @@ async function setup(opts: { dev?: boolean; loopbackOnly?: boolean } = {}) {
     devTenant: dev ? { accountId: dev.accountId, environmentId: dev.id } : null,
     loopbackOnly: opts.loopbackOnly ?? false,
     sink: producer,
-    registry: noRegistry,
-    history: noHistory,
-    runs: noRuns,
+    registry: unusedRegistry,
+    history: unusedHistory,
+    runs: unusedRuns,
+    functions: unusedFunctions,
+    dashboardDir: opts.dashboardDir ?? null,
   });
   closers.push(
     () => app.close(),
@@ -323,15 +317,45 @@ describe("browser requests in dev mode", () => {
 });
 
 describe("other routes", () => {
-  it("serves a placeholder dashboard at / and a JSON 404 elsewhere", async () => {
+  it("says how to build the dashboard when it is not built, and answers an unknown API path with JSON", async () => {
     const { app } = await setup();
     const page = await app.inject({ method: "GET", url: "/" });
     expect(page.statusCode).toBe(200);
     expect(page.headers["content-type"]).toMatch(/text\/html/);
-    expect(page.body).toContain("dashboard comes later");
-    expect(page.body).toContain("/v1/runs/");
-    const missing = await app.inject({ method: "GET", url: "/nope" });
+    expect(page.body).toContain("npm run build");
+    const missing = await app.inject({ method: "GET", url: "/v1/nope", headers: { accept: "text/html" } });
     expect(missing.statusCode).toBe(404);
     expect(missing.json()).toMatchObject({ status: 404, error: expect.stringMatching(/no such endpoint/) });
+  });
+
+  it("serves the built dashboard: index.html for its pages, assets cached for good, JSON 404s for the rest", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "dashboard-"));
+    mkdirSync(path.join(dir, "assets"));
+    writeFileSync(path.join(dir, "index.html"), "<!doctype html><title>Stepline dashboard</title>");
+    writeFileSync(path.join(dir, "assets", "index-abc123.js"), "console.log(1)");
+    try {
+      const { app } = await setup({ dashboardDir: dir });
+      const html = { accept: "text/html,application/xhtml+xml" };
+      for (const url of ["/", "/runs/01HRUN0000000000000000000A", "/events?name=a"]) {
+        const page = await app.inject({ method: "GET", url, headers: html });
+        expect(page.statusCode, url).toBe(200);
+        expect(page.body, url).toContain("Stepline dashboard");
+        expect(page.headers["cache-control"], url).toBe("no-cache");
+      }
+      const asset = await app.inject({ method: "GET", url: "/assets/index-abc123.js" });
+      expect(asset.statusCode).toBe(200);
+      expect(asset.headers["cache-control"]).toContain("immutable");
+      // An API client asking for an unknown path, or a missing asset, gets a 404, not the page.
+      for (const [url, headers] of [
+        ["/runs/01HRUN0000000000000000000A", { accept: "application/json" }],
+        ["/assets/missing.js", html],
+        ["/v1/nope", html],
+      ] as const) {
+        const res = await app.inject({ method: "GET", url, headers });
+        expect(res.statusCode, url).toBe(404);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -20,7 +20,7 @@ import { SpanKind, withSpan } from "@stepline/internal/telemetry";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import Fastify from "fastify";
 import { browserProblem } from "./browser-guard.js";
-import { dashboardHtml } from "./dashboard.js";
+import { registerDashboard } from "./dashboard.js";
 import {
   buildRecords,
   encodeRecord,
@@ -30,16 +30,18 @@ import {
   prepareEvents,
 } from "./events.js";
 import type { EventSink } from "./producer.js";
-import type { AppRegistry, HistoryReader, RunControl } from "./rest.js";
+import type { AppRegistry, FunctionControl, HistoryReader, RunControl } from "./rest.js";
 import { listMetadata, runIdProblem, runView, skipView } from "./rest.js";
 import { derivedIds, seededIds, sendTokenOf } from "./send-ids.js";
 import { translateRegister } from "./sync.js";
 import type { EnvRef } from "./tenancy.js";
+import { registerV1Routes } from "./v1-routes.js";
 
 /** How requests are mapped to tenants (the tenancy store, or a test's stand-in over real Redis). */
 export interface TenantResolver {
   resolveEventKey(key: string): Promise<EnvRef | null>;
   resolveSigningKey(token: string): Promise<EnvRef | null>;
+  listEnvironments(accountId: string): Promise<Array<{ id: string; name: string }>>;
 }
 
 export interface HttpDeps {
@@ -53,6 +55,11 @@ export interface HttpDeps {
   registry: AppRegistry;
   history: HistoryReader;
   runs: RunControl;
+  functions: FunctionControl;
+  /** The built dashboard (index.html and assets), served at `/`; null serves a page saying so. */
+  dashboardDir?: string | null;
+  /** Shown by the dashboard (history drops older months). */
+  historyRetentionDays?: number;
   clock?: Clock;
   newId?: () => string;
 }
@@ -97,11 +104,6 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     if (status === 503) void reply.header("retry-after", String(RETRY_AFTER_S));
     void reply.status(status).send({ error: errorMessage(err, status), status });
   });
-  app.setNotFoundHandler((req, reply) => {
-    void reply
-      .status(404)
-      .send({ error: `no such endpoint: ${req.method} (see GET / for the list)`, status: 404 });
-  });
   if (deps.devTenant) {
     // Dev mode's open API is for the developer's own tools, not for pages in their browser.
     const loopbackOnly = deps.loopbackOnly ?? false;
@@ -118,7 +120,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   });
 
   // Resolves the tenant of a request; a store failure is a 503, not a 500.
-  const resolve = async (lookup: () => Promise<EnvRef | null>): Promise<EnvRef | null> => {
+  const resolve = async <T>(lookup: () => Promise<T>): Promise<T> => {
     try {
       return await lookup();
     } catch (err) {
@@ -139,6 +141,22 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     );
   };
 
+  /**
+   * The environment a REST request acts on: a signing key's; else, for a caller who may see an
+   * account (dev mode's default tenant), the `X-Stepline-Environment` header's if it is one of
+   * that account's environments, or the default one.
+   */
+  const envOf = async (req: FastifyRequest): Promise<EnvRef> => {
+    const base = await bySigningKey(req, "the REST API needs a signing key");
+    const wanted = headerOf(req, "x-stepline-environment");
+    if (!wanted || wanted === base.environmentId || bearerOf(req)) return base;
+    const envs = await resolve(async () => deps.tenants.listEnvironments(base.accountId));
+    if (!envs.some((e) => e.id === wanted)) {
+      throw new NotFoundError(`environment ${wanted.slice(0, 128)} is not one of this account's`);
+    }
+    return { accountId: base.accountId, environmentId: wanted };
+  };
+
   const ingest = async (key: string, req: FastifyRequest, reply: FastifyReply) => {
     let ref = key ? await resolve(() => deps.tenants.resolveEventKey(key)) : null;
     if (!ref && deps.devTenant) ref = deps.devTenant;
@@ -147,6 +165,11 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
         key ? "event key not found" : "event key is required: POST /e/<event key>",
       );
     }
+    return ingestAs(ref, req, reply);
+  };
+
+  /** Takes the request's events into `ref`'s environment; answers once Kafka acknowledged them. */
+  const ingestAs = async (ref: EnvRef, req: FastifyRequest, reply: FastifyReply) => {
     checkContentType(req);
     const receivedAt = clock.now();
     // A step.sendEvent forwards the tracestate of the executor's call: its events get ids derived
@@ -167,6 +190,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   };
 
   app.post<{ Params: { key: string } }>("/e/:key", (req, reply) => ingest(req.params.key, req, reply));
+
   app.post("/e", (req, reply) => ingest(headerOf(req, "x-inngest-event-key"), req, reply));
   app.post("/e/", (req, reply) => ingest(headerOf(req, "x-inngest-event-key"), req, reply));
 
@@ -277,8 +301,22 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     return reply.send({});
   });
 
-  app.get("/", async (_req, reply) =>
-    reply.type("text/html; charset=utf-8").send(dashboardHtml(deps.devTenant !== null)),
+  registerV1Routes(app, {
+    history: deps.history,
+    registry: deps.registry,
+    functions: deps.functions,
+    clock,
+    environmentsOf: (accountId) => resolve(async () => deps.tenants.listEnvironments(accountId)),
+    envOf,
+    ingestAs,
+    historyCall,
+    mode: deps.devTenant ? "dev" : "production",
+    historyRetentionDays: deps.historyRetentionDays ?? 0,
+  });
+  registerDashboard(app, deps.dashboardDir ?? null, (req, reply) =>
+    reply
+      .status(404)
+      .send({ error: `no such endpoint: ${req.method} (see the README's REST API)`, status: 404 }),
   );
 
   return app;

@@ -1,6 +1,7 @@
 // event-api: wiring only. Redis (tenancy), the Kafka producer (events), gRPC clients of runner
-// (sync) and history (REST reads), the EventService gRPC server, the TenantService one on the
-// control address, and the public HTTP API.
+// (sync, registry reads), history (REST reads), executor (cancel, checkpoints) and queue (pause),
+// the EventService gRPC server, the TenantService one on the control address, and the public HTTP
+// API with the dashboard.
 
 import { systemClock } from "@stepline/internal/clock";
 import { createClient, startGrpcServer } from "@stepline/internal/grpc";
@@ -10,12 +11,13 @@ import { runService } from "@stepline/internal/lifecycle";
 import { createRedis } from "@stepline/internal/redis";
 import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { HistoryServiceClient } from "@stepline/proto/stepline/history/v1/history_service";
+import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
-import { loadEventApiConfig } from "./config.js";
+import { DEFAULT_DASHBOARD_DIR, loadEventApiConfig } from "./config.js";
 import { eventService } from "./event-server.js";
 import { buildHttpApp } from "./http.js";
 import { EventProducer } from "./producer.js";
-import { historyOverGrpc, registryOverGrpc, runControlOverGrpc } from "./rest.js";
+import { functionControlOverGrpc, historyOverGrpc, registryOverGrpc, runControlOverGrpc } from "./rest.js";
 import { TenancyStore } from "./tenancy.js";
 import { tenantService } from "./tenant-server.js";
 
@@ -42,10 +44,12 @@ runService(
       const runner = createClient(RunnerServiceClient, config.STEPLINE_RUNNER_GRPC_ADDR);
       const history = createClient(HistoryServiceClient, config.STEPLINE_HISTORY_GRPC_ADDR);
       const executor = createClient(ExecutorServiceClient, config.STEPLINE_EXECUTOR_GRPC_ADDR);
+      const queue = createClient(QueueServiceClient, config.STEPLINE_QUEUE_GRPC_ADDR);
       onStop(() => {
         runner.close();
         history.close();
         executor.close();
+        queue.close();
       });
       const rpcTimeout = config.STEPLINE_EVENT_API_RPC_TIMEOUT_MS;
 
@@ -68,6 +72,9 @@ runService(
         registry: registryOverGrpc(runner, rpcTimeout),
         history: historyOverGrpc(history, rpcTimeout),
         runs: runControlOverGrpc(executor, rpcTimeout),
+        functions: functionControlOverGrpc(queue, rpcTimeout),
+        dashboardDir: config.STEPLINE_EVENT_API_DASHBOARD_DIR || DEFAULT_DASHBOARD_DIR,
+        historyRetentionDays: config.STEPLINE_HISTORY_RETENTION_DAYS,
       });
       await http.listen({ port: config.STEPLINE_HTTP_PORT, host: config.STEPLINE_EVENT_API_HTTP_HOST });
       // Stopped first: it stops taking requests, and in-flight ones finish (their Kafka sends too).

@@ -7,19 +7,15 @@ import { Kafka as KafkaClient, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildHttpApp } from "./http.js";
 import { EventProducer, mapKafkaError } from "./producer.js";
-import type { AppRegistry, HistoryReader, RunControl } from "./rest.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
+import { unusedFunctions, unusedHistory, unusedRegistry, unusedRuns } from "./unused-deps.fixture.js";
 
 const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
 const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
 const log = createLogger("event-api-test", "silent");
 const tag = uniqueTag();
 const keyPrefix = `test-producer-${tag}:{t}:`;
-const unused = () => Promise.reject(new Error("not in this test"));
-const registry: AppRegistry = { syncApp: unused };
-const history: HistoryReader = { getRun: unused, listEventRuns: unused, listEventSkips: unused };
-const unusedRuns: RunControl = { cancelRun: unused, checkpoint: unused };
 
 let redis: Redis;
 let store: TenancyStore;
@@ -35,9 +31,10 @@ function appWith(producer: EventProducer) {
     tenants: store,
     devTenant: null,
     sink: producer,
-    registry,
-    history,
+    registry: unusedRegistry,
+    history: unusedHistory,
     runs: unusedRuns,
+    functions: unusedFunctions,
   });
   stops.push(
     () => app.close(),

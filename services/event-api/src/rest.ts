@@ -1,15 +1,28 @@
-// The REST API over runs: reads through HistoryService and the JSON shapes users and the SDK read
-// (`GET /v1/events/:eventId/runs`, `GET /v1/runs/:runId`), and cancellation through
-// ExecutorService (`DELETE /v1/runs/:runId`).
+// The REST API's view of other services: reads through HistoryService, the registry through
+// RunnerService, pausing through QueueService, cancellation and checkpoints through
+// ExecutorService; and the JSON shapes users and the SDK read (`GET /v1/runs/:runId`, ...).
+// Adapters here are thin, so routes and their tests depend on these interfaces only.
 import { callUnary } from "@stepline/internal/grpc";
 import type { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
-import type { HistoryServiceClient, Run, Skip } from "@stepline/proto/stepline/history/v1/history_service";
 import type {
+  Event,
+  HistoryServiceClient,
+  ListEventsRequest,
+  ListRunsRequest,
+  Run,
+  Skip,
+  Step,
+} from "@stepline/proto/stepline/history/v1/history_service";
+import type { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
+import type {
+  App,
+  RegisteredFunction,
   RunnerServiceClient,
   SyncAppRequest,
   SyncAppResponse,
 } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { RunStatus, SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
+import { parseOrRaw } from "./views.js";
 
 /** Reads of past and current runs, scoped to one environment. */
 export interface HistoryReader {
@@ -19,6 +32,14 @@ export interface HistoryReader {
   listEventRuns(environmentId: string, eventId: string): Promise<Run[]>;
   /** The functions an event matched but started no run of, and why. */
   listEventSkips(environmentId: string, eventId: string): Promise<Skip[]>;
+  /** A page of runs, newest first (ValidationError for a bad filter or cursor). */
+  listRuns(req: ListRunsRequest): Promise<{ runs: Run[]; nextCursor: string }>;
+  /** A run's step outcomes, oldest first. */
+  listRunSteps(environmentId: string, runId: string): Promise<Step[]>;
+  /** A page of events, newest first. */
+  listEvents(req: ListEventsRequest): Promise<{ events: Event[]; nextCursor: string }>;
+  /** One event; NotFoundError when the environment has none with this id. */
+  getEvent(environmentId: string, eventId: string): Promise<Event>;
 }
 
 /** Cancelling runs and saving an SDK's checkpoints (ExecutorService), scoped to one environment. */
@@ -47,9 +68,35 @@ export function runControlOverGrpc(client: ExecutorServiceClient, deadlineMs: nu
   };
 }
 
-/** The app registry, as /fn/register needs it. */
+/** The app registry: /fn/register writes it, the REST API reads it. */
 export interface AppRegistry {
   syncApp(req: SyncAppRequest): Promise<SyncAppResponse>;
+  listApps(environmentId: string): Promise<App[]>;
+  listFunctions(environmentId: string): Promise<RegisteredFunction[]>;
+}
+
+/** Pausing functions (QueueService: a paused function's items stay queued, in order). */
+export interface FunctionControl {
+  /** Which of the environment's `functionIds` are paused now. */
+  pausedOf(accountId: string, environmentId: string, functionIds: string[]): Promise<Set<string>>;
+  setPaused(accountId: string, environmentId: string, functionId: string, paused: boolean): Promise<void>;
+}
+
+/** FunctionControl over QueueService gRPC. */
+export function functionControlOverGrpc(client: QueueServiceClient, deadlineMs: number): FunctionControl {
+  return {
+    async pausedOf(accountId, environmentId, functionIds) {
+      if (functionIds.length === 0) return new Set();
+      const functions = functionIds.map((functionId) => ({ accountId, environmentId, functionId }));
+      const res = await callUnary(client.getFunctionPauses.bind(client), { functions }, deadlineMs);
+      return new Set(res.functions.filter((f) => f.paused).map((f) => f.function?.functionId ?? ""));
+    },
+    async setPaused(accountId, environmentId, functionId, paused) {
+      const req = { function: { accountId, environmentId, functionId } };
+      if (paused) await callUnary(client.pauseFunction.bind(client), req, deadlineMs);
+      else await callUnary(client.resumeFunction.bind(client), req, deadlineMs);
+    },
+  };
 }
 
 /** A HistoryReader over HistoryService gRPC. */
@@ -68,12 +115,30 @@ export function historyOverGrpc(client: HistoryServiceClient, deadlineMs: number
       return (await callUnary(client.listEventSkips.bind(client), { environmentId, eventId }, deadlineMs))
         .skips;
     },
+    listRuns: (req) => callUnary(client.listRuns.bind(client), req, deadlineMs),
+    async listRunSteps(environmentId, runId) {
+      return (await callUnary(client.listRunSteps.bind(client), { environmentId, runId }, deadlineMs)).steps;
+    },
+    listEvents: (req) => callUnary(client.listEvents.bind(client), req, deadlineMs),
+    async getEvent(environmentId, eventId) {
+      const res = await callUnary(client.getEvent.bind(client), { environmentId, eventId }, deadlineMs);
+      if (!res.event) throw new Error("GetEvent answered without an event");
+      return res.event;
+    },
   };
 }
 
 /** An AppRegistry over RunnerService gRPC. */
 export function registryOverGrpc(client: RunnerServiceClient, deadlineMs: number): AppRegistry {
-  return { syncApp: (req) => callUnary(client.syncApp.bind(client), req, deadlineMs) };
+  return {
+    syncApp: (req) => callUnary(client.syncApp.bind(client), req, deadlineMs),
+    async listApps(environmentId) {
+      return (await callUnary(client.listApps.bind(client), { environmentId }, deadlineMs)).apps;
+    },
+    async listFunctions(environmentId) {
+      return (await callUnary(client.listFunctions.bind(client), { environmentId }, deadlineMs)).functions;
+    },
+  };
 }
 
 /** A run as the REST API shows it. */
@@ -134,16 +199,6 @@ export function skipView(skip: Skip): SkipView {
     skipped_at: new Date(skip.atMs).toISOString(),
     detail: skip.detail,
   };
-}
-
-// Stored JSON is parsed; text that is not JSON is returned as it is rather than hidden.
-function parseOrRaw(json: string): unknown {
-  if (!json) return undefined;
-  try {
-    return JSON.parse(json);
-  } catch {
-    return json;
-  }
 }
 
 /** The `metadata` object of list answers. */

@@ -28,6 +28,8 @@ export const configSchema = {
    * one flush, so ClickHouse gets about one insert per table per this period whatever the load.
    */
   STEPLINE_HISTORY_FLUSH_MS: envInt(1_000, 0, 60_000),
+  /** Days history keeps runs, steps and events (whole months are dropped past it). */
+  STEPLINE_HISTORY_RETENTION_DAYS: envInt(30, 1, 3650),
   /** Longest pause between attempts while ClickHouse refuses inserts (backoff starts at 100 ms). */
   STEPLINE_HISTORY_RETRY_MAX_MS: envInt(10_000, 100, 600_000),
 };

@@ -11,6 +11,7 @@ import { retry } from "@stepline/internal/retry";
 import { HistoryServiceService } from "@stepline/proto/stepline/history/v1/history_service";
 import { configSchema } from "./config.js";
 import { createHistoryConsumer } from "./consumer.js";
+import { startRetention } from "./retention.js";
 import { ensureSchema } from "./schema.js";
 import { historyService } from "./server.js";
 import { HistoryStore } from "./store.js";
@@ -56,6 +57,8 @@ runService(
           backoff: { firstMs: 100, maxMs: config.STEPLINE_HISTORY_RETRY_MAX_MS },
         });
       if (!(await retryStart("create clickhouse schema", () => ensureSchema(ch, database)))) return {};
+      const retention = startRetention({ ch, database, days: config.STEPLINE_HISTORY_RETENTION_DAYS, log });
+      onStop(() => retention.stop());
       const grpc = await startGrpcServer(config.STEPLINE_HISTORY_GRPC_ADDR, [
         { definition: HistoryServiceService, implementation: historyService(store, log) },
       ]);
