@@ -215,6 +215,26 @@ describe("history producer", () => {
     await producer.stop();
   }, 60_000);
 
+  it("leaves out a record it cannot encode (a bug) and sends the others, without rejecting", async () => {
+    const producer = new HistoryProducer(
+      kafka,
+      { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000 },
+      log,
+    );
+    await producer.start();
+    const broken = step("unencodable-run", "fraction", "1");
+    if (broken.$case === "step") broken.value.startedAtMs = 1.5; // int64 takes whole numbers only
+    await producer.record([broken, step("unencodable-run", "fine", "2")]);
+    await producer.produce([broken, step("unencodable-run", "fine-strict", "3")]);
+    await waitFor("the fine records", () => stepsOf("unencodable-run").length >= 2, { timeoutMs: 30_000 });
+    expect(
+      stepsOf("unencodable-run")
+        .map((s) => s.stepId)
+        .sort(),
+    ).toEqual(["fine", "fine-strict"]);
+    await producer.stop();
+  }, 60_000);
+
   it("sets a record Kafka refuses aside and sends the others, however it was sent", async () => {
     const producer = new HistoryProducer(
       kafka,

@@ -99,7 +99,8 @@ export class HistoryProducer {
    */
   async produce(entries: HistoryEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    const messages = entries.map((e) => toMessage(e, this.log));
+    const messages = toMessages(entries, this.log);
+    if (messages.length === 0) return;
     try {
       await this.send(messages);
     } catch (err) {
@@ -115,7 +116,8 @@ export class HistoryProducer {
    */
   async record(entries: HistoryEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    const messages = entries.map((e) => toMessage(e, this.log));
+    const messages = toMessages(entries, this.log);
+    if (messages.length === 0) return;
     // While earlier records wait for Kafka, do not make every run wait for the timeout too.
     if (this.backlog.length > 0) {
       this.defer(messages);
@@ -315,6 +317,23 @@ function omitted(what: string, json: string): string {
   return JSON.stringify({
     stepline_omitted: `this ${what} (${Buffer.byteLength(json)} bytes) is larger than history keeps; the run's state had it`,
   });
+}
+
+/**
+ * The entries as Kafka messages. One that cannot be encoded (a field out of its proto type: a
+ * bug) is logged, counted and left out: history is thinned, the run and the process go on.
+ */
+function toMessages(entries: HistoryEntry[], log: Logger): Message[] {
+  const out: Message[] = [];
+  for (const entry of entries) {
+    try {
+      out.push(toMessage(entry, log));
+    } catch (err) {
+      log.error({ err, record: entry.$case }, "history record cannot be encoded; left out");
+      historyDroppedTotal.inc({ reason: "unencodable" });
+    }
+  }
+  return out;
 }
 
 function toMessage(entry: HistoryEntry, log: Logger): Message {

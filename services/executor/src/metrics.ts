@@ -36,7 +36,7 @@ export const releasesTotal = new Counter({
 /** History records not sent whole: set aside, dropped from a full backlog, or sent without their payload. */
 export const historyDroppedTotal = new Counter({
   name: "stepline_executor_history_records_dropped_total",
-  help: "History records Kafka refused (refused), dropped from a full backlog (backlog_full), or sent with their output and error left out (too_large_payload)",
+  help: "History records Kafka refused (refused), dropped from a full backlog (backlog_full), or sent with their output and error left out (too_large_payload), or not encodable (unencodable)",
   labelNames: ["reason"] as const,
   registers: [metrics],
 });

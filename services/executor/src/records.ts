@@ -46,7 +46,8 @@ export function stepRecord(
   callStartMs = 0,
 ): StepRecord {
   return {
-    ...stepBase(run, s.stepId, s.name, atMs, s.timing?.startMs ?? callStartMs),
+    // The SDK's timing is in nanoseconds, so its ms have a fraction; int64 takes whole ms only.
+    ...stepBase(run, s.stepId, s.name, atMs, Math.floor(s.timing?.startMs ?? callStartMs)),
     status: s.status === "completed" ? StepStatus.STEP_STATUS_COMPLETED : StepStatus.STEP_STATUS_FAILED,
     attempt,
     outputJson: s.status === "completed" ? s.resultJson : "",
