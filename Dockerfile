@@ -4,6 +4,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/internal/package.json packages/internal/
 COPY packages/proto/package.json packages/proto/
+COPY packages/dashboard/package.json packages/dashboard/
 COPY services/event-api/package.json services/event-api/
 COPY services/runner/package.json services/runner/
 COPY services/queue/package.json services/queue/
@@ -15,7 +16,8 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.base.json tsconfig.json ./
 COPY packages packages
 COPY services services
-RUN npx tsc -b && npm prune --omit=dev
+# The dashboard is built here (Vite, into packages/dashboard/dist, served by event-api): no CDN at run time.
+RUN npx tsc -b && npm run build -w @stepline/dashboard && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production

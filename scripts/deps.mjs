@@ -21,8 +21,35 @@ export async function ensureNodeDeps() {
   await runOrThrow("npm", ["ci", "--no-audit", "--no-fund"]);
 }
 
-/** Runs `tsc -b` (incremental: a no-op build takes well under a second). */
+const DASHBOARD = path.join(ROOT, "packages", "dashboard");
+
+/** The newest modification time of the files under `dir` (0 when there are none). */
+function newestUnder(dir) {
+  let newest = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) newest = Math.max(newest, mtime(path.join(entry.parentPath, entry.name)) ?? 0);
+  }
+  return newest;
+}
+
+/** True when the dashboard's build is missing or older than its sources. */
+function dashboardStale() {
+  const built = mtime(path.join(DASHBOARD, "dist", "index.html"));
+  if (built === null) return true;
+  const sources = ["index.html", "vite.config.ts", "package.json"].map((f) => mtime(path.join(DASHBOARD, f)) ?? 0);
+  return Math.max(newestUnder(path.join(DASHBOARD, "src")), ...sources) > built;
+}
+
+/**
+ * Runs `tsc -b` (incremental: a no-op build takes well under a second), then builds the dashboard
+ * (Vite, into packages/dashboard/dist, which event-api serves) when its sources changed.
+ */
 export async function ensureBuilt() {
   phase("building TypeScript (tsc -b)…");
   await runOrThrow(path.join(ROOT, "node_modules", ".bin", "tsc"), ["-b"]);
+  if (!dashboardStale()) return;
+  phase("building the dashboard (vite build)…");
+  await runOrThrow(path.join(ROOT, "node_modules", ".bin", "vite"), ["build", "--logLevel", "warn"], {
+    cwd: DASHBOARD,
+  });
 }

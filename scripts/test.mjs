@@ -110,7 +110,7 @@ async function checkCompose() {
 async function main() {
   fs.rmSync(REPORT, { force: true });
   if (!(await phase("Node dependencies", ensureNodeDeps)).ok) return finish();
-  if (!(await phase("build (tsc -b)", ensureBuilt)).ok) return finish();
+  if (!(await phase("build (tsc -b, dashboard)", ensureBuilt)).ok) return finish();
   // Lint and boundaries do not stop the tests: one run shows every problem at once.
   await phase("lint (biome check)", () => check(bin("biome"), ["check", "."]));
   await phase("boundaries", () =>
@@ -119,8 +119,13 @@ async function main() {
   // tsc -b builds only shipped code; this covers every test and test helper too.
   await phase("type-check tests", () => check(bin("tsc"), ["-p", "tsconfig.tests.json"]));
   await phase("type-check load tests (k6)", () => check(bin("tsc"), ["-p", "loadtest/tsconfig.json"]));
+  await phase("type-check the dashboard", () => check(bin("tsc"), ["-p", "packages/dashboard/tsconfig.json"]));
   await phase("contracts (buf lint, generated code current)", checkContracts);
   if (!(await phase("install infrastructure", ensureInstalled)).ok) return finish();
+  const chromium = await phase("install Chromium (browser tests)", async () =>
+    process.env.STEPLINE_TEST_CHROMIUM ? process.env.STEPLINE_TEST_CHROMIUM : ensureChromium(),
+  );
+  if (!chromium.ok) return finish();
   await phase("docker-compose.yml valid", checkCompose);
   const { ok, value: infra } = await phase("start infrastructure (test)", () =>
     startInfra({ profile: "test" }),
@@ -133,6 +138,7 @@ async function main() {
       STEPLINE_TEST_KAFKA_BROKERS: infra.kafkaBrokers,
       STEPLINE_TEST_REDIS_URL: infra.redisUrl,
       STEPLINE_TEST_CLICKHOUSE_URL: infra.clickhouseUrl,
+      STEPLINE_TEST_CHROMIUM: chromium.value,
     });
     if (vitestExit !== 0) throw new UserError(`vitest exited with ${vitestExit}`);
   });

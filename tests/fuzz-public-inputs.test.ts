@@ -82,6 +82,8 @@ beforeAll(async () => {
       getEvent: async (_env, eventId) => {
         throw new NotFoundError(`event ${eventId} not found`);
       },
+      functionStats: async () => [],
+      functionMetrics: async () => [],
     },
     functions: { pausedOf: async () => new Set(), setPaused: async () => undefined },
     runs: {
@@ -309,6 +311,7 @@ describe("fuzzing the public inputs", () => {
         "POST /v1/events",
         "GET /v1/apps",
         "GET /v1/functions",
+        "GET /v1/functions/{}/metrics?from={}&bucket={}",
         "POST /v1/functions/{}/pause",
         "GET /v1/environments",
         "POST /v1/checkpoint/{}/async",

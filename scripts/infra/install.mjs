@@ -75,3 +75,24 @@ export async function ensureInstalled() {
   }
   await installKafkaJars();
 }
+
+/**
+ * Debian's Chromium, which the dashboard's browser tests drive through playwright-core: installed
+ * with apt-get when running as root, like the servers. Returns the browser's path.
+ */
+export async function ensureChromium() {
+  const found = which("chromium");
+  if (found) return found;
+  const canApt = process.getuid?.() === 0 && which("apt-get") !== null;
+  if (!canApt) {
+    throw new UserError(
+      "The dashboard's browser tests need Chromium: install it (e.g. sudo apt-get install -y chromium), " +
+        "or set STEPLINE_TEST_CHROMIUM to a Chromium or Chrome binary.",
+    );
+  }
+  phase("installing Chromium for the browser tests (apt-get)…");
+  if (!(await aptInstall(["chromium"]))) throw new UserError("apt-get install chromium failed (see above)");
+  const installed = which("chromium");
+  if (!installed) throw new UserError("apt-get installed chromium, but no chromium binary is on PATH");
+  return installed;
+}
