@@ -6,9 +6,12 @@ import { callUnary } from "@stepline/internal/grpc";
 import type { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type {
   Event,
+  FunctionStats,
+  GetFunctionMetricsRequest,
   HistoryServiceClient,
   ListEventsRequest,
   ListRunsRequest,
+  MetricsPoint,
   Run,
   Skip,
   Step,
@@ -40,6 +43,10 @@ export interface HistoryReader {
   listEvents(req: ListEventsRequest): Promise<{ events: Event[]; nextCursor: string }>;
   /** One event; NotFoundError when the environment has none with this id. */
   getEvent(environmentId: string, eventId: string): Promise<Event>;
+  /** Each function's runs that ended in the last hour and day, and their failures. */
+  functionStats(environmentId: string): Promise<FunctionStats[]>;
+  /** One function's ended runs per bucket (ValidationError for a bad range). */
+  functionMetrics(req: GetFunctionMetricsRequest): Promise<MetricsPoint[]>;
 }
 
 /** Cancelling runs and saving an SDK's checkpoints (ExecutorService), scoped to one environment. */
@@ -124,6 +131,13 @@ export function historyOverGrpc(client: HistoryServiceClient, deadlineMs: number
       const res = await callUnary(client.getEvent.bind(client), { environmentId, eventId }, deadlineMs);
       if (!res.event) throw new Error("GetEvent answered without an event");
       return res.event;
+    },
+    async functionStats(environmentId) {
+      return (await callUnary(client.getFunctionStats.bind(client), { environmentId, nowMs: 0 }, deadlineMs))
+        .functions;
+    },
+    async functionMetrics(req) {
+      return (await callUnary(client.getFunctionMetrics.bind(client), req, deadlineMs)).points;
     },
   };
 }

@@ -13,6 +13,8 @@ export const unusedHistory: HistoryReader = {
   listRunSteps: unused,
   listEvents: unused,
   getEvent: unused,
+  functionStats: unused,
+  functionMetrics: unused,
 };
 export const unusedRuns: RunControl = { cancelRun: unused, checkpoint: unused };
 export const unusedFunctions: FunctionControl = { pausedOf: unused, setPaused: unused };

@@ -8,6 +8,7 @@ import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
 import { createReadyTopics, requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import type {
+  GetFunctionMetricsRequest,
   ListEventsRequest,
   ListRunsRequest,
   Run,
@@ -60,6 +61,7 @@ const charge: RegisteredFunction = {
 // What the stand-ins were asked.
 let runsAsked: ListRunsRequest[] = [];
 let eventsAsked: ListEventsRequest[] = [];
+let metricsAsked: GetFunctionMetricsRequest[] = [];
 const paused = new Set<string>();
 
 const history: HistoryReader = {
@@ -90,6 +92,13 @@ const history: HistoryReader = {
     if (eventId !== "evt-1") throw new NotFoundError(`event ${eventId} not found`);
     const eventJson = JSON.stringify({ name: "shop/order.placed", data: { total: 20 }, id: "evt-1", ts: 7 });
     return { eventId, name: "shop/order.placed", receivedAtMs: Date.UTC(2026, 0, 1), eventJson };
+  },
+  functionStats: async () => [
+    { functionId: "shop-charge", runsHour: 4, failedHour: 1, runsDay: 40, failedDay: 2 },
+  ],
+  functionMetrics: async (req) => {
+    metricsAsked.push(req);
+    return [{ atMs: Date.UTC(2026, 0, 1), runs: 3, failed: 1, p50Ms: 120, p99Ms: 800 }];
   },
 };
 const registry: AppRegistry = {
@@ -162,6 +171,7 @@ afterAll(async () => {
 beforeEach(() => {
   runsAsked = [];
   eventsAsked = [];
+  metricsAsked = [];
   paused.clear();
 });
 
@@ -278,6 +288,7 @@ describe("REST /v1 for the dashboard", () => {
         retries: 3,
         flow: { concurrency: [{ limit: 5 }], throttle: { limit: 10, period: "1m" } },
         paused: true,
+        stats: { hour: { runs: 4, failed: 1 }, day: { runs: 40, failed: 2 } },
       },
     ]);
     await app.inject({ method: "POST", url: "/v1/functions/shop-charge/resume" });
@@ -285,6 +296,33 @@ describe("REST /v1 for the dashboard", () => {
     const unknown = await app.inject({ method: "POST", url: "/v1/functions/shop-nope/pause" });
     expect(unknown.statusCode).toBe(404);
     expect(unknown.json().error).toBe("function shop-nope is not synced in this environment");
+  });
+
+  it("gives a function's metrics per bucket, and refuses a range it cannot draw", async () => {
+    const res = await get(
+      "/v1/functions/shop-charge/metrics?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&bucket=900",
+    );
+    expect(metricsAsked).toEqual([
+      {
+        environmentId: dev.id,
+        functionId: "shop-charge",
+        fromMs: Date.UTC(2026, 0, 1),
+        toMs: Date.UTC(2026, 0, 2),
+        bucketSeconds: 900,
+      },
+    ]);
+    expect(res.json()).toEqual({
+      data: {
+        bucket_seconds: 900,
+        points: [{ t: "2026-01-01T00:00:00.000Z", runs: 3, failed: 1, p50_ms: 120, p99_ms: 800 }],
+      },
+    });
+    const tooMany = await get("/v1/functions/shop-charge/metrics?from=1000&to=1767225600000&bucket=1");
+    expect(tooMany.statusCode).toBe(400);
+    expect(tooMany.json().error).toMatch(/more than 10,000 buckets/);
+    const backwards = await get("/v1/functions/shop-charge/metrics?from=2000&to=1000");
+    expect(backwards.json().error).toBe("to must be after from");
+    expect((await get("/v1/functions/shop-nope/metrics")).statusCode).toBe(404);
   });
 
   it("acts on another environment of the same account when asked, and on no other account's", async () => {

@@ -113,9 +113,52 @@ export function registerV1Routes(app: FastifyInstance, deps: V1Deps): void {
     const ref = await deps.envOf(req);
     const fns = await registry.listFunctions(ref.environmentId);
     const ids = fns.map((f) => f.config?.id ?? "");
-    const paused = await deps.functions.pausedOf(ref.accountId, ref.environmentId, ids);
-    const data = fns.map((f) => functionView(f, paused.has(f.config?.id ?? "")));
+    const [paused, stats] = await Promise.all([
+      deps.functions.pausedOf(ref.accountId, ref.environmentId, ids),
+      deps.historyCall(() => history.functionStats(ref.environmentId)),
+    ]);
+    const byId = new Map(stats.map((st) => [st.functionId, st]));
+    const data = fns.map((f) => {
+      const id = f.config?.id ?? "";
+      return functionView(f, paused.has(id), byId.get(id));
+    });
     return reply.send({ data, metadata: meta() });
+  });
+
+  app.get<{ Params: { id: string }; Querystring: Query }>("/v1/functions/:id/metrics", async (req, reply) => {
+    const ref = await deps.envOf(req);
+    await functionOf(deps, ref, req.params.id);
+    const q = req.query;
+    const toMs = timeOf(q, "to") || deps.clock.now();
+    const fromMs = timeOf(q, "from") || toMs - 3_600_000;
+    const bucket = q.bucket === undefined || q.bucket === "" ? 60 : Number(q.bucket);
+    if (!Number.isInteger(bucket) || bucket < 1 || bucket > 86_400) {
+      throw new ValidationError("bucket must be a whole number of seconds from 1 to 86400");
+    }
+    if (toMs <= fromMs) throw new ValidationError("to must be after from");
+    if ((toMs - fromMs) / (bucket * 1000) > 10_000) {
+      throw new ValidationError("the range holds more than 10,000 buckets: use a wider bucket");
+    }
+    const points = await deps.historyCall(() =>
+      history.functionMetrics({
+        environmentId: ref.environmentId,
+        functionId: req.params.id,
+        fromMs,
+        toMs,
+        bucketSeconds: bucket,
+      }),
+    );
+    const data = {
+      bucket_seconds: bucket,
+      points: points.map((p) => ({
+        t: new Date(p.atMs).toISOString(),
+        runs: p.runs,
+        failed: p.failed,
+        p50_ms: p.p50Ms,
+        p99_ms: p.p99Ms,
+      })),
+    };
+    return reply.send({ data });
   });
 
   for (const [action, paused] of [

@@ -1,7 +1,7 @@
 // The JSON shapes of the REST API's newer reads (apps, functions, events, steps): Inngest's field
 // names where Inngest has the same endpoint, snake_case and ISO times everywhere. Pure functions,
 // so each shape is tested without servers. Documented in the README ("REST API").
-import type { Event, Step } from "@stepline/proto/stepline/history/v1/history_service";
+import type { Event, FunctionStats, Step } from "@stepline/proto/stepline/history/v1/history_service";
 import type { App, RegisteredFunction } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 
@@ -109,6 +109,19 @@ const FLOW_KEYS: Array<[sdk: string, rest: string]> = [
   ["timeouts", "timeouts"],
 ];
 
+/** Ended runs and failures over the last hour and day. */
+export interface FunctionStatsView {
+  hour: { runs: number; failed: number };
+  day: { runs: number; failed: number };
+}
+
+export function functionStatsView(s: FunctionStats | undefined): FunctionStatsView {
+  return {
+    hour: { runs: s?.runsHour ?? 0, failed: s?.failedHour ?? 0 },
+    day: { runs: s?.runsDay ?? 0, failed: s?.failedDay ?? 0 },
+  };
+}
+
 export interface FunctionView {
   id: string;
   name: string;
@@ -117,9 +130,10 @@ export interface FunctionView {
   retries: number;
   flow: Record<string, unknown>;
   paused: boolean;
+  stats: FunctionStatsView;
 }
 
-export function functionView(f: RegisteredFunction, paused: boolean): FunctionView {
+export function functionView(f: RegisteredFunction, paused: boolean, stats?: FunctionStats): FunctionView {
   const config = f.config;
   const raw = (parseOrRaw(config?.rawJson ?? "") ?? {}) as Record<string, unknown>;
   const flow: Record<string, unknown> = {};
@@ -134,5 +148,6 @@ export function functionView(f: RegisteredFunction, paused: boolean): FunctionVi
     retries: config?.retries ?? 0,
     flow,
     paused,
+    stats: functionStatsView(stats),
   };
 }

@@ -151,3 +151,59 @@ describe("HistoryStore.listSteps", () => {
     expect(got).toMatchObject({ stepId: s.stepId, startedAtMs: 1_000, atMs: 1_250 });
   });
 });
+
+describe("HistoryStore function figures", () => {
+  const env = "env_figures";
+  const now = Date.UTC(2026, 10, 30, 12, 0, 0);
+  const ended = (
+    functionId: string,
+    status: RunStatus,
+    endedAgoMs: number,
+    durationMs: number,
+  ): RunRecord[] => {
+    const first = runRecord({ environmentId: env, functionId, startedAtMs: now - endedAgoMs - durationMs });
+    const last = { ...first, status, endedAtMs: now - endedAgoMs, version: 2 };
+    return [first, last];
+  };
+  beforeAll(async () => {
+    const C = RunStatus.RUN_STATUS_COMPLETED;
+    const F = RunStatus.RUN_STATUS_FAILED;
+    const records = [
+      ...ended("fn-a", C, 10 * 60_000, 100), // 10 min ago
+      ...ended("fn-a", F, 20 * 60_000, 300), // 20 min ago
+      ...ended("fn-a", C, 5 * 3_600_000, 200), // 5 h ago
+      ...ended("fn-a", C, 30 * 3_600_000, 200), // 30 h ago: outside the day
+      ...ended("fn-b", F, 2 * 3_600_000, 50),
+      runRecord({ environmentId: env, functionId: "fn-a", startedAtMs: now - 1000 }), // still running
+    ];
+    await write(records.map(run));
+    const [first] = ended("fn-a", C, 10 * 60_000, 100);
+    await write([run(first as RunRecord)]); // a redelivered record is counted once
+  });
+
+  it("counts each function's ended runs and failures over the last hour and day", async () => {
+    expect(await t.store.functionStats(env, now)).toEqual([
+      { functionId: "fn-a", runsHour: 2, failedHour: 1, runsDay: 3, failedDay: 1 },
+      { functionId: "fn-b", runsHour: 0, failedHour: 0, runsDay: 1, failedDay: 1 },
+    ]);
+  });
+
+  it("buckets one function's ended runs with failures and duration percentiles", async () => {
+    const points = await t.store.functionMetrics({
+      environmentId: env,
+      functionId: "fn-a",
+      fromMs: now - 6 * 3_600_000,
+      toMs: now,
+      bucketSeconds: 3600,
+    });
+    const hour = (h: number) => Math.floor((now - h * 3_600_000) / 3_600_000) * 3_600_000;
+    expect(points).toEqual([
+      { atMs: hour(5), runs: 1, failed: 0, p50Ms: 200, p99Ms: 200 },
+      { atMs: hour(1), runs: 2, failed: 1, p50Ms: expect.any(Number), p99Ms: expect.any(Number) },
+    ]);
+    const last = points[1];
+    expect(last?.p50Ms).toBeGreaterThanOrEqual(100);
+    expect(last?.p50Ms).toBeLessThanOrEqual(300);
+    expect(last?.p99Ms).toBeGreaterThan(250);
+  });
+});

@@ -6,6 +6,10 @@ import type {
   Event,
   GetEventRequest,
   GetEventResponse,
+  GetFunctionMetricsRequest,
+  GetFunctionMetricsResponse,
+  GetFunctionStatsRequest,
+  GetFunctionStatsResponse,
   GetRunRequest,
   GetRunResponse,
   HistoryServiceServer,
@@ -91,6 +95,23 @@ export function historyService(store: HistoryStore, log: Logger): HistoryService
       });
       return { events: events.map(toEvent), nextCursor };
     }),
+    getFunctionStats: unary(log, async (req: GetFunctionStatsRequest): Promise<GetFunctionStatsResponse> => {
+      return { functions: await store.functionStats(req.environmentId, req.nowMs || Date.now()) };
+    }),
+    getFunctionMetrics: unary(
+      log,
+      async (req: GetFunctionMetricsRequest): Promise<GetFunctionMetricsResponse> => {
+        if (req.bucketSeconds < 1 || req.bucketSeconds > 86_400) {
+          throw new ValidationError("bucket_seconds must be 1..86400");
+        }
+        if (req.toMs <= req.fromMs) throw new ValidationError("to must be after from");
+        if ((req.toMs - req.fromMs) / (req.bucketSeconds * 1000) > 10_000) {
+          throw new ValidationError("the range holds more than 10,000 buckets: use wider buckets");
+        }
+        if (!req.functionId) throw new ValidationError("function_id is required");
+        return { points: await store.functionMetrics(req) };
+      },
+    ),
     getEvent: unary(log, async (req: GetEventRequest): Promise<GetEventResponse> => {
       const event = await store.getEvent(req.environmentId, req.eventId);
       if (!event) throw new NotFoundError(`event ${req.eventId} not found`);

@@ -3,7 +3,8 @@
 // is correct before merges, across partitions and on every ClickHouse version (FINAL is not needed).
 import { sqlIdent, sqlInt, sqlString } from "@stepline/internal/clickhouse";
 import { UnavailableError, ValidationError } from "@stepline/internal/errors";
-import type { RunStatus, SkipReason, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
+import type { SkipReason, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
+import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Rows } from "./rows.js";
 import { isEventId, isId } from "./rows.js";
 import type { ClickHouse, TableName } from "./schema.js";
@@ -113,6 +114,24 @@ export interface EventFilter {
   receivedBeforeMs: number;
   limit: number;
   cursor: string;
+}
+
+const FAILED = RunStatus.RUN_STATUS_FAILED;
+
+export interface FunctionStatsView {
+  functionId: string;
+  runsHour: number;
+  failedHour: number;
+  runsDay: number;
+  failedDay: number;
+}
+
+export interface MetricsPointView {
+  atMs: number;
+  runs: number;
+  failed: number;
+  p50Ms: number;
+  p99Ms: number;
 }
 
 /** An event as received. */
@@ -336,6 +355,68 @@ export class HistoryStore {
        ORDER BY received_at_ms DESC LIMIT 1`,
     );
     return rows[0] ? eventView(rows[0]) : null;
+  }
+
+  /**
+   * Each function's runs that ended in the hour and the day before `nowMs`, and their failures.
+   * Only a run's final version has an end time, so the end filter reads ended runs directly.
+   */
+  async functionStats(environmentId: string, nowMs: number): Promise<FunctionStatsView[]> {
+    const hourAgo = nowMs - 3_600_000;
+    const rows = await this.select<Record<keyof FunctionStatsView, string | number>>(
+      `SELECT function_id AS functionId,
+         countIf(ended >= ${sqlInt(hourAgo)}) AS runsHour,
+         countIf(ended >= ${sqlInt(hourAgo)} AND status = ${sqlInt(FAILED)}) AS failedHour,
+         count() AS runsDay,
+         countIf(status = ${sqlInt(FAILED)}) AS failedDay
+       FROM (
+         SELECT run_id, any(function_id) AS function_id, any(status) AS status, any(ended_at_ms) AS ended
+         FROM ${this.db}.runs
+         WHERE environment_id = ${sqlString(checkId("environment_id", environmentId))}
+           AND ended_at_ms >= ${sqlInt(nowMs - 86_400_000)} AND ended_at_ms <= ${sqlInt(nowMs)}
+         GROUP BY run_id
+       ) GROUP BY function_id ORDER BY function_id`,
+    );
+    return rows.map((r) => ({
+      functionId: String(r.functionId),
+      runsHour: Number(r.runsHour),
+      failedHour: Number(r.failedHour),
+      runsDay: Number(r.runsDay),
+      failedDay: Number(r.failedDay),
+    }));
+  }
+
+  /** One function's runs that ended in [fromMs, toMs), per bucket: count, failures, p50/p99 duration. */
+  async functionMetrics(q: {
+    environmentId: string;
+    functionId: string;
+    fromMs: number;
+    toMs: number;
+    bucketSeconds: number;
+  }): Promise<MetricsPointView[]> {
+    const width = q.bucketSeconds * 1000;
+    const rows = await this.select<Record<keyof MetricsPointView, string | number>>(
+      `SELECT intDiv(ended, ${sqlInt(width)}) * ${sqlInt(width)} AS atMs,
+         count() AS runs,
+         countIf(status = ${sqlInt(FAILED)}) AS failed,
+         toUInt64(quantile(0.5)(ended - started)) AS p50Ms,
+         toUInt64(quantile(0.99)(ended - started)) AS p99Ms
+       FROM (
+         SELECT run_id, any(status) AS status, any(ended_at_ms) AS ended, any(started_at_ms) AS started
+         FROM ${this.db}.runs
+         WHERE environment_id = ${sqlString(checkId("environment_id", q.environmentId))}
+           AND function_id = ${sqlString(checkFunctionId(q.functionId))}
+           AND ended_at_ms >= ${sqlInt(q.fromMs)} AND ended_at_ms < ${sqlInt(q.toMs)}
+         GROUP BY run_id
+       ) GROUP BY atMs ORDER BY atMs`,
+    );
+    return rows.map((r) => ({
+      atMs: Number(r.atMs),
+      runs: Number(r.runs),
+      failed: Number(r.failed),
+      p50Ms: Number(r.p50Ms),
+      p99Ms: Number(r.p99Ms),
+    }));
   }
 
   /** True when ClickHouse answers (readiness). */

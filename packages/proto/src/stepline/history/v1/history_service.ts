@@ -34,6 +34,48 @@ export const protobufPackage = "stepline.history.v1";
 
 export const protobufFileName = "stepline/history/v1/history_service.proto";
 
+export interface GetFunctionStatsRequest {
+  environmentId: string;
+  /** "Now" for the windows (epoch ms; 0 = the server's clock). */
+  nowMs: number;
+}
+
+export interface FunctionStats {
+  functionId: string;
+  runsHour: number;
+  failedHour: number;
+  runsDay: number;
+  failedDay: number;
+}
+
+export interface GetFunctionStatsResponse {
+  /** Functions with a run that ended in the last day, by id. */
+  functions: FunctionStats[];
+}
+
+export interface GetFunctionMetricsRequest {
+  environmentId: string;
+  functionId: string;
+  fromMs: number;
+  toMs: number;
+  /** Bucket width in seconds (1..86400). */
+  bucketSeconds: number;
+}
+
+export interface MetricsPoint {
+  /** The bucket's start (epoch ms). */
+  atMs: number;
+  runs: number;
+  failed: number;
+  /** Start to end of the runs that ended in the bucket. */
+  p50Ms: number;
+  p99Ms: number;
+}
+
+export interface GetFunctionMetricsResponse {
+  points: MetricsPoint[];
+}
+
 export interface ListRunsRequest {
   environmentId: string;
   /** Any of these statuses (empty = all). */
@@ -162,6 +204,690 @@ export interface ListEventRunsRequest {
 export interface ListEventRunsResponse {
   runs: Run[];
 }
+
+function createBaseGetFunctionStatsRequest(): GetFunctionStatsRequest {
+  return { environmentId: "", nowMs: 0 };
+}
+
+export const GetFunctionStatsRequest: MessageFns<GetFunctionStatsRequest> = {
+  encode(message: GetFunctionStatsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.nowMs !== 0) {
+      writer.uint32(16).int64(message.nowMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetFunctionStatsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetFunctionStatsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.nowMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetFunctionStatsRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      nowMs: isSet(object.nowMs)
+        ? globalThis.Number(object.nowMs)
+        : isSet(object.now_ms)
+        ? globalThis.Number(object.now_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: GetFunctionStatsRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.nowMs !== 0) {
+      obj.nowMs = Math.round(message.nowMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetFunctionStatsRequest>, I>>(base?: I): GetFunctionStatsRequest {
+    return GetFunctionStatsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetFunctionStatsRequest>, I>>(object: I): GetFunctionStatsRequest {
+    const message = createBaseGetFunctionStatsRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.nowMs = object.nowMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseFunctionStats(): FunctionStats {
+  return { functionId: "", runsHour: 0, failedHour: 0, runsDay: 0, failedDay: 0 };
+}
+
+export const FunctionStats: MessageFns<FunctionStats> = {
+  encode(message: FunctionStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.functionId !== "") {
+      writer.uint32(10).string(message.functionId);
+    }
+    if (message.runsHour !== 0) {
+      writer.uint32(16).int32(message.runsHour);
+    }
+    if (message.failedHour !== 0) {
+      writer.uint32(24).int32(message.failedHour);
+    }
+    if (message.runsDay !== 0) {
+      writer.uint32(32).int32(message.runsDay);
+    }
+    if (message.failedDay !== 0) {
+      writer.uint32(40).int32(message.failedDay);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FunctionStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFunctionStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.functionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.runsHour = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failedHour = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.runsDay = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.failedDay = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FunctionStats {
+    return {
+      functionId: isSet(object.functionId)
+        ? globalThis.String(object.functionId)
+        : isSet(object.function_id)
+        ? globalThis.String(object.function_id)
+        : "",
+      runsHour: isSet(object.runsHour)
+        ? globalThis.Number(object.runsHour)
+        : isSet(object.runs_hour)
+        ? globalThis.Number(object.runs_hour)
+        : 0,
+      failedHour: isSet(object.failedHour)
+        ? globalThis.Number(object.failedHour)
+        : isSet(object.failed_hour)
+        ? globalThis.Number(object.failed_hour)
+        : 0,
+      runsDay: isSet(object.runsDay)
+        ? globalThis.Number(object.runsDay)
+        : isSet(object.runs_day)
+        ? globalThis.Number(object.runs_day)
+        : 0,
+      failedDay: isSet(object.failedDay)
+        ? globalThis.Number(object.failedDay)
+        : isSet(object.failed_day)
+        ? globalThis.Number(object.failed_day)
+        : 0,
+    };
+  },
+
+  toJSON(message: FunctionStats): unknown {
+    const obj: any = {};
+    if (message.functionId !== "") {
+      obj.functionId = message.functionId;
+    }
+    if (message.runsHour !== 0) {
+      obj.runsHour = Math.round(message.runsHour);
+    }
+    if (message.failedHour !== 0) {
+      obj.failedHour = Math.round(message.failedHour);
+    }
+    if (message.runsDay !== 0) {
+      obj.runsDay = Math.round(message.runsDay);
+    }
+    if (message.failedDay !== 0) {
+      obj.failedDay = Math.round(message.failedDay);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FunctionStats>, I>>(base?: I): FunctionStats {
+    return FunctionStats.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FunctionStats>, I>>(object: I): FunctionStats {
+    const message = createBaseFunctionStats();
+    message.functionId = object.functionId ?? "";
+    message.runsHour = object.runsHour ?? 0;
+    message.failedHour = object.failedHour ?? 0;
+    message.runsDay = object.runsDay ?? 0;
+    message.failedDay = object.failedDay ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetFunctionStatsResponse(): GetFunctionStatsResponse {
+  return { functions: [] };
+}
+
+export const GetFunctionStatsResponse: MessageFns<GetFunctionStatsResponse> = {
+  encode(message: GetFunctionStatsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.functions) {
+      FunctionStats.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetFunctionStatsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetFunctionStatsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.functions.push(FunctionStats.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetFunctionStatsResponse {
+    return {
+      functions: globalThis.Array.isArray(object?.functions)
+        ? object.functions.map((e: any) => FunctionStats.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetFunctionStatsResponse): unknown {
+    const obj: any = {};
+    if (message.functions?.length) {
+      obj.functions = message.functions.map((e) => FunctionStats.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetFunctionStatsResponse>, I>>(base?: I): GetFunctionStatsResponse {
+    return GetFunctionStatsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetFunctionStatsResponse>, I>>(object: I): GetFunctionStatsResponse {
+    const message = createBaseGetFunctionStatsResponse();
+    message.functions = object.functions?.map((e) => FunctionStats.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetFunctionMetricsRequest(): GetFunctionMetricsRequest {
+  return { environmentId: "", functionId: "", fromMs: 0, toMs: 0, bucketSeconds: 0 };
+}
+
+export const GetFunctionMetricsRequest: MessageFns<GetFunctionMetricsRequest> = {
+  encode(message: GetFunctionMetricsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.functionId !== "") {
+      writer.uint32(18).string(message.functionId);
+    }
+    if (message.fromMs !== 0) {
+      writer.uint32(24).int64(message.fromMs);
+    }
+    if (message.toMs !== 0) {
+      writer.uint32(32).int64(message.toMs);
+    }
+    if (message.bucketSeconds !== 0) {
+      writer.uint32(40).int32(message.bucketSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetFunctionMetricsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetFunctionMetricsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.functionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fromMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.toMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bucketSeconds = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetFunctionMetricsRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      functionId: isSet(object.functionId)
+        ? globalThis.String(object.functionId)
+        : isSet(object.function_id)
+        ? globalThis.String(object.function_id)
+        : "",
+      fromMs: isSet(object.fromMs)
+        ? globalThis.Number(object.fromMs)
+        : isSet(object.from_ms)
+        ? globalThis.Number(object.from_ms)
+        : 0,
+      toMs: isSet(object.toMs)
+        ? globalThis.Number(object.toMs)
+        : isSet(object.to_ms)
+        ? globalThis.Number(object.to_ms)
+        : 0,
+      bucketSeconds: isSet(object.bucketSeconds)
+        ? globalThis.Number(object.bucketSeconds)
+        : isSet(object.bucket_seconds)
+        ? globalThis.Number(object.bucket_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: GetFunctionMetricsRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.functionId !== "") {
+      obj.functionId = message.functionId;
+    }
+    if (message.fromMs !== 0) {
+      obj.fromMs = Math.round(message.fromMs);
+    }
+    if (message.toMs !== 0) {
+      obj.toMs = Math.round(message.toMs);
+    }
+    if (message.bucketSeconds !== 0) {
+      obj.bucketSeconds = Math.round(message.bucketSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetFunctionMetricsRequest>, I>>(base?: I): GetFunctionMetricsRequest {
+    return GetFunctionMetricsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetFunctionMetricsRequest>, I>>(object: I): GetFunctionMetricsRequest {
+    const message = createBaseGetFunctionMetricsRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.functionId = object.functionId ?? "";
+    message.fromMs = object.fromMs ?? 0;
+    message.toMs = object.toMs ?? 0;
+    message.bucketSeconds = object.bucketSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseMetricsPoint(): MetricsPoint {
+  return { atMs: 0, runs: 0, failed: 0, p50Ms: 0, p99Ms: 0 };
+}
+
+export const MetricsPoint: MessageFns<MetricsPoint> = {
+  encode(message: MetricsPoint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atMs !== 0) {
+      writer.uint32(8).int64(message.atMs);
+    }
+    if (message.runs !== 0) {
+      writer.uint32(16).int32(message.runs);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(24).int32(message.failed);
+    }
+    if (message.p50Ms !== 0) {
+      writer.uint32(32).int64(message.p50Ms);
+    }
+    if (message.p99Ms !== 0) {
+      writer.uint32(40).int64(message.p99Ms);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MetricsPoint {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMetricsPoint();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.runs = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failed = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.p50Ms = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.p99Ms = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MetricsPoint {
+    return {
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      runs: isSet(object.runs) ? globalThis.Number(object.runs) : 0,
+      failed: isSet(object.failed) ? globalThis.Number(object.failed) : 0,
+      p50Ms: isSet(object.p50Ms)
+        ? globalThis.Number(object.p50Ms)
+        : isSet(object.p50_ms)
+        ? globalThis.Number(object.p50_ms)
+        : 0,
+      p99Ms: isSet(object.p99Ms)
+        ? globalThis.Number(object.p99Ms)
+        : isSet(object.p99_ms)
+        ? globalThis.Number(object.p99_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: MetricsPoint): unknown {
+    const obj: any = {};
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.runs !== 0) {
+      obj.runs = Math.round(message.runs);
+    }
+    if (message.failed !== 0) {
+      obj.failed = Math.round(message.failed);
+    }
+    if (message.p50Ms !== 0) {
+      obj.p50Ms = Math.round(message.p50Ms);
+    }
+    if (message.p99Ms !== 0) {
+      obj.p99Ms = Math.round(message.p99Ms);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MetricsPoint>, I>>(base?: I): MetricsPoint {
+    return MetricsPoint.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MetricsPoint>, I>>(object: I): MetricsPoint {
+    const message = createBaseMetricsPoint();
+    message.atMs = object.atMs ?? 0;
+    message.runs = object.runs ?? 0;
+    message.failed = object.failed ?? 0;
+    message.p50Ms = object.p50Ms ?? 0;
+    message.p99Ms = object.p99Ms ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetFunctionMetricsResponse(): GetFunctionMetricsResponse {
+  return { points: [] };
+}
+
+export const GetFunctionMetricsResponse: MessageFns<GetFunctionMetricsResponse> = {
+  encode(message: GetFunctionMetricsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.points) {
+      MetricsPoint.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetFunctionMetricsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetFunctionMetricsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.points.push(MetricsPoint.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetFunctionMetricsResponse {
+    return {
+      points: globalThis.Array.isArray(object?.points) ? object.points.map((e: any) => MetricsPoint.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: GetFunctionMetricsResponse): unknown {
+    const obj: any = {};
+    if (message.points?.length) {
+      obj.points = message.points.map((e) => MetricsPoint.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetFunctionMetricsResponse>, I>>(base?: I): GetFunctionMetricsResponse {
+    return GetFunctionMetricsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetFunctionMetricsResponse>, I>>(object: I): GetFunctionMetricsResponse {
+    const message = createBaseGetFunctionMetricsResponse();
+    message.points = object.points?.map((e) => MetricsPoint.fromPartial(e)) || [];
+    return message;
+  },
+};
 
 function createBaseListRunsRequest(): ListRunsRequest {
   return {
@@ -2330,6 +3056,37 @@ export const HistoryServiceService = {
     responseSerialize: (value: GetEventResponse): Buffer => Buffer.from(GetEventResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetEventResponse => GetEventResponse.decode(value),
   },
+  /**
+   * GetFunctionStats counts each function's runs that ended in the last hour and day, and how many
+   * of them failed. Idempotent. Errors: INVALID_ARGUMENT.
+   */
+  getFunctionStats: {
+    path: "/stepline.history.v1.HistoryService/GetFunctionStats" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetFunctionStatsRequest): Buffer =>
+      Buffer.from(GetFunctionStatsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetFunctionStatsRequest => GetFunctionStatsRequest.decode(value),
+    responseSerialize: (value: GetFunctionStatsResponse): Buffer =>
+      Buffer.from(GetFunctionStatsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetFunctionStatsResponse => GetFunctionStatsResponse.decode(value),
+  },
+  /**
+   * GetFunctionMetrics buckets one function's runs that ended in [from, to): runs, failures and
+   * duration percentiles per bucket, oldest first; empty buckets are absent. Errors: INVALID_ARGUMENT
+   * (a range of more than 10,000 buckets, or to before from).
+   */
+  getFunctionMetrics: {
+    path: "/stepline.history.v1.HistoryService/GetFunctionMetrics" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetFunctionMetricsRequest): Buffer =>
+      Buffer.from(GetFunctionMetricsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetFunctionMetricsRequest => GetFunctionMetricsRequest.decode(value),
+    responseSerialize: (value: GetFunctionMetricsResponse): Buffer =>
+      Buffer.from(GetFunctionMetricsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetFunctionMetricsResponse => GetFunctionMetricsResponse.decode(value),
+  },
 } as const;
 
 export interface HistoryServiceServer extends UntypedServiceImplementation {
@@ -2356,6 +3113,17 @@ export interface HistoryServiceServer extends UntypedServiceImplementation {
   listEvents: handleUnaryCall<ListEventsRequest, ListEventsResponse>;
   /** GetEvent returns the newest event with this id in an environment. Errors: NOT_FOUND. */
   getEvent: handleUnaryCall<GetEventRequest, GetEventResponse>;
+  /**
+   * GetFunctionStats counts each function's runs that ended in the last hour and day, and how many
+   * of them failed. Idempotent. Errors: INVALID_ARGUMENT.
+   */
+  getFunctionStats: handleUnaryCall<GetFunctionStatsRequest, GetFunctionStatsResponse>;
+  /**
+   * GetFunctionMetrics buckets one function's runs that ended in [from, to): runs, failures and
+   * duration percentiles per bucket, oldest first; empty buckets are absent. Errors: INVALID_ARGUMENT
+   * (a range of more than 10,000 buckets, or to before from).
+   */
+  getFunctionMetrics: handleUnaryCall<GetFunctionMetricsRequest, GetFunctionMetricsResponse>;
 }
 
 export interface HistoryServiceClient extends Client {
@@ -2479,6 +3247,45 @@ export interface HistoryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetEventResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetFunctionStats counts each function's runs that ended in the last hour and day, and how many
+   * of them failed. Idempotent. Errors: INVALID_ARGUMENT.
+   */
+  getFunctionStats(
+    request: GetFunctionStatsRequest,
+    callback: (error: ServiceError | null, response: GetFunctionStatsResponse) => void,
+  ): ClientUnaryCall;
+  getFunctionStats(
+    request: GetFunctionStatsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetFunctionStatsResponse) => void,
+  ): ClientUnaryCall;
+  getFunctionStats(
+    request: GetFunctionStatsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetFunctionStatsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetFunctionMetrics buckets one function's runs that ended in [from, to): runs, failures and
+   * duration percentiles per bucket, oldest first; empty buckets are absent. Errors: INVALID_ARGUMENT
+   * (a range of more than 10,000 buckets, or to before from).
+   */
+  getFunctionMetrics(
+    request: GetFunctionMetricsRequest,
+    callback: (error: ServiceError | null, response: GetFunctionMetricsResponse) => void,
+  ): ClientUnaryCall;
+  getFunctionMetrics(
+    request: GetFunctionMetricsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetFunctionMetricsResponse) => void,
+  ): ClientUnaryCall;
+  getFunctionMetrics(
+    request: GetFunctionMetricsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetFunctionMetricsResponse) => void,
   ): ClientUnaryCall;
 }
 
