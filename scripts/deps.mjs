@@ -36,7 +36,9 @@ function newestUnder(dir) {
 function dashboardStale() {
   const built = mtime(path.join(DASHBOARD, "dist", "index.html"));
   if (built === null) return true;
-  const sources = ["index.html", "vite.config.ts", "package.json"].map((f) => mtime(path.join(DASHBOARD, f)) ?? 0);
+  const sources = ["index.html", "vite.config.ts", "package.json"].map(
+    (f) => mtime(path.join(DASHBOARD, f)) ?? 0,
+  );
   return Math.max(newestUnder(path.join(DASHBOARD, "src")), ...sources) > built;
 }
 

@@ -119,7 +119,9 @@ async function main() {
   // tsc -b builds only shipped code; this covers every test and test helper too.
   await phase("type-check tests", () => check(bin("tsc"), ["-p", "tsconfig.tests.json"]));
   await phase("type-check load tests (k6)", () => check(bin("tsc"), ["-p", "loadtest/tsconfig.json"]));
-  await phase("type-check the dashboard", () => check(bin("tsc"), ["-p", "packages/dashboard/tsconfig.json"]));
+  await phase("type-check the dashboard", () =>
+    check(bin("tsc"), ["-p", "packages/dashboard/tsconfig.json"]),
+  );
   await phase("contracts (buf lint, generated code current)", checkContracts);
   if (!(await phase("install infrastructure", ensureInstalled)).ok) return finish();
   const chromium = await phase("install Chromium (browser tests)", async () =>

@@ -4,7 +4,7 @@
 // Whatever comes in: no 5xx, no crash, and every event acknowledged with a 200 is on Kafka.
 // Bounded in time: each property stops (and fails) past its limit. The figures are printed.
 
-import { NotFoundError } from "@stepline/internal/errors";
+import { NotFoundError, ValidationError } from "@stepline/internal/errors";
 import { startGrpcServer } from "@stepline/internal/grpc";
 import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
@@ -68,6 +68,9 @@ beforeAll(async () => {
       syncApp: async (req) => ({ modified: (await registry.syncApp(validateSync(req))).modified }),
       listApps: (environmentId) => registry.listApps(environmentId),
       listFunctions: async () => [],
+      startRun: async () => {
+        throw new NotFoundError("no function is synced in the fuzz's registry");
+      },
     },
     // History is empty: the fuzz checks the API's validation and answers, not stored runs.
     history: {
@@ -86,6 +89,12 @@ beforeAll(async () => {
       functionMetrics: async () => [],
     },
     functions: { pausedOf: async () => new Set(), setPaused: async () => undefined },
+    // Sync by URL calls nothing here: every URL the fuzz makes is refused before a connection.
+    apps: {
+      sync: async () => {
+        throw new ValidationError("sync by URL is not reached in the fuzz");
+      },
+    },
     runs: {
       cancelRun: async (_env, runId) => {
         throw new NotFoundError(`run ${runId} not found`);
@@ -314,6 +323,11 @@ describe("fuzzing the public inputs", () => {
         "GET /v1/functions/{}/metrics?from={}&bucket={}",
         "POST /v1/functions/{}/pause",
         "GET /v1/environments",
+        "POST /v1/runs/{}/replay",
+        "POST /v1/runs/cancel",
+        "POST /v1/runs/replay",
+        "POST /v1/functions/{}/invoke",
+        "POST /v1/apps/sync",
         "POST /v1/checkpoint/{}/async",
       ),
       segment,

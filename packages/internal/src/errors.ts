@@ -22,6 +22,10 @@ export class ConflictError extends Error {
 export class UnavailableError extends Error {
   override name = "UnavailableError";
 }
+/** Another server (a user's app) could not be reached or answered badly: HTTP 502. */
+export class BadGatewayError extends Error {
+  override name = "BadGatewayError";
+}
 
 /** The HTTP status for an error of the closed set (500 for anything else). */
 export function httpStatusOf(err: unknown): number {
@@ -31,6 +35,7 @@ export function httpStatusOf(err: unknown): number {
   if (err instanceof NotFoundError) return 404;
   if (err instanceof ConflictError) return 409;
   if (err instanceof UnavailableError) return 503;
+  if (err instanceof BadGatewayError) return 502;
   return 500;
 }
 

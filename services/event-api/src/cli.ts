@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The operator's CLI over TenantService gRPC (accounts, environments and event keys),
+// The operator's CLI over TenantService gRPC (accounts, environments and event keys), UserService
+// gRPC (dashboard users; passwords are read from stdin, never from arguments),
 // ExecutorService gRPC (cancelling runs) and QueueService gRPC (pausing functions, dead letters).
 // Internal calls carry STEPLINE_INTERNAL_TOKEN (or the token `npm start` keeps in .stepline/).
 // Exit codes: 0 done, 1 the call failed (the server answered an error or cannot be reached),
@@ -8,12 +9,15 @@ import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs as parseOptions } from "node:util";
 import { callUnary, createClient, useInternalToken } from "@stepline/internal/grpc";
-import type { Account, Environment } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
-import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
+import type { Account, Environment, User } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
+import { TenantServiceClient, UserServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type { DeadLetter } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { ItemKind, QueueServiceClient, RedriveStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { loadCliConfig } from "./config.js";
+import type { PasswordInput } from "./password-input.js";
+import { readPassword } from "./password-input.js";
+import { checkPassword, validateUsername } from "./user-rules.js";
 
 export const USAGE = `usage: stepline [--addr host:port] [--executor host:port] [--queue host:port] [--json] <command>
 
@@ -24,6 +28,11 @@ commands:
   envs list <accountId>             list an account's environments and their keys
   envs get <envId>                  show one environment and its keys
   keys create <envId>               add an event key to an environment
+  users create <accountId> <username>
+                                    create a dashboard user of an account; the password (at least
+                                    12 characters) is read from stdin, or typed at a prompt
+  users list [<accountId>]          list users (of one account)
+  users delete <username>           delete a user and end their sessions
   runs cancel <envId> <runId>       cancel a run
   runs cancel-function <envId> <functionId> [--from <time>] [--to <time>]
                                     cancel the running runs of a function started in [from, to)
@@ -51,9 +60,13 @@ options:
 export interface CliIo {
   stdout: (s: string) => void;
   stderr: (s: string) => void;
+  /** Where `users create` reads the password (default: process.stdin). */
+  stdin?: PasswordInput;
 }
 
 class UsageError extends Error {}
+/** Bad input whose message says it all (no usage after it). */
+class InputError extends UsageError {}
 
 interface Parsed {
   addr: string | null;
@@ -130,6 +143,22 @@ function table(headers: string[], rows: string[][]): string {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+const userRows = (us: User[]) =>
+  us.length === 0
+    ? "(no users)\n"
+    : table(
+        ["USERNAME", "ACCOUNT", "CREATED"],
+        us.map((u) => [u.username, u.accountId, iso(u.createdAtMs)]),
+      );
+
+/** A check of user input that makes a bad value bad usage (exit 2) rather than a failed call. */
+function checked(check: () => unknown): void {
+  try {
+    check();
+  } catch (err) {
+    throw new InputError((err as Error).message);
+  }
+}
 const accountRows = (as: Account[]) =>
   table(
     ["ID", "NAME", "CREATED"],
@@ -209,6 +238,7 @@ export async function runCli(
   const addr = parsed.addr ?? defaultAddr;
   const executorAddr = parsed.executor ?? defaultExecutorAddr;
   const client = createClient(TenantServiceClient, addr);
+  const users = createClient(UserServiceClient, addr);
   const executor = createClient(ExecutorServiceClient, executorAddr);
   const queueAddr = parsed.queue ?? defaultQueueAddr;
   const queue = createClient(QueueServiceClient, queueAddr);
@@ -267,6 +297,36 @@ export async function runCli(
           environmentId: environmentId as string,
         });
         print({ eventKey }, `${eventKey}\n`);
+        break;
+      }
+      case "users create": {
+        const [accountId, username] = need(rest, 2, "users create <accountId> <username>");
+        checked(() => validateUsername(username as string));
+        let password: string;
+        try {
+          password = await readPassword(io.stdin ?? process.stdin, io.stderr);
+        } catch (err) {
+          throw new InputError((err as Error).message);
+        }
+        checked(() => checkPassword(password));
+        const { user } = await callUnary(users.createUser.bind(users), {
+          accountId: accountId as string,
+          username: username as string,
+          password,
+        });
+        print(user, userRows(user ? [user] : []));
+        break;
+      }
+      case "users list": {
+        if (rest.length > 1) throw new UsageError("expected: users list [<accountId>]");
+        const res = await callUnary(users.listUsers.bind(users), { accountId: rest[0] ?? "" });
+        print(res.users, userRows(res.users));
+        break;
+      }
+      case "users delete": {
+        const [username] = need(rest, 1, "users delete <username>");
+        const res = await callUnary(users.deleteUser.bind(users), { username: username as string });
+        print(res, `user ${username} deleted (${res.sessionsEnded} sessions ended)\n`);
         break;
       }
       case "runs cancel": {
@@ -356,6 +416,10 @@ export async function runCli(
     }
     return 0;
   } catch (err) {
+    if (err instanceof InputError) {
+      io.stderr(`stepline: ${err.message}\n`);
+      return 2;
+    }
     if (err instanceof UsageError) {
       io.stderr(`stepline: ${err.message}\n\n${USAGE}`);
       return 2;
@@ -374,6 +438,7 @@ export async function runCli(
     return 1;
   } finally {
     client.close();
+    users.close();
     executor.close();
     queue.close();
   }

@@ -35,6 +35,11 @@ export const configSchema = {
   STEPLINE_EVENT_API_DASHBOARD_DIR: z.string().default(""),
   /** How long history keeps runs and events (history drops them); the dashboard shows it. */
   STEPLINE_HISTORY_RETENTION_DAYS: envInt(30, 1, 3650),
+  /**
+   * Hosts, addresses and CIDR ranges sync by URL may call in production mode beyond public
+   * addresses (comma-separated), as STEPLINE_EXECUTOR_EGRESS_ALLOW is for the executor.
+   */
+  STEPLINE_EVENT_API_EGRESS_ALLOW: z.string().default(""),
 };
 
 /** packages/dashboard/dist, from this file's place in the checkout (or the image). */

@@ -29,7 +29,7 @@ import { historyOverGrpc, registryOverGrpc } from "./rest.js";
 import { quiet, syncWithSdk } from "./sdk-sync.fixture.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
-import { unusedFunctions } from "./unused-deps.fixture.js";
+import { unusedApps, unusedFunctions } from "./unused-deps.fixture.js";
 
 const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
 const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
@@ -86,6 +86,7 @@ async function listen(devMode: boolean, runnerPort: number, historyPort: number)
     history: historyOverGrpc(createClient(HistoryServiceClient, `127.0.0.1:${historyPort}`), 2_000),
     runs: runControl,
     functions: unusedFunctions,
+    apps: unusedApps,
   });
   await app.listen({ port: 0, host: "127.0.0.1" });
   return { app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
@@ -448,6 +449,7 @@ describe("the REST API", () => {
       history: historyOverGrpc(createClient(HistoryServiceClient, "127.0.0.1:1"), 500),
       runs: runControl,
       functions: unusedFunctions,
+      apps: unusedApps,
     });
     try {
       const res = await get(app, "/v1/runs/01HRUN0000000000000000000A", env.signingKey);

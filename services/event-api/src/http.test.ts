@@ -15,7 +15,13 @@ import { buildHttpApp } from "./http.js";
 import { EventProducer } from "./producer.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
-import { unusedFunctions, unusedHistory, unusedRegistry, unusedRuns } from "./unused-deps.fixture.js";
+import {
+  unusedApps,
+  unusedFunctions,
+  unusedHistory,
+  unusedRegistry,
+  unusedRuns,
+} from "./unused-deps.fixture.js";
 
 const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
 const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
@@ -50,6 +56,7 @@ async function setup(opts: { dev?: boolean; loopbackOnly?: boolean; dashboardDir
     history: unusedHistory,
     runs: unusedRuns,
     functions: unusedFunctions,
+    apps: unusedApps,
     dashboardDir: opts.dashboardDir ?? null,
   });
   closers.push(

@@ -19,6 +19,7 @@ import type { Logger } from "@stepline/internal/log";
 import { SpanKind, withSpan } from "@stepline/internal/telemetry";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import Fastify from "fastify";
+import type { AppSyncer } from "./app-sync.js";
 import { browserProblem } from "./browser-guard.js";
 import { registerDashboard } from "./dashboard.js";
 import {
@@ -33,8 +34,11 @@ import type { EventSink } from "./producer.js";
 import type { AppRegistry, FunctionControl, HistoryReader, RunControl } from "./rest.js";
 import { listMetadata, runIdProblem, runView, skipView } from "./rest.js";
 import { derivedIds, seededIds, sendTokenOf } from "./send-ids.js";
+import type { SessionStore } from "./session-http.js";
+import { registerSessions, sessionOf } from "./session-http.js";
 import { translateRegister } from "./sync.js";
 import type { EnvRef } from "./tenancy.js";
+import { registerV1Actions } from "./v1-actions.js";
 import { registerV1Routes } from "./v1-routes.js";
 
 /** How requests are mapped to tenants (the tenancy store, or a test's stand-in over real Redis). */
@@ -56,10 +60,14 @@ export interface HttpDeps {
   history: HistoryReader;
   runs: RunControl;
   functions: FunctionControl;
+  /** Sync by URL (`POST /v1/apps/sync`): a PUT to the app, through the egress policy. */
+  apps: AppSyncer;
   /** The built dashboard (index.html and assets), served at `/`; null serves a page saying so. */
   dashboardDir?: string | null;
   /** Shown by the dashboard (history drops older months). */
   historyRetentionDays?: number;
+  /** Production mode's sign-in (users and sessions); absent or null: no `/v1/session`. */
+  sessions?: SessionStore | null;
   clock?: Clock;
   newId?: () => string;
 }
@@ -112,6 +120,10 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
       if (problem) return reply.status(403).send({ error: problem, status: 403 });
     });
   }
+  // Before every route, so the session hook sees each /v1 request first.
+  if (!deps.devTenant && deps.sessions) {
+    registerSessions(app, { store: deps.sessions, log, hasSigningKey: (req) => bearerOf(req) !== "" });
+  }
   app.addHook("onResponse", async (req, reply) => {
     log.debug(
       { method: req.method, route: req.routeOptions.url, status: reply.statusCode, ms: reply.elapsedTime },
@@ -143,10 +155,13 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
 
   /**
    * The environment a REST request acts on: a signing key's; else, for a caller who may see an
-   * account (dev mode's default tenant), the `X-Stepline-Environment` header's if it is one of
-   * that account's environments, or the default one.
+   * account (a signed-in user's, or dev mode's default tenant), the `X-Stepline-Environment`
+   * header's if it is one of that account's environments, or the account's oldest (dev: default).
    */
   const envOf = async (req: FastifyRequest): Promise<EnvRef> => {
+    // Only found in production mode, and only for requests without a signing key.
+    const session = sessionOf(req);
+    if (session) return accountEnv(session.accountId, headerOf(req, "x-stepline-environment"));
     const base = await bySigningKey(req, "the REST API needs a signing key");
     const wanted = headerOf(req, "x-stepline-environment");
     if (!wanted || wanted === base.environmentId || bearerOf(req)) return base;
@@ -156,6 +171,22 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     }
     return { accountId: base.accountId, environmentId: wanted };
   };
+
+  /** A signed-in account's environment: the one `wanted` names, or its oldest. */
+  const accountEnv = async (accountId: string, wanted: string): Promise<EnvRef> => {
+    const envs = await resolve(async () => deps.tenants.listEnvironments(accountId));
+    const env = wanted ? envs.find((e) => e.id === wanted) : envs[0];
+    if (env) return { accountId, environmentId: env.id };
+    throw new NotFoundError(
+      wanted
+        ? `environment ${wanted.slice(0, 128)} is not one of this account's`
+        : `account ${accountId} has no environments yet: create one with "stepline envs create ${accountId} <name>"`,
+    );
+  };
+
+  /** The signing key's environment, or a signed-in user's (the dashboard reads these routes too). */
+  const restEnvOf = (req: FastifyRequest): Promise<EnvRef> =>
+    sessionOf(req) ? envOf(req) : bySigningKey(req, "the REST API needs a signing key");
 
   const ingest = async (key: string, req: FastifyRequest, reply: FastifyReply) => {
     let ref = key ? await resolve(() => deps.tenants.resolveEventKey(key)) : null;
@@ -220,7 +251,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   });
 
   app.get<{ Params: { eventId: string } }>("/v1/events/:eventId/runs", async (req, reply) => {
-    const ref = await bySigningKey(req, "the REST API needs a signing key");
+    const ref = await restEnvOf(req);
     const problem = eventIdProblem(req.params.eventId);
     if (problem) throw new ValidationError(`event id ${problem}`);
     const runs = await historyCall(() => deps.history.listEventRuns(ref.environmentId, req.params.eventId));
@@ -228,7 +259,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   });
 
   app.get<{ Params: { eventId: string } }>("/v1/events/:eventId/skips", async (req, reply) => {
-    const ref = await bySigningKey(req, "the REST API needs a signing key");
+    const ref = await restEnvOf(req);
     const problem = eventIdProblem(req.params.eventId);
     if (problem) throw new ValidationError(`event id ${problem}`);
     const skips = await historyCall(() => deps.history.listEventSkips(ref.environmentId, req.params.eventId));
@@ -236,7 +267,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   });
 
   app.get<{ Params: { runId: string } }>("/v1/runs/:runId", async (req, reply) => {
-    const ref = await bySigningKey(req, "the REST API needs a signing key");
+    const ref = await restEnvOf(req);
     const problem = runIdProblem(req.params.runId);
     if (problem) throw new ValidationError(problem);
     try {
@@ -249,7 +280,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   });
 
   app.delete<{ Params: { runId: string } }>("/v1/runs/:runId", async (req, reply) => {
-    const ref = await bySigningKey(req, "the REST API needs a signing key");
+    const ref = await restEnvOf(req);
     const problem = runIdProblem(req.params.runId);
     if (problem) throw new ValidationError(problem);
     let res: { cancelled: boolean; status: string };
@@ -312,6 +343,17 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     historyCall,
     mode: deps.devTenant ? "dev" : "production",
     historyRetentionDays: deps.historyRetentionDays ?? 0,
+  });
+  registerV1Actions(app, {
+    apps: deps.apps,
+    history: deps.history,
+    registry: deps.registry,
+    runs: deps.runs,
+    sink: deps.sink,
+    clock,
+    newId,
+    envOf,
+    historyCall,
   });
   registerDashboard(app, deps.dashboardDir ?? null, (req, reply) =>
     reply

@@ -1,9 +1,10 @@
 // event-api: wiring only. Redis (tenancy), the Kafka producer (events), gRPC clients of runner
 // (sync, registry reads), history (REST reads), executor (cancel, checkpoints) and queue (pause),
-// the EventService gRPC server, the TenantService one on the control address, and the public HTTP
-// API with the dashboard.
+// the EventService gRPC server, TenantService and UserService on the control address, and the
+// public HTTP API with the dashboard (and, in production mode, its sign-in).
 
 import { systemClock } from "@stepline/internal/clock";
+import { egressPolicy } from "@stepline/internal/egress";
 import { createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { newId } from "@stepline/internal/ids";
 import { createKafka, topicNames } from "@stepline/internal/kafka";
@@ -13,6 +14,7 @@ import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/exec
 import { HistoryServiceClient } from "@stepline/proto/stepline/history/v1/history_service";
 import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
+import { appSyncer } from "./app-sync.js";
 import { DEFAULT_DASHBOARD_DIR, loadEventApiConfig } from "./config.js";
 import { eventService } from "./event-server.js";
 import { buildHttpApp } from "./http.js";
@@ -20,6 +22,8 @@ import { EventProducer } from "./producer.js";
 import { functionControlOverGrpc, historyOverGrpc, registryOverGrpc, runControlOverGrpc } from "./rest.js";
 import { TenancyStore } from "./tenancy.js";
 import { tenantService } from "./tenant-server.js";
+import { userService } from "./user-server.js";
+import { UserStore } from "./users.js";
 
 runService(
   {
@@ -29,6 +33,7 @@ runService(
       const redis = createRedis(config.STEPLINE_REDIS_URL, log);
       onStop(() => redis.disconnect());
       const tenancy = new TenancyStore(redis);
+      const users = new UserStore(redis);
       const devTenant = config.STEPLINE_DEV ? await tenancy.ensureDevTenant() : null;
       if (devTenant) log.info({ accountId: devTenant.accountId, environmentId: devTenant.id }, "dev mode");
 
@@ -61,6 +66,7 @@ runService(
       onStop(() => grpc.close());
       const control = await startGrpcServer(config.STEPLINE_EVENT_API_CONTROL_ADDR, [
         tenantService(tenancy, log),
+        userService(users, log),
       ]);
       onStop(() => control.close());
       const http = buildHttpApp({
@@ -73,8 +79,19 @@ runService(
         history: historyOverGrpc(history, rpcTimeout),
         runs: runControlOverGrpc(executor, rpcTimeout),
         functions: functionControlOverGrpc(queue, rpcTimeout),
+        apps: appSyncer({
+          egress: egressPolicy({
+            dev: config.STEPLINE_DEV,
+            allow: config.STEPLINE_EVENT_API_EGRESS_ALLOW,
+            who: "event-api",
+            allowVariable: "STEPLINE_EVENT_API_EGRESS_ALLOW",
+          }),
+          timeoutMs: rpcTimeout,
+        }),
         dashboardDir: config.STEPLINE_EVENT_API_DASHBOARD_DIR || DEFAULT_DASHBOARD_DIR,
         historyRetentionDays: config.STEPLINE_HISTORY_RETENTION_DAYS,
+        // Dev mode needs no sign-in.
+        sessions: devTenant ? null : users,
       });
       await http.listen({ port: config.STEPLINE_HTTP_PORT, host: config.STEPLINE_EVENT_API_HTTP_HOST });
       // Stopped first: it stops taking requests, and in-flight ones finish (their Kafka sends too).

@@ -9,7 +9,13 @@ import { buildHttpApp } from "./http.js";
 import { EventProducer, mapKafkaError } from "./producer.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
-import { unusedFunctions, unusedHistory, unusedRegistry, unusedRuns } from "./unused-deps.fixture.js";
+import {
+  unusedApps,
+  unusedFunctions,
+  unusedHistory,
+  unusedRegistry,
+  unusedRuns,
+} from "./unused-deps.fixture.js";
 
 const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
 const redisUrl = requiredEnv("STEPLINE_TEST_REDIS_URL");
@@ -35,6 +41,7 @@ function appWith(producer: EventProducer) {
     history: unusedHistory,
     runs: unusedRuns,
     functions: unusedFunctions,
+    apps: unusedApps,
   });
   stops.push(
     () => app.close(),

@@ -21,6 +21,7 @@ import type {
   App,
   RegisteredFunction,
   RunnerServiceClient,
+  StartRunRequest,
   SyncAppRequest,
   SyncAppResponse,
 } from "@stepline/proto/stepline/runner/v1/runner_service";
@@ -80,6 +81,8 @@ export interface AppRegistry {
   syncApp(req: SyncAppRequest): Promise<SyncAppResponse>;
   listApps(environmentId: string): Promise<App[]>;
   listFunctions(environmentId: string): Promise<RegisteredFunction[]>;
+  /** Starts a run of a function with these events (a replay); NotFoundError when it is not synced. */
+  startRun(req: StartRunRequest): Promise<string>;
 }
 
 /** Pausing functions (QueueService: a paused function's items stay queued, in order). */
@@ -151,6 +154,9 @@ export function registryOverGrpc(client: RunnerServiceClient, deadlineMs: number
     },
     async listFunctions(environmentId) {
       return (await callUnary(client.listFunctions.bind(client), { environmentId }, deadlineMs)).functions;
+    },
+    async startRun(req) {
+      return (await callUnary(client.startRun.bind(client), req, deadlineMs)).runId;
     },
   };
 }

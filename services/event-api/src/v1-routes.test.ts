@@ -24,7 +24,7 @@ import { EventProducer } from "./producer.js";
 import type { AppRegistry, FunctionControl, HistoryReader } from "./rest.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
-import { unusedRuns } from "./unused-deps.fixture.js";
+import { unusedApps, unusedRuns } from "./unused-deps.fixture.js";
 
 const log = createLogger("event-api-test", "silent");
 const tag = uniqueTag();
@@ -115,6 +115,9 @@ const registry: AppRegistry = {
     },
   ],
   listFunctions: async () => [charge],
+  startRun: async () => {
+    throw new Error("not in this test");
+  },
 };
 const functions: FunctionControl = {
   pausedOf: async (_a, _e, ids) => new Set(ids.filter((id) => paused.has(id))),
@@ -156,6 +159,7 @@ beforeAll(async () => {
     history,
     runs: unusedRuns,
     functions,
+    apps: unusedApps,
     historyRetentionDays: 14,
   });
 });
@@ -355,6 +359,8 @@ describe("REST /v1 for the dashboard", () => {
     expect(offsets.reduce((n, p) => n + Number(p.high), 0)).toBe(1);
     const bad = await app.inject({ method: "POST", url: "/v1/events", payload: { data: {} } });
     expect(bad.statusCode).toBe(400);
-    expect((await get("/v1/settings")).json()).toEqual({ data: { mode: "dev", history_retention_days: 14 } });
+    expect((await get("/v1/settings")).json()).toEqual({
+      data: { mode: "dev", history_retention_days: 14, signed_in_as: null },
+    });
   });
 });

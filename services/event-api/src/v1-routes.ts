@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { eventIdProblem } from "./events.js";
 import type { AppRegistry, FunctionControl, HistoryReader } from "./rest.js";
 import { listMetadata, runIdProblem, runView } from "./rest.js";
+import { signedInAs } from "./session-http.js";
 import type { EnvRef } from "./tenancy.js";
 import { appView, eventView, functionView, stepView } from "./views.js";
 
@@ -36,10 +37,10 @@ const STATUS_BY_NAME: Record<string, RunStatus> = {
   cancelled: RunStatus.RUN_STATUS_CANCELLED,
 };
 
-type Query = Record<string, string | undefined>;
+export type Query = Record<string, string | undefined>;
 
 /** A page size from `?limit=`: absent means `fallback`, else an integer 1..max. */
-function limitOf(q: Query, fallback: number, max: number): number {
+export function limitOf(q: Query, fallback: number, max: number): number {
   if (q.limit === undefined || q.limit === "") return fallback;
   const n = Number(q.limit);
   if (!Number.isInteger(n) || n < 1 || n > max)
@@ -48,7 +49,7 @@ function limitOf(q: Query, fallback: number, max: number): number {
 }
 
 /** A time bound from a query parameter: ISO-8601 or epoch ms; 0 when absent. */
-function timeOf(q: Query, name: string): number {
+export function timeOf(q: Query, name: string): number {
   const v = q[name];
   if (v === undefined || v === "") return 0;
   const ms = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
@@ -60,7 +61,7 @@ function timeOf(q: Query, name: string): number {
   return ms;
 }
 
-function statusesOf(q: Query): RunStatus[] {
+export function statusesOf(q: Query): RunStatus[] {
   if (!q.status) return [];
   return q.status.split(",").map((name) => {
     const status = STATUS_BY_NAME[name.trim().toLowerCase()];
@@ -73,14 +74,14 @@ function statusesOf(q: Query): RunStatus[] {
   });
 }
 
-function checkEventId(id: string): string {
+export function checkEventId(id: string): string {
   const problem = eventIdProblem(id);
   if (problem) throw new ValidationError(`event id ${problem}`);
   return id;
 }
 
 /** A function id from the path: it must be one of the environment's functions. */
-async function functionOf(deps: V1Deps, ref: EnvRef, id: string) {
+export async function functionOf(deps: { registry: AppRegistry }, ref: EnvRef, id: string) {
   const fns = await deps.registry.listFunctions(ref.environmentId);
   const fn = fns.find((f) => f.config?.id === id);
   if (!fn) throw new NotFoundError(`function ${id.slice(0, 200)} is not synced in this environment`);
@@ -91,8 +92,14 @@ export function registerV1Routes(app: FastifyInstance, deps: V1Deps): void {
   const { history, registry } = deps;
   const meta = () => listMetadata(deps.clock.now());
 
-  app.get("/v1/settings", async (_req, reply) =>
-    reply.send({ data: { mode: deps.mode, history_retention_days: deps.historyRetentionDays } }),
+  app.get("/v1/settings", async (req, reply) =>
+    reply.send({
+      data: {
+        mode: deps.mode,
+        history_retention_days: deps.historyRetentionDays,
+        signed_in_as: signedInAs(req),
+      },
+    }),
   );
 
   app.get("/v1/environments", async (req, reply) => {

@@ -3,11 +3,10 @@
 // with a size cap and its signature checked (production mode).
 
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { isIP } from "node:net";
+import type { EgressPolicy } from "@stepline/internal/egress";
+import { guardedLookup, literalRefusal } from "@stepline/internal/egress";
 import canonicalize from "canonicalize";
 import { Agent, request } from "undici";
-import type { EgressPolicy } from "./egress.js";
-import { guardedLookup, refusedMessage } from "./egress.js";
 import type { CallOutcome } from "./steps.js";
 
 /** What a call body is built from. */
@@ -186,14 +185,8 @@ export class AppClient {
   async call(c: AppCall): Promise<CallOutcome> {
     const url = new URL(c.url);
     url.searchParams.set("stepId", c.stepId);
-    // An address in the URL is never looked up, so the connect-time check does not see it.
-    const literal = url.hostname.replace(/^\[(.*)\]$/, "$1");
-    const refused =
-      this.opts.egress && isIP(literal) && !this.opts.egress.allowsHost(literal)
-        ? this.opts.egress.refusal(literal)
-        : null;
-    if (refused)
-      return { kind: "failure", message: refusedMessage(literal, literal, refused), retriable: false };
+    const refused = this.opts.egress ? literalRefusal(this.opts.egress, url) : null;
+    if (refused) return { kind: "failure", message: refused, retriable: false };
     const headers: Record<string, string> = {
       "content-type": "application/json",
       "x-inngest-req-version": requestVersionHeader(c.reqVersion),

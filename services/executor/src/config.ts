@@ -8,8 +8,8 @@ import {
   loadConfig,
   redisSchema,
 } from "@stepline/internal/config";
+import { egressPolicy } from "@stepline/internal/egress";
 import { z } from "zod";
-import { egressPolicy } from "./egress.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const ADDR = /^[^\s:,]+:\d{1,5}$/;

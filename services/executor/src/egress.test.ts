@@ -2,9 +2,9 @@
 // and the check on resolved names at connect time through a real AppClient and HTTP server.
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { egressPolicy } from "@stepline/internal/egress";
 import { describe, expect, it } from "vitest";
 import { AppClient } from "./app-client.js";
-import { egressPolicy } from "./egress.js";
 
 describe("the egress policy", () => {
   it("refuses loopback, private, link-local and metadata addresses in production mode", () => {

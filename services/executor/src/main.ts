@@ -1,6 +1,7 @@
 // Executor process wiring: clients, the ExecutorService gRPC server, and the Work streams (one
 // per queue replica) that run leased items.
 import { systemClock } from "@stepline/internal/clock";
+import { egressPolicy } from "@stepline/internal/egress";
 import { createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createKafka, topicNames } from "@stepline/internal/kafka";
 import { runService } from "@stepline/internal/lifecycle";
@@ -15,7 +16,6 @@ import { AppClient } from "./app-client.js";
 import { Canceller } from "./cancel.js";
 import { Checkpointer } from "./checkpoint.js";
 import { loadExecutorConfig } from "./config.js";
-import { egressPolicy } from "./egress.js";
 import { createItemHandler } from "./execute.js";
 import { failRun } from "./finalize.js";
 import { HistoryProducer } from "./history.js";

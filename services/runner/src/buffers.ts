@@ -17,7 +17,7 @@ import type { Redis, Result } from "ioredis";
 import type { ScheduleRuns } from "./consumer.js";
 import { celMatches } from "./expr.js";
 import { flowConfig, keyHash } from "./flow.js";
-import { claimRunIds, IDEMPOTENCY_TTL_S } from "./idempotency.js";
+import { IDEMPOTENCY_TTL_S } from "./idempotency.js";
 import {
   batchListKey,
   batchMetaKey,
@@ -28,7 +28,7 @@ import {
 } from "./keys.js";
 import type { StoredFunction } from "./model.js";
 import type { Registry } from "./registry.js";
-import { runSpan, runSpecOf } from "./runs.js";
+import { startRun } from "./runs.js";
 
 declare module "ioredis" {
   interface RedisCommander<Context> {
@@ -237,21 +237,8 @@ export class Buffers {
   }
 
   /** Claims the buffer's run id (stable per buffer) and schedules the run. */
-  private async start(
-    fn: StoredFunction,
-    env: string,
-    bufferId: string,
-    eventsJson: string[],
-  ): Promise<string> {
-    const startMs = Date.now();
-    const [runId] = await claimRunIds(this.deps.redis, [
-      { environmentId: env, functionId: fn.fn.id, eventId: bufferId },
-    ]);
-    const first = eventsJson[0] ?? "{}";
-    const trace = runSpan(fn, runId as string, "buffer", undefined, startMs);
-    const spec = runSpecOf(fn, env, runId as string, first, JSON.parse(first) as unknown, trace);
-    await this.deps.schedule([{ ...spec, eventsJson }]);
-    return runId as string;
+  private start(fn: StoredFunction, env: string, bufferId: string, eventsJson: string[]): Promise<string> {
+    return startRun(this.deps, { fn, environmentId: env, claimKey: bufferId, eventsJson, trigger: "buffer" });
   }
 
   private async function(env: string, fnId: string): Promise<StoredFunction | undefined> {

@@ -15,6 +15,7 @@ import { Crons } from "./crons.js";
 import { grpcPauses } from "./pauses.js";
 import { grpcEnqueue } from "./queue-client.js";
 import { Registry } from "./registry.js";
+import { Replays } from "./replays.js";
 import { runnerService } from "./server.js";
 import { KafkaSkipSink } from "./skips.js";
 
@@ -52,7 +53,7 @@ runService(
         log: log.child({ component: "cron" }),
       });
       const grpc = await startGrpcServer(config.STEPLINE_RUNNER_GRPC_ADDR, [
-        runnerService(log, registry, crons, buffers),
+        runnerService(log, registry, crons, buffers, new Replays({ redis, registry, schedule })),
       ]);
       onStop(() => grpc.close());
       const kafka = createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-runner", log);

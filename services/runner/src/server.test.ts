@@ -1,4 +1,4 @@
-import { ValidationError } from "@stepline/internal/errors";
+import { NotFoundError, ValidationError } from "@stepline/internal/errors";
 import type { GrpcServer } from "@stepline/internal/grpc";
 import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { newId } from "@stepline/internal/ids";
@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Buffers } from "./buffers.js";
 import { Crons } from "./crons.js";
 import { Registry } from "./registry.js";
+import { Replays } from "./replays.js";
 import { runnerService } from "./server.js";
 
 const REDIS_URL = requiredEnv("STEPLINE_TEST_REDIS_URL");
@@ -47,7 +48,8 @@ beforeAll(async () => {
     clock: { now: () => now },
     log,
   });
-  server = await startGrpcServer("127.0.0.1:0", [runnerService(log, registry, crons, buffers)]);
+  const replays = new Replays({ redis, registry, schedule: async (runs) => void scheduled.push(...runs) });
+  server = await startGrpcServer("127.0.0.1:0", [runnerService(log, registry, crons, buffers, replays)]);
   client = createClient(RunnerServiceClient, `127.0.0.1:${server.port}`);
 });
 
@@ -123,6 +125,37 @@ describe("RunnerService over gRPC", () => {
 
     await syncApp([fn()]);
     expect(await listApps()).toMatchObject([{ functions: 1, lastSyncError: "" }]);
+  });
+
+  it("starts a run of a function with given events, once per request id (a replay)", async () => {
+    await syncApp([fn()]);
+    const event = JSON.stringify({
+      name: "shop/order.placed",
+      data: { total: 5 },
+      id: "evt-replayed",
+      ts: 1,
+    });
+    const req = { environmentId: env, functionId: "shop-checkout", eventsJson: [event], requestId: newId() };
+    const before = scheduled.length;
+    const { runId } = await callUnary(client.startRun.bind(client), req);
+    expect(runId).toMatch(/^[0-9A-Z]{26}$/);
+    expect(scheduled.slice(before)).toMatchObject([
+      { runId, functionId: "shop-checkout", eventsJson: [event] },
+    ]);
+    // The same request again answers the same run.
+    expect((await callUnary(client.startRun.bind(client), req)).runId).toBe(runId);
+    // Another request replays it again: a new run.
+    const again = await callUnary(client.startRun.bind(client), { ...req, requestId: newId() });
+    expect(again.runId).not.toBe(runId);
+
+    const refused = async (over: object) =>
+      (await callUnary(client.startRun.bind(client), { ...req, requestId: newId(), ...over }).catch(
+        (e) => e,
+      )) as Error;
+    expect(await refused({ functionId: "shop-gone" })).toBeInstanceOf(NotFoundError);
+    expect((await refused({ eventsJson: [] })).message).toBe("a run needs 1 to 1000 events");
+    expect((await refused({ eventsJson: ["[1]"] })).message).toBe("events_json[0] must be an event object");
+    expect((await refused({ requestId: "" })).message).toMatch(/request_id must be/);
   });
 
   it("answers INVALID_ARGUMENT for a malformed environment id in ListFunctions", async () => {

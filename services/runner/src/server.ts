@@ -16,6 +16,8 @@ import type {
   ListAppsResponse,
   ListFunctionsRequest,
   ListFunctionsResponse,
+  StartRunRequest,
+  StartRunResponse,
   SyncAppRequest,
   SyncAppResponse,
 } from "@stepline/proto/stepline/runner/v1/runner_service";
@@ -25,12 +27,19 @@ import type { Crons } from "./crons.js";
 import { flowLimits } from "./flow.js";
 import type { AppSync, FunctionDef } from "./model.js";
 import type { Registry } from "./registry.js";
+import type { Replays } from "./replays.js";
 import { isAppId, isEnvironmentId, validateSync } from "./validate.js";
 
 const MAX_LIMITS_PER_CALL = 10_000;
 
 /** The RunnerService definition and implementation, for startGrpcServer. */
-export function runnerService(log: Logger, registry: Registry, crons: Crons, buffers: Buffers) {
+export function runnerService(
+  log: Logger,
+  registry: Registry,
+  crons: Crons,
+  buffers: Buffers,
+  replays: Replays,
+) {
   return {
     definition: RunnerServiceService,
     implementation: {
@@ -73,6 +82,7 @@ export function runnerService(log: Logger, registry: Registry, crons: Crons, buf
       fireCron: unary<FireCronRequest, FireCronResponse>(log, (req) => crons.fire(req)),
       fireDebounce: unary<FireDebounceRequest, FireDebounceResponse>(log, (req) => buffers.fireDebounce(req)),
       fireBatch: unary<FireBatchRequest, FireBatchResponse>(log, (req) => buffers.fireBatch(req)),
+      startRun: unary<StartRunRequest, StartRunResponse>(log, (req) => replays.start(req)),
       getFlowLimits: unary<GetFlowLimitsRequest, GetFlowLimitsResponse>(log, async (req) => {
         if (req.functions.length > MAX_LIMITS_PER_CALL) {
           throw new ValidationError(`at most ${MAX_LIMITS_PER_CALL} functions per call`);

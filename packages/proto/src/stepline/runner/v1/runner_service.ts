@@ -195,6 +195,19 @@ export interface ListAppsResponse {
   apps: App[];
 }
 
+export interface StartRunRequest {
+  environmentId: string;
+  functionId: string;
+  /** The run's events, each the whole event JSON {name, data, id, ts, ...}; at most 1000. */
+  eventsJson: string[];
+  /** Chosen by the caller (a ULID), so that a retried call starts one run. */
+  requestId: string;
+}
+
+export interface StartRunResponse {
+  runId: string;
+}
+
 function createBaseFireDebounceRequest(): FireDebounceRequest {
   return { environmentId: "", functionId: "", debounceId: "", keyHash: "" };
 }
@@ -2436,6 +2449,212 @@ export const ListAppsResponse: MessageFns<ListAppsResponse> = {
   },
 };
 
+function createBaseStartRunRequest(): StartRunRequest {
+  return { environmentId: "", functionId: "", eventsJson: [], requestId: "" };
+}
+
+export const StartRunRequest: MessageFns<StartRunRequest> = {
+  encode(message: StartRunRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environmentId !== "") {
+      writer.uint32(10).string(message.environmentId);
+    }
+    if (message.functionId !== "") {
+      writer.uint32(18).string(message.functionId);
+    }
+    for (const v of message.eventsJson) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(34).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartRunRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartRunRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.functionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.eventsJson.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartRunRequest {
+    return {
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      functionId: isSet(object.functionId)
+        ? globalThis.String(object.functionId)
+        : isSet(object.function_id)
+        ? globalThis.String(object.function_id)
+        : "",
+      eventsJson: globalThis.Array.isArray(object?.eventsJson)
+        ? object.eventsJson.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.events_json)
+        ? object.events_json.map((e: any) => globalThis.String(e))
+        : [],
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: StartRunRequest): unknown {
+    const obj: any = {};
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.functionId !== "") {
+      obj.functionId = message.functionId;
+    }
+    if (message.eventsJson?.length) {
+      obj.eventsJson = message.eventsJson;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StartRunRequest>, I>>(base?: I): StartRunRequest {
+    return StartRunRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StartRunRequest>, I>>(object: I): StartRunRequest {
+    const message = createBaseStartRunRequest();
+    message.environmentId = object.environmentId ?? "";
+    message.functionId = object.functionId ?? "";
+    message.eventsJson = object.eventsJson?.map((e) => e) || [];
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseStartRunResponse(): StartRunResponse {
+  return { runId: "" };
+}
+
+export const StartRunResponse: MessageFns<StartRunResponse> = {
+  encode(message: StartRunResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartRunResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartRunResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartRunResponse {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+    };
+  },
+
+  toJSON(message: StartRunResponse): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StartRunResponse>, I>>(base?: I): StartRunResponse {
+    return StartRunResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StartRunResponse>, I>>(object: I): StartRunResponse {
+    const message = createBaseStartRunResponse();
+    message.runId = object.runId ?? "";
+    return message;
+  },
+};
+
 /**
  * RunnerService owns the function registry (the synced configs of every app) and decides which
  * functions an event starts. Registry keys live in Redis under the `r:` prefix.
@@ -2480,6 +2699,21 @@ export const RunnerServiceService = {
     requestDeserialize: (value: Buffer): ListAppsRequest => ListAppsRequest.decode(value),
     responseSerialize: (value: ListAppsResponse): Buffer => Buffer.from(ListAppsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAppsResponse => ListAppsResponse.decode(value),
+  },
+  /**
+   * StartRun starts a run of a function with the given events, outside trigger matching: a replay
+   * of a past run (the REST API's `POST /v1/runs/:id/replay`). Idempotent per request_id: a
+   * repeated call answers the same run. Errors: NOT_FOUND (the function is not synced in the
+   * environment), INVALID_ARGUMENT (no events, an event that is not a JSON object, no request id).
+   */
+  startRun: {
+    path: "/stepline.runner.v1.RunnerService/StartRun" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StartRunRequest): Buffer => Buffer.from(StartRunRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StartRunRequest => StartRunRequest.decode(value),
+    responseSerialize: (value: StartRunResponse): Buffer => Buffer.from(StartRunResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StartRunResponse => StartRunResponse.decode(value),
   },
   /**
    * FireCron starts the run of one tick of a function's cron trigger (the executor calls it when
@@ -2556,6 +2790,13 @@ export interface RunnerServiceServer extends UntypedServiceImplementation {
    * app whose first sync was refused is listed with its error). Idempotent.
    */
   listApps: handleUnaryCall<ListAppsRequest, ListAppsResponse>;
+  /**
+   * StartRun starts a run of a function with the given events, outside trigger matching: a replay
+   * of a past run (the REST API's `POST /v1/runs/:id/replay`). Idempotent per request_id: a
+   * repeated call answers the same run. Errors: NOT_FOUND (the function is not synced in the
+   * environment), INVALID_ARGUMENT (no events, an event that is not a JSON object, no request id).
+   */
+  startRun: handleUnaryCall<StartRunRequest, StartRunResponse>;
   /**
    * FireCron starts the run of one tick of a function's cron trigger (the executor calls it when
    * the tick's queue item comes due) and says when the chain's next tick is. A tick of a cron the
@@ -2638,6 +2879,27 @@ export interface RunnerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAppsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * StartRun starts a run of a function with the given events, outside trigger matching: a replay
+   * of a past run (the REST API's `POST /v1/runs/:id/replay`). Idempotent per request_id: a
+   * repeated call answers the same run. Errors: NOT_FOUND (the function is not synced in the
+   * environment), INVALID_ARGUMENT (no events, an event that is not a JSON object, no request id).
+   */
+  startRun(
+    request: StartRunRequest,
+    callback: (error: ServiceError | null, response: StartRunResponse) => void,
+  ): ClientUnaryCall;
+  startRun(
+    request: StartRunRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StartRunResponse) => void,
+  ): ClientUnaryCall;
+  startRun(
+    request: StartRunRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StartRunResponse) => void,
   ): ClientUnaryCall;
   /**
    * FireCron starts the run of one tick of a function's cron trigger (the executor calls it when

@@ -1,6 +1,7 @@
-// Which addresses the executor may call. An app URL comes from whoever synced the app, so in
+// Which addresses Stepline may call on a tenant's behalf: the executor's calls of apps, and
+// event-api's sync of an app by URL. An app URL comes from whoever synced the app, so in
 // production mode a tenant could point it at the cluster's own services (Redis, ClickHouse, the
-// cloud's metadata endpoint) and read the answer back through its run's error. The policy is
+// cloud's metadata endpoint) and read the answer back through its run's error or the sync's. The policy is
 // checked on the addresses a name resolves to, at connect time (a lookup hook on the HTTP agent),
 // so a name that resolves to a public address when synced and a private one later is refused too.
 import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions, type LookupOptions } from "node:dns";
@@ -28,6 +29,9 @@ const RANGES: Array<[kind: Kind, network: string, prefix: number, type: "ipv4" |
 type Kind = "loopback" | "unspecified" | "private" | "link-local" | "metadata" | "multicast" | "reserved";
 
 export interface EgressPolicy {
+  /** Who calls, and the variable that allows more, for the refusal's message. */
+  readonly who: string;
+  readonly allowVariable: string;
   /** Why `address` may not be called, or null when it may. */
   refusal(address: string): string | null;
   /** True when `hostname` is allowed by name (its addresses are not checked). */
@@ -44,7 +48,12 @@ export class EgressRefusedError extends Error {
  * or a compose network) allows loopback and private addresses, never link-local or metadata ones.
  * `allow` lists host names and addresses or CIDR ranges (comma-separated) that are always allowed.
  */
-export function egressPolicy(opts: { dev: boolean; allow: string }): EgressPolicy {
+export function egressPolicy(opts: {
+  dev: boolean;
+  allow: string;
+  who?: string;
+  allowVariable?: string;
+}): EgressPolicy {
   const refused = new Map<Kind, BlockList>();
   for (const [kind, network, prefix, type] of RANGES) {
     if (opts.dev && (kind === "loopback" || kind === "private")) continue;
@@ -67,6 +76,8 @@ export function egressPolicy(opts: { dev: boolean; allow: string }): EgressPolic
     else allowed.addSubnet(address ?? "", Number(bits), family === 4 ? "ipv4" : "ipv6");
   }
   return {
+    who: opts.who ?? "the executor",
+    allowVariable: opts.allowVariable ?? "STEPLINE_EXECUTOR_EGRESS_ALLOW",
     allowsHost: (hostname) => allowedHosts.has(hostname.toLowerCase()),
     refusal(address) {
       const family = isIP(address) === 6 ? "ipv6" : "ipv4";
@@ -81,9 +92,20 @@ export function egressPolicy(opts: { dev: boolean; allow: string }): EgressPolic
 }
 
 /** The error a refused address gets: what was refused, why, and how to allow it. */
-export function refusedMessage(host: string, address: string, kind: string): string {
+export function refusedMessage(policy: EgressPolicy, host: string, address: string, kind: string): string {
   const where = host === address ? address : `${host} (${address})`;
-  return `egress policy: the executor does not call ${where}, a ${kind} address; allow it with STEPLINE_EXECUTOR_EGRESS_ALLOW`;
+  return `egress policy: ${policy.who} does not call ${where}, a ${kind} address; allow it with ${policy.allowVariable}`;
+}
+
+/**
+ * The refusal of a URL whose host is an address (never looked up, so the connect-time check does
+ * not see it), or null.
+ */
+export function literalRefusal(policy: EgressPolicy, url: URL): string | null {
+  const literal = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (!isIP(literal) || policy.allowsHost(literal)) return null;
+  const kind = policy.refusal(literal);
+  return kind ? refusedMessage(policy, literal, literal, kind) : null;
 }
 
 type LookupCallback = (
@@ -105,7 +127,9 @@ export function guardedLookup(policy: EgressPolicy) {
       if (!policy.allowsHost(hostname)) {
         for (const a of addresses) {
           const kind = policy.refusal(a.address);
-          if (kind) return callback(new EgressRefusedError(refusedMessage(hostname, a.address, kind)), []);
+          if (kind) {
+            return callback(new EgressRefusedError(refusedMessage(policy, hostname, a.address, kind)), []);
+          }
         }
       }
       if (options.all) return callback(null, addresses);
