@@ -12,8 +12,14 @@ export const SCREENSHOTS_DIR = path.join(import.meta.dirname, "..", "screenshots
 
 export interface BrowserPage {
   page: Page;
-  /** Console errors and uncaught exceptions so far, as text. */
+  /** Console errors and uncaught exceptions so far, as text (less the ones `expectFailedLoad` allowed). */
   errors: string[];
+  /**
+   * Allows the browser's "Failed to load resource: ... status of <status>" console error for the
+   * next such answer: Chromium logs every 4xx a page's fetch gets, so a test of an expected
+   * refusal (a wrong password) names it.
+   */
+  expectFailedLoad(status: number): void;
   /** Saves a full-page screenshot as `<name>.png` in SCREENSHOTS_DIR. */
   screenshot(name: string): Promise<void>;
   close(): Promise<void>;
@@ -35,15 +41,20 @@ export async function openPage(
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   const errors: string[] = [];
+  const expected: number[] = [];
   page.on("console", (msg) => {
-    if (msg.type() === "error" || msg.type() === "warning")
-      errors.push(`console ${msg.type()}: ${msg.text()}`);
+    if (msg.type() !== "error" && msg.type() !== "warning") return;
+    const status = /Failed to load resource: .* status of (\d{3})/.exec(msg.text())?.[1];
+    const i = status ? expected.indexOf(Number(status)) : -1;
+    if (i >= 0) expected.splice(i, 1);
+    else errors.push(`console ${msg.type()}: ${msg.text()}`);
   });
   page.on("pageerror", (err) => errors.push(`uncaught: ${err.message}`));
   mkdirSync(SCREENSHOTS_DIR, { recursive: true });
   return {
     page,
     errors,
+    expectFailedLoad: (status) => void expected.push(status),
     screenshot: async (name) => {
       await page.screenshot({ path: path.join(SCREENSHOTS_DIR, `${name}.png`), fullPage: true });
     },

@@ -345,6 +345,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     historyRetentionDays: deps.historyRetentionDays ?? 0,
   });
   registerV1Actions(app, {
+    log,
     apps: deps.apps,
     history: deps.history,
     registry: deps.registry,

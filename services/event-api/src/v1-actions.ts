@@ -2,7 +2,9 @@
 // event), cancel or replay every run a filter matches, invoke a function with a payload, and sync
 // an app by its URL. Documented in the README ("REST API").
 import type { Clock } from "@stepline/internal/clock";
-import { ConflictError, NotFoundError, ValidationError } from "@stepline/internal/errors";
+import { ConflictError, NotFoundError, UnavailableError, ValidationError } from "@stepline/internal/errors";
+import type { Logger } from "@stepline/internal/log";
+import { retry } from "@stepline/internal/retry";
 import type { Run } from "@stepline/proto/stepline/history/v1/history_service";
 import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { FastifyInstance, FastifyRequest } from "fastify";
@@ -16,6 +18,7 @@ import type { Query } from "./v1-routes.js";
 import { checkEventId, functionOf, statusesOf, timeOf } from "./v1-routes.js";
 
 export interface V1ActionDeps {
+  log: Logger;
   apps: AppSyncer;
   history: HistoryReader;
   registry: AppRegistry;
@@ -29,6 +32,8 @@ export interface V1ActionDeps {
 
 /** The most runs one bulk request acts on; the answer says when the filter matched more. */
 export const BULK_MAX_RUNS = 1000;
+/** How long a replay waits for history to have its new run before it answers anyway. */
+const REPLAY_VISIBLE_WAIT_MS = 10_000;
 /** Runs cancelled or replayed at once within a bulk request. */
 const BULK_PARALLEL = 8;
 
@@ -133,6 +138,21 @@ export function registerV1Actions(app: FastifyInstance, deps: V1ActionDeps): voi
       throw err;
     }
     const runId = await replay(ref, run);
+    // Read-your-writes: the caller (the dashboard) opens the new run next, so answer once history
+    // has it (a flush away), or after REPLAY_VISIBLE_WAIT_MS without it.
+    await retry(
+      async () => {
+        await history.getRun(ref.environmentId, runId);
+      },
+      {
+        // Not finding it yet is the expected case: no warning per attempt.
+        log: deps.log.child({ component: "replay" }, { level: "error" }),
+        what: "the replayed run in history",
+        backoff: { firstMs: 50, maxMs: 500 },
+        signal: AbortSignal.timeout(REPLAY_VISIBLE_WAIT_MS),
+        isTransient: (err) => err instanceof NotFoundError || err instanceof UnavailableError,
+      },
+    );
     return reply.send({ data: { run_id: runId, event_id: run.eventId } });
   });
 
