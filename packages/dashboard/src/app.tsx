@@ -181,16 +181,20 @@ export function App() {
 
   return (
     <div class="layout">
-      <Nav
-        path={loc.path}
-        environments={environments}
-        environmentId={envId}
-        onEnvironment={chooseEnvironment}
-        user={auth.user}
-        onSignOut={production ? () => void signOut() : null}
-        retentionDays={settings.history_retention_days}
-        mode={settings.mode}
-      />
+      {/* The column stretches to the page's full height and carries the dark background; the nav
+          inside it stays in view (sticky, one viewport tall) while the content scrolls. */}
+      <div class="nav-column">
+        <Nav
+          path={loc.path}
+          environments={environments}
+          environmentId={envId}
+          onEnvironment={chooseEnvironment}
+          user={auth.user}
+          onSignOut={production ? () => void signOut() : null}
+          retentionDays={settings.history_retention_days}
+          mode={settings.mode}
+        />
+      </div>
       <main class="content">
         <ErrorBanner error={envError ?? signOutError} />
         {/* Keyed on the environment so every page reloads its data when the environment changes. */}

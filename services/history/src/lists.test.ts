@@ -1,6 +1,6 @@
 // The dashboard's reads: pages of runs and events (filters, cursors), one event, and a run's steps.
 import { ValidationError } from "@stepline/internal/errors";
-import { newId } from "@stepline/internal/ids";
+import { newId, ulidTimePrefix } from "@stepline/internal/ids";
 import { requiredEnv } from "@stepline/internal/testing";
 import type { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { HistoryRecord, RunRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
@@ -93,6 +93,29 @@ describe("HistoryStore.listRuns", () => {
     const page = await t.store.listRuns({ ...all, environmentId: env, eventId: target.eventId, limit: 50 });
     expect(page.runs.map((r) => r.runId)).toEqual([target.runId]);
     expect((await t.store.listRuns({ ...all, environmentId: "env_other", limit: 50 })).runs).toEqual([]);
+  });
+
+  it("finds runs older than its first windows, in order, across pages", async () => {
+    // Run ids made 40 days, 3 days and 30 minutes ago: the last hour holds less than a page.
+    const now = Date.now();
+    const aged = [40 * 86_400_000, 3 * 86_400_000, 1_800_000].map((ago, i) =>
+      runRecord({
+        environmentId: "env_windows",
+        runId: `${ulidTimePrefix(now - ago)}${"0".repeat(15)}${i}`,
+        startedAtMs: now - ago,
+      }),
+    );
+    await write(aged.map(run));
+    const first = await t.store.listRuns({ ...all, environmentId: "env_windows", limit: 2 });
+    expect(first.runs.map((r) => r.runId)).toEqual([aged[2]?.runId, aged[1]?.runId]);
+    const second = await t.store.listRuns({
+      ...all,
+      environmentId: "env_windows",
+      limit: 2,
+      cursor: first.nextCursor,
+    });
+    expect(second.runs.map((r) => r.runId)).toEqual([aged[0]?.runId]);
+    expect(second.nextCursor).toBe("");
   });
 
   it("refuses a cursor it did not make", async () => {

@@ -3,6 +3,7 @@
 // is correct before merges, across partitions and on every ClickHouse version (FINAL is not needed).
 import { sqlIdent, sqlInt, sqlString } from "@stepline/internal/clickhouse";
 import { UnavailableError, ValidationError } from "@stepline/internal/errors";
+import { ulidTime, ulidTimePrefix } from "@stepline/internal/ids";
 import type { SkipReason, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Rows } from "./rows.js";
@@ -94,6 +95,9 @@ function runView(r: RunResultRow): RunView {
     version: Number(r.version),
   };
 }
+
+/** How far back ListRuns looks for a page, widening while it holds less than one (the last: all). */
+const RUN_WINDOWS_MS = [3_600_000, 86_400_000, 7 * 86_400_000, 31 * 86_400_000, Number.POSITIVE_INFINITY];
 
 /** What ListRuns filters on; `limit` is checked by the caller. */
 export interface RunFilter {
@@ -280,7 +284,10 @@ export class HistoryStore {
   /**
    * A page of an environment's runs, newest first. Run ids are ULIDs, so id order is start order
    * and the cursor is the last id shown. Two reads: the page's ids from narrow columns (the
-   * current status of each run is its newest version's), then only those runs' rows.
+   * current status of each run is its newest version's), then only those runs' rows. The ids are
+   * looked for in windows of run ids going back from the cursor (or now): the last hour, day, week,
+   * month, then all; a wider window is read only when a narrower one held less than a page, so a
+   * page of a busy environment reads its last hour, not all its history.
    */
   async listRuns(f: RunFilter): Promise<{ runs: RunView[]; nextCursor: string }> {
     const env = sqlString(checkId("environment_id", f.environmentId));
@@ -288,20 +295,33 @@ export class HistoryStore {
     if (f.functionId) where.push(`function_id = ${sqlString(checkFunctionId(f.functionId))}`);
     if (f.startedAfterMs > 0) where.push(`started_at_ms >= ${sqlInt(f.startedAfterMs)}`);
     if (f.startedBeforeMs > 0) where.push(`started_at_ms < ${sqlInt(f.startedBeforeMs)}`);
-    if (f.cursor) where.push(`run_id < ${sqlString(checkId("cursor", decodeCursor(f.cursor)))}`);
+    const cursorId = f.cursor ? checkId("cursor", decodeCursor(f.cursor)) : "";
+    if (cursorId) where.push(`run_id < ${sqlString(cursorId)}`);
     if (f.eventId) {
       if (!isEventId(f.eventId)) throw new ValidationError("event_id is too long");
       where.push(`run_id IN (SELECT run_id FROM ${this.db}.event_runs
         WHERE environment_id = ${env} AND event_id = ${sqlString(f.eventId)})`);
     }
     const statuses = f.statuses.map((st) => sqlInt(st)).join(", ");
-    const ids = await this.select<{ run_id: string }>(
-      `SELECT run_id FROM (
-         SELECT run_id, argMax(status, version) AS current FROM ${this.db}.runs
-         WHERE ${where.join(" AND ")} GROUP BY run_id
-       ) ${statuses ? `WHERE current IN (${statuses})` : ""}
-       ORDER BY run_id DESC LIMIT ${sqlInt(f.limit + 1)}`,
+    // Windows go back from the cursor's time, the range's end, or now (the first page has no upper
+    // bound on ids: clocks may be ahead).
+    const upperMs = Math.min(
+      (cursorId ? ulidTime(cursorId) : null) ?? Date.now(),
+      f.startedBeforeMs > 0 ? f.startedBeforeMs : Number.POSITIVE_INFINITY,
     );
+    const windows = f.eventId ? [Number.POSITIVE_INFINITY] : RUN_WINDOWS_MS;
+    let ids: Array<{ run_id: string }> = [];
+    for (const span of windows) {
+      const lower = Number.isFinite(span) ? [`run_id >= ${sqlString(ulidTimePrefix(upperMs - span))}`] : [];
+      ids = await this.select<{ run_id: string }>(
+        `SELECT run_id FROM (
+           SELECT run_id, argMax(status, version) AS current FROM ${this.db}.runs
+           WHERE ${[...where, ...lower].join(" AND ")} GROUP BY run_id
+         ) ${statuses ? `WHERE current IN (${statuses})` : ""}
+         ORDER BY run_id DESC LIMIT ${sqlInt(f.limit + 1)}`,
+      );
+      if (ids.length > f.limit) break;
+    }
     const page = ids.slice(0, f.limit).map((r) => r.run_id);
     if (page.length === 0) return { runs: [], nextCursor: "" };
     const rows = await this.select<RunResultRow>(

@@ -21,6 +21,33 @@ interface Props {
   height?: number;
 }
 
+/** Line series mark every point when there is room for them (≥ this many CSS px per value in view)… */
+const POINT_SPACING = 12;
+
+function valuesInView(u: uPlot, seriesIdx: number, i0: number, i1: number): number {
+  const ys = u.data[seriesIdx] ?? [];
+  let n = 0;
+  for (let i = i0; i <= i1; i++) if (ys[i] != null) n++;
+  return n;
+}
+
+const showAllPoints: uPlot.Series.Points.Show = (u, seriesIdx, i0, i1) =>
+  valuesInView(u, seriesIdx, i0, i1) * POINT_SPACING <= u.width;
+
+/** …and otherwise still mark lone values (no value on either side), which a line alone cannot draw. */
+const lonePoints: uPlot.Series.Points.Filter = (u, seriesIdx, show) => {
+  if (show) return null;
+  const ys = u.data[seriesIdx] ?? [];
+  const idxs = u.series[0]?.idxs;
+  const i0 = idxs?.[0] ?? 0;
+  const i1 = idxs?.[1] ?? ys.length - 1;
+  const lone: number[] = [];
+  for (let i = i0; i <= i1; i++) {
+    if (ys[i] != null && ys[i - 1] == null && ys[i + 1] == null) lone.push(i);
+  }
+  return lone.length > 0 ? lone : null;
+};
+
 function buildOptions(props: Props, width: number): uPlot.Options {
   const bars = uPlot.paths.bars?.({ size: [0.7, 40] });
   return {
@@ -48,7 +75,9 @@ function buildOptions(props: Props, width: number): uPlot.Options {
         fill: s.bars ? `${s.color}99` : undefined,
         paths: s.bars ? bars : undefined,
         spanGaps: false,
-        points: { show: false },
+        points: s.bars
+          ? { show: false }
+          : { show: showAllPoints, filter: lonePoints, size: 6, fill: s.color },
       })),
     ],
   };
