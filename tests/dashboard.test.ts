@@ -223,6 +223,47 @@ describe("dashboard", () => {
     await screenshot("run-cancelled");
   });
 
+  it("pages the runs list, and filters it by time range and event id from the form", async () => {
+    const events = Array.from({ length: 55 }, (_, n) => ({ name: "shop/order.broken", data: { n } }));
+    const sent = await sendEvents(cluster.apiUrl, "dashboard-test", events);
+    expect(sent.status).toBe(200);
+    const ids: string[] = sent.body.ids;
+    await expect
+      .poll(async () => (await untilApiHas("/v1/runs?function_id=shop-broken&limit=200")).data.length, {
+        timeout: 30_000,
+      })
+      .toBeGreaterThanOrEqual(55);
+
+    const { page: p, screenshot } = await page();
+    await p.goto(`${cluster.apiUrl}/runs?function_id=shop-broken`);
+    await expect.poll(() => p.getByTestId("run-row").count()).toBe(50);
+    await p.getByTestId("load-more").click();
+    await expect.poll(() => p.getByTestId("run-row").count()).toBeGreaterThanOrEqual(55);
+    await screenshot("runs-paged");
+
+    await p.getByTestId("filter-range").selectOption("15m");
+    await expect.poll(() => p.url()).toContain("range=15m");
+    await expect.poll(() => p.getByTestId("run-row").count()).toBe(50);
+    await p.getByTestId("filter-event").fill(ids[7] ?? "");
+    await p.getByTestId("filter-event").press("Enter");
+    await expect.poll(() => p.getByTestId("run-row").count()).toBe(1);
+    await p.getByTestId("run-row").first().click();
+    await expect.poll(() => p.getByTestId("trigger-payload").textContent()).toContain('"n": 7');
+  });
+
+  it("sends an event again from the last payloads", async () => {
+    const { page: p } = await page();
+    await p.goto(`${cluster.apiUrl}/send`);
+    await p
+      .getByTestId("send-editor")
+      .fill(JSON.stringify({ name: "shop/order.placed", data: { sku: "again" } }));
+    await p.getByTestId("send-submit").click();
+    await p.getByTestId("sent-ids").waitFor();
+    await p.getByTestId("send-editor").fill(JSON.stringify({ name: "shop/other", data: {} }));
+    await p.getByTestId("history-item").filter({ hasText: "shop/order.placed" }).first().click();
+    expect(await p.getByTestId("send-editor").inputValue()).toContain('"again"');
+  });
+
   it("works in a narrow window", async () => {
     const { page: p, screenshot } = await page({ width: 400, height: 800 });
     await p.goto(`${cluster.apiUrl}/runs`);
