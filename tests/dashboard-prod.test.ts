@@ -6,7 +6,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { sendEvents, waitForEndedRuns } from "./support/api.js";
 import type { BrowserPage } from "./support/browser.js";
-import { launchBrowser, openPage } from "./support/browser.js";
+import { launchBrowser, pageTracker } from "./support/browser.js";
 import type { Cluster } from "./support/cluster.js";
 import { startCluster } from "./support/cluster.js";
 import type { SdkApp } from "./support/sdk-app.js";
@@ -22,7 +22,7 @@ let staging: Environment;
 let shop: SdkApp;
 let billing: SdkApp;
 let browser: Browser;
-let open: BrowserPage[] = [];
+const pages = pageTracker(() => browser);
 
 beforeAll(async () => {
   cluster = await startCluster({
@@ -72,17 +72,10 @@ afterAll(async () => {
 });
 
 afterEach(async () => {
-  const errors = open.flatMap((p) => p.errors);
-  for (const p of open) await p.close();
-  open = [];
-  expect(errors, "console errors in the page").toEqual([]);
+  expect(await pages.closeAll(), "console errors in the page").toEqual([]);
 });
 
-async function page(): Promise<BrowserPage> {
-  const p = await openPage(browser);
-  open.push(p);
-  return p;
-}
+const page = () => pages.open();
 
 /** A page signed in as the account's user. */
 async function signedIn(path = "/"): Promise<BrowserPage> {

@@ -5,8 +5,7 @@ import { waitFor } from "@stepline/internal/testing";
 import type { Browser } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { sendEvents, waitForEndedRuns } from "./support/api.js";
-import type { BrowserPage } from "./support/browser.js";
-import { launchBrowser, openPage } from "./support/browser.js";
+import { launchBrowser, pageTracker } from "./support/browser.js";
 import type { Cluster } from "./support/cluster.js";
 import { startCluster } from "./support/cluster.js";
 import type { SdkApp } from "./support/sdk-app.js";
@@ -48,7 +47,7 @@ function functions(client: any) {
 let cluster: Cluster;
 let app: SdkApp;
 let browser: Browser;
-let open: BrowserPage[] = [];
+const pages = pageTracker(() => browser);
 
 beforeAll(async () => {
   cluster = await startCluster({ name: "dashboard", dev: true, env: { STEPLINE_HISTORY_FLUSH_MS: "100" } });
@@ -65,17 +64,10 @@ afterAll(async () => {
 });
 
 afterEach(async () => {
-  const errors = open.flatMap((p) => p.errors);
-  for (const p of open) await p.close();
-  open = [];
-  expect(errors, "console errors in the page").toEqual([]);
+  expect(await pages.closeAll(), "console errors in the page").toEqual([]);
 });
 
-async function page(viewport?: { width: number; height: number }): Promise<BrowserPage> {
-  const p = await openPage(browser, viewport);
-  open.push(p);
-  return p;
-}
+const page = (viewport?: { width: number; height: number }) => pages.open(viewport);
 
 /**
  * Waits until the REST API (what the dashboard reads) answers `path` with 200, and a non-empty

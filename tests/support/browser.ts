@@ -61,3 +61,24 @@ export async function openPage(
     close: () => context.close(),
   };
 }
+
+/**
+ * The pages of one test at a time: `open` opens one on the launched browser; `closeAll` (in an
+ * afterEach) closes them and returns their console errors, which the test file asserts empty.
+ */
+export function pageTracker(browser: () => Browser) {
+  let open: BrowserPage[] = [];
+  return {
+    async open(viewport?: { width: number; height: number }): Promise<BrowserPage> {
+      const p = await openPage(browser(), viewport);
+      open.push(p);
+      return p;
+    },
+    async closeAll(): Promise<string[]> {
+      const errors = open.flatMap((p) => p.errors);
+      for (const p of open) await p.close();
+      open = [];
+      return errors;
+    },
+  };
+}

@@ -8,7 +8,7 @@ import type { GrpcServer } from "@stepline/internal/grpc";
 import { createClient, startGrpcServer, unary } from "@stepline/internal/grpc";
 import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
-import { createReadyTopics, requiredEnv, uniqueTag } from "@stepline/internal/testing";
+import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import type { Run } from "@stepline/proto/stepline/history/v1/history_service";
 import {
   HistoryServiceClient,
@@ -20,11 +20,12 @@ import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { FastifyInstance } from "fastify";
 import { Inngest } from "inngest";
 import { Redis } from "ioredis";
-import type { Admin } from "kafkajs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { EventsTopic } from "./events-topic.fixture.js";
+import { startEventsTopic } from "./events-topic.fixture.js";
 import { buildHttpApp } from "./http.js";
 import { hashSigningKey } from "./keys.js";
-import { EventProducer } from "./producer.js";
+import type { EventProducer } from "./producer.js";
 import { historyOverGrpc, registryOverGrpc } from "./rest.js";
 import { quiet, syncWithSdk } from "./sdk-sync.fixture.js";
 import type { Environment } from "./tenancy.js";
@@ -65,8 +66,8 @@ const checkpoints: Array<{ environmentId: string; runId: string; queueItemId: st
 
 let redis: Redis;
 let store: TenancyStore;
-let admin: Admin;
 let producer: EventProducer;
+let events: EventsTopic;
 let runner: GrpcServer;
 let historySrv: GrpcServer;
 let prod: { app: FastifyInstance; url: string };
@@ -99,12 +100,8 @@ beforeAll(async () => {
   otherEnv = await store.createEnvironment((await store.createAccount("globex")).id, "production");
   devEnv = await store.ensureDevTenant();
   const kafka = createKafka(brokers, "event-api-test", log);
-  admin = kafka.admin();
-  await admin.connect();
-  await createReadyTopics(admin, [{ topic, numPartitions: 1 }]);
-  producer = new EventProducer(kafka, { topic, timeoutMs: 10_000, log });
-  producer.start();
-  await producer.whenConnected();
+  events = await startEventsTopic(kafka, topic, log);
+  producer = events.producer;
   runner = await startGrpcServer("127.0.0.1:0", [
     {
       definition: RunnerServiceService,
@@ -148,9 +145,7 @@ afterAll(async () => {
   await dev?.app.close();
   await runner?.close(100);
   await historySrv?.close(100);
-  await producer?.stop();
-  await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
-  await admin.disconnect();
+  await events?.stop();
   const keys = await redis.keys(`${keyPrefix}*`);
   if (keys.length > 0) await redis.del(...keys);
   redis.disconnect();
@@ -463,7 +458,7 @@ describe("the REST API", () => {
 
 describe("sending events with the SDK", () => {
   it("returns the ids of events the SDK sent with an event key, once they are on Kafka", async () => {
-    const before = (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high), 0);
+    const before = await events.count();
     const client = new Inngest({
       id: "sender",
       baseUrl: prod.url,
@@ -477,7 +472,7 @@ describe("sending events with the SDK", () => {
     ]);
     expect(ids).toHaveLength(2);
     expect(ids[1]).toBe("mine");
-    const after = (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high), 0);
+    const after = await events.count();
     expect(after - before).toBe(2);
   });
 

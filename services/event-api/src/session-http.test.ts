@@ -4,15 +4,16 @@
 // Kafka; history is an in-memory stand-in that records the environment it was asked about.
 import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
-import { createReadyTopics, requiredEnv, uniqueTag } from "@stepline/internal/testing";
+import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import type { Run } from "@stepline/proto/stepline/history/v1/history_service";
 import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { FastifyInstance, InjectOptions } from "fastify";
 import { Redis } from "ioredis";
-import type { Admin } from "kafkajs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { EventsTopic } from "./events-topic.fixture.js";
+import { startEventsTopic } from "./events-topic.fixture.js";
 import { buildHttpApp } from "./http.js";
-import { EventProducer } from "./producer.js";
+import type { EventProducer } from "./producer.js";
 import type { HistoryReader, RunControl } from "./rest.js";
 import { signedInAs } from "./session-http.js";
 import type { Environment } from "./tenancy.js";
@@ -60,8 +61,8 @@ const runs: RunControl = {
 };
 
 let redis: Redis;
-let admin: Admin;
 let producer: EventProducer;
+let events: EventsTopic;
 let prod: FastifyInstance;
 let dev: FastifyInstance;
 let production: Environment;
@@ -80,12 +81,8 @@ beforeAll(async () => {
   await users.createUser(acme.id, "alice", password);
   await users.createUser(acme.id, "bob", password);
   const kafka = createKafka(requiredEnv("STEPLINE_TEST_KAFKA_BROKERS"), "event-api-test", log);
-  admin = kafka.admin();
-  await admin.connect();
-  await createReadyTopics(admin, [{ topic, numPartitions: 1 }]);
-  producer = new EventProducer(kafka, { topic, timeoutMs: 10_000, log });
-  producer.start();
-  await producer.whenConnected();
+  events = await startEventsTopic(kafka, topic, log);
+  producer = events.producer;
   const common = {
     log,
     tenants: tenancy,
@@ -107,9 +104,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await prod?.close();
   await dev?.close();
-  await producer?.stop();
-  await admin?.deleteTopics({ topics: [topic] }).catch(() => undefined);
-  await admin?.disconnect();
+  await events?.stop();
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length > 0) await redis.del(...keys);
   redis?.disconnect();
@@ -223,8 +218,7 @@ describe("sign-in (production mode)", () => {
     expect(asked).toEqual([]);
     const sent = await call("POST", "/v1/events", { ...json, cookie, "x-csrf-token": csrf }, event);
     expect(sent.statusCode).toBe(200);
-    const offsets = await admin.fetchTopicOffsets(topic);
-    expect(offsets.reduce((n, p) => n + Number(p.high), 0)).toBe(1);
+    expect(await events.count()).toBe(1);
     const cancelled = await call("DELETE", `/v1/runs/${run.runId}`, { cookie, "x-csrf-token": csrf });
     expect(cancelled.statusCode).toBe(200);
     expect(asked).toEqual([production.id]);

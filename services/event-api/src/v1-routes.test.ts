@@ -6,7 +6,7 @@
 import { NotFoundError } from "@stepline/internal/errors";
 import { createKafka } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
-import { createReadyTopics, requiredEnv, uniqueTag } from "@stepline/internal/testing";
+import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import type {
   GetFunctionMetricsRequest,
   ListEventsRequest,
@@ -17,10 +17,11 @@ import type { RegisteredFunction } from "@stepline/proto/stepline/runner/v1/runn
 import { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
-import type { Admin } from "kafkajs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { EventsTopic } from "./events-topic.fixture.js";
+import { startEventsTopic } from "./events-topic.fixture.js";
 import { buildHttpApp } from "./http.js";
-import { EventProducer } from "./producer.js";
+import type { EventProducer } from "./producer.js";
 import type { AppRegistry, FunctionControl, HistoryReader } from "./rest.js";
 import type { Environment } from "./tenancy.js";
 import { TenancyStore } from "./tenancy.js";
@@ -128,8 +129,8 @@ const functions: FunctionControl = {
 };
 
 let redis: Redis;
-let admin: Admin;
 let producer: EventProducer;
+let events: EventsTopic;
 let app: FastifyInstance;
 let dev: Environment;
 let staging: Environment;
@@ -144,12 +145,8 @@ beforeAll(async () => {
   prodEnv = await store.createEnvironment((await store.createAccount("acme")).id, "production");
   otherAccountEnv = await store.createEnvironment((await store.createAccount("globex")).id, "production");
   const kafka = createKafka(requiredEnv("STEPLINE_TEST_KAFKA_BROKERS"), "event-api-test", log);
-  admin = kafka.admin();
-  await admin.connect();
-  await createReadyTopics(admin, [{ topic, numPartitions: 1 }]);
-  producer = new EventProducer(kafka, { topic, timeoutMs: 10_000, log });
-  producer.start();
-  await producer.whenConnected();
+  events = await startEventsTopic(kafka, topic, log);
+  producer = events.producer;
   app = buildHttpApp({
     log,
     tenants: store,
@@ -165,9 +162,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await app?.close();
-  await producer?.stop();
-  await admin?.deleteTopics({ topics: [topic] }).catch(() => undefined);
-  await admin?.disconnect();
+  await events?.stop();
   const keys = await redis.keys(`test-v1-${tag}:*`);
   if (keys.length > 0) await redis.del(...keys);
   redis?.disconnect();
@@ -355,8 +350,7 @@ describe("REST /v1 for the dashboard", () => {
     });
     expect(sent.statusCode).toBe(200);
     expect(sent.json().ids).toHaveLength(1);
-    const offsets = await admin.fetchTopicOffsets(topic);
-    expect(offsets.reduce((n, p) => n + Number(p.high), 0)).toBe(1);
+    expect(await events.count()).toBe(1);
     const bad = await app.inject({ method: "POST", url: "/v1/events", payload: { data: {} } });
     expect(bad.statusCode).toBe(400);
     expect((await get("/v1/settings")).json()).toEqual({
