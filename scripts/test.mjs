@@ -4,6 +4,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { ensureBuilt, ensureNodeDeps } from "./deps.mjs";
+import { ensureChromium } from "./infra/install.mjs";
 import { ensureInstalled, startInfra } from "./infra.mjs";
 import { onShutdown, ROOT, run, STATE_DIR, seconds, shutdown, timed, UserError } from "./lib.mjs";
 

@@ -184,10 +184,6 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     );
   };
 
-  /** The signing key's environment, or a signed-in user's (the dashboard reads these routes too). */
-  const restEnvOf = (req: FastifyRequest): Promise<EnvRef> =>
-    sessionOf(req) ? envOf(req) : bySigningKey(req, "the REST API needs a signing key");
-
   const ingest = async (key: string, req: FastifyRequest, reply: FastifyReply) => {
     let ref = key ? await resolve(() => deps.tenants.resolveEventKey(key)) : null;
     if (!ref && deps.devTenant) ref = deps.devTenant;
@@ -251,7 +247,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   });
 
   app.get<{ Params: { eventId: string } }>("/v1/events/:eventId/runs", async (req, reply) => {
-    const ref = await restEnvOf(req);
+    const ref = await envOf(req);
     const problem = eventIdProblem(req.params.eventId);
     if (problem) throw new ValidationError(`event id ${problem}`);
     const runs = await historyCall(() => deps.history.listEventRuns(ref.environmentId, req.params.eventId));
@@ -259,7 +255,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   });
 
   app.get<{ Params: { eventId: string } }>("/v1/events/:eventId/skips", async (req, reply) => {
-    const ref = await restEnvOf(req);
+    const ref = await envOf(req);
     const problem = eventIdProblem(req.params.eventId);
     if (problem) throw new ValidationError(`event id ${problem}`);
     const skips = await historyCall(() => deps.history.listEventSkips(ref.environmentId, req.params.eventId));
@@ -267,7 +263,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   });
 
   app.get<{ Params: { runId: string } }>("/v1/runs/:runId", async (req, reply) => {
-    const ref = await restEnvOf(req);
+    const ref = await envOf(req);
     const problem = runIdProblem(req.params.runId);
     if (problem) throw new ValidationError(problem);
     try {
@@ -280,7 +276,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   });
 
   app.delete<{ Params: { runId: string } }>("/v1/runs/:runId", async (req, reply) => {
-    const ref = await restEnvOf(req);
+    const ref = await envOf(req);
     const problem = runIdProblem(req.params.runId);
     if (problem) throw new ValidationError(problem);
     let res: { cancelled: boolean; status: string };

@@ -62,11 +62,15 @@ const charge: RegisteredFunction = {
 // What the stand-ins were asked.
 let runsAsked: ListRunsRequest[] = [];
 let eventsAsked: ListEventsRequest[] = [];
+let runEnvs: string[] = [];
 let metricsAsked: GetFunctionMetricsRequest[] = [];
 const paused = new Set<string>();
 
 const history: HistoryReader = {
-  getRun: async () => run,
+  getRun: async (environmentId) => {
+    runEnvs.push(environmentId);
+    return run;
+  },
   listEventRuns: async () => [run],
   listEventSkips: async () => [],
   listRuns: async (req) => {
@@ -170,6 +174,7 @@ afterAll(async () => {
 beforeEach(() => {
   runsAsked = [];
   eventsAsked = [];
+  runEnvs = [];
   metricsAsked = [];
   paused.clear();
 });
@@ -330,6 +335,9 @@ describe("REST /v1 for the dashboard", () => {
     expect(envs.data.map((e: { id: string }) => e.id).sort()).toEqual([dev.id, staging.id].sort());
     await get("/v1/runs", { "x-stepline-environment": staging.id });
     expect(runsAsked[0]?.environmentId).toBe(staging.id);
+    // The SDK-shaped reads (one run, an event's runs) follow the header too.
+    await get(`/v1/runs/${run.runId}`, { "x-stepline-environment": staging.id });
+    expect(runEnvs).toEqual([staging.id]);
     const foreign = await get("/v1/runs", { "x-stepline-environment": otherAccountEnv.id });
     expect(foreign.statusCode).toBe(404);
     expect(foreign.json().error).toMatch(/is not one of this account's/);

@@ -35,6 +35,7 @@ const ULID_SQL = `concat(${Array.from(
   (_, i) =>
     `substring('${CROCKFORD}', bitAnd(bitShiftRight(${T0} + number * 1000, ${45 - 5 * i}), 31) + 1, 1)`,
 ).join(", ")}, '0000000000000000')`;
+const print = (line: string) => process.stdout.write(`${line}\n`);
 const runId = (n: number) => `${ulidTimePrefix(T0 + n * 1000)}0000000000000000`;
 
 async function fill(): Promise<void> {
@@ -96,14 +97,14 @@ async function time(filter: RunFilter): Promise<{ ms: number[]; runs: number }> 
 try {
   const fillStart = performance.now();
   await fill();
-  console.log(
+  print(
     `filled ${RUNS.toLocaleString("en")} runs (2 versions each) in ${((performance.now() - fillStart) / 1000).toFixed(1)} s`,
   );
-  console.log(`| query | runs on the page | median ms | slowest ms |\n|---|---|---|---|`);
+  print(`| query | runs on the page | median ms | slowest ms |\n|---|---|---|---|`);
   for (const [name, over] of QUERIES) {
     const { ms, runs } = await time({ ...base, ...over });
     const median = ms[Math.floor(ms.length / 2)] ?? 0;
-    console.log(`| ${name} | ${runs} | ${median.toFixed(1)} | ${(ms[ms.length - 1] ?? 0).toFixed(1)} |`);
+    print(`| ${name} | ${runs} | ${median.toFixed(1)} | ${(ms[ms.length - 1] ?? 0).toFixed(1)} |`);
   }
 } finally {
   await ch.command({ query: `DROP DATABASE IF EXISTS ${database}` });
