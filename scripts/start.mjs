@@ -84,7 +84,7 @@ function printBanner(infra, running, dev) {
   const admin = running.map(({ spec }) => `${spec.name} :${spec.adminPort}`).join(", ");
   console.log(
     [
-      `==> Stepline is up: event API ${http} (send events to /e/<key>), dashboard placeholder ${http}/`,
+      `==> Stepline is up: event API ${http} (send events to /e/<key>), dashboard ${http}/`,
       `    mode             ${dev ? "dev (any event key is accepted)" : "production (event keys required)"}`,
       `    app sync         ${http}/fn/register`,
       `    admin ports      ${admin} (/healthz /readyz /metrics)`,
