@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { configSchema, loadCliConfig, loadEventApiConfig } from "./config.js";
+import { configSchema, loadCliConfig, loadEventApiConfig, trustProxyOf } from "./config.js";
 
 describe("configuration", () => {
   it("documents exactly the variables of the schema in the README's configuration table", () => {
@@ -8,6 +8,12 @@ describe("configuration", () => {
     const section = readme.split("## Configuration")[1]?.split("\n## ")[0] ?? "";
     const documented = [...section.matchAll(/^\|\s*`(STEPLINE_[A-Z0-9_]+)`\s*\|/gm)].map((m) => m[1]);
     expect(documented.sort()).toEqual(Object.keys(configSchema).sort());
+  });
+
+  it("reads STEPLINE_EVENT_API_TRUST_PROXY as none, a hop count, or addresses", () => {
+    expect(trustProxyOf("")).toBe(false);
+    expect(trustProxyOf("2")).toBe(2);
+    expect(trustProxyOf("10.0.0.0/8, 127.0.0.1")).toEqual(["10.0.0.0/8", "127.0.0.1"]);
   });
 
   it("has working defaults and refuses a bad variable by name", () => {

@@ -40,6 +40,11 @@ export const configSchema = {
    * addresses (comma-separated), as STEPLINE_EXECUTOR_EGRESS_ALLOW is for the executor.
    */
   STEPLINE_EVENT_API_EGRESS_ALLOW: z.string().default(""),
+  /**
+   * The proxies in front of the HTTP API whose X-Forwarded-For gives the client's address: empty
+   * (none; the socket's address), a hop count, or comma-separated addresses and CIDR ranges.
+   */
+  STEPLINE_EVENT_API_TRUST_PROXY: z.string().default(""),
 };
 
 /** packages/dashboard/dist, from this file's place in the checkout (or the image). */
@@ -48,6 +53,17 @@ export const DEFAULT_DASHBOARD_DIR = fileURLToPath(
 );
 
 export type Config = ReturnType<typeof loadEventApiConfig>;
+
+/** STEPLINE_EVENT_API_TRUST_PROXY as buildHttpApp takes it: none, a hop count, or addresses. */
+export function trustProxyOf(value: string): boolean | number | string[] {
+  const t = value.trim();
+  if (t === "") return false;
+  if (/^\d+$/.test(t)) return Number(t);
+  return t
+    .split(",")
+    .map((a) => a.trim())
+    .filter(Boolean);
+}
 
 /**
  * Parses event-api's configuration from `env` (throws ConfigError listing every bad variable).

@@ -55,6 +55,8 @@ export interface HttpDeps {
   devTenant: EnvRef | null;
   /** Bound to a loopback interface (dev mode then also refuses non-loopback Host headers). */
   loopbackOnly?: boolean;
+  /** Which proxies' X-Forwarded-For to believe: none (false), a hop count, or their addresses. */
+  trustProxy?: boolean | number | string[];
   sink: EventSink;
   registry: AppRegistry;
   history: HistoryReader;
@@ -77,6 +79,12 @@ const MAX_PARAM_LENGTH = 1024;
 const RETRY_AFTER_S = 1;
 const REQUEST_LIMIT_TEXT = `the request body exceeds the 3 MiB limit (${MAX_REQUEST_BYTES} bytes); send fewer events per request`;
 
+/** fastify's trustProxy for a hop count (the nearest `hops` proxies), addresses, or none. */
+function trustOf(t: HttpDeps["trustProxy"]): boolean | string[] | ((addr: string, hop: number) => boolean) {
+  if (typeof t === "number") return (_addr, hop) => hop < t;
+  return t ?? false;
+}
+
 /** Builds the fastify app (not listening; call `listen` or `inject`). */
 export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   const log = deps.log.child({ component: "http" });
@@ -85,6 +93,9 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   // No fastify logger: its request logs would carry URLs, and URLs carry event keys.
   // Event ids (user idempotency keys) may be 256 characters, more once URL-encoded.
   const app = Fastify({
+    // Behind a proxy, the client's address (the failed sign-in limit is per address) comes from
+    // X-Forwarded-For, read only from the proxies named here.
+    trustProxy: trustOf(deps.trustProxy),
     bodyLimit: MAX_REQUEST_BYTES,
     logger: false,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },

@@ -15,7 +15,7 @@ import { HistoryServiceClient } from "@stepline/proto/stepline/history/v1/histor
 import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { RunnerServiceClient } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { appSyncer } from "./app-sync.js";
-import { DEFAULT_DASHBOARD_DIR, loadEventApiConfig } from "./config.js";
+import { DEFAULT_DASHBOARD_DIR, loadEventApiConfig, trustProxyOf } from "./config.js";
 import { eventService } from "./event-server.js";
 import { buildHttpApp } from "./http.js";
 import { EventProducer } from "./producer.js";
@@ -74,6 +74,7 @@ runService(
         tenants: tenancy,
         devTenant: devTenant ? { accountId: devTenant.accountId, environmentId: devTenant.id } : null,
         loopbackOnly: /^(127\.|localhost$|::1$)/.test(config.STEPLINE_EVENT_API_HTTP_HOST),
+        trustProxy: trustProxyOf(config.STEPLINE_EVENT_API_TRUST_PROXY),
         sink: producer,
         registry: registryOverGrpc(runner, rpcTimeout),
         history: historyOverGrpc(history, rpcTimeout),

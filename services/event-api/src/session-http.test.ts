@@ -12,6 +12,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { EventsTopic } from "./events-topic.fixture.js";
 import { startEventsTopic } from "./events-topic.fixture.js";
+import type { HttpDeps } from "./http.js";
 import { buildHttpApp } from "./http.js";
 import type { EventProducer } from "./producer.js";
 import type { HistoryReader, RunControl } from "./rest.js";
@@ -64,6 +65,7 @@ let redis: Redis;
 let producer: EventProducer;
 let events: EventsTopic;
 let prod: FastifyInstance;
+let common: Omit<HttpDeps, "devTenant">;
 let dev: FastifyInstance;
 let production: Environment;
 let staging: Environment;
@@ -83,7 +85,7 @@ beforeAll(async () => {
   const kafka = createKafka(requiredEnv("STEPLINE_TEST_KAFKA_BROKERS"), "event-api-test", log);
   events = await startEventsTopic(kafka, topic, log);
   producer = events.producer;
-  const common = {
+  common = {
     log,
     tenants: tenancy,
     sink: producer,
@@ -264,6 +266,31 @@ describe("sign-in (production mode)", () => {
     for (let i = 0; i < 10; i++) await signIn(`user${i}`, password, { remoteAddress: addr });
     expect((await signIn("alice", password, { remoteAddress: addr })).statusCode).toBe(429);
     expect((await signIn("alice", password)).statusCode).toBe(200);
+  });
+
+  it("behind a trusted proxy, limits by the client's address from X-Forwarded-For, not the proxy's", async () => {
+    const proxy = freshAddr();
+    const behind = buildHttpApp({ ...common, devTenant: null, trustProxy: [proxy] });
+    try {
+      const [client, other] = [freshAddr(), freshAddr()];
+      const via = (who: string) => ({ remoteAddress: proxy, headers: { "x-forwarded-for": who } });
+      for (let i = 0; i < 10; i++) await signIn(`proxied${i}`, password, via(client), behind);
+      expect((await signIn("alice", password, via(client), behind)).statusCode).toBe(429);
+      // Another client behind the same proxy is not held up by the first one's failures.
+      expect((await signIn("alice", password, via(other), behind)).statusCode).toBe(200);
+      // An untrusted peer's X-Forwarded-For is ignored: the limit stays on its own address.
+      const peer = freshAddr();
+      for (let i = 0; i < 10; i++)
+        await signIn(
+          `spoof${i}`,
+          password,
+          { remoteAddress: peer, headers: { "x-forwarded-for": freshAddr() } },
+          behind,
+        );
+      expect((await signIn("alice", password, { remoteAddress: peer }, behind)).statusCode).toBe(429);
+    } finally {
+      await behind.close();
+    }
   });
 
   it("keeps key-based endpoints on their keys (cookies are ignored), and 401 without either", async () => {
