@@ -1,4 +1,4 @@
-// The one place that talks to the REST API (see the REST contract). Every call goes through `request`,
+// The one place that talks to the REST API (the README's "REST API"). Every call goes through `request`,
 // which adds the environment and CSRF headers and turns any non-2xx answer into an ApiError carrying
 // the server's `error` text, so pages can show it as is.
 

@@ -7,7 +7,7 @@
 import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions, type LookupOptions } from "node:dns";
 import { BlockList, isIP } from "node:net";
 
-/** Ranges a production executor refuses, by why. */
+/** Ranges refused in production mode, by why. */
 const RANGES: Array<[kind: Kind, network: string, prefix: number, type: "ipv4" | "ipv6"]> = [
   ["loopback", "127.0.0.0", 8, "ipv4"],
   ["loopback", "::1", 128, "ipv6"],

@@ -155,7 +155,7 @@ describe("eventIdProblem", () => {
 });
 
 describe("buildRecords", () => {
-  it("builds one EventRecord per event with the tenant, id, receive time and event JSON", () => {
+  it("builds one EventRecord per event with the tenant, id, receive time, event JSON and name", () => {
     const events = prepareEvents(
       [
         { name: "a", id: "e1" },
@@ -174,6 +174,7 @@ describe("buildRecords", () => {
       receivedAtMs: NOW,
       eventJson: events[1]?.json,
       traceParent,
+      name: "b",
     });
   });
 });

@@ -18,6 +18,7 @@ export const RESERVED_PREFIX = "inngest/";
 /** One validated event, ready to produce. */
 export interface PreparedEvent {
   id: string;
+  name: string;
   /** `{name, data, id, ts, v?, user?}` as JSON. */
   json: string;
 }
@@ -123,7 +124,7 @@ function prepareOne(
       `${at} is ${bytes} bytes; the limit is 512 KiB (${MAX_EVENT_BYTES} bytes) per event`,
     );
   }
-  return { id, json };
+  return { id, name, json };
 }
 
 function checkName(name: unknown, at: string, allowReserved: boolean): string {
@@ -156,6 +157,7 @@ export function buildRecords(
     eventId: e.id,
     receivedAtMs,
     eventJson: e.json,
+    name: e.name,
     traceParent,
   }));
 }

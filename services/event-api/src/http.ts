@@ -176,11 +176,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     const base = await bySigningKey(req, "the REST API needs a signing key");
     const wanted = headerOf(req, "x-stepline-environment");
     if (!wanted || wanted === base.environmentId || bearerOf(req)) return base;
-    const envs = await resolve(async () => deps.tenants.listEnvironments(base.accountId));
-    if (!envs.some((e) => e.id === wanted)) {
-      throw new NotFoundError(`environment ${wanted.slice(0, 128)} is not one of this account's`);
-    }
-    return { accountId: base.accountId, environmentId: wanted };
+    return accountEnv(base.accountId, wanted);
   };
 
   /** A signed-in account's environment: the one `wanted` names, or its oldest. */

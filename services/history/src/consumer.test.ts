@@ -115,6 +115,8 @@ describe("history consumer", () => {
         receivedAtMs: 5,
         eventJson,
         traceParent: "",
+        // A record from before EventRecord.name: history reads the name from the JSON.
+        name: "",
       };
       await producer.send({
         topic: eventsTopic,

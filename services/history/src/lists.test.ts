@@ -31,7 +31,7 @@ const step = (value: StepRecord): HistoryRecord => ({ traceParent: "", record: {
 
 function event(environmentId: string, name: string, receivedAtMs: number, eventId = newId()): EventRecord {
   const eventJson = JSON.stringify({ name, data: { n: receivedAtMs }, id: eventId, ts: receivedAtMs });
-  return { accountId: "acct_1", environmentId, eventId, receivedAtMs, eventJson, traceParent: "" };
+  return { accountId: "acct_1", environmentId, eventId, receivedAtMs, eventJson, traceParent: "", name };
 }
 
 const all = {

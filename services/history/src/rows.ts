@@ -119,7 +119,7 @@ function stepRow(s: StepRecord): StepRow {
   };
 }
 
-/** The event's name, read from its JSON (event-api wrote it, so it parses; "" if it does not). */
+/** The name of an event whose record predates EventRecord.name, read from its JSON ("" if it does not parse). */
 function eventName(json: string): string {
   try {
     const name = (JSON.parse(json) as { name?: unknown }).name;
@@ -134,7 +134,7 @@ function eventRow(e: EventRecord): EventRow {
     account_id: e.accountId,
     environment_id: e.environmentId,
     event_id: e.eventId,
-    name: eventName(e.eventJson),
+    name: e.name || eventName(e.eventJson),
     received_at_ms: u64(e.receivedAtMs),
     event_json: e.eventJson,
   };

@@ -117,6 +117,7 @@ async function produce(
       receivedAtMs: Date.now(),
       eventJson,
       traceParent: "",
+      name,
     }).finish(),
   );
   const [meta] = await producer.send({ topic, acks: -1, messages: [{ key: "acct1", value, partition }] });

@@ -34,7 +34,8 @@ export class Replays {
         throw new ValidationError(`events_json[${i}] must be an event object`);
       }
     });
-    const fns = await this.deps.registry.list(req.environmentId);
+    // The cached registry (one GET while it is unchanged): a bulk replay makes many calls.
+    const fns = (await this.deps.registry.loadMany([req.environmentId])).get(req.environmentId) ?? [];
     const fn = fns.find((f) => f.fn.id === req.functionId);
     if (!fn)
       throw new NotFoundError(`function ${req.functionId.slice(0, 200)} is not synced in this environment`);

@@ -24,10 +24,12 @@ export interface EventRecord {
   eventJson: string;
   /** W3C traceparent of the span that received the event; empty = not traced (docs/telemetry.md). */
   traceParent: string;
+  /** The event's name, as in event_json (readers need not parse it); empty in older records. */
+  name: string;
 }
 
 function createBaseEventRecord(): EventRecord {
-  return { accountId: "", environmentId: "", eventId: "", receivedAtMs: 0, eventJson: "", traceParent: "" };
+  return { accountId: "", environmentId: "", eventId: "", receivedAtMs: 0, eventJson: "", traceParent: "", name: "" };
 }
 
 export const EventRecord: MessageFns<EventRecord> = {
@@ -49,6 +51,9 @@ export const EventRecord: MessageFns<EventRecord> = {
     }
     if (message.traceParent !== "") {
       writer.uint32(50).string(message.traceParent);
+    }
+    if (message.name !== "") {
+      writer.uint32(58).string(message.name);
     }
     return writer;
   },
@@ -114,6 +119,14 @@ export const EventRecord: MessageFns<EventRecord> = {
             message.traceParent = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -158,6 +171,7 @@ export const EventRecord: MessageFns<EventRecord> = {
         : isSet(object.trace_parent)
         ? globalThis.String(object.trace_parent)
         : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
     };
   },
 
@@ -181,6 +195,9 @@ export const EventRecord: MessageFns<EventRecord> = {
     if (message.traceParent !== "") {
       obj.traceParent = message.traceParent;
     }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
     return obj;
   },
 
@@ -195,6 +212,7 @@ export const EventRecord: MessageFns<EventRecord> = {
     message.receivedAtMs = object.receivedAtMs ?? 0;
     message.eventJson = object.eventJson ?? "";
     message.traceParent = object.traceParent ?? "";
+    message.name = object.name ?? "";
     return message;
   },
 };
