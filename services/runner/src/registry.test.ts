@@ -139,6 +139,16 @@ describe("Registry", () => {
     expect(keys).toEqual([`r:{${env}}:apps`, `r:{${env}}:fns`, `r:{${env}}:owners`, `r:{${env}}:ver`]);
   });
 
+  it("lists apps whose ids are Object.prototype's member names (the fuzz found constructor)", async () => {
+    const env = newEnv();
+    await registry.syncApp(app(env, "constructor", ["c-a"]));
+    await registry.recordSync(env, "toString", { url: "http://127.0.0.1:3000/x", atMs: 5, error: "refused" });
+    expect(await registry.listApps(env)).toMatchObject([
+      { appId: "constructor", functions: 1, lastSyncAtMs: 0, lastSyncError: "" },
+      { appId: "toString", functions: 0, url: "http://127.0.0.1:3000/x", lastSyncError: "refused" },
+    ]);
+  });
+
   it("reads an unchanged environment once, and sees a sync made by another runner at once", async () => {
     const env = newEnv();
     const other = new Registry(redis);

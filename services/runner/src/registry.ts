@@ -99,19 +99,21 @@ export class Registry {
 
   /** The environment's apps, sorted by id: synced ones, and ones whose only syncs were refused. */
   async listApps(environmentId: string): Promise<AppSummary[]> {
+    // Maps, not the objects HGETALL answers: an app id such as "constructor" would find
+    // Object.prototype's member in the hash it is not in.
     const [apps, syncs, owners] = await Promise.all([
-      this.redis.hgetall(appsKey(environmentId)),
-      this.redis.hgetall(syncsKey(environmentId)),
+      this.redis.hgetall(appsKey(environmentId)).then((h) => new Map(Object.entries(h))),
+      this.redis.hgetall(syncsKey(environmentId)).then((h) => new Map(Object.entries(h))),
       this.redis.hvals(ownersKey(environmentId)),
     ]);
     const functions = new Map<string, number>();
     for (const appId of owners) functions.set(appId, (functions.get(appId) ?? 0) + 1);
-    const ids = [...new Set([...Object.keys(apps), ...Object.keys(syncs)])].sort();
+    const ids = [...new Set([...apps.keys(), ...syncs.keys()])].sort();
     return ids.map((appId) => {
-      const app = apps[appId]
-        ? (JSON.parse(apps[appId]) as { url: string; sdk: string; framework: string })
-        : null;
-      const sync = syncs[appId] ? (JSON.parse(syncs[appId]) as SyncOutcome) : null;
+      const stored = apps.get(appId);
+      const app = stored ? (JSON.parse(stored) as { url: string; sdk: string; framework: string }) : null;
+      const synced = syncs.get(appId);
+      const sync = synced ? (JSON.parse(synced) as SyncOutcome) : null;
       return {
         appId,
         url: app?.url ?? sync?.url ?? "",
