@@ -92,6 +92,11 @@ export const configSchema = {
    */
   STEPLINE_EXECUTOR_HAND_OFF: envInt(1, 0, 1),
   /**
+   * Calls one lease may make in a row for a run in plain sequential progress before its completion
+   * goes through the queue (which applies a pause or a lowered limit then); 1: one call per lease.
+   */
+  STEPLINE_EXECUTOR_CALLS_PER_LEASE: envInt(8, 1, 1_000),
+  /**
    * Hosts, addresses and CIDR ranges (comma-separated) the executor may call even though the
    * egress policy refuses them (production mode: loopback, private, link-local and metadata
    * addresses; dev mode: link-local and metadata ones). E.g. `localhost,10.1.0.0/16`.

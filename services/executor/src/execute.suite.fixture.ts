@@ -12,6 +12,7 @@ import { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/histor
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AppClient } from "./app-client.js";
+import { describeCallsOnLease } from "./calls-on-lease.suite.fixture.js";
 import type { ExecuteDeps } from "./execute.js";
 import { createItemHandler } from "./execute.js";
 import type { ExecuteHarness, QueueOp, SentEvent } from "./execute-durable.suite.fixture.js";
@@ -305,6 +306,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
     });
 
     describeDurableExecution(harness);
+    describeCallsOnLease(harness);
 
     it("acks an item of an ended run without calling the app, re-recording the outcome", async () => {
       const start = await schedule(app, "three", { name: EVENTS.three, data: { n: 1 } });

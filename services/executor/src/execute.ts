@@ -27,18 +27,17 @@ import { finalizeRun } from "./finalize.js";
 import { HandOffStates } from "./hand-off-states.js";
 import type { HistoryEntry } from "./history.js";
 import type { EventSender } from "./internal-events.js";
-import { invokedEvent } from "./internal-events.js";
-import { callItem, deadLetterFailure, parsePayload, pauseOf, planItem } from "./items.js";
-import { callSeconds, callsTotal, runsEndedTotal } from "./metrics.js";
+import { callItem, deadLetterFailure, type ItemPayload, parsePayload } from "./items.js";
+import { callSeconds, callsTotal, localCallsTotal } from "./metrics.js";
 import type { PauseStore } from "./pauses.js";
-import { erroredStep, pendingStep, resumedStep, stepRecord } from "./records.js";
+import { resumedStep } from "./records.js";
+import { settle } from "./settle.js";
 import type { SigningKeys } from "./signing-keys.js";
 import type { RunState, RunStore } from "./state.js";
-import { RunLimitError } from "./state.js";
 import type { Decision } from "./steps.js";
 import { errorJson, interpret } from "./steps.js";
 import { isStartItem, timeLimit } from "./time-limits.js";
-import { type CallTrace, pendingSpan, resolvedSpan, stepSpan } from "./tracing.js";
+import { type CallTrace, resolvedSpan } from "./tracing.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
 import { SHUTDOWN } from "./work-loop.js";
 
@@ -52,6 +51,11 @@ export interface ExecuteDeps extends FinalizeDeps {
   keys: SigningKeys | null;
   /** Let SDK v4 checkpoint (STEPLINE_EXECUTOR_CHECKPOINTING). */
   checkpointing?: boolean;
+  /**
+   * Calls one lease may make in a row for a run in plain sequential progress
+   * (STEPLINE_EXECUTOR_CALLS_PER_LEASE; README "Calls on one lease"); 1 when absent.
+   */
+  callsPerLease?: number;
   /**
    * `record` may leave records to a background retry (step records); `produce` resolves only once
    * Kafka has them: a run's final record goes that way, before its last item is acked, so a crash
@@ -135,7 +139,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
           reason: message,
           errorJson: errorJson(message),
         } as const;
-        await settle(deps, run, item, ctx, decision, undefined, log, trace);
+        await settle(deps, run, item, ctx, decision, { log, trace });
         return;
       }
       // Our dependencies failed, not the app: try again later without spending an attempt.
@@ -163,7 +167,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
     }
 
     if (item.kind === ItemKind.ITEM_KIND_DEAD_LETTER) {
-      await settle(deps, run, item, ctx, deadLetterFailure(item.id), undefined, log, trace);
+      await settle(deps, run, item, ctx, deadLetterFailure(item.id), { log, trace });
       return;
     }
     const limit = timeLimit(run, item, payload, deps.clock.now());
@@ -206,7 +210,7 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
       // must not be requested again: the SDK would run it a second time. Resolve it as the lost
       // completion did (the same answer, recorded per resolver) and move on from there.
       const decision: Decision = { type: "advance", saves: [], plans: [], disableImmediate: false };
-      await settle(deps, run, item, ctx, decision, undefined, log, trace);
+      await settle(deps, run, item, ctx, decision, { log, trace });
       return;
     }
 
@@ -246,248 +250,109 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
       }
     }
 
-    const body = buildCallBody({
-      runId: run.runId,
-      eventsJson: run.eventsJson,
-      firstEventLength: run.firstEventLength,
-      steps: run.steps,
-      stack: run.stack,
-      attempt: item.attempt,
-      maxAttempts: run.maxAttempts,
-      reqVersion: run.reqVersion,
-      disableImmediate: run.disableImmediate,
-      checkpoint: deps.checkpointing ? { functionId: run.functionId, queueItemId: item.id } : undefined,
-    });
-    let outcome: Awaited<ReturnType<AppClient["call"]>>;
-    const endTimer = callSeconds.startTimer();
-    const call = {
-      url: run.url,
-      stepId,
-      body,
-      reqVersion: run.reqVersion,
-      signingKey,
-      signal: ctx.signal,
-      // Names the step this call may run, the same across its retries: a planned step's item
-      // runs only that step; a discovery item runs the step after those saved so far.
-      sendToken: stepId === "step" ? `${item.id}:${run.stack.length}` : item.id,
-    };
-    const callAttributes = { "url.full": run.url, "stepline.step_id": stepId };
-    try {
-      outcome = await withSpan(
-        "app.call",
-        { parent: trace.parent, kind: SpanKind.CLIENT, attributes: callAttributes },
-        async (span) => {
-          // An untraced run's call says so when tracing is on, so the events the app sends from it
-          // (step.sendEvent forwards the header) stay untraced instead of starting traces.
-          const traceParent = span.traceParent || (tracingEnabled() ? unsampledParent() : "");
-          const out = await deps.app.call({ ...call, traceParent });
-          if (out.kind === "response")
-            span.setAttributes({ "http.response.status_code": out.response.status });
-          else span.setAttributes({ "error.type": out.message });
-          return out;
-        },
-      );
-    } catch (err) {
-      if (ctx.signal.reason === SHUTDOWN) {
-        await ctx.retry(0, item.attempt);
-      } else if (!ctx.signal.aborted) {
-        log.error({ err }, "call failed unexpectedly; releasing item");
-        await ctx.release();
-      }
-      // Lease lost: another executor owns the item now; do nothing.
-      return;
-    } finally {
-      endTimer();
-    }
-    if (outcome.kind === "response" && outcome.response.status === 401 && deps.keys) {
-      log.warn(
-        { envId: run.environmentId },
-        "app rejected our signature (401); refetching the key next time",
-      );
-      deps.keys.forget(run.environmentId);
+    // A discovery item of a run in plain sequential progress makes the run's next calls itself,
+    // up to callsPerLease in a row, instead of completing and being handed the next item back.
+    const mayGoOn = (deps.callsPerLease ?? 1) > 1 && isPlainDiscovery(item, payload) && item.attempt === 0;
+    let next: RunState | undefined = run;
+    for (let calls = 1; next; calls++) {
+      const goOn = mayGoOn && calls < (deps.callsPerLease ?? 1) && !ctx.signal.aborted;
+      const callTrace = calls === 1 ? trace : { parent: traceParent, startMs: deps.clock.now() };
+      next = await callAndSettle(next, stepId, signingKey, callTrace, goOn);
+      if (next) localCallsTotal.inc();
     }
 
-    const { decision, reqVersion } = interpret({
-      outcome,
-      stepId,
-      attempt: item.attempt,
-      maxAttempts: run.maxAttempts,
-      nowMs: deps.clock.now(),
-      backoff: deps.backoff,
-      random: random(),
-      savedStepIds: run.steps,
-    });
-    callsTotal.inc({ decision: decision.type });
-    await settle(deps, run, item, ctx, decision, reqVersion, log, trace);
-  }
-}
-
-/** Applies a decision; a run that ended meanwhile just acks the item, a store failure releases it. */
-async function settle(
-  deps: ExecuteDeps,
-  run: RunState,
-  item: NewItem,
-  ctx: ItemContext,
-  decision: Decision,
-  reqVersion: number | undefined,
-  log: Logger,
-  trace: CallTrace,
-): Promise<void> {
-  try {
-    await apply(deps, run, item, ctx, decision, reqVersion, log, trace);
-  } catch (err) {
-    if (err instanceof RunLimitError) {
-      // Nothing of the call was saved: the run fails instead, naming the limit.
-      await settle(
-        deps,
-        run,
-        item,
-        ctx,
-        { type: "fail", reason: err.message, errorJson: errorJson(err.message) },
-        reqVersion,
-        log,
-        trace,
-      );
-      return;
-    }
-    if (err instanceof ConflictError || err instanceof NotFoundError) {
-      log.info("run ended meanwhile; dropping the item");
+    /** One call of the app and its settling; the state for the next call when the lease goes on. */
+    async function callAndSettle(
+      run: RunState,
+      stepId: string,
+      signingKey: string | undefined,
+      trace: CallTrace,
+      mayGoOn: boolean,
+    ): Promise<RunState | undefined> {
+      const body = buildCallBody({
+        runId: run.runId,
+        eventsJson: run.eventsJson,
+        firstEventLength: run.firstEventLength,
+        steps: run.steps,
+        stack: run.stack,
+        attempt: item.attempt,
+        maxAttempts: run.maxAttempts,
+        reqVersion: run.reqVersion,
+        disableImmediate: run.disableImmediate,
+        checkpoint: deps.checkpointing ? { functionId: run.functionId, queueItemId: item.id } : undefined,
+      });
+      let outcome: Awaited<ReturnType<AppClient["call"]>>;
+      const endTimer = callSeconds.startTimer();
+      const call = {
+        url: run.url,
+        stepId,
+        body,
+        reqVersion: run.reqVersion,
+        signingKey,
+        signal: ctx.signal,
+        // Names the step this call may run, the same across its retries: a planned step's item
+        // runs only that step; a discovery item runs the step after those saved so far.
+        sendToken: stepId === "step" ? `${item.id}:${run.stack.length}` : item.id,
+      };
+      const callAttributes = { "url.full": run.url, "stepline.step_id": stepId };
       try {
-        // Ended by a cancel whose own follow-up may have been cut short: finish it here.
-        const ended = await deps.store.load(run.runId);
-        if (ended && ended.status !== "running" && !ended.finalized) await finalizeRun(deps, ended, ended);
-      } catch (e) {
-        log.warn({ err: String(e) }, "cannot finish the end of the run; releasing item");
-        await ctx.release();
-        return;
+        outcome = await withSpan(
+          "app.call",
+          { parent: trace.parent, kind: SpanKind.CLIENT, attributes: callAttributes },
+          async (span) => {
+            // An untraced run's call says so when tracing is on, so the events the app sends from it
+            // (step.sendEvent forwards the header) stay untraced instead of starting traces.
+            const traceParent = span.traceParent || (tracingEnabled() ? unsampledParent() : "");
+            const out = await deps.app.call({ ...call, traceParent });
+            if (out.kind === "response")
+              span.setAttributes({ "http.response.status_code": out.response.status });
+            else span.setAttributes({ "error.type": out.message });
+            return out;
+          },
+        );
+      } catch (err) {
+        if (ctx.signal.reason === SHUTDOWN) {
+          await ctx.retry(0, item.attempt);
+        } else if (!ctx.signal.aborted) {
+          log.error({ err }, "call failed unexpectedly; releasing item");
+          await ctx.release();
+        }
+        // Lease lost: another executor owns the item now; do nothing.
+        return undefined;
+      } finally {
+        endTimer();
       }
-      await ctx.complete([]);
-      return;
+      if (outcome.kind === "response" && outcome.response.status === 401 && deps.keys) {
+        log.warn(
+          { envId: run.environmentId },
+          "app rejected our signature (401); refetching the key next time",
+        );
+        deps.keys.forget(run.environmentId);
+      }
+
+      const { decision, reqVersion } = interpret({
+        outcome,
+        stepId,
+        attempt: item.attempt,
+        maxAttempts: run.maxAttempts,
+        nowMs: deps.clock.now(),
+        backoff: deps.backoff,
+        random: random(),
+        savedStepIds: run.steps,
+      });
+      callsTotal.inc({ decision: decision.type });
+      return settle(deps, run, item, ctx, decision, { reqVersion, log, trace, mayGoOn });
     }
-    log.warn({ err: String(err) }, "cannot save the outcome; releasing item");
-    await ctx.release();
   }
 }
 
-async function apply(
-  deps: ExecuteDeps,
-  run: RunState,
-  item: NewItem,
-  ctx: ItemContext,
-  decision: Decision,
-  reqVersion: number | undefined,
-  log: Logger,
-  trace: CallTrace,
-): Promise<void> {
-  const now = deps.clock.now();
-  const changedVersion = reqVersion !== undefined && reqVersion !== run.reqVersion ? reqVersion : undefined;
-  switch (decision.type) {
-    case "advance": {
-      const stepId = parsePayload(item.payload).stepId;
-      const adv = await deps.store.advance(run.runId, {
-        saves: decision.saves.map((s) => ({ stepId: s.stepId, memoJson: s.memoJson })),
-        ...(changedVersion !== undefined ? { reqVersion: changedVersion } : {}),
-        disableImmediate: decision.disableImmediate,
-        // A call for a planned step resolves that step's pending op.
-        ...(stepId !== "step" ? { resolve: { opId: stepId, resolver: item.id } } : {}),
-        planner: item.id,
-        plans: decision.plans.map((p) => ({
-          opId: p.id,
-          race: p.kind === "step" && p.race,
-          ...(p.kind === "wait" ? { waitEvent: p.event } : {}),
-        })),
-      });
-      const records = decision.saves
-        .filter((_, i) => adv.saved[i])
-        .map(
-          (s): HistoryEntry => ({
-            $case: "step",
-            value: stepRecord(run, s, item.attempt, now, trace.startMs),
-            traceParent: stepSpan(trace, s, item.attempt, now),
-          }),
-        );
-      const next: NewItem[] = [];
-      const starts: Promise<void>[] = [];
-      const invoked: object[] = [];
-      decision.plans.forEach((p, i) => {
-        if (adv.planned[i] === "none") return;
-        next.push(planItem(run, p));
-        // Started once, by the call that planned it (or that call's redelivery).
-        if (adv.planned[i] !== "start") return;
-        const pending = pendingStep(run, p, now);
-        if (pending) records.push({ $case: "step", value: pending, traceParent: pendingSpan(trace, p, now) });
-        if (p.kind === "wait") starts.push(deps.pauses.add(pauseOf(run, p, now)));
-        if (p.kind === "invoke") invoked.push(invokedEvent(run, p, now));
-      });
-      // A wait is indexed, and an invoke's function started, before the timeout item exists.
-      if (invoked.length > 0)
-        starts.push(deps.events.send(run.accountId, run.environmentId, invoked, run.traceParent));
-      await Promise.all(starts);
-      if (stepId === "step") {
-        // A discovery call that saved a step (and planned nothing) discovers again.
-        if (decision.plans.length === 0 && decision.saves.length > 0) {
-          next.push(callItem(run, `c${adv.callNumber}`, { stepId: "step" }));
-        }
-      } else if (adv.resolution === "discover") {
-        next.push(callItem(run, `d:${stepId}`, { stepId: "step" }));
-      }
-      // Step records are sent in the background (never awaited on the hot path): the saved state
-      // is the truth; a record lost in a crash only thins the history. The run's final record
-      // is strict (finalize.ts), and goes after these on the same producer.
-      void deps.history.record(records);
-      const handOffs = deps.handOffs;
-      const onlyNext = next.length === 1 ? next[0]?.id : undefined;
-      if (handOffs && onlyNext) {
-        const call = {
-          stepId,
-          saves: decision.saves,
-          planned: decision.plans.length,
-          disableImmediate: decision.disableImmediate,
-          reqVersion: changedVersion,
-        };
-        handOffs.keepAfter(run, call, adv, onlyNext);
-      }
-      const status = await ctx.complete(next);
-      log.debug({ next: next.map((n) => n.id), saved: adv.saved, status }, "call settled");
-      return;
-    }
-    case "retry": {
-      if (changedVersion !== undefined) await deps.store.setRequestVersion(run.runId, changedVersion);
-      if (decision.step) {
-        const value = erroredStep(
-          run,
-          decision.step.stepId,
-          decision.step.name,
-          item.attempt,
-          now,
-          decision.errorJson,
-          trace.startMs,
-        );
-        const step = { ...decision.step, status: "errored" };
-        const traceParent = stepSpan(trace, step, item.attempt, now, decision.reason);
-        void deps.history.record([{ $case: "step", value, traceParent }]);
-      }
-      log.info(
-        { reason: decision.reason, nextAttempt: decision.attempt, inMs: decision.runAtMs - now },
-        "retrying",
-      );
-      await ctx.retry(decision.runAtMs, decision.attempt);
-      return;
-    }
-    case "complete":
-    case "fail": {
-      const fin =
-        decision.type === "complete"
-          ? await deps.store.finish(run.runId, "completed", { output: decision.outputJson }, now)
-          : await deps.store.finish(run.runId, "failed", { error: decision.errorJson }, now);
-      if (fin.endedNow) runsEndedTotal.inc({ status: fin.status });
-      // When any of it fails, settle releases the item and its next delivery does it all again.
-      await finalizeRun(deps, run, fin);
-      // Success is the common case, once per run: debug, so info stays readable under load.
-      if (decision.type === "fail") log.info({ reason: decision.reason }, "run failed");
-      else log.debug("run completed");
-      await ctx.complete([]);
-      return;
-    }
-  }
+/** A call item that only discovers (no op to resolve, no planned step, not a time limit). */
+function isPlainDiscovery(item: NewItem, payload: ItemPayload): boolean {
+  return (
+    (item.kind === ItemKind.ITEM_KIND_START || item.kind === ItemKind.ITEM_KIND_STEP) &&
+    payload.stepId === "step" &&
+    !payload.op &&
+    !payload.deadline &&
+    !payload.end
+  );
 }

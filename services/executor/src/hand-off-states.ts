@@ -12,6 +12,42 @@
 import type { Clock } from "@stepline/internal/clock";
 import type { AdvanceResult, RunState, StepSave } from "./state.js";
 
+/** What `stateAfter` needs of a settled call. */
+export interface SequentialCall {
+  stepId: string;
+  saves: StepSave[];
+  planned: number;
+  disableImmediate: boolean;
+  reqVersion?: number;
+}
+
+/**
+ * The run's state after `call`, when the call was plain sequential progress (see the module
+ * comment): then the advance's answer proves it current, and the run's next call can start from it
+ * (a hand-off, or the next call made on the same lease, execute.ts). Otherwise undefined.
+ */
+export function stateAfter(run: RunState, call: SequentialCall, adv: AdvanceResult): RunState | undefined {
+  const sequential =
+    call.stepId === "step" &&
+    call.planned === 0 &&
+    call.saves.length > 0 &&
+    run.pending.size === 0 &&
+    adv.resolution === "none" &&
+    adv.saved.every(Boolean) &&
+    adv.stackLength === run.stack.length + call.saves.length;
+  if (!sequential) return undefined;
+  const steps = new Map(run.steps);
+  for (const s of call.saves) steps.set(s.stepId, s.memoJson);
+  return {
+    ...run,
+    steps,
+    stack: [...run.stack, ...call.saves.map((s) => s.stepId)],
+    calls: adv.callNumber,
+    reqVersion: call.reqVersion ?? run.reqVersion,
+    disableImmediate: run.disableImmediate || call.disableImmediate,
+  };
+}
+
 export class HandOffStates {
   private readonly states = new Map<string, { state: RunState; atMs: number; bytes: number }>();
   private bytes = 0;
@@ -34,39 +70,11 @@ export class HandOffStates {
    * Keeps the state after `saves` for the item `nextItemId`, when the call was sequential progress
    * (see the module comment); otherwise keeps nothing.
    */
-  keepAfter(
-    run: RunState,
-    call: {
-      stepId: string;
-      saves: StepSave[];
-      planned: number;
-      disableImmediate: boolean;
-      reqVersion?: number;
-    },
-    adv: AdvanceResult,
-    nextItemId: string,
-  ): void {
-    const sequential =
-      call.stepId === "step" &&
-      call.planned === 0 &&
-      call.saves.length > 0 &&
-      run.pending.size === 0 &&
-      adv.resolution === "none" &&
-      adv.saved.every(Boolean) &&
-      adv.stackLength === run.stack.length + call.saves.length;
-    if (!sequential) return;
-    const steps = new Map(run.steps);
-    for (const s of call.saves) steps.set(s.stepId, s.memoJson);
-    const state: RunState = {
-      ...run,
-      steps,
-      stack: [...run.stack, ...call.saves.map((s) => s.stepId)],
-      calls: adv.callNumber,
-      reqVersion: call.reqVersion ?? run.reqVersion,
-      disableImmediate: run.disableImmediate || call.disableImmediate,
-    };
+  keepAfter(run: RunState, call: SequentialCall, adv: AdvanceResult, nextItemId: string): void {
+    const state = stateAfter(run, call, adv);
+    if (!state) return;
     let bytes = state.eventsJson.length;
-    for (const memo of steps.values()) bytes += memo.length;
+    for (const memo of state.steps.values()) bytes += memo.length;
     const now = this.clock.now();
     // Entries are kept in the order they were made: the oldest are first.
     for (const [id, e] of this.states) {

@@ -134,6 +134,7 @@ runService(
           ...ends,
           ...runnerFires(runner, opTimeoutMs),
           checkpointing: config.STEPLINE_EXECUTOR_CHECKPOINTING === 1,
+          callsPerLease: config.STEPLINE_EXECUTOR_CALLS_PER_LEASE,
           app,
           keys: tenants
             ? tenantSigningKeys(tenants, config.STEPLINE_EXECUTOR_KEY_CACHE_MS, systemClock)

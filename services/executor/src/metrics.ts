@@ -10,6 +10,12 @@ export const callsTotal = new Counter({
   registers: [metrics],
 });
 
+export const localCallsTotal = new Counter({
+  name: "stepline_executor_calls_on_lease_total",
+  help: "Calls a lease made after its first, for runs in plain sequential progress (STEPLINE_EXECUTOR_CALLS_PER_LEASE)",
+  registers: [metrics],
+});
+
 /** Time from sending a call to having its whole answer. */
 export const callSeconds = new Histogram({
   name: "stepline_executor_call_duration_seconds",
