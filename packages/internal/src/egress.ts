@@ -75,18 +75,29 @@ export function egressPolicy(opts: {
     else if (bits === undefined) allowed.addAddress(address ?? "", family === 4 ? "ipv4" : "ipv6");
     else allowed.addSubnet(address ?? "", Number(bits), family === 4 ? "ipv4" : "ipv6");
   }
+  const judge = (address: string): Kind | null => {
+    const family = isIP(address) === 6 ? "ipv6" : "ipv4";
+    if (allowed.check(address, family)) return null;
+    // An IPv4 address written as IPv6 (::ffff:a.b.c.d) is judged as the IPv4 one.
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
+    if (mapped) return judge(mapped);
+    for (const [kind, list] of refused) if (list.check(address, family)) return kind;
+    return null;
+  };
+  // Every app call asks about its address, and apps have few: BlockList.check builds a
+  // SocketAddress per list each time, a measurable share of the executor's CPU per step.
+  const judged = new Map<string, Kind | null>();
   return {
     who: opts.who ?? "the executor",
     allowVariable: opts.allowVariable ?? "STEPLINE_EXECUTOR_EGRESS_ALLOW",
     allowsHost: (hostname) => allowedHosts.has(hostname.toLowerCase()),
     refusal(address) {
-      const family = isIP(address) === 6 ? "ipv6" : "ipv4";
-      if (allowed.check(address, family)) return null;
-      // An IPv4 address written as IPv6 (::ffff:a.b.c.d) is judged as the IPv4 one.
-      const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
-      if (mapped) return this.refusal(mapped);
-      for (const [kind, list] of refused) if (list.check(address, family)) return kind;
-      return null;
+      const known = judged.get(address);
+      if (known !== undefined) return known;
+      const kind = judge(address);
+      if (judged.size >= 4_096) judged.clear();
+      judged.set(address, kind);
+      return kind;
     },
   };
 }

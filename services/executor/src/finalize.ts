@@ -40,13 +40,16 @@ export async function finalizeRun(
   run: RunState,
   outcome: Pick<FinishResult, "status" | "version" | "endedAtMs" | "output" | "error">,
 ): Promise<void> {
-  // Strict: when Kafka fails, the item is released and its next delivery records again.
-  await deps.history.produce([
-    { $case: "run", value: runRecord(run, outcome), traceParent: run.traceParent },
+  // Each of these is idempotent and none needs another's result, so they go at once (a run's end
+  // waits for the slowest, not for the sum). When any fails, the item is released and its next
+  // delivery does them all again; only then is the end marked done. The final record is strict:
+  // Kafka has it before the item is acked.
+  await Promise.all([
+    deps.history.produce([{ $case: "run", value: runRecord(run, outcome), traceParent: run.traceParent }]),
+    deps.events.send(run.accountId, run.environmentId, endEvents(run, outcome), run.traceParent),
+    reportToParent(deps, run, outcome),
+    dropLeftovers(deps, run),
   ]);
-  await deps.events.send(run.accountId, run.environmentId, endEvents(run, outcome), run.traceParent);
-  await reportToParent(deps, run, outcome);
-  await dropLeftovers(deps, run);
   await deps.store.markFinalized(run.runId);
 }
 
