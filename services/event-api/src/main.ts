@@ -57,6 +57,9 @@ runService(
         queue.close();
       });
       const rpcTimeout = config.STEPLINE_EVENT_API_RPC_TIMEOUT_MS;
+      const runs = runControlOverGrpc(executor, rpcTimeout, log.child({ component: "checkpoints" }));
+      // Before the clients close (stops run newest first): checkpoints in flight get their answers.
+      onStop(() => runs.close());
 
       // TenantService can list every key: it gets a listener of its own (the control address), which
       // a deployment exposes to operators and the executor only, apart from the data plane.
@@ -78,7 +81,7 @@ runService(
         sink: producer,
         registry: registryOverGrpc(runner, rpcTimeout),
         history: historyOverGrpc(history, rpcTimeout),
-        runs: runControlOverGrpc(executor, rpcTimeout),
+        runs,
         functions: functionControlOverGrpc(queue, rpcTimeout),
         apps: appSyncer({
           egress: egressPolicy({

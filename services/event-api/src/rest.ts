@@ -3,6 +3,7 @@
 // ExecutorService; and the JSON shapes users and the SDK read (`GET /v1/runs/:runId`, ...).
 // Adapters here are thin, so routes and their tests depend on these interfaces only.
 import { callUnary } from "@stepline/internal/grpc";
+import type { Logger } from "@stepline/internal/log";
 import type { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type {
   Event,
@@ -26,6 +27,7 @@ import type {
   SyncAppResponse,
 } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { RunStatus, SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
+import { CheckpointStream } from "./checkpoint-stream.js";
 import { parseOrRaw } from "./views.js";
 
 /** Reads of past and current runs, scoped to one environment. */
@@ -61,18 +63,19 @@ export interface RunControl {
   checkpoint(environmentId: string, runId: string, queueItemId: string, stepsJson: string): Promise<void>;
 }
 
-/** RunControl over ExecutorService gRPC. */
-export function runControlOverGrpc(client: ExecutorServiceClient, deadlineMs: number): RunControl {
+/** RunControl over ExecutorService gRPC: cancels unary, checkpoints on one stream (checkpoint-stream.ts). */
+export function runControlOverGrpc(
+  client: ExecutorServiceClient,
+  deadlineMs: number,
+  log: Logger,
+): RunControl & { close(): Promise<void> } {
+  const checkpoints = new CheckpointStream(() => client.checkpoints(), deadlineMs, log);
   return {
     cancelRun: (environmentId, runId) =>
       callUnary(client.cancelRun.bind(client), { environmentId, runId }, deadlineMs),
-    checkpoint: async (environmentId, runId, queueItemId, stepsJson) => {
-      await callUnary(
-        client.checkpoint.bind(client),
-        { environmentId, runId, queueItemId, stepsJson },
-        deadlineMs,
-      );
-    },
+    checkpoint: (environmentId, runId, queueItemId, stepsJson) =>
+      checkpoints.checkpoint({ environmentId, runId, queueItemId, stepsJson }),
+    close: () => checkpoints.close(),
   };
 }
 

@@ -1,8 +1,8 @@
 // SDK v4 checkpointing (docs/sdk-protocol.md, "Checkpointing"): the SDK runs steps inside one call
-// and, after each, POSTs their results to event-api's /v1/checkpoint/<run>/async, which calls
-// ExecutorService.Checkpoint before it answers. The results are saved exactly as if the call had
-// answered them (first writer wins), so they are durable before the SDK moves on, and a retried or
-// redelivered call finds them in its memo and never runs them again.
+// and, after each, POSTs their results to event-api's /v1/checkpoint/<run>/async, which passes them
+// on its ExecutorService.Checkpoints stream and answers once they are saved. They are saved exactly
+// as if the call had answered them (first writer wins), so they are durable before the SDK moves
+// on, and a retried or redelivered call finds them in its memo and never runs them again.
 import type { Clock } from "@stepline/internal/clock";
 import { ConflictError, NotFoundError } from "@stepline/internal/errors";
 import type { HistoryEntry } from "./history.js";

@@ -1,9 +1,15 @@
 // ExecutorService over gRPC (server.fixture.ts): singleton keys at scheduling, SDK checkpoints,
 // and cancelling runs (one, or a function's in bulk, or by a cancelOn event).
-import { NotFoundError, ValidationError } from "@stepline/internal/errors";
+import { status } from "@grpc/grpc-js";
+import { fromGrpcError, NotFoundError, ValidationError } from "@stepline/internal/errors";
 import { callUnary } from "@stepline/internal/grpc";
 import { uniqueTag } from "@stepline/internal/testing";
-import type { RunSpec } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type {
+  CheckpointCall,
+  CheckpointResult,
+  CheckpointsResponse,
+  RunSpec,
+} from "@stepline/proto/stepline/executor/v1/executor_service";
 import { SingletonMode } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { RunStatus, SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -91,14 +97,58 @@ describe("ExecutorService.ScheduleRuns with singleton", () => {
   });
 });
 
-describe("ExecutorService.Checkpoint", () => {
-  const checkpoint = (runId: string, steps: unknown, environmentId = "env") =>
-    callUnary(h.client.checkpoint.bind(h.client), {
-      environmentId,
-      runId,
-      queueItemId: `${runId}:start`,
-      stepsJson: typeof steps === "string" ? steps : JSON.stringify(steps),
+describe("ExecutorService.Checkpoints", () => {
+  const callOf = (id: number, runId: string, steps: unknown, environmentId = "env"): CheckpointCall => ({
+    id,
+    environmentId,
+    runId,
+    queueItemId: `${runId}:start`,
+    stepsJson: typeof steps === "string" ? steps : JSON.stringify(steps),
+  });
+  /** Sends one batch on a stream of its own; the results of its one answer. */
+  const batch = async (calls: CheckpointCall[]): Promise<CheckpointResult[]> => {
+    const stream = h.client.checkpoints();
+    const answered = new Promise<CheckpointResult[]>((resolve, reject) => {
+      stream.on("data", (res: CheckpointsResponse) => resolve(res.results));
+      stream.on("error", reject);
     });
+    stream.write({ calls });
+    const results = await answered;
+    stream.end();
+    return results;
+  };
+  /** One checkpoint: what it saved, or its failure as the closed error set. */
+  const checkpoint = async (runId: string, steps: unknown, environmentId = "env") => {
+    const [r] = await batch([callOf(1, runId, steps, environmentId)]);
+    if (!r) throw new Error("no result");
+    if (r.code !== 0) throw fromGrpcError({ code: r.code, details: r.message });
+    return { saved: r.saved };
+  };
+
+  it("answers each call of a batch by its id with its own outcome, and ends once the caller ends", async () => {
+    const run = h.spec();
+    await callUnary(h.client.scheduleRuns.bind(h.client), { runs: [run] });
+    const stream = h.client.checkpoints();
+    const answers: CheckpointResult[][] = [];
+    stream.on("data", (res: CheckpointsResponse) => answers.push(res.results));
+    const ended = new Promise<void>((resolve) => stream.on("end", () => resolve()));
+    stream.write({
+      calls: [
+        callOf(10, run.runId, [{ id: "x1", op: "StepRun", name: "x", data: 1 }]),
+        callOf(11, "no-such-run", [{ id: "x1", op: "StepRun", name: "x", data: 1 }]),
+        callOf(12, run.runId, "not json"),
+      ],
+    });
+    stream.end();
+    await ended;
+    expect(answers).toHaveLength(1);
+    expect(answers[0]?.map((r) => [r.id, r.code, r.saved])).toEqual([
+      [10, 0, 1],
+      [11, status.NOT_FOUND, 0],
+      [12, status.INVALID_ARGUMENT, 0],
+    ]);
+    expect(answers[0]?.[1]?.message).toBe("run no-such-run not found");
+  });
 
   it("saves the steps an SDK ran inside a call, first writer wins, and refuses what it cannot take", async () => {
     const run = h.spec();

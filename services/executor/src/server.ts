@@ -1,6 +1,7 @@
 // gRPC handlers of ExecutorService: proto <-> domain translation only.
 
-import { ValidationError } from "@stepline/internal/errors";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { toGrpcError, ValidationError } from "@stepline/internal/errors";
 import { unary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
 import type {
@@ -8,8 +9,10 @@ import type {
   CancelFunctionRunsResponse,
   CancelRunRequest,
   CancelRunResponse,
-  CheckpointRequest,
-  CheckpointResponse,
+  CheckpointCall,
+  CheckpointResult,
+  CheckpointsRequest,
+  CheckpointsResponse,
   ExecutorServiceServer,
   ListPausesRequest,
   ListPausesResponse,
@@ -32,16 +35,7 @@ export function executorService(
   log: Logger,
 ): ExecutorServiceServer {
   return {
-    checkpoint: unary<CheckpointRequest, CheckpointResponse>(log, async (req) => {
-      if (!req.environmentId || !req.runId)
-        throw new ValidationError("environment_id and run_id are required");
-      const saved = await checkpointer.checkpoint({
-        environmentId: req.environmentId,
-        runId: req.runId,
-        stepsJson: req.stepsJson,
-      });
-      return { saved };
-    }),
+    checkpoints: (call) => checkpointStream(call, checkpointer, log),
     scheduleRuns: unary<ScheduleRunsRequest, ScheduleRunsResponse>(log, async (req) => {
       const results = await scheduler.schedule(
         req.runs.map((r) => ({
@@ -93,4 +87,58 @@ export function executorService(
       };
     }),
   };
+}
+
+/**
+ * One event-api's stream of checkpoints: each batch's calls are saved concurrently and answered
+ * together once all are done (a result per call, with its code). The stream ends when event-api
+ * ends it, after the answers of the batches in flight.
+ */
+function checkpointStream(
+  call: ServerDuplexStream<CheckpointsRequest, CheckpointsResponse>,
+  checkpointer: Checkpointer,
+  log: Logger,
+): void {
+  let pending = 0;
+  let clientDone = false;
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    call.end();
+  };
+  const save = async (c: CheckpointCall): Promise<CheckpointResult> => {
+    try {
+      if (!c.environmentId || !c.runId) throw new ValidationError("environment_id and run_id are required");
+      const saved = await checkpointer.checkpoint({
+        environmentId: c.environmentId,
+        runId: c.runId,
+        stepsJson: c.stepsJson,
+      });
+      return { id: c.id, code: 0, message: "", saved };
+    } catch (err) {
+      const mapped = toGrpcError(err);
+      if (mapped.code === 13) log.error({ err, runId: c.runId }, "checkpoint failed");
+      return { id: c.id, code: mapped.code ?? 13, message: mapped.details ?? "", saved: 0 };
+    }
+  };
+  call.on("data", (req: CheckpointsRequest) => {
+    pending++;
+    void Promise.all(req.calls.map(save)).then((results) => {
+      pending--;
+      if (!ended) call.write({ results });
+      if (clientDone && pending === 0) end();
+    });
+  });
+  call.on("end", () => {
+    clientDone = true;
+    if (pending === 0) end();
+  });
+  // A cancelled stream (event-api gone): its answers have nowhere to go.
+  call.on("cancelled", () => {
+    ended = true;
+  });
+  call.on("error", () => {
+    ended = true;
+  });
 }

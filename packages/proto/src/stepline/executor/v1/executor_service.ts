@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -228,7 +230,14 @@ export interface ResumePausesResponse {
   results: ResumePauseResult[];
 }
 
-export interface CheckpointRequest {
+/** CheckpointsRequest is the checkpoints event-api received in one turn of its event loop. */
+export interface CheckpointsRequest {
+  calls: CheckpointCall[];
+}
+
+export interface CheckpointCall {
+  /** Chosen by the caller, unique among its calls in flight on the stream. */
+  id: number;
   environmentId: string;
   runId: string;
   /** The `qi_id` Stepline sent in the call's ctx (the queue item of the call), echoed by the SDK. */
@@ -237,7 +246,18 @@ export interface CheckpointRequest {
   stepsJson: string;
 }
 
-export interface CheckpointResponse {
+/** CheckpointsResponse answers the calls of one batch. */
+export interface CheckpointsResponse {
+  results: CheckpointResult[];
+}
+
+export interface CheckpointResult {
+  /** The CheckpointCall's id. */
+  id: number;
+  /** 0, or the gRPC status code of the failure (see Checkpoints). */
+  code: number;
+  /** What went wrong (empty on success). */
+  message: string;
   /** Steps saved by this call (0 when every one was saved before). */
   saved: number;
 }
@@ -2371,28 +2391,19 @@ export const ResumePausesResponse: MessageFns<ResumePausesResponse> = {
   },
 };
 
-function createBaseCheckpointRequest(): CheckpointRequest {
-  return { environmentId: "", runId: "", queueItemId: "", stepsJson: "" };
+function createBaseCheckpointsRequest(): CheckpointsRequest {
+  return { calls: [] };
 }
 
-export const CheckpointRequest: MessageFns<CheckpointRequest> = {
-  encode(message: CheckpointRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.environmentId !== "") {
-      writer.uint32(10).string(message.environmentId);
-    }
-    if (message.runId !== "") {
-      writer.uint32(18).string(message.runId);
-    }
-    if (message.queueItemId !== "") {
-      writer.uint32(26).string(message.queueItemId);
-    }
-    if (message.stepsJson !== "") {
-      writer.uint32(34).string(message.stepsJson);
+export const CheckpointsRequest: MessageFns<CheckpointsRequest> = {
+  encode(message: CheckpointsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.calls) {
+      CheckpointCall.encode(v!, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointsRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2401,7 +2412,7 @@ export const CheckpointRequest: MessageFns<CheckpointRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCheckpointRequest();
+      const message = createBaseCheckpointsRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2410,7 +2421,88 @@ export const CheckpointRequest: MessageFns<CheckpointRequest> = {
               break;
             }
 
-            message.environmentId = reader.string();
+            message.calls.push(CheckpointCall.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointsRequest {
+    return {
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => CheckpointCall.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: CheckpointsRequest): unknown {
+    const obj: any = {};
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => CheckpointCall.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CheckpointsRequest>, I>>(base?: I): CheckpointsRequest {
+    return CheckpointsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CheckpointsRequest>, I>>(object: I): CheckpointsRequest {
+    const message = createBaseCheckpointsRequest();
+    message.calls = object.calls?.map((e) => CheckpointCall.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCheckpointCall(): CheckpointCall {
+  return { id: 0, environmentId: "", runId: "", queueItemId: "", stepsJson: "" };
+}
+
+export const CheckpointCall: MessageFns<CheckpointCall> = {
+  encode(message: CheckpointCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    if (message.environmentId !== "") {
+      writer.uint32(18).string(message.environmentId);
+    }
+    if (message.runId !== "") {
+      writer.uint32(26).string(message.runId);
+    }
+    if (message.queueItemId !== "") {
+      writer.uint32(34).string(message.queueItemId);
+    }
+    if (message.stepsJson !== "") {
+      writer.uint32(42).string(message.stepsJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
             continue;
           }
           case 2: {
@@ -2418,7 +2510,7 @@ export const CheckpointRequest: MessageFns<CheckpointRequest> = {
               break;
             }
 
-            message.runId = reader.string();
+            message.environmentId = reader.string();
             continue;
           }
           case 3: {
@@ -2426,11 +2518,19 @@ export const CheckpointRequest: MessageFns<CheckpointRequest> = {
               break;
             }
 
-            message.queueItemId = reader.string();
+            message.runId = reader.string();
             continue;
           }
           case 4: {
             if (tag !== 34) {
+              break;
+            }
+
+            message.queueItemId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
               break;
             }
 
@@ -2449,8 +2549,9 @@ export const CheckpointRequest: MessageFns<CheckpointRequest> = {
     }
   },
 
-  fromJSON(object: any): CheckpointRequest {
+  fromJSON(object: any): CheckpointCall {
     return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
       environmentId: isSet(object.environmentId)
         ? globalThis.String(object.environmentId)
         : isSet(object.environment_id)
@@ -2474,8 +2575,11 @@ export const CheckpointRequest: MessageFns<CheckpointRequest> = {
     };
   },
 
-  toJSON(message: CheckpointRequest): unknown {
+  toJSON(message: CheckpointCall): unknown {
     const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
     if (message.environmentId !== "") {
       obj.environmentId = message.environmentId;
     }
@@ -2491,11 +2595,12 @@ export const CheckpointRequest: MessageFns<CheckpointRequest> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<CheckpointRequest>, I>>(base?: I): CheckpointRequest {
-    return CheckpointRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<CheckpointCall>, I>>(base?: I): CheckpointCall {
+    return CheckpointCall.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<CheckpointRequest>, I>>(object: I): CheckpointRequest {
-    const message = createBaseCheckpointRequest();
+  fromPartial<I extends Exact<DeepPartial<CheckpointCall>, I>>(object: I): CheckpointCall {
+    const message = createBaseCheckpointCall();
+    message.id = object.id ?? 0;
     message.environmentId = object.environmentId ?? "";
     message.runId = object.runId ?? "";
     message.queueItemId = object.queueItemId ?? "";
@@ -2504,19 +2609,19 @@ export const CheckpointRequest: MessageFns<CheckpointRequest> = {
   },
 };
 
-function createBaseCheckpointResponse(): CheckpointResponse {
-  return { saved: 0 };
+function createBaseCheckpointsResponse(): CheckpointsResponse {
+  return { results: [] };
 }
 
-export const CheckpointResponse: MessageFns<CheckpointResponse> = {
-  encode(message: CheckpointResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.saved !== 0) {
-      writer.uint32(8).int32(message.saved);
+export const CheckpointsResponse: MessageFns<CheckpointsResponse> = {
+  encode(message: CheckpointsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      CheckpointResult.encode(v!, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointsResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2525,12 +2630,116 @@ export const CheckpointResponse: MessageFns<CheckpointResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCheckpointResponse();
+      const message = createBaseCheckpointsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(CheckpointResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointsResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => CheckpointResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CheckpointsResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => CheckpointResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CheckpointsResponse>, I>>(base?: I): CheckpointsResponse {
+    return CheckpointsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CheckpointsResponse>, I>>(object: I): CheckpointsResponse {
+    const message = createBaseCheckpointsResponse();
+    message.results = object.results?.map((e) => CheckpointResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCheckpointResult(): CheckpointResult {
+  return { id: 0, code: 0, message: "", saved: 0 };
+}
+
+export const CheckpointResult: MessageFns<CheckpointResult> = {
+  encode(message: CheckpointResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    if (message.code !== 0) {
+      writer.uint32(16).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    if (message.saved !== 0) {
+      writer.uint32(32).int32(message.saved);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointResult();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
             if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
               break;
             }
 
@@ -2549,23 +2758,40 @@ export const CheckpointResponse: MessageFns<CheckpointResponse> = {
     }
   },
 
-  fromJSON(object: any): CheckpointResponse {
-    return { saved: isSet(object.saved) ? globalThis.Number(object.saved) : 0 };
+  fromJSON(object: any): CheckpointResult {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      saved: isSet(object.saved) ? globalThis.Number(object.saved) : 0,
+    };
   },
 
-  toJSON(message: CheckpointResponse): unknown {
+  toJSON(message: CheckpointResult): unknown {
     const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
     if (message.saved !== 0) {
       obj.saved = Math.round(message.saved);
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<CheckpointResponse>, I>>(base?: I): CheckpointResponse {
-    return CheckpointResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<CheckpointResult>, I>>(base?: I): CheckpointResult {
+    return CheckpointResult.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<CheckpointResponse>, I>>(object: I): CheckpointResponse {
-    const message = createBaseCheckpointResponse();
+  fromPartial<I extends Exact<DeepPartial<CheckpointResult>, I>>(object: I): CheckpointResult {
+    const message = createBaseCheckpointResult();
+    message.id = object.id ?? 0;
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
     message.saved = object.saved ?? 0;
     return message;
   },
@@ -2654,21 +2880,24 @@ export const ExecutorServiceService = {
     responseDeserialize: (value: Buffer): CancelFunctionRunsResponse => CancelFunctionRunsResponse.decode(value),
   },
   /**
-   * Checkpoint saves the steps an SDK ran inside one call (SDK v4 checkpointing: it POSTs them to
-   * event-api's /v1/checkpoint/<run>/async after each step and goes on), before it answers:
-   * each `StepRun` op's data is saved first-writer-wins, exactly as if the call had answered it.
-   * Idempotent. Errors: INVALID_ARGUMENT (not a list of ops, or an op that is not a step's
-   * result), NOT_FOUND (no such run in the environment), FAILED_PRECONDITION (the run has ended:
-   * the SDK's dispatch is stale).
+   * Checkpoints is event-api's long-lived stream of SDK v4 checkpoints: the steps an SDK ran
+   * inside one call, POSTed to event-api's /v1/checkpoint/<run>/async after each step, which
+   * answers only once they are saved. A stream, not a unary call per step (docs/architecture.md,
+   * "Hot path"). Each call's `StepRun` ops are saved first-writer-wins, exactly as if the call had
+   * answered them; idempotent. Every call gets one result, tagged with its id, in any order; a
+   * result's code is 0 or the status the call failed with: INVALID_ARGUMENT (not a list of ops, or
+   * an op that is not a step's result), NOT_FOUND (no such run in the environment), ALREADY_EXISTS
+   * (the run has ended: the SDK's dispatch is stale), UNAVAILABLE (Redis down; retry). A broken
+   * stream leaves its calls unanswered: saved or not, retrying them is safe.
    */
-  checkpoint: {
-    path: "/stepline.executor.v1.ExecutorService/Checkpoint" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: CheckpointRequest): Buffer => Buffer.from(CheckpointRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): CheckpointRequest => CheckpointRequest.decode(value),
-    responseSerialize: (value: CheckpointResponse): Buffer => Buffer.from(CheckpointResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): CheckpointResponse => CheckpointResponse.decode(value),
+  checkpoints: {
+    path: "/stepline.executor.v1.ExecutorService/Checkpoints" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: CheckpointsRequest): Buffer => Buffer.from(CheckpointsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CheckpointsRequest => CheckpointsRequest.decode(value),
+    responseSerialize: (value: CheckpointsResponse): Buffer => Buffer.from(CheckpointsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CheckpointsResponse => CheckpointsResponse.decode(value),
   },
 } as const;
 
@@ -2709,14 +2938,17 @@ export interface ExecutorServiceServer extends UntypedServiceImplementation {
    */
   cancelFunctionRuns: handleUnaryCall<CancelFunctionRunsRequest, CancelFunctionRunsResponse>;
   /**
-   * Checkpoint saves the steps an SDK ran inside one call (SDK v4 checkpointing: it POSTs them to
-   * event-api's /v1/checkpoint/<run>/async after each step and goes on), before it answers:
-   * each `StepRun` op's data is saved first-writer-wins, exactly as if the call had answered it.
-   * Idempotent. Errors: INVALID_ARGUMENT (not a list of ops, or an op that is not a step's
-   * result), NOT_FOUND (no such run in the environment), FAILED_PRECONDITION (the run has ended:
-   * the SDK's dispatch is stale).
+   * Checkpoints is event-api's long-lived stream of SDK v4 checkpoints: the steps an SDK ran
+   * inside one call, POSTed to event-api's /v1/checkpoint/<run>/async after each step, which
+   * answers only once they are saved. A stream, not a unary call per step (docs/architecture.md,
+   * "Hot path"). Each call's `StepRun` ops are saved first-writer-wins, exactly as if the call had
+   * answered them; idempotent. Every call gets one result, tagged with its id, in any order; a
+   * result's code is 0 or the status the call failed with: INVALID_ARGUMENT (not a list of ops, or
+   * an op that is not a step's result), NOT_FOUND (no such run in the environment), ALREADY_EXISTS
+   * (the run has ended: the SDK's dispatch is stale), UNAVAILABLE (Redis down; retry). A broken
+   * stream leaves its calls unanswered: saved or not, retrying them is safe.
    */
-  checkpoint: handleUnaryCall<CheckpointRequest, CheckpointResponse>;
+  checkpoints: handleBidiStreamingCall<CheckpointsRequest, CheckpointsResponse>;
 }
 
 export interface ExecutorServiceClient extends Client {
@@ -2826,28 +3058,22 @@ export interface ExecutorServiceClient extends Client {
     callback: (error: ServiceError | null, response: CancelFunctionRunsResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Checkpoint saves the steps an SDK ran inside one call (SDK v4 checkpointing: it POSTs them to
-   * event-api's /v1/checkpoint/<run>/async after each step and goes on), before it answers:
-   * each `StepRun` op's data is saved first-writer-wins, exactly as if the call had answered it.
-   * Idempotent. Errors: INVALID_ARGUMENT (not a list of ops, or an op that is not a step's
-   * result), NOT_FOUND (no such run in the environment), FAILED_PRECONDITION (the run has ended:
-   * the SDK's dispatch is stale).
+   * Checkpoints is event-api's long-lived stream of SDK v4 checkpoints: the steps an SDK ran
+   * inside one call, POSTed to event-api's /v1/checkpoint/<run>/async after each step, which
+   * answers only once they are saved. A stream, not a unary call per step (docs/architecture.md,
+   * "Hot path"). Each call's `StepRun` ops are saved first-writer-wins, exactly as if the call had
+   * answered them; idempotent. Every call gets one result, tagged with its id, in any order; a
+   * result's code is 0 or the status the call failed with: INVALID_ARGUMENT (not a list of ops, or
+   * an op that is not a step's result), NOT_FOUND (no such run in the environment), ALREADY_EXISTS
+   * (the run has ended: the SDK's dispatch is stale), UNAVAILABLE (Redis down; retry). A broken
+   * stream leaves its calls unanswered: saved or not, retrying them is safe.
    */
-  checkpoint(
-    request: CheckpointRequest,
-    callback: (error: ServiceError | null, response: CheckpointResponse) => void,
-  ): ClientUnaryCall;
-  checkpoint(
-    request: CheckpointRequest,
+  checkpoints(): ClientDuplexStream<CheckpointsRequest, CheckpointsResponse>;
+  checkpoints(options: Partial<CallOptions>): ClientDuplexStream<CheckpointsRequest, CheckpointsResponse>;
+  checkpoints(
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: CheckpointResponse) => void,
-  ): ClientUnaryCall;
-  checkpoint(
-    request: CheckpointRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: CheckpointResponse) => void,
-  ): ClientUnaryCall;
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<CheckpointsRequest, CheckpointsResponse>;
 }
 
 export const ExecutorServiceClient = makeGenericClientConstructor(
