@@ -19,15 +19,19 @@ export interface EventSender {
   send(accountId: string, environmentId: string, events: object[], traceParent: TraceParent): Promise<void>;
 }
 
-/** EventSender over EventService.SendEvents with a deadline per call. */
-export function grpcEventSender(client: EventServiceClient, deadlineMs: number): EventSender {
-  return {
-    async send(accountId, environmentId, events, traceParent) {
-      if (events.length === 0) return;
-      const eventsJson = events.map((e) => JSON.stringify(e));
-      const req = { accountId, environmentId, eventsJson, traceParent: traceParent || unsampledParent() };
-      await callUnary(client.sendEvents.bind(client), req, deadlineMs);
-    },
+/** Sends events given as JSON (as EventService.SendEvents takes them); resolves once Kafka has them. */
+export type SendEventsJson = (
+  accountId: string,
+  environmentId: string,
+  eventsJson: string[],
+  traceParent: TraceParent,
+) => Promise<void>;
+
+/** SendEventsJson over EventService.SendEvents with a deadline per call (event-batches.ts merges sends). */
+export function grpcSendEvents(client: EventServiceClient, deadlineMs: number): SendEventsJson {
+  return async (accountId, environmentId, eventsJson, traceParent) => {
+    const req = { accountId, environmentId, eventsJson, traceParent: traceParent || unsampledParent() };
+    await callUnary(client.sendEvents.bind(client), req, deadlineMs);
   };
 }
 

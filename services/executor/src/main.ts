@@ -16,10 +16,11 @@ import { AppClient } from "./app-client.js";
 import { Canceller } from "./cancel.js";
 import { Checkpointer } from "./checkpoint.js";
 import { loadExecutorConfig } from "./config.js";
+import { batchingEventSender } from "./event-batches.js";
 import { createItemHandler } from "./execute.js";
 import { failRun } from "./finalize.js";
 import { HistoryProducer } from "./history.js";
-import { grpcEventSender } from "./internal-events.js";
+import { grpcSendEvents } from "./internal-events.js";
 import { LiveRuns } from "./live-runs.js";
 import { PauseStore } from "./pauses.js";
 import { queueCalls, runnerFires, tenantSigningKeys } from "./peers.js";
@@ -92,7 +93,9 @@ runService(
       onStop(() => app.close());
 
       const { enqueue, remove } = queueCalls(queues);
-      const events = grpcEventSender(eventApi, config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS);
+      const events = batchingEventSender(
+        grpcSendEvents(eventApi, config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS),
+      );
       /** What every end of a run needs (finalize.ts), shared by the work handler, cancels and resumes. */
       const ends = { store, pauses, live, events, enqueue, remove, history, singletons, clock: systemClock };
       const canceller = new Canceller({ ...ends, log: log.child({ component: "cancel" }) });

@@ -10,6 +10,18 @@ export const callsTotal = new Counter({
   registers: [metrics],
 });
 
+export const eventSendsTotal = new Counter({
+  name: "stepline_executor_event_sends_total",
+  help: "EventService.SendEvents calls made for Stepline's own events (each may carry several runs' sends)",
+  registers: [metrics],
+});
+
+export const eventsSentTotal = new Counter({
+  name: "stepline_executor_events_sent_total",
+  help: "Stepline's own events sent through EventService (function finished/failed/cancelled/invoked)",
+  registers: [metrics],
+});
+
 export const localCallsTotal = new Counter({
   name: "stepline_executor_calls_on_lease_total",
   help: "Calls a lease made after its first, for runs in plain sequential progress (STEPLINE_EXECUTOR_CALLS_PER_LEASE)",
