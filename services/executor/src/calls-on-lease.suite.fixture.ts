@@ -2,15 +2,14 @@
 // lease it holds (STEPLINE_EXECUTOR_CALLS_PER_LEASE; services/executor/README.md "Calls on one
 // lease"), against a real SDK app, on the harness of execute.suite.fixture.ts.
 
-import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import { describe, expect, it } from "vitest";
 import type { AppCall, AppClient } from "./app-client.js";
 import { createItemHandler } from "./execute.js";
 import type { ExecuteHarness, QueueOp } from "./execute-durable.suite.fixture.js";
+import { recordingCtx } from "./queue-driver.fixture.js";
 import { EVENTS } from "./sdk-app.fixture.js";
 import type { CallOutcome } from "./steps.js";
-import type { ItemContext } from "./work-loop.js";
 import { LEASE_LOST } from "./work-loop.js";
 
 /** What the app was asked, per call: the send token and the attempt in the body. */
@@ -109,7 +108,10 @@ export function describeCallsOnLease(h: ExecuteHarness): void {
         return "throw";
       });
       const ops: QueueOp[] = [];
-      await createItemHandler(deps({ app, callsPerLease: 8 }))(start, ctxOf(start, ops, controller.signal));
+      await createItemHandler(deps({ app, callsPerLease: 8 }))(
+        start,
+        recordingCtx(start, ops, controller.signal),
+      );
       expect(ops).toEqual([]);
       expect((await h.store.load(start.runId))?.stack).toHaveLength(1);
       // The queue hands the item out again once the lease expires.
@@ -126,23 +128,4 @@ export function describeCallsOnLease(h: ExecuteHarness): void {
       expect(JSON.parse((await h.store.load(start.runId))?.output ?? "")).toBe(3);
     });
   });
-}
-
-function ctxOf(item: NewItem, ops: QueueOp[], signal: AbortSignal): ItemContext {
-  return {
-    lease: { itemId: item.id, accountId: item.accountId, generation: 1, partitionId: "" },
-    signal,
-    complete: async (next) => {
-      ops.push({ op: "complete", item, next });
-      return "ok";
-    },
-    retry: async (runAtMs, attempt) => {
-      ops.push({ op: "retry", item, runAtMs, attempt });
-      return "ok";
-    },
-    release: async () => {
-      ops.push({ op: "release", item });
-      return "ok";
-    },
-  };
 }

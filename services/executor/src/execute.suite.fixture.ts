@@ -20,7 +20,7 @@ import { describeDurableExecution } from "./execute-durable.suite.fixture.js";
 import type { HistoryEntry } from "./history.js";
 import { LiveRuns } from "./live-runs.js";
 import { PauseStore } from "./pauses.js";
-import { driveQueue } from "./queue-driver.fixture.js";
+import { driveQueue, recordingCtx } from "./queue-driver.fixture.js";
 import type { RunSpecInput } from "./schedule.js";
 import { Scheduler } from "./schedule.js";
 import type { FixtureApp, Sdk } from "./sdk-app.fixture.js";
@@ -28,7 +28,7 @@ import { EVENTS, startFixtureApp, testSigningKey } from "./sdk-app.fixture.js";
 import { SigningKeys } from "./signing-keys.js";
 import { SingletonLocks } from "./singleton.js";
 import { DEFAULT_RUN_LIMITS, RunStore } from "./state.js";
-import type { ItemContext, ItemHandler } from "./work-loop.js";
+import type { ItemHandler } from "./work-loop.js";
 import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
 
 /** The executor's item handler against a real SDK app of major `sdk`. */
@@ -458,25 +458,6 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       expect(runs(start.runId).at(-1)?.status).toBe(RunStatus.RUN_STATUS_FAILED);
     });
   });
-}
-
-function recordingCtx(item: NewItem, ops: QueueOp[], signal = new AbortController().signal): ItemContext {
-  return {
-    lease: { itemId: item.id, accountId: item.accountId, generation: 1, partitionId: "" },
-    signal,
-    complete: async (next) => {
-      ops.push({ op: "complete", item, next });
-      return "ok";
-    },
-    retry: async (runAtMs, attempt) => {
-      ops.push({ op: "retry", item, runAtMs, attempt });
-      return "ok";
-    },
-    release: async () => {
-      ops.push({ op: "release", item });
-      return "ok";
-    },
-  };
 }
 
 async function waitUntil(cond: () => boolean, timeoutMs = 5_000): Promise<void> {

@@ -252,10 +252,11 @@ export function createItemHandler(input: ExecuteDeps): ItemHandler {
 
     // A discovery item of a run in plain sequential progress makes the run's next calls itself,
     // up to callsPerLease in a row, instead of completing and being handed the next item back.
-    const mayGoOn = (deps.callsPerLease ?? 1) > 1 && isPlainDiscovery(item, payload) && item.attempt === 0;
+    const perLease = deps.callsPerLease ?? 1;
+    const mayGoOn = perLease > 1 && isPlainDiscovery(item, payload) && item.attempt === 0;
     let next: RunState | undefined = run;
     for (let calls = 1; next; calls++) {
-      const goOn = mayGoOn && calls < (deps.callsPerLease ?? 1) && !ctx.signal.aborted;
+      const goOn = mayGoOn && calls < perLease && !ctx.signal.aborted;
       const callTrace = calls === 1 ? trace : { parent: traceParent, startMs: deps.clock.now() };
       next = await callAndSettle(next, stepId, signingKey, callTrace, goOn);
       if (next) localCallsTotal.inc();

@@ -91,3 +91,27 @@ export async function driveQueue(
   }
   return ops;
 }
+
+/** An ItemContext that only records what the handler told the queue (each op answered "ok"). */
+export function recordingCtx(
+  item: NewItem,
+  ops: QueueOp[],
+  signal = new AbortController().signal,
+): ItemContext {
+  return {
+    lease: { itemId: item.id, accountId: item.accountId, generation: 1, partitionId: "" },
+    signal,
+    complete: async (next) => {
+      ops.push({ op: "complete", item, next });
+      return "ok";
+    },
+    retry: async (runAtMs, attempt) => {
+      ops.push({ op: "retry", item, runAtMs, attempt });
+      return "ok";
+    },
+    release: async () => {
+      ops.push({ op: "release", item });
+      return "ok";
+    },
+  };
+}

@@ -1,24 +1,14 @@
 // The dashboard's reads: pages of runs and events (filters, cursors), one event, and a run's steps.
 import { ValidationError } from "@stepline/internal/errors";
 import { newId, ulidTimePrefix } from "@stepline/internal/ids";
-import { requiredEnv } from "@stepline/internal/testing";
 import type { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { HistoryRecord, RunRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { rowsOf } from "./rows.js";
-import type { TestDatabase } from "./test-support.js";
-import { createTestDatabase, runRecord, stepRecord } from "./test-support.js";
+import { runRecord, stepRecord, useTestDatabase } from "./test-support.js";
 
-const url = requiredEnv("STEPLINE_TEST_CLICKHOUSE_URL");
-let t: TestDatabase;
-
-beforeAll(async () => {
-  t = await createTestDatabase(url);
-});
-afterAll(async () => {
-  await t?.drop();
-});
+const t = useTestDatabase();
 
 async function write(records: HistoryRecord[], events: EventRecord[] = []): Promise<void> {
   const { rows, rejected } = rowsOf(records, events);

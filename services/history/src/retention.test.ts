@@ -1,19 +1,10 @@
 import { createLogger } from "@stepline/internal/log";
-import { requiredEnv } from "@stepline/internal/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { oldestKeptMonth, startRetention } from "./retention.js";
 import { rowsOf } from "./rows.js";
-import type { TestDatabase } from "./test-support.js";
-import { createTestDatabase, runRecord } from "./test-support.js";
+import { runRecord, useTestDatabase } from "./test-support.js";
 
-const url = requiredEnv("STEPLINE_TEST_CLICKHOUSE_URL");
-let t: TestDatabase;
-beforeAll(async () => {
-  t = await createTestDatabase(url);
-});
-afterAll(async () => {
-  await t?.drop();
-});
+const t = useTestDatabase();
 
 describe("history retention", () => {
   it("keeps the month holding the instant `days` ago, and every later one", () => {

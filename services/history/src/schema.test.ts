@@ -1,21 +1,11 @@
 import { sqlString } from "@stepline/internal/clickhouse";
-import { requiredEnv } from "@stepline/internal/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { StepRow } from "./rows.js";
 import { rowsOf } from "./rows.js";
 import { DEAD_LETTERS, dropPartitionsBefore, ensureSchema, TABLES } from "./schema.js";
-import type { TestDatabase } from "./test-support.js";
-import { createTestDatabase, runRecord, stepRecord } from "./test-support.js";
+import { runRecord, stepRecord, useTestDatabase } from "./test-support.js";
 
-const url = requiredEnv("STEPLINE_TEST_CLICKHOUSE_URL");
-let t: TestDatabase;
-
-beforeAll(async () => {
-  t = await createTestDatabase(url);
-});
-afterAll(async () => {
-  await t?.drop();
-});
+const t = useTestDatabase();
 
 async function tableNames(): Promise<string[]> {
   const rs = await t.ch.query({

@@ -1,21 +1,11 @@
 import { ValidationError } from "@stepline/internal/errors";
-import { requiredEnv } from "@stepline/internal/testing";
 import type { HistoryRecord, RunRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { RunStatus, SkipReason, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { rowsOf } from "./rows.js";
-import type { TestDatabase } from "./test-support.js";
-import { createTestDatabase, runRecord, stepRecord } from "./test-support.js";
+import { runRecord, stepRecord, useTestDatabase } from "./test-support.js";
 
-const url = requiredEnv("STEPLINE_TEST_CLICKHOUSE_URL");
-let t: TestDatabase;
-
-beforeAll(async () => {
-  t = await createTestDatabase(url);
-});
-afterAll(async () => {
-  await t?.drop();
-});
+const t = useTestDatabase();
 
 const asRun = (value: RunRecord): HistoryRecord => ({ traceParent: "", record: { $case: "run", value } });
 

@@ -2,9 +2,10 @@
 // database per test file (waiting and unique names: @stepline/internal/testing).
 import { createClickHouse } from "@stepline/internal/clickhouse";
 import { newId } from "@stepline/internal/ids";
-import { uniqueTag } from "@stepline/internal/testing";
+import { requiredEnv, uniqueTag } from "@stepline/internal/testing";
 import type { RunRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
+import { afterAll, beforeAll } from "vitest";
 import type { ClickHouse } from "./schema.js";
 import { ensureSchema } from "./schema.js";
 import { HistoryStore } from "./store.js";
@@ -66,5 +67,36 @@ export async function createTestDatabase(url: string): Promise<TestDatabase> {
       await ch.command({ query: `DROP DATABASE IF EXISTS ${database}` });
       await ch.close();
     },
+  };
+}
+
+/**
+ * A fresh database for the calling test file, on STEPLINE_TEST_CLICKHOUSE_URL: made before its
+ * tests and dropped after them. Read its fields inside tests (they exist once beforeAll ran).
+ */
+export function useTestDatabase(): TestDatabase {
+  const url = requiredEnv("STEPLINE_TEST_CLICKHOUSE_URL");
+  let db: TestDatabase | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase(url);
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+  const current = (): TestDatabase => {
+    if (!db) throw new Error("the test database is made in beforeAll");
+    return db;
+  };
+  return {
+    get ch() {
+      return current().ch;
+    },
+    get database() {
+      return current().database;
+    },
+    get store() {
+      return current().store;
+    },
+    drop: () => current().drop(),
   };
 }
