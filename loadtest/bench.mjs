@@ -1,7 +1,8 @@
 // `npm run bench`: load scenarios against a started cluster (`npm start -- --dev`), printed as one
 // table. See loadtest/README.md for what each figure means.
 //
-//   ingest   POST /e/<key>, one event per request, N connections (autocannon): events/s, p50/p99
+//   ingest   POST /e/<key>, one event per request, N connections (autocannon): events/s, p50/p99,
+//            and the engine's CPU per event
 //   runs     closed loop, C clients: each sends an event to a 3-step function and waits for the
 //            run's last step to reach the app (the app tells this process, so nobody polls), then
 //            sends the next: runs/s, p50/p99 of event sent -> last step ran, and the engine's CPU
@@ -10,7 +11,7 @@
 //
 // Usage: npm run bench -- [--url http://127.0.0.1:8288] [--duration 10] [--concurrency 1,16,64]
 //                         [--connections 64] [--profile dev] [--redis-port 6379] [--only ingest,min,sdk]
-//                         [--restate] [--warm-up 20] [--repeat 1]
+//                         [--restate] [--warm-up 20] [--repeat 1] [--steps 3]
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
@@ -32,6 +33,7 @@ const { values: args } = parseArgs({
     restate: { type: "boolean", default: false },
     "warm-up": { type: "string", default: "20" },
     repeat: { type: "string", default: "1" },
+    steps: { type: "string", default: "3" },
   },
 });
 const BASE = args.url;
@@ -42,7 +44,9 @@ const DURATION_MS = Number(args.duration) * 1000;
 const WARM_UP_MS = Number(args["warm-up"]) * 1000;
 const CONCURRENCY = args.concurrency.split(",").map(Number);
 const REPEAT = Math.max(1, Math.floor(Number(args.repeat)) || 1);
+/** Steps per run of the SDK apps and Restate's handler; the minimal app's is `--steps`. */
 const STEPS = 3;
+const MIN_STEPS = Math.max(1, Math.floor(Number(args.steps)) || STEPS);
 const EVENT_KEY = "bench-key"; // dev mode takes any key
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
@@ -143,7 +147,15 @@ const done = (k) => {
  * event, or for Restate makes the whole request) and the run counts as done when its last step
  * reports `k`; a client starts its next run once both happened.
  */
-async function runLoad(label, startRun, clients, procs, idleRate, durationMs = DURATION_MS) {
+async function runLoad(
+  label,
+  startRun,
+  clients,
+  procs,
+  idleRate,
+  durationMs = DURATION_MS,
+  stepsPerRun = STEPS,
+) {
   const latencies = [];
   let failed = 0;
   let seq = 0;
@@ -183,7 +195,7 @@ async function runLoad(label, startRun, clients, procs, idleRate, durationMs = D
   await sleep(1_000);
   const used = diff(cpu0, cpuSeconds(procs));
   const window = elapsed + 1;
-  const steps = latencies.length * STEPS;
+  const steps = latencies.length * stepsPerRun;
   const perStepMs = {};
   let total = 0;
   for (const [name, s] of Object.entries(used)) {
@@ -195,6 +207,7 @@ async function runLoad(label, startRun, clients, procs, idleRate, durationMs = D
   return {
     scenario: `runs (${label})`,
     concurrency: clients,
+    stepsPerRun,
     runsPerSec: round(latencies.length / elapsed),
     p50Ms: round(pct(latencies, 0.5)),
     p99Ms: round(pct(latencies, 0.99)),
@@ -330,7 +343,15 @@ async function restateRuns() {
   return rows;
 }
 
-async function ingest(connections) {
+/**
+ * Ingest: autocannon's `POST /e/<key>` for DURATION_MS, and the engine's CPU per event (the runner
+ * consumes every event, so its matching is counted; the window ends a second after the load, so
+ * the consumers' tail is in). The load generator's own CPU (this process) is reported apart.
+ */
+async function ingest(connections, procs, idleRate) {
+  const cpu0 = cpuSeconds(procs);
+  const self0 = process.cpuUsage();
+  const t0 = performance.now();
   const result = await autocannon({
     url: `${BASE}/e/${EVENT_KEY}`,
     method: "POST",
@@ -339,13 +360,28 @@ async function ingest(connections) {
     connections,
     duration: DURATION_MS / 1000,
   });
+  const self = process.cpuUsage(self0);
+  const elapsed = (performance.now() - t0) / 1000;
+  await sleep(1_000);
+  const used = diff(cpu0, cpuSeconds(procs));
+  const events = result.requests.total - result.non2xx - result.errors;
+  const perEventUs = {};
+  let total = 0;
+  for (const [name, s] of Object.entries(used)) {
+    const busy = Math.max(0, s - (idleRate[name] ?? 0) * (elapsed + 1));
+    perEventUs[name] = events > 0 ? round((busy / events) * 1e6) : 0;
+    total += busy;
+  }
   return {
     scenario: "ingest",
     concurrency: connections,
-    eventsPerSec: round(result.requests.average),
+    eventsPerSec: round(events / elapsed),
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
     errors: result.errors + result.non2xx,
+    engineCpuPerEventUs: events > 0 ? round((total / events) * 1e6) : 0,
+    perProcessUs: perEventUs,
+    loadGeneratorCpuPerEventUs: events > 0 ? round(((self.user + self.system) / events) * 1) : 0,
   };
 }
 
@@ -369,7 +405,12 @@ async function main() {
   if (missing.length > 0)
     process.stderr.write(`note: no process found for ${missing.join(", ")}; their CPU is not counted\n`);
 
-  const minimal = await startMinimalApp({ appId: "bench-min", steps: STEPS, onCall: callSeen, onDone: done });
+  const minimal = await startMinimalApp({
+    appId: "bench-min",
+    steps: MIN_STEPS,
+    onCall: callSeen,
+    onDone: done,
+  });
   const sdk = await startSdkApp({ appId: "bench-sdk", baseUrl: BASE, onDone: done });
   const sdkOneStep = await startSdkApp({
     appId: "bench-sdk1",
@@ -393,19 +434,23 @@ async function main() {
     process.stdout.write(`${JSON.stringify(row)}\n`);
   };
   // Warm-up: JIT (Kafka's JVM takes tens of seconds to reach its steady cost), connections, scripts.
-  await runLoad("warm-up", (k) => send("bench-min/run", { k }), 16, procs, {}, WARM_UP_MS);
+  await runLoad("warm-up", (k) => send("bench-min/run", { k }), 16, procs, {}, WARM_UP_MS, MIN_STEPS);
   // The engine's idle CPU rate once warm, subtracted from each scenario's window.
   const idleRate = await idleRates(procs);
-  if (wanted("ingest")) print(await ingest(Number(args.connections)));
+  if (wanted("ingest")) print(await ingest(Number(args.connections), procs, idleRate));
   const ceilings = new Map();
-  for (const [label, event] of [
-    ["minimal app", "bench-min/run"],
-    ["SDK v4 app", "bench-sdk/run"],
-    ["SDK v4 app, checkpointing off", "bench-sdk1/run"],
+  for (const [label, event, steps] of [
+    ["minimal app", "bench-min/run", MIN_STEPS],
+    ["SDK v4 app", "bench-sdk/run", STEPS],
+    ["SDK v4 app, checkpointing off", "bench-sdk1/run", STEPS],
   ]) {
     if (!wanted(label)) continue;
     for (const c of CONCURRENCY)
-      print(await repeated(() => runLoad(label, (k) => send(event, { k }), c, procs, idleRate)));
+      print(
+        await repeated(() =>
+          runLoad(label, (k) => send(event, { k }), c, procs, idleRate, DURATION_MS, steps),
+        ),
+      );
     if (label === "SDK v4 app") {
       // The same app code with the engine taken out, right after: the ceiling the target is against.
       const nullEngine = await startNullEngine();
@@ -425,21 +470,26 @@ async function main() {
   if (args.restate) for (const row of await restateRuns()) print(row);
 
   process.stdout.write(
-    "\n| scenario | clients | events/s or runs/s | p50 ms | p99 ms | engine CPU ms/step | biggest (ms/step) |\n",
+    "\n| scenario | clients | events/s or runs/s | p50 ms | p99 ms | engine CPU ms/step (ingest: µs/event) | biggest |\n",
   );
   process.stdout.write("|---|---|---|---|---|---|---|\n");
+  const biggest = (perProcess) =>
+    Object.entries(perProcess ?? {})
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([n, v]) => `${n} ${v}`)
+      .join(", ");
   for (const r of rows) {
-    const top = r.perProcessMs
-      ? Object.entries(r.perProcessMs)
-          .sort((a, b) => b[1] - a[1])
-          .slice(0, 3)
-          .map(([n, v]) => `${n} ${v}`)
-          .join(", ")
-      : "";
     const spread = (value, range) => (range ? `${value} (${range[0]}–${range[1]})` : `${value ?? ""}`);
     const rate = r.eventsPerSec ?? spread(r.runsPerSec, r.runsPerSecRange);
+    const cpu = r.engineCpuPerEventUs ?? spread(r.engineCpuPerStepMs, r.engineCpuPerStepMsRange);
     process.stdout.write(
-      `| ${r.scenario} | ${r.concurrency} | ${rate} | ${spread(r.p50Ms, r.p50MsRange)} | ${r.p99Ms} | ${spread(r.engineCpuPerStepMs, r.engineCpuPerStepMsRange)} | ${top} |\n`,
+      `| ${r.scenario} | ${r.concurrency} | ${rate} | ${spread(r.p50Ms, r.p50MsRange)} | ${r.p99Ms} | ${cpu} | ${biggest(r.perProcessMs ?? r.perProcessUs)} |\n`,
+    );
+  }
+  for (const r of rows.filter((row) => row.scenario === "ingest")) {
+    process.stdout.write(
+      `ingest: the load generator (autocannon, in this process) used ${r.loadGeneratorCpuPerEventUs} µs of CPU per event, on the same cores\n`,
     );
   }
   for (const r of rows.filter((row) => row.eventToFirstCallP50Ms !== undefined && row.concurrency === 1)) {
@@ -451,7 +501,8 @@ async function main() {
     const ours = rows.find(
       (row) => row.scenario === "runs (minimal app)" && row.concurrency === r.concurrency,
     );
-    if (ours && r.runsPerSec > 0 && ours.engineCpuPerStepMs > 0 && r.engineCpuPerStepMs > 0)
+    // Runs of other lengths (--steps) are not the same work: no comparison then.
+    if (ours && ours.stepsPerRun === r.stepsPerRun && r.runsPerSec > 0 && r.engineCpuPerStepMs > 0)
       process.stdout.write(
         `minimal app vs Restate, ${r.concurrency} clients: ${round(ours.runsPerSec / r.runsPerSec, 2)}× the runs/s, ${round(ours.engineCpuPerStepMs / r.engineCpuPerStepMs, 2)}× the engine CPU per step\n`,
       );
