@@ -1,4 +1,5 @@
 import { createHmac } from "node:crypto";
+import { getEventListeners } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import canonicalize from "canonicalize";
@@ -179,6 +180,40 @@ describe("answers", () => {
         message: "app did not answer within 300 ms",
         retriable: true,
       });
+    } finally {
+      await client.close();
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it("throws when the caller aborts a call, and leaves no listener on the caller's signal", async () => {
+    const server = createServer((req, res) => {
+      req.resume();
+      if (req.url?.startsWith("/hang")) setTimeout(() => res.end(), 2_000);
+      else req.on("end", () => res.writeHead(200, { "x-inngest-sdk": "x" }).end("null"));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const client = new AppClient({ timeoutMs: 5_000, maxResponseBytes: 1_000, serverKind: "dev" });
+    const lease = new AbortController();
+    const call = (path: string, signal: AbortSignal) =>
+      client.call({
+        url: `${base}/${path}?fnId=f&stepId=step`,
+        stepId: "step",
+        body: "{}",
+        reqVersion: -1,
+        signal,
+      });
+    try {
+      for (let i = 0; i < 20; i++) expect((await call("ok", lease.signal)).kind).toBe("response");
+      expect(getEventListeners(lease.signal, "abort")).toHaveLength(0);
+      const hanging = call("hang", lease.signal);
+      setTimeout(() => lease.abort(new Error("lease lost")), 50);
+      await expect(hanging).rejects.toThrow();
+      expect(getEventListeners(lease.signal, "abort")).toHaveLength(0);
+      // A signal aborted before the call starts aborts it at once.
+      await expect(call("ok", lease.signal)).rejects.toThrow();
     } finally {
       await client.close();
       server.closeAllConnections();
