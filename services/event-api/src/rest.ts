@@ -2,9 +2,16 @@
 // RunnerService, pausing through QueueService, cancellation and checkpoints through
 // ExecutorService; and the JSON shapes users and the SDK read (`GET /v1/runs/:runId`, ...).
 // Adapters here are thin, so routes and their tests depend on these interfaces only.
+import { CallStream } from "@stepline/internal/call-stream";
 import { callUnary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
-import type { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type {
+  CheckpointCall,
+  CheckpointResult,
+  CheckpointsRequest,
+  CheckpointsResponse,
+  ExecutorServiceClient,
+} from "@stepline/proto/stepline/executor/v1/executor_service";
 import type {
   Event,
   FunctionStats,
@@ -27,7 +34,6 @@ import type {
   SyncAppResponse,
 } from "@stepline/proto/stepline/runner/v1/runner_service";
 import { RunStatus, SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
-import { CheckpointStream } from "./checkpoint-stream.js";
 import { parseOrRaw } from "./views.js";
 
 /** Reads of past and current runs, scoped to one environment. */
@@ -63,18 +69,33 @@ export interface RunControl {
   checkpoint(environmentId: string, runId: string, queueItemId: string, stepsJson: string): Promise<void>;
 }
 
-/** RunControl over ExecutorService gRPC: cancels unary, checkpoints on one stream (checkpoint-stream.ts). */
+/** RunControl over ExecutorService gRPC: cancels unary, checkpoints on one call stream. */
 export function runControlOverGrpc(
   client: ExecutorServiceClient,
   deadlineMs: number,
   log: Logger,
 ): RunControl & { close(): Promise<void> } {
-  const checkpoints = new CheckpointStream(() => client.checkpoints(), deadlineMs, log);
+  const checkpoints = new CallStream<
+    CheckpointCall,
+    CheckpointResult,
+    CheckpointsRequest,
+    CheckpointsResponse
+  >({
+    open: () => client.checkpoints(),
+    pack: (calls) => ({ calls }),
+    unpack: (res) => res.results,
+    deadlineMs,
+    sizeOf: (c) => c.stepsJson.length,
+    what: "the checkpoint",
+    peer: "the executor",
+    log,
+  });
   return {
     cancelRun: (environmentId, runId) =>
       callUnary(client.cancelRun.bind(client), { environmentId, runId }, deadlineMs),
-    checkpoint: (environmentId, runId, queueItemId, stepsJson) =>
-      checkpoints.checkpoint({ environmentId, runId, queueItemId, stepsJson }),
+    checkpoint: async (environmentId, runId, queueItemId, stepsJson) => {
+      await checkpoints.call({ environmentId, runId, queueItemId, stepsJson });
+    },
     close: () => checkpoints.close(),
   };
 }

@@ -1,8 +1,13 @@
 // ExecutorService over gRPC (server.fixture.ts): scheduling runs, and the waits the runner lists
 // and resumes. Singleton, checkpoints and cancellation are in server-control.test.ts.
+import { status } from "@grpc/grpc-js";
 import { UnavailableError, ValidationError } from "@stepline/internal/errors";
 import { callUnary } from "@stepline/internal/grpc";
-import type { RunSpec } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type {
+  RunSpec,
+  ScheduleRunsAnswer,
+  ScheduleRunsStreamResponse,
+} from "@stepline/proto/stepline/executor/v1/executor_service";
 import { ItemKind } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { RunStatus } from "@stepline/proto/stepline/stream/v1/history_record";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -99,6 +104,44 @@ describe("ExecutorService.ScheduleRuns", () => {
     await expect(schedule([good, bad])).rejects.toBeInstanceOf(ValidationError);
     expect(await h.store.load(good.runId)).toBeNull();
     expect(h.rec.enqueued).toEqual([]);
+  });
+});
+
+describe("ExecutorService.ScheduleRunsStream", () => {
+  it("schedules each call of a message as ScheduleRuns would, answering each by its id", async () => {
+    const a = h.spec();
+    const bad = h.spec({ accountId: "" });
+    const stream = h.client.scheduleRunsStream();
+    const answers: ScheduleRunsAnswer[][] = [];
+    let answered: () => void = () => {};
+    stream.on("data", (res: ScheduleRunsStreamResponse) => {
+      answers.push(res.answers);
+      answered();
+    });
+    const ended = new Promise<void>((resolve) => stream.on("end", () => resolve()));
+    const send = (calls: Array<{ id: number; runs: RunSpec[] }>) =>
+      new Promise<void>((resolve) => {
+        answered = resolve;
+        stream.write({ calls });
+      });
+    await send([
+      { id: 7, runs: [a] },
+      { id: 8, runs: [bad] },
+    ]);
+    await send([{ id: 9, runs: [a] }]);
+    stream.end();
+    await ended;
+    // One answer per message, each call's by its id; a refused call fails alone.
+    expect(answers.map((m) => m.map((x) => [x.id, x.code, x.results]))).toEqual([
+      [
+        [7, 0, [{ runId: a.runId, created: true }]],
+        [8, status.INVALID_ARGUMENT, []],
+      ],
+      [[9, 0, [{ runId: a.runId, created: false }]]],
+    ]);
+    expect(answers.flat()[1]?.message).toMatch(/account/);
+    expect(await h.store.load(bad.runId)).toBeNull();
+    expect(h.rec.enqueued.map((i) => i.id)).toEqual([`${a.runId}:start`, `${a.runId}:start`]);
   });
 });
 

@@ -1,7 +1,7 @@
 // gRPC handlers of ExecutorService: proto <-> domain translation only.
 
-import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { toGrpcError, ValidationError } from "@stepline/internal/errors";
+import { serveCallStream } from "@stepline/internal/call-stream";
+import { ValidationError } from "@stepline/internal/errors";
 import { unary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
 import type {
@@ -18,8 +18,13 @@ import type {
   ListPausesResponse,
   ResumePausesRequest,
   ResumePausesResponse,
+  RunSpec,
+  ScheduleRunsAnswer,
+  ScheduleRunsCall,
   ScheduleRunsRequest,
   ScheduleRunsResponse,
+  ScheduleRunsStreamRequest,
+  ScheduleRunsStreamResponse,
 } from "@stepline/proto/stepline/executor/v1/executor_service";
 import type { Canceller } from "./cancel.js";
 import type { Checkpointer } from "./checkpoint.js";
@@ -34,30 +39,61 @@ export function executorService(
   checkpointer: Checkpointer,
   log: Logger,
 ): ExecutorServiceServer {
+  const schedule = (runs: RunSpec[]) =>
+    scheduler.schedule(
+      runs.map((r) => ({
+        runId: r.runId,
+        accountId: r.accountId,
+        environmentId: r.environmentId,
+        appId: r.appId,
+        functionId: r.functionId,
+        functionVersion: r.functionVersion,
+        url: r.url,
+        maxAttempts: r.maxAttempts,
+        eventsJson: r.eventsJson,
+        cancelOn: r.cancelOn,
+        startTimeoutMs: r.startTimeoutMs,
+        finishTimeoutMs: r.finishTimeoutMs,
+        flow: r.flow,
+        singleton: r.singleton,
+        traceParent: r.traceParent,
+      })),
+    );
   return {
-    checkpoints: (call) => checkpointStream(call, checkpointer, log),
-    scheduleRuns: unary<ScheduleRunsRequest, ScheduleRunsResponse>(log, async (req) => {
-      const results = await scheduler.schedule(
-        req.runs.map((r) => ({
-          runId: r.runId,
-          accountId: r.accountId,
-          environmentId: r.environmentId,
-          appId: r.appId,
-          functionId: r.functionId,
-          functionVersion: r.functionVersion,
-          url: r.url,
-          maxAttempts: r.maxAttempts,
-          eventsJson: r.eventsJson,
-          cancelOn: r.cancelOn,
-          startTimeoutMs: r.startTimeoutMs,
-          finishTimeoutMs: r.finishTimeoutMs,
-          flow: r.flow,
-          singleton: r.singleton,
-          traceParent: r.traceParent,
-        })),
-      );
-      return { results };
-    }),
+    // One event-api's checkpoints: each call saved as if its ops had been the call's answer.
+    checkpoints: (call) =>
+      serveCallStream<CheckpointCall, CheckpointResult, CheckpointsRequest, CheckpointsResponse>(call, {
+        calls: (req) => req.calls,
+        pack: (results) => ({ results }),
+        handle: async (c) => {
+          if (!c.environmentId || !c.runId)
+            throw new ValidationError("environment_id and run_id are required");
+          const saved = await checkpointer.checkpoint({
+            environmentId: c.environmentId,
+            runId: c.runId,
+            stepsJson: c.stepsJson,
+          });
+          return { saved };
+        },
+        empty: { saved: 0 },
+        log,
+      }),
+    scheduleRuns: unary<ScheduleRunsRequest, ScheduleRunsResponse>(log, async (req) => ({
+      results: await schedule(req.runs),
+    })),
+    scheduleRunsStream: (call) =>
+      serveCallStream<
+        ScheduleRunsCall,
+        ScheduleRunsAnswer,
+        ScheduleRunsStreamRequest,
+        ScheduleRunsStreamResponse
+      >(call, {
+        calls: (req) => req.calls,
+        pack: (answers) => ({ answers }),
+        handle: async (c) => ({ results: await schedule(c.runs) }),
+        empty: { results: [] },
+        log,
+      }),
     listPauses: unary<ListPausesRequest, ListPausesResponse>(log, async (req) => {
       const pauses = await resumer.list(req.queries);
       return { pauses };
@@ -87,58 +123,4 @@ export function executorService(
       };
     }),
   };
-}
-
-/**
- * One event-api's stream of checkpoints: each batch's calls are saved concurrently and answered
- * together once all are done (a result per call, with its code). The stream ends when event-api
- * ends it, after the answers of the batches in flight.
- */
-function checkpointStream(
-  call: ServerDuplexStream<CheckpointsRequest, CheckpointsResponse>,
-  checkpointer: Checkpointer,
-  log: Logger,
-): void {
-  let pending = 0;
-  let clientDone = false;
-  let ended = false;
-  const end = () => {
-    if (ended) return;
-    ended = true;
-    call.end();
-  };
-  const save = async (c: CheckpointCall): Promise<CheckpointResult> => {
-    try {
-      if (!c.environmentId || !c.runId) throw new ValidationError("environment_id and run_id are required");
-      const saved = await checkpointer.checkpoint({
-        environmentId: c.environmentId,
-        runId: c.runId,
-        stepsJson: c.stepsJson,
-      });
-      return { id: c.id, code: 0, message: "", saved };
-    } catch (err) {
-      const mapped = toGrpcError(err);
-      if (mapped.code === 13) log.error({ err, runId: c.runId }, "checkpoint failed");
-      return { id: c.id, code: mapped.code ?? 13, message: mapped.details ?? "", saved: 0 };
-    }
-  };
-  call.on("data", (req: CheckpointsRequest) => {
-    pending++;
-    void Promise.all(req.calls.map(save)).then((results) => {
-      pending--;
-      if (!ended) call.write({ results });
-      if (clientDone && pending === 0) end();
-    });
-  });
-  call.on("end", () => {
-    clientDone = true;
-    if (pending === 0) end();
-  });
-  // A cancelled stream (event-api gone): its answers have nowhere to go.
-  call.on("cancelled", () => {
-    ended = true;
-  });
-  call.on("error", () => {
-    ended = true;
-  });
 }

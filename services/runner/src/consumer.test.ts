@@ -1,6 +1,8 @@
 // The consumer against real Kafka and Redis, with an in-process ExecutorService double (a real
-// gRPC server on port 0 that records ScheduleRuns calls and can be told to fail).
+// gRPC server on port 0 that records the ScheduleRuns calls of its stream and can be told to fail).
 
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { serveCallStream } from "@stepline/internal/call-stream";
 import { UnavailableError, ValidationError } from "@stepline/internal/errors";
 import type { GrpcServer } from "@stepline/internal/grpc";
 import { createClient, startGrpcServer, unary } from "@stepline/internal/grpc";
@@ -16,8 +18,10 @@ import type {
   ResumePausesRequest,
   ResumePausesResponse,
   RunSpec,
-  ScheduleRunsRequest,
-  ScheduleRunsResponse,
+  ScheduleRunsAnswer,
+  ScheduleRunsCall,
+  ScheduleRunsStreamRequest,
+  ScheduleRunsStreamResponse,
 } from "@stepline/proto/stepline/executor/v1/executor_service";
 import {
   ExecutorServiceClient,
@@ -74,7 +78,7 @@ function newConsumer(commitIntervalMs?: number): EventConsumer {
     groupId,
     redis,
     registry,
-    schedule: grpcScheduler(client, 5_000),
+    schedule: grpcScheduler(client, 5_000, log).schedule,
     skips: async (records) => {
       skipped.push(...records);
     },
@@ -165,16 +169,30 @@ beforeAll(async () => {
     {
       definition: ExecutorServiceService,
       implementation: {
-        scheduleRuns: unary<ScheduleRunsRequest, ScheduleRunsResponse>(log, async (req) => {
-          // A run of an event whose data says `poison` is refused, as the executor refuses a
-          // RunSpec it cannot take, failing the whole call.
-          const poisoned = req.runs.some((r) => JSON.parse(r.eventsJson[0] ?? "{}").data?.poison === true);
-          const ok = !executor.failing && !poisoned;
-          executor.calls.push({ ok, runs: req.runs });
-          if (poisoned) throw new ValidationError("runs[0]: the executor cannot take this run");
-          if (!ok) throw new UnavailableError("executor double is failing on purpose");
-          return { results: req.runs.map((r) => ({ runId: r.runId, created: true })) };
-        }),
+        scheduleRunsStream: (
+          call: ServerDuplexStream<ScheduleRunsStreamRequest, ScheduleRunsStreamResponse>,
+        ) =>
+          serveCallStream<
+            ScheduleRunsCall,
+            ScheduleRunsAnswer,
+            ScheduleRunsStreamRequest,
+            ScheduleRunsStreamResponse
+          >(call, {
+            calls: (req) => req.calls,
+            pack: (answers) => ({ answers }),
+            empty: { results: [] },
+            log,
+            handle: async ({ runs }) => {
+              // A run of an event whose data says `poison` is refused, as the executor refuses a
+              // RunSpec it cannot take, failing the whole call.
+              const poisoned = runs.some((r) => JSON.parse(r.eventsJson[0] ?? "{}").data?.poison === true);
+              const ok = !executor.failing && !poisoned;
+              executor.calls.push({ ok, runs });
+              if (poisoned) throw new ValidationError("runs[0]: the executor cannot take this run");
+              if (!ok) throw new UnavailableError("executor double is failing on purpose");
+              return { results: runs.map((r) => ({ runId: r.runId, created: true })) };
+            },
+          }),
         listPauses: unary<ListPausesRequest, ListPausesResponse>(log, async (req) => ({
           pauses: executor.pauses.filter((p) =>
             req.queries.some((q) => q.environmentId === p.environmentId && q.eventName === p.eventName),

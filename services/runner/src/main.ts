@@ -34,7 +34,9 @@ runService(
       // Cron ticks are queue items: a sync enqueues a cron's next tick (any queue replica takes it).
       const queue = createClient(QueueServiceClient, config.STEPLINE_QUEUE_GRPC_ADDR);
       onStop(() => queue.close());
-      const schedule = grpcScheduler(executor, deadlineMs);
+      const scheduler = grpcScheduler(executor, deadlineMs, log);
+      onStop(() => scheduler.close());
+      const schedule = scheduler.schedule;
       const enqueue = grpcEnqueue(queue, deadlineMs);
       const buffers = new Buffers({
         redis,

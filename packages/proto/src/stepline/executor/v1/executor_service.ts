@@ -166,6 +166,33 @@ export interface ScheduleRunResult {
   created: boolean;
 }
 
+/** ScheduleRunsStreamRequest is the ScheduleRuns calls the runner made in one turn of its event loop. */
+export interface ScheduleRunsStreamRequest {
+  calls: ScheduleRunsCall[];
+}
+
+export interface ScheduleRunsCall {
+  /** Chosen by the caller, unique among its calls in flight on the stream. */
+  id: number;
+  runs: RunSpec[];
+}
+
+/** ScheduleRunsStreamResponse answers the calls of one message. */
+export interface ScheduleRunsStreamResponse {
+  answers: ScheduleRunsAnswer[];
+}
+
+export interface ScheduleRunsAnswer {
+  /** The ScheduleRunsCall's id. */
+  id: number;
+  /** 0, or the gRPC status code ScheduleRuns would have failed with. */
+  code: number;
+  /** What went wrong (empty on success). */
+  message: string;
+  /** ScheduleRuns's results (empty on failure). */
+  results: ScheduleRunResult[];
+}
+
 export interface PauseQuery {
   environmentId: string;
   eventName: string;
@@ -1456,6 +1483,350 @@ export const ScheduleRunResult: MessageFns<ScheduleRunResult> = {
     const message = createBaseScheduleRunResult();
     message.runId = object.runId ?? "";
     message.created = object.created ?? false;
+    return message;
+  },
+};
+
+function createBaseScheduleRunsStreamRequest(): ScheduleRunsStreamRequest {
+  return { calls: [] };
+}
+
+export const ScheduleRunsStreamRequest: MessageFns<ScheduleRunsStreamRequest> = {
+  encode(message: ScheduleRunsStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.calls) {
+      ScheduleRunsCall.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScheduleRunsStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScheduleRunsStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.calls.push(ScheduleRunsCall.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScheduleRunsStreamRequest {
+    return {
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => ScheduleRunsCall.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ScheduleRunsStreamRequest): unknown {
+    const obj: any = {};
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => ScheduleRunsCall.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ScheduleRunsStreamRequest>, I>>(base?: I): ScheduleRunsStreamRequest {
+    return ScheduleRunsStreamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ScheduleRunsStreamRequest>, I>>(object: I): ScheduleRunsStreamRequest {
+    const message = createBaseScheduleRunsStreamRequest();
+    message.calls = object.calls?.map((e) => ScheduleRunsCall.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseScheduleRunsCall(): ScheduleRunsCall {
+  return { id: 0, runs: [] };
+}
+
+export const ScheduleRunsCall: MessageFns<ScheduleRunsCall> = {
+  encode(message: ScheduleRunsCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    for (const v of message.runs) {
+      RunSpec.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScheduleRunsCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScheduleRunsCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runs.push(RunSpec.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScheduleRunsCall {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      runs: globalThis.Array.isArray(object?.runs) ? object.runs.map((e: any) => RunSpec.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ScheduleRunsCall): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.runs?.length) {
+      obj.runs = message.runs.map((e) => RunSpec.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ScheduleRunsCall>, I>>(base?: I): ScheduleRunsCall {
+    return ScheduleRunsCall.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ScheduleRunsCall>, I>>(object: I): ScheduleRunsCall {
+    const message = createBaseScheduleRunsCall();
+    message.id = object.id ?? 0;
+    message.runs = object.runs?.map((e) => RunSpec.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseScheduleRunsStreamResponse(): ScheduleRunsStreamResponse {
+  return { answers: [] };
+}
+
+export const ScheduleRunsStreamResponse: MessageFns<ScheduleRunsStreamResponse> = {
+  encode(message: ScheduleRunsStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.answers) {
+      ScheduleRunsAnswer.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScheduleRunsStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScheduleRunsStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.answers.push(ScheduleRunsAnswer.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScheduleRunsStreamResponse {
+    return {
+      answers: globalThis.Array.isArray(object?.answers)
+        ? object.answers.map((e: any) => ScheduleRunsAnswer.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ScheduleRunsStreamResponse): unknown {
+    const obj: any = {};
+    if (message.answers?.length) {
+      obj.answers = message.answers.map((e) => ScheduleRunsAnswer.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ScheduleRunsStreamResponse>, I>>(base?: I): ScheduleRunsStreamResponse {
+    return ScheduleRunsStreamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ScheduleRunsStreamResponse>, I>>(object: I): ScheduleRunsStreamResponse {
+    const message = createBaseScheduleRunsStreamResponse();
+    message.answers = object.answers?.map((e) => ScheduleRunsAnswer.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseScheduleRunsAnswer(): ScheduleRunsAnswer {
+  return { id: 0, code: 0, message: "", results: [] };
+}
+
+export const ScheduleRunsAnswer: MessageFns<ScheduleRunsAnswer> = {
+  encode(message: ScheduleRunsAnswer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    if (message.code !== 0) {
+      writer.uint32(16).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    for (const v of message.results) {
+      ScheduleRunResult.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScheduleRunsAnswer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScheduleRunsAnswer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.results.push(ScheduleRunResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScheduleRunsAnswer {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => ScheduleRunResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ScheduleRunsAnswer): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ScheduleRunResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ScheduleRunsAnswer>, I>>(base?: I): ScheduleRunsAnswer {
+    return ScheduleRunsAnswer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ScheduleRunsAnswer>, I>>(object: I): ScheduleRunsAnswer {
+    const message = createBaseScheduleRunsAnswer();
+    message.id = object.id ?? 0;
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    message.results = object.results?.map((e) => ScheduleRunResult.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2817,6 +3188,24 @@ export const ExecutorServiceService = {
     responseDeserialize: (value: Buffer): ScheduleRunsResponse => ScheduleRunsResponse.decode(value),
   },
   /**
+   * ScheduleRunsStream is ScheduleRuns on one long-lived stream: the runner's hot path
+   * (docs/architecture.md, "Hot path"). Each call carries an id chosen by the caller and gets one
+   * answer with that id, in any order: ScheduleRuns's results, or the code and message it would
+   * have failed with. Same semantics and idempotency; a broken stream leaves its calls unanswered,
+   * and repeating them is safe.
+   */
+  scheduleRunsStream: {
+    path: "/stepline.executor.v1.ExecutorService/ScheduleRunsStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ScheduleRunsStreamRequest): Buffer =>
+      Buffer.from(ScheduleRunsStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ScheduleRunsStreamRequest => ScheduleRunsStreamRequest.decode(value),
+    responseSerialize: (value: ScheduleRunsStreamResponse): Buffer =>
+      Buffer.from(ScheduleRunsStreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ScheduleRunsStreamResponse => ScheduleRunsStreamResponse.decode(value),
+  },
+  /**
    * ListPauses returns the waits (step.waitForEvent) of the given environments on the given event
    * names: the runner matches a batch of events against them and resumes the matches. Read-only.
    * Errors: INVALID_ARGUMENT (a query without environment or name), UNAVAILABLE (Redis down).
@@ -2910,6 +3299,14 @@ export interface ExecutorServiceServer extends UntypedServiceImplementation {
    */
   scheduleRuns: handleUnaryCall<ScheduleRunsRequest, ScheduleRunsResponse>;
   /**
+   * ScheduleRunsStream is ScheduleRuns on one long-lived stream: the runner's hot path
+   * (docs/architecture.md, "Hot path"). Each call carries an id chosen by the caller and gets one
+   * answer with that id, in any order: ScheduleRuns's results, or the code and message it would
+   * have failed with. Same semantics and idempotency; a broken stream leaves its calls unanswered,
+   * and repeating them is safe.
+   */
+  scheduleRunsStream: handleBidiStreamingCall<ScheduleRunsStreamRequest, ScheduleRunsStreamResponse>;
+  /**
    * ListPauses returns the waits (step.waitForEvent) of the given environments on the given event
    * names: the runner matches a batch of events against them and resumes the matches. Read-only.
    * Errors: INVALID_ARGUMENT (a query without environment or name), UNAVAILABLE (Redis down).
@@ -2973,6 +3370,21 @@ export interface ExecutorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ScheduleRunsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * ScheduleRunsStream is ScheduleRuns on one long-lived stream: the runner's hot path
+   * (docs/architecture.md, "Hot path"). Each call carries an id chosen by the caller and gets one
+   * answer with that id, in any order: ScheduleRuns's results, or the code and message it would
+   * have failed with. Same semantics and idempotency; a broken stream leaves its calls unanswered,
+   * and repeating them is safe.
+   */
+  scheduleRunsStream(): ClientDuplexStream<ScheduleRunsStreamRequest, ScheduleRunsStreamResponse>;
+  scheduleRunsStream(
+    options: Partial<CallOptions>,
+  ): ClientDuplexStream<ScheduleRunsStreamRequest, ScheduleRunsStreamResponse>;
+  scheduleRunsStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<ScheduleRunsStreamRequest, ScheduleRunsStreamResponse>;
   /**
    * ListPauses returns the waits (step.waitForEvent) of the given environments on the given event
    * names: the runner matches a batch of events against them and resumes the matches. Read-only.

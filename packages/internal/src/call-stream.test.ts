@@ -1,25 +1,39 @@
-// The checkpoint stream's client side, against a stand-in for the gRPC stream (the executor's
-// side is tested over real gRPC in services/executor/src/server-control.test.ts, and the whole
-// path with the SDK in tests/e2e-checkpoint.test.ts).
+// The client side of a call stream against a stand-in for the gRPC stream; the server side is
+// tested over real gRPC where it is served (services/executor/src/server-control.test.ts for
+// checkpoints, server.test.ts for ScheduleRunsStream), and the whole path with the SDK in
+// tests/e2e-checkpoint.test.ts.
 import { EventEmitter } from "node:events";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
-import { NotFoundError, UnavailableError } from "@stepline/internal/errors";
-import { createLogger } from "@stepline/internal/log";
-import type {
-  CheckpointCall,
-  CheckpointsRequest,
-  CheckpointsResponse,
-} from "@stepline/proto/stepline/executor/v1/executor_service";
 import { describe, expect, it } from "vitest";
-import { CheckpointStream } from "./checkpoint-stream.js";
+import { CallStream } from "./call-stream.js";
+import { NotFoundError, UnavailableError } from "./errors.js";
+import { createLogger } from "./log.js";
 
-const log = createLogger("checkpoint-stream-test", "silent");
+const log = createLogger("call-stream-test", "silent");
+
+interface TestCall {
+  id: number;
+  runId: string;
+  body?: string;
+}
+interface TestAnswer {
+  id: number;
+  code: number;
+  message: string;
+  saved: number;
+}
+interface Req {
+  calls: TestCall[];
+}
+interface Res {
+  results: TestAnswer[];
+}
 
 class FakeStream extends EventEmitter {
-  readonly written: CheckpointsRequest[] = [];
+  readonly written: Req[] = [];
   ended = false;
-  write(req: CheckpointsRequest): boolean {
+  write(req: Req): boolean {
     this.written.push(req);
     return true;
   }
@@ -30,36 +44,38 @@ class FakeStream extends EventEmitter {
   ids(): number[] {
     return this.written.flatMap((w) => w.calls.map((c) => c.id));
   }
-  answer(results: Array<Partial<CheckpointsResponse["results"][number]> & { id: number }>): void {
+  answer(results: Array<Partial<TestAnswer> & { id: number }>): void {
     this.emit("data", { results: results.map((r) => ({ code: 0, message: "", saved: 0, ...r })) });
   }
 }
 
-function harness(deadlineMs = 5_000) {
+function harness(deadlineMs = 5_000, maxMessageBytes?: number) {
   const opened: FakeStream[] = [];
-  const client = new CheckpointStream(
-    () => {
+  const stream = new CallStream<TestCall, TestAnswer, Req, Res>({
+    open: () => {
       const s = new FakeStream();
       opened.push(s);
-      return s as unknown as ClientDuplexStream<CheckpointsRequest, CheckpointsResponse>;
+      return s as unknown as ClientDuplexStream<Req, Res>;
     },
+    pack: (calls) => ({ calls }),
+    unpack: (res) => res.results,
     deadlineMs,
+    sizeOf: (c) => c.body?.length ?? 0,
+    ...(maxMessageBytes ? { maxMessageBytes } : {}),
+    what: "the checkpoint",
+    peer: "the executor",
     log,
-  );
+  });
+  const client = { checkpoint: (c: Omit<TestCall, "id">) => stream.call(c), close: () => stream.close() };
   return { client, opened };
 }
 
-const call = (runId: string): Omit<CheckpointCall, "id"> => ({
-  environmentId: "env",
-  runId,
-  queueItemId: `${runId}:start`,
-  stepsJson: "[]",
-});
+const call = (runId: string): Omit<TestCall, "id"> => ({ runId });
 
 const tick = () => new Promise((r) => setImmediate(r));
 
-describe("CheckpointStream", () => {
-  it("sends the checkpoints of one turn in one message on one stream, and settles each by its id", async () => {
+describe("CallStream", () => {
+  it("sends the calls of one turn in one message on one stream, and settles each with its own answer", async () => {
     const { client, opened } = harness();
     const a = client.checkpoint(call("a"));
     const b = client.checkpoint(call("b"));
@@ -75,18 +91,34 @@ describe("CheckpointStream", () => {
       { id: ia, saved: 1 },
       { id: ib, code: status.ALREADY_EXISTS, message: "run b has ended" },
     ]);
-    await expect(a).resolves.toBeUndefined();
+    await expect(a).resolves.toMatchObject({ id: ia, saved: 1 });
     await expect(b).rejects.toMatchObject({ name: "ConflictError", message: "run b has ended" });
     await expect(c).rejects.toBeInstanceOf(NotFoundError);
-    // A later checkpoint reuses the stream.
+    // A later call reuses the stream.
     const d = client.checkpoint(call("d"));
     await tick();
     expect(opened).toHaveLength(1);
     s.answer([{ id: s.ids()[3] as number }]);
-    await expect(d).resolves.toBeUndefined();
+    await expect(d).resolves.toMatchObject({ saved: 0 });
   });
 
-  it("fails the checkpoints sent on a stream that broke as unavailable, and opens a new one for the next", async () => {
+  it("splits a turn's calls into messages under the size limit, a bigger call going alone", async () => {
+    const { client, opened } = harness(5_000, 1_000);
+    const sizes = [300, 300, 300, 2_000, 100, 100];
+    const calls = sizes.map((n, i) => client.checkpoint({ runId: `r${i}`, body: "x".repeat(n) }));
+    await tick();
+    const s = opened[0] as FakeStream;
+    expect(s.written.map((w) => w.calls.map((c) => c.runId))).toEqual([
+      ["r0", "r1"],
+      ["r2"],
+      ["r3"],
+      ["r4", "r5"],
+    ]);
+    s.answer(s.ids().map((id) => ({ id })));
+    await expect(Promise.all(calls)).resolves.toHaveLength(sizes.length);
+  });
+
+  it("fails the calls sent on a stream that broke as unavailable, and opens a new one for the next", async () => {
     const { client, opened } = harness();
     const sent = client.checkpoint(call("a"));
     await tick();
@@ -103,10 +135,10 @@ describe("CheckpointStream", () => {
     const second = opened[1] as FakeStream;
     expect(second.written.flatMap((w) => w.calls.map((c) => c.runId))).toEqual(["b"]);
     second.answer([{ id: second.ids()[0] as number }]);
-    await expect(queued).resolves.toBeUndefined();
+    await expect(queued).resolves.toMatchObject({ code: 0 });
   });
 
-  it("fails a checkpoint the executor does not answer within the deadline, and ignores a late answer", async () => {
+  it("fails a call not answered within the deadline, and ignores a late answer", async () => {
     const { client, opened } = harness(50);
     const t0 = Date.now();
     const lost = client.checkpoint(call("a"));
@@ -116,7 +148,7 @@ describe("CheckpointStream", () => {
     expect(() => s.answer([{ id: s.ids()[0] as number }])).not.toThrow();
   });
 
-  it("closes the stream once the checkpoints in flight are answered, and refuses new ones", async () => {
+  it("closes the stream once the calls in flight are answered, and refuses new ones", async () => {
     const { client, opened } = harness();
     const inFlight = client.checkpoint(call("a"));
     await tick();
