@@ -1,9 +1,15 @@
 // ExecutorService over gRPC (server.fixture.ts): scheduling runs, and the waits the runner lists
 // and resumes. Singleton, checkpoints and cancellation are in server-control.test.ts.
 import { status } from "@grpc/grpc-js";
+import { CallStream } from "@stepline/internal/call-stream";
 import { UnavailableError, ValidationError } from "@stepline/internal/errors";
 import { callUnary } from "@stepline/internal/grpc";
+import { createLogger } from "@stepline/internal/log";
 import type {
+  ListPausesAnswer,
+  ListPausesCall,
+  ListPausesStreamRequest,
+  ListPausesStreamResponse,
   RunSpec,
   ScheduleRunsAnswer,
   ScheduleRunsStreamResponse,
@@ -206,6 +212,42 @@ describe("ExecutorService.ListPauses and ResumePauses", () => {
       },
     ]);
     expect(res.pauses.every((p) => p.environmentId === "env" && p.eventName === "shop/paid")).toBe(true);
+  });
+
+  it("lists on ListPausesStream as ListPauses does, a refused call failing alone", async () => {
+    const s = await waitingRun();
+    const lists = new CallStream<
+      ListPausesCall,
+      ListPausesAnswer,
+      ListPausesStreamRequest,
+      ListPausesStreamResponse
+    >({
+      open: () => h.client.listPausesStream(),
+      pack: (calls) => ({ calls }),
+      unpack: (res) => res.answers,
+      deadlineMs: 5_000,
+      sizeOf: () => 0,
+      what: "ListPauses",
+      peer: "the executor",
+      log: createLogger("server-test", "silent"),
+    });
+    try {
+      const [found, none, refused] = await Promise.allSettled([
+        lists.call({ queries: [{ environmentId: "env", eventName: "shop/paid" }] }),
+        lists.call({ queries: [{ environmentId: "env", eventName: "shop/other" }] }),
+        lists.call({ queries: [{ environmentId: "env", eventName: "" }] }),
+      ]);
+      expect(found).toMatchObject({ status: "fulfilled", value: { code: 0 } });
+      const pauses = found.status === "fulfilled" ? found.value.pauses : [];
+      expect(pauses.filter((p) => p.runId === s.runId).map((p) => p.opId)).toEqual(["w1"]);
+      expect(pauses.every((p) => p.environmentId === "env" && p.eventName === "shop/paid")).toBe(true);
+      expect(none.status).toBe("fulfilled");
+      const other = none.status === "fulfilled" ? none.value.pauses : [];
+      expect(other.filter((p) => p.runId === s.runId)).toEqual([]);
+      expect(refused).toMatchObject({ status: "rejected", reason: expect.any(ValidationError) });
+    } finally {
+      await lists.close();
+    }
   });
 
   it("resumes a wait once: the event is saved as its result, a discovery call is enqueued, the wait leaves the index", async () => {

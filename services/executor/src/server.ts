@@ -14,8 +14,12 @@ import type {
   CheckpointsRequest,
   CheckpointsResponse,
   ExecutorServiceServer,
+  ListPausesAnswer,
+  ListPausesCall,
   ListPausesRequest,
   ListPausesResponse,
+  ListPausesStreamRequest,
+  ListPausesStreamResponse,
   ResumePausesRequest,
   ResumePausesResponse,
   RunSpec,
@@ -94,10 +98,20 @@ export function executorService(
         empty: { results: [] },
         log,
       }),
-    listPauses: unary<ListPausesRequest, ListPausesResponse>(log, async (req) => {
-      const pauses = await resumer.list(req.queries);
-      return { pauses };
-    }),
+    listPauses: unary<ListPausesRequest, ListPausesResponse>(log, async (req) => ({
+      pauses: await resumer.list(req.queries),
+    })),
+    listPausesStream: (call) =>
+      serveCallStream<ListPausesCall, ListPausesAnswer, ListPausesStreamRequest, ListPausesStreamResponse>(
+        call,
+        {
+          calls: (req) => req.calls,
+          pack: (answers) => ({ answers }),
+          handle: async (c) => ({ pauses: await resumer.list(c.queries) }),
+          empty: { pauses: [] },
+          log,
+        },
+      ),
     cancelRun: unary<CancelRunRequest, CancelRunResponse>(log, async (req) => {
       if (!req.environmentId || !req.runId)
         throw new ValidationError("environment_id and run_id are required");

@@ -11,8 +11,10 @@ import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
 import { createReadyTopics, requiredEnv, waitFor } from "@stepline/internal/testing";
 import type {
-  ListPausesRequest,
-  ListPausesResponse,
+  ListPausesAnswer,
+  ListPausesCall,
+  ListPausesStreamRequest,
+  ListPausesStreamResponse,
   Pause,
   PauseResume,
   ResumePausesRequest,
@@ -87,7 +89,7 @@ function newConsumer(commitIntervalMs?: number): EventConsumer {
         buffered.push(...events.map((e) => e.eventId));
       },
     },
-    pauses: grpcPauses(client, 5_000),
+    pauses: grpcPauses(client, 5_000, log),
     log,
     chunkSize: 100,
     retryMinMs: 50,
@@ -193,11 +195,23 @@ beforeAll(async () => {
               return { results: runs.map((r) => ({ runId: r.runId, created: true })) };
             },
           }),
-        listPauses: unary<ListPausesRequest, ListPausesResponse>(log, async (req) => ({
-          pauses: executor.pauses.filter((p) =>
-            req.queries.some((q) => q.environmentId === p.environmentId && q.eventName === p.eventName),
-          ),
-        })),
+        listPausesStream: (call: ServerDuplexStream<ListPausesStreamRequest, ListPausesStreamResponse>) =>
+          serveCallStream<
+            ListPausesCall,
+            ListPausesAnswer,
+            ListPausesStreamRequest,
+            ListPausesStreamResponse
+          >(call, {
+            calls: (req) => req.calls,
+            pack: (answers) => ({ answers }),
+            empty: { pauses: [] },
+            log,
+            handle: async ({ queries }) => ({
+              pauses: executor.pauses.filter((p) =>
+                queries.some((q) => q.environmentId === p.environmentId && q.eventName === p.eventName),
+              ),
+            }),
+          }),
         resumePauses: unary<ResumePausesRequest, ResumePausesResponse>(log, async (req) => {
           executor.resumes.push(req.resumes);
           return { results: req.resumes.map((r) => ({ runId: r.runId, opId: r.opId, resumed: true })) };

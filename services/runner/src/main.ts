@@ -37,6 +37,8 @@ runService(
       const scheduler = grpcScheduler(executor, deadlineMs, log);
       onStop(() => scheduler.close());
       const schedule = scheduler.schedule;
+      const pauses = grpcPauses(executor, deadlineMs, log);
+      onStop(() => pauses.close());
       const enqueue = grpcEnqueue(queue, deadlineMs);
       const buffers = new Buffers({
         redis,
@@ -70,7 +72,7 @@ runService(
         schedule,
         skips: skips.send,
         buffers,
-        pauses: grpcPauses(executor, deadlineMs),
+        pauses,
         log,
         chunkSize: config.STEPLINE_RUNNER_CHUNK_SIZE,
         retryMinMs: config.STEPLINE_RUNNER_RETRY_MIN_MS,

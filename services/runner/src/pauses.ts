@@ -1,11 +1,18 @@
 // Matching a batch of events against the waits (step.waitForEvent) on their names. The executor
 // owns the waits and their index (ExecutorService.ListPauses / ResumePauses); the runner evaluates
 // each wait's CEL `if` here, with the run's trigger event as `event` and the candidate as `async`.
-// Cost: one ListPauses per chunk of events, then O(waits on each event's name) per event.
+// Cost: one ListPauses per chunk of events (a message on a stream), then O(waits on each event's
+// name) per event.
 
+import { CallStream } from "@stepline/internal/call-stream";
 import { callUnary } from "@stepline/internal/grpc";
+import type { Logger } from "@stepline/internal/log";
 import type {
   ExecutorServiceClient,
+  ListPausesAnswer,
+  ListPausesCall,
+  ListPausesStreamRequest,
+  ListPausesStreamResponse,
   Pause,
   PauseQuery,
   PauseResume,
@@ -18,17 +25,40 @@ export interface PauseIndex {
   resume(resumes: PauseResume[]): Promise<void>;
 }
 
-/** PauseIndex over gRPC, with a deadline per call. */
-export function grpcPauses(client: ExecutorServiceClient, deadlineMs: number): PauseIndex {
+/**
+ * PauseIndex over gRPC, with a deadline per call: listing (once per batch) on the executor's
+ * ListPausesStream, resuming (only when an event matched) unary; `close` ends the stream.
+ */
+export function grpcPauses(
+  client: ExecutorServiceClient,
+  deadlineMs: number,
+  log: Logger,
+): PauseIndex & { close(): Promise<void> } {
+  const lists = new CallStream<
+    ListPausesCall,
+    ListPausesAnswer,
+    ListPausesStreamRequest,
+    ListPausesStreamResponse
+  >({
+    open: () => client.listPausesStream(),
+    pack: (calls) => ({ calls }),
+    unpack: (res) => res.answers,
+    deadlineMs,
+    sizeOf: (c) => c.queries.reduce((n, q) => n + q.eventName.length + q.environmentId.length, 0),
+    what: "ListPauses",
+    peer: "the executor",
+    log,
+  });
   return {
     async list(queries) {
       if (queries.length === 0) return [];
-      return (await callUnary(client.listPauses.bind(client), { queries }, deadlineMs)).pauses;
+      return (await lists.call({ queries })).pauses;
     },
     async resume(resumes) {
       if (resumes.length === 0) return;
       await callUnary(client.resumePauses.bind(client), { resumes }, deadlineMs);
     },
+    close: () => lists.close(),
   };
 }
 

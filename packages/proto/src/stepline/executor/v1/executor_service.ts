@@ -202,6 +202,33 @@ export interface ListPausesRequest {
   queries: PauseQuery[];
 }
 
+/** ListPausesStreamRequest is the ListPauses calls the runner made in one turn of its event loop. */
+export interface ListPausesStreamRequest {
+  calls: ListPausesCall[];
+}
+
+export interface ListPausesCall {
+  /** Chosen by the caller, unique among its calls in flight on the stream. */
+  id: number;
+  queries: PauseQuery[];
+}
+
+/** ListPausesStreamResponse answers the calls of one message. */
+export interface ListPausesStreamResponse {
+  answers: ListPausesAnswer[];
+}
+
+export interface ListPausesAnswer {
+  /** The ListPausesCall's id. */
+  id: number;
+  /** 0, or the gRPC status code ListPauses would have failed with. */
+  code: number;
+  /** What went wrong (empty on success). */
+  message: string;
+  /** ListPauses's waits (empty on failure). */
+  pauses: Pause[];
+}
+
 /** Pause is one step.waitForEvent of a run. */
 export interface Pause {
   runId: string;
@@ -1993,6 +2020,348 @@ export const ListPausesRequest: MessageFns<ListPausesRequest> = {
   },
 };
 
+function createBaseListPausesStreamRequest(): ListPausesStreamRequest {
+  return { calls: [] };
+}
+
+export const ListPausesStreamRequest: MessageFns<ListPausesStreamRequest> = {
+  encode(message: ListPausesStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.calls) {
+      ListPausesCall.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPausesStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPausesStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.calls.push(ListPausesCall.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPausesStreamRequest {
+    return {
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => ListPausesCall.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListPausesStreamRequest): unknown {
+    const obj: any = {};
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => ListPausesCall.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPausesStreamRequest>, I>>(base?: I): ListPausesStreamRequest {
+    return ListPausesStreamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPausesStreamRequest>, I>>(object: I): ListPausesStreamRequest {
+    const message = createBaseListPausesStreamRequest();
+    message.calls = object.calls?.map((e) => ListPausesCall.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListPausesCall(): ListPausesCall {
+  return { id: 0, queries: [] };
+}
+
+export const ListPausesCall: MessageFns<ListPausesCall> = {
+  encode(message: ListPausesCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    for (const v of message.queries) {
+      PauseQuery.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPausesCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPausesCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.queries.push(PauseQuery.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPausesCall {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      queries: globalThis.Array.isArray(object?.queries) ? object.queries.map((e: any) => PauseQuery.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListPausesCall): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.queries?.length) {
+      obj.queries = message.queries.map((e) => PauseQuery.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPausesCall>, I>>(base?: I): ListPausesCall {
+    return ListPausesCall.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPausesCall>, I>>(object: I): ListPausesCall {
+    const message = createBaseListPausesCall();
+    message.id = object.id ?? 0;
+    message.queries = object.queries?.map((e) => PauseQuery.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListPausesStreamResponse(): ListPausesStreamResponse {
+  return { answers: [] };
+}
+
+export const ListPausesStreamResponse: MessageFns<ListPausesStreamResponse> = {
+  encode(message: ListPausesStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.answers) {
+      ListPausesAnswer.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPausesStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPausesStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.answers.push(ListPausesAnswer.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPausesStreamResponse {
+    return {
+      answers: globalThis.Array.isArray(object?.answers)
+        ? object.answers.map((e: any) => ListPausesAnswer.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListPausesStreamResponse): unknown {
+    const obj: any = {};
+    if (message.answers?.length) {
+      obj.answers = message.answers.map((e) => ListPausesAnswer.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPausesStreamResponse>, I>>(base?: I): ListPausesStreamResponse {
+    return ListPausesStreamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPausesStreamResponse>, I>>(object: I): ListPausesStreamResponse {
+    const message = createBaseListPausesStreamResponse();
+    message.answers = object.answers?.map((e) => ListPausesAnswer.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListPausesAnswer(): ListPausesAnswer {
+  return { id: 0, code: 0, message: "", pauses: [] };
+}
+
+export const ListPausesAnswer: MessageFns<ListPausesAnswer> = {
+  encode(message: ListPausesAnswer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    if (message.code !== 0) {
+      writer.uint32(16).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    for (const v of message.pauses) {
+      Pause.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPausesAnswer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPausesAnswer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pauses.push(Pause.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPausesAnswer {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      pauses: globalThis.Array.isArray(object?.pauses) ? object.pauses.map((e: any) => Pause.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListPausesAnswer): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.pauses?.length) {
+      obj.pauses = message.pauses.map((e) => Pause.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPausesAnswer>, I>>(base?: I): ListPausesAnswer {
+    return ListPausesAnswer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPausesAnswer>, I>>(object: I): ListPausesAnswer {
+    const message = createBaseListPausesAnswer();
+    message.id = object.id ?? 0;
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    message.pauses = object.pauses?.map((e) => Pause.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBasePause(): Pause {
   return {
     runId: "",
@@ -3220,6 +3589,22 @@ export const ExecutorServiceService = {
     responseDeserialize: (value: Buffer): ListPausesResponse => ListPausesResponse.decode(value),
   },
   /**
+   * ListPausesStream is ListPauses on one long-lived stream, which the runner keeps open (it lists
+   * once per batch of events): each call carries an id and its queries, and gets one answer with
+   * that id, in any order: the waits, or the code and message ListPauses would have failed with.
+   */
+  listPausesStream: {
+    path: "/stepline.executor.v1.ExecutorService/ListPausesStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ListPausesStreamRequest): Buffer =>
+      Buffer.from(ListPausesStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListPausesStreamRequest => ListPausesStreamRequest.decode(value),
+    responseSerialize: (value: ListPausesStreamResponse): Buffer =>
+      Buffer.from(ListPausesStreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPausesStreamResponse => ListPausesStreamResponse.decode(value),
+  },
+  /**
    * ResumePauses resumes waits with the events that matched them. Each wait resumes at most once:
    * the first resolver (an event, or the wait's timeout) wins, and the others are answered
    * resumed=false. Idempotent per (wait, event id): a repeated call gives the same answer and
@@ -3313,6 +3698,12 @@ export interface ExecutorServiceServer extends UntypedServiceImplementation {
    */
   listPauses: handleUnaryCall<ListPausesRequest, ListPausesResponse>;
   /**
+   * ListPausesStream is ListPauses on one long-lived stream, which the runner keeps open (it lists
+   * once per batch of events): each call carries an id and its queries, and gets one answer with
+   * that id, in any order: the waits, or the code and message ListPauses would have failed with.
+   */
+  listPausesStream: handleBidiStreamingCall<ListPausesStreamRequest, ListPausesStreamResponse>;
+  /**
    * ResumePauses resumes waits with the events that matched them. Each wait resumes at most once:
    * the first resolver (an event, or the wait's timeout) wins, and the others are answered
    * resumed=false. Idempotent per (wait, event id): a repeated call gives the same answer and
@@ -3405,6 +3796,19 @@ export interface ExecutorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListPausesResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * ListPausesStream is ListPauses on one long-lived stream, which the runner keeps open (it lists
+   * once per batch of events): each call carries an id and its queries, and gets one answer with
+   * that id, in any order: the waits, or the code and message ListPauses would have failed with.
+   */
+  listPausesStream(): ClientDuplexStream<ListPausesStreamRequest, ListPausesStreamResponse>;
+  listPausesStream(
+    options: Partial<CallOptions>,
+  ): ClientDuplexStream<ListPausesStreamRequest, ListPausesStreamResponse>;
+  listPausesStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<ListPausesStreamRequest, ListPausesStreamResponse>;
   /**
    * ResumePauses resumes waits with the events that matched them. Each wait resumes at most once:
    * the first resolver (an event, or the wait's timeout) wins, and the others are answered
