@@ -148,6 +148,22 @@ describe("CallStream", () => {
     expect(() => s.answer([{ id: s.ids()[0] as number }])).not.toThrow();
   });
 
+  it("fails the calls of a turn as unavailable when the stream cannot be opened", async () => {
+    const stream = new CallStream<TestCall, TestAnswer, Req, Res>({
+      open: () => {
+        throw new Error("Channel has been shut down");
+      },
+      pack: (calls) => ({ calls }),
+      unpack: (res) => res.results,
+      deadlineMs: 5_000,
+      sizeOf: () => 0,
+      what: "the checkpoint",
+      peer: "the executor",
+      log,
+    });
+    await expect(stream.call({ runId: "a" })).rejects.toThrow(/the executor is unavailable: .*shut down/);
+  });
+
   it("closes the stream once the calls in flight are answered, and refuses new ones", async () => {
     const { client, opened } = harness();
     const inFlight = client.checkpoint(call("a"));

@@ -105,7 +105,15 @@ export class CallStream<C extends StreamCall, A extends StreamAnswer, Req, Res> 
     const calls = this.batch;
     this.batch = [];
     if (calls.length === 0) return;
-    const stream = this.current();
+    let stream: ClientDuplexStream<Req, Res>;
+    try {
+      stream = this.current();
+    } catch (err) {
+      // The client was closed under us (shutdown): nothing can be sent; the callers retry.
+      for (const c of calls)
+        this.fail(c.id, new UnavailableError(`${this.opts.peer} is unavailable: ${String(err)}`));
+      return;
+    }
     for (const c of calls) {
       const w = this.waiting.get(c.id);
       if (w) w.sentOn = stream;
@@ -124,6 +132,14 @@ export class CallStream<C extends StreamCall, A extends StreamAnswer, Req, Res> 
       bytes += size;
     }
     stream.write(this.opts.pack(part));
+  }
+
+  private fail(id: number, err: Error): void {
+    const w = this.waiting.get(id);
+    if (!w) return;
+    this.waiting.delete(id);
+    clearTimeout(w.timer);
+    w.reject(err);
   }
 
   private current(): ClientDuplexStream<Req, Res> {
@@ -149,12 +165,7 @@ export class CallStream<C extends StreamCall, A extends StreamAnswer, Req, Res> 
         lost instanceof UnavailableError
           ? lost
           : new UnavailableError(`${this.opts.peer} is unavailable: ${lost.message}`);
-      for (const [id, w] of this.waiting) {
-        if (w.sentOn !== stream) continue;
-        clearTimeout(w.timer);
-        w.reject(failure);
-        this.waiting.delete(id);
-      }
+      for (const [id, w] of this.waiting) if (w.sentOn === stream) this.fail(id, failure);
     };
     stream.on("error", (err: Error) => broken(err));
     stream.on("end", () => broken());
