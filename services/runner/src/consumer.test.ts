@@ -35,10 +35,11 @@ import { SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
 import { Redis } from "ioredis";
 import type { Admin, Kafka, Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EventConsumer, grpcScheduler, SCHEDULE_MAX_BYTES } from "./consumer.js";
+import { EventConsumer, SCHEDULE_MAX_BYTES } from "./consumer.js";
 import { idemKey } from "./keys.js";
 import { grpcPauses } from "./pauses.js";
 import { Registry } from "./registry.js";
+import { grpcScheduler } from "./schedule-client.js";
 import { validateSync } from "./validate.js";
 
 const REDIS_URL = requiredEnv("STEPLINE_TEST_REDIS_URL");

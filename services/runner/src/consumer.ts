@@ -3,19 +3,10 @@
 // resolve the offsets. A failure retries the same messages with backoff; nothing is committed
 // before its runs exist. Only an event the executor refuses as invalid is set aside (setAside).
 
-import { CallStream } from "@stepline/internal/call-stream";
 import { ValidationError } from "@stepline/internal/errors";
 import type { Logger } from "@stepline/internal/log";
 import { type RetryOptions, retry } from "@stepline/internal/retry";
-import type {
-  ExecutorServiceClient,
-  PauseResume,
-  RunSpec,
-  ScheduleRunsAnswer,
-  ScheduleRunsCall,
-  ScheduleRunsStreamRequest,
-  ScheduleRunsStreamResponse,
-} from "@stepline/proto/stepline/executor/v1/executor_service";
+import type { PauseResume, RunSpec } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { SkipRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
@@ -45,38 +36,6 @@ export const SCHEDULE_MAX_BYTES = 4 * 1024 * 1024;
 
 /** Creates runs; must be idempotent per run id (ExecutorService.ScheduleRuns is). */
 export type ScheduleRuns = (runs: RunSpec[]) => Promise<void>;
-
-/**
- * ScheduleRuns on the executor's ScheduleRunsStream (one long-lived stream, not a unary call per
- * chunk: docs/architecture.md, "Hot path"), with a deadline per call; `close` ends the stream.
- */
-export function grpcScheduler(
-  client: ExecutorServiceClient,
-  deadlineMs: number,
-  log: Logger,
-): { schedule: ScheduleRuns; close(): Promise<void> } {
-  const stream = new CallStream<
-    ScheduleRunsCall,
-    ScheduleRunsAnswer,
-    ScheduleRunsStreamRequest,
-    ScheduleRunsStreamResponse
-  >({
-    open: () => client.scheduleRunsStream(),
-    pack: (calls) => ({ calls }),
-    unpack: (res) => res.answers,
-    deadlineMs,
-    sizeOf: (c) => c.runs.reduce((n, r) => n + r.eventsJson.length, 0),
-    what: "ScheduleRuns",
-    peer: "the executor",
-    log,
-  });
-  return {
-    schedule: async (runs) => {
-      await stream.call({ runs });
-    },
-    close: () => stream.close(),
-  };
-}
 
 export interface ConsumerOptions {
   kafka: Kafka;

@@ -10,12 +10,13 @@ import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/exec
 import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { Buffers } from "./buffers.js";
 import { loadRunnerConfig } from "./config.js";
-import { EventConsumer, grpcScheduler } from "./consumer.js";
+import { EventConsumer } from "./consumer.js";
 import { Crons } from "./crons.js";
 import { grpcPauses } from "./pauses.js";
 import { grpcEnqueue } from "./queue-client.js";
 import { Registry } from "./registry.js";
 import { Replays } from "./replays.js";
+import { grpcScheduler } from "./schedule-client.js";
 import { runnerService } from "./server.js";
 import { KafkaSkipSink } from "./skips.js";
 
