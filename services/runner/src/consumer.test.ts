@@ -1,34 +1,14 @@
-// The consumer against real Kafka and Redis, with an in-process ExecutorService double (a real
-// gRPC server on port 0 that records the ScheduleRuns calls of its stream and can be told to fail).
+// The consumer against real Kafka and Redis, with an in-process ExecutorService double
+// (executor-double.fixture.ts) that records the calls it gets and can be told to fail.
 
-import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { serveCallStream } from "@stepline/internal/call-stream";
-import { UnavailableError, ValidationError } from "@stepline/internal/errors";
 import type { GrpcServer } from "@stepline/internal/grpc";
-import { createClient, startGrpcServer, unary } from "@stepline/internal/grpc";
+import { createClient } from "@stepline/internal/grpc";
 import { newId } from "@stepline/internal/ids";
 import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
 import { createLogger } from "@stepline/internal/log";
 import { createReadyTopics, requiredEnv, waitFor } from "@stepline/internal/testing";
-import type {
-  ListPausesAnswer,
-  ListPausesCall,
-  ListPausesStreamRequest,
-  ListPausesStreamResponse,
-  Pause,
-  PauseResume,
-  ResumePausesRequest,
-  ResumePausesResponse,
-  RunSpec,
-  ScheduleRunsAnswer,
-  ScheduleRunsCall,
-  ScheduleRunsStreamRequest,
-  ScheduleRunsStreamResponse,
-} from "@stepline/proto/stepline/executor/v1/executor_service";
-import {
-  ExecutorServiceClient,
-  ExecutorServiceService,
-} from "@stepline/proto/stepline/executor/v1/executor_service";
+import type { Pause } from "@stepline/proto/stepline/executor/v1/executor_service";
+import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { SkipRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
@@ -36,6 +16,7 @@ import { Redis } from "ioredis";
 import type { Admin, Kafka, Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventConsumer, SCHEDULE_MAX_BYTES } from "./consumer.js";
+import { newExecutorDouble, startExecutorDouble } from "./executor-double.fixture.js";
 import { idemKey } from "./keys.js";
 import { grpcPauses } from "./pauses.js";
 import { Registry } from "./registry.js";
@@ -53,14 +34,7 @@ const topic = topicNames(prefix).events;
 const groupId = groupName(prefix, "runner");
 const [envA, envB, envC] = [`test-a-${newId()}`, `test-b-${newId()}`, `test-c-${newId()}`];
 
-/** The ExecutorService double: records every call; fails while `failing` is set. */
-const executor = {
-  failing: false,
-  calls: [] as Array<{ ok: boolean; runs: RunSpec[] }>,
-  /** The waits ListPauses answers with, and every ResumePauses call. */
-  pauses: [] as Pause[],
-  resumes: [] as PauseResume[][],
-};
+const executor = newExecutorDouble();
 
 let redis: Redis;
 let kafka: Kafka;
@@ -168,58 +142,7 @@ beforeAll(async () => {
   producer = kafka.producer({ idempotent: true });
   await producer.connect();
 
-  server = await startGrpcServer("127.0.0.1:0", [
-    {
-      definition: ExecutorServiceService,
-      implementation: {
-        scheduleRunsStream: (
-          call: ServerDuplexStream<ScheduleRunsStreamRequest, ScheduleRunsStreamResponse>,
-        ) =>
-          serveCallStream<
-            ScheduleRunsCall,
-            ScheduleRunsAnswer,
-            ScheduleRunsStreamRequest,
-            ScheduleRunsStreamResponse
-          >(call, {
-            calls: (req) => req.calls,
-            pack: (answers) => ({ answers }),
-            empty: { results: [] },
-            log,
-            handle: async ({ runs }) => {
-              // A run of an event whose data says `poison` is refused, as the executor refuses a
-              // RunSpec it cannot take, failing the whole call.
-              const poisoned = runs.some((r) => JSON.parse(r.eventsJson[0] ?? "{}").data?.poison === true);
-              const ok = !executor.failing && !poisoned;
-              executor.calls.push({ ok, runs });
-              if (poisoned) throw new ValidationError("runs[0]: the executor cannot take this run");
-              if (!ok) throw new UnavailableError("executor double is failing on purpose");
-              return { results: runs.map((r) => ({ runId: r.runId, created: true })) };
-            },
-          }),
-        listPausesStream: (call: ServerDuplexStream<ListPausesStreamRequest, ListPausesStreamResponse>) =>
-          serveCallStream<
-            ListPausesCall,
-            ListPausesAnswer,
-            ListPausesStreamRequest,
-            ListPausesStreamResponse
-          >(call, {
-            calls: (req) => req.calls,
-            pack: (answers) => ({ answers }),
-            empty: { pauses: [] },
-            log,
-            handle: async ({ queries }) => ({
-              pauses: executor.pauses.filter((p) =>
-                queries.some((q) => q.environmentId === p.environmentId && q.eventName === p.eventName),
-              ),
-            }),
-          }),
-        resumePauses: unary<ResumePausesRequest, ResumePausesResponse>(log, async (req) => {
-          executor.resumes.push(req.resumes);
-          return { results: req.resumes.map((r) => ({ runId: r.runId, opId: r.opId, resumed: true })) };
-        }),
-      },
-    },
-  ]);
+  server = await startExecutorDouble(executor, log);
   client = createClient(ExecutorServiceClient, `127.0.0.1:${server.port}`);
 
   registry = new Registry(redis);
