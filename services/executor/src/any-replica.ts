@@ -1,5 +1,6 @@
-// Unary calls that any queue replica can answer (Enqueue: a replica writes into any shard and wakes
-// its owner). Calls rotate over the replicas, and one that is unavailable is skipped for the next.
+// Calls that any queue replica can answer (Enqueue: a replica writes into any shard and wakes its
+// owner), made through one client or call stream per replica. Calls rotate over the replicas, and
+// one that is unavailable is skipped for the next.
 import { UnavailableError } from "@stepline/internal/errors";
 
 /** Spreads calls over `clients` round-robin, failing over to the next one on UnavailableError. */

@@ -92,7 +92,9 @@ runService(
       });
       onStop(() => app.close());
 
-      const { enqueue, remove } = queueCalls(queues);
+      const queueOps = queueCalls(queues, opTimeoutMs, log.child({ component: "queue" }));
+      onStop(() => queueOps.close());
+      const { enqueue, remove } = queueOps;
       const events = batchingEventSender(
         grpcSendEvents(eventApi, config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS),
       );

@@ -1,9 +1,12 @@
 import type { ClientDuplexStream } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import { ValidationError } from "@stepline/internal/errors";
 import { callUnary, createClient } from "@stepline/internal/grpc";
 import { createLogger } from "@stepline/internal/log";
 import { waitFor } from "@stepline/internal/testing";
 import type {
+  EnqueueAnswer,
+  EnqueueStreamResponse,
   LeasedItem,
   NewItem,
   OpResults,
@@ -135,6 +138,33 @@ describe("QueueService over gRPC", () => {
     await expect(callUnary(client.enqueue.bind(client), { items: [newItem("")] })).rejects.toBeInstanceOf(
       ValidationError,
     );
+  });
+
+  it("answers each call on an EnqueueStream as Enqueue would, a refused one alone", async () => {
+    const stream = client.enqueueStream();
+    const answers: EnqueueAnswer[] = [];
+    stream.on("data", (res: EnqueueStreamResponse) => answers.push(...res.answers));
+    stream.write({
+      calls: [
+        { id: 1, items: [newItem("s1", { delayMs: 3_600_000 })] },
+        { id: 2, items: [newItem("")] },
+      ],
+    });
+    const first = await waitFor("two answers", () => (answers.length >= 2 ? answers.slice() : undefined));
+    expect(first.find((a) => a.id === 1)).toEqual({
+      id: 1,
+      code: 0,
+      message: "",
+      results: [{ itemId: "s1", status: EnqueueStatus.ENQUEUE_STATUS_ENQUEUED }],
+    });
+    const refused = first.find((a) => a.id === 2);
+    expect(refused?.code).toBe(status.INVALID_ARGUMENT);
+    expect(refused?.message).toMatch(/id/);
+    // The stream goes on: a repeat of the first item is reported as already there.
+    stream.write({ calls: [{ id: 3, items: [newItem("s1")] }] });
+    const again = await waitFor("the third answer", () => answers.find((a) => a.id === 3));
+    expect(again.results).toEqual([{ itemId: "s1", status: EnqueueStatus.ENQUEUE_STATUS_EXISTS }]);
+    stream.end();
   });
 
   it("removes a queued item by id, only for its own account, and refuses an item without ids", async () => {

@@ -1,19 +1,26 @@
-// gRPC handlers of QueueService: proto <-> domain translation only. Enqueue is unary and batched;
-// Remove is unary; Work is the executor's bidi stream (credits in, leased items out; completions, retries and
+// gRPC handlers of QueueService: proto <-> domain translation only. Enqueue is unary and batched,
+// and also served on a call stream (EnqueueStream, what executors use); Remove is unary; Work is the executor's bidi stream (credits in, leased items out; completions, retries and
 // extensions in, one OpResult per op out, tagged with the executor's batch id).
 import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { serveCallStream } from "@stepline/internal/call-stream";
 import { toGrpcError } from "@stepline/internal/errors";
 import { unary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
 import { recordSpan } from "@stepline/internal/telemetry";
 import type {
+  EnqueueAnswer,
+  EnqueueCall,
   EnqueueRequest,
   EnqueueResponse,
+  EnqueueResult,
+  EnqueueStreamRequest,
+  EnqueueStreamResponse,
   GetFunctionPausesRequest,
   GetFunctionPausesResponse,
   Lease,
   ListDeadLettersRequest,
   ListDeadLettersResponse,
+  NewItem,
   PauseFunctionRequest,
   PauseFunctionResponse,
   FunctionRef as ProtoFunctionRef,
@@ -47,21 +54,32 @@ const REMOVE_STATUS: Record<RemoveOutcome, RemoveStatus> = {
 
 /** The QueueService implementation over a queue and the executors' dispatcher. */
 export function queueService(queue: Queue, dispatcher: Dispatcher, log: Logger): QueueServiceServer {
+  const enqueue = async (items: NewItem[]): Promise<EnqueueResult[]> => {
+    const statuses = await queue.enqueue(items);
+    enqueuedTotal.inc(statuses.filter((s) => s === "enqueued").length);
+    return items.map((item, i) => ({
+      itemId: item.id,
+      status:
+        statuses[i] === "enqueued"
+          ? EnqueueStatus.ENQUEUE_STATUS_ENQUEUED
+          : EnqueueStatus.ENQUEUE_STATUS_EXISTS,
+    }));
+  };
   return {
-    enqueue: unary(log, async (req: EnqueueRequest): Promise<EnqueueResponse> => {
-      const statuses = await queue.enqueue(req.items);
-      const added = statuses.filter((s) => s === "enqueued").length;
-      enqueuedTotal.inc(added);
-      return {
-        results: req.items.map((item, i) => ({
-          itemId: item.id,
-          status:
-            statuses[i] === "enqueued"
-              ? EnqueueStatus.ENQUEUE_STATUS_ENQUEUED
-              : EnqueueStatus.ENQUEUE_STATUS_EXISTS,
-        })),
-      };
-    }),
+    enqueue: unary(
+      log,
+      async (req: EnqueueRequest): Promise<EnqueueResponse> => ({
+        results: await enqueue(req.items),
+      }),
+    ),
+    enqueueStream: (call) =>
+      serveCallStream<EnqueueCall, EnqueueAnswer, EnqueueStreamRequest, EnqueueStreamResponse>(call, {
+        calls: (req) => req.calls,
+        pack: (answers) => ({ answers }),
+        handle: async (c) => ({ results: await enqueue(c.items) }),
+        empty: { results: [] },
+        log,
+      }),
     remove: unary(log, async (req: RemoveRequest): Promise<RemoveResponse> => {
       const outcomes = await queue.remove(req.items);
       return {

@@ -486,6 +486,33 @@ export interface EnqueueResponse {
   results: EnqueueResult[];
 }
 
+/** EnqueueStreamRequest is the Enqueue calls an executor made in one turn of its event loop. */
+export interface EnqueueStreamRequest {
+  calls: EnqueueCall[];
+}
+
+export interface EnqueueCall {
+  /** Chosen by the caller, unique among its calls in flight on the stream. */
+  id: number;
+  items: NewItem[];
+}
+
+/** EnqueueStreamResponse answers the calls of one message. */
+export interface EnqueueStreamResponse {
+  answers: EnqueueAnswer[];
+}
+
+export interface EnqueueAnswer {
+  /** The EnqueueCall's id. */
+  id: number;
+  /** 0, or the gRPC status code Enqueue would have failed with. */
+  code: number;
+  /** What went wrong (empty on success). */
+  message: string;
+  /** Enqueue's results (empty on failure). */
+  results: EnqueueResult[];
+}
+
 /** Lease identifies one lease of an item; generation fences a holder whose lease was lost. */
 export interface Lease {
   itemId: string;
@@ -3011,6 +3038,350 @@ export const EnqueueResponse: MessageFns<EnqueueResponse> = {
   },
 };
 
+function createBaseEnqueueStreamRequest(): EnqueueStreamRequest {
+  return { calls: [] };
+}
+
+export const EnqueueStreamRequest: MessageFns<EnqueueStreamRequest> = {
+  encode(message: EnqueueStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.calls) {
+      EnqueueCall.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnqueueStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnqueueStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.calls.push(EnqueueCall.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnqueueStreamRequest {
+    return {
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => EnqueueCall.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: EnqueueStreamRequest): unknown {
+    const obj: any = {};
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => EnqueueCall.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnqueueStreamRequest>, I>>(base?: I): EnqueueStreamRequest {
+    return EnqueueStreamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnqueueStreamRequest>, I>>(object: I): EnqueueStreamRequest {
+    const message = createBaseEnqueueStreamRequest();
+    message.calls = object.calls?.map((e) => EnqueueCall.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseEnqueueCall(): EnqueueCall {
+  return { id: 0, items: [] };
+}
+
+export const EnqueueCall: MessageFns<EnqueueCall> = {
+  encode(message: EnqueueCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    for (const v of message.items) {
+      NewItem.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnqueueCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnqueueCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.items.push(NewItem.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnqueueCall {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => NewItem.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: EnqueueCall): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => NewItem.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnqueueCall>, I>>(base?: I): EnqueueCall {
+    return EnqueueCall.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnqueueCall>, I>>(object: I): EnqueueCall {
+    const message = createBaseEnqueueCall();
+    message.id = object.id ?? 0;
+    message.items = object.items?.map((e) => NewItem.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseEnqueueStreamResponse(): EnqueueStreamResponse {
+  return { answers: [] };
+}
+
+export const EnqueueStreamResponse: MessageFns<EnqueueStreamResponse> = {
+  encode(message: EnqueueStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.answers) {
+      EnqueueAnswer.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnqueueStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnqueueStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.answers.push(EnqueueAnswer.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnqueueStreamResponse {
+    return {
+      answers: globalThis.Array.isArray(object?.answers)
+        ? object.answers.map((e: any) => EnqueueAnswer.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: EnqueueStreamResponse): unknown {
+    const obj: any = {};
+    if (message.answers?.length) {
+      obj.answers = message.answers.map((e) => EnqueueAnswer.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnqueueStreamResponse>, I>>(base?: I): EnqueueStreamResponse {
+    return EnqueueStreamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnqueueStreamResponse>, I>>(object: I): EnqueueStreamResponse {
+    const message = createBaseEnqueueStreamResponse();
+    message.answers = object.answers?.map((e) => EnqueueAnswer.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseEnqueueAnswer(): EnqueueAnswer {
+  return { id: 0, code: 0, message: "", results: [] };
+}
+
+export const EnqueueAnswer: MessageFns<EnqueueAnswer> = {
+  encode(message: EnqueueAnswer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    if (message.code !== 0) {
+      writer.uint32(16).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    for (const v of message.results) {
+      EnqueueResult.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnqueueAnswer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnqueueAnswer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.results.push(EnqueueResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnqueueAnswer {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => EnqueueResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: EnqueueAnswer): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => EnqueueResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnqueueAnswer>, I>>(base?: I): EnqueueAnswer {
+    return EnqueueAnswer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnqueueAnswer>, I>>(object: I): EnqueueAnswer {
+    const message = createBaseEnqueueAnswer();
+    message.id = object.id ?? 0;
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    message.results = object.results?.map((e) => EnqueueResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseLease(): Lease {
   return { itemId: "", accountId: "", generation: 0, partitionId: "" };
 }
@@ -4398,6 +4769,22 @@ export const QueueServiceService = {
     responseDeserialize: (value: Buffer): EnqueueResponse => EnqueueResponse.decode(value),
   },
   /**
+   * EnqueueStream is Enqueue on one long-lived stream, which each executor keeps open to each
+   * replica (it enqueues every new run's start item): each call carries an id and its items, and
+   * gets one answer with that id, in any order: Enqueue's results, or the code and message
+   * Enqueue would have failed with.
+   */
+  enqueueStream: {
+    path: "/stepline.queue.v1.QueueService/EnqueueStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: EnqueueStreamRequest): Buffer => Buffer.from(EnqueueStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EnqueueStreamRequest => EnqueueStreamRequest.decode(value),
+    responseSerialize: (value: EnqueueStreamResponse): Buffer =>
+      Buffer.from(EnqueueStreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EnqueueStreamResponse => EnqueueStreamResponse.decode(value),
+  },
+  /**
    * Work is an executor's long-lived stream. The executor sends credits (how many more items it
    * can run now) and batches of completions, retries and extensions; the queue answers with
    * leased items (never more than the credits granted) and with one result per operation,
@@ -4509,6 +4896,13 @@ export interface QueueServiceServer extends UntypedServiceImplementation {
    */
   enqueue: handleUnaryCall<EnqueueRequest, EnqueueResponse>;
   /**
+   * EnqueueStream is Enqueue on one long-lived stream, which each executor keeps open to each
+   * replica (it enqueues every new run's start item): each call carries an id and its items, and
+   * gets one answer with that id, in any order: Enqueue's results, or the code and message
+   * Enqueue would have failed with.
+   */
+  enqueueStream: handleBidiStreamingCall<EnqueueStreamRequest, EnqueueStreamResponse>;
+  /**
    * Work is an executor's long-lived stream. The executor sends credits (how many more items it
    * can run now) and batches of completions, retries and extensions; the queue answers with
    * leased items (never more than the credits granted) and with one result per operation,
@@ -4568,6 +4962,18 @@ export interface QueueServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: EnqueueResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * EnqueueStream is Enqueue on one long-lived stream, which each executor keeps open to each
+   * replica (it enqueues every new run's start item): each call carries an id and its items, and
+   * gets one answer with that id, in any order: Enqueue's results, or the code and message
+   * Enqueue would have failed with.
+   */
+  enqueueStream(): ClientDuplexStream<EnqueueStreamRequest, EnqueueStreamResponse>;
+  enqueueStream(options: Partial<CallOptions>): ClientDuplexStream<EnqueueStreamRequest, EnqueueStreamResponse>;
+  enqueueStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<EnqueueStreamRequest, EnqueueStreamResponse>;
   /**
    * Work is an executor's long-lived stream. The executor sends credits (how many more items it
    * can run now) and batches of completions, retries and extensions; the queue answers with
