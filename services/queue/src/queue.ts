@@ -26,6 +26,7 @@ import {
   expiredLeases,
   extendLeases,
   itemPartitions,
+  newlyReadyPartition,
   OK,
   RECLAIMED,
   reclaimLeases,
@@ -96,12 +97,9 @@ export class Queue {
       (i) => i.accountId,
       ITEMS_PER_CALL,
       async (shard, batch) => {
-        const r = await enqueueItems(
-          this.scripts,
-          this.keys(shard),
-          batch.map((b) => b.value),
-        );
-        this.onDue(r.due);
+        const values = batch.map((b) => b.value);
+        const r = await enqueueItems(this.scripts, this.keys(shard), values);
+        this.onDue({ ...r.due, ready: newlyReadyPartition(r.due, values, r.codes) });
         r.codes.forEach((c, j) => {
           out[batch[j]?.index ?? 0] = c === ENQUEUED ? "enqueued" : "exists";
         });

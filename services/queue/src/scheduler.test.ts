@@ -8,8 +8,8 @@ import { Queue } from "./queue.js";
 import type { WorkSink } from "./scheduler.js";
 import { Scheduler } from "./scheduler.js";
 import { Scripts } from "./scripts.js";
-import type { ItemInput, LeasedItem } from "./store.js";
-import { acquireOwner } from "./store.js";
+import type { DueChange, ItemInput, LeasedItem } from "./store.js";
+import { acquireOwner, ENQUEUED, newlyReadyPartition } from "./store.js";
 import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 
 const log = createLogger("queue-test", "silent");
@@ -81,7 +81,7 @@ async function setup(
     scripts,
     { namespace: ns, leaseMs, maxDeliveries: 20, seenTtlMs: 60_000, shards: opts.shards ?? 1 },
     (c) => {
-      if (c.afterMs >= 0) scheduler?.noteDue(c.shard, c.afterMs);
+      if (c.afterMs >= 0) scheduler?.noteDue(c.shard, c.afterMs, c.ready);
     },
   );
   scheduler = new Scheduler(
@@ -207,6 +207,40 @@ describe("Scheduler", () => {
     expect(scheduler.owned()).toEqual([]);
   });
 
+  it("claims what an enqueue made due on an idle shard at once, without reading the shard first", async () => {
+    const { queue, sink, scheduler } = await setup();
+    const reads = countCalls(queue, ["accountHeads", "readyPartitions"]);
+    const claims = countCalls(queue, ["claim"]);
+    const sweeps = countCalls(queue, ["heads"]);
+    sink.credits = 2;
+    scheduler.start();
+    // The first sweep reads every shard; the loop then sleeps, as nothing is due.
+    await waitFor("the first sweep", () => (sweeps.count >= 1 ? true : undefined));
+    await redis.ping();
+    const before = { reads: reads.count, claims: claims.count };
+    await queue.enqueue([item("fast-1", "a")]);
+    await waitFor("the delivery", () => (sink.got.length === 1 ? true : undefined));
+    expect(sink.got[0]?.id).toBe("fast-1");
+    expect(reads.count).toBe(before.reads);
+    expect(claims.count).toBe(before.claims + 1);
+  });
+
+  it("takes a full round when a second partition became due before the round ran", async () => {
+    const { queue, sink, scheduler } = await setup();
+    const reads = countCalls(queue, ["accountHeads", "readyPartitions"]);
+    const sweeps = countCalls(queue, ["heads"]);
+    scheduler.start();
+    await waitFor("the first sweep", () => (sweeps.count >= 1 ? true : undefined));
+    await redis.ping();
+    const before = reads.count;
+    // No credits yet: both enqueues are noted before any round runs.
+    await queue.enqueue([item("p-1", "a", "fn-1")]);
+    await queue.enqueue([item("p-2", "b", "fn-2")]);
+    await grant(sink, scheduler, 2);
+    expect(sink.got.map((g) => g.id).sort()).toEqual(["p-1", "p-2"]);
+    expect(reads.count).toBeGreaterThan(before);
+  });
+
   it("stays idle between sweeps when there is nothing to do (no polling of shards)", async () => {
     const { queue, sink, scheduler } = await setup({ shards: 256, sweepMs: 60_000 });
     let reads = 0;
@@ -242,5 +276,52 @@ describe("Scheduler", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+/** Counts calls of some of the queue's methods (the scheduler's Redis round trips). */
+function countCalls(queue: Queue, methods: Array<"accountHeads" | "readyPartitions" | "claim" | "heads">) {
+  const counter = { count: 0 };
+  for (const m of methods) {
+    const orig = queue[m].bind(queue) as (...a: unknown[]) => unknown;
+    (queue as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => {
+      counter.count++;
+      return orig(...a);
+    };
+  }
+  return counter;
+}
+
+describe("newlyReadyPartition (the enqueue fast path's partition)", () => {
+  const due = (beforeMs: number, afterMs: number): DueChange => ({
+    shard: 0,
+    nowMs: 1_000,
+    beforeMs,
+    afterMs,
+  });
+  const a1 = item("a1", "a");
+  const a2 = item("a2", "a");
+  const b1 = item("b1", "b");
+  const pidOf = (i: ItemInput) => newlyReadyPartition(due(-1, 1_000), [i], [ENQUEUED])?.pid;
+
+  it("names the one partition made due on a shard with nothing due before", () => {
+    expect(newlyReadyPartition(due(-1, 1_000), [a1, a2], [ENQUEUED, ENQUEUED])).toEqual({
+      accountId: "a",
+      pid: pidOf(a1),
+    });
+    // Something due only later counts as nothing due now.
+    expect(newlyReadyPartition(due(5_000, 1_000), [a1], [ENQUEUED])?.accountId).toBe("a");
+  });
+
+  it("names none when something was due already, or two partitions became due", () => {
+    expect(newlyReadyPartition(due(900, 900), [a1], [ENQUEUED])).toBeUndefined();
+    expect(newlyReadyPartition(due(-1, 1_000), [a1, b1], [ENQUEUED, ENQUEUED])).toBeUndefined();
+  });
+
+  it("leaves out items that existed already or are due later", () => {
+    const later = item("later", "b", "fn", { delayMs: 60_000 });
+    expect(newlyReadyPartition(due(-1, 1_000), [b1, a1], [0, ENQUEUED])?.accountId).toBe("a");
+    expect(newlyReadyPartition(due(-1, 1_000), [later, a1], [ENQUEUED, ENQUEUED])?.accountId).toBe("a");
+    expect(newlyReadyPartition(due(-1, 61_000), [later], [ENQUEUED])).toBeUndefined();
   });
 });

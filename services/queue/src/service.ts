@@ -59,7 +59,7 @@ export async function startQueueService(
     if (change.afterMs < 0 || !scheduler || !ownership) return;
     if (ownership.has(change.shard)) {
       scheduler.noteNow(change.nowMs);
-      scheduler.noteDue(change.shard, change.afterMs);
+      scheduler.noteDue(change.shard, change.afterMs, change.ready);
     } else if (change.beforeMs < 0 || change.afterMs < change.beforeMs) {
       wake.publish(change.shard, change.afterMs);
     }

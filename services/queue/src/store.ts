@@ -62,6 +62,40 @@ export interface DueChange {
   nowMs: number;
   beforeMs: number;
   afterMs: number;
+  /**
+   * Set when nothing of the shard was due before the op and what it made due now is all in one
+   * partition: the owner may claim that partition at once, without reading the shard's ready
+   * accounts and partitions first (the enqueue fast path, Queue.enqueue).
+   */
+  ready?: ReadyPartition | undefined;
+}
+
+/** One account's partition. */
+export interface ReadyPartition {
+  accountId: string;
+  pid: string;
+}
+
+/**
+ * The partition that `items` (one enqueue call on one shard, with its codes) made due on a shard
+ * that had nothing due before, when there is exactly one such partition; see DueChange.ready.
+ */
+export function newlyReadyPartition(
+  due: DueChange,
+  items: ItemInput[],
+  codes: number[],
+): ReadyPartition | undefined {
+  const idleBefore = due.beforeMs < 0 || due.beforeMs > due.nowMs;
+  if (!idleBefore || due.afterMs < 0 || due.afterMs > due.nowMs) return undefined;
+  let ready: ReadyPartition | undefined;
+  for (const [i, item] of items.entries()) {
+    const dueNow = item.runAtMs > 0 ? item.runAtMs <= due.nowMs : item.delayMs <= 0;
+    if (codes[i] !== ENQUEUED || !dueNow) continue;
+    const pid = partitionOf(item.environmentId, item.functionId, item.flow, item.kind === KIND_START);
+    if (!ready) ready = { accountId: item.accountId, pid };
+    else if (ready.accountId !== item.accountId || ready.pid !== pid) return undefined;
+  }
+  return ready;
 }
 
 export interface MutationResult {
