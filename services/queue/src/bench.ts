@@ -217,6 +217,33 @@ async function noisyNeighbour(): Promise<{ p50: number; p99: number; quiet: numb
   return { p50: pct(0.5), p99: pct(0.99), quiet: delays.length, noisyPerSec };
 }
 
+/**
+ * An idle queue, one item at a time (a new run's start item when the cluster is not busy): from
+ * the Enqueue call to the item reaching the executor's stream, with a pause between items so the
+ * scheduler is asleep when each one comes.
+ */
+async function idleHandOut(): Promise<{ p50: number; p99: number; items: number }> {
+  let arrived: ((at: number) => void) | undefined;
+  const w = worker((items) => {
+    if (items.length > 0) arrived?.(performance.now());
+  });
+  const delays: number[] = [];
+  for (let i = 0; i < 400; i++) {
+    const got = new Promise<number>((resolve) => {
+      arrived = resolve;
+    });
+    const t0 = performance.now();
+    await callUnary(client.enqueue.bind(client), { items: [item(`idle-${i}`, "idle", "fn")] });
+    delays.push((await got) - t0);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  w.close();
+  delays.sort((a, b) => a - b);
+  const pct = (p: number) =>
+    Math.round((delays[Math.min(delays.length - 1, Math.floor(p * delays.length))] ?? 0) * 100) / 100;
+  return { p50: pct(0.5), p99: pct(0.99), items: delays.length };
+}
+
 function rate(n: number, ms: number): number {
   return Math.round((n / ms) * 1000);
 }
@@ -248,6 +275,13 @@ try {
     steplinePerSec: s2,
     bullmqPerSec: b2,
     ratio: Math.round((s2 / b2) * 100) / 100,
+  });
+
+  const idle = await idleHandOut();
+  print({
+    case: "idle queue, one item at a time",
+    items: idle.items,
+    enqueueToHandOutMs: { p50: idle.p50, p99: idle.p99 },
   });
 
   const n = await noisyNeighbour();
