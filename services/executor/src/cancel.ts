@@ -81,6 +81,9 @@ export class Canceller {
       try {
         const r = await this.cancel(runId, { environmentId: q.environmentId, reason: "cancelled in bulk" });
         if (r.cancelled) cancelled.push(runId);
+        // Ended, yet still indexed: its end was dealt with before the index had it (its start
+        // item runs while it is being indexed, schedule.ts), so nothing else will drop it.
+        else await this.deps.live.remove(q.environmentId, q.functionId, runId);
       } catch (err) {
         // A run whose state expired under the index: drop it from the index and go on.
         if (!(err instanceof NotFoundError)) throw err;

@@ -107,34 +107,6 @@ export class Scheduler {
         if (!singleton || cur?.status !== "running" || cur.calls !== 0) continue;
         if (await this.singletonSkip(c, singleton)) created[i] = { ...cur, status: "skipped" as RunStatus };
       }
-      // Indexed before the start item exists, so a run can be cancelled from its first call on.
-      await this.deps.live.add(
-        runs.flatMap((r, i) =>
-          created[i]?.status === "running"
-            ? [{ ...r, createdAtMs: created[i]?.createdAtMs ?? r.createdAtMs }]
-            : [],
-        ),
-      );
-      await Promise.all(
-        runs.flatMap((r, i) => {
-          if (created[i]?.status !== "running") return [];
-          const at = created[i]?.createdAtMs ?? r.createdAtMs;
-          const trigger = JSON.stringify((JSON.parse(r.eventsJson) as unknown[])[0] ?? {});
-          return r.cancelOn.map((c, n) =>
-            this.deps.pauses.add({
-              runId: r.runId,
-              opId: `cancel${n}`,
-              environmentId: r.environmentId,
-              eventName: c.event,
-              expression: c.expression,
-              triggerEventJson: trigger,
-              createdAtMs: at,
-              timeoutAtMs: c.timeoutMs > 0 ? at + c.timeoutMs : NEVER,
-              cancel: true,
-            }),
-          );
-        }),
-      );
       // A run whose first call was never numbered has not got past its start item, so (re)enqueueing
       // it is safe: the queue collapses it onto the live item. Later runs must not get a second start.
       const toStart: NewRun[] = [];
@@ -159,7 +131,38 @@ export class Scheduler {
       // Not awaited: the run's state is the truth, and its final record is strict (finalize.ts);
       // should this one be lost in a crash, history learns of the run when it ends.
       void this.deps.record(records);
-      if (toStart.length > 0) await this.deps.enqueue(toStart.map(startItem));
+      // The live index, the cancelOn waits and the start item go together (one round trip, not
+      // three, before the first call). A run's end removes it from the index on the same Redis
+      // connection, after its start, so never before it was added. Bulk cancels and cancelOn
+      // events miss a run exactly while it is not yet indexed, whenever its start item comes.
+      await Promise.all([
+        this.deps.live.add(
+          runs.flatMap((r, i) =>
+            created[i]?.status === "running"
+              ? [{ ...r, createdAtMs: created[i]?.createdAtMs ?? r.createdAtMs }]
+              : [],
+          ),
+        ),
+        ...runs.flatMap((r, i) => {
+          if (created[i]?.status !== "running") return [];
+          const at = created[i]?.createdAtMs ?? r.createdAtMs;
+          const trigger = JSON.stringify((JSON.parse(r.eventsJson) as unknown[])[0] ?? {});
+          return r.cancelOn.map((c, n) =>
+            this.deps.pauses.add({
+              runId: r.runId,
+              opId: `cancel${n}`,
+              environmentId: r.environmentId,
+              eventName: c.event,
+              expression: c.expression,
+              triggerEventJson: trigger,
+              createdAtMs: at,
+              timeoutAtMs: c.timeoutMs > 0 ? at + c.timeoutMs : NEVER,
+              cancel: true,
+            }),
+          );
+        }),
+        toStart.length > 0 ? this.deps.enqueue(toStart.map(startItem)) : undefined,
+      ]);
       return runs.map((r, i) => ({
         runId: r.runId,
         created: (created[i]?.status as string) !== "skipped" && (created[i]?.created ?? false),

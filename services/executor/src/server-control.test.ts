@@ -285,6 +285,26 @@ describe("ExecutorService.CancelRun and CancelFunctionRuns", () => {
     expect(all.cancelledRunIds).toEqual([runs[2]?.runId]);
   });
 
+  it("drops from the live index a run that ended while it was being indexed, at the next bulk cancel", async () => {
+    const fn = `app-late-${uniqueTag()}`;
+    const s = h.spec({ functionId: fn });
+    await schedule([s]);
+    // Its end, without the finalization that unindexes it: what an end that beat the indexing leaves.
+    await h.store.finish(s.runId, "completed", { output: "1" }, 5);
+    const indexed = () => h.live.range("env", fn, 0, Date.now() + 1, 10).then((r) => r.runIds);
+    expect(await indexed()).toEqual([s.runId]);
+    const res = await callUnary(h.client.cancelFunctionRuns.bind(h.client), {
+      environmentId: "env",
+      functionId: fn,
+      startedAfterMs: 0,
+      startedBeforeMs: 0,
+      limit: 10,
+    });
+    expect(res.cancelledRunIds).toEqual([]);
+    expect(await indexed()).toEqual([]);
+    expect((await h.store.load(s.runId))?.status).toBe("completed");
+  });
+
   it("rejects bad cancel requests with INVALID_ARGUMENT saying what is wrong", async () => {
     await expect(cancel("", "env")).rejects.toThrow(/environment_id and run_id are required/);
     const bulk = (over: Record<string, unknown>) =>
