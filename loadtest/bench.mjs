@@ -11,17 +11,16 @@
 //
 // Usage: npm run bench -- [--url http://127.0.0.1:8288] [--duration 10] [--concurrency 1,16,64]
 //                         [--connections 64] [--profile dev] [--redis-port 6379] [--only ingest,min,sdk]
-//                         [--restate] [--warm-up 20] [--repeat 1] [--steps 3]
+//                         [--restate] [--warm-up 20] [--repeat 1] [--steps 3] [--help]
 import { execFileSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
-import { createServer } from "node:http";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { startMinimalApp } from "./apps/minimal-app.mjs";
 import { startSdkApp } from "./apps/sdk-app.mjs";
+import { sdkCeiling, startNullEngine } from "./sdk-ceiling.mjs";
 
-const { values: args } = parseArgs({
+const { values: args } = parseCommandLine({
   options: {
     url: { type: "string", default: "http://127.0.0.1:8288" },
     duration: { type: "string", default: "10" },
@@ -34,8 +33,25 @@ const { values: args } = parseArgs({
     "warm-up": { type: "string", default: "20" },
     repeat: { type: "string", default: "1" },
     steps: { type: "string", default: "3" },
+    help: { type: "boolean", default: false },
   },
 });
+/** parseArgs, with a one-line error for a bad command line instead of a stack trace. */
+function parseCommandLine(config) {
+  try {
+    return parseArgs(config);
+  } catch (err) {
+    process.stderr.write(`bench: ${err.message} (--help lists the options)\n`);
+    process.exit(2);
+  }
+}
+if (args.help) {
+  // The usage is this file's opening comment.
+  const source = readFileSync(new URL(import.meta.url), "utf8");
+  const head = source.slice(0, source.indexOf("\nimport "));
+  process.stdout.write(`${head.replace(/^\/\/ ?/gm, "")}\n`);
+  process.exit(0);
+}
 const BASE = args.url;
 /** `--only ingest,min`: the scenarios whose label starts with one of these (all by default). */
 const wanted = (label) =>
@@ -253,79 +269,6 @@ const median = (values) =>
     0.5,
   );
 
-/**
- * Stands in for the engine's checkpoint endpoint and answers at once, so in the ceiling scenario
- * the SDK app alone sets the pace.
- */
-async function startNullEngine() {
-  const server = createServer((req, res) => {
-    req.resume();
-    req.on("end", () => res.writeHead(200, { "content-type": "application/json" }).end("{}"));
-  });
-  server.keepAliveTimeout = 60_000;
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
-
-/**
- * The SDK app's own ceiling: closed-loop runs with the engine taken out. Each client sends the
- * first call of a run the way the executor does (its own HTTP client and request body, with the
- * checkpointing fields), straight to the app, whose checkpoints reach `startNullEngine`; a run is
- * that one call answering RunComplete.
- */
-async function sdkCeiling(app, clients) {
-  // The executor's own client and body (built by `npm start`), loaded only for this scenario.
-  const { AppClient, buildCallBody } = await import("../services/executor/dist/app-client.js");
-  const client = new AppClient({ timeoutMs: 60_000, maxResponseBytes: 4 << 20, serverKind: "dev" });
-  const latencies = [];
-  let failed = 0;
-  let seq = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      while (performance.now() - t0 < DURATION_MS) {
-        const runId = randomBytes(13).toString("hex").toUpperCase();
-        const event = { data: { k: `ceiling-${seq++}` }, id: runId, name: app.event, ts: Date.now() };
-        const body = buildCallBody({
-          runId,
-          eventsJson: JSON.stringify([event]),
-          steps: new Map(),
-          stack: [],
-          attempt: 0,
-          maxAttempts: 1,
-          reqVersion: -1,
-          checkpoint: { functionId: app.fnId, queueItemId: `${runId}:start` },
-        });
-        const start = performance.now();
-        const out = await client.call({
-          url: `${app.url}?fnId=${app.fnId}&stepId=step`,
-          stepId: "step",
-          body,
-          reqVersion: -1,
-          signal: AbortSignal.timeout(60_000),
-        });
-        const ended =
-          out.kind === "response" && out.response.status === 206 && out.response.body.includes("RunComplete");
-        if (ended) latencies.push(performance.now() - start);
-        else failed++;
-      }
-    }),
-  );
-  const elapsed = (performance.now() - t0) / 1000;
-  latencies.sort((a, b) => a - b);
-  return {
-    scenario: "runs (SDK v4 app alone: its ceiling)",
-    concurrency: clients,
-    runsPerSec: round(latencies.length / elapsed),
-    p50Ms: round(pct(latencies, 0.5)),
-    p99Ms: round(pct(latencies, 0.99)),
-    failed,
-  };
-}
-
 /** The same closed-loop runs against Restate (loadtest/restate.mjs), its server's CPU counted. */
 async function restateRuns() {
   const { startRestate, SERVER_VERSION } = await import("./restate.mjs");
@@ -456,7 +399,19 @@ async function main() {
       const nullEngine = await startNullEngine();
       const alone = await startSdkApp({ appId: "bench-sdk-alone", baseUrl: nullEngine.url });
       for (const c of CONCURRENCY) {
-        const row = await sdkCeiling({ ...alone, event: "bench-sdk-alone/run" }, c);
+        const { latencies, failed, elapsedS } = await sdkCeiling(
+          { ...alone, event: "bench-sdk-alone/run" },
+          c,
+          DURATION_MS,
+        );
+        const row = {
+          scenario: "runs (SDK v4 app alone: its ceiling)",
+          concurrency: c,
+          runsPerSec: round(latencies.length / elapsedS),
+          p50Ms: round(pct(latencies, 0.5)),
+          p99Ms: round(pct(latencies, 0.99)),
+          failed,
+        };
         ceilings.set(c, row.runsPerSec);
         print(row);
       }
