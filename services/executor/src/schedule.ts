@@ -131,8 +131,8 @@ export class Scheduler {
       // Not awaited: the run's state is the truth, and its final record is strict (finalize.ts);
       // should this one be lost in a crash, history learns of the run when it ends.
       void this.deps.record(records);
-      // The live index, the cancelOn waits and the start item go together (one round trip, not
-      // three, before the first call). A run's end removes it from the index on the same Redis
+      // The live index, the cancelOn waits and the start item go together: one round trip before
+      // the first call, not one after another. A run's end removes it from the index on the same Redis
       // connection, after its start, so never before it was added. Bulk cancels and cancelOn
       // events miss a run exactly while it is not yet indexed, whenever its start item comes.
       await Promise.all([
