@@ -23,7 +23,7 @@ import { SigningKeys } from "./signing-keys.js";
 
 /**
  * QueueService calls any replica answers, spread over `queues`: Enqueue (every new run's start
- * item) on each replica's EnqueueStream, opened on first use, with a deadline of `deadlineMs`;
+ * item, and the items of resumes and cancels) on each replica's EnqueueStream, opened on first use, with a deadline of `deadlineMs`;
  * Remove (cancels only) unary. `close` ends the streams once their calls are answered.
  */
 export function queueCalls(

@@ -1,6 +1,7 @@
 // gRPC handlers of QueueService: proto <-> domain translation only. Enqueue is unary and batched,
-// and also served on a call stream (EnqueueStream, what executors use); Remove is unary; Work is the executor's bidi stream (credits in, leased items out; completions, retries and
-// extensions in, one OpResult per op out, tagged with the executor's batch id).
+// and also served on a call stream (EnqueueStream, what executors use); Remove is unary; Work is
+// the executor's bidi stream (credits in, leased items out; completions, retries and extensions
+// in, one OpResult per op out, tagged with the executor's batch id).
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { serveCallStream } from "@stepline/internal/call-stream";
 import { toGrpcError } from "@stepline/internal/errors";
