@@ -9,7 +9,7 @@ import { SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Redis, Result } from "ioredis";
 import { evaluatedKeyHash, flowConfig, keyHash } from "./flow.js";
 import { IDEMPOTENCY_TTL_S } from "./idempotency.js";
-import { idemKey, placeholderKey, rateKey, userIdemKey } from "./keys.js";
+import { idemKey, placeholderKey, rateKey, userIdemKey, versionKey } from "./keys.js";
 import type { FunctionDef } from "./model.js";
 
 declare module "ioredis" {
@@ -40,9 +40,17 @@ export class Admitter {
     redis.defineCommand("runnerAdmit", { lua: ADMIT_LUA });
   }
 
-  /** Decides each pair, in order; one script call per environment, pipelined. */
-  async admit(pairs: AdmissionPair[]): Promise<Admission[]> {
-    if (pairs.length === 0) return [];
+  /**
+   * Decides each pair, in order; one script call per environment, pipelined. `matchedAt` names
+   * the registry version an environment's pairs were matched at, when it is to be checked: an
+   * environment whose version moved since decides nothing and is listed in `stale`.
+   */
+  async admit(
+    pairs: AdmissionPair[],
+    matchedAt: (environmentId: string) => string | undefined = () => undefined,
+  ): Promise<{ decisions: Admission[]; stale: Set<string> }> {
+    const stale = new Set<string>();
+    if (pairs.length === 0) return { decisions: [], stale };
     const byEnv = new Map<string, number[]>();
     pairs.forEach((p, i) => {
       const list = byEnv.get(p.environmentId);
@@ -50,10 +58,10 @@ export class Admitter {
       else byEnv.set(p.environmentId, [i]);
     });
     const pipeline = this.redis.pipeline();
-    const order: number[][] = [];
+    const order: Array<[string, number[]]> = [];
     for (const [env, indexes] of byEnv) {
-      const keys: string[] = [];
-      const args: Array<string | number> = [IDEMPOTENCY_TTL_S];
+      const keys: string[] = [versionKey(env)];
+      const args: Array<string | number> = [IDEMPOTENCY_TTL_S, matchedAt(env) ?? ""];
       for (const i of indexes) {
         const p = pairs[i] as AdmissionPair;
         const flow = flowConfig(p.fn);
@@ -68,19 +76,24 @@ export class Admitter {
         args.push(newId(), p.eventId, idem ? 1 : 0, rate?.limit ?? 0, rate?.periodMs ?? 0);
       }
       pipeline.runnerAdmit(keys.length, ...keys, ...args);
-      order.push(indexes);
+      order.push([env, indexes]);
     }
     const results = (await pipeline.exec()) ?? [];
+    // A stale environment's pairs are left undecided: the caller matches them again.
     const out = new Array<Admission>(pairs.length);
-    order.forEach((indexes, call) => {
+    order.forEach(([env, indexes], call) => {
       const [err, value] = results[call] ?? [new Error("missing pipeline reply"), null];
       if (err) throw err;
       const decisions = value as string[];
+      if (decisions.length === 1 && decisions[0] === "stale") {
+        stale.add(env);
+        return;
+      }
       indexes.forEach((i, j) => {
         out[i] = decode(decisions[j] ?? "");
       });
     });
-    return out;
+    return { decisions: out, stale };
   }
 }
 

@@ -12,6 +12,7 @@ import { Admitter } from "./admission.js";
 import type { BufferedEvent } from "./buffers.js";
 import { Buffers, buffers } from "./buffers.js";
 import { NO_FLOW } from "./flow.js";
+import { idemKey, versionKey } from "./keys.js";
 import type { FlowConfig, StoredFunction } from "./model.js";
 import { Registry } from "./registry.js";
 import { validateSync } from "./validate.js";
@@ -134,9 +135,9 @@ describe("a function whose config changed between deliveries of an event", () =>
     const plain = await fnWith("changing", {});
     const e = ev(plain, { n: 1 });
     const admitter = new Admitter(redis);
-    const [first] = await admitter.admit([
-      { environmentId: env, fn: plain.fn, eventId: e.eventId, event: e.event },
-    ]);
+    const {
+      decisions: [first],
+    } = await admitter.admit([{ environmentId: env, fn: plain.fn, eventId: e.eventId, event: e.event }]);
     expect(first?.kind).toBe("run");
     const debounced = await fnWith("changing", { debounce: { periodMs: 1_000, timeoutMs: 0, key: "" } });
     await b.add([{ ...e, fn: debounced }]);
@@ -148,7 +149,22 @@ describe("a function whose config changed between deliveries of an event", () =>
     const again = await admitter.admit([
       { environmentId: env, fn: plain.fn, eventId: other.eventId, event: other.event },
     ]);
-    expect(again).toEqual([{ kind: "buffered" }]);
+    expect(again).toEqual({ decisions: [{ kind: "buffered" }], stale: new Set() });
+  });
+});
+
+describe("admission at the registry version the pairs were matched at", () => {
+  it("decides nothing, spending no rate limit, when the version moved; decides at the current one", async () => {
+    const fn = await fnWith("versioned", { rateLimit: { limit: 1, periodMs: 60_000, key: "" } });
+    const e = ev(fn, { n: 1 });
+    const version = (await redis.get(versionKey(env))) ?? "";
+    const pair = { environmentId: env, fn: fn.fn, eventId: e.eventId, event: e.event };
+    const admitter = new Admitter(redis);
+    const moved = await admitter.admit([pair], () => `${version}0`);
+    expect(moved.stale).toEqual(new Set([env]));
+    expect(await redis.exists(idemKey(env, fn.fn.id, e.eventId))).toBe(0);
+    const current = await admitter.admit([pair], () => version);
+    expect(current).toEqual({ decisions: [{ kind: "run", runId: expect.any(String) }], stale: new Set() });
   });
 });
 

@@ -32,7 +32,12 @@ const log = createLogger("runner-test", process.env.STEPLINE_TEST_LOG_LEVEL ?? "
 const prefix = `runner-test.${newId().toLowerCase()}.`;
 const topic = topicNames(prefix).events;
 const groupId = groupName(prefix, "runner");
-const [envA, envB, envC] = [`test-a-${newId()}`, `test-b-${newId()}`, `test-c-${newId()}`];
+const [envA, envB, envC, envD] = [
+  `test-a-${newId()}`,
+  `test-b-${newId()}`,
+  `test-c-${newId()}`,
+  `test-d-${newId()}`,
+];
 
 const executor = newExecutorDouble();
 
@@ -162,7 +167,7 @@ afterAll(async () => {
   await admin?.disconnect();
   client?.close();
   await server?.close();
-  for (const env of [envA, envB, envC]) {
+  for (const env of [envA, envB, envC, envD]) {
     const keys = await redis.keys(`r:{${env}}:*`);
     if (keys.length > 0) await redis.del(...keys);
   }
@@ -194,6 +199,24 @@ describe("EventConsumer", () => {
       // The test's events carry no trace, so the run has none.
       traceParent: "",
     });
+  }, 60_000);
+
+  it("meets the functions synced after it last read an environment, whichever write checks its version", async () => {
+    await registry.syncApp(appSync(envD, "early", "early-on-one", "d/one"));
+    const first = await produce(envD, "d/one", 0);
+    await waitFor("the first event's run", () => runsFor(first.eventId).length === 1, WAIT);
+    // The runner now holds envD's functions. An event that copy matches nothing has its version read.
+    await registry.syncApp(appSync(envD, "late", "late-on-two", "d/two"));
+    const second = await produce(envD, "d/two", 0);
+    await waitFor("the second event's run", () => runsFor(second.eventId).length === 1, WAIT);
+    expect(runsFor(second.eventId)[0]?.functionId).toBe("late-on-two");
+    // An event the copy matches in part: admit.lua finds the version moved, and it is matched again.
+    await registry.syncApp(appSync(envD, "later", "later-on-one", "d/one"));
+    const third = await produce(envD, "d/one", 0);
+    await waitFor("the third event's runs", () => runsFor(third.eventId).length === 2, WAIT);
+    expect(runsFor(third.eventId).map((r) => r.functionId)).toEqual(
+      expect.arrayContaining(["early-on-one", "later-on-one"]),
+    );
   }, 60_000);
 
   it("buffers the events of debounced functions instead of starting runs, and commits them", async () => {

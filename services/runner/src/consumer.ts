@@ -13,15 +13,16 @@ import { SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Redis } from "ioredis";
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
 import { Admitter } from "./admission.js";
+import { BatchIndexes } from "./batch-indexes.js";
 import type { Buffers } from "./buffers.js";
 import { buffers } from "./buffers.js";
 import { HandledOffsets } from "./handled-offsets.js";
 import type { FunctionIndex, MatchableEvent } from "./match.js";
-import { buildIndex, INVOKED, invokedFunction, invokeTarget, matchEvent } from "./match.js";
+import { buildIndex, INVOKED, invokedFunction, matchEvent } from "./match.js";
 import { eventsCounter, retriesCounter, runsCounter, waitsCounter } from "./metrics.js";
 import type { StoredFunction } from "./model.js";
 import type { PauseIndex, WaitCandidate } from "./pauses.js";
-import { matchPauses, pauseQueries } from "./pauses.js";
+import { matchPauses, pauseQueries, unknownInvokeTarget } from "./pauses.js";
 import type { Registry } from "./registry.js";
 import { runSpan, runSpecOf } from "./runs.js";
 import type { SkipSink } from "./skips.js";
@@ -79,7 +80,8 @@ export class EventConsumer {
   private stopping = new AbortController();
   private readonly log: Logger;
   private readonly admitter: Admitter;
-  private readonly indexOf = new WeakMap<StoredFunction[], FunctionIndex>();
+  /** The registry hands back the same list while an environment is unchanged: so is its index. */
+  private readonly indexes = new WeakMap<StoredFunction[], FunctionIndex>();
   private readonly handled: HandledOffsets;
   private readonly batches = new Set<Promise<void>>();
 
@@ -181,8 +183,8 @@ export class EventConsumer {
 
   private async handleBatch(p: EachBatchPayload): Promise<void> {
     const items = p.batch.messages.map((m) => this.decode(m, p.batch.partition));
-    // One registry snapshot per batch: environments are loaded on first use (one HGETALL each).
-    const indexes = new Map<string, FunctionIndex>();
+    // One registry snapshot per batch, taken on first use of each environment (batch-indexes.ts).
+    const indexes = new BatchIndexes(this.opts.registry, (fns) => this.indexOf(fns));
     for (let i = 0; i < items.length; i += this.opts.chunkSize) {
       const chunk = items.slice(i, i + this.opts.chunkSize);
       // A chunk the executor refuses (INVALID_ARGUMENT) is taken one event at a time instead, so
@@ -190,7 +192,7 @@ export class EventConsumer {
       const oneByOne = async () => {
         for (const item of chunk) {
           const each = () => this.processChunk([item], indexes, p);
-          if (!(await this.retrying(p, each, (err) => this.setAside(item, err, indexes)))) return;
+          if (!(await this.retrying(p, each, (err) => this.setAside(item, err, indexes.indexes)))) return;
         }
       };
       const done = await this.retrying(p, () => this.processChunk(chunk, indexes, p), oneByOne);
@@ -204,30 +206,39 @@ export class EventConsumer {
     }
   }
 
-  /** Creates the runs of a chunk of messages. Safe to repeat: run ids are stable per pair. */
-  private async processChunk(
-    chunk: Item[],
-    indexes: Map<string, FunctionIndex>,
-    p: EachBatchPayload,
-  ): Promise<void> {
-    const chunkStartMs = Date.now();
-    const missing = new Set<string>();
-    for (const it of chunk) {
-      if (it.event && !indexes.has(it.event.environmentId)) missing.add(it.event.environmentId);
+  private indexOf(fns: StoredFunction[]): FunctionIndex {
+    let index = this.indexes.get(fns);
+    if (!index) {
+      index = buildIndex(fns);
+      this.indexes.set(fns, index);
     }
-    if (missing.size > 0) {
-      const loaded = await this.opts.registry.loadMany(missing);
-      for (const [env, fns] of loaded) {
-        // The registry hands back the same array while an environment is unchanged: so is its index.
-        let index = this.indexOf.get(fns);
-        if (!index) {
-          index = buildIndex(fns);
-          this.indexOf.set(fns, index);
-        }
-        indexes.set(env, index);
-      }
-    }
+    return index;
+  }
 
+  /** Creates the runs of a chunk of messages. Safe to repeat: run ids are stable per pair. */
+  private async processChunk(chunk: Item[], batch: BatchIndexes, p: EachBatchPayload): Promise<void> {
+    const chunkStartMs = Date.now();
+    const envs = new Set<string>();
+    for (const it of chunk) if (it.event) envs.add(it.event.environmentId);
+    // Matched again when an environment turns out to have changed since its copy was read.
+    for (;;) {
+      await batch.prepare(envs);
+      if (await this.startRuns(chunk, envs, batch, chunkStartMs, p)) return;
+    }
+  }
+
+  /**
+   * Matches a chunk and starts its runs. False when an environment turned out to have changed
+   * (batch-indexes.ts): nothing was written for it then, and the chunk is matched again.
+   */
+  private async startRuns(
+    chunk: Item[],
+    envs: Set<string>,
+    batch: BatchIndexes,
+    chunkStartMs: number,
+    p: EachBatchPayload,
+  ): Promise<boolean> {
+    const indexes = batch.indexes;
     const pairs: Array<{ record: EventRecord; event: unknown; fn: ReturnType<typeof matchEvent>[number] }> =
       [];
     const buffered: Parameters<Buffers["add"]>[0] = [];
@@ -256,15 +267,25 @@ export class EventConsumer {
         if (failed) failedInvokes.push(failed);
       }
     }
+    // Environments whose version admit.lua does not check are read now, before any write.
+    const admitted = new Set(pairs.map((x) => x.record.environmentId));
+    if ((await batch.check([...envs].filter((env) => !admitted.has(env)))).length > 0) return false;
     if (pairs.length > 0) {
-      const decisions = await this.admitter.admit(
+      const { decisions, stale } = await this.admitter.admit(
         pairs.map(({ record, event, fn }) => ({
           environmentId: record.environmentId,
           fn: fn.fn,
           eventId: record.eventId,
           event,
         })),
+        (env) => batch.uncheckedVersion(env),
       );
+      if (stale.size > 0) {
+        // The other environments' decisions stand: deciding their pairs again answers the same.
+        batch.drop(stale);
+        return false;
+      }
+      batch.checked(admitted);
       // The same event twice in one chunk yields the same decision: send that run once.
       const runs = new Map<string, RunSpec>();
       const skips = new Map<string, SkipRecord>();
@@ -302,6 +323,7 @@ export class EventConsumer {
     eventsCounter.inc({ outcome: "matched" }, matched);
     eventsCounter.inc({ outcome: "unmatched" }, valid - matched);
     eventsCounter.inc({ outcome: "invalid" }, chunk.length - valid);
+    return true;
   }
 
   /** Resumes the waits the chunk's events match (idempotent per wait and event, like the rest). */
@@ -426,33 +448,6 @@ export class EventConsumer {
       event: { accountId: record.accountId, environmentId: record.environmentId, name, event: parsed },
     };
   }
-}
-
-/**
- * The resume that fails a step.invoke whose function is not synced in the event's environment:
- * the parent's invoke op (named by the correlation id `<run id>.<op id>`) resolves with an error
- * the user's code can catch. Null for an event without a usable correlation id.
- */
-export function unknownInvokeTarget(record: EventRecord, event: unknown): PauseResume | null {
-  const corr = (event as { data?: { _inngest?: { correlation_id?: unknown } } } | null)?.data?._inngest
-    ?.correlation_id;
-  if (typeof corr !== "string") return null;
-  const cut = corr.lastIndexOf(".");
-  if (cut <= 0 || cut === corr.length - 1) return null;
-  const target = invokeTarget(event) ?? "(none)";
-  return {
-    runId: corr.slice(0, cut),
-    opId: corr.slice(cut + 1),
-    environmentId: record.environmentId,
-    eventName: INVOKED,
-    eventId: record.eventId,
-    eventJson: record.eventJson,
-    cancel: false,
-    errorJson: JSON.stringify({
-      name: "Error",
-      message: `could not invoke function ${JSON.stringify(target)}: no function with that id is synced in this environment`,
-    }),
-  };
 }
 
 /** Splits runs into ScheduleRuns calls of at most `maxRuns` runs and `maxBytes` of events JSON

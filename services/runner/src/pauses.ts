@@ -17,7 +17,9 @@ import type {
   PauseQuery,
   PauseResume,
 } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import { celMatches } from "./expr.js";
+import { INVOKED, invokeTarget } from "./match.js";
 
 /** The executor's wait index, as the consumer uses it. */
 export interface PauseIndex {
@@ -123,4 +125,31 @@ function parseOr(text: string): unknown {
   } catch {
     return {};
   }
+}
+
+/**
+ * The resume that fails a step.invoke whose function is not synced in the event's environment:
+ * the parent's invoke op (named by the correlation id `<run id>.<op id>`) resolves with an error
+ * the user's code can catch. Null for an event without a usable correlation id.
+ */
+export function unknownInvokeTarget(record: EventRecord, event: unknown): PauseResume | null {
+  const corr = (event as { data?: { _inngest?: { correlation_id?: unknown } } } | null)?.data?._inngest
+    ?.correlation_id;
+  if (typeof corr !== "string") return null;
+  const cut = corr.lastIndexOf(".");
+  if (cut <= 0 || cut === corr.length - 1) return null;
+  const target = invokeTarget(event) ?? "(none)";
+  return {
+    runId: corr.slice(0, cut),
+    opId: corr.slice(cut + 1),
+    environmentId: record.environmentId,
+    eventName: INVOKED,
+    eventId: record.eventId,
+    eventJson: record.eventJson,
+    cancel: false,
+    errorJson: JSON.stringify({
+      name: "Error",
+      message: `could not invoke function ${JSON.stringify(target)}: no function with that id is synced in this environment`,
+    }),
+  };
 }

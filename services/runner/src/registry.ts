@@ -1,7 +1,7 @@
 // The function registry in Redis: what each environment's apps synced. SyncApp replaces one
 // app's set atomically with one script, which also increments the environment's version; readers
-// load a whole environment with one HGETALL, and keep it while its version does not change (one
-// GET per environment and batch instead of reading and parsing every function each time).
+// load a whole environment with one HGETALL, and keep it while its version does not change (the
+// version is read again per batch, instead of reading and parsing every function each time).
 
 import { readFileSync } from "node:fs";
 import { ValidationError } from "@stepline/internal/errors";
@@ -149,6 +149,14 @@ export class Registry {
       const entry = JSON.parse(value) as StoredFunction;
       return entry.accountId === r.accountId ? entry : null;
     });
+  }
+
+  /**
+   * An environment's functions as last loaded, with the version they were read at, without
+   * reading Redis: they may be stale (batch-indexes.ts checks the version with its next write).
+   */
+  cached(environmentId: string): { version: string; fns: StoredFunction[] } | undefined {
+    return this.cache.get(environmentId);
   }
 
   /**
