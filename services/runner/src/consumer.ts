@@ -220,7 +220,8 @@ export class EventConsumer {
     const chunkStartMs = Date.now();
     const envs = new Set<string>();
     for (const it of chunk) if (it.event) envs.add(it.event.environmentId);
-    // Matched again when an environment turns out to have changed since its copy was read.
+    // Matched again when an environment turns out to have changed since its copy was read: once
+    // per such environment at most, as it is then read from Redis (batch-indexes.ts).
     for (;;) {
       await batch.prepare(envs);
       if (await this.startRuns(chunk, envs, batch, chunkStartMs, p)) return;
