@@ -41,6 +41,18 @@ const indexOf = (fns: StoredFunction[]) => {
   return index;
 };
 
+/** A batch over e1 and e2, whose functions the registry holds at version 1. */
+async function cachedBatch() {
+  const reg = registryOf({
+    e1: { version: "1", fns: fnList("f1") },
+    e2: { version: "1", fns: fnList("f2") },
+  });
+  await reg.loadMany(["e1", "e2"]);
+  const batch = new BatchIndexes(reg, indexOf);
+  await batch.prepare(["e1", "e2"]);
+  return { reg, batch };
+}
+
 describe("BatchIndexes", () => {
   it("matches against a cached copy without reading Redis, and loads only what is not cached", async () => {
     const reg = registryOf({
@@ -58,13 +70,7 @@ describe("BatchIndexes", () => {
   });
 
   it("reads only unchecked versions, and replaces and names the indexes that changed", async () => {
-    const reg = registryOf({
-      e1: { version: "1", fns: fnList("f1") },
-      e2: { version: "1", fns: fnList("f2") },
-    });
-    await reg.loadMany(["e1", "e2"]);
-    const batch = new BatchIndexes(reg, indexOf);
-    await batch.prepare(["e1", "e2"]);
+    const { reg, batch } = await cachedBatch();
     const before = batch.indexes.get("e2");
     reg.envs.e2 = { version: "2", fns: fnList("f2b") };
     expect(await batch.check(["e1", "e2"])).toEqual(["e2"]);
@@ -75,13 +81,7 @@ describe("BatchIndexes", () => {
   });
 
   it("loads again what admit.lua found changed, and reads nothing for what it confirmed", async () => {
-    const reg = registryOf({
-      e1: { version: "1", fns: fnList("f1") },
-      e2: { version: "1", fns: fnList("f2") },
-    });
-    await reg.loadMany(["e1", "e2"]);
-    const batch = new BatchIndexes(reg, indexOf);
-    await batch.prepare(["e1", "e2"]);
+    const { reg, batch } = await cachedBatch();
     reg.envs.e1 = { version: "2", fns: fnList("f1b") };
     batch.checked(["e2"]);
     batch.drop(["e1"]);
