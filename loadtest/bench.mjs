@@ -236,7 +236,9 @@ async function runLoad(
     ...(hops.firstCall.length > 0
       ? {
           eventToFirstCallP50Ms: round(median(hops.firstCall)),
+          eventToFirstCallP99Ms: round(percentile(hops.firstCall, 0.99)),
           answerToNextCallP50Ms: round(median(hops.nextCall)),
+          answerToNextCallP99Ms: round(percentile(hops.nextCall, 0.99)),
         }
       : {}),
   };
@@ -265,11 +267,12 @@ async function repeated(scenario) {
   };
 }
 
-const median = (values) =>
+const percentile = (values, p) =>
   pct(
     [...values].sort((a, b) => a - b),
-    0.5,
+    p,
   );
+const median = (values) => percentile(values, 0.5);
 
 /** The same closed-loop runs against Restate (loadtest/restate.mjs), its server's CPU counted. */
 async function restateRuns() {
@@ -456,7 +459,7 @@ async function main() {
   }
   for (const r of rows.filter((row) => row.eventToFirstCallP50Ms !== undefined && row.concurrency === 1)) {
     process.stdout.write(
-      `minimal app, 1 client: event sent -> first call reaches the app, median ${r.eventToFirstCallP50Ms} ms; one step's answer -> the next call, median ${r.answerToNextCallP50Ms} ms\n`,
+      `minimal app, 1 client: event sent -> first call reaches the app, median ${r.eventToFirstCallP50Ms} ms (p99 ${r.eventToFirstCallP99Ms}); one step's answer -> the next call, median ${r.answerToNextCallP50Ms} ms (p99 ${r.answerToNextCallP99Ms})\n`,
     );
   }
   for (const r of rows.filter((row) => row.scenario.startsWith("runs (Restate"))) {
