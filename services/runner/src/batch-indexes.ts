@@ -1,9 +1,9 @@
 // The function indexes one Kafka batch matches its events against. An environment whose functions
-// the registry holds parsed is matched at once, against that copy, and its version is checked with
-// the batch's first write instead of a read of its own before matching: admit.lua compares it
-// before it decides the environment's pairs, and an environment with no pairs to admit (its
-// events matched nothing, or only debounced or batched functions) gets its version read before
-// anything is written. An environment found changed is loaded again and the chunk matched again,
+// the registry holds parsed is matched at once, against that copy, and its version is checked
+// before anything is written for it, without a read of its own where it can: admit.lua compares
+// it before it decides the environment's pairs, and only an environment with no pairs to admit
+// (its events matched nothing, or only debounced or batched functions) gets its version read,
+// right after matching. An environment found changed is loaded again and the chunk matched again,
 // so an event always meets the functions synced before it was sent, one Redis round trip sooner.
 
 import type { FunctionIndex } from "./match.js";
