@@ -407,13 +407,10 @@ async function main() {
       // The same app code with the engine taken out, right after: the ceiling the target is against.
       const nullEngine = await startNullEngine();
       const alone = await startSdkApp({ appId: "bench-sdk-alone", baseUrl: nullEngine.url });
-      await sdkCeiling({ ...alone, event: "bench-sdk-alone/run" }, 16, SCENARIO_WARM_UP_MS);
+      const aloneApp = { ...alone, event: "bench-sdk-alone/run" };
+      await sdkCeiling(aloneApp, 16, SCENARIO_WARM_UP_MS);
       for (const c of CONCURRENCY) {
-        const { latencies, failed, elapsedS } = await sdkCeiling(
-          { ...alone, event: "bench-sdk-alone/run" },
-          c,
-          DURATION_MS,
-        );
+        const { latencies, failed, elapsedS } = await sdkCeiling(aloneApp, c, DURATION_MS);
         const row = {
           scenario: "runs (SDK v4 app alone: its ceiling)",
           concurrency: c,

@@ -81,7 +81,7 @@ export class EventConsumer {
   private readonly log: Logger;
   private readonly admitter: Admitter;
   /** The registry hands back the same list while an environment is unchanged: so is its index. */
-  private readonly indexes = new WeakMap<StoredFunction[], FunctionIndex>();
+  private readonly indexByList = new WeakMap<StoredFunction[], FunctionIndex>();
   private readonly handled: HandledOffsets;
   private readonly batches = new Set<Promise<void>>();
 
@@ -184,18 +184,18 @@ export class EventConsumer {
   private async handleBatch(p: EachBatchPayload): Promise<void> {
     const items = p.batch.messages.map((m) => this.decode(m, p.batch.partition));
     // One registry snapshot per batch, taken on first use of each environment (batch-indexes.ts).
-    const indexes = new BatchIndexes(this.opts.registry, (fns) => this.indexOf(fns));
+    const batch = new BatchIndexes(this.opts.registry, (fns) => this.indexOf(fns));
     for (let i = 0; i < items.length; i += this.opts.chunkSize) {
       const chunk = items.slice(i, i + this.opts.chunkSize);
       // A chunk the executor refuses (INVALID_ARGUMENT) is taken one event at a time instead, so
       // only the refused events are set aside and the rest start as usual.
       const oneByOne = async () => {
         for (const item of chunk) {
-          const each = () => this.processChunk([item], indexes, p);
-          if (!(await this.retrying(p, each, (err) => this.setAside(item, err, indexes.indexes)))) return;
+          const each = () => this.processChunk([item], batch, p);
+          if (!(await this.retrying(p, each, (err) => this.setAside(item, err, batch.indexes)))) return;
         }
       };
-      const done = await this.retrying(p, () => this.processChunk(chunk, indexes, p), oneByOne);
+      const done = await this.retrying(p, () => this.processChunk(chunk, batch, p), oneByOne);
       if (!done) return; // stopping or rebalanced: leave the rest unresolved for redelivery
       const last = chunk[chunk.length - 1];
       if (last) {
@@ -207,10 +207,10 @@ export class EventConsumer {
   }
 
   private indexOf(fns: StoredFunction[]): FunctionIndex {
-    let index = this.indexes.get(fns);
+    let index = this.indexByList.get(fns);
     if (!index) {
       index = buildIndex(fns);
-      this.indexes.set(fns, index);
+      this.indexByList.set(fns, index);
     }
     return index;
   }

@@ -1,7 +1,8 @@
 // The function registry in Redis: what each environment's apps synced. SyncApp replaces one
 // app's set atomically with one script, which also increments the environment's version; readers
-// load a whole environment with one HGETALL, and keep it while its version does not change (the
-// version is read again per batch, instead of reading and parsing every function each time).
+// load a whole environment with one HGETALL, and keep it while its version does not change; the
+// consumer checks that version before it writes (batch-indexes.ts) instead of reading and parsing
+// every function each time.
 
 import { readFileSync } from "node:fs";
 import { ValidationError } from "@stepline/internal/errors";
