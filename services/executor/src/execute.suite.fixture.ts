@@ -97,7 +97,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       store,
       pauses,
       live,
-      enqueue: async (items) => void enqueued.push(...items),
+      enqueueStarts: async (items) => void enqueued.push(...items),
       produce: async (e) => void history.push(...e),
       record: async (e) => void history.push(...e),
       clock: systemClock,

@@ -33,8 +33,8 @@ export class FakeQueue {
   waiting: LeasedItem[] = [];
   connections = 0;
   extendStatus = OpStatus.OP_STATUS_OK;
-  /** When false, completions are received but never answered. */
-  answerCompletions = true;
+  /** When false, completions and starts are received but never answered. */
+  answerOps = true;
   leaseMs = 30_000;
   call: ServerDuplexStream<WorkRequest, WorkResponse> | undefined;
 
@@ -90,7 +90,7 @@ export class FakeQueue {
     }
     let results: OpResult[];
     if (r.$case === "complete") {
-      if (!this.answerCompletions) return;
+      if (!this.answerOps) return;
       const handed: LeasedItem[] = [];
       results = r.value.items.map((c) => {
         if (!c.handOff) return ok(c.lease?.itemId ?? "");
@@ -109,6 +109,28 @@ export class FakeQueue {
         return { ...ok(c.lease?.itemId ?? ""), handedOff: next !== undefined };
       });
       // The queue sends handed-off items before the results.
+      if (handed.length > 0) call.write({ response: { $case: "items", value: { items: handed } } });
+    } else if (r.$case === "start") {
+      if (!this.answerOps) return;
+      // As the queue does: each start takes one of the stream's credits when it has one, and is
+      // sent before the results; the others wait in line.
+      const handed: LeasedItem[] = [];
+      results = r.value.items.map((item) => {
+        if (!this.handOver || this.credits <= 0) {
+          this.offer(item);
+          return ok(item.id);
+        }
+        this.credits--;
+        handed.push({
+          item,
+          generation: 1,
+          leaseExpiresAtMs: Date.now() + this.leaseMs,
+          partitionId: "fn:env:fn",
+          handedOff: true,
+          releases: 0,
+        });
+        return { ...ok(item.id), handedOff: true };
+      });
       if (handed.length > 0) call.write({ response: { $case: "items", value: { items: handed } } });
     } else if (r.$case === "retry") {
       results = r.value.items.map((c) => ok(c.lease?.itemId ?? ""));

@@ -101,11 +101,35 @@ runService(
       /** What every end of a run needs (finalize.ts), shared by the work handler, cancels and resumes. */
       const ends = { store, pauses, live, events, enqueue, remove, history, singletons, clock: systemClock };
       const canceller = new Canceller({ ...ends, log: log.child({ component: "cancel" }) });
+      const backoff = { baseMs: config.STEPLINE_EXECUTOR_BACKOFF_BASE_MS };
+      const pool = new WorkPool(
+        queues.map((queue) => () => queue.work()),
+        createItemHandler({
+          ...ends,
+          ...runnerFires(runner, opTimeoutMs),
+          checkpointing: config.STEPLINE_EXECUTOR_CHECKPOINTING === 1,
+          callsPerLease: config.STEPLINE_EXECUTOR_CALLS_PER_LEASE,
+          app,
+          keys: tenants
+            ? tenantSigningKeys(tenants, config.STEPLINE_EXECUTOR_KEY_CACHE_MS, systemClock)
+            : null,
+          log: log.child({ component: "execute" }),
+          backoff: { ...backoff, maxMs: config.STEPLINE_EXECUTOR_BACKOFF_MAX_MS },
+        }),
+        {
+          concurrency: config.STEPLINE_EXECUTOR_CONCURRENCY,
+          opTimeoutMs,
+          handOff: config.STEPLINE_EXECUTOR_HAND_OFF === 1,
+          releaseBackoff: { ...backoff, maxMs: config.STEPLINE_EXECUTOR_RELEASE_BACKOFF_MAX_MS },
+        },
+        log.child({ component: "work" }),
+        systemClock,
+      );
       const scheduler = new Scheduler({
         store,
         pauses,
         live,
-        enqueue,
+        enqueueStarts: (items) => pool.enqueueStarts(items, enqueue),
         produce: (entries) => history.produce(entries),
         record: (entries) => history.record(entries),
         clock: systemClock,
@@ -132,30 +156,6 @@ runService(
         failRun: (runId, message) => failRun(ends, runId, message),
       });
 
-      const backoff = { baseMs: config.STEPLINE_EXECUTOR_BACKOFF_BASE_MS };
-      const pool = new WorkPool(
-        queues.map((queue) => () => queue.work()),
-        createItemHandler({
-          ...ends,
-          ...runnerFires(runner, opTimeoutMs),
-          checkpointing: config.STEPLINE_EXECUTOR_CHECKPOINTING === 1,
-          callsPerLease: config.STEPLINE_EXECUTOR_CALLS_PER_LEASE,
-          app,
-          keys: tenants
-            ? tenantSigningKeys(tenants, config.STEPLINE_EXECUTOR_KEY_CACHE_MS, systemClock)
-            : null,
-          log: log.child({ component: "execute" }),
-          backoff: { ...backoff, maxMs: config.STEPLINE_EXECUTOR_BACKOFF_MAX_MS },
-        }),
-        {
-          concurrency: config.STEPLINE_EXECUTOR_CONCURRENCY,
-          opTimeoutMs,
-          handOff: config.STEPLINE_EXECUTOR_HAND_OFF === 1,
-          releaseBackoff: { ...backoff, maxMs: config.STEPLINE_EXECUTOR_RELEASE_BACKOFF_MAX_MS },
-        },
-        log.child({ component: "work" }),
-        systemClock,
-      );
       onStop(() => pool.stop(config.STEPLINE_EXECUTOR_SHUTDOWN_GRACE_MS));
 
       const grpc = await startGrpcServer(config.STEPLINE_EXECUTOR_GRPC_ADDR, [

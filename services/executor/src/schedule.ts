@@ -52,8 +52,11 @@ export interface SchedulerDeps {
   /** The index where a run's `cancelOn` entries wait for their events. */
   pauses: PauseStore;
   live: LiveRuns;
-  /** QueueService.Enqueue; must reject when the items were not all accepted. */
-  enqueue(items: NewItem[]): Promise<void>;
+  /**
+   * Enqueues the runs' start items (WorkPool.enqueueStarts: the queue may lease them to this
+   * executor at once); must reject when the items were not all accepted.
+   */
+  enqueueStarts(items: NewItem[]): Promise<void>;
   /** Strict history produce (rejects when Kafka did not acknowledge). */
   produce(entries: HistoryEntry[]): Promise<void>;
   /** History in the background (never rejects; a crash may lose what it had not sent). */
@@ -161,7 +164,7 @@ export class Scheduler {
             }),
           );
         }),
-        toStart.length > 0 ? this.deps.enqueue(toStart.map(startItem)) : undefined,
+        toStart.length > 0 ? this.deps.enqueueStarts(toStart.map(startItem)) : undefined,
       ]);
       return runs.map((r, i) => ({
         runId: r.runId,

@@ -76,7 +76,7 @@ export async function startExecutorHarness(): Promise<ExecutorHarness> {
     store,
     pauses,
     live,
-    enqueue,
+    enqueueStarts: enqueue,
     produce: record,
     record,
     clock: systemClock,

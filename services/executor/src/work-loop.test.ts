@@ -4,6 +4,7 @@
 import { systemClock } from "@stepline/internal/clock";
 import { createLogger } from "@stepline/internal/log";
 import { waitFor } from "@stepline/internal/testing";
+import type { NewItem } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { FakeQueue } from "./fake-queue.fixture.js";
@@ -102,6 +103,77 @@ describe("the Work stream", () => {
     expect(fake.of("complete").flatMap((c) => c.items.map((i) => i.handOff))).toEqual([false]);
   });
 
+  it("enqueues a new run's start on a stream holding credits, and runs it at once when the queue hands it off", async () => {
+    const ran: Array<[string, boolean | undefined]> = [];
+    const pool = start(async (it, ctx) => {
+      ran.push([it.id, ctx.handedOff]);
+      await ctx.complete([]);
+    }, 2);
+    await waitFor("initial credits", () => fake.creditsGranted === 2);
+    const elsewhere: string[] = [];
+    const fallback = async (items: NewItem[]) => void elsewhere.push(...items.map((i) => i.id));
+    await pool.enqueueStarts([item("n1:start"), item("n2:start"), item("n3:start")], fallback);
+    // Two credits: two handed off and run at once; the third answered OK and queued for a round.
+    expect(fake.of("start").flatMap((b) => b.items.map((i) => i.id))).toEqual([
+      "n1:start",
+      "n2:start",
+      "n3:start",
+    ]);
+    await waitFor("the hand-offs ran", () => ran.length === 2);
+    expect(ran).toEqual([
+      ["n1:start", true],
+      ["n2:start", true],
+    ]);
+    expect(elsewhere).toEqual([]);
+    expect(fake.waiting.map((w) => w.item?.id)).toEqual(["n3:start"]);
+    // Their slots come back as credits, which bring the third.
+    await waitFor("the third ran", () => ran.length === 3);
+    expect(ran[2]).toEqual(["n3:start", false]);
+  });
+
+  it("enqueues starts elsewhere with hand-offs off, with no credit, or when the stream breaks first", async () => {
+    const elsewhere: string[] = [];
+    const fallback = async (items: NewItem[]) => void elsewhere.push(...items.map((i) => i.id));
+    let gate: (() => void) | undefined;
+    const pool = start(
+      async (_it, ctx) => {
+        await new Promise<void>((r) => {
+          gate = r;
+        });
+        await ctx.complete([]);
+      },
+      1,
+      5_000,
+      false,
+    );
+    await waitFor("initial credits", () => fake.creditsGranted === 1);
+    await pool.enqueueStarts([item("off:start")], fallback);
+    expect(elsewhere).toEqual(["off:start"]);
+    expect(fake.of("start")).toEqual([]);
+    await pool.stop(0, 100);
+
+    const pool2 = start(async (_it, ctx) => {
+      await new Promise<void>((r) => {
+        gate = r;
+      });
+      await ctx.complete([]);
+    }, 1);
+    await waitFor("a credit", () => fake.creditsGranted === 2);
+    fake.offer(item("busy:start"));
+    await waitFor("the slot taken", () => gate !== undefined && pool2.credits() === 0);
+    await pool2.enqueueStarts([item("full:start")], fallback);
+    expect(elsewhere).toEqual(["off:start", "full:start"]);
+    gate?.();
+
+    await waitFor("the credit back", () => pool2.credits() === 1);
+    fake.answerOps = false;
+    const pending = pool2.enqueueStarts([item("lost:start")], fallback);
+    await waitFor("the start sent", () => fake.of("start").length === 1);
+    fake.breakStream();
+    await pending;
+    expect(elsewhere).toEqual(["off:start", "full:start", "lost:start"]);
+  });
+
   it("never holds more items than its concurrency", async () => {
     let running = 0;
     let peak = 0;
@@ -140,14 +212,14 @@ describe("the Work stream", () => {
   });
 
   it("reconnects after the stream breaks, grants credits again and resends an unanswered completion", async () => {
-    fake.answerCompletions = false;
+    fake.answerOps = false;
     let outcome: string | undefined;
     start(async (_it, ctx) => {
       outcome = await ctx.complete([]);
     }, 3);
     fake.offer(item("r:start"));
     await waitFor("first completion", () => fake.of("complete").length === 1);
-    fake.answerCompletions = true;
+    fake.answerOps = true;
     fake.breakStream();
     await waitFor("reconnect", () => fake.connections === 2, { timeoutMs: 10_000 });
     await waitFor("completion answered after reconnect", () => outcome !== undefined);
@@ -158,7 +230,7 @@ describe("the Work stream", () => {
   });
 
   it("counts a completion the queue never answers as stale once its deadline passes", async () => {
-    fake.answerCompletions = false;
+    fake.answerOps = false;
     let outcome: string | undefined;
     start(
       async (_it, ctx) => {

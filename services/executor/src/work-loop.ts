@@ -9,6 +9,11 @@
 // giving it back to the queue's scheduling round. While it is unanswered it counts as one credit
 // sent (the item may arrive first); its result says whether the item came (OpResult.handed_off),
 // and when it did not (or the answer never comes) the slot goes back to the pool.
+//
+// Start hand-off: a new run's start item sent on the stream (enqueueStarts) is enqueued and, when
+// it can go at once, leased to this stream in the same step, spending one of the credits the
+// queue holds for it (the queue counts it; the item arrives like any other). A stream that breaks
+// answers its starts with null instead of sending them again: the caller enqueues them elsewhere.
 
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import type { Clock } from "@stepline/internal/clock";
@@ -65,6 +70,7 @@ export interface WorkLoopOptions {
 }
 
 type Op =
+  | { kind: "start"; item: NewItem }
   | { kind: "complete"; lease: Lease; next: NewItem[] }
   | { kind: "retry"; lease: Lease; runAtMs: number; attempt: number }
   | { kind: "extend"; lease: Lease };
@@ -149,6 +155,17 @@ export class WorkLoop {
   }
 
   /**
+   * Enqueues new runs' start items on this stream, each leased to it at once when the queue can
+   * (see the module comment). Per item: the queue's result, or null when the stream is down or
+   * broke before answering (then enqueue it elsewhere).
+   */
+  enqueueStarts(items: NewItem[]): Promise<Array<OpResult | null>> {
+    if (!this.connected || this.stopping) return Promise.resolve(items.map(() => null));
+    const deadline = this.clock.now() + this.opts.opTimeoutMs;
+    return Promise.all(items.map((item) => this.enqueueOp({ kind: "start", item }, deadline)));
+  }
+
+  /**
    * Stops asking for work, lets held items finish for up to `graceMs`, then aborts the rest with
    * SHUTDOWN (their handlers release them) and waits up to `releaseMs` for that, then closes.
    */
@@ -193,11 +210,15 @@ export class WorkLoop {
     });
     call.on("error", (err: Error) => this.onBroken(call, err));
     call.on("end", () => this.onBroken(call));
-    // Operations sent on a broken stream went unanswered; send them again (all are idempotent).
-    // Their hand-off credits went with the old stream's count.
+    // Operations sent on a broken stream went unanswered; send them again (all are idempotent),
+    // except starts, which the caller enqueues elsewhere. Hand-off credits went with the old
+    // stream's count.
     for (const ops of this.sent.values()) {
-      for (const p of ops) p.handOffCounted = false;
-      this.queued.push(...ops);
+      for (const p of ops) {
+        p.handOffCounted = false;
+        if (p.op.kind === "start") p.resolve(null);
+        else this.queued.push(p);
+      }
     }
     this.sent.clear();
     this.scheduleFlush();
@@ -231,8 +252,9 @@ export class WorkLoop {
       const byId = new Map(results.map((r) => [r.itemId, r]));
       let returned = 0;
       for (const p of ops) {
-        const r = byId.get(p.op.lease.itemId);
-        if (!r) this.log.warn({ batchId, itemId: p.op.lease.itemId }, "queue answered no result for an op");
+        const itemId = opItemId(p.op);
+        const r = byId.get(itemId);
+        if (!r) this.log.warn({ batchId, itemId }, "queue answered no result for an op");
         // A hand-off that brought no item (none was due, or an older replica) gives its slot back.
         if (p.handOffCounted && !r?.handedOff) returned++;
         p.handOffCounted = false;
@@ -380,7 +402,12 @@ export class WorkLoop {
     this.creditsToSend = 0;
     const ops = this.queued;
     this.queued = [];
-    const byKind = { complete: [] as PendingOp[], retry: [] as PendingOp[], extend: [] as PendingOp[] };
+    const byKind = {
+      start: [] as PendingOp[],
+      complete: [] as PendingOp[],
+      retry: [] as PendingOp[],
+      extend: [] as PendingOp[],
+    };
     for (const p of ops) byKind[p.op.kind].push(p);
     for (const [kind, list] of Object.entries(byKind)) {
       if (list.length === 0) continue;
@@ -420,6 +447,11 @@ export class WorkLoop {
   }
 }
 
+/** The item an op is about (its results are matched by it). */
+function opItemId(op: Op): string {
+  return op.kind === "start" ? op.item.id : op.lease.itemId;
+}
+
 /** A completion whose next items include one due now (run_at and delay 0): the run goes on at once. */
 function wantsHandOff(op: Op): boolean {
   return op.kind === "complete" && op.next.some((n) => n.runAtMs <= 0 && n.delayMs <= 0);
@@ -431,6 +463,10 @@ function toRequest(
   list: PendingOp[],
   handOffs: Set<PendingOp>,
 ): WorkRequest {
+  if (kind === "start") {
+    const items = list.map((p) => (p.op as Extract<Op, { kind: "start" }>).item);
+    return { request: { $case: "start", value: { batchId, items } } };
+  }
   if (kind === "complete") {
     const items = list.map((p) => {
       const op = p.op as Extract<Op, { kind: "complete" }>;
@@ -445,5 +481,6 @@ function toRequest(
     });
     return { request: { $case: "retry", value: { batchId, items } } };
   }
-  return { request: { $case: "extend", value: { batchId, leases: list.map((p) => p.op.lease) } } };
+  const leases = list.map((p) => (p.op as Extract<Op, { kind: "extend" }>).lease);
+  return { request: { $case: "extend", value: { batchId, leases } } };
 }

@@ -18,7 +18,8 @@
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import type { Clock } from "@stepline/internal/clock";
 import type { Logger } from "@stepline/internal/log";
-import type { WorkRequest, WorkResponse } from "@stepline/proto/stepline/queue/v1/queue_service";
+import type { NewItem, WorkRequest, WorkResponse } from "@stepline/proto/stepline/queue/v1/queue_service";
+import { OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { itemsInFlight } from "./metrics.js";
 import type { ItemHandler, WorkLoopOptions } from "./work-loop.js";
 import { WorkLoop } from "./work-loop.js";
@@ -73,6 +74,8 @@ export class WorkPool {
   private readonly standing: number;
   private stopping = false;
   private next = 0;
+  /** The stream enqueueStarts tries first. */
+  private nextStart = 0;
 
   constructor(
     open: ReadonlyArray<() => ClientDuplexStream<WorkRequest, WorkResponse>>,
@@ -107,6 +110,30 @@ export class WorkPool {
   /** Credits granted and not used yet, across streams. */
   credits(): number {
     return this.loops.reduce((sum, l) => sum + (l.isConnected() ? l.credits() : 0), 0);
+  }
+
+  /**
+   * Enqueues new runs' start items, on a stream whose replica holds credits of ours when one
+   * does, so the queue may lease them to us at once (WorkLoop.enqueueStarts); the rest, and all
+   * of them with hand-offs off or no credit anywhere, through `enqueue`. Rejects as `enqueue` does.
+   */
+  async enqueueStarts(items: NewItem[], enqueue: (items: NewItem[]) => Promise<void>): Promise<void> {
+    const loop = this.opts.handOff && !this.stopping ? this.withCredits() : undefined;
+    const results = loop ? await loop.enqueueStarts(items) : [];
+    const rest = items.filter((_, i) => results[i]?.status !== OpStatus.OP_STATUS_OK);
+    if (rest.length > 0) await enqueue(rest);
+  }
+
+  /** The next stream, in rotation, whose replica holds credits of ours. */
+  private withCredits(): WorkLoop | undefined {
+    for (let k = 0; k < this.loops.length; k++) {
+      const loop = this.loops[(this.nextStart + k) % this.loops.length] as WorkLoop;
+      if (loop.isConnected() && loop.credits() > 0) {
+        this.nextStart = (this.nextStart + k + 1) % this.loops.length;
+        return loop;
+      }
+    }
+    return undefined;
   }
 
   /** Stops every stream (see WorkLoop.stop): no more credits, held items finish or are released. */

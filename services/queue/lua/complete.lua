@@ -46,21 +46,6 @@ local ttl = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local expiry = now + tonumber(ARGV[4])
 
--- Creates next item `id` leased (see the header); returns its record, or nil when the id exists.
-local function leaseNew(seenKey, id, attempt, runStart, shift, body)
-  if redis.call('HEXISTS', itemsKey, id) == 1 or redis.call('EXISTS', seenKey) == 1 then return nil end
-  -- Scored as addItem scores an item due now, should the lease expire and the item go back.
-  local base = now
-  local rs = tonumber(runStart) or 0
-  if rs > 0 and rs < base then base = rs end
-  local it = { st = 'l', gen = 1, del = 1, exp = expiry, att = tonumber(attempt), due = now,
-    sc = newScore(base - (tonumber(shift) or 0)), body = body }
-  local rec = formatItem(it)
-  redis.call('HSET', itemsKey, id, rec)
-  redis.call('ZADD', leasedKey, expiry, id)
-  return rec
-end
-
 local before = shardDue(shardKey)
 seqLoad(KEYS[3], now)
 local results = {}
@@ -102,7 +87,8 @@ for c = 1, n do
       local newId
       for j = 1, m do
         local kj, aj = k + (j - 1) * 3, a + (j - 1) * 9
-        local rec = j == h and leaseNew(KEYS[kj + 1], ARGV[aj + 1], ARGV[aj + 6], ARGV[aj + 7], ARGV[aj + 8], ARGV[aj + 9])
+        local rec = j == h and leaseNewItem(itemsKey, leasedKey, KEYS[kj + 1], now, expiry, ARGV[aj + 1], ARGV[aj + 6],
+          ARGV[aj + 7], ARGV[aj + 8], ARGV[aj + 9])
         if rec then
           newId = ARGV[aj + 1]
           handed[#handed + 1] = c

@@ -16,13 +16,13 @@ import {
   acquireOwner,
   claimItems,
   completeItems,
-  enqueueItems,
   expiredLeases,
   extendLeases,
   OK,
   reclaimLeases,
   retryItems,
 } from "./store.js";
+import { enqueueItems } from "./store-enqueue.js";
 import { pausedFunctions, pauseFunction, resumeFunction } from "./store-pauses.js";
 import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 import { expectConsistentShard, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";

@@ -41,6 +41,23 @@ export class Dispatcher implements WorkSink {
     if (added > 0) this.onCredits();
   }
 
+  /**
+   * Takes up to `count` of a stream's credits for items leased to it outside a round (a start
+   * hand-off), so no round spends them meanwhile; the number taken.
+   */
+  take(handle: StreamHandle, count: number): number {
+    const taken = handle.open ? Math.max(0, Math.min(count, handle.credits)) : 0;
+    handle.credits -= taken;
+    this.total -= taken;
+    executorCredits.set(this.total);
+    return taken;
+  }
+
+  /** Returns credits `take` took and no item used (nothing when the stream has closed since). */
+  giveBack(handle: StreamHandle, count: number): void {
+    this.grant(handle, count);
+  }
+
   /** Forgets a stream; its leased items stay leased until they expire. */
   close(handle: StreamHandle): void {
     if (!handle.open) return;

@@ -22,8 +22,8 @@ export const opsTotal = new Counter({
 });
 export const handOffsTotal = new Counter({
   name: "stepline_queue_hand_offs_total",
-  help: "Completions that asked for a hand-off, by outcome: handed (the next item leased to the stream), enqueued (no item could be), released (the stream had closed).",
-  labelNames: ["outcome"] as const,
+  help: "Completions that asked for a hand-off and start items (op complete or start), by outcome: handed (the item leased to the stream at once), enqueued (it could not be), released (the stream had closed).",
+  labelNames: ["op", "outcome"] as const,
   registers,
 });
 export const reclaimedTotal = new Counter({

@@ -9,6 +9,7 @@ import { shardKeys } from "./keys.js";
 import { perShard } from "./per-shard.js";
 import type { FunctionRef, LeaseRef, OpOutcome, QueueOptions, RemoveOutcome } from "./queue-types.js";
 import type { Scripts } from "./scripts.js";
+import { accountHeads, readyPartitions, shardHeads } from "./shard-reads.js";
 import type {
   ClaimPartition,
   ClaimResult,
@@ -22,11 +23,9 @@ import {
   claimItems,
   completeItems,
   ENQUEUED,
-  enqueueItems,
   expiredLeases,
   extendLeases,
   itemPartitions,
-  newlyReadyPartition,
   OK,
   RECLAIMED,
   reclaimLeases,
@@ -34,6 +33,7 @@ import {
   retryItems,
 } from "./store.js";
 import { type DeadLetterView, redriveItems, shardDeadLetters } from "./store-dead-letters.js";
+import { enqueueItems, mayHandOff, newlyReadyPartition } from "./store-enqueue.js";
 import { pausedFunctions, pauseFunction, resumeFunction } from "./store-pauses.js";
 import { MAX_DUE_MS, screen, validateFunctionRef, validateItem, validateLease } from "./validate.js";
 
@@ -46,10 +46,9 @@ const OPS_PER_CALL = 128;
 const MAX_BATCH = 10_000;
 const MAX_NEXT = 100;
 const MAX_DEAD_LETTERS = 1_000;
-/** Score units per millisecond (see lua/includes/common.lua). */
-export const SCORE_SCALE = 1024;
 
 export type { FunctionRef, LeaseRef, OpOutcome, QueueOptions, RemoveOutcome } from "./queue-types.js";
+export { SCORE_SCALE } from "./shard-reads.js";
 
 const DONE: OpOutcome = { ok: true, leaseExpiresAtMs: 0 };
 const LOST: OpOutcome = { ok: false, leaseExpiresAtMs: 0 };
@@ -92,20 +91,59 @@ export class Queue {
     if (items.length > MAX_BATCH) throw new TooLargeError(`at most ${MAX_BATCH} items per call`);
     items.forEach(validateItem);
     const out = new Array<"enqueued" | "exists">(items.length);
-    await this.perShard(
+    await this.add(items, new Set(), (index, code) => {
+      out[index] = code === ENQUEUED ? "enqueued" : "exists";
+    });
+    return out;
+  }
+
+  /**
+   * Enqueues new runs' start items as `enqueue` does, leasing up to `maxHandOffs` of them to the
+   * caller at once (a start hand-off, enqueue.lua: due now, no flow control, function not
+   * paused, nothing of the shard due). An invalid item is refused on its own (`invalid`).
+   */
+  async start(items: ItemInput[], maxHandOffs: number): Promise<OpOutcome[]> {
+    if (items.length > MAX_BATCH) throw new TooLargeError(`at most ${MAX_BATCH} items per call`);
+    const out = new Array<OpOutcome>(items.length);
+    const valid = screen(items, out, validateItem);
+    const handOffs = new Set(
+      valid
+        .filter((v) => mayHandOff(v.op))
+        .slice(0, maxHandOffs)
+        .map((v) => v.index),
+    );
+    await this.add(
+      valid.map((v) => v.op),
+      new Set(valid.flatMap((v, i) => (handOffs.has(v.index) ? [i] : []))),
+      (index, _code, handedOff) => {
+        const original = valid[index]?.index ?? 0;
+        out[original] = handedOff ? { ...DONE, handedOff } : DONE;
+      },
+    );
+    return out;
+  }
+
+  /** Enqueue's script calls, per shard; `handOffs` = indexes of `items` to hand off if they can be. */
+  private add(
+    items: ItemInput[],
+    handOffs: Set<number>,
+    onResult: (index: number, code: number, handedOff?: LeasedItem) => void,
+  ): Promise<void> {
+    return this.perShard(
       items,
       (i) => i.accountId,
       ITEMS_PER_CALL,
       async (shard, batch) => {
         const values = batch.map((b) => b.value);
-        const r = await enqueueItems(this.scripts, this.keys(shard), values);
+        const indexes = batch.flatMap((b, j) => (handOffs.has(b.index) ? [j] : []));
+        const handOff = indexes.length > 0 ? { indexes, leaseMs: this.options.leaseMs } : undefined;
+        const r = await enqueueItems(this.scripts, this.keys(shard), values, handOff);
         this.onDue({ ...r.due, ready: newlyReadyPartition(r.due, values, r.codes) });
         r.codes.forEach((c, j) => {
-          out[batch[j]?.index ?? 0] = c === ENQUEUED ? "enqueued" : "exists";
+          onResult(batch[j]?.index ?? 0, c, r.handedOff.get(j));
         });
       },
     );
-    return out;
   }
 
   /**
@@ -398,52 +436,18 @@ export class Queue {
   }
 
   /** Accounts of a shard in due order, with their scores (a window of `limit` from `offset`). */
-  async accountHeads(
-    shard: number,
-    offset: number,
-    limit: number,
-  ): Promise<Array<{ id: string; score: number }>> {
-    const flat = await this.scripts.redis.zrangebyscore(
-      this.keys(shard).accounts,
-      "-inf",
-      "+inf",
-      "WITHSCORES",
-      "LIMIT",
-      offset,
-      limit,
-    );
-    const out: Array<{ id: string; score: number }> = [];
-    for (let i = 0; i + 1 < flat.length; i += 2)
-      out.push({ id: flat[i] as string, score: Number(flat[i + 1]) });
-    return out;
+  accountHeads(shard: number, offset: number, limit: number): Promise<Array<{ id: string; score: number }>> {
+    return accountHeads(this.scripts.redis, this.keys(shard), offset, limit);
   }
 
   /** For each account, the ids of its partitions with items due by `maxScore` (earliest first). */
   readyPartitions(shard: number, accountIds: string[], maxScore: number, limit: number): Promise<string[][]> {
-    const keys = this.keys(shard);
-    return Promise.all(
-      accountIds.map((a) =>
-        this.scripts.redis.zrangebyscore(keys.account(a), "-inf", maxScore, "LIMIT", 0, limit),
-      ),
-    );
+    return readyPartitions(this.scripts.redis, this.keys(shard), accountIds, maxScore, limit);
   }
 
   /** Each shard's earliest due time and earliest lease expiry (epoch ms; Infinity = none). */
   heads(shards: number[]): Promise<Array<{ dueMs: number; expiryMs: number }>> {
-    const redis = this.scripts.redis;
-    return Promise.all(
-      shards.map(async (shard) => {
-        const k = this.keys(shard);
-        const [a, l] = await Promise.all([
-          redis.zrange(k.accounts, 0, "0", "WITHSCORES"),
-          redis.zrange(k.leased, 0, "0", "WITHSCORES"),
-        ]);
-        return {
-          dueMs: a[1] === undefined ? Infinity : Math.floor(Number(a[1]) / SCORE_SCALE),
-          expiryMs: l[1] === undefined ? Infinity : Number(l[1]),
-        };
-      }),
-    );
+    return Promise.all(shards.map((shard) => shardHeads(this.scripts.redis, this.keys(shard))));
   }
 
   /**

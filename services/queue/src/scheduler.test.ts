@@ -9,7 +9,8 @@ import type { WorkSink } from "./scheduler.js";
 import { Scheduler } from "./scheduler.js";
 import { Scripts } from "./scripts.js";
 import type { DueChange, ItemInput, LeasedItem } from "./store.js";
-import { acquireOwner, ENQUEUED, newlyReadyPartition } from "./store.js";
+import { acquireOwner, ENQUEUED } from "./store.js";
+import { newlyReadyPartition } from "./store-enqueue.js";
 import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 
 const log = createLogger("queue-test", "silent");

@@ -347,6 +347,33 @@ describe("QueueService over gRPC", () => {
     ex.stream.end();
   });
 
+  it("leases a new run's start to the stream that enqueued it, spending one of its credits", async () => {
+    const acct = { accountId: "acct-starts" };
+    const ex = new Executor();
+    ex.credits(1);
+    const starts = ["st-1:start", "st-2:start"].map((id) =>
+      newItem(id, { ...acct, runId: id.split(":")[0], kind: ItemKind.ITEM_KIND_START }),
+    );
+    const res = await ex.op({ $case: "start", value: { batchId: 0, items: [...starts, newItem("")] } });
+    // One credit: the first is handed off (sent before the result), the second waits in line; the
+    // item without an id is refused alone.
+    expect(res.results.map((r) => [r.itemId, r.status, r.handedOff])).toEqual([
+      ["st-1:start", OpStatus.OP_STATUS_OK, true],
+      ["st-2:start", OpStatus.OP_STATUS_OK, false],
+      ["", OpStatus.OP_STATUS_STALE, false],
+    ]);
+    expect(ex.items.map((i) => [i.item?.id, i.generation, i.handedOff])).toEqual([["st-1:start", 1, true]]);
+    // The hand-off spent the credit: the second comes with the next credit, from a round.
+    ex.credits(1);
+    const [, second] = await ex.waitItems(2);
+    expect([second?.item?.id, second?.handedOff]).toEqual(["st-2:start", false]);
+    // Both are leased, each once (the second generation 1: never handed out before).
+    const keys = service.queue.keys(service.queue.shardOf("acct-starts"));
+    expect(await redis.zmscore(keys.leased, "st-1:start", "st-2:start")).not.toContain(null);
+    expect(second?.generation).toBe(1);
+    ex.stream.end();
+  });
+
   it("leaves leases in place when a stream closes", async () => {
     await callUnary(client.enqueue.bind(client), {
       items: [newItem("close-1", { accountId: "acct-close" })],

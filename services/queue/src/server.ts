@@ -1,7 +1,7 @@
 // gRPC handlers of QueueService: proto <-> domain translation only. Enqueue is unary and batched,
 // and also served on a call stream (EnqueueStream, what executors use); Remove is unary; Work is
-// the executor's bidi stream (credits in, leased items out; completions, retries and extensions
-// in, one OpResult per op out, tagged with the executor's batch id).
+// the executor's bidi stream (credits in, leased items out; starts, completions, retries and
+// extensions in, one OpResult per op out, tagged with the executor's batch id).
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { serveCallStream } from "@stepline/internal/call-stream";
 import { toGrpcError } from "@stepline/internal/errors";
@@ -194,21 +194,21 @@ function workStream(
   // Handed-off items go out on this stream before the ops' results (which say handed_off), so the
   // executor never sees the result first. On a stream that closed meanwhile they are released at
   // once rather than left leased to nobody until the lease expires.
-  const settleHandOffs = async (ops: Array<{ handOff: boolean }>, outcomes: OpOutcome[]) => {
+  const settleHandOffs = async (op: "complete" | "start", asked: boolean[], outcomes: OpOutcome[]) => {
     const items: LeasedItem[] = [];
-    ops.forEach((o, i) => {
+    asked.forEach((a, i) => {
       const handed = outcomes[i]?.handedOff;
       if (handed) items.push({ ...handed, handedOff: true });
-      else if (o.handOff) handOffsTotal.inc({ outcome: "enqueued" });
+      else if (a) handOffsTotal.inc({ op, outcome: "enqueued" });
     });
     if (items.length === 0) return;
     if (handle.open) {
-      handOffsTotal.inc({ outcome: "handed" }, items.length);
+      handOffsTotal.inc({ op, outcome: "handed" }, items.length);
       leasedTotal.inc(items.length);
       handle.send(items);
       return;
     }
-    handOffsTotal.inc({ outcome: "released" }, items.length);
+    handOffsTotal.inc({ op, outcome: "released" }, items.length);
     await queue.release(items);
     for (const o of outcomes) delete o.handedOff;
   };
@@ -230,7 +230,40 @@ function workStream(
           ops.map((o) => o.lease.itemId),
           async () => {
             const outcomes = await queue.complete(ops);
-            await settleHandOffs(ops, outcomes);
+            await settleHandOffs(
+              "complete",
+              ops.map((o) => o.handOff),
+              outcomes,
+            );
+            return outcomes;
+          },
+        );
+        break;
+      }
+      case "start": {
+        // Each hand-off spends one of the stream's credits: take as many as there are items up
+        // front (so a round cannot spend them meanwhile) and give back what was not handed off.
+        const items = r.value.items;
+        const taken = dispatcher.take(handle, items.length);
+        answer(
+          r.value.batchId,
+          "start",
+          items.map((i) => i.id),
+          async () => {
+            let outcomes: OpOutcome[];
+            try {
+              outcomes = await queue.start(items, taken);
+            } catch (err) {
+              dispatcher.giveBack(handle, taken);
+              throw err;
+            }
+            dispatcher.giveBack(handle, taken - outcomes.filter((o) => o.handedOff).length);
+            enqueuedTotal.inc(outcomes.filter((o) => o.ok && !o.handedOff).length);
+            await settleHandOffs(
+              "start",
+              items.map(() => true),
+              outcomes,
+            );
             return outcomes;
           },
         );

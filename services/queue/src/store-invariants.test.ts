@@ -13,7 +13,6 @@ import {
   claimItems,
   completeItems,
   EXPIRED,
-  enqueueItems,
   expiredLeases,
   extendLeases,
   itemPartitions,
@@ -23,6 +22,7 @@ import {
   removeItems,
   retryItems,
 } from "./store.js";
+import { enqueueItems } from "./store-enqueue.js";
 import { shardProblems } from "./testing/invariants.js";
 import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 import type { ScriptCalls } from "./testing/script-fixture.js";

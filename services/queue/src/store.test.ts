@@ -14,7 +14,6 @@ import {
   ENQUEUED,
   EXISTS,
   EXPIRED,
-  enqueueItems,
   expiredLeases,
   extendLeases,
   HELD,
@@ -30,6 +29,7 @@ import {
   STALE,
   WRONG_PARTITION,
 } from "./store.js";
+import { enqueueItems } from "./store-enqueue.js";
 import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 import type { ScriptCalls } from "./testing/script-fixture.js";
 import { claimWith, expectConsistentShard, FN_A, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";

@@ -76,28 +76,6 @@ export interface ReadyPartition {
   pid: string;
 }
 
-/**
- * The partition that `items` (one enqueue call on one shard, with its codes) made due on a shard
- * that had nothing due before, when there is exactly one such partition; see DueChange.ready.
- */
-export function newlyReadyPartition(
-  due: DueChange,
-  items: ItemInput[],
-  codes: number[],
-): ReadyPartition | undefined {
-  const idleBefore = due.beforeMs < 0 || due.beforeMs > due.nowMs;
-  if (!idleBefore || due.afterMs < 0 || due.afterMs > due.nowMs) return undefined;
-  let ready: ReadyPartition | undefined;
-  for (const [i, item] of items.entries()) {
-    const dueNow = item.runAtMs > 0 ? item.runAtMs <= due.nowMs : item.delayMs <= 0;
-    if (codes[i] !== ENQUEUED || !dueNow) continue;
-    const pid = partitionOf(item.environmentId, item.functionId, item.flow, item.kind === KIND_START);
-    if (!ready) ready = { accountId: item.accountId, pid };
-    else if (ready.accountId !== item.accountId || ready.pid !== pid) return undefined;
-  }
-  return ready;
-}
-
 export interface MutationResult {
   /** One code per input, as the script header documents. */
   codes: number[];
@@ -121,6 +99,7 @@ export interface ExpiredLease {
 
 export const ENQUEUED = 1;
 export const EXISTS = 0;
+export const HANDED_OFF = 2;
 export const OK = 1;
 export const ALREADY = 2;
 export const STALE = -1;
@@ -133,10 +112,13 @@ export const RENEWED = 2;
 export const HELD = -1;
 
 /** Item kind of a run's first call (proto ITEM_KIND_START): the only kind throttle applies to. */
-const KIND_START = 1;
+export const KIND_START = 1;
 
 /** The keys and args one new item adds to an enqueue or complete call. */
-function itemLayout(keys: ShardKeys, item: ItemInput): { keys: string[]; args: Array<string | number> } {
+export function itemLayout(
+  keys: ShardKeys,
+  item: ItemInput,
+): { keys: string[]; args: Array<string | number> } {
   const isStart = item.kind === KIND_START;
   const pid = partitionOf(item.environmentId, item.functionId, item.flow, isStart);
   const shiftMs = item.flow ? item.flow.priorityS * 1000 : 0;
@@ -191,7 +173,7 @@ export function mutation(shard: number, reply: unknown, what: string): MutationR
   return { codes: asInts(list[3], what), due: dueChange(shard, list, what) };
 }
 
-function toLeased(id: string, raw: string): LeasedItem {
+export function toLeased(id: string, raw: string): LeasedItem {
   const r = parseRecord(raw);
   return {
     id,
@@ -209,18 +191,6 @@ function toLeased(id: string, raw: string): LeasedItem {
     partitionId: r.body.pid,
     releases: r.releases,
   };
-}
-
-/** Adds items to one shard (enqueue.lua); codes: ENQUEUED or EXISTS. */
-export async function enqueueItems(s: Scripts, keys: ShardKeys, items: ItemInput[]): Promise<MutationResult> {
-  const k = [keys.items, keys.seq, keys.accounts, keys.forced];
-  const a: Array<string | number> = [s.now(), items.length];
-  for (const item of items) {
-    const l = itemLayout(keys, item);
-    k.push(...l.keys);
-    a.push(...l.args);
-  }
-  return mutation(keys.shard, await s.run("enqueue", k, a), "enqueue");
 }
 
 /** A partition to claim from; `limits` = its function's synced limits (absent = none). */

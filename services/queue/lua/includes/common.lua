@@ -180,3 +180,20 @@ local function addItem(itemsKey, seenKey, partKey, acctKey, shardKey, forcedKey,
   lowerPointers(acctKey, shardKey, forcedKey, pid, acct, score, now)
   return 1
 end
+
+-- Creates item `id` already leased until `expiry` (generation 1, one delivery), never ready: a
+-- hand-off to the holder that asked (complete.lua, enqueue.lua). Scored as addItem scores an item
+-- due now, should the lease expire and the item go back. Returns its record, or nil when the id
+-- is known.
+local function leaseNewItem(itemsKey, leasedKey, seenKey, now, expiry, id, attempt, runStart, shift, body)
+  if redis.call('HEXISTS', itemsKey, id) == 1 or redis.call('EXISTS', seenKey) == 1 then return nil end
+  local base = now
+  local rs = tonumber(runStart) or 0
+  if rs > 0 and rs < base then base = rs end
+  local it = { st = 'l', gen = 1, del = 1, exp = expiry, att = tonumber(attempt), due = now,
+    sc = newScore(base - (tonumber(shift) or 0)), body = body }
+  local rec = formatItem(it)
+  redis.call('HSET', itemsKey, id, rec)
+  redis.call('ZADD', leasedKey, expiry, id)
+  return rec
+end

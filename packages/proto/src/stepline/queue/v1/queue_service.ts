@@ -532,8 +532,8 @@ export interface LeasedItem {
   /** Opaque; send it back in every Lease of this item. */
   partitionId: string;
   /**
-   * Sent as the hand-off of this stream's own completion (Completion.hand_off), not claimed in a
-   * round: nothing else held the item since that completion, so the holder may run it from what
+   * Sent as the hand-off of this stream's own completion (Completion.hand_off) or start (Starts),
+   * not claimed in a round: nothing else held the item since, so the holder may run it from what
    * it knows of the run instead of loading it again (the executor's README, "Hand-off").
    */
   handedOff: boolean;
@@ -569,6 +569,21 @@ export interface Completions {
   items: Completion[];
 }
 
+/**
+ * Starts are new runs' start items, enqueued as Enqueue would (idempotent by id) and, when they
+ * can go at once, leased to this stream in the same atomic step (a start hand-off), so the run's
+ * first call skips the scheduling round. An item is handed off when the stream holds a credit
+ * the queue has not used (the hand-off spends it), the item is due now, its partition has no
+ * flow control (no concurrency limit, not throttled), its function is not paused and nothing of
+ * its shard is due; it is sent as a LeasedItem (handed_off) before this op's result, which then
+ * says handed_off. Otherwise it is enqueued as usual. Result per item: OK (enqueued, already
+ * there or handed off) or STALE (refused as invalid; Enqueue would say why).
+ */
+export interface Starts {
+  batchId: number;
+  items: NewItem[];
+}
+
 export interface Retry {
   lease:
     | Lease
@@ -595,6 +610,7 @@ export interface WorkRequest {
     | { $case: "complete"; value: Completions }
     | { $case: "retry"; value: Retries }
     | { $case: "extend"; value: Extensions }
+    | { $case: "start"; value: Starts }
     | undefined;
 }
 
@@ -608,8 +624,8 @@ export interface OpResult {
   /** For extensions: the new expiry. */
   leaseExpiresAtMs: number;
   /**
-   * For a completion with hand_off: its next item was leased to this stream and sent before this
-   * result. False (or a replica that predates hand-offs): nothing was handed off.
+   * For a completion with hand_off, or a start: the item was leased to this stream and sent before
+   * this result. False (or a replica that predates hand-offs): nothing was handed off.
    */
   handedOff: boolean;
 }
@@ -3933,6 +3949,95 @@ export const Completions: MessageFns<Completions> = {
   },
 };
 
+function createBaseStarts(): Starts {
+  return { batchId: 0, items: [] };
+}
+
+export const Starts: MessageFns<Starts> = {
+  encode(message: Starts, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batchId !== 0) {
+      writer.uint32(8).uint64(message.batchId);
+    }
+    for (const v of message.items) {
+      NewItem.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Starts {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStarts();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.batchId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.items.push(NewItem.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Starts {
+    return {
+      batchId: isSet(object.batchId)
+        ? globalThis.Number(object.batchId)
+        : isSet(object.batch_id)
+        ? globalThis.Number(object.batch_id)
+        : 0,
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => NewItem.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: Starts): unknown {
+    const obj: any = {};
+    if (message.batchId !== 0) {
+      obj.batchId = Math.round(message.batchId);
+    }
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => NewItem.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Starts>, I>>(base?: I): Starts {
+    return Starts.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Starts>, I>>(object: I): Starts {
+    const message = createBaseStarts();
+    message.batchId = object.batchId ?? 0;
+    message.items = object.items?.map((e) => NewItem.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseRetry(): Retry {
   return { lease: undefined, runAtMs: 0, attempt: 0 };
 }
@@ -4235,6 +4340,9 @@ export const WorkRequest: MessageFns<WorkRequest> = {
       case "extend":
         Extensions.encode(message.request.value, writer.uint32(34).fork()).join();
         break;
+      case "start":
+        Starts.encode(message.request.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -4284,6 +4392,14 @@ export const WorkRequest: MessageFns<WorkRequest> = {
             message.request = { $case: "extend", value: Extensions.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.request = { $case: "start", value: Starts.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4306,6 +4422,8 @@ export const WorkRequest: MessageFns<WorkRequest> = {
         ? { $case: "retry", value: Retries.fromJSON(object.retry) }
         : isSet(object.extend)
         ? { $case: "extend", value: Extensions.fromJSON(object.extend) }
+        : isSet(object.start)
+        ? { $case: "start", value: Starts.fromJSON(object.start) }
         : undefined,
     };
   },
@@ -4320,6 +4438,8 @@ export const WorkRequest: MessageFns<WorkRequest> = {
       obj.retry = Retries.toJSON(message.request.value);
     } else if (message.request?.$case === "extend") {
       obj.extend = Extensions.toJSON(message.request.value);
+    } else if (message.request?.$case === "start") {
+      obj.start = Starts.toJSON(message.request.value);
     }
     return obj;
   },
@@ -4351,6 +4471,12 @@ export const WorkRequest: MessageFns<WorkRequest> = {
       case "extend": {
         if (object.request?.value !== undefined && object.request?.value !== null) {
           message.request = { $case: "extend", value: Extensions.fromPartial(object.request.value) };
+        }
+        break;
+      }
+      case "start": {
+        if (object.request?.value !== undefined && object.request?.value !== null) {
+          message.request = { $case: "start", value: Starts.fromPartial(object.request.value) };
         }
         break;
       }
@@ -4786,8 +4912,8 @@ export const QueueServiceService = {
   },
   /**
    * Work is an executor's long-lived stream. The executor sends credits (how many more items it
-   * can run now) and batches of completions, retries and extensions; the queue answers with
-   * leased items (never more than the credits granted) and with one result per operation,
+   * can run now) and batches of starts, completions, retries and extensions; the queue answers
+   * with leased items (never more than the credits granted) and with one result per operation,
    * tagged with the batch id the executor chose. Closing the stream leaves leased items leased
    * until their leases expire, after which they are handed out again.
    */
@@ -4904,8 +5030,8 @@ export interface QueueServiceServer extends UntypedServiceImplementation {
   enqueueStream: handleBidiStreamingCall<EnqueueStreamRequest, EnqueueStreamResponse>;
   /**
    * Work is an executor's long-lived stream. The executor sends credits (how many more items it
-   * can run now) and batches of completions, retries and extensions; the queue answers with
-   * leased items (never more than the credits granted) and with one result per operation,
+   * can run now) and batches of starts, completions, retries and extensions; the queue answers
+   * with leased items (never more than the credits granted) and with one result per operation,
    * tagged with the batch id the executor chose. Closing the stream leaves leased items leased
    * until their leases expire, after which they are handed out again.
    */
@@ -4976,8 +5102,8 @@ export interface QueueServiceClient extends Client {
   ): ClientDuplexStream<EnqueueStreamRequest, EnqueueStreamResponse>;
   /**
    * Work is an executor's long-lived stream. The executor sends credits (how many more items it
-   * can run now) and batches of completions, retries and extensions; the queue answers with
-   * leased items (never more than the credits granted) and with one result per operation,
+   * can run now) and batches of starts, completions, retries and extensions; the queue answers
+   * with leased items (never more than the credits granted) and with one result per operation,
    * tagged with the batch id the executor chose. Closing the stream leaves leased items leased
    * until their leases expire, after which they are handed out again.
    */

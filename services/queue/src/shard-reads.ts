@@ -1,0 +1,49 @@
+// The scheduler's plain reads of a shard (no script: nothing is written, and a read that races a
+// write only makes a round look again).
+import type { Redis } from "ioredis";
+import type { ShardKeys } from "./keys.js";
+
+/** Score units per millisecond (see lua/includes/common.lua). */
+export const SCORE_SCALE = 1024;
+
+/** Accounts of a shard in due order, with their scores (a window of `limit` from `offset`). */
+export async function accountHeads(
+  redis: Redis,
+  keys: ShardKeys,
+  offset: number,
+  limit: number,
+): Promise<Array<{ id: string; score: number }>> {
+  const flat = await redis.zrangebyscore(keys.accounts, "-inf", "+inf", "WITHSCORES", "LIMIT", offset, limit);
+  const out: Array<{ id: string; score: number }> = [];
+  for (let i = 0; i + 1 < flat.length; i += 2)
+    out.push({ id: flat[i] as string, score: Number(flat[i + 1]) });
+  return out;
+}
+
+/** For each account, the ids of its partitions with items due by `maxScore` (earliest first). */
+export function readyPartitions(
+  redis: Redis,
+  keys: ShardKeys,
+  accountIds: string[],
+  maxScore: number,
+  limit: number,
+): Promise<string[][]> {
+  return Promise.all(
+    accountIds.map((a) => redis.zrangebyscore(keys.account(a), "-inf", maxScore, "LIMIT", 0, limit)),
+  );
+}
+
+/** A shard's earliest due time and earliest lease expiry (epoch ms; Infinity = none). */
+export async function shardHeads(
+  redis: Redis,
+  keys: ShardKeys,
+): Promise<{ dueMs: number; expiryMs: number }> {
+  const [a, l] = await Promise.all([
+    redis.zrange(keys.accounts, 0, "0", "WITHSCORES"),
+    redis.zrange(keys.leased, 0, "0", "WITHSCORES"),
+  ]);
+  return {
+    dueMs: a[1] === undefined ? Infinity : Math.floor(Number(a[1]) / SCORE_SCALE),
+    expiryMs: l[1] === undefined ? Infinity : Number(l[1]),
+  };
+}
