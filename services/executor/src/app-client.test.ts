@@ -3,6 +3,7 @@ import { getEventListeners } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import canonicalize from "canonicalize";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   AppClient,
@@ -95,6 +96,38 @@ describe("call body", () => {
       version: 2,
     });
     expect(parsed.ctx).not.toHaveProperty("fn_id");
+  });
+
+  it("writes ctx exactly as a canonicalizer would, with or without checkpointing", () => {
+    const text = fc.string({ unit: "binary" });
+    fc.assert(
+      fc.property(
+        fc.record({
+          runId: text,
+          stack: fc.array(text, { maxLength: 5 }),
+          attempt: fc.nat(),
+          maxAttempts: fc.nat(),
+          disableImmediate: fc.option(fc.boolean(), { nil: undefined }),
+          checkpoint: fc.option(fc.record({ functionId: text, queueItemId: text }), { nil: undefined }),
+        }),
+        (input) => {
+          const body = buildCallBody({ ...input, eventsJson: "[{}]", steps: new Map(), reqVersion: 2 });
+          const ctx = JSON.parse(body).ctx;
+          expect(ctx).toEqual({
+            run_id: input.runId,
+            attempt: input.attempt,
+            max_attempts: input.maxAttempts,
+            disable_immediate_execution: input.disableImmediate === true,
+            use_api: false,
+            stack: { stack: input.stack, current: input.stack.length },
+            ...(input.checkpoint
+              ? { fn_id: input.checkpoint.functionId, qi_id: input.checkpoint.queueItemId }
+              : {}),
+          });
+          expect(body).toBe(canonicalize(JSON.parse(body)));
+        },
+      ),
+    );
   });
 
   it("slices the first event out of the events by its kept length, and parses when it has none", () => {

@@ -44,15 +44,7 @@ export interface CallBodyInput {
  */
 export function buildCallBody(input: CallBodyInput): string {
   const event = firstEventOf(input.eventsJson, input.firstEventLength);
-  const ctx = canonicalize({
-    run_id: input.runId,
-    attempt: input.attempt,
-    max_attempts: input.maxAttempts,
-    disable_immediate_execution: input.disableImmediate ?? false,
-    use_api: false,
-    stack: { stack: [...input.stack], current: input.stack.length },
-    ...(input.checkpoint ? { fn_id: input.checkpoint.functionId, qi_id: input.checkpoint.queueItemId } : {}),
-  });
+  const ctx = ctxJson(input);
   const ids = [...input.steps.keys()].sort();
   const steps = ids.map((id) => `${JSON.stringify(id)}:${input.steps.get(id)}`).join(",");
   // `version` mirrors the x-inngest-req-version header: with -1 in the header the SDK reads the
@@ -60,6 +52,24 @@ export function buildCallBody(input: CallBodyInput): string {
   const version = requestVersionHeader(input.reqVersion);
   // Keys in JCS order: ctx < event < events < steps < version.
   return `{"ctx":${ctx},"event":${event},"events":${input.eventsJson},"steps":{${steps}},"version":${version}}`;
+}
+
+/**
+ * `ctx` as canonical JSON, written out in JCS key order (code points: attempt < disable_... <
+ * fn_id < max_attempts < qi_id < run_id < stack < use_api; current < stack): every call makes one,
+ * and the generic canonicalizer took about 2 % of the executor's CPU doing it (profile at 64
+ * clients). Strings and integers serialize as JSON.stringify does, as RFC 8785 prescribes.
+ */
+function ctxJson(input: CallBodyInput): string {
+  const cp = input.checkpoint;
+  const stack = `{"current":${input.stack.length},"stack":[${input.stack.map((id) => JSON.stringify(id)).join(",")}]}`;
+  return (
+    `{"attempt":${input.attempt},"disable_immediate_execution":${input.disableImmediate === true},` +
+    (cp ? `"fn_id":${JSON.stringify(cp.functionId)},` : "") +
+    `"max_attempts":${input.maxAttempts},` +
+    (cp ? `"qi_id":${JSON.stringify(cp.queueItemId)},` : "") +
+    `"run_id":${JSON.stringify(input.runId)},"stack":${stack},"use_api":false}`
+  );
 }
 
 /**
