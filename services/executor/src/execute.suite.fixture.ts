@@ -97,7 +97,7 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
       store,
       pauses,
       live,
-      enqueueStarts: async (items) => void enqueued.push(...items),
+      enqueueStarts: async (starts) => void enqueued.push(...starts.map((s) => s.item)),
       produce: async (e) => void history.push(...e),
       record: async (e) => void history.push(...e),
       clock: systemClock,

@@ -1,5 +1,6 @@
 // A run's state as a call left it, kept for the run's next call when that call will come back to
-// this executor as a hand-off (services/executor/README.md, "Hand-off"). The queue leases the next
+// this executor as a hand-off (services/executor/README.md, "Hand-off"); and a new run's state as
+// its creation left it, for its start item's hand-off. The queue leases the next
 // item to the completing stream in the completion itself, so nothing else has held it in between:
 // when the item arrives marked handed_off, its handler starts from this state instead of loading
 // the run again (the events, every memo, the stack), once one HMGET has shown that the run is still
@@ -72,7 +73,14 @@ export class HandOffStates {
    */
   keepAfter(run: RunState, call: SequentialCall, adv: AdvanceResult, nextItemId: string): void {
     const state = stateAfter(run, call, adv);
-    if (!state) return;
+    if (state) this.keep(nextItemId, state);
+  }
+
+  /**
+   * Keeps `state` for the item `itemId`: a run's state as its last write left it, for that item
+   * should it come back to this executor as a hand-off (a new run's start item, WorkPool).
+   */
+  keep(itemId: string, state: RunState): void {
     let bytes = state.eventsJson.length;
     for (const memo of state.steps.values()) bytes += memo.length;
     const now = this.clock.now();
@@ -82,7 +90,7 @@ export class HandOffStates {
       if (!full && now - e.atMs <= this.maxAgeMs) break;
       this.remove(id);
     }
-    this.states.set(nextItemId, { state, atMs: now, bytes });
+    this.states.set(itemId, { state, atMs: now, bytes });
     this.bytes += bytes;
   }
 

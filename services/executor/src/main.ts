@@ -19,6 +19,7 @@ import { loadExecutorConfig } from "./config.js";
 import { batchingEventSender } from "./event-batches.js";
 import { createItemHandler } from "./execute.js";
 import { failRun } from "./finalize.js";
+import { HandOffStates } from "./hand-off-states.js";
 import { HistoryProducer } from "./history.js";
 import { grpcSendEvents } from "./internal-events.js";
 import { LiveRuns } from "./live-runs.js";
@@ -102,6 +103,8 @@ runService(
       const ends = { store, pauses, live, events, enqueue, remove, history, singletons, clock: systemClock };
       const canceller = new Canceller({ ...ends, log: log.child({ component: "cancel" }) });
       const backoff = { baseMs: config.STEPLINE_EXECUTOR_BACKOFF_BASE_MS };
+      // Run states kept for hand-offs: a completion's, and a new run's for its start (WorkPool).
+      const handOffs = new HandOffStates(systemClock);
       const pool = new WorkPool(
         queues.map((queue) => () => queue.work()),
         createItemHandler({
@@ -115,12 +118,14 @@ runService(
             : null,
           log: log.child({ component: "execute" }),
           backoff: { ...backoff, maxMs: config.STEPLINE_EXECUTOR_BACKOFF_MAX_MS },
+          handOffs,
         }),
         {
           concurrency: config.STEPLINE_EXECUTOR_CONCURRENCY,
           opTimeoutMs,
           handOff: config.STEPLINE_EXECUTOR_HAND_OFF === 1,
           releaseBackoff: { ...backoff, maxMs: config.STEPLINE_EXECUTOR_RELEASE_BACKOFF_MAX_MS },
+          states: handOffs,
         },
         log.child({ component: "work" }),
         systemClock,

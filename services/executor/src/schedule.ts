@@ -18,6 +18,8 @@ import { NEVER } from "./pauses.js";
 import { runRecord } from "./records.js";
 import type { SingletonLocks } from "./singleton.js";
 import type { CancelOnDef, NewRun, RunStatus, RunStore } from "./state.js";
+import { createdRunState } from "./state.js";
+import type { StartItem } from "./work-pool.js";
 
 /** A run to schedule, as the runner describes it. */
 export interface RunSpecInput {
@@ -54,9 +56,10 @@ export interface SchedulerDeps {
   live: LiveRuns;
   /**
    * Enqueues the runs' start items (WorkPool.enqueueStarts: the queue may lease them to this
-   * executor at once); must reject when the items were not all accepted.
+   * executor at once, which then starts from the state given); must reject when the items were
+   * not all accepted.
    */
-  enqueueStarts(items: NewItem[]): Promise<void>;
+  enqueueStarts(starts: StartItem[]): Promise<void>;
   /** Strict history produce (rejects when Kafka did not acknowledge). */
   produce(entries: HistoryEntry[]): Promise<void>;
   /** History in the background (never rejects; a crash may lose what it had not sent). */
@@ -112,14 +115,16 @@ export class Scheduler {
       }
       // A run whose first call was never numbered has not got past its start item, so (re)enqueueing
       // it is safe: the queue collapses it onto the live item. Later runs must not get a second start.
-      const toStart: NewRun[] = [];
+      const toStart: StartItem[] = [];
       const records: HistoryEntry[] = [];
       const seen = new Set<string>();
       runs.forEach((r, i) => {
         const c = created[i];
         if (c?.status !== "running" || c.calls !== 0 || seen.has(r.runId)) return;
         seen.add(r.runId);
-        toStart.push(r);
+        // A run made just now is known whole: its start may skip the load (a run that existed may
+        // have been called already, so it is loaded).
+        toStart.push({ item: startItem(r), ...(c.created ? { state: createdRunState(r, c) } : {}) });
         const run = { ...r, createdAtMs: c.createdAtMs };
         const outcome = {
           status: "running",
@@ -164,7 +169,7 @@ export class Scheduler {
             }),
           );
         }),
-        toStart.length > 0 ? this.deps.enqueueStarts(toStart.map(startItem)) : undefined,
+        toStart.length > 0 ? this.deps.enqueueStarts(toStart) : undefined,
       ]);
       return runs.map((r, i) => ({
         runId: r.runId,

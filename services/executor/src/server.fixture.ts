@@ -76,7 +76,7 @@ export async function startExecutorHarness(): Promise<ExecutorHarness> {
     store,
     pauses,
     live,
-    enqueueStarts: enqueue,
+    enqueueStarts: (starts) => enqueue(starts.map((s) => s.item)),
     produce: record,
     record,
     clock: systemClock,

@@ -4,7 +4,7 @@ import calculateSlot from "cluster-key-slot";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NewRun } from "./state.js";
-import { RunLimitError, RunStore, runKeys } from "./state.js";
+import { createdRunState, RunLimitError, RunStore, runKeys } from "./state.js";
 
 const url = requiredEnv("STEPLINE_TEST_REDIS_URL");
 
@@ -88,6 +88,28 @@ describe("run state in Redis", () => {
     const bare = newRun();
     await store.create(bare);
     expect(await store.load(bare.runId)).toMatchObject({ firstEventLength: undefined, traceParent: "" });
+  });
+
+  it("knows a run it just created as load reads it back, flow control, singleton and limits included", async () => {
+    const run = newRun({
+      firstEventLength: 33,
+      cancelOn: [{ event: "x/cancel", expression: "event.data.id == async.data.id", timeoutMs: 5_000 }],
+      startTimeoutMs: 1_000,
+      finishTimeoutMs: 60_000,
+      flow: {
+        concurrency: [{ scope: 1, keyHash: "ab" }],
+        throttled: true,
+        throttleKeyHash: "cd",
+        priorityS: -30,
+      },
+      singletonKey: "ef",
+      traceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    });
+    const created = await store.create(run);
+    expect(created.created).toBe(true);
+    expect(createdRunState(run, created)).toEqual(await store.load(run.runId));
+    const plain = newRun();
+    expect(createdRunState(plain, await store.create(plain))).toEqual(await store.load(plain.runId));
   });
 
   it("keeps the first result saved for a step and pushes each step on the stack once, in order", async () => {

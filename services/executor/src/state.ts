@@ -140,6 +140,26 @@ export interface CreateResult {
   createdAtMs: number;
 }
 
+/** The state `load` reads back right after `create` made a run (`c.created`): nothing called yet. */
+export function createdRunState(run: NewRun, c: CreateResult): RunState {
+  return {
+    ...run,
+    createdAtMs: c.createdAtMs,
+    status: "running",
+    version: c.version,
+    calls: 0,
+    reqVersion: -1,
+    disableImmediate: false,
+    endedAtMs: 0,
+    output: "",
+    error: "",
+    steps: new Map(),
+    stack: [],
+    pending: new Map(),
+    finalized: false,
+  };
+}
+
 /**
  * What became of the op a call or resume resolved: `none` (nothing to resolve), `quiet` (resolved;
  * other pending ops still hold the run, so no discovery call follows), `discover` (resolved; a

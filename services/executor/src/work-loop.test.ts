@@ -9,6 +9,8 @@ import { OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { FakeQueue } from "./fake-queue.fixture.js";
 import { item, serveFakeQueue } from "./fake-queue.fixture.js";
+import { HandOffStates } from "./hand-off-states.js";
+import type { RunState } from "./state.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
 import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
 import { WorkPool } from "./work-pool.js";
@@ -30,13 +32,19 @@ afterEach(async () => {
   await served.close();
 });
 
-function start(handler: ItemHandler, concurrency = 4, opTimeoutMs = 5_000, handOff = true): WorkPool {
+function start(
+  handler: ItemHandler,
+  concurrency = 4,
+  opTimeoutMs = 5_000,
+  handOff = true,
+  states?: HandOffStates,
+): WorkPool {
   const client = served.client;
   loop = new WorkPool(
     [() => client.work()],
     handler,
     // random 0: a release waits exactly half its backoff step (base·2^releases / 2).
-    { concurrency, opTimeoutMs, handOff, releaseBackoff: RELEASE_BACKOFF, random: () => 0 },
+    { concurrency, opTimeoutMs, handOff, releaseBackoff: RELEASE_BACKOFF, random: () => 0, states },
     log,
     systemClock,
   );
@@ -105,14 +113,24 @@ describe("the Work stream", () => {
 
   it("enqueues a new run's start on a stream holding credits, and runs it at once when the queue hands it off", async () => {
     const ran: Array<[string, boolean | undefined]> = [];
-    const pool = start(async (it, ctx) => {
-      ran.push([it.id, ctx.handedOff]);
-      await ctx.complete([]);
-    }, 2);
+    const states = new HandOffStates(systemClock);
+    const pool = start(
+      async (it, ctx) => {
+        ran.push([it.id, ctx.handedOff]);
+        await ctx.complete([]);
+      },
+      2,
+      5_000,
+      true,
+      states,
+    );
     await waitFor("initial credits", () => fake.creditsGranted === 2);
     const elsewhere: string[] = [];
     const fallback = async (items: NewItem[]) => void elsewhere.push(...items.map((i) => i.id));
-    await pool.enqueueStarts([item("n1:start"), item("n2:start"), item("n3:start")], fallback);
+    // Only what HandOffStates weighs: the pool passes states through untouched.
+    const state = (runId: string) => ({ runId, eventsJson: "[]", steps: new Map() }) as unknown as RunState;
+    const starts = ["n1", "n2", "n3"].map((r) => ({ item: item(`${r}:start`), state: state(r) }));
+    await pool.enqueueStarts(starts, fallback);
     // Two credits: two handed off and run at once; the third answered OK and queued for a round.
     expect(fake.of("start").flatMap((b) => b.items.map((i) => i.id))).toEqual([
       "n1:start",
@@ -126,6 +144,10 @@ describe("the Work stream", () => {
     ]);
     expect(elsewhere).toEqual([]);
     expect(fake.waiting.map((w) => w.item?.id)).toEqual(["n3:start"]);
+    // Each state waits for its start's hand-off; the third's is dropped, as it will come unmarked.
+    expect(states.size()).toBe(2);
+    expect(states.take("n3:start")).toBeUndefined();
+    expect(states.take("n1:start")).toBe(starts[0]?.state);
     // Their slots come back as credits, which bring the third.
     await waitFor("the third ran", () => ran.length === 3);
     expect(ran[2]).toEqual(["n3:start", false]);
@@ -147,7 +169,7 @@ describe("the Work stream", () => {
       false,
     );
     await waitFor("initial credits", () => fake.creditsGranted === 1);
-    await pool.enqueueStarts([item("off:start")], fallback);
+    await pool.enqueueStarts([{ item: item("off:start") }], fallback);
     expect(elsewhere).toEqual(["off:start"]);
     expect(fake.of("start")).toEqual([]);
     await pool.stop(0, 100);
@@ -161,13 +183,13 @@ describe("the Work stream", () => {
     await waitFor("a credit", () => fake.creditsGranted === 2);
     fake.offer(item("busy:start"));
     await waitFor("the slot taken", () => gate !== undefined && pool2.credits() === 0);
-    await pool2.enqueueStarts([item("full:start")], fallback);
+    await pool2.enqueueStarts([{ item: item("full:start") }], fallback);
     expect(elsewhere).toEqual(["off:start", "full:start"]);
     gate?.();
 
     await waitFor("the credit back", () => pool2.credits() === 1);
     fake.answerOps = false;
-    const pending = pool2.enqueueStarts([item("lost:start")], fallback);
+    const pending = pool2.enqueueStarts([{ item: item("lost:start") }], fallback);
     await waitFor("the start sent", () => fake.of("start").length === 1);
     fake.breakStream();
     await pending;

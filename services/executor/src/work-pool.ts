@@ -20,7 +20,9 @@ import type { Clock } from "@stepline/internal/clock";
 import type { Logger } from "@stepline/internal/log";
 import type { NewItem, WorkRequest, WorkResponse } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
+import type { HandOffStates } from "./hand-off-states.js";
 import { itemsInFlight } from "./metrics.js";
+import type { RunState } from "./state.js";
 import type { ItemHandler, WorkLoopOptions } from "./work-loop.js";
 import { WorkLoop } from "./work-loop.js";
 
@@ -28,6 +30,14 @@ import { WorkLoop } from "./work-loop.js";
 export interface WorkPoolOptions extends WorkLoopOptions {
   /** Most items held at once across every stream. */
   concurrency: number;
+  /** Where a start's state waits for its hand-off (the item handler's, execute.ts). */
+  states?: Pick<HandOffStates, "keep" | "take">;
+}
+
+/** A new run's start item, and the run's state as its creation left it (absent: load it). */
+export interface StartItem {
+  item: NewItem;
+  state?: RunState;
 }
 
 /** What the allocation sees of one stream. */
@@ -116,10 +126,17 @@ export class WorkPool {
    * Enqueues new runs' start items, on a stream whose replica holds credits of ours when one
    * does, so the queue may lease them to us at once (WorkLoop.enqueueStarts); the rest, and all
    * of them with hand-offs off or no credit anywhere, through `enqueue`. Rejects as `enqueue` does.
+   * A start's state is kept for its hand-off while it may come (HandOffStates).
    */
-  async enqueueStarts(items: NewItem[], enqueue: (items: NewItem[]) => Promise<void>): Promise<void> {
+  async enqueueStarts(starts: StartItem[], enqueue: (items: NewItem[]) => Promise<void>): Promise<void> {
+    const items = starts.map((s) => s.item);
     const loop = this.opts.handOff && !this.stopping ? this.withCredits() : undefined;
-    const results = loop ? await loop.enqueueStarts(items) : [];
+    if (!loop) return enqueue(items);
+    for (const s of starts) if (s.state) this.opts.states?.keep(s.item.id, s.state);
+    const results = await loop.enqueueStarts(items);
+    // A handed-off item took its state already (it arrives before its result); the others won't.
+    for (const [i, s] of starts.entries())
+      if (s.state && !results[i]?.handedOff) this.opts.states?.take(s.item.id);
     const rest = items.filter((_, i) => results[i]?.status !== OpStatus.OP_STATUS_OK);
     if (rest.length > 0) await enqueue(rest);
   }
