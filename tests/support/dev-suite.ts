@@ -143,5 +143,15 @@ export function devModeSuite(sdk: SdkVersion): void {
       await waitForEndedRuns(cluster.apiUrl, later.body.ids[0]);
       expect(await eventRuns(cluster.apiUrl, id)).toHaveLength(1);
     });
+
+    it("leases a new run's start straight back to the executor that created it when the engine is idle", async () => {
+      const handed = 'stepline_queue_hand_offs_total{op="start",outcome="handed"}';
+      const before = await cluster.metric("queue", handed);
+      const sent = await sendEvents(cluster.apiUrl, "any-key", { name: `${sdk}/three`, data: { n: 2 } });
+      const [run] = await waitForEndedRuns(cluster.apiUrl, sent.body.ids[0]);
+      expect(run?.status).toBe("Completed");
+      // No round of the queue's scheduler: the enqueue leased it (services/queue/README.md).
+      expect(await cluster.metric("queue", handed)).toBe(before + 1);
+    });
   });
 }
