@@ -101,10 +101,12 @@ export class Queue {
    * Enqueues new runs' start items as `enqueue` does, leasing up to `maxHandOffs` of them to the
    * caller at once (a start hand-off, enqueue.lua: due now, no flow control, function not
    * paused, nothing of the shard due). An invalid item is refused on its own (`invalid`).
+   * `enqueued` counts the items queued (neither handed off nor there already).
    */
-  async start(items: ItemInput[], maxHandOffs: number): Promise<OpOutcome[]> {
+  async start(items: ItemInput[], maxHandOffs: number): Promise<{ outcomes: OpOutcome[]; enqueued: number }> {
     if (items.length > MAX_BATCH) throw new TooLargeError(`at most ${MAX_BATCH} items per call`);
     const out = new Array<OpOutcome>(items.length);
+    let enqueued = 0;
     const valid = screen(items, out, validateItem);
     const handOffs = new Set(
       valid
@@ -115,12 +117,13 @@ export class Queue {
     await this.add(
       valid.map((v) => v.op),
       new Set(valid.flatMap((v, i) => (handOffs.has(v.index) ? [i] : []))),
-      (index, _code, handedOff) => {
+      (index, code, handedOff) => {
         const original = valid[index]?.index ?? 0;
         out[original] = handedOff ? { ...DONE, handedOff } : DONE;
+        if (code === ENQUEUED) enqueued++;
       },
     );
-    return out;
+    return { outcomes: out, enqueued };
   }
 
   /** Enqueue's script calls, per shard; `handOffs` = indexes of `items` to hand off if they can be. */

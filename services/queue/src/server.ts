@@ -250,15 +250,16 @@ function workStream(
           "start",
           items.map((i) => i.id),
           async () => {
-            let outcomes: OpOutcome[];
+            let started: Awaited<ReturnType<Queue["start"]>>;
             try {
-              outcomes = await queue.start(items, taken);
+              started = await queue.start(items, taken);
             } catch (err) {
               dispatcher.giveBack(handle, taken);
               throw err;
             }
+            const { outcomes } = started;
             dispatcher.giveBack(handle, taken - outcomes.filter((o) => o.handedOff).length);
-            enqueuedTotal.inc(outcomes.filter((o) => o.ok && !o.handedOff).length);
+            enqueuedTotal.inc(started.enqueued);
             await settleHandOffs(
               "start",
               items.map(() => true),
