@@ -1,56 +1,29 @@
 // enqueue.lua's start hand-off against a real Redis with a clock the test moves: a new run's start
 // item leased at once to the holder that enqueued it, and every case where it is enqueued instead.
-import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { ShardKeys } from "./keys.js";
-import { shardKeys } from "./keys.js";
-import { Scripts } from "./scripts.js";
+import { describe, expect, it } from "vitest";
 import type { ItemInput } from "./store.js";
-import {
-  ACQUIRED,
-  acquireOwner,
-  completeItems,
-  ENQUEUED,
-  EXISTS,
-  expiredLeases,
-  HANDED_OFF,
-  OK,
-  reclaimLeases,
-} from "./store.js";
+import { completeItems, ENQUEUED, EXISTS, expiredLeases, HANDED_OFF, OK, reclaimLeases } from "./store.js";
 import { enqueueItems, mayHandOff } from "./store-enqueue.js";
 import { pauseFunction } from "./store-pauses.js";
-import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
-import { claimWith, expectConsistentShard, FN_A, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";
+import {
+  claimWith,
+  expectConsistentShard,
+  FN_A,
+  item,
+  LEASE,
+  T0,
+  TOKEN,
+  useScriptShard,
+} from "./testing/script-fixture.js";
 
-let redis: Redis;
-let ns: string;
-let keys: ShardKeys;
-let now: number;
-let s: Scripts;
-
-beforeAll(() => {
-  redis = testRedis();
-});
-afterAll(async () => {
-  await redis.quit();
-});
-beforeEach(async () => {
-  ns = testNamespace();
-  keys = shardKeys(ns, 23);
-  now = T0;
-  s = new Scripts(redis, { assertSlots: true, nowMs: () => now });
-  expect(await acquireOwner(s, keys, TOKEN, 600_000)).toBe(ACQUIRED);
-});
-afterEach(async () => {
-  await dropNamespace(redis, ns);
-});
+const t = useScriptShard(23);
 
 /** A start item of acct-1's fn-a (kind START), due now. */
 const start = (id: string, over: Partial<ItemInput> = {}) =>
   item(id, { kind: 1, runStartedAtMs: T0, ...over });
 /** Enqueues `items`, asking to hand off the ones at `indexes`. */
 const enqueue = (items: ItemInput[], indexes: number[]) =>
-  enqueueItems(s, keys, items, { indexes, leaseMs: LEASE });
+  enqueueItems(t.s, t.keys, items, { indexes, leaseMs: LEASE });
 
 describe("enqueue.lua's start hand-off", () => {
   it("leases a start at once on a shard with nothing due, outside the ready sets", async () => {
@@ -61,29 +34,29 @@ describe("enqueue.lua's start hand-off", () => {
       runId: "run-s1",
       kind: 1,
       generation: 1,
-      leaseExpiresAtMs: now + LEASE,
+      leaseExpiresAtMs: t.now + LEASE,
       partitionId: FN_A.pid,
       releases: 0,
     });
-    expect(await redis.zscore(keys.leased, "s1")).toBe(String(now + LEASE));
-    expect(await redis.zcard(keys.partition("acct-1", FN_A.pid))).toBe(0);
+    expect(await t.redis.zscore(t.keys.leased, "s1")).toBe(String(t.now + LEASE));
+    expect(await t.redis.zcard(t.keys.partition("acct-1", FN_A.pid))).toBe(0);
     // Nothing became due: the scheduler has nothing to do for it.
     expect(r.due).toMatchObject({ beforeMs: -1, afterMs: -1 });
-    expect((await claimWith(s, keys)).leased).toEqual([]);
-    await expectConsistentShard(redis, keys);
+    expect((await claimWith(t.s, t.keys)).leased).toEqual([]);
+    await expectConsistentShard(t.redis, t.keys);
     // It is a lease like any other: completed by its generation.
-    const done = await completeItems(s, keys, 60_000, LEASE, [
+    const done = await completeItems(t.s, t.keys, 60_000, LEASE, [
       { itemId: "s1", generation: 1, ...FN_A, next: [] },
     ]);
     expect(done.codes).toEqual([OK]);
-    await expectConsistentShard(redis, keys);
+    await expectConsistentShard(t.redis, t.keys);
   });
 
   it("enqueues instead when the shard has work due, the item is not due now, paused or known", async () => {
     // Work due in the shard goes first: a start asked after it in the same call waits its turn.
     const r = await enqueue([item("older"), start("s2")], [1]);
     expect(r.codes).toEqual([ENQUEUED, ENQUEUED]);
-    expect((await claimWith(s, keys)).leased.map((l) => l.id)).toEqual(["older", "s2"]);
+    expect((await claimWith(t.s, t.keys)).leased.map((l) => l.id)).toEqual(["older", "s2"]);
 
     // The shard is idle again (both are leased); each case below leaves it idle.
     const cases: Array<{ why: string; item: ItemInput; code: number; before?: () => Promise<unknown> }> = [
@@ -96,25 +69,25 @@ describe("enqueue.lua's start hand-off", () => {
       expect(got.codes, c.why).toEqual([c.code]);
       expect(got.handedOff.size, c.why).toBe(0);
     }
-    await expectConsistentShard(redis, keys);
+    await expectConsistentShard(t.redis, t.keys);
 
-    await pauseFunction(s, keys, { accountId: "acct-1", environmentId: "env", functionId: "fn-b" });
+    await pauseFunction(t.s, t.keys, { accountId: "acct-1", environmentId: "env", functionId: "fn-b" });
     const paused = await enqueue([start("s5", { functionId: "fn-b" })], [0]);
     expect(paused.codes).toEqual([ENQUEUED]);
-    expect(await redis.zscore(keys.leased, "s5")).toBeNull();
-    await expectConsistentShard(redis, keys);
+    expect(await t.redis.zscore(t.keys.leased, "s5")).toBeNull();
+    await expectConsistentShard(t.redis, t.keys);
   });
 
   it("puts a handed-off start whose lease expires back in line, like any lease", async () => {
     await enqueue([start("s6")], [0]);
-    now += LEASE + 1;
-    const exp = await expiredLeases(s, keys, 10);
+    t.now += LEASE + 1;
+    const exp = await expiredLeases(t.s, t.keys, 10);
     expect(exp.leases).toEqual([{ itemId: "s6", ...FN_A }]);
-    await reclaimLeases(s, keys, TOKEN, exp.leases);
-    const again = await claimWith(s, keys);
+    await reclaimLeases(t.s, t.keys, TOKEN, exp.leases);
+    const again = await claimWith(t.s, t.keys);
     // Fenced like any reclaimed lease: reclaim and claim each moved its generation on.
     expect(again.leased.map((l) => [l.id, l.generation])).toEqual([["s6", 3]]);
-    await expectConsistentShard(redis, keys);
+    await expectConsistentShard(t.redis, t.keys);
   });
 
   it("is asked only for items due now in a partition without flow control", () => {

@@ -4,14 +4,11 @@
 import type { ShardKeys } from "./keys.js";
 import { partitionOf, pausedMember } from "./partitions.js";
 import type { Scripts } from "./scripts.js";
-import { asInt, asList } from "./scripts.js";
-import type { DueChange, ItemInput, LeasedItem, MutationResult, ReadyPartition } from "./store.js";
-import { ENQUEUED, itemLayout, KIND_START, mutation, toLeased } from "./store.js";
+import type { CompleteResult, DueChange, ItemInput, ReadyPartition } from "./store.js";
+import { ENQUEUED, handedOffReply, itemLayout, KIND_START } from "./store.js";
 
 /** An enqueue's codes (ENQUEUED, EXISTS or HANDED_OFF) and the items handed off, by input index. */
-export interface EnqueueResult extends MutationResult {
-  handedOff: Map<number, LeasedItem>;
-}
+export type EnqueueResult = CompleteResult;
 
 /** Items to lease at once to the holder that enqueues them (enqueue.lua's start hand-off). */
 export interface StartHandOff {
@@ -50,13 +47,7 @@ export async function enqueueItems(
     k.push(...l.keys);
     a.push(...l.args);
   }
-  const reply = asList(await s.run("enqueue", k, a), "enqueue");
-  const handed = asList(reply[4] ?? [], "enqueue");
-  const handedOff = new Map<number, LeasedItem>();
-  for (let i = 0; i + 2 < handed.length; i += 3) {
-    handedOff.set(asInt(handed[i], "enqueue") - 1, toLeased(String(handed[i + 1]), String(handed[i + 2])));
-  }
-  return { ...mutation(keys.shard, reply, "enqueue"), handedOff };
+  return handedOffReply(keys.shard, await s.run("enqueue", k, a), "enqueue");
 }
 
 /**

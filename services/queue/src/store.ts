@@ -173,7 +173,7 @@ export function mutation(shard: number, reply: unknown, what: string): MutationR
   return { codes: asInts(list[3], what), due: dueChange(shard, list, what) };
 }
 
-export function toLeased(id: string, raw: string): LeasedItem {
+function toLeased(id: string, raw: string): LeasedItem {
   const r = parseRecord(raw);
   return {
     id,
@@ -304,7 +304,7 @@ function handOffCandidate(pid: string, next: ItemInput[]): number {
   );
 }
 
-/** A completion's outcome codes, and the items handed off (by completion index). */
+/** A completion's or enqueue's outcome codes, and the items handed off (by op or item index). */
 export interface CompleteResult extends MutationResult {
   handedOff: Map<number, LeasedItem>;
 }
@@ -344,13 +344,21 @@ export async function completeItems(
       a.push(...l.args);
     }
   }
-  const reply = asList(await s.run("complete", k, a), "complete");
-  const handed = asList(reply[4] ?? [], "complete");
+  return handedOffReply(keys.shard, await s.run("complete", k, a), "complete");
+}
+
+/**
+ * Decodes a mutation's reply whose fifth element lists the items leased at once, `{ i, itemId,
+ * record, ... }` with `i` the 1-based op (complete.lua) or item (enqueue.lua) index.
+ */
+export function handedOffReply(shard: number, raw: unknown, what: string): CompleteResult {
+  const reply = asList(raw, what);
+  const handed = asList(reply[4] ?? [], what);
   const handedOff = new Map<number, LeasedItem>();
   for (let i = 0; i + 2 < handed.length; i += 3) {
-    handedOff.set(asInt(handed[i], "complete") - 1, toLeased(String(handed[i + 1]), String(handed[i + 2])));
+    handedOff.set(asInt(handed[i], what) - 1, toLeased(String(handed[i + 1]), String(handed[i + 2])));
   }
-  return { ...mutation(keys.shard, reply, "complete"), handedOff };
+  return { ...mutation(shard, reply, what), handedOff };
 }
 
 /**

@@ -1,13 +1,15 @@
-// The setup the script tests share (store.test.ts, store-invariants.test.ts): items, a claim with
-// the usual arguments, and a shard whose scripts read a clock the test moves.
+// The setup the script tests share (store.test.ts, store-invariants.test.ts, store-enqueue.test.ts):
+// items, a claim with the usual arguments, and a shard whose scripts read a clock the test moves.
 import type { Redis } from "ioredis";
-import { expect } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, expect } from "vitest";
 import type { ShardKeys } from "../keys.js";
-import { partitionId } from "../keys.js";
-import type { ScriptName, Scripts } from "../scripts.js";
+import { partitionId, shardKeys } from "../keys.js";
+import type { ScriptName } from "../scripts.js";
+import { Scripts } from "../scripts.js";
 import type { ItemInput } from "../store.js";
-import { claimItems } from "../store.js";
+import { ACQUIRED, acquireOwner, claimItems } from "../store.js";
 import { shardProblems } from "./invariants.js";
+import { dropNamespace, testNamespace, testRedis } from "./redis.js";
 
 export const T0 = 1_700_000_000_000;
 export const LEASE = 30_000;
@@ -58,4 +60,39 @@ export function claimWith(
 /** Fails the test when the shard breaks an invariant (each item in one place, exact pointers). */
 export async function expectConsistentShard(redis: Redis, keys: ShardKeys): Promise<void> {
   expect(await shardProblems(redis, keys)).toEqual([]);
+}
+
+/** What a script test works on: set afresh before each test by `useScriptShard`. */
+export interface ScriptShard {
+  redis: Redis;
+  keys: ShardKeys;
+  s: Scripts;
+  /** The scripts' clock (epoch ms): starts at T0, and the test moves it. */
+  now: number;
+}
+
+/**
+ * Registers a script test's hooks: one shard (`shard`) of a fresh namespace per test, owned by
+ * TOKEN, its scripts checking slots and reading `now`; the namespace is dropped after the test.
+ */
+export function useScriptShard(shard: number, ownerLeaseMs = 600_000): ScriptShard {
+  const t = { now: T0 } as ScriptShard;
+  let ns = "";
+  beforeAll(() => {
+    t.redis = testRedis();
+  });
+  afterAll(async () => {
+    await t.redis.quit();
+  });
+  beforeEach(async () => {
+    ns = testNamespace();
+    t.keys = shardKeys(ns, shard);
+    t.now = T0;
+    t.s = new Scripts(t.redis, { assertSlots: true, nowMs: () => t.now });
+    expect(await acquireOwner(t.s, t.keys, TOKEN, ownerLeaseMs)).toBe(ACQUIRED);
+  });
+  afterEach(async () => {
+    await dropNamespace(t.redis, ns);
+  });
+  return t;
 }
