@@ -1,6 +1,5 @@
 // A run's state as a call left it, kept for the run's next call when that call will come back to
-// this executor as a hand-off (services/executor/README.md, "Hand-off"); and a new run's state as
-// its creation left it, for its start item's hand-off. The queue leases the next
+// this executor as a hand-off (services/executor/README.md, "Hand-off"). The queue leases the next
 // item to the completing stream in the completion itself, so nothing else has held it in between:
 // when the item arrives marked handed_off, its handler starts from this state instead of loading
 // the run again (the events, every memo, the stack), once one HMGET has shown that the run is still
@@ -9,6 +8,8 @@
 // Only plain sequential progress is kept: a discovery call whose saves all landed, that planned
 // nothing, with no op pending, and whose saves lengthened the stack by exactly their own number.
 // Then no other item of the run exists that could write to it; anything else loads as before.
+// A new run's state as its creation wrote it is kept the same way for its start item, which the
+// queue may lease back in the enqueue (a start hand-off, WorkPool.enqueueStarts).
 
 import type { Clock } from "@stepline/internal/clock";
 import type { AdvanceResult, RunState, StepSave } from "./state.js";
@@ -56,9 +57,10 @@ export class HandOffStates {
   /**
    * An entry is taken by its handed-off item within milliseconds. One whose item did not come that
    * way (no item was due, the stream broke, a replica without hand-offs) is never taken: only a
-   * completion that lists an item id can hand it off, and each id is listed by one call. Such
-   * entries go once older than `maxAgeMs`, or oldest first past `max` entries or `maxBytes` (the
-   * events and memos they hold).
+   * completion that lists an item id, or the start that enqueues it, can hand it off, and each id
+   * is listed by one call (WorkPool drops a start's entry when the queue did not hand it off).
+   * Such entries go once older than `maxAgeMs`, or oldest first past `max` entries or `maxBytes`
+   * (the events and memos they hold).
    */
   constructor(
     private readonly clock: Clock,

@@ -134,7 +134,7 @@ runService(
         store,
         pauses,
         live,
-        enqueueStarts: (items) => pool.enqueueStarts(items, enqueue),
+        enqueueStarts: (starts) => pool.enqueueStarts(starts, enqueue),
         produce: (entries) => history.produce(entries),
         record: (entries) => history.record(entries),
         clock: systemClock,
