@@ -4,11 +4,8 @@
 import type { ShardKeys } from "./keys.js";
 import { partitionOf, pausedMember } from "./partitions.js";
 import type { Scripts } from "./scripts.js";
-import type { CompleteResult, DueChange, ItemInput, ReadyPartition } from "./store.js";
+import type { DueChange, HandOffResult, ItemInput, ReadyPartition } from "./store.js";
 import { ENQUEUED, handedOffReply, itemLayout, KIND_START } from "./store.js";
-
-/** An enqueue's codes (ENQUEUED, EXISTS or HANDED_OFF) and the items handed off, by input index. */
-export type EnqueueResult = CompleteResult;
 
 /** Items to lease at once to the holder that enqueues them (enqueue.lua's start hand-off). */
 export interface StartHandOff {
@@ -27,13 +24,13 @@ export function mayHandOff(item: ItemInput): boolean {
   return pid.startsWith("fn:") && !pid.includes(":c");
 }
 
-/** Adds items to one shard (enqueue.lua); codes ENQUEUED, EXISTS or HANDED_OFF. */
+/** Adds items to one shard (enqueue.lua); codes ENQUEUED, EXISTS or HANDED_OFF, hand-offs by item index. */
 export async function enqueueItems(
   s: Scripts,
   keys: ShardKeys,
   items: ItemInput[],
   handOff?: StartHandOff,
-): Promise<EnqueueResult> {
+): Promise<HandOffResult> {
   const k = [keys.items, keys.seq, keys.accounts, keys.forced, keys.leased, keys.paused];
   const asked = handOff?.indexes ?? [];
   const a: Array<string | number> = [s.now(), items.length, handOff?.leaseMs ?? 0, asked.length];

@@ -305,7 +305,7 @@ function handOffCandidate(pid: string, next: ItemInput[]): number {
 }
 
 /** A completion's or enqueue's outcome codes, and the items handed off (by op or item index). */
-export interface CompleteResult extends MutationResult {
+export interface HandOffResult extends MutationResult {
   handedOff: Map<number, LeasedItem>;
 }
 
@@ -327,7 +327,7 @@ export async function completeItems(
     next: ItemInput[];
     handOff?: boolean | undefined;
   }>,
-): Promise<CompleteResult> {
+): Promise<HandOffResult> {
   const k = [keys.items, keys.leased, keys.seq, keys.accounts, keys.forced, keys.paused];
   const a: Array<string | number> = [s.now(), seenTtlMs, completions.length, leaseMs];
   for (const c of completions) {
@@ -351,7 +351,7 @@ export async function completeItems(
  * Decodes a mutation's reply whose fifth element lists the items leased at once, `{ i, itemId,
  * record, ... }` with `i` the 1-based op (complete.lua) or item (enqueue.lua) index.
  */
-export function handedOffReply(shard: number, raw: unknown, what: string): CompleteResult {
+export function handedOffReply(shard: number, raw: unknown, what: string): HandOffResult {
   const reply = asList(raw, what);
   const handed = asList(reply[4] ?? [], what);
   const handedOff = new Map<number, LeasedItem>();
