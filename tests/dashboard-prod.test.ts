@@ -183,7 +183,9 @@ describe("dashboard, production mode", () => {
     await p.goto(`${cluster.apiUrl}/runs/${run?.run_id}`);
     await expect.poll(() => runStatus(p)).toContain("Completed");
     await p.getByTestId("replay-run").click();
-    await expect.poll(() => p.url()).not.toContain(run?.run_id ?? "");
+    // The replay answers once history has the new run (up to 10 s on a busy machine, the
+    // endpoint's REPLAY_VISIBLE_WAIT_MS), and only then does the page move to it.
+    await expect.poll(() => p.url(), { timeout: 20_000 }).not.toContain(run?.run_id ?? "");
     const replayId = p.url().split("/runs/")[1] ?? "";
     expect(replayId).toMatch(/^[0-9A-Z]{26}$/);
     await untilApiHas(`/v1/runs/${replayId}`);
