@@ -12,7 +12,7 @@ import { item, serveFakeQueue } from "./fake-queue.fixture.js";
 import { HandOffStates } from "./hand-off-states.js";
 import type { RunState } from "./state.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
-import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
+import { LEASE_LOST, OPS_PER_MESSAGE, SHUTDOWN } from "./work-loop.js";
 import { WorkPool } from "./work-pool.js";
 
 const log = createLogger("executor-test", "silent");
@@ -151,6 +151,25 @@ describe("the Work stream", () => {
     // Their slots come back as credits, which bring the third.
     await waitFor("the third ran", () => ran.length === 3);
     expect(ran[2]).toEqual(["n3:start", false]);
+  });
+
+  it("splits a flush of more starts than one message may carry into several messages", async () => {
+    const ran: string[] = [];
+    const pool = start(async (it, ctx) => {
+      ran.push(it.id);
+      await ctx.complete([]);
+    }, 1);
+    await waitFor("initial credits", () => fake.creditsGranted === 1);
+    const elsewhere: string[] = [];
+    const n = 2 * OPS_PER_MESSAGE + 7;
+    const starts = Array.from({ length: n }, (_, i) => ({ item: item(`big${i}:start`) }));
+    await pool.enqueueStarts(starts, async (items) => void elsewhere.push(...items.map((i) => i.id)));
+    expect(fake.of("start").map((b) => b.items.length)).toEqual([OPS_PER_MESSAGE, OPS_PER_MESSAGE, 7]);
+    expect(fake.of("start").flatMap((b) => b.items.map((i) => i.id))).toEqual(starts.map((s) => s.item.id));
+    // Every start answered on the stream: one handed off with the credit, the rest queued.
+    expect(elsewhere).toEqual([]);
+    await waitFor("the hand-off ran", () => ran.length >= 1);
+    expect(ran[0]).toBe("big0:start");
   });
 
   it("enqueues starts elsewhere with hand-offs off, with no credit, or when the stream breaks first", async () => {

@@ -31,6 +31,13 @@ import { OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { type BackoffPolicy, backoffDelayMs } from "./backoff.js";
 import { releasesTotal } from "./metrics.js";
 
+/**
+ * Most ops of one kind in one message. The queue refuses a call of more than 10,000 items (and
+ * ends the stream for it), and one message must stay under gRPC's 16 MiB; a busier flush sends
+ * several messages.
+ */
+export const OPS_PER_MESSAGE = 1_000;
+
 /** Abort reason: the lease is gone; drop the work without acting on the queue. */
 export const LEASE_LOST = "lease-lost";
 /** Abort reason: the process is stopping; release the item (Retry with its attempt unchanged). */
@@ -409,18 +416,28 @@ export class WorkLoop {
       extend: [] as PendingOp[],
     };
     for (const p of ops) byKind[p.op.kind].push(p);
-    for (const [kind, list] of Object.entries(byKind)) {
-      if (list.length === 0) continue;
-      const batchId = this.nextBatchId++;
-      this.sent.set(batchId, list);
-      // Decided per send (a resend after a reconnect counts again on the new stream); a
-      // stopping loop takes nothing new.
-      const asking = kind === "complete" && this.opts.handOff && !this.stopping;
-      const handOffs = asking ? list.filter((p) => wantsHandOff(p.op)) : [];
-      for (const p of handOffs) p.handOffCounted = true;
-      this.outstanding += handOffs.length;
-      call.write(toRequest(kind as Op["kind"], batchId, list, new Set(handOffs)));
+    for (const [kind, all] of Object.entries(byKind)) {
+      for (let at = 0; at < all.length; at += OPS_PER_MESSAGE) {
+        this.sendBatch(call, kind as Op["kind"], all.slice(at, at + OPS_PER_MESSAGE));
+      }
     }
+  }
+
+  /** Sends one message of ops of one kind, remembered by its batch id until it is answered. */
+  private sendBatch(
+    call: ClientDuplexStream<WorkRequest, WorkResponse>,
+    kind: Op["kind"],
+    list: PendingOp[],
+  ) {
+    const batchId = this.nextBatchId++;
+    this.sent.set(batchId, list);
+    // Decided per send (a resend after a reconnect counts again on the new stream); a stopping
+    // loop takes nothing new.
+    const asking = kind === "complete" && this.opts.handOff && !this.stopping;
+    const handOffs = asking ? list.filter((p) => wantsHandOff(p.op)) : [];
+    for (const p of handOffs) p.handOffCounted = true;
+    this.outstanding += handOffs.length;
+    call.write(toRequest(kind, batchId, list, new Set(handOffs)));
   }
 
   /** Hand-off credits that will not bring an item: their slots go back to the pool. */
