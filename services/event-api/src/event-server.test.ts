@@ -1,11 +1,18 @@
 // EventService over real gRPC (port 0), with a recording sink in place of Kafka (the producer is
 // tested against Kafka in producer.test.ts).
 
+import { CallStream } from "@stepline/internal/call-stream";
 import { systemClock } from "@stepline/internal/clock";
 import { UnavailableError, ValidationError } from "@stepline/internal/errors";
 import type { GrpcServer } from "@stepline/internal/grpc";
 import { callUnary, createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createLogger } from "@stepline/internal/log";
+import type {
+  SendEventsCall,
+  SendEventsResult,
+  SendEventsStreamRequest,
+  SendEventsStreamResponse,
+} from "@stepline/proto/stepline/eventapi/v1/event_service";
 import { EventServiceClient } from "@stepline/proto/stepline/eventapi/v1/event_service";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { Message } from "kafkajs";
@@ -81,5 +88,47 @@ describe("EventService.SendEvents", () => {
   it("answers UNAVAILABLE when Kafka does not acknowledge", async () => {
     kafkaDown = true;
     await expect(send([JSON.stringify({ name: "x" })])).rejects.toBeInstanceOf(UnavailableError);
+  });
+});
+
+describe("EventService.SendEventsStream", () => {
+  const log = createLogger("event-api-test", "silent");
+  const stream = () =>
+    new CallStream<SendEventsCall, SendEventsResult, SendEventsStreamRequest, SendEventsStreamResponse>({
+      open: () => client.sendEventsStream(),
+      pack: (calls) => ({ calls }),
+      unpack: (res) => res.results,
+      deadlineMs: 5_000,
+      sizeOf: () => 0,
+      what: "the events",
+      peer: "event-api",
+      log,
+    });
+  const call = (s: ReturnType<typeof stream>, eventsJson: string[], accountId = "acct") =>
+    s.call({ accountId, environmentId: "env", eventsJson, traceParent: "" });
+
+  it("answers each send of a message by id: the good ones produced, a bad one refused alone", async () => {
+    const s = stream();
+    const [a, bad, b] = await Promise.allSettled([
+      call(s, [JSON.stringify({ name: "inngest/function.finished", id: "r1.finished", data: {} })]),
+      call(s, ["{nope"]),
+      call(s, [JSON.stringify({ name: "inngest/function.finished", id: "r2.finished", data: {} })]),
+    ]);
+    expect(a).toMatchObject({ status: "fulfilled", value: { ids: ["r1.finished"] } });
+    expect(b).toMatchObject({ status: "fulfilled", value: { ids: ["r2.finished"] } });
+    expect(bad.status).toBe("rejected");
+    expect((bad as PromiseRejectedResult).reason).toBeInstanceOf(ValidationError);
+    expect(String((bad as PromiseRejectedResult).reason)).toMatch(/events_json\[0\] is not JSON/);
+    const ids = produced.map((m) => EventRecord.decode(m.value as Buffer).eventId);
+    expect(ids.sort()).toEqual(["r1.finished", "r2.finished"]);
+    await expect(call(s, ["{}"], "")).rejects.toThrow(/account_id and environment_id are required/);
+    await s.close();
+  });
+
+  it("answers UNAVAILABLE when Kafka does not acknowledge", async () => {
+    const s = stream();
+    kafkaDown = true;
+    await expect(call(s, [JSON.stringify({ name: "x" })])).rejects.toBeInstanceOf(UnavailableError);
+    await s.close();
   });
 });

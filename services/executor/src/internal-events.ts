@@ -1,12 +1,20 @@
 // Stepline's own events, shaped as Inngest sends them (names and payloads the SDK reads):
 // `inngest/function.finished` on every end, `inngest/function.failed` on a failure (what onFailure
 // handlers trigger on), `inngest/function.invoked` to start a step.invoke's function. They go
-// through event-api's EventService, so they take the path of any event (Kafka, the runner), and
-// their ids are deterministic, so sending one again after a crash starts nothing twice.
+// through event-api's EventService (its SendEventsStream), so they take the path of any event
+// (Kafka, the runner), and their ids are deterministic, so sending one again after a crash starts
+// nothing twice.
 
-import { callUnary } from "@stepline/internal/grpc";
+import { CallStream } from "@stepline/internal/call-stream";
+import type { Logger } from "@stepline/internal/log";
 import { type TraceParent, unsampledParent } from "@stepline/internal/telemetry";
-import type { EventServiceClient } from "@stepline/proto/stepline/eventapi/v1/event_service";
+import type {
+  EventServiceClient,
+  SendEventsCall,
+  SendEventsResult,
+  SendEventsStreamRequest,
+  SendEventsStreamResponse,
+} from "@stepline/proto/stepline/eventapi/v1/event_service";
 import type { RunState } from "./state.js";
 import type { PlannedOp } from "./steps.js";
 
@@ -27,12 +35,45 @@ export type SendEventsJson = (
   traceParent: TraceParent,
 ) => Promise<void>;
 
-/** SendEventsJson over EventService.SendEvents with a deadline per call (event-batches.ts merges sends). */
-export function grpcSendEvents(client: EventServiceClient, deadlineMs: number): SendEventsJson {
-  return async (accountId, environmentId, eventsJson, traceParent) => {
-    const req = { accountId, environmentId, eventsJson, traceParent: traceParent || unsampledParent() };
-    await callUnary(client.sendEvents.bind(client), req, deadlineMs);
+/**
+ * SendEventsJson over EventService.SendEventsStream (event-batches.ts merges sends): a turn's
+ * sends in one message, each answered by id, with a deadline per call. Safe to resend: an event's
+ * id is its idempotency key.
+ */
+export function streamSendEvents(
+  client: EventServiceClient,
+  deadlineMs: number,
+  log: Logger,
+): SendEventsJson & { close(): Promise<void> } {
+  const stream = new CallStream<
+    SendEventsCall,
+    SendEventsResult,
+    SendEventsStreamRequest,
+    SendEventsStreamResponse
+  >({
+    open: () => client.sendEventsStream(),
+    pack: (calls) => ({ calls }),
+    unpack: (res) => res.results,
+    deadlineMs,
+    sizeOf: (c) => c.eventsJson.reduce((n, e) => n + e.length, 0),
+    what: "Stepline's own events",
+    peer: "event-api",
+    log,
+  });
+  const send = async (
+    accountId: string,
+    environmentId: string,
+    eventsJson: string[],
+    traceParent: TraceParent,
+  ) => {
+    await stream.call({
+      accountId,
+      environmentId,
+      eventsJson,
+      traceParent: traceParent || unsampledParent(),
+    });
   };
+  return Object.assign(send, { close: () => stream.close() });
 }
 
 export const FINISHED = "inngest/function.finished";

@@ -21,7 +21,7 @@ import { createItemHandler } from "./execute.js";
 import { failRun } from "./finalize.js";
 import { HandOffStates } from "./hand-off-states.js";
 import { HistoryProducer } from "./history.js";
-import { grpcSendEvents } from "./internal-events.js";
+import { streamSendEvents } from "./internal-events.js";
 import { LiveRuns } from "./live-runs.js";
 import { PauseStore } from "./pauses.js";
 import { queueCalls, runnerFires, tenantSigningKeys } from "./peers.js";
@@ -96,9 +96,13 @@ runService(
       const queueOps = queueCalls(queues, opTimeoutMs, log.child({ component: "queue" }));
       onStop(() => queueOps.close());
       const { enqueue, remove } = queueOps;
-      const events = batchingEventSender(
-        grpcSendEvents(eventApi, config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS),
+      const sendEvents = streamSendEvents(
+        eventApi,
+        config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS,
+        log.child({ component: "events" }),
       );
+      onStop(() => sendEvents.close());
+      const events = batchingEventSender(sendEvents);
       /** What every end of a run needs (finalize.ts), shared by the work handler, cancels and resumes. */
       const ends = { store, pauses, live, events, enqueue, remove, history, singletons, clock: systemClock };
       const canceller = new Canceller({ ...ends, log: log.child({ component: "cancel" }) });

@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -37,6 +39,37 @@ export interface SendEventsRequest {
 
 export interface SendEventsResponse {
   /** The id of each event, in order. */
+  ids: string[];
+}
+
+/** SendEventsStreamRequest is the sends of one turn of the caller's event loop. */
+export interface SendEventsStreamRequest {
+  calls: SendEventsCall[];
+}
+
+/** SendEventsCall is one SendEventsRequest, with an id. */
+export interface SendEventsCall {
+  /** Chosen by the caller, unique among its calls in flight on the stream. */
+  id: number;
+  accountId: string;
+  environmentId: string;
+  eventsJson: string[];
+  traceParent: string;
+}
+
+/** SendEventsStreamResponse answers the calls of one request. */
+export interface SendEventsStreamResponse {
+  results: SendEventsResult[];
+}
+
+export interface SendEventsResult {
+  /** The SendEventsCall's id. */
+  id: number;
+  /** 0, or the gRPC status code of the failure (see SendEvents). */
+  code: number;
+  /** What went wrong (empty on success). */
+  message: string;
+  /** The id of each event, in order (empty on failure). */
   ids: string[];
 }
 
@@ -240,6 +273,412 @@ export const SendEventsResponse: MessageFns<SendEventsResponse> = {
   },
 };
 
+function createBaseSendEventsStreamRequest(): SendEventsStreamRequest {
+  return { calls: [] };
+}
+
+export const SendEventsStreamRequest: MessageFns<SendEventsStreamRequest> = {
+  encode(message: SendEventsStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.calls) {
+      SendEventsCall.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendEventsStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendEventsStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.calls.push(SendEventsCall.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendEventsStreamRequest {
+    return {
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => SendEventsCall.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: SendEventsStreamRequest): unknown {
+    const obj: any = {};
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => SendEventsCall.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendEventsStreamRequest>, I>>(base?: I): SendEventsStreamRequest {
+    return SendEventsStreamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendEventsStreamRequest>, I>>(object: I): SendEventsStreamRequest {
+    const message = createBaseSendEventsStreamRequest();
+    message.calls = object.calls?.map((e) => SendEventsCall.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSendEventsCall(): SendEventsCall {
+  return { id: 0, accountId: "", environmentId: "", eventsJson: [], traceParent: "" };
+}
+
+export const SendEventsCall: MessageFns<SendEventsCall> = {
+  encode(message: SendEventsCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.environmentId !== "") {
+      writer.uint32(26).string(message.environmentId);
+    }
+    for (const v of message.eventsJson) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.traceParent !== "") {
+      writer.uint32(42).string(message.traceParent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendEventsCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendEventsCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.environmentId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.eventsJson.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.traceParent = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendEventsCall {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      environmentId: isSet(object.environmentId)
+        ? globalThis.String(object.environmentId)
+        : isSet(object.environment_id)
+        ? globalThis.String(object.environment_id)
+        : "",
+      eventsJson: globalThis.Array.isArray(object?.eventsJson)
+        ? object.eventsJson.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.events_json)
+        ? object.events_json.map((e: any) => globalThis.String(e))
+        : [],
+      traceParent: isSet(object.traceParent)
+        ? globalThis.String(object.traceParent)
+        : isSet(object.trace_parent)
+        ? globalThis.String(object.trace_parent)
+        : "",
+    };
+  },
+
+  toJSON(message: SendEventsCall): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.environmentId !== "") {
+      obj.environmentId = message.environmentId;
+    }
+    if (message.eventsJson?.length) {
+      obj.eventsJson = message.eventsJson;
+    }
+    if (message.traceParent !== "") {
+      obj.traceParent = message.traceParent;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendEventsCall>, I>>(base?: I): SendEventsCall {
+    return SendEventsCall.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendEventsCall>, I>>(object: I): SendEventsCall {
+    const message = createBaseSendEventsCall();
+    message.id = object.id ?? 0;
+    message.accountId = object.accountId ?? "";
+    message.environmentId = object.environmentId ?? "";
+    message.eventsJson = object.eventsJson?.map((e) => e) || [];
+    message.traceParent = object.traceParent ?? "";
+    return message;
+  },
+};
+
+function createBaseSendEventsStreamResponse(): SendEventsStreamResponse {
+  return { results: [] };
+}
+
+export const SendEventsStreamResponse: MessageFns<SendEventsStreamResponse> = {
+  encode(message: SendEventsStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      SendEventsResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendEventsStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendEventsStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(SendEventsResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendEventsStreamResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => SendEventsResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SendEventsStreamResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => SendEventsResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendEventsStreamResponse>, I>>(base?: I): SendEventsStreamResponse {
+    return SendEventsStreamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendEventsStreamResponse>, I>>(object: I): SendEventsStreamResponse {
+    const message = createBaseSendEventsStreamResponse();
+    message.results = object.results?.map((e) => SendEventsResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSendEventsResult(): SendEventsResult {
+  return { id: 0, code: 0, message: "", ids: [] };
+}
+
+export const SendEventsResult: MessageFns<SendEventsResult> = {
+  encode(message: SendEventsResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    if (message.code !== 0) {
+      writer.uint32(16).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    for (const v of message.ids) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendEventsResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendEventsResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.ids.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendEventsResult {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      ids: globalThis.Array.isArray(object?.ids) ? object.ids.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: SendEventsResult): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.ids?.length) {
+      obj.ids = message.ids;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendEventsResult>, I>>(base?: I): SendEventsResult {
+    return SendEventsResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendEventsResult>, I>>(object: I): SendEventsResult {
+    const message = createBaseSendEventsResult();
+    message.id = object.id ?? 0;
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    message.ids = object.ids?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * EventService lets other services send events on the path `POST /e/:key` takes: validated, given
  * ids and timestamps, produced to Kafka `events` (key = account) and acknowledged only once Kafka
@@ -263,6 +702,25 @@ export const EventServiceService = {
     responseSerialize: (value: SendEventsResponse): Buffer => Buffer.from(SendEventsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SendEventsResponse => SendEventsResponse.decode(value),
   },
+  /**
+   * SendEventsStream is SendEvents on one long-lived stream, which is how the executor sends them
+   * (a run's end sends one): a unary call costs several times a message on an open stream
+   * (docs/architecture.md, "Hot path"). Each call gets one result, tagged with its id, in any
+   * order; a result's code is 0 or the status SendEvents would have failed with. A broken stream
+   * leaves its calls unanswered: produced or not, sending them again is safe, as an event's `id`
+   * is its idempotency key.
+   */
+  sendEventsStream: {
+    path: "/stepline.eventapi.v1.EventService/SendEventsStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: SendEventsStreamRequest): Buffer =>
+      Buffer.from(SendEventsStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SendEventsStreamRequest => SendEventsStreamRequest.decode(value),
+    responseSerialize: (value: SendEventsStreamResponse): Buffer =>
+      Buffer.from(SendEventsStreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SendEventsStreamResponse => SendEventsStreamResponse.decode(value),
+  },
 } as const;
 
 export interface EventServiceServer extends UntypedServiceImplementation {
@@ -273,6 +731,15 @@ export interface EventServiceServer extends UntypedServiceImplementation {
    * acknowledge; nothing may be assumed, retry).
    */
   sendEvents: handleUnaryCall<SendEventsRequest, SendEventsResponse>;
+  /**
+   * SendEventsStream is SendEvents on one long-lived stream, which is how the executor sends them
+   * (a run's end sends one): a unary call costs several times a message on an open stream
+   * (docs/architecture.md, "Hot path"). Each call gets one result, tagged with its id, in any
+   * order; a result's code is 0 or the status SendEvents would have failed with. A broken stream
+   * leaves its calls unanswered: produced or not, sending them again is safe, as an event's `id`
+   * is its idempotency key.
+   */
+  sendEventsStream: handleBidiStreamingCall<SendEventsStreamRequest, SendEventsStreamResponse>;
 }
 
 export interface EventServiceClient extends Client {
@@ -297,6 +764,22 @@ export interface EventServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SendEventsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * SendEventsStream is SendEvents on one long-lived stream, which is how the executor sends them
+   * (a run's end sends one): a unary call costs several times a message on an open stream
+   * (docs/architecture.md, "Hot path"). Each call gets one result, tagged with its id, in any
+   * order; a result's code is 0 or the status SendEvents would have failed with. A broken stream
+   * leaves its calls unanswered: produced or not, sending them again is safe, as an event's `id`
+   * is its idempotency key.
+   */
+  sendEventsStream(): ClientDuplexStream<SendEventsStreamRequest, SendEventsStreamResponse>;
+  sendEventsStream(
+    options: Partial<CallOptions>,
+  ): ClientDuplexStream<SendEventsStreamRequest, SendEventsStreamResponse>;
+  sendEventsStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<SendEventsStreamRequest, SendEventsStreamResponse>;
 }
 
 export const EventServiceClient = makeGenericClientConstructor(
