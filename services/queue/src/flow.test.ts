@@ -3,17 +3,14 @@
 // throttle (GCRA on first deliveries of start items), priority, and pause/resume. Every step
 // checks the shard's invariants.
 import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import type { ShardKeys } from "./keys.js";
-import { shardKeys } from "./keys.js";
 import type { FunctionLimits } from "./limits.js";
 import type { FlowInput } from "./partitions.js";
 import { concurrencySetId, parsePartition, partitionOf } from "./partitions.js";
-import { Scripts } from "./scripts.js";
+import type { Scripts } from "./scripts.js";
 import type { ItemInput } from "./store.js";
 import {
-  ACQUIRED,
-  acquireOwner,
   claimItems,
   completeItems,
   expiredLeases,
@@ -24,30 +21,16 @@ import {
 } from "./store.js";
 import { enqueueItems } from "./store-enqueue.js";
 import { pausedFunctions, pauseFunction, resumeFunction } from "./store-pauses.js";
-import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
-import { expectConsistentShard, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";
+import { expectConsistentShard, item, LEASE, T0, TOKEN, useScriptShard } from "./testing/script-fixture.js";
 
+const shard = useScriptShard(5);
 let redis: Redis;
-let ns: string;
 let keys: ShardKeys;
-let now: number;
 let s: Scripts;
 
-beforeAll(() => {
-  redis = testRedis();
-});
-afterAll(async () => {
-  await redis.quit();
-});
-beforeEach(async () => {
-  ns = testNamespace();
-  keys = shardKeys(ns, 5);
-  now = T0;
-  s = new Scripts(redis, { assertSlots: true, nowMs: () => now });
-  expect(await acquireOwner(s, keys, TOKEN, 600_000)).toBe(ACQUIRED);
-});
-afterEach(async () => {
-  await dropNamespace(redis, ns);
+// The shard's handles, taken from useScriptShard before each test.
+beforeEach(() => {
+  ({ redis, keys, s } = shard);
 });
 
 const FN_LIMIT: FlowInput = {
@@ -80,7 +63,7 @@ async function claimFrom(samples: ItemInput[], limits: FunctionLimits | null, ma
 
 /** The partitions of acct-1 that claim would look at now. */
 async function readyPids(): Promise<string[]> {
-  return redis.zrangebyscore(keys.account("acct-1"), "-inf", now * 1024 + 1023);
+  return redis.zrangebyscore(keys.account("acct-1"), "-inf", shard.now * 1024 + 1023);
 }
 
 function done(i: ItemInput, generation: number) {
@@ -103,7 +86,7 @@ describe("concurrency", () => {
     expect(first.dueMs).toBe(T0 + LEASE);
     await expectConsistentShard(redis, keys);
 
-    now += 100;
+    shard.now += 100;
     expect((await completeItems(s, keys, 60_000, 30_000, [done(items[0] as ItemInput, 1)])).codes).toEqual([
       OK,
     ]);
@@ -119,7 +102,7 @@ describe("concurrency", () => {
         generation: 1,
         accountId: "acct-1",
         pid: pidOf(items[1] as ItemInput),
-        runAtMs: now + 60_000,
+        runAtMs: shard.now + 60_000,
         attempt: 1,
       },
     ]);
@@ -132,17 +115,17 @@ describe("concurrency", () => {
     const items = ["a", "b", "c"].map((id) => flowItem(id, FN_LIMIT));
     await enqueueItems(s, keys, items);
     expect((await claimFrom(items, limit(1))).leased.map((l) => l.id)).toEqual(["a"]);
-    now += LEASE / 2;
+    shard.now += LEASE / 2;
     const ext = await extendLeases(s, keys, LEASE, [
       { itemId: "a", generation: 1, accountId: "acct-1", pid: pidOf(items[0] as ItemInput) },
     ]);
-    expect(ext.results).toEqual([now + LEASE]);
+    expect(ext.results).toEqual([shard.now + LEASE]);
     await expectConsistentShard(redis, keys);
     // The old expiry passes: the extended lease still holds the only slot.
-    now = T0 + LEASE + 1;
+    shard.now = T0 + LEASE + 1;
     expect((await claimFrom(items, limit(1))).leased).toEqual([]);
     // Its new expiry passes without a word from the holder: the slot is free again.
-    now = T0 + LEASE / 2 + LEASE + 1;
+    shard.now = T0 + LEASE / 2 + LEASE + 1;
     const exp = await expiredLeases(s, keys, 10);
     await reclaimLeases(s, keys, TOKEN, exp.leases);
     const again = await claimFrom(items, limit(1));
@@ -229,7 +212,7 @@ describe("concurrency", () => {
     await enqueueItems(s, keys, items);
     expect((await claimFrom(items, limit(1))).leased).toHaveLength(1);
     // A re-sync raised the limit; the partition is blocked on the old one until woken or expired.
-    now = T0 + LEASE + 1;
+    shard.now = T0 + LEASE + 1;
     const exp = await expiredLeases(s, keys, 10);
     await reclaimLeases(s, keys, TOKEN, exp.leases);
     expect((await claimFrom(items, limit(3))).leased).toHaveLength(3);
@@ -252,11 +235,11 @@ describe("throttle", () => {
     // The partition waits for exactly the next start's moment.
     expect(await readyPids()).toEqual([]);
     expect((await claimFrom(starts, t)).dueMs).toBe(T0 + 3_000);
-    now = T0 + 2_999;
+    shard.now = T0 + 2_999;
     expect((await claimFrom(starts, t)).leased).toEqual([]);
-    now = T0 + 3_000;
+    shard.now = T0 + 3_000;
     expect((await claimFrom(starts, t)).leased.map((l) => l.id)).toEqual(["r3"]);
-    now = T0 + 6_000;
+    shard.now = T0 + 6_000;
     expect((await claimFrom(starts, t)).leased.map((l) => l.id)).toEqual(["r4"]);
     await expectConsistentShard(redis, keys);
   });
@@ -280,7 +263,7 @@ describe("throttle", () => {
     });
     expect(got.leased.map((l) => l.id)).toEqual(["s0", "p1"]);
     // The first start's lease is lost; handed out again, it is not throttled a second time.
-    now = T0 + LEASE + 1;
+    shard.now = T0 + LEASE + 1;
     await reclaimLeases(s, keys, TOKEN, (await expiredLeases(s, keys, 10)).leases);
     expect((await claimFrom([start], t)).leased.map((l) => l.id)).toEqual(["s0"]);
     await expectConsistentShard(redis, keys);
@@ -297,7 +280,7 @@ describe("priority", () => {
 
   it("hands a start with a higher priority out ahead of older ones, and delays a negative one", async () => {
     await enqueueItems(s, keys, [flowItem("old", pri(0), { kind: 1 })]);
-    now += 10_000;
+    shard.now += 10_000;
     await enqueueItems(s, keys, [
       flowItem("urgent", pri(60), { kind: 1 }),
       flowItem("later", pri(-30), { kind: 1 }),
@@ -305,9 +288,9 @@ describe("priority", () => {
     ]);
     const sample = [flowItem("x", pri(0), { kind: 1 })];
     expect((await claimFrom(sample, null)).leased.map((l) => l.id)).toEqual(["urgent", "old", "plain"]);
-    now += 29_999;
+    shard.now += 29_999;
     expect((await claimFrom(sample, null)).leased).toEqual([]);
-    now += 1;
+    shard.now += 1;
     expect((await claimFrom(sample, null)).leased.map((l) => l.id)).toEqual(["later"]);
     await expectConsistentShard(redis, keys);
   });
@@ -317,8 +300,8 @@ describe("run start order", () => {
   it("hands a started run's next step out ahead of newer runs' first calls", async () => {
     const startOf = (id: string, runStartedAtMs: number) => item(id, { kind: 1, runStartedAtMs });
     // Two new runs queue up while an older run (started 5 s ago) is between steps.
-    await enqueueItems(s, keys, [startOf("new-1", now), startOf("new-2", now)]);
-    now += 100;
+    await enqueueItems(s, keys, [startOf("new-1", shard.now), startOf("new-2", shard.now)]);
+    shard.now += 100;
     await enqueueItems(s, keys, [item("old-step", { kind: 2, runStartedAtMs: T0 - 5_000 })]);
     // A future item (a sleep's end) keeps its due time whatever its run's start.
     await enqueueItems(s, keys, [
@@ -342,13 +325,13 @@ describe("pause and resume", () => {
     const other = item("o1", { functionId: "fn-b" });
     await enqueueItems(s, keys, [other]);
     expect((await claimFrom([...items, other], null)).leased.map((l) => l.id)).toEqual(["o1"]);
-    now += 1_000;
+    shard.now += 1_000;
     await enqueueItems(s, keys, [item("c")]);
     expect((await claimFrom(items, null)).leased).toEqual([]);
     expect(await readyPids()).toEqual([]);
     await expectConsistentShard(redis, keys);
 
-    now += 1_000;
+    shard.now += 1_000;
     expect((await resumeFunction(s, keys, fn)).changed).toBe(true);
     expect((await resumeFunction(s, keys, fn)).changed).toBe(false);
     expect((await claimFrom(items, null)).leased.map((l) => l.id)).toEqual(["a", "b", "c"]);
@@ -373,7 +356,7 @@ describe("hand-off", () => {
     expect((await claimFrom([a], limit(1))).leased.map((l) => l.id)).toEqual(["a"]);
     expect(await readyPids()).toEqual([]);
 
-    now += 10;
+    shard.now += 10;
     const a2 = flowItem("a:c1", FN_LIMIT, { runId: "run-a" });
     const r = await completeItems(s, keys, 60_000, LEASE, [handOff(a, 1, [a2])]);
     expect(r.codes).toEqual([OK]);
@@ -382,7 +365,7 @@ describe("hand-off", () => {
       id: "a:c1",
       runId: "run-a",
       generation: 1,
-      leaseExpiresAtMs: now + LEASE,
+      leaseExpiresAtMs: shard.now + LEASE,
     });
     // It took "a"'s slot: the set still holds one lease, "b" stays blocked, nothing is ready.
     const spec = parsePartition(pidOf(a));
@@ -394,7 +377,7 @@ describe("hand-off", () => {
     await expectConsistentShard(redis, keys);
 
     // It behaves as any lease: extended, then completed without a hand-off, which frees the slot.
-    expect((await extendLeases(s, keys, LEASE, [done(a2, 1)])).results).toEqual([now + LEASE]);
+    expect((await extendLeases(s, keys, LEASE, [done(a2, 1)])).results).toEqual([shard.now + LEASE]);
     expect((await completeItems(s, keys, 60_000, LEASE, [done(a2, 1)])).codes).toEqual([OK]);
     expect(await readyPids()).toEqual([pidOf(b)]);
     expect((await claimFrom([b], limit(1))).leased.map((l) => l.id)).toEqual(["b"]);
@@ -456,7 +439,7 @@ describe("hand-off", () => {
     const a2 = flowItem("ha:c1", FN_LIMIT);
     const r = await completeItems(s, keys, 60_000, LEASE, [handOff(a, 1, [a2])]);
     expect(r.handedOff.get(0)?.id).toBe("ha:c1");
-    now += LEASE + 1;
+    shard.now += LEASE + 1;
     const exp = await expiredLeases(s, keys, 10);
     expect(exp.leases.map((l) => l.itemId)).toEqual(["ha:c1"]);
     await reclaimLeases(s, keys, TOKEN, exp.leases);

@@ -3,12 +3,11 @@
 // of every script after which no item is lost and every pointer is exact.
 import { generateMulti } from "cluster-key-slot";
 import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import type { ShardKeys } from "./keys.js";
-import { partitionId, shardKeys } from "./keys.js";
+import { partitionId } from "./keys.js";
 import { NotOwnerError, Scripts } from "./scripts.js";
 import {
-  ACQUIRED,
   acquireOwner,
   claimItems,
   completeItems,
@@ -24,40 +23,31 @@ import {
 } from "./store.js";
 import { enqueueItems } from "./store-enqueue.js";
 import { shardProblems } from "./testing/invariants.js";
-import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 import type { ScriptCalls } from "./testing/script-fixture.js";
-import { claimWith, expectConsistentShard, FN_A, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";
+import {
+  claimWith,
+  expectConsistentShard,
+  FN_A,
+  item,
+  LEASE,
+  T0,
+  TOKEN,
+  useScriptShard,
+} from "./testing/script-fixture.js";
 
-let redis: Redis;
-let ns: string;
-let keys: ShardKeys;
-let now: number;
-let s: Scripts;
 const calls: ScriptCalls = [];
+const shard = useScriptShard(17, { ownerLeaseMs: 60_000, calls });
+let redis: Redis;
+let keys: ShardKeys;
+let s: Scripts;
 
 const claim = (...args: Parameters<typeof claimWith> extends [unknown, unknown, ...infer R] ? R : never) =>
   claimWith(s, keys, ...args);
 const expectConsistent = () => expectConsistentShard(redis, keys);
 
-beforeAll(() => {
-  redis = testRedis();
-});
-afterAll(async () => {
-  await redis.quit();
-});
-beforeEach(async () => {
-  ns = testNamespace();
-  keys = shardKeys(ns, 17);
-  now = T0;
-  s = new Scripts(redis, {
-    assertSlots: true,
-    nowMs: () => now,
-    onCall: (name, k) => calls.push({ name, keys: k }),
-  });
-  expect(await acquireOwner(s, keys, TOKEN, 60_000)).toBe(ACQUIRED);
-});
-afterEach(async () => {
-  await dropNamespace(redis, ns);
+// The shard's handles, taken from useScriptShard before each test.
+beforeEach(() => {
+  ({ redis, keys, s } = shard);
 });
 
 describe("key layout", () => {
@@ -89,7 +79,7 @@ describe("key layout", () => {
     expect(names.size).toBe(10);
     for (const c of calls) {
       expect(generateMulti([...c.keys]), `${c.name}: ${c.keys.join(" ")}`).not.toBe(-1);
-      expect(c.keys.every((k) => k.startsWith(`q:{${ns}s17}:`))).toBe(true);
+      expect(c.keys.every((k) => k.startsWith(`q:{${shard.ns}s17}:`))).toBe(true);
     }
   });
 });
@@ -104,9 +94,9 @@ describe("invariants not covered above", () => {
       (await completeItems(s, keys, 60_000, 30_000, [{ itemId: "s1", generation: 1, ...FN_A, next: fan }]))
         .codes,
     ).toEqual([OK]);
-    now = T0 + 1;
+    shard.now = T0 + 1;
     await enqueueItems(s, keys, [item("later")]);
-    now = T0 + 10;
+    shard.now = T0 + 10;
     const got = (await claim(2_000)).leased.map((i) => i.id);
     expect(got).toEqual([...fan.map((f) => f.id), "later"]);
     await expectConsistent();
@@ -115,7 +105,7 @@ describe("invariants not covered above", () => {
   it("completes a lease that expired but was not reclaimed yet (nobody else holds it)", async () => {
     await enqueueItems(s, keys, [item("i1")]);
     await claim();
-    now = T0 + LEASE + 5_000;
+    shard.now = T0 + LEASE + 5_000;
     expect((await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1, ...FN_A }])).results).toEqual([
       EXPIRED,
     ]);
@@ -182,7 +172,7 @@ describe("invariants not covered above", () => {
   it("lets a deposed owner's claim and reclaim change nothing", async () => {
     await enqueueItems(s, keys, [item("i1"), item("i2")]);
     await claim(1);
-    now = T0 + LEASE;
+    shard.now = T0 + LEASE;
     const exp = await expiredLeases(s, keys, 10);
     await redis.set(keys.owner, "new-owner");
     const before = await redis.hgetall(keys.items);
@@ -272,7 +262,7 @@ describe("invariants not covered above", () => {
             generation: h.gen,
             accountId: h.acct,
             pid: partitionId("env", h.fn),
-            runAtMs: [-1, 0, now + 500][rnd(3)] as number,
+            runAtMs: [-1, 0, shard.now + 500][rnd(3)] as number,
             attempt: rnd(3),
           },
         ]);
@@ -298,7 +288,7 @@ describe("invariants not covered above", () => {
           })),
         );
       } else {
-        now += rnd(3) === 0 ? LEASE : rnd(200);
+        shard.now += rnd(3) === 0 ? LEASE : rnd(200);
         const exp = await expiredLeases(s, keys, 100);
         await reclaimLeases(s, keys, TOKEN, exp.leases);
       }

@@ -1,10 +1,10 @@
 // Each queue script against a real Redis: every return code in its header and the behaviours that
 // matter. Invariants across scripts (slots, FIFO, a random mix) are in store-invariants.test.ts.
 import type { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import type { ShardKeys } from "./keys.js";
 import { partitionId, shardKeys } from "./keys.js";
-import { NotOwnerError, Scripts } from "./scripts.js";
+import { NotOwnerError, type Scripts } from "./scripts.js";
 import {
   ACQUIRED,
   ALREADY,
@@ -30,40 +30,31 @@ import {
   WRONG_PARTITION,
 } from "./store.js";
 import { enqueueItems } from "./store-enqueue.js";
-import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 import type { ScriptCalls } from "./testing/script-fixture.js";
-import { claimWith, expectConsistentShard, FN_A, item, LEASE, T0, TOKEN } from "./testing/script-fixture.js";
+import {
+  claimWith,
+  expectConsistentShard,
+  FN_A,
+  item,
+  LEASE,
+  T0,
+  TOKEN,
+  useScriptShard,
+} from "./testing/script-fixture.js";
 
-let redis: Redis;
-let ns: string;
-let keys: ShardKeys;
-let now: number;
-let s: Scripts;
 const calls: ScriptCalls = [];
+const shard = useScriptShard(17, { ownerLeaseMs: 60_000, calls });
+let redis: Redis;
+let keys: ShardKeys;
+let s: Scripts;
 
 const claim = (...args: Parameters<typeof claimWith> extends [unknown, unknown, ...infer R] ? R : never) =>
   claimWith(s, keys, ...args);
 const expectConsistent = () => expectConsistentShard(redis, keys);
 
-beforeAll(() => {
-  redis = testRedis();
-});
-afterAll(async () => {
-  await redis.quit();
-});
-beforeEach(async () => {
-  ns = testNamespace();
-  keys = shardKeys(ns, 17);
-  now = T0;
-  s = new Scripts(redis, {
-    assertSlots: true,
-    nowMs: () => now,
-    onCall: (name, k) => calls.push({ name, keys: k }),
-  });
-  expect(await acquireOwner(s, keys, TOKEN, 60_000)).toBe(ACQUIRED);
-});
-afterEach(async () => {
-  await dropNamespace(redis, ns);
+// The shard's handles, taken from useScriptShard before each test.
+beforeEach(() => {
+  ({ redis, keys, s } = shard);
 });
 
 describe("enqueue.lua", () => {
@@ -125,11 +116,11 @@ describe("claim.lua", () => {
   it("does not hand out a delayed item before it is due", async () => {
     await enqueueItems(s, keys, [item("d1", { delayMs: 1_000 }), item("d2", { runAtMs: T0 + 500 })]);
     expect((await claim()).leased).toEqual([]);
-    now = T0 + 499;
+    shard.now = T0 + 499;
     expect((await claim()).leased).toEqual([]);
-    now = T0 + 500;
+    shard.now = T0 + 500;
     expect((await claim()).leased.map((i) => i.id)).toEqual(["d2"]);
-    now = T0 + 1_000;
+    shard.now = T0 + 1_000;
     expect((await claim()).leased.map((i) => i.id)).toEqual(["d1"]);
     await expectConsistent();
   });
@@ -176,14 +167,14 @@ describe("claim.lua", () => {
     for (let d = 1; d <= 3; d++) {
       const r = await claim();
       expect(r.leased.map((i) => [i.id, i.generation])).toEqual([["poison", 2 * d - 1]]);
-      now += LEASE;
+      shard.now += LEASE;
       const exp = await expiredLeases(s, keys, 100);
       expect((await reclaimLeases(s, keys, TOKEN, exp.leases)).codes).toEqual([RECLAIMED]);
     }
     const last = await claim();
     expect(last.leased).toEqual([]);
     expect(last.deadLettered).toEqual(["poison"]);
-    expect(await redis.zscore(keys.dlq, "poison")).toBe(String(now));
+    expect(await redis.zscore(keys.dlq, "poison")).toBe(String(shard.now));
     expect((await enqueueItems(s, keys, [item("poison")])).codes).toEqual([EXISTS]);
     // A run's item leaves a notice in its place (where it stood in line), which an executor
     // takes to fail the run.
@@ -208,7 +199,7 @@ describe("claim.lua", () => {
     await enqueueItems(s, keys, [item("tick", { kind: 3, runId: "" })]);
     for (let d = 1; d <= 3; d++) {
       await claim();
-      now += LEASE;
+      shard.now += LEASE;
       await reclaimLeases(s, keys, TOKEN, (await expiredLeases(s, keys, 100)).leases);
     }
     const last = await claim();
@@ -230,7 +221,7 @@ describe("extend.lua", () => {
   it("moves a live lease's expiry forward and refuses stale, unknown and expired leases", async () => {
     await enqueueItems(s, keys, [item("i1"), item("i2")]);
     await claim();
-    now = T0 + 10_000;
+    shard.now = T0 + 10_000;
     const r = await extendLeases(s, keys, LEASE, [
       { itemId: "i1", generation: 1, ...FN_A },
       { itemId: "i2", generation: 7, ...FN_A },
@@ -238,7 +229,7 @@ describe("extend.lua", () => {
     ]);
     expect(r.results).toEqual([T0 + 10_000 + LEASE, STALE, STALE]);
     expect(Number(await redis.zscore(keys.leased, "i1"))).toBe(T0 + 10_000 + LEASE);
-    now = T0 + LEASE;
+    shard.now = T0 + LEASE;
     expect((await extendLeases(s, keys, LEASE, [{ itemId: "i2", generation: 1, ...FN_A }])).results).toEqual([
       EXPIRED,
     ]);
@@ -269,7 +260,7 @@ describe("complete.lua", () => {
   it("refuses a complete with a stale generation after the item was re-leased", async () => {
     await enqueueItems(s, keys, [item("i1")]);
     const first = await claim();
-    now += LEASE + 1;
+    shard.now += LEASE + 1;
     await reclaimLeases(s, keys, TOKEN, (await expiredLeases(s, keys, 10)).leases);
     const second = await claim();
     expect(second.leased[0]?.generation).toBe(3);
@@ -294,7 +285,7 @@ describe("complete.lua", () => {
     expect(r.codes).toEqual([OK]);
     expect(r.due).toMatchObject({ beforeMs: -1, afterMs: T0 });
     expect((await claim()).leased.map((i) => i.id)).toEqual(["s2"]);
-    now += 1_000;
+    shard.now += 1_000;
     expect((await claim()).leased.map((i) => i.id)).toEqual(["s3"]);
     await expectConsistent();
   });
@@ -319,7 +310,7 @@ describe("retry.lua", () => {
     expect(r.codes).toEqual([OK]);
     expect(r.due.afterMs).toBe(T0 + 3_000);
     expect((await claim()).leased).toEqual([]);
-    now = T0 + 3_000;
+    shard.now = T0 + 3_000;
     const again = await claim();
     expect(again.leased.map((i) => [i.id, i.attempt, i.generation])).toEqual([["i1", 1, 3]]);
     await expectConsistent();
@@ -418,10 +409,10 @@ describe("expired.lua and reclaim.lua", () => {
     await enqueueItems(s, keys, [item("i1"), item("i2")]);
     await claim(1);
     expect((await expiredLeases(s, keys, 10)).leases).toEqual([]);
-    now = T0 + LEASE;
+    shard.now = T0 + LEASE;
     const exp = await expiredLeases(s, keys, 10);
     expect(exp).toEqual({
-      nowMs: now,
+      nowMs: shard.now,
       nextExpiryMs: -1,
       leases: [{ itemId: "i1", accountId: "acct-1", pid: partitionId("env", "fn-a") }],
     });
@@ -437,11 +428,11 @@ describe("expired.lua and reclaim.lua", () => {
   it("skips a lease extended after it was listed, and removes leftovers", async () => {
     await enqueueItems(s, keys, [item("i1")]);
     await claim();
-    now = T0 + LEASE;
+    shard.now = T0 + LEASE;
     const exp = await expiredLeases(s, keys, 10);
-    now = T0 + LEASE - 1;
+    shard.now = T0 + LEASE - 1;
     await extendLeases(s, keys, LEASE, [{ itemId: "i1", generation: 1, ...FN_A }]);
-    now = T0 + LEASE;
+    shard.now = T0 + LEASE;
     await redis.zadd(keys.leased, T0, "leftover");
     const r = await reclaimLeases(s, keys, TOKEN, [
       ...exp.leases,
@@ -456,7 +447,7 @@ describe("expired.lua and reclaim.lua", () => {
   it("refuses a wrong partition (WRONG_PARTITION) and a stale owner token (NOT_OWNER)", async () => {
     await enqueueItems(s, keys, [item("i1")]);
     await claim();
-    now = T0 + LEASE;
+    shard.now = T0 + LEASE;
     const bad = [{ itemId: "i1", accountId: "acct-1", pid: partitionId("env", "zzz") }];
     expect((await reclaimLeases(s, keys, TOKEN, bad)).codes).toEqual([WRONG_PARTITION]);
     await expect(reclaimLeases(s, keys, "intruder", bad)).rejects.toBeInstanceOf(NotOwnerError);
@@ -465,7 +456,7 @@ describe("expired.lua and reclaim.lua", () => {
 
 describe("owner-acquire.lua and owner-release.lua", () => {
   it("acquires a free lease, renews its own, and refuses one held by another token", async () => {
-    const k = shardKeys(ns, 3);
+    const k = shardKeys(shard.ns, 3);
     expect(await acquireOwner(s, k, "a", 5_000)).toBe(ACQUIRED);
     expect(await acquireOwner(s, k, "a", 9_000)).toBe(RENEWED);
     expect(await redis.pttl(k.owner)).toBeGreaterThan(5_000);

@@ -1,4 +1,4 @@
-// The setup the script tests share (store.test.ts, store-invariants.test.ts, store-enqueue.test.ts):
+// The setup the script tests share (store, store-invariants, store-enqueue and flow tests):
 // items, a claim with the usual arguments, and a shard whose scripts read a clock the test moves.
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, expect } from "vitest";
@@ -65,6 +65,8 @@ export async function expectConsistentShard(redis: Redis, keys: ShardKeys): Prom
 /** What a script test works on: set afresh before each test by `useScriptShard`. */
 export interface ScriptShard {
   redis: Redis;
+  /** The test's namespace (its keys' prefix). */
+  ns: string;
   keys: ShardKeys;
   s: Scripts;
   /** The scripts' clock (epoch ms): starts at T0, and the test moves it. */
@@ -73,11 +75,15 @@ export interface ScriptShard {
 
 /**
  * Registers a script test's hooks: one shard (`shard`) of a fresh namespace per test, owned by
- * TOKEN, its scripts checking slots and reading `now`; the namespace is dropped after the test.
+ * TOKEN, its scripts checking slots and reading `now` (and, given `calls`, recording each call
+ * there); the namespace is dropped after the test.
  */
-export function useScriptShard(shard: number, ownerLeaseMs = 600_000): ScriptShard {
-  const t = { now: T0 } as ScriptShard;
-  let ns = "";
+export function useScriptShard(
+  shard: number,
+  opts: { ownerLeaseMs?: number; calls?: ScriptCalls } = {},
+): ScriptShard {
+  const { ownerLeaseMs = 600_000, calls } = opts;
+  const t = { now: T0, ns: "" } as ScriptShard;
   beforeAll(() => {
     t.redis = testRedis();
   });
@@ -85,14 +91,18 @@ export function useScriptShard(shard: number, ownerLeaseMs = 600_000): ScriptSha
     await t.redis.quit();
   });
   beforeEach(async () => {
-    ns = testNamespace();
-    t.keys = shardKeys(ns, shard);
+    t.ns = testNamespace();
+    t.keys = shardKeys(t.ns, shard);
     t.now = T0;
-    t.s = new Scripts(t.redis, { assertSlots: true, nowMs: () => t.now });
+    t.s = new Scripts(t.redis, {
+      assertSlots: true,
+      nowMs: () => t.now,
+      ...(calls ? { onCall: (name: ScriptName, k: readonly string[]) => calls.push({ name, keys: k }) } : {}),
+    });
     expect(await acquireOwner(t.s, t.keys, TOKEN, ownerLeaseMs)).toBe(ACQUIRED);
   });
   afterEach(async () => {
-    await dropNamespace(t.redis, ns);
+    await dropNamespace(t.redis, t.ns);
   });
   return t;
 }
