@@ -12,7 +12,8 @@ import { item, serveFakeQueue } from "./fake-queue.fixture.js";
 import { HandOffStates } from "./hand-off-states.js";
 import type { RunState } from "./state.js";
 import type { ItemContext, ItemHandler } from "./work-loop.js";
-import { LEASE_LOST, OPS_PER_MESSAGE, SHUTDOWN } from "./work-loop.js";
+import { LEASE_LOST, SHUTDOWN } from "./work-loop.js";
+import { OPS_PER_MESSAGE } from "./work-ops.js";
 import { WorkPool } from "./work-pool.js";
 
 const log = createLogger("executor-test", "silent");

@@ -30,13 +30,8 @@ import type {
 import { OpStatus } from "@stepline/proto/stepline/queue/v1/queue_service";
 import { type BackoffPolicy, backoffDelayMs } from "./backoff.js";
 import { releasesTotal } from "./metrics.js";
-
-/**
- * Most ops of one kind in one message. The queue refuses a call of more than 10,000 items (and
- * ends the stream for it), and one message must stay under gRPC's 16 MiB; a busier flush sends
- * several messages.
- */
-export const OPS_PER_MESSAGE = 1_000;
+import type { Op, PendingOp } from "./work-ops.js";
+import { OPS_PER_MESSAGE, opItemId, toRequest, wantsHandOff } from "./work-ops.js";
 
 /** Abort reason: the lease is gone; drop the work without acting on the queue. */
 export const LEASE_LOST = "lease-lost";
@@ -74,20 +69,6 @@ export interface WorkLoopOptions {
   /** The delay of a release (ItemContext.release), by the releases in a row before it. */
   releaseBackoff: BackoffPolicy;
   random?: () => number;
-}
-
-type Op =
-  | { kind: "start"; item: NewItem }
-  | { kind: "complete"; lease: Lease; next: NewItem[] }
-  | { kind: "retry"; lease: Lease; runAtMs: number; attempt: number }
-  | { kind: "extend"; lease: Lease };
-
-interface PendingOp {
-  op: Op;
-  deadlineMs: number;
-  resolve(result: OpResult | null): void;
-  /** A completion sent asking for a hand-off on the current stream: one credit counted for it. */
-  handOffCounted?: boolean;
 }
 
 interface Held {
@@ -462,42 +443,4 @@ export class WorkLoop {
       else this.sent.set(id, left);
     }
   }
-}
-
-/** The item an op is about (its results are matched by it). */
-function opItemId(op: Op): string {
-  return op.kind === "start" ? op.item.id : op.lease.itemId;
-}
-
-/** A completion whose next items include one due now (run_at and delay 0): the run goes on at once. */
-function wantsHandOff(op: Op): boolean {
-  return op.kind === "complete" && op.next.some((n) => n.runAtMs <= 0 && n.delayMs <= 0);
-}
-
-function toRequest(
-  kind: Op["kind"],
-  batchId: number,
-  list: PendingOp[],
-  handOffs: Set<PendingOp>,
-): WorkRequest {
-  if (kind === "start") {
-    const items = list.map((p) => (p.op as Extract<Op, { kind: "start" }>).item);
-    return { request: { $case: "start", value: { batchId, items } } };
-  }
-  if (kind === "complete") {
-    const items = list.map((p) => {
-      const op = p.op as Extract<Op, { kind: "complete" }>;
-      return { lease: op.lease, next: op.next, handOff: handOffs.has(p) };
-    });
-    return { request: { $case: "complete", value: { batchId, items } } };
-  }
-  if (kind === "retry") {
-    const items = list.map((p) => {
-      const op = p.op as Extract<Op, { kind: "retry" }>;
-      return { lease: op.lease, runAtMs: op.runAtMs, attempt: op.attempt };
-    });
-    return { request: { $case: "retry", value: { batchId, items } } };
-  }
-  const leases = list.map((p) => (p.op as Extract<Op, { kind: "extend" }>).lease);
-  return { request: { $case: "extend", value: { batchId, leases } } };
 }
