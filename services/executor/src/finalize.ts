@@ -116,7 +116,8 @@ async function reportToParent(
     const output = "data" in value ? JSON.stringify(value.data) : "null";
     const step = resumedStep(parent, c.opId, c.opId, deps.clock.now(), output);
     const traceParent = resolvedSpan(parent.traceParent, c.opId, c.opId, step.atMs);
-    await deps.history.record([{ $case: "step", value: step, traceParent }]);
+    // Not awaited: the parent goes on without waiting for its record's linger (history.ts).
+    void deps.history.record([{ $case: "step", value: step, traceParent }]);
     if (adv.resolution === "discover")
       await deps.enqueue([callItem(parent, `d:${c.opId}`, { stepId: "step" })]);
   } catch (err) {
