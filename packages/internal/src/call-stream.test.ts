@@ -5,8 +5,8 @@
 import { EventEmitter } from "node:events";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
-import { describe, expect, it } from "vitest";
-import { CallStream } from "./call-stream.js";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { CallStream, UNARY_FOR_MS } from "./call-stream.js";
 import { NotFoundError, UnavailableError } from "./errors.js";
 import { createLogger } from "./log.js";
 
@@ -49,7 +49,11 @@ class FakeStream extends EventEmitter {
   }
 }
 
-function harness(deadlineMs = 5_000, maxMessageBytes?: number) {
+function harness(
+  deadlineMs = 5_000,
+  maxMessageBytes?: number,
+  unary?: (c: Omit<TestCall, "id">) => Promise<{ saved: number }>,
+) {
   const opened: FakeStream[] = [];
   const stream = new CallStream<TestCall, TestAnswer, Req, Res>({
     open: () => {
@@ -65,6 +69,7 @@ function harness(deadlineMs = 5_000, maxMessageBytes?: number) {
     what: "the checkpoint",
     peer: "the executor",
     log,
+    ...(unary ? { unary } : {}),
   });
   const client = { checkpoint: (c: Omit<TestCall, "id">) => stream.call(c), close: () => stream.close() };
   return { client, opened };
@@ -136,6 +141,59 @@ describe("CallStream", () => {
     expect(second.written.flatMap((w) => w.calls.map((c) => c.runId))).toEqual(["b"]);
     second.answer([{ id: second.ids()[0] as number }]);
     await expect(queued).resolves.toMatchObject({ code: 0 });
+  });
+
+  describe("a peer that does not serve the stream (UNIMPLEMENTED)", () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+    const unimplemented = () =>
+      Object.assign(new Error("12 UNIMPLEMENTED: The server does not implement the method"), {
+        code: status.UNIMPLEMENTED,
+      });
+
+    it("makes the calls sent on it unary, and the next ones too until it tries the stream again", async () => {
+      vi.useFakeTimers({ toFake: ["Date"] });
+      const unaryCalls: string[] = [];
+      const { client, opened } = harness(5_000, undefined, async (c) => {
+        unaryCalls.push(c.runId);
+        return { saved: c.runId.length };
+      });
+      const sent = [client.checkpoint(call("a")), client.checkpoint(call("bb"))];
+      await tick();
+      (opened[0] as FakeStream).emit("error", unimplemented());
+      await expect(Promise.all(sent)).resolves.toMatchObject([{ saved: 1 }, { saved: 2 }]);
+      await expect(client.checkpoint(call("ccc"))).resolves.toMatchObject({ code: 0, saved: 3 });
+      expect(unaryCalls).toEqual(["a", "bb", "ccc"]);
+      expect(opened).toHaveLength(1);
+      // Once the while is over, the stream is tried again (the peer may have been upgraded).
+      vi.setSystemTime(Date.now() + UNARY_FOR_MS + 1);
+      const later = client.checkpoint(call("d"));
+      await tick();
+      expect(opened).toHaveLength(2);
+      const second = opened[1] as FakeStream;
+      second.answer([{ id: second.ids()[0] as number, saved: 7 }]);
+      await expect(later).resolves.toMatchObject({ saved: 7 });
+      expect(unaryCalls).toEqual(["a", "bb", "ccc"]);
+    });
+
+    it("fails the calls as unavailable when there is no unary call to fall back on", async () => {
+      const { client, opened } = harness();
+      const sent = client.checkpoint(call("a"));
+      await tick();
+      (opened[0] as FakeStream).emit("error", unimplemented());
+      await expect(sent).rejects.toBeInstanceOf(UnavailableError);
+    });
+
+    it("passes a unary call's error on", async () => {
+      const { client, opened } = harness(5_000, undefined, async () => {
+        throw new NotFoundError("run a not found");
+      });
+      const sent = client.checkpoint(call("a"));
+      await tick();
+      (opened[0] as FakeStream).emit("error", unimplemented());
+      await expect(sent).rejects.toThrow(NotFoundError);
+    });
   });
 
   it("fails a call not answered within the deadline, and ignores a late answer", async () => {

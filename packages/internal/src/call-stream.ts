@@ -10,10 +10,15 @@
 // stream, or unanswered within the deadline, fails with UnavailableError: it may or may not have
 // taken effect, so only idempotent calls belong on a call stream (the caller retries them).
 //
+// A peer of an older version may not serve the stream at all (UNIMPLEMENTED): given `unary`, the
+// client then makes its calls one by one on the unary RPC instead, and tries the stream again
+// after a while (the peer may have been upgraded meanwhile).
+//
 // Server: each message's calls run concurrently and are answered together once all are done; the
 // stream ends when the client ends it, after the answers of the messages in flight.
 
 import type { ClientDuplexStream, ServerDuplexStream } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import { fromGrpcError, toGrpcError, UnavailableError } from "./errors.js";
 import type { Logger } from "./log.js";
 
@@ -47,9 +52,19 @@ export interface CallStreamOptions<C extends StreamCall, A extends StreamAnswer,
   what: string;
   peer: string;
   log: Logger;
+  /**
+   * The same call as a unary RPC, for a peer that does not serve the stream: its answer's payload,
+   * or an error of the closed set. Without it, such a peer's calls fail as unavailable.
+   */
+  unary?: (call: Omit<C, "id">) => Promise<Omit<A, keyof StreamAnswer>>;
 }
 
-interface Waiting<A> {
+/** How long calls go unary after a peer answered that it does not serve the stream. */
+export const UNARY_FOR_MS = 60_000;
+
+interface Waiting<C, A> {
+  /** The call, kept to be made unary should the peer not serve the stream. */
+  call: Omit<C, "id">;
   resolve(answer: A): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
@@ -60,16 +75,21 @@ interface Waiting<A> {
 /** The client side: `call` resolves with the call's answer, or rejects with the closed error set. */
 export class CallStream<C extends StreamCall, A extends StreamAnswer, Req, Res> {
   private stream: ClientDuplexStream<Req, Res> | undefined;
-  private readonly waiting = new Map<number, Waiting<A>>();
+  private readonly waiting = new Map<number, Waiting<C, A>>();
   private batch: C[] = [];
   private flushScheduled = false;
   private lastId = 0;
   private closed = false;
+  /** Until when calls go unary (clock ms): the peer did not serve the stream. */
+  private unaryUntil = 0;
+  /** Unary calls in flight (close waits for them too). */
+  private unaryInFlight = 0;
 
   constructor(private readonly opts: CallStreamOptions<C, A, Req, Res>) {}
 
   call(c: Omit<C, "id">): Promise<A> {
     if (this.closed) return Promise.reject(new UnavailableError("shutting down; retry"));
+    if (this.opts.unary && Date.now() < this.unaryUntil) return this.makeUnary(this.opts.unary, c);
     // Ids wrap long before a call could still be waiting under an old one (deadlines are seconds).
     this.lastId = this.lastId >= 0xffffffff ? 1 : this.lastId + 1;
     const id = this.lastId;
@@ -82,7 +102,7 @@ export class CallStream<C extends StreamCall, A extends StreamAnswer, Req, Res> 
           ),
         );
       }, this.opts.deadlineMs);
-      this.waiting.set(id, { resolve, reject, timer });
+      this.waiting.set(id, { call: c, resolve, reject, timer });
       this.batch.push({ ...c, id } as C);
       if (!this.flushScheduled) {
         this.flushScheduled = true;
@@ -95,7 +115,8 @@ export class CallStream<C extends StreamCall, A extends StreamAnswer, Req, Res> 
   async close(): Promise<void> {
     this.closed = true;
     const deadline = Date.now() + this.opts.deadlineMs;
-    while (this.waiting.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while ((this.waiting.size > 0 || this.unaryInFlight > 0) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
     this.stream?.end();
     this.stream = undefined;
   }
@@ -134,6 +155,18 @@ export class CallStream<C extends StreamCall, A extends StreamAnswer, Req, Res> 
     stream.write(this.opts.pack(part));
   }
 
+  private async makeUnary(
+    unary: NonNullable<CallStreamOptions<C, A, Req, Res>["unary"]>,
+    c: Omit<C, "id">,
+  ): Promise<A> {
+    this.unaryInFlight++;
+    try {
+      return { ...(await unary(c)), id: 0, code: 0, message: "" } as A;
+    } finally {
+      this.unaryInFlight--;
+    }
+  }
+
   private fail(id: number, err: Error): void {
     const w = this.waiting.get(id);
     if (!w) return;
@@ -159,6 +192,22 @@ export class CallStream<C extends StreamCall, A extends StreamAnswer, Req, Res> 
     const broken = (err?: Error) => {
       if (this.stream !== stream) return;
       this.stream = undefined;
+      const unary = this.opts.unary;
+      if (unary && (err as { code?: number } | undefined)?.code === status.UNIMPLEMENTED) {
+        // An older peer: none of the calls reached it, so each is made again, unary.
+        this.unaryUntil = Date.now() + UNARY_FOR_MS;
+        this.opts.log.warn(
+          { peer: this.opts.peer, forMs: UNARY_FOR_MS },
+          `${this.opts.peer} does not serve this call stream (an older version?): making calls one by one`,
+        );
+        for (const [id, w] of this.waiting) {
+          if (w.sentOn !== stream) continue;
+          this.waiting.delete(id);
+          clearTimeout(w.timer);
+          this.makeUnary(unary, w.call).then(w.resolve, w.reject);
+        }
+        return;
+      }
       if (err) this.opts.log.warn({ err: err.message, peer: this.opts.peer }, "call stream broke");
       const lost = fromGrpcError(err ?? { code: 14, details: "the stream ended" });
       const failure =

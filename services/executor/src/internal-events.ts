@@ -6,6 +6,7 @@
 // nothing twice.
 
 import { CallStream } from "@stepline/internal/call-stream";
+import { callUnary } from "@stepline/internal/grpc";
 import type { Logger } from "@stepline/internal/log";
 import { type TraceParent, unsampledParent } from "@stepline/internal/telemetry";
 import type {
@@ -38,7 +39,7 @@ export type SendEventsJson = (
 /**
  * SendEventsJson over EventService.SendEventsStream (event-batches.ts merges sends): a turn's
  * sends in one message, each answered by id, with a deadline per call. Safe to resend: an event's
- * id is its idempotency key.
+ * id is its idempotency key. An event-api too old to serve the stream gets unary SendEvents calls.
  */
 export function streamSendEvents(
   client: EventServiceClient,
@@ -59,6 +60,11 @@ export function streamSendEvents(
     what: "Stepline's own events",
     peer: "event-api",
     log,
+    unary: async ({ accountId, environmentId, eventsJson, traceParent }) => {
+      const req = { accountId, environmentId, eventsJson, traceParent };
+      const { ids } = await callUnary(client.sendEvents.bind(client), req, deadlineMs);
+      return { ids };
+    },
   });
   const send = async (
     accountId: string,
