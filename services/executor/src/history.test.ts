@@ -132,27 +132,23 @@ describe("history producer", () => {
     await producer.stop();
   }, 60_000);
 
-  /** The test Kafka, with each send's record count kept in `sends`; `delayMs` slows every send. */
-  function countingKafka(sends: number[], delayMs = 0): Kafka {
-    return {
+  it("sends records that arrive within the linger in one request, and a strict record at once, taking them along", async () => {
+    // The same Kafka, with the producer's sends counted.
+    const sends: number[] = [];
+    const counting = {
       producer: (config: Parameters<Kafka["producer"]>[0]) => {
         const real = kafka.producer(config);
         const realSend = real.send.bind(real);
-        const send: typeof real.send = async (record) => {
+        const send: typeof real.send = (record) => {
           sends.push(record.messages.length);
-          if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
           return realSend(record);
         };
         return Object.assign(real, { send });
       },
     } as unknown as Kafka;
-  }
-
-  it("sends records that arrive within the linger in one request, and a strict record after its shorter linger, taking them along", async () => {
-    const sends: number[] = [];
     const producer = new HistoryProducer(
-      countingKafka(sends),
-      { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000, lingerMs: 60_000, strictLingerMs: 200 },
+      counting,
+      { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000, lingerMs: 300 },
       log,
     );
     await producer.start();
@@ -161,42 +157,20 @@ describe("history producer", () => {
       producer.record([step("lg1", "b", "2")]),
       producer.record([step("lg2", "a", "3")]),
     ]);
-    // Within the lingers nothing goes; the run record's ends first, and takes the others along.
-    const produced = producer.produce([run("lg1", 2)]);
+    // Within the linger nothing goes; the run record does not wait for it, and takes them along.
     expect(sends).toEqual([]);
-    await produced;
+    await producer.produce([run("lg1", 2)]);
     await recorded;
     expect(sends).toEqual([4]);
     await waitFor("the four records", () => received.filter((r) => r.key.startsWith("lg")).length >= 4, {
       timeoutMs: 30_000,
     });
-    // Stop sends what still waits, however long its linger.
+    // A record alone goes once its linger ends; stop sends one that is still waiting.
+    await producer.record([step("lg3", "a", "4")]);
+    expect(sends).toEqual([4, 1]);
     void producer.record([step("lg4", "a", "5")]);
     await producer.stop();
-    expect(sends).toEqual([4, 1]);
-  }, 60_000);
-
-  it("sends a record alone once its linger ends, and makes records that come during a send wait for their own", async () => {
-    const sends: number[] = [];
-    const producer = new HistoryProducer(
-      countingKafka(sends, 100),
-      { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000, lingerMs: 400 },
-      log,
-    );
-    await producer.start();
-    const first = producer.record([step("lf1", "a", "1")]);
-    await waitFor("the first send to start", () => sends.length === 1, { timeoutMs: 10_000 });
-    // During that send (100 ms more): two more, whose lingers end well after it.
-    const later = Promise.all([
-      producer.record([step("lf2", "a", "2")]),
-      producer.record([step("lf3", "a", "3")]),
-    ]);
-    await first;
-    // Had the end of a send taken whatever waited along, these two would be on their way now.
-    expect(sends).toEqual([1]);
-    await later;
-    expect(sends).toEqual([1, 2]);
-    await producer.stop();
+    expect(sends).toEqual([4, 1, 1]);
   }, 60_000);
 
   it("does not hold callers up while Kafka is unreachable, and sends the records once it is back", async () => {

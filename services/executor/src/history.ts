@@ -31,14 +31,9 @@ export interface HistoryOptions {
   maxBacklogBytes: number;
   /**
    * How long `record` waits for more records before it sends (0 = at once): step records from
-   * many runs then share one Kafka request.
+   * many runs then share one Kafka request. `produce` never waits, and takes them along.
    */
   lingerMs?: number;
-  /**
-   * How long `produce` waits for more records before it sends (0 = at once, the default). It takes
-   * every waiting record along, lingering or not.
-   */
-  strictLingerMs?: number;
 }
 
 /**
@@ -56,8 +51,6 @@ export const HISTORY_SEND_MAX_BYTES = 4 * 1024 * 1024;
 interface Pending {
   messages: Message[];
   bytes: number;
-  /** When this may be sent at the latest (clock ms): its linger ends. */
-  dueMs: number;
   resolve(): void;
   reject(err: unknown): void;
 }
@@ -67,15 +60,8 @@ export class HistoryProducer {
   private readonly producer: Producer;
   private queue: Pending[] = [];
   private queueBytes = 0;
-  /** The send loop in flight, if any. */
-  private flushing: Promise<void> | null = null;
-  /** Set by stop(): lingers are over, whatever waits goes at once. */
-  private draining = false;
+  private sending = false;
   private lingerTimer: NodeJS.Timeout | undefined;
-  /** When the linger timer fires (clock ms); meaningful while `lingerTimer` is set. */
-  private lingerDueMs = 0;
-  /** How many of `queue`'s callers the linger timer was set for (the first ones). */
-  private looked = 0;
   private connected = false;
   private backlog: Message[] = [];
   private backlogBytes = 0;
@@ -116,7 +102,7 @@ export class HistoryProducer {
     const messages = toMessages(entries, this.log);
     if (messages.length === 0) return;
     try {
-      await this.send(messages, this.opts.strictLingerMs ?? 0);
+      await this.send(messages);
     } catch (err) {
       if (!isPermanent(err)) throw err;
       await this.isolate(messages);
@@ -165,10 +151,13 @@ export class HistoryProducer {
     }
   }
 
-  /** Sends what waits (lingering or not), tries once more to send the backlog, then disconnects. */
+  /** Tries once more to send what is left, then disconnects. */
   async stop(): Promise<void> {
-    this.draining = true;
-    while (this.flushing || this.queue.length > 0) await (this.flushing ?? this.flush());
+    if (this.lingerTimer) {
+      clearTimeout(this.lingerTimer);
+      this.lingerTimer = undefined;
+      await this.flush();
+    }
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     if (this.backlog.length > 0) await this.retryBacklog();
@@ -184,51 +173,23 @@ export class HistoryProducer {
       return Promise.reject(new UnavailableError("history records are waiting for Kafka; try again later"));
     }
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ messages, bytes, dueMs: Date.now() + lingerMs, resolve, reject });
+      this.queue.push({ messages, bytes, resolve, reject });
       this.queueBytes += bytes;
-      if (!this.flushing) this.flushWhenDue();
-    });
-  }
-
-  /**
-   * Sends at once when a waiting caller's linger has ended or a full send is waiting, else sets
-   * the timer for the earliest linger's end. So under load a send goes at most once per linger,
-   * and carries every record that came in the meantime.
-   */
-  private flushWhenDue(): void {
-    if (this.queue.length === 0) return;
-    // Only a caller come since the last look can end the wait sooner than the timer set then.
-    let dueMs = this.lingerTimer ? this.lingerDueMs : Number.POSITIVE_INFINITY;
-    for (let i = this.queue.length - 1; i >= 0 && i >= this.looked; i--) {
-      dueMs = Math.min(dueMs, (this.queue[i] as Pending).dueMs);
-    }
-    this.looked = this.queue.length;
-    const now = Date.now();
-    if (dueMs <= now || this.draining || this.queueBytes >= HISTORY_SEND_MAX_BYTES) {
+      if (this.sending) return; // the send in flight takes these next
+      if (lingerMs > 0) {
+        this.lingerTimer ??= setTimeout(() => void this.flush(), lingerMs);
+        return;
+      }
       void this.flush();
-      return;
-    }
-    if (this.lingerTimer && this.lingerDueMs <= dueMs) return;
-    clearTimeout(this.lingerTimer);
-    this.lingerDueMs = dueMs;
-    this.lingerTimer = setTimeout(() => void this.flush(), dueMs - now);
+    });
   }
 
   /** Sends what is queued, in sends of at most HISTORY_SEND_MAX_BYTES (whole callers each). */
-  private flush(): Promise<void> {
+  private async flush(): Promise<void> {
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
-    this.looked = 0;
-    this.flushing ??= this.sendQueued().finally(() => {
-      this.flushing = null;
-      this.flushWhenDue();
-    });
-    return this.flushing;
-  }
-
-  private async sendQueued(): Promise<void> {
-    let more = true;
-    while (more && this.queue.length > 0) {
+    this.sending = true;
+    while (this.queue.length > 0) {
       let bytes = 0;
       let n = 0;
       for (const p of this.queue) {
@@ -238,8 +199,6 @@ export class HistoryProducer {
       }
       const batch = this.queue.splice(0, n);
       this.queueBytes -= bytes;
-      // Past this send, the loop goes on at once only for a full send's worth (or at stop).
-      more = this.draining || this.queueBytes >= HISTORY_SEND_MAX_BYTES;
       try {
         await this.producer.send({
           topic: this.opts.topic,
@@ -251,6 +210,7 @@ export class HistoryProducer {
         for (const p of batch) p.reject(err);
       }
     }
+    this.sending = false;
   }
 
   private defer(messages: Message[]): void {

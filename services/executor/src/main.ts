@@ -34,8 +34,6 @@ import { WorkPool } from "./work-pool.js";
 
 /** Step records wait this long for others to share their Kafka request (history.ts). */
 const HISTORY_LINGER_MS = 20;
-/** A run's final record waits this long to share its Kafka request (it is awaited at a run's end). */
-const HISTORY_STRICT_LINGER_MS = 10;
 
 /** How long a run id skipped by `singleton` is remembered: the runner's 24 h idempotency window. */
 const SKIPPED_RUN_TTL_MS = 24 * 60 * 60 * 1000;
@@ -83,7 +81,6 @@ runService(
           timeoutMs: config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS,
           maxBacklogBytes: 64 * 1024 * 1024,
           lingerMs: HISTORY_LINGER_MS,
-          strictLingerMs: HISTORY_STRICT_LINGER_MS,
         },
         log.child({ component: "history" }),
       );
