@@ -60,11 +60,8 @@ export function streamSendEvents(
     what: "Stepline's own events",
     peer: "event-api",
     log,
-    unary: async ({ accountId, environmentId, eventsJson, traceParent }) => {
-      const req = { accountId, environmentId, eventsJson, traceParent };
-      const { ids } = await callUnary(client.sendEvents.bind(client), req, deadlineMs);
-      return { ids };
-    },
+    // A call without its id has exactly the fields of a SendEventsRequest.
+    unary: async (call) => ({ ids: (await callUnary(client.sendEvents.bind(client), call, deadlineMs)).ids }),
   });
   const send = async (
     accountId: string,
