@@ -4,7 +4,8 @@
 
 import type { Server } from "node:http";
 import { createServer } from "node:http";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { performance } from "node:perf_hooks";
+import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { ConfigError, checkInternalToken } from "./config.js";
 import { useInternalToken } from "./grpc.js";
 import type { Logger } from "./log.js";
@@ -119,7 +120,23 @@ function serviceConfig<C extends CommonConfig>(name: string, load: () => C): C {
 
 /** One metrics registry per process; services register their own metrics on it. */
 export const metrics = new Registry();
-collectDefaultMetrics({ register: metrics });
+// The event-loop lag histogram samples on a timer of this period. prom-client's default (10 ms)
+// woke every idle process 100 times a second, and a wake-up from idle is what costs most CPU on a
+// small VM (loadtest/README.md); saturation is better read from the utilization below anyway.
+const LAG_SAMPLE_MS = 1_000;
+collectDefaultMetrics({ register: metrics, eventLoopMonitoringPrecision: LAG_SAMPLE_MS });
+
+let lastUtilization = performance.eventLoopUtilization();
+new Gauge({
+  name: "nodejs_eventloop_utilization_ratio",
+  help: "Share of time the event loop was busy since the previous scrape (0-1); no timer behind it",
+  registers: [metrics],
+  collect() {
+    const now = performance.eventLoopUtilization();
+    this.set(performance.eventLoopUtilization(now, lastUtilization).utilization);
+    lastUtilization = now;
+  },
+});
 
 interface AdminServer {
   port: number;
