@@ -19,6 +19,7 @@ import autocannon from "autocannon";
 import { startMinimalApp } from "./apps/minimal-app.mjs";
 import { startSdkApp } from "./apps/sdk-app.mjs";
 import { sdkCeiling, startNullEngine } from "./sdk-ceiling.mjs";
+import { describeWakeUps, probeWakeUps } from "./wake-up-probe.mjs";
 
 const { values: args } = parseCommandLine({
   options: {
@@ -383,6 +384,9 @@ async function main() {
   };
   // Warm-up: JIT (Kafka's JVM takes tens of seconds to reach its steady cost), connections, scripts.
   await runLoad("warm-up", (k) => send("bench-min/run", { k }), 16, procs, {}, WARM_UP_MS, MIN_STEPS);
+  // What a message between processes costs this machine (the engine is idle meanwhile).
+  const wakeUps = await probeWakeUps();
+  process.stdout.write(`${JSON.stringify({ probe: "wake-ups", ...wakeUps })}\n`);
   // The engine's idle CPU rate once warm, subtracted from each scenario's window.
   const idleRate = await idleRates(procs);
   if (wanted("ingest")) print(await ingest(Number(args.connections), procs, idleRate));
@@ -449,6 +453,7 @@ async function main() {
       `| ${r.scenario} | ${r.concurrency} | ${rate} | ${spread(r.p50Ms, r.p50MsRange)} | ${r.p99Ms} | ${cpu} | ${biggest(r.perProcessMs ?? r.perProcessUs)} |\n`,
     );
   }
+  process.stdout.write(describeWakeUps(wakeUps));
   for (const r of rows.filter((row) => row.scenario === "ingest")) {
     process.stdout.write(
       `ingest: the load generator (autocannon, in this process) used ${r.loadGeneratorCpuPerEventUs} µs of CPU per event, on the same cores\n`,
