@@ -1,8 +1,9 @@
 // What a message between two processes costs this machine, in CPU: the figure that explains most
 // of the engine's CPU per step (loadtest/README.md, "Why CPU per step falls as clients rise").
-// Two processes exchange 200-byte messages over loopback TCP, first back to back (both stay
-// awake), then with a pause before each (both have gone idle, so each message wakes its
-// receiver). Run alone with `node loadtest/wake-up-probe.mjs`; `npm run bench` prints it too.
+// Two processes exchange 200-byte messages over loopback TCP: many in flight (neither waits), one
+// at a time (each waits for the other, briefly), and one at a time after a pause (both have gone
+// idle, so each message wakes its receiver). Run alone with `node loadtest/wake-up-probe.mjs`;
+// `npm run bench` prints it too.
 import { fork } from "node:child_process";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
