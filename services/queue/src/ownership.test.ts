@@ -6,7 +6,7 @@ import { globalKeys, shardKeys } from "./keys.js";
 import { Ownership, preferredShards } from "./ownership.js";
 import { Queue } from "./queue.js";
 import { Scripts } from "./scripts.js";
-import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
+import { countSocketWrites, dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 
 const log = createLogger("queue-test", "silent");
 let redis: Redis;
@@ -24,19 +24,24 @@ afterAll(async () => {
   await redis.quit();
 });
 
-function replica(ns: string, token: string, held: Set<number>) {
-  const scripts = new Scripts(redis);
+function replica(
+  ns: string,
+  token: string,
+  held: Set<number>,
+  opts: { client?: Redis; shards?: number; ownerLeaseMs?: number } = {},
+) {
+  const scripts = new Scripts(opts.client ?? redis);
   const queue = new Queue(scripts, {
     namespace: ns,
     leaseMs: 1_000,
     maxDeliveries: 5,
     seenTtlMs: 1_000,
-    shards: 16,
+    shards: opts.shards ?? 16,
   });
   const o = new Ownership(
     scripts,
     queue,
-    { namespace: ns, token, leaseMs: 900 },
+    { namespace: ns, token, leaseMs: opts.ownerLeaseMs ?? 900 },
     { acquired: (s) => held.add(s), lost: (s) => held.delete(s) },
     log,
   );
@@ -75,6 +80,30 @@ describe("Ownership", () => {
     started.splice(started.indexOf(b), 1);
     expect(heldB.size).toBe(0);
     await waitFor("replica a to own every shard again", () => (heldA.size === 16 ? true : undefined));
+  });
+
+  it("renews all 256 shards in a round of three writes to Redis (time, membership, one pipeline of renewals)", async () => {
+    const ns = testNamespace();
+    namespaces.push(ns);
+    const client = testRedis();
+    try {
+      await client.ping();
+      const held = new Set<number>();
+      // A long lease: no timed round runs during the test, only the ones it starts.
+      const o = replica(ns, "replica-a", held, { client, shards: 256, ownerLeaseMs: 600_000 });
+      await o.start();
+      expect(held.size).toBe(256);
+      const writes = countSocketWrites(client);
+      await o.tick();
+      expect(writes.count).toBe(3);
+      expect(held.size).toBe(256);
+      expect(await redis.pttl(shardKeys(ns, 255).owner)).toBeGreaterThan(500_000);
+      await o.stop();
+      started.splice(started.indexOf(o), 1);
+      expect(await redis.get(shardKeys(ns, 255).owner)).toBeNull();
+    } finally {
+      await client.quit();
+    }
   });
 
   it("on stop releases every shard it holds and leaves the membership, even with a round in flight", async () => {

@@ -10,7 +10,7 @@ import { globalKeys } from "./keys.js";
 import { ownedShards } from "./metrics.js";
 import type { Queue } from "./queue.js";
 import type { Scripts } from "./scripts.js";
-import { ACQUIRED, acquireOwner, HELD, releaseOwner } from "./store.js";
+import { ACQUIRED, acquireOwners, HELD, releaseOwners } from "./store.js";
 
 export interface OwnershipOptions {
   namespace: string;
@@ -56,6 +56,8 @@ export class Ownership {
   private ticking: Promise<void> | undefined;
   private stopped = false;
   private readonly membersKey: string;
+  /** The last rendezvous result (256 hashes per member to compute), by its members. */
+  private preferredFor: { members: string; shards: Set<number> } | undefined;
 
   constructor(
     private readonly scripts: Scripts,
@@ -98,7 +100,11 @@ export class Ownership {
     await this.ticking;
     const shards = [...this.owned];
     for (const shard of shards) this.lose(shard);
-    await Promise.all(shards.map((s) => releaseOwner(this.scripts, this.queue.keys(s), this.options.token)));
+    await releaseOwners(
+      this.scripts,
+      shards.map((s) => this.queue.keys(s)),
+      this.options.token,
+    );
     await this.scripts.redis.zrem(this.membersKey, this.options.token);
   }
 
@@ -120,12 +126,12 @@ export class Ownership {
 
   private async runTick(): Promise<void> {
     if (this.stopped) return;
-    const members = await this.heartbeat();
-    const preferred = new Set(preferredShards(this.options.token, members, this.queue.shards));
-    const codes = await Promise.all(
-      [...preferred].map((s) =>
-        acquireOwner(this.scripts, this.queue.keys(s), this.options.token, this.options.leaseMs),
-      ),
+    const preferred = this.preferred(await this.heartbeat());
+    const codes = await acquireOwners(
+      this.scripts,
+      [...preferred].map((s) => this.queue.keys(s)),
+      this.options.token,
+      this.options.leaseMs,
     );
     // Recorded even if stop() began meanwhile: stop() waits for this round, then releases all it holds.
     [...preferred].forEach((shard, i) => {
@@ -134,7 +140,11 @@ export class Ownership {
     });
     const handOff = [...this.owned].filter((s) => !preferred.has(s));
     for (const shard of handOff) this.lose(shard);
-    await Promise.all(handOff.map((s) => releaseOwner(this.scripts, this.queue.keys(s), this.options.token)));
+    await releaseOwners(
+      this.scripts,
+      handOff.map((s) => this.queue.keys(s)),
+      this.options.token,
+    );
     ownedShards.set(this.owned.size);
   }
 
@@ -143,11 +153,27 @@ export class Ownership {
     const redis = this.scripts.redis;
     const [sec, micro] = await redis.time();
     const now = Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
-    await Promise.all([
-      redis.zadd(this.membersKey, now + this.options.leaseMs, this.options.token),
-      redis.zremrangebyscore(this.membersKey, "-inf", now),
-    ]);
-    return redis.zrange(this.membersKey, 0, "-1");
+    // One key, so one pipeline even on Redis Cluster.
+    const replies = await redis
+      .pipeline()
+      .zadd(this.membersKey, now + this.options.leaseMs, this.options.token)
+      .zremrangebyscore(this.membersKey, "-inf", now)
+      .zrange(this.membersKey, 0, "-1")
+      .exec();
+    for (const [err] of replies ?? []) if (err) throw err;
+    const members = replies?.[2]?.[1];
+    if (!Array.isArray(members)) throw new Error("shard ownership: the membership read gave no list");
+    return members as string[];
+  }
+
+  /** This replica's preferred shards among `members`, recomputed only when the members change. */
+  private preferred(members: string[]): Set<number> {
+    const key = [...members].sort().join("\n");
+    if (this.preferredFor?.members !== key) {
+      const shards = new Set(preferredShards(this.options.token, members, this.queue.shards));
+      this.preferredFor = { members: key, shards };
+    }
+    return this.preferredFor.shards;
   }
 
   private gain(shard: number): void {

@@ -7,7 +7,7 @@ import { Scripts } from "./scripts.js";
 import type { ItemInput, LeasedItem } from "./store.js";
 import { acquireOwner } from "./store.js";
 import { shardProblems } from "./testing/invariants.js";
-import { dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
+import { countSocketWrites, dropNamespace, testNamespace, testRedis } from "./testing/redis.js";
 
 const TOKEN = "queue-test";
 let redis: Redis;
@@ -66,6 +66,32 @@ afterEach(async () => {
 });
 
 describe("Queue", () => {
+  it("reads every shard's earliest due time and lease expiry in one write (the sweep)", async () => {
+    const client = testRedis();
+    try {
+      await client.ping();
+      const reader = new Queue(new Scripts(client), {
+        namespace: ns,
+        leaseMs: 30_000,
+        maxDeliveries: 5,
+        seenTtlMs: 60_000,
+        // Shard 0's keys are the same in both queues: the items below land there.
+        shards: 256,
+      });
+      const laterMs = Date.now() + 60_000;
+      await queue.enqueue([item("now"), item("later", { runAtMs: laterMs })]);
+      const [leased] = await leaseAll(1);
+      const writes = countSocketWrites(client);
+      const heads = await reader.heads(Array.from({ length: 256 }, (_, shard) => shard));
+      expect(writes.count).toBe(1);
+      expect(heads).toHaveLength(256);
+      expect(heads[0]).toEqual({ dueMs: laterMs, expiryMs: leased?.leaseExpiresAtMs });
+      expect(heads.slice(1).every((h) => h.dueMs === Infinity && h.expiryMs === Infinity)).toBe(true);
+    } finally {
+      await client.quit();
+    }
+  });
+
   it("splits completions so that no script call adds more than 256 items", async () => {
     await queue.enqueue([item("s1"), item("s2"), item("s3")]);
     const leases = await leaseAll(3);

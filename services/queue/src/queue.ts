@@ -450,7 +450,10 @@ export class Queue {
 
   /** Each shard's earliest due time and earliest lease expiry (epoch ms; Infinity = none). */
   heads(shards: number[]): Promise<Array<{ dueMs: number; expiryMs: number }>> {
-    return Promise.all(shards.map((shard) => shardHeads(this.scripts.redis, this.keys(shard))));
+    return shardHeads(
+      this.scripts.redis,
+      shards.map((shard) => this.keys(shard)),
+    );
   }
 
   /**

@@ -4,11 +4,12 @@ import type { Redis } from "ioredis";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { ShardKeys } from "./keys.js";
 import { partitionId, shardKeys } from "./keys.js";
-import { NotOwnerError, type Scripts } from "./scripts.js";
+import { NotOwnerError, Scripts } from "./scripts.js";
 import {
   ACQUIRED,
   ALREADY,
   acquireOwner,
+  acquireOwners,
   claimItems,
   completeItems,
   ENQUEUED,
@@ -23,6 +24,7 @@ import {
   RENEWED,
   reclaimLeases,
   releaseOwner,
+  releaseOwners,
   removeItems,
   retryItems,
   SKIPPED,
@@ -30,6 +32,7 @@ import {
   WRONG_PARTITION,
 } from "./store.js";
 import { enqueueItems } from "./store-enqueue.js";
+import { countSocketWrites, testRedis } from "./testing/redis.js";
 import type { ScriptCalls } from "./testing/script-fixture.js";
 import {
   claimWith,
@@ -465,5 +468,46 @@ describe("owner-acquire.lua and owner-release.lua", () => {
     expect(await releaseOwner(s, k, "a")).toBe(true);
     expect(await releaseOwner(s, k, "a")).toBe(false);
     expect(await acquireOwner(s, k, "b", 5_000)).toBe(ACQUIRED);
+  });
+
+  it("takes and gives back many leases in one write, each shard answered by its own code", async () => {
+    const client = testRedis();
+    try {
+      const scripts = new Scripts(client, { assertSlots: true });
+      const ks = [4, 5, 6, 7].map((n) => shardKeys(shard.ns, n));
+      await acquireOwner(scripts, ks[1] as ShardKeys, "other", 5_000);
+      await acquireOwner(scripts, ks[2] as ShardKeys, "a", 5_000);
+      // Redis forgets its scripts when it restarts: a pipeline of them loads them again.
+      await client.script("FLUSH");
+      expect(await acquireOwners(scripts, ks, "a", 5_000)).toEqual([ACQUIRED, HELD, RENEWED, ACQUIRED]);
+      const writes = countSocketWrites(client);
+      expect(await acquireOwners(scripts, ks, "a", 5_000)).toEqual([RENEWED, HELD, RENEWED, RENEWED]);
+      expect(writes.count).toBe(1);
+      await releaseOwners(scripts, ks, "a");
+      expect(writes.count).toBe(2);
+      expect(await Promise.all(ks.map((k) => client.get(k.owner)))).toEqual([null, "other", null, null]);
+    } finally {
+      await client.quit();
+    }
+  });
+});
+
+describe("Scripts.runMany", () => {
+  it("answers each call in order and throws the typed refusal of one refused", async () => {
+    const fenced = {
+      name: "reclaim" as const,
+      keys: [keys.items, keys.leased, keys.owner, keys.accounts, keys.forced],
+    };
+    const ok = await s.runMany([
+      { name: "owner-acquire", keys: [keys.owner], args: [TOKEN, 60_000] },
+      { ...fenced, args: [T0, TOKEN, 0] },
+    ]);
+    expect(ok).toEqual([RENEWED, [T0, expect.any(Number), expect.any(Number), []]]);
+    await expect(
+      s.runMany([
+        { name: "owner-acquire", keys: [keys.owner], args: [TOKEN, 60_000] },
+        { ...fenced, args: [T0, "not-the-owner", 0] },
+      ]),
+    ).rejects.toBeInstanceOf(NotOwnerError);
   });
 });

@@ -449,7 +449,24 @@ export async function acquireOwner(
   token: string,
   ttlMs: number,
 ): Promise<number> {
-  const code = asInt(await s.run("owner-acquire", [keys.owner], [token, ttlMs]), "owner-acquire");
+  return ownerCode(await s.run("owner-acquire", [keys.owner], [token, ttlMs]));
+}
+
+/** acquireOwner for many shards in one round trip (an ownership round): a code per shard, in order. */
+export async function acquireOwners(
+  s: Scripts,
+  shards: readonly ShardKeys[],
+  token: string,
+  ttlMs: number,
+): Promise<number[]> {
+  const replies = await s.runMany(
+    shards.map((keys) => ({ name: "owner-acquire" as const, keys: [keys.owner], args: [token, ttlMs] })),
+  );
+  return replies.map(ownerCode);
+}
+
+function ownerCode(reply: unknown): number {
+  const code = asInt(reply, "owner-acquire");
   if (code !== ACQUIRED && code !== RENEWED && code !== HELD) {
     throw new ScriptReplyError(`owner-acquire: unexpected code ${code}`);
   }
@@ -459,6 +476,13 @@ export async function acquireOwner(
 /** Gives a shard's owner lease up (owner-release.lua): true if this token held it. */
 export async function releaseOwner(s: Scripts, keys: ShardKeys, token: string): Promise<boolean> {
   return asInt(await s.run("owner-release", [keys.owner], [token]), "owner-release") === 1;
+}
+
+/** Gives the owner leases of many shards up in one round trip. */
+export async function releaseOwners(s: Scripts, shards: readonly ShardKeys[], token: string): Promise<void> {
+  await s.runMany(
+    shards.map((keys) => ({ name: "owner-release" as const, keys: [keys.owner], args: [token] })),
+  );
 }
 
 /** Reads the partition ids of stored items, by id (null when the item is gone). */

@@ -20,3 +20,19 @@ export function testNamespace(): string {
 
 export type { RedisServer } from "../redis-server.js";
 export { dropNamespace, startRedisServer } from "../redis-server.js";
+
+/**
+ * Counts what `client` hands its socket from now on (connect it first): one count per socket
+ * write, so a pipeline counts once however many commands it carries.
+ */
+export function countSocketWrites(client: Redis): { readonly count: number } {
+  const stream = (client as unknown as { stream?: { write(...args: unknown[]): boolean } }).stream;
+  if (!stream) throw new Error("countSocketWrites: the client is not connected yet");
+  const write = stream.write.bind(stream);
+  const counter = { count: 0 };
+  stream.write = (...args: unknown[]) => {
+    counter.count++;
+    return write(...args);
+  };
+  return counter;
+}
