@@ -9,7 +9,7 @@ import { shardKeys } from "./keys.js";
 import { perShard } from "./per-shard.js";
 import type { FunctionRef, LeaseRef, OpOutcome, QueueOptions, RemoveOutcome } from "./queue-types.js";
 import type { Scripts } from "./scripts.js";
-import { accountHeads, readyPartitions, shardHeads } from "./shard-reads.js";
+import { accountHeads, itemPartitions, readyPartitions, shardHeads } from "./shard-reads.js";
 import type {
   ClaimPartition,
   ClaimResult,
@@ -25,7 +25,6 @@ import {
   ENQUEUED,
   expiredLeases,
   extendLeases,
-  itemPartitions,
   OK,
   RECLAIMED,
   reclaimLeases,
@@ -310,7 +309,7 @@ export class Queue {
       async (shard, batch) => {
         const keys = this.keys(shard);
         const parts = await itemPartitions(
-          this.scripts,
+          this.scripts.redis,
           keys,
           batch.map((b) => b.value.itemId),
         );
@@ -469,7 +468,7 @@ export class Queue {
       unknown.length === 0
         ? []
         : await itemPartitions(
-            this.scripts,
+            this.scripts.redis,
             this.keys(shard),
             unknown.map((i) => leases[i]?.itemId ?? ""),
           );

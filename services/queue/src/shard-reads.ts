@@ -1,6 +1,7 @@
-// The scheduler's plain reads of a shard (no script: nothing is written, and a read that races a
-// write only makes a round look again).
+// Plain reads of a shard, for the scheduler and the queue's routing (no script: nothing is
+// written, and a read that races a write only makes a round look again or finds an item gone).
 import type { Redis } from "ioredis";
+import { parseRecord } from "./item-record.js";
 import type { ShardKeys } from "./keys.js";
 
 /** Score units per millisecond (see lua/includes/common.lua). */
@@ -65,4 +66,19 @@ export async function shardHeads(
   const replies = (await pipeline.exec()) ?? [];
   for (const [err] of replies) if (err) throw err;
   return shards.map((_, i) => heads(replies[2 * i]?.[1] as string[], replies[2 * i + 1]?.[1] as string[]));
+}
+
+/** Reads the partition ids of stored items, by id (null when the item is gone). */
+export async function itemPartitions(
+  redis: Redis,
+  keys: ShardKeys,
+  itemIds: string[],
+): Promise<Array<{ accountId: string; pid: string } | null>> {
+  if (itemIds.length === 0) return [];
+  const raw = await redis.hmget(keys.items, ...itemIds);
+  return raw.map((rec) => {
+    if (rec === null) return null;
+    const { body } = parseRecord(rec);
+    return { accountId: body.acct, pid: body.pid };
+  });
 }

@@ -7,6 +7,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { ShardKeys } from "./keys.js";
 import { partitionId } from "./keys.js";
 import { NotOwnerError, Scripts } from "./scripts.js";
+import { itemPartitions } from "./shard-reads.js";
 import {
   acquireOwner,
   claimItems,
@@ -14,7 +15,6 @@ import {
   EXPIRED,
   expiredLeases,
   extendLeases,
-  itemPartitions,
   OK,
   reclaimLeases,
   releaseOwner,
@@ -270,7 +270,7 @@ describe("invariants not covered above", () => {
       } else if (op === 7 && live.size > held.size) {
         const queued = [...live].filter((id) => !held.has(id));
         const id = queued[rnd(queued.length)] as string;
-        const raw = (await itemPartitions(s, keys, [id]))[0];
+        const raw = (await itemPartitions(s.redis, keys, [id]))[0];
         if (raw) {
           const r = await removeItems(s, keys, 60_000, [{ itemId: id, ...raw }]);
           if (r.codes[0] === 1) live.delete(id);

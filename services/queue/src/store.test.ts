@@ -5,6 +5,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { ShardKeys } from "./keys.js";
 import { partitionId, shardKeys } from "./keys.js";
 import { NotOwnerError, Scripts } from "./scripts.js";
+import { itemPartitions } from "./shard-reads.js";
 import {
   ACQUIRED,
   ALREADY,
@@ -18,7 +19,6 @@ import {
   expiredLeases,
   extendLeases,
   HELD,
-  itemPartitions,
   OK,
   RECLAIMED,
   RENEWED,
@@ -353,7 +353,7 @@ describe("retry.lua", () => {
 
   it("finds an item's partition from its stored record", async () => {
     await enqueueItems(s, keys, [item("i1", { functionId: "fn/x y" })]);
-    expect(await itemPartitions(s, keys, ["i1", "nope"])).toEqual([
+    expect(await itemPartitions(s.redis, keys, ["i1", "nope"])).toEqual([
       { accountId: "acct-1", pid: partitionId("env", "fn/x y") },
       null,
     ]);
@@ -489,25 +489,5 @@ describe("owner-acquire.lua and owner-release.lua", () => {
     } finally {
       await client.quit();
     }
-  });
-});
-
-describe("Scripts.runMany", () => {
-  it("answers each call in order and throws the typed refusal of one refused", async () => {
-    const fenced = {
-      name: "reclaim" as const,
-      keys: [keys.items, keys.leased, keys.owner, keys.accounts, keys.forced],
-    };
-    const ok = await s.runMany([
-      { name: "owner-acquire", keys: [keys.owner], args: [TOKEN, 60_000] },
-      { ...fenced, args: [T0, TOKEN, 0] },
-    ]);
-    expect(ok).toEqual([RENEWED, [T0, expect.any(Number), expect.any(Number), []]]);
-    await expect(
-      s.runMany([
-        { name: "owner-acquire", keys: [keys.owner], args: [TOKEN, 60_000] },
-        { ...fenced, args: [T0, "not-the-owner", 0] },
-      ]),
-    ).rejects.toBeInstanceOf(NotOwnerError);
   });
 });

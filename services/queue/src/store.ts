@@ -484,18 +484,3 @@ export async function releaseOwners(s: Scripts, shards: readonly ShardKeys[], to
     shards.map((keys) => ({ name: "owner-release" as const, keys: [keys.owner], args: [token] })),
   );
 }
-
-/** Reads the partition ids of stored items, by id (null when the item is gone). */
-export async function itemPartitions(
-  s: Scripts,
-  keys: ShardKeys,
-  itemIds: string[],
-): Promise<Array<{ accountId: string; pid: string } | null>> {
-  if (itemIds.length === 0) return [];
-  const raw = await s.redis.hmget(keys.items, ...itemIds);
-  return raw.map((rec) => {
-    if (rec === null) return null;
-    const { body } = parseRecord(rec);
-    return { accountId: body.acct, pid: body.pid };
-  });
-}
