@@ -7,6 +7,7 @@ import { ConflictError } from "@stepline/internal/errors";
 import { scriptErrorOf } from "@stepline/internal/script-errors";
 import type { ClientContext, Redis, Result } from "ioredis";
 import { assertOneSlot } from "./keys.js";
+import { inOneTrip } from "./one-trip.js";
 
 const LUA_DIR = fileURLToPath(new URL("../lua/", import.meta.url));
 
@@ -107,23 +108,15 @@ export class Scripts {
   }
 
   /**
-   * Runs every call and returns their replies in order; rejects with the first refusal. On one
-   * Redis server they go as one pipeline: one write and one read for a round over every shard
-   * (owner renewals), where separate calls cost a socket write and a Redis wake-up each. On Redis
-   * Cluster a pipeline must stay within one slot, so there each call goes on its own.
+   * Runs every call in one trip to Redis (one-trip.ts: a round of owner renewals over every shard
+   * is one socket write) and returns their replies in order; rejects with the first refusal, typed.
    */
   async runMany(calls: readonly ScriptCall[]): Promise<unknown[]> {
-    if (this.redis.isCluster || calls.length < 2) {
-      return Promise.all(calls.map((c) => this.run(c.name, c.keys, c.args)));
-    }
-    const pipeline = this.redis.pipeline();
-    for (const c of calls) this.prepare(c, pipeline)();
-    const replies = (await pipeline.exec()) ?? [];
-    return calls.map((c, i) => {
-      const [err, reply] = replies[i] ?? [new ScriptReplyError(`${c.name}: no reply in its pipeline`)];
-      if (err) throw typedRefusal(c.name, err);
-      return reply;
-    });
+    return inOneTrip(
+      this.redis,
+      calls.map((c) => (target) => this.prepare(c, target)()),
+      (i, err) => typedRefusal(calls[i]?.name ?? "unknown", err),
+    );
   }
 
   /**
@@ -146,7 +139,7 @@ export interface ScriptCall {
   args: readonly ScriptArg[];
 }
 
-function typedRefusal(name: ScriptName, err: unknown): unknown {
+function typedRefusal(name: string, err: unknown): unknown {
   if (scriptErrorOf(err)?.code === "NOT_OWNER")
     return new NotOwnerError(`${name}: not the owner of the shard`);
   return err;

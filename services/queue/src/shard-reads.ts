@@ -3,6 +3,7 @@
 import type { Redis } from "ioredis";
 import { parseRecord } from "./item-record.js";
 import type { ShardKeys } from "./keys.js";
+import { type Command, inOneTrip } from "./one-trip.js";
 
 /** Score units per millisecond (see lua/includes/common.lua). */
 export const SCORE_SCALE = 1024;
@@ -35,37 +36,28 @@ export function readyPartitions(
 }
 
 /**
- * Each shard's earliest due time and earliest lease expiry (epoch ms; Infinity = none). On one
- * Redis server the reads of every shard go as one pipeline (the sweep reads all 256 shards: one
- * write instead of 512); on Redis Cluster a pipeline must stay within one slot, so there each
- * read goes on its own.
+ * Each shard's earliest due time and earliest lease expiry (epoch ms; Infinity = none), read in
+ * one trip (the sweep reads all 256 shards: one write instead of 512 on one Redis server).
  */
 export async function shardHeads(
   redis: Redis,
   shards: readonly ShardKeys[],
 ): Promise<Array<{ dueMs: number; expiryMs: number }>> {
-  const heads = (a: string[], l: string[]) => ({
-    dueMs: a[1] === undefined ? Infinity : Math.floor(Number(a[1]) / SCORE_SCALE),
-    expiryMs: l[1] === undefined ? Infinity : Number(l[1]),
+  const replies = await inOneTrip(
+    redis,
+    shards.flatMap((keys): Command[] => [
+      (t) => t.zrange(keys.accounts, 0, "0", "WITHSCORES"),
+      (t) => t.zrange(keys.leased, 0, "0", "WITHSCORES"),
+    ]),
+  );
+  return shards.map((_, i) => {
+    const a = replies[2 * i] as string[];
+    const l = replies[2 * i + 1] as string[];
+    return {
+      dueMs: a[1] === undefined ? Infinity : Math.floor(Number(a[1]) / SCORE_SCALE),
+      expiryMs: l[1] === undefined ? Infinity : Number(l[1]),
+    };
   });
-  if (redis.isCluster) {
-    return Promise.all(
-      shards.map(async (keys) => {
-        const [a, l] = await Promise.all([
-          redis.zrange(keys.accounts, 0, "0", "WITHSCORES"),
-          redis.zrange(keys.leased, 0, "0", "WITHSCORES"),
-        ]);
-        return heads(a, l);
-      }),
-    );
-  }
-  const pipeline = redis.pipeline();
-  for (const keys of shards) {
-    pipeline.zrange(keys.accounts, 0, "0", "WITHSCORES").zrange(keys.leased, 0, "0", "WITHSCORES");
-  }
-  const replies = (await pipeline.exec()) ?? [];
-  for (const [err] of replies) if (err) throw err;
-  return shards.map((_, i) => heads(replies[2 * i]?.[1] as string[], replies[2 * i + 1]?.[1] as string[]));
 }
 
 /** Reads the partition ids of stored items, by id (null when the item is gone). */
