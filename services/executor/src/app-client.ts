@@ -6,7 +6,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import type { EgressPolicy } from "@stepline/internal/egress";
 import { guardedLookup, literalRefusal } from "@stepline/internal/egress";
 import canonicalize from "canonicalize";
-import { Agent, request } from "undici";
+import { Agent, type Dispatcher } from "undici";
 import type { CallOutcome } from "./steps.js";
 
 /** What a call body is built from. */
@@ -175,9 +175,28 @@ export function sendTokenHeader(token: string): string {
   return `stepline=${Buffer.from(token, "utf8").toString("base64url")}`;
 }
 
+/** Where a function's URL sends its calls: parsed once per URL (see AppClient.targetOf). */
+interface CallTarget {
+  origin: string;
+  /** The path and query, with `stepId=` left for last. */
+  pathBeforeStepId: string;
+  /** Why egress refuses the URL's literal address, if it does. */
+  refused: string | null;
+}
+
+/** The answer as the app sent it, or null when it was larger than the cap. */
+type Exchange = { status: number; headers: Record<string, string>; body: string } | null;
+
+/** Distinguishes the call's own deadline from other failures. */
+class CallTimeoutError extends Error {}
+
+/** Most function URLs whose parse is kept (the set is cleared past it). */
+const MAX_TARGETS = 10_000;
+
 /** Calls apps over keep-alive connections. */
 export class AppClient {
   private readonly agent: Agent;
+  private readonly targets = new Map<string, CallTarget>();
 
   constructor(private readonly opts: AppClientOptions) {
     this.agent = new Agent({
@@ -193,10 +212,8 @@ export class AppClient {
 
   /** Makes one call and reports its outcome; never throws except when `signal` aborted it. */
   async call(c: AppCall): Promise<CallOutcome> {
-    const url = new URL(c.url);
-    url.searchParams.set("stepId", c.stepId);
-    const refused = this.opts.egress ? literalRefusal(this.opts.egress, url) : null;
-    if (refused) return { kind: "failure", message: refused, retriable: false };
+    const target = this.targetOf(c.url);
+    if (target.refused) return { kind: "failure", message: target.refused, retriable: false };
     const headers: Record<string, string> = {
       "content-type": "application/json",
       "x-inngest-req-version": requestVersionHeader(c.reqVersion),
@@ -206,52 +223,20 @@ export class AppClient {
     if (c.sendToken) headers.tracestate = sendTokenHeader(c.sendToken);
     if (c.traceParent) headers.traceparent = c.traceParent;
     if (c.signingKey) headers["x-inngest-signature"] = signBody(c.body, c.signingKey, Date.now() / 1000);
-    // One controller and one timer per call, cleared when the call ends: AbortSignal.timeout keeps
-    // its timer (and signal) alive for the whole timeout after the call, and AbortSignal.any costs
-    // more than the rest of the call's bookkeeping together.
-    const abort = new AbortController();
-    let timedOut = false;
-    const onCallerAbort = () => abort.abort(c.signal.reason);
-    if (c.signal.aborted) onCallerAbort();
-    else c.signal.addEventListener("abort", onCallerAbort, { once: true });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      abort.abort();
-    }, this.opts.timeoutMs);
+    let res: Exchange;
     try {
-      const res = await request(url, {
-        method: "POST",
+      res = await this.exchange(
+        target.origin,
+        `${target.pathBeforeStepId}stepId=${encodeURIComponent(c.stepId)}`,
         headers,
-        body: c.body,
-        dispatcher: this.agent,
-        signal: abort.signal,
-      });
-      const body = await readCapped(res.body, this.opts.maxResponseBytes);
-      if (body === null) {
-        return {
-          kind: "failure",
-          message: `app answered more than ${this.opts.maxResponseBytes} bytes (STEPLINE_EXECUTOR_MAX_RESPONSE_BYTES)`,
-          retriable: false,
-        };
-      }
-      const h = lowerHeaders(res.headers);
-      if (
-        c.signingKey &&
-        res.statusCode !== 401 &&
-        !verifySignature(body, h["x-inngest-signature"], c.signingKey, Date.now() / 1000)
-      ) {
-        return {
-          kind: "failure",
-          message: `app answer (${res.statusCode}) has a missing, invalid or stale x-inngest-signature (its t must be within ${SIGNATURE_MAX_SKEW_S} s of now)`,
-          retriable: true,
-        };
-      }
-      return { kind: "response", response: { status: res.statusCode, headers: h, body } };
+        c.body,
+        c.signal,
+      );
     } catch (err) {
       if (c.signal.aborted) throw err;
       const egress = egressRefusal(err);
       if (egress) return { kind: "failure", message: egress, retriable: false };
-      if (timedOut) {
+      if (err instanceof CallTimeoutError) {
         return {
           kind: "failure",
           message: `app did not answer within ${this.opts.timeoutMs} ms`,
@@ -259,30 +244,138 @@ export class AppClient {
         };
       }
       return { kind: "failure", message: `could not call app: ${describe(err)}`, retriable: true };
-    } finally {
-      clearTimeout(timer);
-      c.signal.removeEventListener("abort", onCallerAbort);
     }
+    if (res === null) {
+      return {
+        kind: "failure",
+        message: `app answered more than ${this.opts.maxResponseBytes} bytes (STEPLINE_EXECUTOR_MAX_RESPONSE_BYTES)`,
+        retriable: false,
+      };
+    }
+    if (
+      c.signingKey &&
+      res.status !== 401 &&
+      !verifySignature(res.body, res.headers["x-inngest-signature"], c.signingKey, Date.now() / 1000)
+    ) {
+      return {
+        kind: "failure",
+        message: `app answer (${res.status}) has a missing, invalid or stale x-inngest-signature (its t must be within ${SIGNATURE_MAX_SKEW_S} s of now)`,
+        retriable: true,
+      };
+    }
+    return { kind: "response", response: res };
   }
 
   /** Closes idle connections and waits for none to be left. */
   async close(): Promise<void> {
     await this.agent.close();
   }
-}
 
-async function readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }, max: number) {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > max) {
-      body.destroy();
-      return null;
-    }
-    chunks.push(chunk);
+  /**
+   * A function URL's origin and path, with its own `stepId` parameter taken out (each call sets
+   * it), and its egress verdict: a run's calls all go to one URL, so it is parsed once.
+   */
+  private targetOf(rawUrl: string): CallTarget {
+    let target = this.targets.get(rawUrl);
+    if (target) return target;
+    const url = new URL(rawUrl);
+    url.searchParams.delete("stepId");
+    const query = url.searchParams.toString();
+    target = {
+      origin: url.origin,
+      pathBeforeStepId: `${url.pathname}?${query ? `${query}&` : ""}`,
+      refused: this.opts.egress ? literalRefusal(this.opts.egress, url) : null,
+    };
+    if (this.targets.size >= MAX_TARGETS) this.targets.clear();
+    this.targets.set(rawUrl, target);
+    return target;
   }
-  return Buffer.concat(chunks).toString("utf8");
+
+  /**
+   * One POST through the agent's dispatcher, with the answer collected as bytes up to the cap.
+   * Lower-level than undici's `request`, which wraps every call in a Readable body, an
+   * AbortSignal listener and an async resource; the executor makes one call per step. Rejects
+   * with the caller's abort reason, a CallTimeoutError past `timeoutMs`, or the transport's error.
+   */
+  private exchange(
+    origin: string,
+    path: string,
+    headers: Record<string, string>,
+    body: string,
+    signal: AbortSignal,
+  ): Promise<Exchange> {
+    const max = this.opts.maxResponseBytes;
+    return new Promise<Exchange>((resolve, reject) => {
+      let controller: Dispatcher.DispatchController | undefined;
+      /** Set when the call was stopped before undici handed over its controller. */
+      let stoppedWith: Error | undefined;
+      let settled = false;
+      let status = 0;
+      let answerHeaders: Record<string, string> = {};
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const settle = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        return true;
+      };
+      const stop = (reason: Error) => {
+        stoppedWith = reason;
+        controller?.abort(reason);
+      };
+      const onAbort = () => {
+        const reason = signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
+        if (settle()) reject(reason);
+        stop(reason);
+      };
+      const timer = setTimeout(() => {
+        const reason = new CallTimeoutError(`no answer within ${this.opts.timeoutMs} ms`);
+        if (settle()) reject(reason);
+        stop(reason);
+      }, this.opts.timeoutMs);
+      if (signal.aborted) {
+        onAbort();
+        return;
+      }
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.agent.dispatch(
+        { origin, path, method: "POST", headers, body },
+        {
+          onRequestStart: (c) => {
+            controller = c;
+            if (stoppedWith) c.abort(stoppedWith);
+          },
+          onResponseStart: (_c, statusCode, h) => {
+            status = statusCode;
+            answerHeaders = lowerHeaders(h);
+          },
+          onResponseData: (_c, chunk) => {
+            if (settled) return;
+            size += chunk.length;
+            if (size > max) {
+              if (settle()) resolve(null);
+              stop(new Error(`answer larger than ${max} bytes`));
+              return;
+            }
+            chunks.push(chunk);
+          },
+          onResponseEnd: () => {
+            if (settle())
+              resolve({
+                status,
+                headers: answerHeaders,
+                body: Buffer.concat(chunks, size).toString("utf8"),
+              });
+          },
+          onResponseError: (_c, err) => {
+            if (settle()) reject(err);
+          },
+        },
+      );
+    });
+  }
 }
 
 function lowerHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
