@@ -135,12 +135,15 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   if (!deps.devTenant && deps.sessions) {
     registerSessions(app, { store: deps.sessions, log, hasSigningKey: (req) => bearerOf(req) !== "" });
   }
-  app.addHook("onResponse", async (req, reply) => {
-    log.debug(
-      { method: req.method, route: req.routeOptions.url, status: reply.statusCode, ms: reply.elapsedTime },
-      "request",
-    );
-  });
+  // Only at debug level: a hook runs on every request, events included, even when it logs nothing.
+  if (log.isLevelEnabled("debug")) {
+    app.addHook("onResponse", async (req, reply) => {
+      log.debug(
+        { method: req.method, route: req.routeOptions.url, status: reply.statusCode, ms: reply.elapsedTime },
+        "request",
+      );
+    });
+  }
 
   // Resolves the tenant of a request; a store failure is a 503, not a 500.
   const resolve = async <T>(lookup: () => Promise<T>): Promise<T> => {

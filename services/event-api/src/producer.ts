@@ -5,10 +5,10 @@
 // collapse to one round trip per HTTP request (idle latency is unchanged: no waiting for a batch).
 
 import { TooLargeError, UnavailableError } from "@stepline/internal/errors";
+import { KeyedPartitioner } from "@stepline/internal/kafka";
 import type { Logger } from "@stepline/internal/log";
 import { backoffMs } from "@stepline/internal/retry";
 import type { Kafka, Message, Producer, RetryOptions } from "kafkajs";
-import { Partitioners } from "kafkajs";
 
 export interface ProducerOptions {
   topic: string;
@@ -71,7 +71,7 @@ export class EventProducer implements EventSink {
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: KeyedPartitioner,
       retry: opts.retry ?? { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 },
     });
     this.producer.on(this.producer.events.DISCONNECT, () => {

@@ -3,12 +3,12 @@
 // why a failed send may simply be tried again later.
 
 import { UnavailableError } from "@stepline/internal/errors";
+import { KeyedPartitioner } from "@stepline/internal/kafka";
 import type { Logger } from "@stepline/internal/log";
 import { backoffMs } from "@stepline/internal/retry";
 import type { RunRecord, SkipRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Kafka, Message, Producer } from "kafkajs";
-import { Partitioners } from "kafkajs";
 import { historyDroppedTotal } from "./metrics.js";
 
 export type HistoryEntry = (
@@ -74,10 +74,10 @@ export class HistoryProducer {
     private readonly opts: HistoryOptions,
     private readonly log: Logger,
   ) {
-    // The default (murmur2) partitioner, named explicitly: same key, same partition as other clients.
+    // The default (murmur2) partitioning, each key hashed once: same key, same partition as other clients.
     this.producer = kafka.producer({
       allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: KeyedPartitioner,
     });
   }
 

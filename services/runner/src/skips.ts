@@ -3,11 +3,11 @@
 // lists (`GET /v1/events/:id/skips`). Produced before the event's offset is committed, so a skip
 // is never lost; a redelivery produces it again, which history collapses.
 
+import { KeyedPartitioner } from "@stepline/internal/kafka";
 import { metrics } from "@stepline/internal/lifecycle";
 import type { SkipRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { HistoryRecord, SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
 import type { Kafka, Producer } from "kafkajs";
-import { Partitioners } from "kafkajs";
 import { Counter } from "prom-client";
 
 /** Records skips durably (rejects when they were not all acknowledged). */
@@ -43,7 +43,7 @@ export class KafkaSkipSink {
   ) {
     this.producer = kafka.producer({
       allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: KeyedPartitioner,
     });
   }
 
