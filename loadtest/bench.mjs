@@ -13,12 +13,12 @@
 //                         [--connections 64] [--profile dev] [--redis-port 6379] [--only ingest,min,sdk]
 //                         [--restate] [--warm-up 20] [--jit-settle 120] [--repeat 1] [--steps 3]
 //                         [--help]
-import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { startMinimalApp } from "./apps/minimal-app.mjs";
 import { startSdkApp } from "./apps/sdk-app.mjs";
+import { cpuSeconds, diff, engineProcesses, idleRates } from "./engine-cpu.mjs";
 import { sdkCeiling, startNullEngine } from "./sdk-ceiling.mjs";
 import { describeWakeUps, probeWakeUps } from "./wake-up-probe.mjs";
 
@@ -73,98 +73,9 @@ const REPEAT = Math.max(1, Math.floor(Number(args.repeat)) || 1);
 const STEPS = 3;
 const MIN_STEPS = Math.max(1, Math.floor(Number(args.steps)) || STEPS);
 const EVENT_KEY = "bench-key"; // dev mode takes any key
-const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
-
-/** The engine's processes, by name (every service, Kafka, Redis and ClickHouse of the profile). */
-function engineProcesses() {
-  const out = new Map();
-  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
-    if (Number(pid) === process.pid) continue;
-    let cmd;
-    try {
-      cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
-    } catch {
-      continue;
-    }
-    const service = /services\/(event-api|runner|queue|executor|history)\/dist\/main\.js/.exec(cmd)?.[1];
-    const profileDir = `.stepline/${args.profile}/`;
-    let name = service;
-    if (!name && cmd.includes("kafka.Kafka") && cmd.includes(profileDir)) name = "kafka";
-    if (!name && /clickhouse/.test(cmd.split(" ")[0] ?? "") && cmd.includes(profileDir)) name = "clickhouse";
-    if (!name && /redis-server/.test(cmd) && cmd.includes(`:${args["redis-port"]}`)) name = "redis";
-    if (!name) continue;
-    const list = out.get(name) ?? [];
-    list.push(Number(pid));
-    out.set(name, list);
-  }
-  return out;
-}
-
-/** utime + stime of a process (or of one thread: /proc/<pid>/task/<tid>/stat), in ticks; 0 once gone. */
-function ticksOf(statPath) {
-  try {
-    // Fields after the command name (which may hold spaces) start at ") ".
-    const stat = readFileSync(statPath, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(f[11]) + Number(f[12]);
-  } catch {
-    return 0;
-  }
-}
-
-/**
- * Ticks of a JVM's JIT compiler threads (named "C1 CompilerThre…", "C2 CompilerThre…"). A freshly
- * started Kafka compiles for minutes on a slow machine, and that one-time cost would otherwise read
- * as Kafka's cost per request.
- */
-function jitTicks(pid) {
-  let ticks = 0;
-  let tids = [];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {}
-  for (const tid of tids) {
-    let comm = "";
-    try {
-      comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8");
-    } catch {}
-    if (/^C[12] CompilerThre/.test(comm)) ticks += ticksOf(`/proc/${pid}/task/${tid}/stat`);
-  }
-  return ticks;
-}
-
-/**
- * CPU seconds used so far by each process group, with Kafka's JIT compiler threads apart as
- * "kafka-jit" (still engine CPU, counted in the totals, but shown on its own).
- */
-function cpuSeconds(procs) {
-  const out = {};
-  for (const [name, pids] of procs) {
-    let ticks = 0;
-    let jit = 0;
-    for (const pid of pids) {
-      ticks += ticksOf(`/proc/${pid}/stat`);
-      if (name === "kafka") jit += jitTicks(pid);
-    }
-    out[name] = (ticks - jit) / CLK_TCK;
-    if (name === "kafka") out["kafka-jit"] = jit / CLK_TCK;
-  }
-  return out;
-}
-
-const diff = (a, b) => Object.fromEntries(Object.keys(b).map((k) => [k, b[k] - (a[k] ?? 0)]));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
 const round = (n, d = 1) => Math.round(n * 10 ** d) / 10 ** d;
-
-/** CPU seconds per second each process group uses while nothing is sent (measured over 2 s). */
-async function idleRates(procs) {
-  // The last runs' ends (history, end events) settle first.
-  await sleep(1_000);
-  const idle0 = cpuSeconds(procs);
-  await sleep(2_000);
-  return Object.fromEntries(Object.entries(diff(idle0, cpuSeconds(procs))).map(([k, v]) => [k, v / 2]));
-}
 
 /**
  * More warm-up rounds (5 s, 16 clients, minimal app) while Kafka's JIT compiler threads used more
@@ -399,7 +310,7 @@ async function main() {
   } catch {
     throw new Error(`no Stepline at ${BASE}: start one with "npm start -- --dev" (or pass --url)`);
   }
-  const procs = engineProcesses();
+  const procs = engineProcesses(args.profile, args["redis-port"]);
   const missing = [
     "event-api",
     "runner",
