@@ -352,7 +352,7 @@ async function main() {
     rows.push(row);
     process.stdout.write(`${JSON.stringify(row)}\n`);
   };
-  // Warm-up: JIT (Kafka's JVM takes tens of seconds to reach its steady cost), connections, scripts.
+  // Warm-up: JIT, connections, scripts; then more rounds until Kafka's JIT compiler is quiet.
   await runLoad("warm-up", (k) => send("bench-min/run", { k }), 16, procs, {}, WARM_UP_MS, MIN_STEPS);
   process.stdout.write(`${JSON.stringify({ warmUp: await warmUntilJitSettles(procs) })}\n`);
   // What a message between processes costs this machine (the engine is idle meanwhile).

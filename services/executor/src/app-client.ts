@@ -307,7 +307,7 @@ export class AppClient {
     const max = this.opts.maxResponseBytes;
     return new Promise<Exchange>((resolve, reject) => {
       let controller: Dispatcher.DispatchController | undefined;
-      /** Set when the call was stopped before undici handed over its controller. */
+      /** Why the call was stopped; applied on arrival if undici hands over its controller later. */
       let stoppedWith: Error | undefined;
       let settled = false;
       let status = 0;
