@@ -7,6 +7,7 @@
 import { NotFoundError, ValidationError } from "@stepline/internal/errors";
 import { startGrpcServer } from "@stepline/internal/grpc";
 import { createKafka } from "@stepline/internal/kafka";
+import { createProducer } from "@stepline/internal/kafka-producer";
 import { createLogger } from "@stepline/internal/log";
 import { createReadyTopics, requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
@@ -52,7 +53,11 @@ beforeAll(async () => {
   await createReadyTopics(admin, [
     { topic, numPartitions: 4, configEntries: [{ name: "max.message.bytes", value: "4194304" }] },
   ]);
-  producer = new EventProducer(kafka, { topic, timeoutMs: 10_000, log });
+  producer = new EventProducer(createProducer({ brokers, clientId: "fuzz" }), {
+    topic,
+    timeoutMs: 10_000,
+    log,
+  });
   producer.start();
   await producer.whenConnected();
   const store = new TenancyStore(redis, { prefix: `fuzz-${tag}:{t}:` });

@@ -1,8 +1,7 @@
 import { createRequire } from "node:module";
-import { Partitioners, type PartitionMetadata } from "kafkajs";
 import { pino } from "pino";
 import { expect, it, vi } from "vitest";
-import { createKafka, KeyedPartitioner } from "./kafka.js";
+import { createKafka } from "./kafka.js";
 import { requiredEnv } from "./testing.js";
 
 it("lets an idle, connected producer sleep instead of re-checking its request queue every millisecond", async () => {
@@ -30,46 +29,4 @@ it("lets an idle, connected producer sleep instead of re-checking its request qu
     RequestQueue.prototype.checkPendingRequests = original;
     await producer.disconnect();
   }
-});
-
-it("puts each key on the default partitioner's partition, also after the partition count changed", () => {
-  const meta = (n: number): PartitionMetadata[] =>
-    Array.from({ length: n }, (_, partitionId) => ({
-      partitionId,
-      leader: 1,
-      replicas: [1],
-      isr: [1],
-      partitionErrorCode: 0,
-    }));
-  const keyed = KeyedPartitioner();
-  const reference = Partitioners.DefaultPartitioner();
-  const keys = Array.from({ length: 300 }, (_, i) => `acct-${i}-${(i * 7919).toString(36)}`);
-  const spread = new Set<number>();
-  for (const [topic, n] of [
-    ["events", 16],
-    ["history", 8],
-    ["events", 5],
-  ] as const) {
-    // Twice each: the second round is answered from what the first remembered.
-    for (const round of [1, 2]) {
-      for (const key of keys) {
-        const args = { topic, partitionMetadata: meta(n), message: { key, value: "v" } };
-        const got = keyed(args);
-        expect(got, `${topic}/${n} ${key} round ${round}`).toBe(reference(args));
-        if (n === 16) spread.add(got);
-      }
-    }
-  }
-  // The keys do spread (a partitioner answering one constant would fail above anyway).
-  expect(spread.size).toBe(16);
-  // A message's own partition wins; one without a key goes round-robin, as with the default.
-  expect(
-    keyed({ topic: "events", partitionMetadata: meta(16), message: { key: "k", value: "v", partition: 3 } }),
-  ).toBe(3);
-  const unkeyed = new Set(
-    Array.from({ length: 32 }, () =>
-      keyed({ topic: "events", partitionMetadata: meta(16), message: { value: "v" } }),
-    ),
-  );
-  expect(unkeyed.size).toBe(16);
 });

@@ -2,8 +2,8 @@
 // group names derived from one prefix so several clusters (or tests) can share a broker.
 
 import { createRequire } from "node:module";
-import type { ICustomPartitioner, LogEntry, PartitionerArgs } from "kafkajs";
-import { Kafka, logLevel, Partitioners } from "kafkajs";
+import type { LogEntry } from "kafkajs";
+import { Kafka, logLevel } from "kafkajs";
 import type { Logger } from "./log.js";
 
 interface RequestQueueShape {
@@ -71,40 +71,3 @@ export function createKafka(brokers: string, clientId: string, log: Logger): Kaf
       },
   });
 }
-
-/** Most (topic, key) partitions the keyed partitioner keeps (it starts over past it). */
-const MAX_CACHED_KEYS = 10_000;
-
-/**
- * kafkajs's default (murmur2) partitioner, remembering the partition of each string key: the
- * default filters the topic's partition list and hashes a fresh Buffer of the key for every
- * message, and event-api's key (the account) or the executor's (the run) repeats message after
- * message. Same key, same partition as any client with the default partitioner; a topic whose
- * partition count changed starts over. Messages without a string key go to the default.
- */
-export const KeyedPartitioner: ICustomPartitioner = () => {
-  const fallback = Partitioners.DefaultPartitioner();
-  const byTopic = new Map<string, { partitions: number; byKey: Map<string, number> }>();
-  let cached = 0;
-  return (args: PartitionerArgs) => {
-    const { topic, partitionMetadata, message } = args;
-    const key = message.key;
-    if (typeof key !== "string" || (message.partition !== undefined && message.partition !== null))
-      return fallback(args);
-    let known = byTopic.get(topic);
-    if (!known || known.partitions !== partitionMetadata.length) {
-      known = { partitions: partitionMetadata.length, byKey: new Map() };
-      byTopic.set(topic, known);
-    }
-    let partition = known.byKey.get(key);
-    if (partition === undefined) {
-      partition = fallback(args);
-      if (++cached > MAX_CACHED_KEYS) {
-        for (const t of byTopic.values()) t.byKey.clear();
-        cached = 1;
-      }
-      known.byKey.set(key, partition);
-    }
-    return partition;
-  };
-};

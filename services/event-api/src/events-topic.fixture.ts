@@ -1,8 +1,9 @@
 // A test's own events topic on the test Kafka, with a connected EventProducer on it: what an HTTP
 // test of event-api needs to take events for real. `stop` stops the producer and deletes the topic.
 import type { createKafka } from "@stepline/internal/kafka";
+import { createProducer } from "@stepline/internal/kafka-producer";
 import type { Logger } from "@stepline/internal/log";
-import { createReadyTopics } from "@stepline/internal/testing";
+import { createReadyTopics, requiredEnv } from "@stepline/internal/testing";
 import type { Admin } from "kafkajs";
 import { EventProducer } from "./producer.js";
 
@@ -22,7 +23,11 @@ export async function startEventsTopic(
   const admin = kafka.admin();
   await admin.connect();
   await createReadyTopics(admin, [{ topic, numPartitions: 1 }]);
-  const producer = new EventProducer(kafka, { topic, timeoutMs: 10_000, log });
+  const client = createProducer({
+    brokers: requiredEnv("STEPLINE_TEST_KAFKA_BROKERS"),
+    clientId: "event-api-test",
+  });
+  const producer = new EventProducer(client, { topic, timeoutMs: 10_000, log });
   producer.start();
   await producer.whenConnected();
   return {

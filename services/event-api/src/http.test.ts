@@ -4,6 +4,7 @@ import path from "node:path";
 // POST /e against real Kafka and Redis: what is accepted lands on the events topic, keyed by
 // account, as EventRecords; what is rejected produces nothing.
 import { createKafka } from "@stepline/internal/kafka";
+import { createProducer } from "@stepline/internal/kafka-producer";
 import { createLogger } from "@stepline/internal/log";
 import { createReadyTopics, requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
@@ -42,7 +43,11 @@ async function setup(opts: { dev?: boolean; loopbackOnly?: boolean; dashboardDir
   const topic = `test-eventapi-${tag}-${topics.length}.events`;
   topics.push(topic);
   await createReadyTopics(admin, [{ topic, numPartitions: 2 }]);
-  const producer = new EventProducer(kafka, { topic, timeoutMs: 10_000, log });
+  const producer = new EventProducer(createProducer({ brokers, clientId: "event-api-test" }), {
+    topic,
+    timeoutMs: 10_000,
+    log,
+  });
   producer.start();
   await producer.whenConnected();
   const dev = opts.dev ? await store.ensureDevTenant() : null;

@@ -7,7 +7,8 @@ import { systemClock } from "@stepline/internal/clock";
 import { egressPolicy } from "@stepline/internal/egress";
 import { createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { newId } from "@stepline/internal/ids";
-import { createKafka, topicNames } from "@stepline/internal/kafka";
+import { topicNames } from "@stepline/internal/kafka";
+import { createProducer } from "@stepline/internal/kafka-producer";
 import { runService } from "@stepline/internal/lifecycle";
 import { createRedis } from "@stepline/internal/redis";
 import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
@@ -37,8 +38,11 @@ runService(
       const devTenant = config.STEPLINE_DEV ? await tenancy.ensureDevTenant() : null;
       if (devTenant) log.info({ accountId: devTenant.accountId, environmentId: devTenant.id }, "dev mode");
 
-      const kafka = createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-event-api", log);
-      const producer = new EventProducer(kafka, {
+      const client = createProducer({
+        brokers: config.STEPLINE_KAFKA_BROKERS,
+        clientId: "stepline-event-api",
+      });
+      const producer = new EventProducer(client, {
         topic: topicNames(config.STEPLINE_KAFKA_TOPIC_PREFIX).events,
         timeoutMs: config.STEPLINE_EVENT_API_PRODUCE_TIMEOUT_MS,
         log: log.child({ component: "producer" }),

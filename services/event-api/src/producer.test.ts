@@ -1,9 +1,10 @@
+import { MultipleErrors, ProtocolError } from "@platformatic/kafka";
 import { createKafka } from "@stepline/internal/kafka";
+import { createProducer } from "@stepline/internal/kafka-producer";
 import { createLogger } from "@stepline/internal/log";
 import { createReadyTopics, freePort, requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { Redis } from "ioredis";
 import type { Admin, Kafka } from "kafkajs";
-import { Kafka as KafkaClient, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildHttpApp } from "./http.js";
 import { EventProducer, mapKafkaError } from "./producer.js";
@@ -79,11 +80,12 @@ afterAll(async () => {
 describe("EventProducer when Kafka fails", () => {
   it("answers 503 with an error while Kafka is unreachable, and reports not ready", async () => {
     const port = await freePort();
-    const unreachable = new KafkaClient({
-      brokers: [`127.0.0.1:${port}`],
-      connectionTimeout: 200,
-      retry: { retries: 1, initialRetryTime: 50 },
-      logLevel: logLevel.NOTHING,
+    const unreachable = createProducer({
+      brokers: `127.0.0.1:${port}`,
+      clientId: "event-api-test",
+      connectTimeoutMs: 200,
+      retries: 2,
+      retryFirstMs: 50,
     });
     const producer = new EventProducer(unreachable, {
       topic: "never",
@@ -102,12 +104,12 @@ describe("EventProducer when Kafka fails", () => {
 
   it("refuses at once with 503 and Retry-After once the events waiting for Kafka pass the byte bound", async () => {
     // Kafka never acknowledges (the topic does not exist), so requests pile up behind the first.
-    const producer = new EventProducer(kafka, {
+    const client = createProducer({ brokers, clientId: "event-api-test", retries: 5, retryFirstMs: 300 });
+    const producer = new EventProducer(client, {
       topic: `test-eventapi-${tag}-missing-2.events`,
       timeoutMs: 3_000,
       log,
       maxQueuedBytes: 100_000,
-      retry: { retries: 5, initialRetryTime: 300 },
     });
     producer.start();
     await producer.whenConnected();
@@ -130,11 +132,11 @@ describe("EventProducer when Kafka fails", () => {
 
   it("answers 503 when Kafka does not acknowledge within the produce timeout", async () => {
     // A topic that does not exist (auto-creation is off): the broker never takes the batch.
-    const producer = new EventProducer(kafka, {
+    const client = createProducer({ brokers, clientId: "event-api-test", retries: 3, retryFirstMs: 200 });
+    const producer = new EventProducer(client, {
       topic: `test-eventapi-${tag}-missing.events`,
       timeoutMs: 300,
       log,
-      retry: { retries: 3, initialRetryTime: 200 },
     });
     producer.start();
     await producer.whenConnected();
@@ -152,7 +154,8 @@ describe("EventProducer when Kafka fails", () => {
     await createReadyTopics(admin, [
       { topic, numPartitions: 1, configEntries: [{ name: "max.message.bytes", value: "20000" }] },
     ]);
-    const producer = new EventProducer(kafka, { topic, timeoutMs: 10_000, log });
+    const client = createProducer({ brokers, clientId: "event-api-test" });
+    const producer = new EventProducer(client, { topic, timeoutMs: 10_000, log });
     producer.start();
     await producer.whenConnected();
     const app = appWith(producer);
@@ -168,8 +171,14 @@ describe("EventProducer when Kafka fails", () => {
 
 describe("mapKafkaError", () => {
   it("maps a wrapped too-large error to TooLargeError and anything else to UnavailableError", () => {
-    const tooLarge = { name: "KafkaJSNumberOfRetriesExceeded", cause: { type: "MESSAGE_TOO_LARGE" } };
-    expect(mapKafkaError(tooLarge).name).toBe("TooLargeError");
+    // As the client reports it: the broker's error inside the failed produce's errors.
+    for (const id of ["MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"]) {
+      const tooLarge = new MultipleErrors("Producing messages failed.", [new ProtocolError(id)]);
+      expect(mapKafkaError(tooLarge).name).toBe("TooLargeError");
+    }
+    expect(
+      mapKafkaError(new MultipleErrors("failed", [new ProtocolError("NOT_LEADER_OR_FOLLOWER")])).name,
+    ).toBe("UnavailableError");
     expect(mapKafkaError(new Error("ECONNREFUSED")).name).toBe("UnavailableError");
   });
 });

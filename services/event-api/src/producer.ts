@@ -5,10 +5,16 @@
 // collapse to one round trip per HTTP request (idle latency is unchanged: no waiting for a batch).
 
 import { TooLargeError, UnavailableError } from "@stepline/internal/errors";
-import { KeyedPartitioner } from "@stepline/internal/kafka";
+import type { ProducerClient } from "@stepline/internal/kafka-producer";
+import { isTooLarge } from "@stepline/internal/kafka-producer";
 import type { Logger } from "@stepline/internal/log";
 import { backoffMs } from "@stepline/internal/retry";
-import type { Kafka, Message, Producer, RetryOptions } from "kafkajs";
+
+/** One event record: keyed by account, so an account's events keep their order. */
+export interface Message {
+  key: string;
+  value: Buffer;
+}
 
 export interface ProducerOptions {
   topic: string;
@@ -23,8 +29,6 @@ export interface ProducerOptions {
   maxQueuedBytes?: number;
   /** First delay between connection attempts while Kafka is unreachable (backing off to 10×). */
   reconnectMs?: number;
-  /** kafkajs retries of one send; bounded so a send during an outage ends (its request got a 503). */
-  retry?: RetryOptions;
 }
 
 /** The part of the producer the HTTP layer uses. */
@@ -43,7 +47,6 @@ interface Pending {
 
 /** An idempotent Kafka producer with group commit, connection retries and readiness. */
 export class EventProducer implements EventSink {
-  private readonly producer: Producer;
   private readonly queue: Pending[] = [];
   private inFlight: Promise<void> | null = null;
   private isConnected = false;
@@ -59,24 +62,20 @@ export class EventProducer implements EventSink {
   private queuedBytes = 0;
   private connectedWaiters: Array<() => void> = [];
 
+  /** `producer`: an idempotent client (kafka-producer.ts createProducer); this class closes it. */
   constructor(
-    kafka: Kafka,
+    private readonly producer: ProducerClient,
     private readonly opts: ProducerOptions,
   ) {
     this.maxBatchBytes = opts.maxBatchBytes ?? 512 * 1024;
     this.reconnectMs = opts.reconnectMs ?? 1_000;
     this.maxQueued = opts.maxQueued ?? 10_000;
     this.maxQueuedBytes = opts.maxQueuedBytes ?? 64 * 1024 * 1024;
-    this.producer = kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      createPartitioner: KeyedPartitioner,
-      retry: opts.retry ?? { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 },
-    });
-    this.producer.on(this.producer.events.DISCONNECT, () => {
+    this.producer.on("client:broker:disconnect", () => {
+      if (this.stopping || !this.isConnected) return;
       this.isConnected = false;
-      if (!this.stopping) this.scheduleConnect();
+      this.opts.log.warn({ topic: this.opts.topic }, "kafka connection lost; reconnecting");
+      this.scheduleConnect();
     });
   }
 
@@ -105,7 +104,8 @@ export class EventProducer implements EventSink {
     this.reconnectTimer = null;
     if (this.stopping) return;
     try {
-      await this.producer.connect();
+      // A metadata read connects to a broker; the topic need not exist yet.
+      await this.producer.metadata({ topics: [], forceUpdate: true });
       this.isConnected = true;
       this.connectFailures = 0;
       this.opts.log.info({ topic: this.opts.topic }, "kafka producer connected");
@@ -198,11 +198,9 @@ export class EventProducer implements EventSink {
 
   private async send(batch: Pending[]): Promise<void> {
     try {
+      const topic = this.opts.topic;
       await this.producer.send({
-        topic: this.opts.topic,
-        acks: -1,
-        timeout: this.opts.timeoutMs,
-        messages: batch.flatMap((p) => p.messages),
+        messages: batch.flatMap((p) => p.messages.map((m) => ({ topic, key: m.key, value: m.value }))),
       });
       for (const p of batch) p.resolve();
     } catch (err) {
@@ -220,22 +218,16 @@ export class EventProducer implements EventSink {
     await this.inFlight;
     for (const p of this.queue.splice(0)) p.reject(new UnavailableError("event-api is shutting down; retry"));
     this.queuedBytes = 0;
-    await this.producer.disconnect().catch(() => undefined);
+    await this.producer.close().catch(() => undefined);
   }
 }
 
 /** A Kafka failure as the closed error set: a batch Kafka finds too large is 413, anything else 503. */
 export function mapKafkaError(err: unknown): Error {
-  type Chain = { type?: string; cause?: unknown; originalError?: unknown } | undefined;
-  let e = err as Chain;
-  // kafkajs wraps the broker's error (retries exceeded, non-retriable); a few levels suffice.
-  for (let depth = 0; e && depth < 5; depth++) {
-    if (e.type === "MESSAGE_TOO_LARGE" || e.type === "RECORD_LIST_TOO_LARGE") {
-      return new TooLargeError(
-        "Kafka rejected the events as too large together; send fewer or smaller events per request",
-      );
-    }
-    e = (e.cause ?? e.originalError) as Chain;
+  if (isTooLarge(err)) {
+    return new TooLargeError(
+      "Kafka rejected the events as too large together; send fewer or smaller events per request",
+    );
   }
   return new UnavailableError("the event stream (Kafka) is unavailable; retry later");
 }

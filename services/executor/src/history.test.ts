@@ -1,3 +1,4 @@
+import { createProducer } from "@stepline/internal/kafka-producer";
 import { createLogger } from "@stepline/internal/log";
 import { createReadyTopics, requiredEnv, uniqueTag, waitFor } from "@stepline/internal/testing";
 import { HistoryRecord, RunStatus, StepStatus } from "@stepline/proto/stepline/stream/v1/history_record";
@@ -15,6 +16,7 @@ const topic = `${prefix}history`;
 const smallTopic = `${prefix}small`;
 const kafka = new Kafka({ brokers: brokers.split(","), logLevel: logLevel.NOTHING });
 const log = createLogger("executor-test", "silent");
+const client = () => createProducer({ brokers, clientId: "executor-test" });
 const received: Array<{ key: string; record: HistoryRecord }> = [];
 let consumer: Consumer;
 
@@ -93,7 +95,7 @@ function run(runId: string, version: number): HistoryEntry {
 describe("history producer", () => {
   it("produces run and step records keyed by run id, decodable as HistoryRecord", async () => {
     const producer = new HistoryProducer(
-      kafka,
+      client(),
       { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000 },
       log,
     );
@@ -135,17 +137,12 @@ describe("history producer", () => {
   it("sends records that arrive within the linger in one request, and a strict record at once, taking them along", async () => {
     // The same Kafka, with the producer's sends counted.
     const sends: number[] = [];
-    const counting = {
-      producer: (config: Parameters<Kafka["producer"]>[0]) => {
-        const real = kafka.producer(config);
-        const realSend = real.send.bind(real);
-        const send: typeof real.send = (record) => {
-          sends.push(record.messages.length);
-          return realSend(record);
-        };
-        return Object.assign(real, { send });
-      },
-    } as unknown as Kafka;
+    const counting = client();
+    const realSend = counting.send.bind(counting);
+    counting.send = ((options: Parameters<typeof realSend>[0]) => {
+      sends.push(options.messages.length);
+      return realSend(options);
+    }) as typeof counting.send;
     const producer = new HistoryProducer(
       counting,
       { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000, lingerMs: 300 },
@@ -174,7 +171,11 @@ describe("history producer", () => {
   }, 60_000);
 
   it("does not hold callers up while Kafka is unreachable, and sends the records once it is back", async () => {
-    const producer = new HistoryProducer(kafka, { topic, timeoutMs: 500, maxBacklogBytes: 1_000_000 }, log);
+    const producer = new HistoryProducer(
+      client(),
+      { topic, timeoutMs: 500, maxBacklogBytes: 1_000_000 },
+      log,
+    );
     // Not connected yet: the send fails, record() still returns, and the records wait in the backlog.
     const t0 = Date.now();
     await producer.record([run("late-1", 2)]);
@@ -185,7 +186,11 @@ describe("history producer", () => {
   }, 60_000);
 
   it("sends outputs of 3 MiB whole, several in a row, in sends the topic takes", async () => {
-    const producer = new HistoryProducer(kafka, { topic, timeoutMs: 10_000, maxBacklogBytes: 64 << 20 }, log);
+    const producer = new HistoryProducer(
+      client(),
+      { topic, timeoutMs: 10_000, maxBacklogBytes: 64 << 20 },
+      log,
+    );
     await producer.start();
     // One key, so one partition: the three sent while the first is in flight would make one batch
     // of 9 MiB, past the topic's limit, were sends not capped in bytes.
@@ -200,7 +205,7 @@ describe("history producer", () => {
 
   it("leaves out an output that would make a record larger than history keeps, and says so", async () => {
     const producer = new HistoryProducer(
-      kafka,
+      client(),
       { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000 },
       log,
     );
@@ -217,7 +222,7 @@ describe("history producer", () => {
 
   it("leaves out a record it cannot encode (a bug) and sends the others, without rejecting", async () => {
     const producer = new HistoryProducer(
-      kafka,
+      client(),
       { topic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000 },
       log,
     );
@@ -237,7 +242,7 @@ describe("history producer", () => {
 
   it("sets a record Kafka refuses aside and sends the others, however it was sent", async () => {
     const producer = new HistoryProducer(
-      kafka,
+      client(),
       { topic: smallTopic, timeoutMs: 10_000, maxBacklogBytes: 1_000_000 },
       log,
     );
@@ -257,7 +262,7 @@ describe("history producer", () => {
   }, 60_000);
 
   it("keeps at most its byte bound for the background retry, dropping the oldest records", async () => {
-    const producer = new HistoryProducer(kafka, { topic, timeoutMs: 500, maxBacklogBytes: 1_000 }, log);
+    const producer = new HistoryProducer(client(), { topic, timeoutMs: 500, maxBacklogBytes: 1_000 }, log);
     // Not connected: each record waits for the retry; three of ~600 bytes do not fit in 1,000.
     for (const id of ["b1", "b2", "b3"]) await producer.record([step("bounded-run", id, big(500))]);
     await producer.start();

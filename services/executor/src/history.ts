@@ -3,13 +3,19 @@
 // why a failed send may simply be tried again later.
 
 import { UnavailableError } from "@stepline/internal/errors";
-import { KeyedPartitioner } from "@stepline/internal/kafka";
+import type { ProducerClient } from "@stepline/internal/kafka-producer";
+import { isRefusedRecords } from "@stepline/internal/kafka-producer";
 import type { Logger } from "@stepline/internal/log";
 import { backoffMs } from "@stepline/internal/retry";
 import type { RunRecord, SkipRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
-import type { Kafka, Message, Producer } from "kafkajs";
 import { historyDroppedTotal } from "./metrics.js";
+
+/** A history record as sent: keyed by run id, so a run's records keep their order. */
+interface Message {
+  key: string;
+  value: Buffer;
+}
 
 export type HistoryEntry = (
   | { $case: "run"; value: RunRecord }
@@ -57,7 +63,6 @@ interface Pending {
 
 /** Produces history records; sends issued while one is in flight are merged into the next batches. */
 export class HistoryProducer {
-  private readonly producer: Producer;
   private queue: Pending[] = [];
   private queueBytes = 0;
   private sending = false;
@@ -69,21 +74,16 @@ export class HistoryProducer {
   /** Background retries in a row that failed (their backoff). */
   private retryFailures = 0;
 
+  /** `producer`: an idempotent client (kafka-producer.ts createProducer); this class closes it. */
   constructor(
-    kafka: Kafka,
+    private readonly producer: ProducerClient,
     private readonly opts: HistoryOptions,
     private readonly log: Logger,
-  ) {
-    // The default (murmur2) partitioning, each key hashed once: same key, same partition as other clients.
-    this.producer = kafka.producer({
-      allowAutoTopicCreation: false,
-      createPartitioner: KeyedPartitioner,
-    });
-  }
+  ) {}
 
-  /** Connects the producer. */
+  /** Connects the producer (a metadata read); until then sends fail and records wait for the retry. */
   async start(): Promise<void> {
-    await this.producer.connect();
+    await this.producer.metadata({ topics: [], forceUpdate: true });
     this.connected = true;
   }
 
@@ -164,10 +164,11 @@ export class HistoryProducer {
     if (this.backlog.length > 0)
       this.log.error({ records: this.backlog.length }, "history records lost at shutdown");
     this.connected = false;
-    await this.producer.disconnect();
+    await this.producer.close();
   }
 
   private send(messages: Message[], lingerMs = 0): Promise<void> {
+    if (!this.connected) return Promise.reject(new UnavailableError("the history producer is not started"));
     const bytes = bytesOf(messages);
     if (this.queue.length > 0 && this.queueBytes + bytes > this.opts.maxBacklogBytes) {
       return Promise.reject(new UnavailableError("history records are waiting for Kafka; try again later"));
@@ -200,10 +201,9 @@ export class HistoryProducer {
       const batch = this.queue.splice(0, n);
       this.queueBytes -= bytes;
       try {
+        const topic = this.opts.topic;
         await this.producer.send({
-          topic: this.opts.topic,
-          acks: -1,
-          messages: batch.flatMap((p) => p.messages),
+          messages: batch.flatMap((p) => p.messages.map((m) => ({ topic, key: m.key, value: m.value }))),
         });
         for (const p of batch) p.resolve();
       } catch (err) {
@@ -294,12 +294,10 @@ export class HistoryProducer {
 }
 
 /** Kafka refused the records themselves (too large, corrupt): sending them again cannot help. */
-function isPermanent(err: unknown): boolean {
-  return (err as { retriable?: unknown } | null)?.retriable === false;
-}
+const isPermanent = isRefusedRecords;
 
 function sizeOf(m: Message): number {
-  return (m.value as Buffer).length + String(m.key ?? "").length;
+  return m.value.length + m.key.length;
 }
 
 function bytesOf(messages: Message[]): number {

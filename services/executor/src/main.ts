@@ -3,7 +3,8 @@
 import { systemClock } from "@stepline/internal/clock";
 import { egressPolicy } from "@stepline/internal/egress";
 import { createClient, startGrpcServer } from "@stepline/internal/grpc";
-import { createKafka, topicNames } from "@stepline/internal/kafka";
+import { topicNames } from "@stepline/internal/kafka";
+import { createProducer } from "@stepline/internal/kafka-producer";
 import { runService } from "@stepline/internal/lifecycle";
 import { createRedis } from "@stepline/internal/redis";
 import { retry } from "@stepline/internal/retry";
@@ -75,7 +76,7 @@ runService(
       });
 
       const history = new HistoryProducer(
-        createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-executor", log),
+        createProducer({ brokers: config.STEPLINE_KAFKA_BROKERS, clientId: "stepline-executor" }),
         {
           topic: topicNames(config.STEPLINE_KAFKA_TOPIC_PREFIX).history,
           timeoutMs: config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS,

@@ -4,6 +4,7 @@
 import { systemClock } from "@stepline/internal/clock";
 import { createClient, startGrpcServer } from "@stepline/internal/grpc";
 import { createKafka, groupName, topicNames } from "@stepline/internal/kafka";
+import { createProducer } from "@stepline/internal/kafka-producer";
 import { runService } from "@stepline/internal/lifecycle";
 import { createRedis } from "@stepline/internal/redis";
 import { ExecutorServiceClient } from "@stepline/proto/stepline/executor/v1/executor_service";
@@ -62,7 +63,10 @@ runService(
       ]);
       onStop(() => grpc.close());
       const kafka = createKafka(config.STEPLINE_KAFKA_BROKERS, "stepline-runner", log);
-      const skips = new KafkaSkipSink(kafka, topicNames(prefix).history);
+      const skips = new KafkaSkipSink(
+        createProducer({ brokers: config.STEPLINE_KAFKA_BROKERS, clientId: "stepline-runner" }),
+        topicNames(prefix).history,
+      );
       onStop(() => skips.stop());
       const consumer = new EventConsumer({
         kafka,

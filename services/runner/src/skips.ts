@@ -3,11 +3,10 @@
 // lists (`GET /v1/events/:id/skips`). Produced before the event's offset is committed, so a skip
 // is never lost; a redelivery produces it again, which history collapses.
 
-import { KeyedPartitioner } from "@stepline/internal/kafka";
+import type { ProducerClient } from "@stepline/internal/kafka-producer";
 import { metrics } from "@stepline/internal/lifecycle";
 import type { SkipRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { HistoryRecord, SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
-import type { Kafka, Producer } from "kafkajs";
 import { Counter } from "prom-client";
 
 /** Records skips durably (rejects when they were not all acknowledged). */
@@ -34,30 +33,17 @@ export function countSkips(skips: SkipRecord[]): void {
 
 /** A SkipSink over a Kafka producer to the history topic (keyed by event id). */
 export class KafkaSkipSink {
-  private readonly producer: Producer;
-  private connected: Promise<void> | undefined;
-
+  /** `producer`: an idempotent client (kafka-producer.ts createProducer), which connects on first use. */
   constructor(
-    kafka: Kafka,
+    private readonly producer: ProducerClient,
     private readonly topic: string,
-  ) {
-    this.producer = kafka.producer({
-      allowAutoTopicCreation: false,
-      createPartitioner: KeyedPartitioner,
-    });
-  }
+  ) {}
 
   readonly send: SkipSink = async (skips) => {
     if (skips.length === 0) return;
-    this.connected ??= this.producer.connect().catch((err: unknown) => {
-      this.connected = undefined;
-      throw err;
-    });
-    await this.connected;
     await this.producer.send({
-      topic: this.topic,
-      acks: -1,
       messages: skips.map((s) => ({
+        topic: this.topic,
         key: s.eventId,
         value: Buffer.from(
           HistoryRecord.encode({ record: { $case: "skip", value: s }, traceParent: "" }).finish(),
@@ -67,6 +53,6 @@ export class KafkaSkipSink {
   };
 
   async stop(): Promise<void> {
-    if (this.connected) await this.producer.disconnect();
+    await this.producer.close();
   }
 }
