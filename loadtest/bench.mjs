@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { startMinimalApp } from "./apps/minimal-app.mjs";
 import { startSdkApp } from "./apps/sdk-app.mjs";
-import { cpuSeconds, diff, engineProcesses, idleRates } from "./engine-cpu.mjs";
+import { cpuSeconds, diff, engineProcesses, idleRates, sleepCounts } from "./engine-cpu.mjs";
 import { sdkCeiling, startNullEngine } from "./sdk-ceiling.mjs";
 import { describeWakeUps, probeWakeUps } from "./wake-up-probe.mjs";
 
@@ -74,6 +74,8 @@ const STEPS = 3;
 const MIN_STEPS = Math.max(1, Math.floor(Number(args.steps)) || STEPS);
 const EVENT_KEY = "bench-key"; // dev mode takes any key
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** The idle rates of a warm-up, whose figures nobody reads. */
+const NO_IDLE = { cpu: {}, sleeps: {} };
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
 const round = (n, d = 1) => Math.round(n * 10 ** d) / 10 ** d;
 
@@ -89,7 +91,7 @@ async function warmUntilJitSettles(procs) {
   while (procs.has("kafka") && performance.now() - t0 < JIT_SETTLE_MAX_MS) {
     const before = cpuSeconds(procs)["kafka-jit"];
     const r0 = performance.now();
-    await runLoad("warm-up", (k) => send("bench-min/run", { k }), 16, procs, {}, 5_000, MIN_STEPS);
+    await runLoad("warm-up", (k) => send("bench-min/run", { k }), 16, procs, NO_IDLE, 5_000, MIN_STEPS);
     share = (cpuSeconds(procs)["kafka-jit"] - before) / ((performance.now() - r0) / 1000);
     if (share < JIT_SETTLED_SHARE) break;
   }
@@ -153,6 +155,7 @@ async function runLoad(
   hops.firstCall = [];
   hops.nextCall = [];
   const cpu0 = cpuSeconds(procs);
+  const sleeps0 = sleepCounts(procs);
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: clients }, async () => {
@@ -183,14 +186,22 @@ async function runLoad(
   // The last runs' ends (history, end events) follow their last step: let them land.
   await sleep(1_000);
   const used = diff(cpu0, cpuSeconds(procs));
+  const slept = diff(sleeps0, sleepCounts(procs));
   const window = elapsed + 1;
   const steps = latencies.length * stepsPerRun;
   const perStepMs = {};
   let total = 0;
   for (const [name, s] of Object.entries(used)) {
-    const busy = Math.max(0, s - (idleRate[name] ?? 0) * window);
+    const busy = Math.max(0, s - (idleRate.cpu[name] ?? 0) * window);
     perStepMs[name] = steps > 0 ? round((busy / steps) * 1000, 3) : 0;
     total += busy;
+  }
+  const sleepsPerRun = {};
+  let sleeps = 0;
+  for (const [name, n] of Object.entries(slept)) {
+    const woken = Math.max(0, n - (idleRate.sleeps[name] ?? 0) * window);
+    sleepsPerRun[name] = latencies.length > 0 ? round(woken / latencies.length, 1) : 0;
+    sleeps += woken;
   }
   latencies.sort((a, b) => a - b);
   return {
@@ -203,6 +214,8 @@ async function runLoad(
     failed,
     engineCpuPerStepMs: steps > 0 ? round((total / steps) * 1000, 3) : 0,
     perProcessMs: perStepMs,
+    engineSleepsPerRun: latencies.length > 0 ? round(sleeps / latencies.length, 1) : 0,
+    sleepsPerRun,
     // Only the minimal app reports its calls.
     ...(hops.firstCall.length > 0
       ? {
@@ -253,7 +266,7 @@ async function restateRuns() {
   try {
     const procs = new Map([["restate-server", [restate.pid]]]);
     const label = `Restate ${SERVER_VERSION}`;
-    await runLoad("restate warm-up", (k) => restate.run(k), 16, procs, {}, WARM_UP_MS);
+    await runLoad("restate warm-up", (k) => restate.run(k), 16, procs, NO_IDLE, WARM_UP_MS);
     const idleRate = await idleRates(procs);
     for (const c of CONCURRENCY) rows.push(await runLoad(label, (k) => restate.run(k), c, procs, idleRate));
   } finally {
@@ -287,7 +300,7 @@ async function ingest(connections, procs, idleRate) {
   const perEventUs = {};
   let total = 0;
   for (const [name, s] of Object.entries(used)) {
-    const busy = Math.max(0, s - (idleRate[name] ?? 0) * (elapsed + 1));
+    const busy = Math.max(0, s - (idleRate.cpu[name] ?? 0) * (elapsed + 1));
     perEventUs[name] = events > 0 ? round((busy / events) * 1e6) : 0;
     total += busy;
   }
@@ -353,7 +366,7 @@ async function main() {
     process.stdout.write(`${JSON.stringify(row)}\n`);
   };
   // Warm-up: JIT, connections, scripts; then more rounds until Kafka's JIT compiler is quiet.
-  await runLoad("warm-up", (k) => send("bench-min/run", { k }), 16, procs, {}, WARM_UP_MS, MIN_STEPS);
+  await runLoad("warm-up", (k) => send("bench-min/run", { k }), 16, procs, NO_IDLE, WARM_UP_MS, MIN_STEPS);
   process.stdout.write(`${JSON.stringify({ warmUp: await warmUntilJitSettles(procs) })}\n`);
   // What a message between processes costs this machine (the engine is idle meanwhile).
   const wakeUps = await probeWakeUps();
@@ -371,7 +384,15 @@ async function main() {
     // The warm-up above took the minimal app's path only: an SDK scenario's own code (the SDK here,
     // checkpoints in the engine) would otherwise be measured cold against a ceiling measured warm.
     if (event !== "bench-min/run")
-      await runLoad(`${label} warm-up`, (k) => send(event, { k }), 16, procs, {}, SCENARIO_WARM_UP_MS, steps);
+      await runLoad(
+        `${label} warm-up`,
+        (k) => send(event, { k }),
+        16,
+        procs,
+        NO_IDLE,
+        SCENARIO_WARM_UP_MS,
+        steps,
+      );
     for (const c of CONCURRENCY)
       print(
         await repeated(() =>
@@ -407,9 +428,9 @@ async function main() {
   if (args.restate) for (const row of await restateRuns()) print(row);
 
   process.stdout.write(
-    "\n| scenario | clients | events/s or runs/s | p50 ms | p99 ms | engine CPU ms/step (ingest: µs/event) | biggest |\n",
+    "\n| scenario | clients | events/s or runs/s | p50 ms | p99 ms | engine CPU ms/step (ingest: µs/event) | biggest | engine sleeps/run |\n",
   );
-  process.stdout.write("|---|---|---|---|---|---|---|\n");
+  process.stdout.write("|---|---|---|---|---|---|---|---|\n");
   const biggest = (perProcess) =>
     Object.entries(perProcess ?? {})
       .sort((a, b) => b[1] - a[1])
@@ -421,7 +442,7 @@ async function main() {
     const rate = r.eventsPerSec ?? spread(r.runsPerSec, r.runsPerSecRange);
     const cpu = r.engineCpuPerEventUs ?? spread(r.engineCpuPerStepMs, r.engineCpuPerStepMsRange);
     process.stdout.write(
-      `| ${r.scenario} | ${r.concurrency} | ${rate} | ${spread(r.p50Ms, r.p50MsRange)} | ${r.p99Ms} | ${cpu} | ${biggest(r.perProcessMs ?? r.perProcessUs)} |\n`,
+      `| ${r.scenario} | ${r.concurrency} | ${rate} | ${spread(r.p50Ms, r.p50MsRange)} | ${r.p99Ms} | ${cpu} | ${biggest(r.perProcessMs ?? r.perProcessUs)} | ${r.engineSleepsPerRun ?? ""} |\n`,
     );
   }
   process.stdout.write(describeWakeUps(wakeUps));

@@ -1,6 +1,7 @@
 // The engine's CPU as `npm run bench` counts it: its processes found in /proc (every service,
 // Kafka, Redis and ClickHouse of a profile) and their CPU seconds from /proc/<pid>/stat, with
-// Kafka's JIT compiler threads counted apart. See loadtest/README.md, "engine CPU ms/step".
+// Kafka's JIT compiler threads counted apart; and how often their threads went to sleep waiting
+// (/proc/<pid>/task/*/status). See loadtest/README.md, "engine CPU ms/step" and "sleeps per run".
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 
@@ -83,15 +84,48 @@ export function cpuSeconds(procs) {
   return out;
 }
 
+/**
+ * Voluntary context switches so far of each process group, all threads summed: each is a thread
+ * that ran out of work and slept until a message (or a timer) woke it.
+ */
+export function sleepCounts(procs) {
+  const out = {};
+  for (const [name, pids] of procs) {
+    let n = 0;
+    for (const pid of pids) {
+      let tids = [];
+      try {
+        tids = readdirSync(`/proc/${pid}/task`);
+      } catch {}
+      for (const tid of tids) {
+        try {
+          const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
+          n += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+        } catch {}
+      }
+    }
+    out[name] = n;
+  }
+  return out;
+}
+
 export const diff = (a, b) => Object.fromEntries(Object.keys(b).map((k) => [k, b[k] - (a[k] ?? 0)]));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** CPU seconds per second each process group uses while nothing is sent (measured over 2 s). */
+/**
+ * What each process group uses per second while nothing is sent (measured over 2 s): CPU seconds
+ * (`cpu`) and sleeps (`sleeps`, timers and heartbeats).
+ */
 export async function idleRates(procs) {
   // The last runs' ends (history, end events) settle first.
   await sleep(1_000);
-  const idle0 = cpuSeconds(procs);
+  const cpu0 = cpuSeconds(procs);
+  const sleeps0 = sleepCounts(procs);
   await sleep(2_000);
-  return Object.fromEntries(Object.entries(diff(idle0, cpuSeconds(procs))).map(([k, v]) => [k, v / 2]));
+  const perSecond = (d) => Object.fromEntries(Object.entries(d).map(([k, v]) => [k, v / 2]));
+  return {
+    cpu: perSecond(diff(cpu0, cpuSeconds(procs))),
+    sleeps: perSecond(diff(sleeps0, sleepCounts(procs))),
+  };
 }
