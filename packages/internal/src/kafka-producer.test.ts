@@ -2,7 +2,7 @@ import { Partitioners, type PartitionMetadata } from "kafkajs";
 import { pino } from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createKafka } from "./kafka.js";
-import { createProducer, javaPartitioner } from "./kafka-producer.js";
+import { createProducer, javaPartitioner, sendRecords } from "./kafka-producer.js";
 import { createReadyTopics, requiredEnv, uniqueTag } from "./testing.js";
 
 const brokers = requiredEnv("STEPLINE_TEST_KAFKA_BROKERS");
@@ -66,6 +66,27 @@ it("writes each keyed record to its key's partition on a real topic", async () =
         key,
       ).toEqual([expected]);
     }
+  } finally {
+    await producer.close();
+  }
+});
+
+it("takes a fresh producer id after a failed send, and keeps its id while sends succeed", async () => {
+  const producer = createProducer({ brokers, clientId: "kafka-producer-test", retries: 2, retryFirstMs: 20 });
+  const total = async () => (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high), 0);
+  const record = (t: string, n: number) => ({ topic: t, key: "renew", value: Buffer.from(String(n)) });
+  try {
+    const before = await total();
+    await sendRecords(producer, [record(topic, 1)]);
+    const first = producer.producerId;
+    await sendRecords(producer, [record(topic, 2)]);
+    expect(producer.producerId).toBe(first);
+    // A topic that does not exist (auto-creation is off): the send fails once its retries are spent.
+    await expect(sendRecords(producer, [record(`${topic}-missing`, 3)])).rejects.toThrow();
+    await sendRecords(producer, [record(topic, 4)]);
+    expect(first).toBeDefined();
+    expect(producer.producerId).not.toBe(first);
+    expect(await total()).toBe(before + 3);
   } finally {
     await producer.close();
   }

@@ -50,6 +50,29 @@ export function createProducer(o: ProducerClientOptions): ProducerClient {
   });
 }
 
+/** Producers whose last send failed: the next send first takes a fresh producer id. */
+const renewBeforeNextSend = new WeakSet<ProducerClient>();
+
+/**
+ * Sends records and resolves once Kafka acknowledged them all. After a send that failed, the next
+ * one first takes a fresh producer id: a failed send may still have been written (its answer
+ * lost and the retries spent), and the client, which counts sequence numbers only on success,
+ * would number the next batch as that one. The broker would then take a batch of the same size
+ * for a duplicate and drop it while acknowledging it, or refuse every later batch as out of order.
+ */
+export async function sendRecords(producer: ProducerClient, records: KeyedRecord[]): Promise<void> {
+  if (renewBeforeNextSend.has(producer)) {
+    await producer.initIdempotentProducer({});
+    renewBeforeNextSend.delete(producer);
+  }
+  try {
+    await producer.send({ messages: records });
+  } catch (err) {
+    renewBeforeNextSend.add(producer);
+    throw err;
+  }
+}
+
 const keyBytes = (s: string | undefined): Buffer | undefined =>
   s === undefined ? undefined : Buffer.from(s);
 

@@ -6,7 +6,7 @@
 
 import { TooLargeError, UnavailableError } from "@stepline/internal/errors";
 import type { ProducerClient } from "@stepline/internal/kafka-producer";
-import { isTooLarge } from "@stepline/internal/kafka-producer";
+import { isTooLarge, sendRecords } from "@stepline/internal/kafka-producer";
 import type { Logger } from "@stepline/internal/log";
 import { backoffMs } from "@stepline/internal/retry";
 
@@ -199,9 +199,10 @@ export class EventProducer implements EventSink {
   private async send(batch: Pending[]): Promise<void> {
     try {
       const topic = this.opts.topic;
-      await this.producer.send({
-        messages: batch.flatMap((p) => p.messages.map((m) => ({ topic, key: m.key, value: m.value }))),
-      });
+      await sendRecords(
+        this.producer,
+        batch.flatMap((p) => p.messages.map((m) => ({ topic, key: m.key, value: m.value }))),
+      );
       for (const p of batch) p.resolve();
     } catch (err) {
       const mapped = mapKafkaError(err);

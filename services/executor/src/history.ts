@@ -4,7 +4,7 @@
 
 import { UnavailableError } from "@stepline/internal/errors";
 import type { ProducerClient } from "@stepline/internal/kafka-producer";
-import { isRefusedRecords } from "@stepline/internal/kafka-producer";
+import { isRefusedRecords, sendRecords } from "@stepline/internal/kafka-producer";
 import type { Logger } from "@stepline/internal/log";
 import { backoffMs } from "@stepline/internal/retry";
 import type { RunRecord, SkipRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
@@ -202,9 +202,10 @@ export class HistoryProducer {
       this.queueBytes -= bytes;
       try {
         const topic = this.opts.topic;
-        await this.producer.send({
-          messages: batch.flatMap((p) => p.messages.map((m) => ({ topic, key: m.key, value: m.value }))),
-        });
+        await sendRecords(
+          this.producer,
+          batch.flatMap((p) => p.messages.map((m) => ({ topic, key: m.key, value: m.value }))),
+        );
         for (const p of batch) p.resolve();
       } catch (err) {
         for (const p of batch) p.reject(err);

@@ -4,6 +4,7 @@
 // is never lost; a redelivery produces it again, which history collapses.
 
 import type { ProducerClient } from "@stepline/internal/kafka-producer";
+import { sendRecords } from "@stepline/internal/kafka-producer";
 import { metrics } from "@stepline/internal/lifecycle";
 import type { SkipRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { HistoryRecord, SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
@@ -41,15 +42,16 @@ export class KafkaSkipSink {
 
   readonly send: SkipSink = async (skips) => {
     if (skips.length === 0) return;
-    await this.producer.send({
-      messages: skips.map((s) => ({
+    await sendRecords(
+      this.producer,
+      skips.map((s) => ({
         topic: this.topic,
         key: s.eventId,
         value: Buffer.from(
           HistoryRecord.encode({ record: { $case: "skip", value: s }, traceParent: "" }).finish(),
         ),
       })),
-    });
+    );
   };
 
   async stop(): Promise<void> {
