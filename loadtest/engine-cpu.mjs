@@ -44,6 +44,15 @@ function ticksOf(statPath) {
   }
 }
 
+/** The thread ids of a process (none once it is gone). */
+function threadsOf(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+}
+
 /**
  * Ticks of a JVM's JIT compiler threads (named "C1 CompilerThre…", "C2 CompilerThre…"). A freshly
  * started Kafka compiles for minutes on a slow machine, and that one-time cost would otherwise read
@@ -51,11 +60,7 @@ function ticksOf(statPath) {
  */
 function jitTicks(pid) {
   let ticks = 0;
-  let tids = [];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {}
-  for (const tid of tids) {
+  for (const tid of threadsOf(pid)) {
     let comm = "";
     try {
       comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8");
@@ -93,11 +98,7 @@ export function sleepCounts(procs) {
   for (const [name, pids] of procs) {
     let n = 0;
     for (const pid of pids) {
-      let tids = [];
-      try {
-        tids = readdirSync(`/proc/${pid}/task`);
-      } catch {}
-      for (const tid of tids) {
+      for (const tid of threadsOf(pid)) {
         try {
           const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
           n += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);

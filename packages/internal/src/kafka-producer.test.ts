@@ -74,16 +74,16 @@ it("writes each keyed record to its key's partition on a real topic", async () =
 it("takes a fresh producer id after a failed send, and keeps its id while sends succeed", async () => {
   const producer = createProducer({ brokers, clientId: "kafka-producer-test", retries: 2, retryFirstMs: 20 });
   const total = async () => (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high), 0);
-  const record = (t: string, n: number) => ({ topic: t, key: "renew", value: Buffer.from(String(n)) });
+  const record = (n: number) => ({ key: "renew", value: Buffer.from(String(n)) });
   try {
     const before = await total();
-    await sendRecords(producer, [record(topic, 1)]);
+    await sendRecords(producer, topic, [record(1)]);
     const first = producer.producerId;
-    await sendRecords(producer, [record(topic, 2)]);
+    await sendRecords(producer, topic, [record(2)]);
     expect(producer.producerId).toBe(first);
     // A topic that does not exist (auto-creation is off): the send fails once its retries are spent.
-    await expect(sendRecords(producer, [record(`${topic}-missing`, 3)])).rejects.toThrow();
-    await sendRecords(producer, [record(topic, 4)]);
+    await expect(sendRecords(producer, `${topic}-missing`, [record(3)])).rejects.toThrow();
+    await sendRecords(producer, topic, [record(4)]);
     expect(first).toBeDefined();
     expect(producer.producerId).not.toBe(first);
     expect(await total()).toBe(before + 3);

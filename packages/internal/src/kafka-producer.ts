@@ -7,7 +7,6 @@ import { backoffMs } from "./retry.js";
 
 /** A record for the producer: string key (the partition follows it), encoded value. */
 export interface KeyedRecord {
-  topic: string;
   key: string;
   value: Buffer;
 }
@@ -54,19 +53,23 @@ export function createProducer(o: ProducerClientOptions): ProducerClient {
 const renewBeforeNextSend = new WeakSet<ProducerClient>();
 
 /**
- * Sends records and resolves once Kafka acknowledged them all. After a send that failed, the next
+ * Sends records to `topic` and resolves once Kafka acknowledged them all. After a send that failed, the next
  * one first takes a fresh producer id: a failed send may still have been written (its answer
  * lost and the retries spent), and the client, which counts sequence numbers only on success,
  * would number the next batch as that one. The broker would then take a batch of the same size
  * for a duplicate and drop it while acknowledging it, or refuse every later batch as out of order.
  */
-export async function sendRecords(producer: ProducerClient, records: KeyedRecord[]): Promise<void> {
+export async function sendRecords(
+  producer: ProducerClient,
+  topic: string,
+  records: KeyedRecord[],
+): Promise<void> {
   if (renewBeforeNextSend.has(producer)) {
     await producer.initIdempotentProducer({});
     renewBeforeNextSend.delete(producer);
   }
   try {
-    await producer.send({ messages: records });
+    await producer.send({ messages: records.map((r) => ({ topic, key: r.key, value: r.value })) });
   } catch (err) {
     renewBeforeNextSend.add(producer);
     throw err;

@@ -5,16 +5,13 @@
 // collapse to one round trip per HTTP request (idle latency is unchanged: no waiting for a batch).
 
 import { TooLargeError, UnavailableError } from "@stepline/internal/errors";
-import type { ProducerClient } from "@stepline/internal/kafka-producer";
+import type { KeyedRecord, ProducerClient } from "@stepline/internal/kafka-producer";
 import { isTooLarge, sendRecords } from "@stepline/internal/kafka-producer";
 import type { Logger } from "@stepline/internal/log";
 import { backoffMs } from "@stepline/internal/retry";
 
 /** One event record: keyed by account, so an account's events keep their order. */
-export interface Message {
-  key: string;
-  value: Buffer;
-}
+export type Message = KeyedRecord;
 
 export interface ProducerOptions {
   topic: string;
@@ -198,10 +195,10 @@ export class EventProducer implements EventSink {
 
   private async send(batch: Pending[]): Promise<void> {
     try {
-      const topic = this.opts.topic;
       await sendRecords(
         this.producer,
-        batch.flatMap((p) => p.messages.map((m) => ({ topic, key: m.key, value: m.value }))),
+        this.opts.topic,
+        batch.flatMap((p) => p.messages),
       );
       for (const p of batch) p.resolve();
     } catch (err) {

@@ -3,7 +3,7 @@
 // why a failed send may simply be tried again later.
 
 import { UnavailableError } from "@stepline/internal/errors";
-import type { ProducerClient } from "@stepline/internal/kafka-producer";
+import type { KeyedRecord, ProducerClient } from "@stepline/internal/kafka-producer";
 import { isRefusedRecords, sendRecords } from "@stepline/internal/kafka-producer";
 import type { Logger } from "@stepline/internal/log";
 import { backoffMs } from "@stepline/internal/retry";
@@ -12,10 +12,7 @@ import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record
 import { historyDroppedTotal } from "./metrics.js";
 
 /** A history record as sent: keyed by run id, so a run's records keep their order. */
-interface Message {
-  key: string;
-  value: Buffer;
-}
+type Message = KeyedRecord;
 
 export type HistoryEntry = (
   | { $case: "run"; value: RunRecord }
@@ -104,7 +101,7 @@ export class HistoryProducer {
     try {
       await this.send(messages);
     } catch (err) {
-      if (!isPermanent(err)) throw err;
+      if (!isRefusedRecords(err)) throw err;
       await this.isolate(messages);
     }
   }
@@ -136,7 +133,7 @@ export class HistoryProducer {
     } catch (err) {
       // The send may still succeed later; a second copy from the retry is harmless (versions).
       sent.catch(() => undefined);
-      if (isPermanent(err)) {
+      if (isRefusedRecords(err)) {
         // Kafka refuses these records for what they are: retrying them would only block the rest.
         await this.isolate(messages);
       } else {
@@ -201,10 +198,10 @@ export class HistoryProducer {
       const batch = this.queue.splice(0, n);
       this.queueBytes -= bytes;
       try {
-        const topic = this.opts.topic;
         await sendRecords(
           this.producer,
-          batch.flatMap((p) => p.messages.map((m) => ({ topic, key: m.key, value: m.value }))),
+          this.opts.topic,
+          batch.flatMap((p) => p.messages),
         );
         for (const p of batch) p.resolve();
       } catch (err) {
@@ -262,7 +259,7 @@ export class HistoryProducer {
       this.log.info({ records: batch.length }, "history backlog sent");
     } catch (err) {
       this.retryFailures++;
-      if (isPermanent(err)) {
+      if (isRefusedRecords(err)) {
         await this.isolate(batch);
         return;
       }
@@ -280,7 +277,7 @@ export class HistoryProducer {
       try {
         await this.send([m]);
       } catch (err) {
-        if (!isPermanent(err)) {
+        if (!isRefusedRecords(err)) {
           this.defer([m]);
           continue;
         }
@@ -293,9 +290,6 @@ export class HistoryProducer {
     }
   }
 }
-
-/** Kafka refused the records themselves (too large, corrupt): sending them again cannot help. */
-const isPermanent = isRefusedRecords;
 
 function sizeOf(m: Message): number {
   return m.value.length + m.key.length;

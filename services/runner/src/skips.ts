@@ -44,8 +44,8 @@ export class KafkaSkipSink {
     if (skips.length === 0) return;
     await sendRecords(
       this.producer,
+      this.topic,
       skips.map((s) => ({
-        topic: this.topic,
         key: s.eventId,
         value: Buffer.from(
           HistoryRecord.encode({ record: { $case: "skip", value: s }, traceParent: "" }).finish(),
