@@ -11,6 +11,11 @@ export interface KeyedRecord {
   value: Buffer;
 }
 
+/** A keyed record and the topic it goes to (one send may go to several topics). */
+export interface TopicRecord extends KeyedRecord {
+  topic: string;
+}
+
 export interface ProducerClientOptions {
   /** Comma-separated host:port list. */
   brokers: string;
@@ -52,24 +57,37 @@ export function createProducer(o: ProducerClientOptions): ProducerClient {
 /** Producers whose last send failed: the next send first takes a fresh producer id. */
 const renewBeforeNextSend = new WeakSet<ProducerClient>();
 
+/** Sends records to `topic` and resolves once Kafka acknowledged them all (see `send`). */
+export function sendRecords(producer: ProducerClient, topic: string, records: KeyedRecord[]): Promise<void> {
+  return send(
+    producer,
+    records.map((r) => ({ topic, key: r.key, value: r.value })),
+  );
+}
+
+/** Sends records, each to its own topic, in one request per broker (see `send`). */
+export function sendTopicRecords(producer: ProducerClient, records: TopicRecord[]): Promise<void> {
+  return send(
+    producer,
+    records.map((r) => ({ topic: r.topic, key: r.key, value: r.value })),
+  );
+}
+
 /**
- * Sends records to `topic` and resolves once Kafka acknowledged them all. After a send that failed, the next
- * one first takes a fresh producer id: a failed send may still have been written (its answer
- * lost and the retries spent), and the client, which counts sequence numbers only on success,
- * would number the next batch as that one. The broker would then take a batch of the same size
- * for a duplicate and drop it while acknowledging it, or refuse every later batch as out of order.
+ * Sends `messages` (fresh objects: the client writes their partition into them) and resolves once
+ * Kafka acknowledged them all. After a send that failed, the next one first takes a fresh
+ * producer id: a failed send may still have been written (its answer lost and the retries spent),
+ * and the client, which counts sequence numbers only on success, would number the next batch as
+ * that one. The broker would then take a batch of the same size for a duplicate and drop it while
+ * acknowledging it, or refuse every later batch as out of order.
  */
-export async function sendRecords(
-  producer: ProducerClient,
-  topic: string,
-  records: KeyedRecord[],
-): Promise<void> {
+async function send(producer: ProducerClient, messages: TopicRecord[]): Promise<void> {
   if (renewBeforeNextSend.has(producer)) {
     await producer.initIdempotentProducer({});
     renewBeforeNextSend.delete(producer);
   }
   try {
-    await producer.send({ messages: records.map((r) => ({ topic, key: r.key, value: r.value })) });
+    await producer.send({ messages });
   } catch (err) {
     renewBeforeNextSend.add(producer);
     throw err;

@@ -1,7 +1,6 @@
-// EventService gRPC handlers: Stepline's own events (function finished/failed/cancelled/invoked)
-// take the path of `POST /e/:key` (validation, ids, Kafka acknowledgement), with `inngest/` names
-// allowed, as one unary call or as calls on a long-lived stream (SendEventsStream, how the
-// executor sends them). Proto <-> domain translation only.
+// EventService gRPC handlers: events another service sends take the path of `POST /e/:key` (validation, ids, Kafka acknowledgement), with `inngest/` names
+// allowed, as one unary call or as calls on a long-lived stream (SendEventsStream). Proto <->
+// domain translation only.
 import { serveCallStream } from "@stepline/internal/call-stream";
 import type { Clock } from "@stepline/internal/clock";
 import { ValidationError } from "@stepline/internal/errors";

@@ -1,13 +1,14 @@
 // Validation of POST /e bodies and building of the Kafka records. Pure: no I/O, so every rule
 // is tested directly. Every error message names the event (its index) and the field at fault.
 import { TooLargeError, ValidationError } from "@stepline/internal/errors";
+import { EVENT_MAX_BYTES } from "@stepline/internal/event-limits";
 import { isPrintable } from "@stepline/internal/sync-rules";
 import type { TraceParent } from "@stepline/internal/telemetry";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { EnvRef } from "./tenancy.js";
 
 /** The largest event, serialized as stored (after id and ts are filled in). */
-export const MAX_EVENT_BYTES = 512 * 1024;
+export const MAX_EVENT_BYTES = EVENT_MAX_BYTES;
 /** The largest request body. */
 export const MAX_REQUEST_BYTES = 3 * 1024 * 1024;
 const MAX_NAME_LENGTH = 256;

@@ -56,7 +56,9 @@ export function describeExecuteAgainstSdk(sdk: Sdk, redisUrl: string): void {
     pauses,
     events: {
       send: async (accountId, environmentId, events) =>
-        void sent.push(...events.map((e) => ({ accountId, environmentId, event: e as SentEvent }))),
+        void sent.push(
+          ...events.map((e) => ({ accountId, environmentId, event: e as unknown as SentEvent })),
+        ),
     },
     enqueue: async (items) => void enqueuedOutside.push(...items),
     remove: async (items) => void removedItems.push(...items.map((i) => i.itemId)),

@@ -65,7 +65,7 @@ export interface ExecuteDeps extends FinalizeDeps {
     record(entries: HistoryEntry[]): Promise<void>;
     produce(entries: HistoryEntry[]): Promise<void>;
   };
-  /** Stepline's own events (function finished/failed/invoked), through event-api. */
+  /** Stepline's own events (function finished/failed/invoked), produced to Kafka `events`. */
   events: EventSender;
   /** QueueService.Enqueue, for an invoking parent's next call. */
   enqueue(items: NewItem[]): Promise<void>;

@@ -1,18 +1,20 @@
 // Run and step lifecycle records to the Kafka `<prefix>history` topic (key = run id), batched.
 // Each record is a full snapshot with a version, so duplicates and reordering are harmless; that is
-// why a failed send may simply be tried again later.
+// why a failed send may simply be tried again later. Stepline's own events go on the same client
+// to `<prefix>events` (own-events.ts): a run's final record and its end events, sent in the same
+// turn, share one Kafka request.
 
 import { UnavailableError } from "@stepline/internal/errors";
-import type { KeyedRecord, ProducerClient } from "@stepline/internal/kafka-producer";
-import { isRefusedRecords, sendRecords } from "@stepline/internal/kafka-producer";
+import type { KeyedRecord, ProducerClient, TopicRecord } from "@stepline/internal/kafka-producer";
+import { isRefusedRecords, sendTopicRecords } from "@stepline/internal/kafka-producer";
 import type { Logger } from "@stepline/internal/log";
 import { backoffMs } from "@stepline/internal/retry";
 import type { RunRecord, SkipRecord, StepRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { HistoryRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { historyDroppedTotal } from "./metrics.js";
 
-/** A history record as sent: keyed by run id, so a run's records keep their order. */
-type Message = KeyedRecord;
+/** A record as sent: a history record is keyed by run id, so a run's records keep their order. */
+type Message = TopicRecord;
 
 export type HistoryEntry = (
   | { $case: "run"; value: RunRecord }
@@ -25,6 +27,8 @@ export type HistoryEntry = (
 
 export interface HistoryOptions {
   topic: string;
+  /** Where `produceEvents` sends (the events topic); unset, it refuses. */
+  eventsTopic?: string;
   /** How long `record` waits for Kafka before it leaves the records to the background retry. */
   timeoutMs: number;
   /**
@@ -47,9 +51,10 @@ export interface HistoryOptions {
 export const HISTORY_RECORD_MAX_BYTES = 6 * 1024 * 1024;
 /**
  * Most bytes of records per send. Kafka takes a send's records for one partition as one batch,
- * which the topic's `max.message.bytes` bounds; a record larger than this goes alone.
+ * which the topic's `max.message.bytes` bounds (4 MiB for events, 8 MiB for history, with room
+ * left for the batch's own bytes); a record larger than this goes alone.
  */
-export const HISTORY_SEND_MAX_BYTES = 4 * 1024 * 1024;
+export const HISTORY_SEND_MAX_BYTES = 3 * 1024 * 1024;
 
 interface Pending {
   messages: Message[];
@@ -58,11 +63,16 @@ interface Pending {
   reject(err: unknown): void;
 }
 
-/** Produces history records; sends issued while one is in flight are merged into the next batches. */
+/**
+ * Produces history records and Stepline's own events; sends issued while one is in flight are
+ * merged into the next batches, whatever their topic.
+ */
 export class HistoryProducer {
   private queue: Pending[] = [];
   private queueBytes = 0;
   private sending = false;
+  /** A flush is due at the end of this turn. */
+  private flushSoon = false;
   private lingerTimer: NodeJS.Timeout | undefined;
   private connected = false;
   private backlog: Message[] = [];
@@ -96,7 +106,20 @@ export class HistoryProducer {
    */
   async produce(entries: HistoryEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    const messages = toMessages(entries, this.log);
+    await this.produceStrict(toMessages(entries, this.opts.topic, this.log));
+  }
+
+  /**
+   * Sends encoded EventRecords (keyed by account, as event-api keys them) to the events topic, as
+   * `produce` sends history records: resolves once Kafka acknowledged them.
+   */
+  async produceEvents(records: KeyedRecord[]): Promise<void> {
+    const topic = this.opts.eventsTopic;
+    if (!topic) throw new Error("the producer has no events topic");
+    await this.produceStrict(records.map((r) => ({ topic, key: r.key, value: r.value })));
+  }
+
+  private async produceStrict(messages: Message[]): Promise<void> {
     if (messages.length === 0) return;
     try {
       await this.send(messages);
@@ -113,7 +136,7 @@ export class HistoryProducer {
    */
   async record(entries: HistoryEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    const messages = toMessages(entries, this.log);
+    const messages = toMessages(entries, this.opts.topic, this.log);
     if (messages.length === 0) return;
     // While earlier records wait for Kafka, do not make every run wait for the timeout too.
     if (this.backlog.length > 0) {
@@ -173,12 +196,19 @@ export class HistoryProducer {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ messages, bytes, resolve, reject });
       this.queueBytes += bytes;
-      if (this.sending) return; // the send in flight takes these next
+      if (this.sending || this.flushSoon) return; // the send in flight or about to go takes these
       if (lingerMs > 0) {
         this.lingerTimer ??= setTimeout(() => void this.flush(), lingerMs);
         return;
       }
-      void this.flush();
+      // After this turn: what else it sends goes in the same request (a run's final record and
+      // its end events, which finalizeRun sends side by side).
+      this.flushSoon = true;
+      queueMicrotask(() => {
+        this.flushSoon = false;
+        // A linger's end may have started one meanwhile: that loop takes these too.
+        if (!this.sending) void this.flush();
+      });
     });
   }
 
@@ -198,9 +228,8 @@ export class HistoryProducer {
       const batch = this.queue.splice(0, n);
       this.queueBytes -= bytes;
       try {
-        await sendRecords(
+        await sendTopicRecords(
           this.producer,
-          this.opts.topic,
           batch.flatMap((p) => p.messages),
         );
         for (const p of batch) p.resolve();
@@ -270,7 +299,7 @@ export class HistoryProducer {
 
   /**
    * Kafka refused a send for its content: sends its records one by one, so only the ones it
-   * refuses are set aside (logged with their run, counted); the others go, or wait for the retry.
+   * refuses are set aside (logged with their key, counted); the others go, or wait for the retry.
    */
   private async isolate(messages: Message[]): Promise<void> {
     for (const m of messages) {
@@ -283,8 +312,8 @@ export class HistoryProducer {
         }
         historyDroppedTotal.inc({ reason: "refused" });
         this.log.error(
-          { err: String(err), runId: String(m.key), bytes: sizeOf(m) },
-          "history record refused by Kafka; set aside (dropped)",
+          { err: String(err), topic: m.topic, key: m.key, bytes: sizeOf(m) },
+          "record refused by Kafka; set aside (dropped)",
         );
       }
     }
@@ -316,11 +345,11 @@ function omitted(what: string, json: string): string {
  * The entries as Kafka messages. One that cannot be encoded (a field out of its proto type: a
  * bug) is logged, counted and left out: history is thinned, the run and the process go on.
  */
-function toMessages(entries: HistoryEntry[], log: Logger): Message[] {
+function toMessages(entries: HistoryEntry[], topic: string, log: Logger): Message[] {
   const out: Message[] = [];
   for (const entry of entries) {
     try {
-      out.push(toMessage(entry, log));
+      out.push({ topic, ...toRecord(entry, log) });
     } catch (err) {
       log.error({ err, record: entry.$case }, "history record cannot be encoded; left out");
       historyDroppedTotal.inc({ reason: "unencodable" });
@@ -329,7 +358,7 @@ function toMessages(entries: HistoryEntry[], log: Logger): Message[] {
   return out;
 }
 
-function toMessage(entry: HistoryEntry, log: Logger): Message {
+function toRecord(entry: HistoryEntry, log: Logger): KeyedRecord {
   const key = entry.$case === "skip" ? entry.value.eventId : entry.value.runId;
   let value = encode(entry);
   if (value.length > HISTORY_RECORD_MAX_BYTES && entry.$case !== "skip") {

@@ -1,23 +1,30 @@
 // Stepline's own events, shaped as Inngest sends them (names and payloads the SDK reads):
 // `inngest/function.finished` on every end, `inngest/function.failed` on a failure (what onFailure
-// handlers trigger on), `inngest/function.invoked` to start a step.invoke's function. They go
-// through event-api's EventService (its SendEventsStream), so they take the path of any event
-// (Kafka, the runner), and their ids are deterministic, so sending one again after a crash starts
-// nothing twice.
+// handlers trigger on), `inngest/function.invoked` to start a step.invoke's function. The executor
+// produces them to the events topic itself, as event-api produces the events it receives (an
+// EventRecord keyed by account), so they take the path of any event from there (the runner,
+// history). They go on the producer of the run's history records, so a run's end events and its
+// final record share one Kafka request (docs/architecture.md). Their ids are deterministic, so
+// sending one again after a crash starts nothing twice.
 
-import { CallStream } from "@stepline/internal/call-stream";
-import { callUnary } from "@stepline/internal/grpc";
-import type { Logger } from "@stepline/internal/log";
-import { type TraceParent, unsampledParent } from "@stepline/internal/telemetry";
-import type {
-  EventServiceClient,
-  SendEventsCall,
-  SendEventsResult,
-  SendEventsStreamRequest,
-  SendEventsStreamResponse,
-} from "@stepline/proto/stepline/eventapi/v1/event_service";
+import type { Clock } from "@stepline/internal/clock";
+import { EVENT_MAX_BYTES } from "@stepline/internal/event-limits";
+import type { KeyedRecord } from "@stepline/internal/kafka-producer";
+import { SpanKind, type TraceParent, withSpan } from "@stepline/internal/telemetry";
+import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
+import { eventsSentTotal } from "./metrics.js";
 import type { RunState } from "./state.js";
 import type { PlannedOp } from "./steps.js";
+
+/** One of Stepline's own events, as it is stored (and as the SDK reads it). */
+export interface OwnEvent {
+  name: string;
+  id: string;
+  ts: number;
+  data: Record<string, unknown>;
+  v?: string;
+  user?: Record<string, unknown>;
+}
 
 /** Sends events of one environment; resolves once Kafka has them. */
 export interface EventSender {
@@ -25,58 +32,79 @@ export interface EventSender {
    * `traceParent`: the run's, so the events (and the runs they start) join its trace; "" for an
    * untraced run, whose events then stay untraced too.
    */
-  send(accountId: string, environmentId: string, events: object[], traceParent: TraceParent): Promise<void>;
+  send(accountId: string, environmentId: string, events: OwnEvent[], traceParent: TraceParent): Promise<void>;
 }
 
-/** Sends events given as JSON (as EventService.SendEvents takes them); resolves once Kafka has them. */
-export type SendEventsJson = (
-  accountId: string,
-  environmentId: string,
-  eventsJson: string[],
-  traceParent: TraceParent,
-) => Promise<void>;
+/**
+ * An EventSender that produces EventRecords with `produce` (HistoryProducer.produceEvents), under
+ * an `events.produce` span of the run's trace whose context each record carries.
+ */
+export function kafkaEventSender(
+  produce: (records: KeyedRecord[]) => Promise<void>,
+  clock: Pick<Clock, "now">,
+): EventSender {
+  return {
+    async send(accountId, environmentId, events, traceParent) {
+      if (events.length === 0) return;
+      const attributes = { "stepline.environment_id": environmentId, "stepline.events": events.length };
+      await withSpan(
+        "events.produce",
+        { parent: traceParent, kind: SpanKind.PRODUCER, attributes },
+        (span) => {
+          const receivedAtMs = clock.now();
+          const records = events.map((e) => {
+            const record: EventRecord = {
+              accountId,
+              environmentId,
+              eventId: e.id,
+              receivedAtMs,
+              eventJson: eventJsonWithin(e, EVENT_MAX_BYTES),
+              name: e.name,
+              traceParent: span.traceParent,
+            };
+            return { key: accountId, value: Buffer.from(EventRecord.encode(record).finish()) };
+          });
+          return produce(records);
+        },
+      );
+      eventsSentTotal.inc(events.length);
+    },
+  };
+}
 
 /**
- * SendEventsJson over EventService.SendEventsStream (event-batches.ts merges sends): a turn's
- * sends in one message, each answered by id, with a deadline per call. Safe to resend: an event's
- * id is its idempotency key. An event-api too old to serve the stream gets unary SendEvents calls.
+ * The event as JSON, at most `maxBytes` when it can be made so: a run's end event carries the
+ * run's output or error and its trigger events, any of which may be larger than an event may be.
+ * Those are replaced one by one, until it fits, by a note of their size (the run's history keeps
+ * the output and error whole). An invoked event's data is bounded when the invoke is planned.
  */
-export function streamSendEvents(
-  client: EventServiceClient,
-  deadlineMs: number,
-  log: Logger,
-): SendEventsJson & { close(): Promise<void> } {
-  const stream = new CallStream<
-    SendEventsCall,
-    SendEventsResult,
-    SendEventsStreamRequest,
-    SendEventsStreamResponse
-  >({
-    open: () => client.sendEventsStream(),
-    pack: (calls) => ({ calls }),
-    unpack: (res) => res.results,
-    deadlineMs,
-    sizeOf: (c) => c.eventsJson.reduce((n, e) => n + e.length, 0),
-    what: "Stepline's own events",
-    peer: "event-api",
-    log,
-    // A call without its id has exactly the fields of a SendEventsRequest.
-    unary: async (call) => ({ ids: (await callUnary(client.sendEvents.bind(client), call, deadlineMs)).ids }),
-  });
-  const send = async (
-    accountId: string,
-    environmentId: string,
-    eventsJson: string[],
-    traceParent: TraceParent,
-  ) => {
-    await stream.call({
-      accountId,
-      environmentId,
-      eventsJson,
-      traceParent: traceParent || unsampledParent(),
-    });
-  };
-  return Object.assign(send, { close: () => stream.close() });
+export function eventJsonWithin(e: OwnEvent, maxBytes: number): string {
+  let json = JSON.stringify(e);
+  if (Buffer.byteLength(json) <= maxBytes) return json;
+  const data = { ...e.data };
+  const note = (what: string, value: unknown) =>
+    `this ${what} (${Buffer.byteLength(JSON.stringify(value) ?? "")} bytes) is larger than an event may carry; the run's history has it`;
+  // `events` first: it repeats `event` and holds a batch's events; the error, which onFailure
+  // handlers read, goes last but for the trigger event itself.
+  const slimmers: Array<[string, (v: unknown) => unknown]> = [
+    ["events", () => []],
+    ["result", (v) => ({ stepline_omitted: note("result", v) })],
+    ["error", (v) => ({ name: "Error", message: note("error", v) })],
+    [
+      "event",
+      (v) => {
+        const first = (v ?? {}) as Record<string, unknown>;
+        return { name: first.name, id: first.id, ts: first.ts, data: { stepline_omitted: note("event", v) } };
+      },
+    ],
+  ];
+  for (const [field, slim] of slimmers) {
+    if (!(field in data)) continue;
+    data[field] = slim(data[field]);
+    json = JSON.stringify({ ...e, data });
+    if (Buffer.byteLength(json) <= maxBytes) return json;
+  }
+  return json;
 }
 
 export const FINISHED = "inngest/function.finished";
@@ -132,7 +160,7 @@ export function endEvents(
   if (outcome.status === "completed") result.result = parseOr(outcome.output, null);
   if (outcome.status === "failed")
     result.error = parseOr(outcome.error, { name: "Error", message: "unknown error" });
-  const out: object[] = [
+  const out: OwnEvent[] = [
     { name: FINISHED, id: `${run.runId}.finished`, ts: outcome.endedAtMs, data: { ...base, ...result } },
   ];
   if (outcome.status === "failed") {
@@ -154,7 +182,7 @@ export function invokedEvent(
   run: RunState,
   plan: Extract<PlannedOp, { kind: "invoke" }>,
   nowMs: number,
-): object {
+): OwnEvent {
   const id = correlationId(run.runId, plan.id);
   return {
     name: INVOKED,

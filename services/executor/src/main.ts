@@ -8,7 +8,6 @@ import { createProducer } from "@stepline/internal/kafka-producer";
 import { runService } from "@stepline/internal/lifecycle";
 import { createRedis } from "@stepline/internal/redis";
 import { retry } from "@stepline/internal/retry";
-import { EventServiceClient } from "@stepline/proto/stepline/eventapi/v1/event_service";
 import { TenantServiceClient } from "@stepline/proto/stepline/eventapi/v1/tenant_service";
 import { ExecutorServiceService } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { QueueServiceClient } from "@stepline/proto/stepline/queue/v1/queue_service";
@@ -17,12 +16,11 @@ import { AppClient } from "./app-client.js";
 import { Canceller } from "./cancel.js";
 import { Checkpointer } from "./checkpoint.js";
 import { loadExecutorConfig } from "./config.js";
-import { batchingEventSender } from "./event-batches.js";
 import { createItemHandler } from "./execute.js";
 import { failRun } from "./finalize.js";
 import { HandOffStates } from "./hand-off-states.js";
 import { HistoryProducer } from "./history.js";
-import { streamSendEvents } from "./internal-events.js";
+import { kafkaEventSender } from "./internal-events.js";
 import { LiveRuns } from "./live-runs.js";
 import { PauseStore } from "./pauses.js";
 import { queueCalls, runnerFires, tenantSigningKeys } from "./peers.js";
@@ -64,21 +62,21 @@ runService(
       const queues = config.STEPLINE_QUEUE_GRPC_ADDR.map((addr) => createClient(QueueServiceClient, addr));
       // Cron ticks, debounces and batches come due as queue items; the runner starts their runs.
       const runner = createClient(RunnerServiceClient, config.STEPLINE_RUNNER_GRPC_ADDR);
-      // Stepline's own events (function finished/failed/invoked) go through event-api, like any event.
-      const eventApi = createClient(EventServiceClient, config.STEPLINE_EVENT_API_GRPC_ADDR);
       // Dev mode neither signs calls nor needs tenancy: the SDK in dev mode does not check signatures.
       const tenants = dev ? null : createClient(TenantServiceClient, config.STEPLINE_EVENT_API_CONTROL_ADDR);
       onStop(() => {
         for (const queue of queues) queue.close();
         runner.close();
-        eventApi.close();
         tenants?.close();
       });
 
+      const topics = topicNames(config.STEPLINE_KAFKA_TOPIC_PREFIX);
+      // History records and Stepline's own events (function finished/failed/invoked), on one client.
       const history = new HistoryProducer(
         createProducer({ brokers: config.STEPLINE_KAFKA_BROKERS, clientId: "stepline-executor" }),
         {
-          topic: topicNames(config.STEPLINE_KAFKA_TOPIC_PREFIX).history,
+          topic: topics.history,
+          eventsTopic: topics.events,
           timeoutMs: config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS,
           maxBacklogBytes: 64 * 1024 * 1024,
           lingerMs: HISTORY_LINGER_MS,
@@ -97,13 +95,7 @@ runService(
       const queueOps = queueCalls(queues, opTimeoutMs, log.child({ component: "queue" }));
       onStop(() => queueOps.close());
       const { enqueue, remove } = queueOps;
-      const sendEvents = streamSendEvents(
-        eventApi,
-        config.STEPLINE_EXECUTOR_HISTORY_TIMEOUT_MS,
-        log.child({ component: "events" }),
-      );
-      onStop(() => sendEvents.close());
-      const events = batchingEventSender(sendEvents);
+      const events = kafkaEventSender((records) => history.produceEvents(records), systemClock);
       /** What every end of a run needs (finalize.ts), shared by the work handler, cancels and resumes. */
       const ends = { store, pauses, live, events, enqueue, remove, history, singletons, clock: systemClock };
       const canceller = new Canceller({ ...ends, log: log.child({ component: "cancel" }) });

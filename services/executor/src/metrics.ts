@@ -10,15 +10,9 @@ export const callsTotal = new Counter({
   registers: [metrics],
 });
 
-export const eventSendsTotal = new Counter({
-  name: "stepline_executor_event_sends_total",
-  help: "EventService.SendEvents calls made for Stepline's own events (each may carry several runs' sends)",
-  registers: [metrics],
-});
-
 export const eventsSentTotal = new Counter({
   name: "stepline_executor_events_sent_total",
-  help: "Stepline's own events sent through EventService (function finished/failed/cancelled/invoked)",
+  help: "Stepline's own events produced to Kafka (function finished/failed/cancelled/invoked)",
   registers: [metrics],
 });
 

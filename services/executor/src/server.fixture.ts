@@ -92,7 +92,7 @@ export async function startExecutorHarness(): Promise<ExecutorHarness> {
     store,
     pauses,
     live,
-    events: { send: async (_a, _e, events) => void rec.sent.push(...(events as SentEvent[])) },
+    events: { send: async (_a, _e, events) => void rec.sent.push(...(events as unknown as SentEvent[])) },
     enqueue,
     remove: async (items) => void rec.removed.push(...items.map((i) => i.itemId)),
     history: { record, produce: record },

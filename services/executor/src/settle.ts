@@ -9,7 +9,7 @@ import type { ExecuteDeps } from "./execute.js";
 import { finalizeRun } from "./finalize.js";
 import { stateAfter } from "./hand-off-states.js";
 import type { HistoryEntry } from "./history.js";
-import { invokedEvent } from "./internal-events.js";
+import { invokedEvent, type OwnEvent } from "./internal-events.js";
 import { callItem, parsePayload, pauseOf, planItem } from "./items.js";
 import { runsEndedTotal } from "./metrics.js";
 import { erroredStep, pendingStep, stepRecord } from "./records.js";
@@ -110,7 +110,7 @@ async function apply(
         );
       const next: NewItem[] = [];
       const starts: Promise<void>[] = [];
-      const invoked: object[] = [];
+      const invoked: OwnEvent[] = [];
       decision.plans.forEach((p, i) => {
         if (adv.planned[i] === "none") return;
         next.push(planItem(run, p));

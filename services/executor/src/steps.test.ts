@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { backoffDelayMs, MAX_RETRY_AFTER_MS, parseRetryAfter } from "./backoff.js";
 import type { AppResponse, InterpretInput } from "./steps.js";
-import { COMPLETE_OP_ID, interpret, requestVersionOf } from "./steps.js";
+import { COMPLETE_OP_ID, INVOKE_PAYLOAD_MAX_BYTES, interpret, requestVersionOf } from "./steps.js";
 import { timeFrom } from "./wait-time.js";
 
 const NOW = 1_700_000_000_000;
@@ -253,6 +253,19 @@ describe("interpreting the app's answer", () => {
   ])("fails the run on an invoke it cannot make (%j)", (opts, message) => {
     const { decision } = run(answer(206, [op({ op: "InvokeFunction", opts })]));
     expect(decision.type === "fail" && decision.reason).toContain(message);
+  });
+
+  it("fails the run on an invoke whose payload would not fit in the event that starts the function", () => {
+    const fits = {
+      function_id: "f",
+      payload: { data: { blob: "x".repeat(INVOKE_PAYLOAD_MAX_BYTES - 100) } },
+    };
+    expect(run(answer(206, [op({ op: "InvokeFunction", opts: fits })])).decision.type).toBe("advance");
+    const opts = { function_id: "f", payload: { data: { blob: "x".repeat(INVOKE_PAYLOAD_MAX_BYTES) } } };
+    const { decision } = run(answer(206, [op({ op: "InvokeFunction", opts })]));
+    expect(decision.type === "fail" && decision.reason).toContain(
+      `at most ${INVOKE_PAYLOAD_MAX_BYTES} fit in the event that starts the function`,
+    );
   });
 
   it("never sleeps into the past: a date gone by resumes at once", () => {

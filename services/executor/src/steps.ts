@@ -4,6 +4,7 @@
 import { parse } from "@bufbuild/cel";
 import { celComplexityProblem } from "@stepline/internal/cel-limits";
 import { ValidationError } from "@stepline/internal/errors";
+import { EVENT_MAX_BYTES } from "@stepline/internal/event-limits";
 import canonicalize from "canonicalize";
 import { type BackoffPolicy, backoffDelayMs, parseRetryAfter } from "./backoff.js";
 import { timeFrom } from "./wait-time.js";
@@ -284,6 +285,12 @@ function waitPlan(o: Op, nowMs: number): PlannedOp | string {
   return { kind: "wait", id: o.id, name: nameOf(o), event: o.name, expression, timeoutAtMs };
 }
 
+/**
+ * The most bytes of an invoke's payload (data, v, user): the `inngest/function.invoked` event
+ * that carries it must stay within EVENT_MAX_BYTES, with room for its name, ids and `_inngest`.
+ */
+export const INVOKE_PAYLOAD_MAX_BYTES = EVENT_MAX_BYTES - 4 * 1024;
+
 /** The longest an invoke waits for its function when the code gives no timeout (Inngest: a year). */
 const DEFAULT_INVOKE_TIMEOUT_MS = 365 * 24 * 3600 * 1000;
 
@@ -311,6 +318,10 @@ function invokePlan(o: Op, nowMs: number): PlannedOp | string {
   if (typeof raw.v === "string") payload.v = raw.v;
   if (raw.user && typeof raw.user === "object" && !Array.isArray(raw.user)) {
     payload.user = raw.user as Record<string, unknown>;
+  }
+  const bytes = Buffer.byteLength(JSON.stringify(payload));
+  if (bytes > INVOKE_PAYLOAD_MAX_BYTES) {
+    return `step.invoke payload is ${bytes} bytes; at most ${INVOKE_PAYLOAD_MAX_BYTES} fit in the event that starts the function`;
   }
   let timeoutAtMs = nowMs + DEFAULT_INVOKE_TIMEOUT_MS;
   if (typeof opts.timeout === "string" && opts.timeout !== "") {

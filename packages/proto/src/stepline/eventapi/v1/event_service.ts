@@ -682,8 +682,8 @@ export const SendEventsResult: MessageFns<SendEventsResult> = {
 /**
  * EventService lets other services send events on the path `POST /e/:key` takes: validated, given
  * ids and timestamps, produced to Kafka `events` (key = account) and acknowledged only once Kafka
- * has them. It is how the executor sends Stepline's own events (`inngest/function.finished`,
- * `inngest/function.failed`, `inngest/function.cancelled`, `inngest/function.invoked`).
+ * has them. (The executor produces Stepline's own events, `inngest/function.finished` and the
+ * like, to Kafka itself, in the same request as the run's final history record.)
  */
 export type EventServiceService = typeof EventServiceService;
 export const EventServiceService = {
@@ -703,9 +703,8 @@ export const EventServiceService = {
     responseDeserialize: (value: Buffer): SendEventsResponse => SendEventsResponse.decode(value),
   },
   /**
-   * SendEventsStream is SendEvents on one long-lived stream, which is how the executor sends them
-   * (a run's end sends one): a unary call costs several times a message on an open stream
-   * (docs/architecture.md, "Hot path"). Each call gets one result, tagged with its id, in any
+   * SendEventsStream is SendEvents on one long-lived stream, for a caller that sends often: a
+   * unary call costs several times a message on an open stream (docs/architecture.md, "Hot path"). Each call gets one result, tagged with its id, in any
    * order; a result's code is 0 or the status SendEvents would have failed with. A broken stream
    * leaves its calls unanswered: produced or not, sending them again is safe, as an event's `id`
    * is its idempotency key.
@@ -732,9 +731,8 @@ export interface EventServiceServer extends UntypedServiceImplementation {
    */
   sendEvents: handleUnaryCall<SendEventsRequest, SendEventsResponse>;
   /**
-   * SendEventsStream is SendEvents on one long-lived stream, which is how the executor sends them
-   * (a run's end sends one): a unary call costs several times a message on an open stream
-   * (docs/architecture.md, "Hot path"). Each call gets one result, tagged with its id, in any
+   * SendEventsStream is SendEvents on one long-lived stream, for a caller that sends often: a
+   * unary call costs several times a message on an open stream (docs/architecture.md, "Hot path"). Each call gets one result, tagged with its id, in any
    * order; a result's code is 0 or the status SendEvents would have failed with. A broken stream
    * leaves its calls unanswered: produced or not, sending them again is safe, as an event's `id`
    * is its idempotency key.
@@ -765,9 +763,8 @@ export interface EventServiceClient extends Client {
     callback: (error: ServiceError | null, response: SendEventsResponse) => void,
   ): ClientUnaryCall;
   /**
-   * SendEventsStream is SendEvents on one long-lived stream, which is how the executor sends them
-   * (a run's end sends one): a unary call costs several times a message on an open stream
-   * (docs/architecture.md, "Hot path"). Each call gets one result, tagged with its id, in any
+   * SendEventsStream is SendEvents on one long-lived stream, for a caller that sends often: a
+   * unary call costs several times a message on an open stream (docs/architecture.md, "Hot path"). Each call gets one result, tagged with its id, in any
    * order; a result's code is 0 or the status SendEvents would have failed with. A broken stream
    * leaves its calls unanswered: produced or not, sending them again is safe, as an event's `id`
    * is its idempotency key.
