@@ -1,7 +1,7 @@
 // Run and step lifecycle records to the Kafka `<prefix>history` topic (key = run id), batched.
 // Each record is a full snapshot with a version, so duplicates and reordering are harmless; that is
 // why a failed send may simply be tried again later. Stepline's own events go on the same client
-// to `<prefix>events` (own-events.ts): a run's final record and its end events, sent in the same
+// to `<prefix>events` (internal-events.ts): a run's final record and its end events, sent in the same
 // turn, share one Kafka request.
 
 import { UnavailableError } from "@stepline/internal/errors";

@@ -6,7 +6,7 @@
 import { ValidationError } from "@stepline/internal/errors";
 import type { Logger } from "@stepline/internal/log";
 import { type RetryOptions, retry } from "@stepline/internal/retry";
-import type { PauseResume, RunSpec } from "@stepline/proto/stepline/executor/v1/executor_service";
+import type { Pause, PauseResume, RunSpec } from "@stepline/proto/stepline/executor/v1/executor_service";
 import { EventRecord } from "@stepline/proto/stepline/stream/v1/event_record";
 import type { SkipRecord } from "@stepline/proto/stepline/stream/v1/history_record";
 import { SkipReason } from "@stepline/proto/stepline/stream/v1/history_record";
@@ -268,6 +268,17 @@ export class EventConsumer {
         if (failed) failedInvokes.push(failed);
       }
     }
+    // The waits the chunk's events may resume are listed alongside the runs' creation, so both
+    // calls reach the executor in one turn and the chunk waits for them once.
+    const candidates = waitCandidates(chunk);
+    let listing: Promise<Pause[]> | undefined;
+    const listPauses = () => {
+      if (!listing) {
+        listing = this.opts.pauses.list(pauseQueries(candidates));
+        listing.catch(() => undefined); // awaited below, unless a schedule call failed first
+      }
+      return listing;
+    };
     // Environments whose version admit.lua does not check are read now, before any write.
     const admitted = new Set(pairs.map((x) => x.record.environmentId));
     if ((await batch.check([...envs].filter((env) => !admitted.has(env)))).length > 0) return false;
@@ -313,13 +324,17 @@ export class EventConsumer {
         countSkips([...skips.values()]);
       }
       for (const part of scheduleCalls([...runs.values()], this.opts.chunkSize, SCHEDULE_MAX_BYTES)) {
-        await this.opts.schedule(part);
+        const scheduled = this.opts.schedule(part);
+        listPauses();
+        await scheduled;
         runsCounter.inc(part.length);
         await p.heartbeat();
       }
     }
     await this.opts.buffers.add(buffered);
-    await this.resumeWaits(chunk, failedInvokes);
+    // An invoke of a function this environment does not have resolves its step with an error.
+    await this.opts.pauses.resume(failedInvokes);
+    await this.resumeWaits(candidates, await listPauses());
     const valid = chunk.filter((it) => it.event).length;
     eventsCounter.inc({ outcome: "matched" }, matched);
     eventsCounter.inc({ outcome: "unmatched" }, valid - matched);
@@ -328,23 +343,7 @@ export class EventConsumer {
   }
 
   /** Resumes the waits the chunk's events match (idempotent per wait and event, like the rest). */
-  private async resumeWaits(chunk: Item[], failedInvokes: PauseResume[]): Promise<void> {
-    // An invoke of a function this environment does not have resolves its step with an error.
-    await this.opts.pauses.resume(failedInvokes);
-    const candidates: WaitCandidate[] = [];
-    for (const it of chunk) {
-      if (!it.record || !it.event) continue;
-      candidates.push({
-        environmentId: it.event.environmentId,
-        name: it.event.name,
-        eventId: it.record.eventId,
-        receivedAtMs: it.record.receivedAtMs,
-        event: it.event.event,
-        eventJson: it.record.eventJson,
-      });
-    }
-    if (candidates.length === 0) return;
-    const pauses = await this.opts.pauses.list(pauseQueries(candidates));
+  private async resumeWaits(candidates: WaitCandidate[], pauses: Pause[]): Promise<void> {
     if (pauses.length === 0) return;
     const resumes = matchPauses(candidates, pauses);
     await this.opts.pauses.resume(resumes);
@@ -449,6 +448,23 @@ export class EventConsumer {
       event: { accountId: record.accountId, environmentId: record.environmentId, name, event: parsed },
     };
   }
+}
+
+/** The chunk's valid events, as the wait matcher takes them. */
+function waitCandidates(chunk: Item[]): WaitCandidate[] {
+  const candidates: WaitCandidate[] = [];
+  for (const it of chunk) {
+    if (!it.record || !it.event) continue;
+    candidates.push({
+      environmentId: it.event.environmentId,
+      name: it.event.name,
+      eventId: it.record.eventId,
+      receivedAtMs: it.record.receivedAtMs,
+      event: it.event.event,
+      eventJson: it.record.eventJson,
+    });
+  }
+  return candidates;
 }
 
 /** Splits runs into ScheduleRuns calls of at most `maxRuns` runs and `maxBytes` of events JSON
